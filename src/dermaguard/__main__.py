@@ -1,0 +1,5 @@
+"""Allow ``python -m dermaguard``."""
+
+from dermaguard.cli import main
+
+raise SystemExit(main())

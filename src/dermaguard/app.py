@@ -1,0 +1,247 @@
+"""Assembling the daemon from a config: hardware (real or simulated), engine and runtime."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+from gpiozero import Device
+
+from dermaguard.calibrate import add_reference, tare
+from dermaguard.calibration_file import CalibrationFileError, load_calibration
+from dermaguard.clock import Clock, RealClock
+from dermaguard.config import Config
+from dermaguard.console import ConsolePrinter
+from dermaguard.core.calibration import Calibration, parse_reference
+from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.filters import build_filter
+from dermaguard.core.pressure import PressureParams
+from dermaguard.core.zones import ZoneThresholds
+from dermaguard.hw.hx711 import HX711, NotReady
+from dermaguard.hw.indicators import Indicators
+from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
+from dermaguard.runtime import Runtime
+from dermaguard.sim.hardware import SimHardware
+from dermaguard.sim.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+SIM_REFERENCE = "500g"
+
+
+class StartupError(Exception):
+    """The daemon cannot start for a reason a person can fix; the message says how."""
+
+
+def pressure_params(config: Config) -> PressureParams:
+    z = config.pressure.zones
+    return PressureParams(
+        zones=ZoneThresholds(
+            contact_n=z.contact_n,
+            ok_n=z.ok_n,
+            high_n=z.high_n,
+            over_n=z.over_n,
+            hysteresis_n=z.hysteresis_n,
+            dwell_samples=z.dwell_samples,
+        ),
+        capacity_n=config.load_cell.capacity_n,
+        invalid_samples_for_fault=config.pressure.invalid_samples_for_fault,
+        valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
+    )
+
+
+def build_engine(config: Config, calibration: Calibration) -> Engine:
+    spike = tuple(build_filter(f.kind, f.window, f.alpha) for f in config.pressure.spike_filters)
+    smoothing = tuple(
+        build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
+    )
+    return Engine(EngineParams(pressure_params(config)), calibration, spike, smoothing)
+
+
+def simulation_state_dir(config: Config) -> Path:
+    """Simulation keeps its own state, so it never overwrites a real calibration or history."""
+    return config.resolved_state_dir() / "simulation"
+
+
+@dataclass
+class Hardware:
+    clock: Clock
+    driver: HX711
+    indicators: Indicators
+    sim: SimHardware | None
+
+    def close(self) -> None:
+        if self.sim is not None:
+            self.sim.stop()
+        self.indicators.close()
+        self.driver.close()
+
+
+def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Hardware:
+    """Choose the pin backend once for the process, then create the devices on it."""
+    pins = config.pins
+    sim: SimHardware | None = None
+    clock: Clock
+    if scenario is not None:
+        factory = mock_factory()
+        install_pin_factory(factory)
+        # The emulated chip must own its pins before the driver opens them.
+        sim = SimHardware(
+            factory,
+            scenario,
+            dout=pins.hx711_dout,
+            sck=pins.hx711_sck,
+            rate_sps=config.hx711.rate_sps,
+            speed=speed,
+        )
+        clock = sim.clock
+    else:
+        install_pin_factory(real_pin_factory())
+        clock = RealClock()
+    driver = HX711(
+        pins.hx711_dout,
+        pins.hx711_sck,
+        gain=config.hx711.gain,
+        rate_sps=config.hx711.rate_sps,
+        max_clock_high_us=config.hx711.max_clock_high_us,
+    )
+    reset_chip(driver)
+    indicators = Indicators(
+        pins.led_red,
+        pins.led_green,
+        pins.led_blue,
+        pins.buzzer,
+        led_active_high=config.alarm.led_active_high,
+        buzzer_active_high=config.alarm.buzzer_active_high,
+        buzzer_enabled=config.alarm.buzzer,
+    )
+    return Hardware(clock, driver, indicators, sim)
+
+
+def sim_read(hw: Hardware, force_n: float) -> int:
+    """One emulated conversion read through the real driver, stepping virtual time.
+
+    Calibration reads the emulator step by step rather than in real time; after a reset the
+    chip needs some periods to settle, so step until it has data (bounded).
+    """
+    sim = hw.sim
+    assert sim is not None
+    for _ in range(int(sim.chip.settle_s / sim.period) + 8):
+        if sim.convert_now(force_n):
+            return hw.driver.read_raw(1.0)
+    raise NotReady("the emulated HX711 never became ready")
+
+
+def reset_chip(driver: HX711) -> None:
+    """Power-cycle the HX711 so its gain is known (a previous process may have changed it)."""
+    driver.power_down()
+    time.sleep(0.001)  # PD_SCK high for more than 60 µs powers the chip down
+    driver.power_up()
+
+
+def calibrate_simulation(hw: Hardware, path: Path, gain: int, out: TextIO) -> Calibration:
+    """Calibrate against the emulated load cell with the real procedure: tare, then 500 g."""
+    sim = hw.sim
+    assert sim is not None
+    load = 0.0
+
+    def read() -> int:
+        return sim_read(hw, load)
+
+    tare(path, read, 40, gain)
+    load = parse_reference(SIM_REFERENCE)
+    cal = add_reference(path, read, SIM_REFERENCE, 40)
+    sim.chip.force_n = 0.0
+    out.write(f"simulation: calibrated the emulated load cell (tare, then {SIM_REFERENCE})\n")
+    return cal
+
+
+def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO) -> Calibration:
+    if hw.sim is not None:
+        path = simulation_state_dir(config) / "calibration.json"
+        try:
+            cal = load_calibration(path)
+            if cal.is_complete and cal.gain == config.hx711.gain:
+                return cal
+        except CalibrationFileError:
+            pass
+        return calibrate_simulation(hw, path, config.hx711.gain, out)
+    path = config.calibration_path()
+    try:
+        cal = load_calibration(path)
+    except CalibrationFileError as exc:
+        raise StartupError(str(exc)) from exc
+    if not cal.is_complete:
+        raise StartupError(
+            f"{path} holds a tare but no reference weight: run "
+            "`dermaguard calibrate --reference 200g` with a known weight on the roller"
+        )
+    if cal.gain != config.hx711.gain:
+        raise StartupError(
+            f"{path} was made at gain {cal.gain} but hx711.gain is {config.hx711.gain}: "
+            "calibrate again"
+        )
+    return cal
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT ask for a clean stop (outputs off, exit 0)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
+    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
+    hw = open_hardware(config, scenario, speed)
+    try:
+        cal = load_or_make_calibration(config, hw, out)
+        engine = build_engine(config, cal)
+        printer = ConsolePrinter(hw.clock.monotonic(), out)
+        runtime = Runtime(
+            engine,
+            hw.clock,
+            hw.indicators,
+            hw.driver,
+            rate_sps=config.hx711.rate_sps,
+            timeout_periods=config.hx711.ready_timeout_periods,
+            sinks=[printer],
+        )
+        stop = threading.Event()
+        with stop_on_signals(stop):
+            runtime.start()
+            if hw.sim is not None:
+                hw.sim.start()
+            while not stop.is_set() and not runtime.stopping.is_set():
+                if hw.sim is not None and hw.sim.finished.is_set():
+                    break
+                stop.wait(0.1)
+            runtime.stop()
+        if runtime.failed is not None:
+            return 70  # EX_SOFTWARE: our bug, logged with its traceback
+        if scenario is not None:
+            out.write(
+                f"simulation finished: {scenario.duration_s:g} s of scenario, "
+                f"{runtime.sampler.samples} samples\n"
+            )
+        return 0
+    finally:
+        hw.close()
+        Device.pin_factory = None

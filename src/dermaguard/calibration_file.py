@@ -1,0 +1,91 @@
+"""Reading and atomically writing the calibration file.
+
+A power cut while writing must never leave half a calibration: we write a temporary file in the
+same directory, fsync it, rename it over the old one and fsync the directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dermaguard.core.calibration import Calibration, CalibrationPoint
+
+FORMAT_VERSION = 1
+
+
+class CalibrationFileError(Exception):
+    """The calibration file is missing or unreadable; the message says what to do."""
+
+
+def to_dict(cal: Calibration) -> dict[str, Any]:
+    return {
+        "version": FORMAT_VERSION,
+        "offset": cal.offset,
+        "scale_n_per_count": cal.scale_n_per_count,
+        "gain": cal.gain,
+        "created": cal.created,
+        "points": [{"raw": p.raw, "force_n": p.force_n} for p in cal.points],
+    }
+
+
+def from_dict(data: Any, source: str) -> Calibration:
+    try:
+        if data.get("version") != FORMAT_VERSION:
+            raise CalibrationFileError(
+                f"{source}: unsupported calibration format {data.get('version')!r} "
+                f"(this version reads {FORMAT_VERSION})"
+            )
+        return Calibration(
+            offset=float(data["offset"]),
+            scale_n_per_count=float(data["scale_n_per_count"]),
+            gain=int(data.get("gain", 128)),
+            created=str(data.get("created", "")),
+            points=tuple(
+                CalibrationPoint(float(p["raw"]), float(p["force_n"]))
+                for p in data.get("points", [])
+            ),
+        )
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise CalibrationFileError(f"{source}: not a valid calibration file ({exc})") from exc
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read a calibration; a missing file says how to make one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CalibrationFileError(
+            f"no calibration at {path}: run `dermaguard calibrate` first"
+        ) from None
+    except OSError as exc:
+        raise CalibrationFileError(f"cannot read calibration {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CalibrationFileError(f"{path}: not valid JSON ({exc})") from exc
+    return from_dict(data, str(path))
+
+
+def save_calibration(path: Path, cal: Calibration) -> None:
+    """Write ``cal`` to ``path`` atomically and durably."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = json.dumps(to_dict(cal), indent=2) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,146 @@
+"""Load and validate the configuration: one YAML file → a frozen :class:`Config`.
+
+A user's mistake is reported as a :class:`ConfigError` listing every problem at once, each
+naming the key path, the bad value and what is allowed, so a config is fixed in one edit rather
+than one error per restart. The schema is in :mod:`dermaguard.config_schema`, the generic
+validator in :mod:`dermaguard.config_fields`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermaguard import config_fields
+from dermaguard.config_schema import (
+    AlarmConfig,
+    CalibrationConfig,
+    Config,
+    FilterSpec,
+    Hx711Config,
+    LoadCellConfig,
+    PinsConfig,
+    PressureConfig,
+    ZonesConfig,
+)
+
+__all__ = [
+    "EXAMPLE_CONFIG",
+    "AlarmConfig",
+    "CalibrationConfig",
+    "Config",
+    "ConfigError",
+    "FilterSpec",
+    "Hx711Config",
+    "LoadCellConfig",
+    "PinsConfig",
+    "PressureConfig",
+    "ZonesConfig",
+    "config_to_data",
+    "default_config",
+    "example_config_text",
+    "load_config",
+    "parse_config",
+    "reference_rows",
+]
+
+#: The commented example configuration shipped as package data (every key at its default).
+EXAMPLE_CONFIG = "dermaguard.example.yaml"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``errors`` holds one message per problem."""
+
+    def __init__(self, errors: list[str], source: str = "<config>") -> None:
+        self.errors = list(errors)
+        self.source = source
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return "\n".join(f"{self.source}: {error}" for error in self.errors)
+
+
+def default_config() -> Config:
+    """The configuration with every default (what an empty file gives)."""
+    return Config()
+
+
+def parse_config(data: object, source: str = "<config>") -> Config:
+    """Validate already-parsed YAML data; ``None`` (an empty file) means all defaults."""
+    errors: list[str] = []
+    config = config_fields.parse_section(Config, data, "", errors)
+    if config is None:
+        raise ConfigError(errors or ["invalid configuration"], source)
+    return config
+
+
+def load_config(path: Path | str | None) -> Config:
+    """Read, parse and validate the YAML file at ``path``; ``None`` gives the defaults."""
+    if path is None:
+        return default_config()
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(["file not found"], source) from None
+    except IsADirectoryError:
+        raise ConfigError(["is a directory, not a configuration file"], source) from None
+    except OSError as exc:
+        raise ConfigError([f"cannot read: {exc.strerror or exc}"], source) from None
+    try:
+        data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader: as safe as safe_load
+    except yaml.MarkedYAMLError as exc:
+        raise ConfigError([_syntax_message(exc)], source) from None
+    except yaml.YAMLError as exc:  # e.g. bytes that are not UTF-8
+        raise ConfigError([f"cannot be read as YAML: {exc}"], source) from None
+    return parse_config(data, source)
+
+
+def config_to_data(config: Config) -> dict[str, Any]:
+    """Plain data that :func:`parse_config` turns back into an equal config (for dumping)."""
+    return config_fields.to_data(config)
+
+
+def reference_rows() -> list[tuple[str, str, str, str]]:
+    """(key path, default, allowed values, doc) for every key, to generate the reference."""
+    return config_fields.reference_rows(Config)
+
+
+def example_config_text() -> str:
+    """The commented example configuration, a starting point for a user's own file."""
+    return resources.files("dermaguard").joinpath("data", EXAMPLE_CONFIG).read_text("utf-8")
+
+
+def _syntax_message(exc: yaml.MarkedYAMLError) -> str:
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    syntax = isinstance(exc, yaml.scanner.ScannerError | yaml.parser.ParserError)
+    kind = "YAML syntax error" if syntax else "YAML error"
+    problem = exc.problem or "invalid YAML"
+    context = f" ({exc.context})" if exc.context else ""
+    return f"{where}{kind}: {problem}{context}"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that rejects a repeated key instead of silently keeping the last.
+
+    A duplicated ``over_n`` would otherwise make one of the two thresholds vanish unseen.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[tuple[str, str], yaml.Node] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            first = seen.setdefault((key_node.tag, key_node.value), key_node)
+            if first is not key_node:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key_node.value!r} (first on line {first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,371 @@
+"""The configuration schema: frozen dataclasses whose field metadata carries every constraint.
+
+Defaults follow DESIGN.md §10; they are care guidance, not medical advice. To add a section,
+write a frozen dataclass whose fields are ``field(default=..., metadata=meta(doc=..., ...))``
+(plus ``_check`` for rules across its fields) and add it to :class:`Config`; the validator, the
+reference and :func:`~dermaguard.config.config_to_data` pick it up with no other change.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any, Literal
+
+from dermaguard.config_fields import join_path, meta, not_allowed
+
+Profile = Literal["home", "clinic"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+FilterKind = Literal["median", "moving_average", "ema"]
+
+#: Filter kinds that reject spikes; the over-pressure alarm taps the signal after them.
+SPIKE_REJECTION: frozenset[str] = frozenset({"median"})
+
+DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_NON_EMPTY = r"(?s).*\S.*"
+
+
+def _pin(doc: str) -> dict[str, Any]:
+    return meta(min=0, max=27, doc=doc)
+
+
+@dataclass(frozen=True)
+class PinsConfig:
+    """BCM GPIO numbers of everything wired to the Pi (hardware/ shows the same pinout)."""
+
+    hx711_dout: int = field(default=5, metadata=_pin("HX711 DOUT: data in, low when ready."))
+    hx711_sck: int = field(default=6, metadata=_pin("HX711 PD_SCK: clock out."))
+    led_red: int = field(default=17, metadata=_pin("Red channel of the status LED."))
+    led_green: int = field(default=27, metadata=_pin("Green channel of the status LED."))
+    led_blue: int = field(default=22, metadata=_pin("Blue channel of the status LED."))
+    buzzer: int = field(default=18, metadata=_pin("Buzzer for the audible alarm."))
+
+    def _check(self, path: str) -> list[str]:
+        """Two functions on one GPIO would fight; every int field here is a pin."""
+        errors: list[str] = []
+        used: dict[int, str] = {}
+        for f in dataclasses.fields(self):
+            gpio = getattr(self, f.name)
+            if not isinstance(gpio, int) or isinstance(gpio, bool):
+                continue  # an optional pin that is not wired (None)
+            key = join_path(path, f.name)
+            if gpio in used:
+                errors.append(not_allowed(key, gpio, f"GPIO{gpio} is already used by {used[gpio]}"))
+            else:
+                used[gpio] = key
+        return errors
+
+
+@dataclass(frozen=True)
+class Hx711Config:
+    """The HX711 load-cell ADC and how strictly its readings are policed."""
+
+    rate_sps: int = field(
+        default=80,
+        metadata=meta(
+            choices=(10, 80),
+            doc="Samples/s set by the RATE pin wiring; the software only needs to know it.",
+        ),
+    )
+    gain: int = field(
+        default=128,
+        metadata=meta(choices=(128, 64, 32), doc="128 or 64 read channel A, 32 channel B."),
+    )
+    ready_timeout_periods: int = field(
+        default=3,
+        metadata=meta(
+            min=2, max=10, doc="No conversion ready within this many periods is a fault."
+        ),
+    )
+    max_clock_high_us: float = field(
+        default=50.0,
+        metadata=meta(
+            min=5,
+            max=60,
+            doc="Discard a read whose PD_SCK high ran longer (the chip sleeps after 60 µs).",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class LoadCellConfig:
+    """The load cell itself."""
+
+    capacity_n: float = field(
+        default=50.0,
+        metadata=meta(
+            min_exclusive=0,
+            max=2000,
+            doc="Rated capacity; a reading beyond it is invalid; over_n must be below it.",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class CalibrationConfig:
+    """Where the calibration made by `dermaguard calibrate` is kept."""
+
+    file: str = field(
+        default="calibration.json",
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="Calibration file; a relative path is taken inside the state directory.",
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class MedianParams:
+    """Spike rejection: the median of the last `window` samples."""
+
+    window: int = field(
+        default=3,
+        metadata=meta(
+            min=3, max=9, allowed="odd integer >= 3 and <= 9", doc="Samples in the median."
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """An even window has no middle sample."""
+        if self.window % 2 == 0:
+            return [not_allowed(join_path(path, "window"), self.window, "must be odd")]
+        return []
+
+
+@dataclass(frozen=True)
+class MovingAverageParams:
+    """Smoothing: the mean of the last `window` samples."""
+
+    window: int = field(
+        default=4, metadata=meta(min=2, max=50, doc="Samples averaged; delay (window-1)/2.")
+    )
+
+
+@dataclass(frozen=True)
+class EmaParams:
+    """Smoothing: an exponential moving average."""
+
+    alpha: float = field(
+        default=0.5,
+        metadata=meta(
+            min_exclusive=0, max=1, doc="Weight of the newest sample; 1 means no smoothing."
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """One step of the force filter chain, as configured (only its kind's parameter is set)."""
+
+    kind: FilterKind
+    window: int | None = None
+    alpha: float | None = None
+
+    @property
+    def is_spike_rejection(self) -> bool:
+        return self.kind in SPIKE_REJECTION
+
+
+FILTER_VARIANTS: dict[str, type] = {
+    "median": MedianParams,
+    "moving_average": MovingAverageParams,
+    "ema": EmaParams,
+}
+DEFAULT_FILTERS = (FilterSpec("median", window=3), FilterSpec("ema", alpha=0.5))
+_ZONE_THRESHOLDS = ("contact_n", "ok_n", "high_n", "over_n")
+
+
+@dataclass(frozen=True)
+class ZonesConfig:
+    """Force zones in newtons, lowest first; each threshold is where its zone starts."""
+
+    contact_n: float = field(
+        default=0.3, metadata=meta(min_exclusive=0, doc="Touching the skin: zone light.")
+    )
+    ok_n: float = field(
+        default=1.0, metadata=meta(allowed="number > contact_n", doc="Start of zone ok.")
+    )
+    high_n: float = field(
+        default=3.0,
+        metadata=meta(allowed="number > ok_n", doc="Start of zone high: firmer than needed."),
+    )
+    over_n: float = field(
+        default=4.5,
+        metadata=meta(
+            allowed="number > high_n and < load_cell.capacity_n",
+            doc="Over-pressure: alarms at once; clears below high_n - hysteresis_n.",
+        ),
+    )
+    hysteresis_n: float = field(
+        default=0.2,
+        metadata=meta(
+            min=0,
+            allowed="number >= 0 and < the smallest gap between thresholds",
+            doc="A zone is left only this far past its threshold, so it does not chatter.",
+        ),
+    )
+    dwell_samples: int = field(
+        default=3,
+        metadata=meta(
+            min=1, max=80, doc="Samples a new zone must hold before it shows (over: at once)."
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """Zones must be ordered, and the hysteresis must not reach across a whole zone."""
+        errors: list[str] = []
+        for lower, upper in pairwise(_ZONE_THRESHOLDS):
+            low, high = getattr(self, lower), getattr(self, upper)
+            if not high > low:
+                requirement = f"must be > {join_path(path, lower)} ({low})"
+                errors.append(not_allowed(join_path(path, upper), high, requirement))
+        if errors:
+            return errors
+        gap, lower, upper = min(
+            (getattr(self, hi) - getattr(self, lo), lo, hi) for lo, hi in pairwise(_ZONE_THRESHOLDS)
+        )
+        if not self.hysteresis_n < gap:
+            requirement = (
+                f"must be < {gap:.6g}, the smallest gap between thresholds "
+                f"({join_path(path, lower)} to {join_path(path, upper)})"
+            )
+            key = join_path(path, "hysteresis_n")
+            errors.append(not_allowed(key, self.hysteresis_n, requirement))
+        return errors
+
+
+@dataclass(frozen=True)
+class PressureConfig:
+    """From force to zones: the filter chain, the zones and the sensor-fault rules."""
+
+    filters: tuple[FilterSpec, ...] = field(
+        default=DEFAULT_FILTERS,
+        metadata=meta(
+            variants=FILTER_VARIANTS,
+            doc="Filters in the order they run; spike rejection first (the alarm taps after it).",
+        ),
+    )
+    zones: ZonesConfig = field(
+        default_factory=ZonesConfig, metadata=meta(doc="Force zones, hysteresis and dwell.")
+    )
+    invalid_samples_for_fault: int = field(
+        default=3,
+        metadata=meta(min=1, max=80, doc="Invalid samples in a row that raise sensor_fault."),
+    )
+    valid_samples_for_recovery: int = field(
+        default=3,
+        metadata=meta(min=1, max=80, doc="Valid samples in a row that clear sensor_fault."),
+    )
+
+    @property
+    def spike_filters(self) -> tuple[FilterSpec, ...]:
+        """The filters before the over-pressure tap."""
+        return tuple(f for f in self.filters if f.is_spike_rejection)
+
+    @property
+    def smoothing_filters(self) -> tuple[FilterSpec, ...]:
+        """The filters after the over-pressure tap (they feed the zone display)."""
+        return tuple(f for f in self.filters if not f.is_spike_rejection)
+
+    def _check(self, path: str) -> list[str]:
+        """An alarm must never wait for smoothing, so spike rejection must come first."""
+        errors: list[str] = []
+        smoothing_seen = False
+        for index, spec in enumerate(self.filters):
+            if not spec.is_spike_rejection:
+                smoothing_seen = True
+            elif smoothing_seen:
+                key = join_path(path, f"filters[{index}].{spec.kind}")
+                errors.append(f"{key}: spike-rejection filters must come before smoothing filters")
+        return errors
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    """How the over-pressure alarm is given; the visual (LED) alarm cannot be disabled."""
+
+    buzzer: bool = field(
+        default=True,
+        metadata=meta(doc="Also sound the buzzer; the visual LED alarm cannot be disabled."),
+    )
+    led_active_high: bool = field(default=True, metadata=meta(doc="LED lights on a high GPIO."))
+    buzzer_active_high: bool = field(
+        default=True, metadata=meta(doc="Buzzer sounds on a high GPIO.")
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole dermaguard configuration."""
+
+    device_id: str = field(
+        default="dermaguard",
+        metadata=meta(
+            pattern=DEVICE_ID_PATTERN,
+            pattern_doc="1 to 64 of a-z 0-9 _ -, starting with a letter or digit",
+            doc="Names this device in MQTT topics (dermaguard/<device_id>/...) and records.",
+        ),
+    )
+    profile: Profile = field(
+        default="home",
+        metadata=meta(doc="home refuses needles over 1.0 mm; clinic is for professionals."),
+    )
+    state_dir: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="Database, calibration; null: $STATE_DIRECTORY, $XDG_STATE_HOME, ~/.local/state.",
+        ),
+    )
+    log_level: LogLevel = field(
+        default="info", metadata=meta(doc="Least severe log messages that are written.")
+    )
+    pins: PinsConfig = field(
+        default_factory=PinsConfig, metadata=meta(doc="BCM GPIO numbers, all distinct.")
+    )
+    hx711: Hx711Config = field(default_factory=Hx711Config, metadata=meta(doc="The HX711 ADC."))
+    load_cell: LoadCellConfig = field(
+        default_factory=LoadCellConfig, metadata=meta(doc="The load cell.")
+    )
+    calibration: CalibrationConfig = field(
+        default_factory=CalibrationConfig, metadata=meta(doc="The calibration file.")
+    )
+    pressure: PressureConfig = field(
+        default_factory=PressureConfig, metadata=meta(doc="Filters, zones and sensor faults.")
+    )
+    alarm: AlarmConfig = field(
+        default_factory=AlarmConfig, metadata=meta(doc="The over-pressure alarm outputs.")
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """Rules across sections: the alarm threshold must be a force the cell can measure."""
+        over_n, capacity_n = self.pressure.zones.over_n, self.load_cell.capacity_n
+        if over_n < capacity_n:
+            return []
+        requirement = f"must be < {join_path(path, 'load_cell.capacity_n')} ({capacity_n})"
+        return [not_allowed(join_path(path, "pressure.zones.over_n"), over_n, requirement)]
+
+    def resolved_state_dir(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The state directory: the configured one, else systemd's, else the XDG one."""
+        env = os.environ if environ is None else environ
+        if self.state_dir is not None:
+            return Path(self.state_dir).expanduser()
+        systemd = env.get("STATE_DIRECTORY", "").split(":")[0]  # systemd may list several
+        if systemd:
+            return Path(systemd)
+        xdg = env.get("XDG_STATE_HOME", "")
+        if xdg and Path(xdg).is_absolute():  # the XDG spec says to ignore a relative one
+            return Path(xdg) / "dermaguard"
+        home = env.get("HOME")
+        return (Path(home) if home else Path.home()) / ".local" / "state" / "dermaguard"
+
+    def calibration_path(self, environ: Mapping[str, str] | None = None) -> Path:
+        """The calibration file; a relative name is taken inside the state directory."""
+        path = Path(self.calibration.file).expanduser()
+        return path if path.is_absolute() else self.resolved_state_dir(environ) / path

@@ -1,0 +1,54 @@
+"""Human-readable lines for what the daemon does: zone changes, alarms, faults."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from dermaguard.core.events import Effect, EmitEvent, Event, ForceSample, ShowIndicators, Zone
+
+_EVENT_TEXT = {
+    "daemon_started": "started",
+    "over_pressure": "ALARM over-pressure: {force_n:.2f} N (limit {limit_n:.2f} N)",
+    "over_pressure_cleared": "alarm cleared: over-pressure lasted {duration_s:.1f} s, "
+    "peak {peak_n:.2f} N",
+    "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
+    "sensor_recovered": "force sensor recovered",
+}
+
+
+def describe(event: Event) -> str:
+    template = _EVENT_TEXT.get(event.type)
+    if template is None:
+        extra = " ".join(f"{k}={v}" for k, v in event.data.items())
+        return f"{event.type} {extra}".strip()
+    try:
+        return template.format(**event.data)
+    except (KeyError, ValueError):
+        return f"{event.type} {dict(event.data)}"
+
+
+class ConsolePrinter:
+    """An effect sink that prints a line per zone change and per event."""
+
+    def __init__(self, t0: float, out: TextIO | None = None) -> None:
+        self.t0 = t0
+        self.out = out or sys.stdout
+        self._zone: Zone | None = None
+        self._force: float | None = None
+
+    def _line(self, t: float, text: str) -> None:
+        self.out.write(f"[{t - self.t0:8.2f} s] {text}\n")
+        self.out.flush()
+
+    def __call__(self, effect: Effect) -> None:
+        if isinstance(effect, ForceSample):
+            self._force = effect.force_n
+            if effect.zone != self._zone and effect.zone is not None:
+                force = f"{effect.force_n:5.2f} N" if effect.force_n is not None else "unknown"
+                self._line(effect.t, f"zone {effect.zone:<5} {force}")
+            self._zone = effect.zone
+        elif isinstance(effect, EmitEvent):
+            self._line(effect.event.t, describe(effect.event))
+        elif isinstance(effect, ShowIndicators):
+            pass

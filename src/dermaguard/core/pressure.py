@@ -1,0 +1,181 @@
+"""The pressure path: validity → calibration → filters → zones, and the faults on the way.
+
+Pure: fed raw codes and timestamps, it returns what happened. An unknown force is ``None``,
+never 0 (safety rule S7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from dermaguard.core.calibration import Calibration
+from dermaguard.core.events import Event, Zone
+from dermaguard.core.filters import Chain, Filter
+from dermaguard.core.zones import ZoneClassifier, ZoneThresholds
+
+SATURATED_HIGH = 0x7FFFFF
+SATURATED_LOW = -0x800000
+
+
+@dataclass(frozen=True, slots=True)
+class PressureParams:
+    """Everything the pressure path needs, taken from the config."""
+
+    zones: ZoneThresholds = field(default_factory=ZoneThresholds)
+    capacity_n: float = 50.0
+    invalid_samples_for_fault: int = 3
+    valid_samples_for_recovery: int = 3
+
+
+@dataclass(slots=True)
+class PressureUpdate:
+    """The outcome of one input: the processed sample (if any) and the events it raised."""
+
+    force_n: float | None = None
+    zone: Zone | None = None
+    sample: bool = False
+    events: list[Event] = field(default_factory=list)
+
+
+def invalid_reason(raw: int, force_n: float, last_force_n: float | None, capacity_n: float) -> str:
+    """Why a conversion cannot be a real reading ('' when it can)."""
+    if raw >= SATURATED_HIGH or raw <= SATURATED_LOW:
+        return "saturated"
+    if abs(force_n) > capacity_n:
+        return "beyond_capacity"
+    if last_force_n is not None and abs(force_n - last_force_n) > capacity_n:
+        return "impossible_jump"
+    return ""
+
+
+class PressureMachine:
+    """Holds the filter, zone and fault state of the force signal."""
+
+    def __init__(
+        self,
+        params: PressureParams,
+        calibration: Calibration,
+        spike: Sequence[Filter] = (),
+        smoothing: Sequence[Filter] = (),
+    ) -> None:
+        self.params = params
+        self.calibration = calibration
+        self.spike = Chain(spike)
+        self.smoothing = Chain(smoothing)
+        self.zones = ZoneClassifier(params.zones)
+        self.fault: str | None = None
+        self.force_n: float | None = None
+        self._last_valid: float | None = None
+        self._invalid_run = 0
+        self._valid_run = 0
+        self._over_since: float | None = None
+        self._over_peak = 0.0
+
+    @property
+    def alarm_delay_samples(self) -> float:
+        """Samples between the force crossing ``over_n`` and the alarm: the spike stage only."""
+        return self.spike.delay_samples
+
+    @property
+    def zone(self) -> Zone | None:
+        return None if self.fault else self.zones.zone
+
+    @property
+    def over_pressure(self) -> bool:
+        return self.fault is None and self.zones.zone == "over"
+
+    def set_calibration(self, calibration: Calibration) -> None:
+        """A new tare or calibration: restart the filters so old counts do not leak in."""
+        self.calibration = calibration
+        self._reset_signal()
+
+    def _reset_signal(self) -> None:
+        self.spike.reset()
+        self.smoothing.reset()
+        self._last_valid = None
+
+    def on_read(self, t: float, raw: int) -> PressureUpdate:
+        force = self.calibration.force(raw)
+        reason = invalid_reason(raw, force, self._last_valid, self.params.capacity_n)
+        if reason:
+            return self._invalid(t, reason, raw)
+        self._invalid_run = 0
+        out = PressureUpdate()
+        if self.fault is not None:
+            self._valid_run += 1
+            if self._valid_run < self.params.valid_samples_for_recovery:
+                return out
+            out.events.append(Event("sensor_recovered", t, {"after": self.fault}))
+            self.fault = None
+            self._reset_signal()
+            self.zones.reset()
+        self._last_valid = force
+        fast = self.spike(force)
+        smooth = self.smoothing(fast)
+        before = self.zones.zone
+        zone = self.zones.update(fast, smooth)
+        self.force_n = smooth
+        self._over_events(t, before, zone, fast, out)
+        out.force_n, out.zone, out.sample = smooth, zone, True
+        return out
+
+    def on_timeout(self, t: float) -> PressureUpdate:
+        """No conversion came within the limit (already several sample periods late)."""
+        return self._raise_fault(t, "not_ready", None)
+
+    def _invalid(self, t: float, reason: str, raw: int | None) -> PressureUpdate:
+        self._valid_run = 0
+        self._invalid_run += 1
+        if self._invalid_run >= self.params.invalid_samples_for_fault:
+            return self._raise_fault(t, reason, raw)
+        return PressureUpdate()
+
+    def _raise_fault(self, t: float, reason: str, raw: int | None) -> PressureUpdate:
+        self._valid_run = 0
+        out = PressureUpdate(force_n=None, zone=None, sample=True)
+        if self.fault is not None:
+            return out
+        if self.zones.zone == "over":
+            self._end_over(t, out, cause="sensor_fault")
+        self.fault = reason
+        self.force_n = None
+        self._reset_signal()
+        data: dict[str, object] = {"reason": reason}
+        if raw is not None:
+            data["raw"] = raw
+        out.events.append(Event("sensor_fault", t, data))
+        return out
+
+    def _over_events(
+        self, t: float, before: Zone, zone: Zone, fast: float, out: PressureUpdate
+    ) -> None:
+        if zone == "over" and before != "over":
+            self._over_since = t
+            self._over_peak = fast
+            out.events.append(
+                Event(
+                    "over_pressure",
+                    t,
+                    {"force_n": round(fast, 3), "limit_n": self.params.zones.over_n},
+                )
+            )
+        elif zone == "over":
+            self._over_peak = max(self._over_peak, fast)
+        elif before == "over":
+            self._end_over(t, out, cause="force_dropped")
+
+    def _end_over(self, t: float, out: PressureUpdate, cause: str) -> None:
+        since = self._over_since if self._over_since is not None else t
+        out.events.append(
+            Event(
+                "over_pressure_cleared",
+                t,
+                {
+                    "duration_s": round(t - since, 3),
+                    "peak_n": round(self._over_peak, 3),
+                    "cause": cause,
+                },
+            )
+        )
+        self._over_since = None

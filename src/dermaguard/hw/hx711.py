@@ -1,0 +1,359 @@
+"""HX711 load-cell ADC driver: adafruit-circuitpython-hx711's protocol over gpiozero pins.
+
+The library's bit-banging (``read_fast``) and gain constants are used as they are; the rest is
+owned here because it is not safe on Linux:
+
+* ``import adafruit_hx711.hx711`` imports Blinka's ``microcontroller`` and ``digitalio``. On a
+  machine Blinka does not know, that prints a warning to stdout (or raises NotImplementedError),
+  and its ``microcontroller.delay_us`` is ``time.sleep``, which takes 60-90 µs on Linux, while
+  the HX711 powers down when PD_SCK stays high for over 60 µs. :func:`load_library` imports the
+  library against small shim modules instead (``delay_us`` busy-waits on ``perf_counter_ns``).
+* ``HX711.read()`` busy-waits forever if DOUT never falls, makes two conversions per call and
+  sign-extends to a large positive number on CPython. :meth:`HX711.read_raw` waits with a
+  timeout, clocks out exactly one conversion, and tracks which gain the chip will use next.
+* Linux can pre-empt the process mid-read, so every PD_SCK high phase is timed; a read with an
+  over-long one is discarded, since the chip has probably powered down and reset.
+
+Nothing here knows about the emulator in :mod:`dermaguard.sim.hx711_chip`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import logging
+import sys
+import threading
+import time
+from types import ModuleType
+from typing import Any
+
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
+
+log = logging.getLogger(__name__)
+
+#: Settling time after reset or power-up, by output data rate (datasheet).
+SETTLE_S = {10: 0.4, 80: 0.05}
+#: Gain the chip uses after power-up or reset: channel A, 128.
+RESET_GAIN = 128
+_LIBRARY = "adafruit_hx711.hx711"
+_STALE_EVENT_BACKOFF_S = 0.0005
+
+
+class HX711Error(Exception):
+    """Base class for HX711 driver errors."""
+
+
+class NotReady(HX711Error):
+    """No conversion became ready in time (chip unplugged, powered down or too slow)."""
+
+
+class ReadDiscarded(HX711Error):
+    """A conversion was clocked out but its value must not be used; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- importing the library ----------------------------------------------------------------
+
+
+class _MicrocontrollerShim(ModuleType):
+    """What adafruit_hx711 needs from Blinka's ``microcontroller``, with real µs delays."""
+
+    def __init__(self) -> None:
+        super().__init__("microcontroller", "dermaguard shim for adafruit_hx711")
+
+    @staticmethod
+    def delay_us(us: float) -> None:
+        # Busy-wait: time.sleep cannot sleep 1 µs on Linux, and the chip powers down at 60 µs.
+        end = time.perf_counter_ns() + int(us * 1000)
+        while time.perf_counter_ns() < end:
+            pass
+
+    @staticmethod
+    def disable_interrupts() -> None:
+        """Nothing to do in a Linux process."""
+
+    @staticmethod
+    def enable_interrupts() -> None:
+        """Nothing to do in a Linux process."""
+
+
+class _DigitalioShim(ModuleType):
+    """Only the name the library's annotations evaluate at import time."""
+
+    class DigitalInOut:
+        """Placeholder for the annotation ``digitalio.DigitalInOut``."""
+
+    def __init__(self) -> None:
+        super().__init__("digitalio", "dermaguard shim for adafruit_hx711")
+
+
+MICROCONTROLLER = _MicrocontrollerShim()
+DIGITALIO = _DigitalioShim()
+_library: Any = None
+_library_lock = threading.Lock()
+
+
+def load_library() -> Any:
+    """Import ``adafruit_hx711.hx711`` once, against the shims, printing nothing.
+
+    ``sys.modules`` is restored afterwards so other code that really uses Blinka still gets
+    it. If the library was imported before, its ``microcontroller`` global is repointed.
+    """
+    global _library
+    with _library_lock:
+        if _library is None:
+            module: Any = sys.modules.get(_LIBRARY)
+            if module is None:
+                module = _import_with_shims()
+            module.microcontroller = MICROCONTROLLER
+            _library = module
+        return _library
+
+
+def _import_with_shims() -> ModuleType:
+    shims = {"microcontroller": MICROCONTROLLER, "digitalio": DIGITALIO}
+    saved = {name: sys.modules.get(name) for name in shims}
+    sys.modules.update(shims)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            return importlib.import_module(_LIBRARY)
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+        if out.getvalue():
+            log.warning("adafruit_hx711 printed on import: %s", out.getvalue().strip())
+
+
+# -- pin adapters -------------------------------------------------------------------------
+
+
+class _ClockAdapter:
+    """PD_SCK with the ``.value`` interface ``read_fast`` expects; times every high phase.
+
+    The time is taken before the pin rises and after it falls, so it is never shorter than
+    the high phase the chip saw.
+    """
+
+    __slots__ = ("_pin", "_rise_ns", "longest_high_ns")
+
+    def __init__(self, pin: Any) -> None:
+        self._pin = pin
+        self._rise_ns: int | None = None
+        self.longest_high_ns = 0
+
+    @property
+    def value(self) -> bool:
+        return bool(self._pin.state)
+
+    @value.setter
+    def value(self, high: bool) -> None:
+        if high:
+            self._rise_ns = time.perf_counter_ns()
+            self._pin.state = True
+            return
+        self._pin.state = False
+        if self._rise_ns is not None:
+            elapsed = time.perf_counter_ns() - self._rise_ns
+            self._rise_ns = None
+            self.longest_high_ns = max(self.longest_high_ns, elapsed)
+
+
+class _DataAdapter:
+    """DOUT with the ``.value`` interface ``read_fast`` expects (an int bit)."""
+
+    __slots__ = ("_pin",)
+
+    def __init__(self, pin: Any) -> None:
+        self._pin = pin
+
+    @property
+    def value(self) -> int:
+        return 1 if self._pin.state else 0
+
+
+# -- driver -------------------------------------------------------------------------------
+
+
+class HX711:
+    """One HX711 on two GPIO pins, read one conversion at a time at a fixed gain.
+
+    ``gain`` 128 or 64 reads channel A, 32 reads channel B. The gain applies to the conversion
+    *after* a read, so the driver keeps track of the gain the chip will use next; after a reset
+    it is 128, and a conversion made at another gain than configured is discarded. The driver
+    assumes a freshly reset chip at construction; a previous process may have left it at another
+    gain, so call ``power_down()`` then ``power_up()`` at start-up to make that true.
+    """
+
+    def __init__(
+        self,
+        dout: int | str,
+        sck: int | str,
+        *,
+        gain: int = 128,
+        rate_sps: int = 80,
+        max_clock_high_us: float = 50.0,
+        pin_factory: Any = None,
+    ) -> None:
+        lib = load_library()
+        pulses = {
+            128: lib.HX711.CHAN_A_GAIN_128,
+            64: lib.HX711.CHAN_A_GAIN_64,
+            32: lib.HX711.CHAN_B_GAIN_32,
+        }
+        if gain not in pulses:
+            raise ValueError(f"gain must be 128, 64 or 32, got {gain}")
+        if rate_sps not in SETTLE_S:
+            raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
+        if max_clock_high_us <= 0:
+            raise ValueError("max_clock_high_us must be > 0")
+        self._read_fast = lib.read_fast
+        self._gain = gain
+        self._pulses: int = pulses[gain]
+        self._rate_sps = rate_sps
+        self._settle_s = SETTLE_S[rate_sps]
+        self._max_high_ns = int(max_clock_high_us * 1000)
+        self._lock = threading.Lock()
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = 0.0
+        self._powered = True
+        self._closed = False
+        self.reads = 0
+        self.discarded = 0
+        self.timeouts = 0
+
+        self._sck_dev = DigitalOutputDevice(sck, initial_value=False, pin_factory=pin_factory)
+        try:
+            self._dout_dev = DigitalInputDevice(
+                dout, pull_up=None, active_state=True, pin_factory=pin_factory
+            )
+        except BaseException:
+            self._sck_dev.close()
+            raise
+        self._clock = _ClockAdapter(self._sck_dev.pin)
+        self._data = _DataAdapter(self._dout_dev.pin)
+
+    @property
+    def gain(self) -> int:
+        return self._gain
+
+    @property
+    def rate_sps(self) -> int:
+        return self._rate_sps
+
+    @property
+    def settle_s(self) -> float:
+        return self._settle_s
+
+    def read_raw(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
+
+        Raises :class:`NotReady` on timeout and :class:`ReadDiscarded` when the conversion was
+        clocked out but is unusable (wrong gain, or a clock-high phase over the limit).
+        """
+        if timeout_s < 0:
+            raise ValueError("timeout_s must be >= 0")
+        with self._lock:
+            self._check_open()
+            if not self._powered:
+                raise HX711Error("HX711 is powered down; call power_up() first")
+            wait_s = timeout_s + self._extra_wait_s
+            if not self._wait_ready(wait_s):
+                self.timeouts += 1
+                raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
+            self._extra_wait_s = 0.0
+            return self._clock_out()
+
+    def power_down(self) -> None:
+        """Hold PD_SCK high: the chip powers down after 60 µs."""
+        with self._lock:
+            self._check_open()
+            self._sck_dev.pin.state = True
+            self._powered = False
+
+    def power_up(self) -> None:
+        """Release PD_SCK: the chip resets to gain 128 and settles before the next data."""
+        with self._lock:
+            self._check_open()
+            if self._powered:
+                return
+            self._sck_dev.pin.state = False
+            self._powered = True
+            self._after_reset()
+
+    def close(self) -> None:
+        """Release both pins; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._dout_dev.close()
+            self._sck_dev.close()
+
+    def __enter__(self) -> HX711:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HX711Error("HX711 driver is closed")
+
+    def _after_reset(self) -> None:
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = self._settle_s
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        """Wait for DOUT low, trusting the level over gpiozero's edge event.
+
+        On real pins edge callbacks arrive late, so the event can still say "low" from before
+        the last read; in that case back off briefly and wait again.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            remaining = deadline - time.monotonic()
+            if not self._dout_dev.wait_for_inactive(max(0.0, remaining)):
+                return False
+            if not self._data.value:
+                return True
+            if remaining <= 0:
+                return False
+            time.sleep(_STALE_EVENT_BACKOFF_S)
+
+    def _clock_out(self) -> int:
+        clock = self._clock
+        clock.longest_high_ns = 0
+        try:
+            raw: int = self._read_fast(clock, self._data, self._pulses)
+        except BaseException:
+            # Leave PD_SCK low whatever happened; the chip may have reset meanwhile.
+            self._sck_dev.pin.state = False
+            self._after_reset()
+            raise
+        conversion_gain, self._chip_gain = self._chip_gain, self._gain
+        if clock.longest_high_ns > self._max_high_ns:
+            self.discarded += 1
+            self._after_reset()
+            raise ReadDiscarded(
+                f"PD_SCK stayed high {clock.longest_high_ns / 1000:.0f} µs "
+                f"(limit {self._max_high_ns / 1000:.0f} µs); the chip has probably powered down"
+            )
+        if conversion_gain != self._gain:
+            self.discarded += 1
+            raise ReadDiscarded(
+                f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
+            )
+        code = raw >> (self._pulses - 24)
+        if code & 0x800000:
+            code -= 1 << 24
+        self.reads += 1
+        return code

@@ -1,0 +1,85 @@
+"""GPIO backend selection: one gpiozero pin factory per process.
+
+gpiozero keeps its pin factory in the class attribute ``Device.pin_factory``; every device built
+without an explicit factory uses it. Setting it from several places makes it easy to mix a mock
+and a real backend in one process, so :func:`install_pin_factory` is the only place that does.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections import deque
+from typing import Any
+
+from gpiozero import Device
+from gpiozero.exc import NativePinFactoryFallback
+from gpiozero.pins.mock import MockFactory, MockPin, PinState
+
+log = logging.getLogger(__name__)
+
+#: Pin-change history kept per mock pin. Enough for a test to inspect a whole HX711 read.
+STATE_HISTORY = 256
+
+
+class PinFactoryUnavailable(RuntimeError):
+    """No real GPIO backend works here (not a Raspberry Pi, or no access to its GPIO)."""
+
+
+class BoundedMockPin(MockPin):  # type: ignore[misc]
+    """A ``MockPin`` that keeps only its last :data:`STATE_HISTORY` state changes.
+
+    ``MockPin`` appends every change to ``states`` forever; at 27 edges per HX711 read and 80
+    reads a second that is a leak in any simulation that runs for more than a few minutes.
+    """
+
+    def clear_states(self) -> None:
+        self._last_change = time.monotonic()
+        self.states: deque[Any] = deque(
+            [PinState(0.0, self._state)],
+            maxlen=STATE_HISTORY,
+        )
+
+
+def mock_factory() -> MockFactory:
+    """A fresh mock factory whose pins keep a bounded history."""
+    return MockFactory(pin_class=BoundedMockPin)
+
+
+def install_pin_factory(factory: Any) -> None:
+    """Make ``factory`` the process-wide default for gpiozero devices (``None`` to unset)."""
+    Device.pin_factory = factory
+    log.debug("gpiozero pin factory: %r", factory)
+
+
+def real_pin_factory() -> Any:
+    """Return gpiozero's default real backend (lgpio, RPi.GPIO, pigpio or native).
+
+    gpiozero warns once per backend it cannot load; on a laptop that is four warnings before
+    the failure. They are captured and logged at debug level, and the failure is turned into
+    one message a person can act on.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            # The same lookup gpiozero does on first device construction, without the side
+            # effect of assigning Device.pin_factory (install_pin_factory does that).
+            factory = Device._default_pin_factory()
+        except Exception as exc:
+            _log_fallbacks(caught)
+            raise PinFactoryUnavailable(
+                "No GPIO backend could be loaded: this does not look like a Raspberry Pi with "
+                "GPIO access (is lgpio installed and is the user in the 'gpio' group?). "
+                "Run with --simulate to use simulated hardware instead."
+            ) from exc
+    _log_fallbacks(caught)
+    log.info("GPIO backend: %s", type(factory).__name__)
+    return factory
+
+
+def _log_fallbacks(caught: list[warnings.WarningMessage]) -> None:
+    for w in caught:
+        # Falling back to the experimental native backend matters on a Pi; the rest is noise.
+        native = issubclass(w.category, NativePinFactoryFallback)
+        log.log(logging.WARNING if native else logging.DEBUG, "gpiozero: %s", w.message)

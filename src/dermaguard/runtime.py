@@ -1,0 +1,163 @@
+"""The shell: threads that turn hardware into inputs and effects into the world.
+
+``sampler`` reads the HX711 and queues inputs; ``engine`` drains the one queue, calls the pure
+core and applies its effects in order (indicators first). Nothing slow runs on the engine thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from dermaguard.clock import Clock
+from dermaguard.core.engine import Engine
+from dermaguard.core.events import (
+    Effect,
+    EmitEvent,
+    ForceRead,
+    ForceSample,
+    Input,
+    ReadFailed,
+    ShowIndicators,
+)
+from dermaguard.hw.hx711 import HX711, NotReady, ReadDiscarded
+from dermaguard.hw.indicators import Indicators
+
+log = logging.getLogger(__name__)
+
+EffectSink = Callable[[Effect], None]
+
+
+@dataclass
+class Sampler:
+    """Reads conversions and queues them; no good conversion within the limit is a fault.
+
+    The limit is ``timeout_periods`` sample periods after the last good conversion, plus the
+    chip's settling time when a read was discarded since (a clock-high phase that ran long may
+    have reset the chip, and a reset chip is silent while it settles: that is our hiccup, not a
+    sensor fault). Limits are kept on the clock's time (virtual in simulation) while each driver
+    wait is short in real time, so a stalled simulator never fakes a fault either.
+    """
+
+    driver: HX711
+    clock: Clock
+    put: Callable[[Input], None]
+    rate_sps: int
+    timeout_periods: int = 3
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    samples: int = 0
+    discarded: int = 0
+
+    def run(self) -> None:
+        limit = self.timeout_periods / self.rate_sps
+        settle = self.driver.settle_s
+        last_good = self.clock.monotonic()
+        grace = settle  # the runtime resets the chip at start-up
+        discards = 0
+        while not self.stop_event.is_set():
+            now = self.clock.monotonic()
+            remaining = last_good + limit + grace - now
+            if remaining <= 0:
+                detail = f"{discards} reads discarded" if discards else "no data"
+                self.put(ReadFailed(now, "timeout", detail))
+                last_good, grace, discards = now, 0.0, 0
+                continue
+            try:
+                raw = self.driver.read_raw(min(max(self.clock.to_real(remaining), 0.001), 0.05))
+            except NotReady:
+                continue
+            except ReadDiscarded as exc:
+                self.discarded += 1
+                discards += 1
+                grace = settle
+                log.debug("HX711 read discarded: %s", exc.reason)
+                continue
+            self.samples += 1
+            now = self.clock.monotonic()
+            last_good, grace, discards = now, 0.0, 0
+            self.put(ForceRead(now, raw))
+
+
+class Runtime:
+    """Owns the input queue and the threads; ``start()``, then ``stop()`` from any thread."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Clock,
+        indicators: Indicators,
+        sampler_driver: HX711,
+        *,
+        rate_sps: int,
+        timeout_periods: int = 3,
+        sinks: Sequence[EffectSink] = (),
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.indicators = indicators
+        self.sinks = list(sinks)
+        self.inputs: queue.SimpleQueue[Input | None] = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self.failed: BaseException | None = None
+        self.sampler = Sampler(
+            sampler_driver, clock, self.inputs.put, rate_sps, timeout_periods, self.stopping
+        )
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for effect in self.engine.startup_events(self.clock.monotonic()):
+            self._apply(effect)
+        for name, target in (("engine", self._engine_loop), ("sampler", self._sampler_loop)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def put(self, inp: Input) -> None:
+        self.inputs.put(inp)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.inputs.put(None)
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=2.0)
+        self.indicators.off()
+
+    def _sampler_loop(self) -> None:
+        try:
+            self.sampler.run()
+        except Exception as exc:
+            self._fail(exc)
+
+    def _engine_loop(self) -> None:
+        try:
+            while True:
+                inp = self.inputs.get()
+                if inp is None or self.stopping.is_set():
+                    return
+                for effect in self.engine.handle(inp):
+                    self._apply(effect)
+        except Exception as exc:
+            self._fail(exc)
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, ShowIndicators):
+            self.indicators.show(effect)
+        for sink in self.sinks:
+            try:
+                sink(effect)
+            except Exception:
+                # An output that fails (a closed pipe, a full disk) must not stop the alarm path.
+                log.exception("effect sink failed on %s", type(effect).__name__)
+
+    def _fail(self, exc: BaseException) -> None:
+        log.critical("internal error, stopping: %r", exc, exc_info=exc)
+        self.failed = exc
+        self.stopping.set()
+        self.inputs.put(None)
+
+
+__all__ = ["EffectSink", "EmitEvent", "ForceSample", "Runtime", "Sampler"]

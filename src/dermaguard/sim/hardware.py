@@ -1,0 +1,119 @@
+"""Simulated hardware: the HX711 emulator driven by a scenario on a virtual clock.
+
+The simulator runs in lockstep with the driver: it advances virtual time to the next conversion,
+makes it ready, and waits until the driver has clocked it out before going on. So a slow or busy
+machine makes the simulation run slower than asked, never drop samples or fake a sensor fault.
+It is paced so that virtual time runs at most ``speed`` times real time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from gpiozero.pins.mock import MockFactory
+
+from dermaguard.clock import SimClock
+from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.scenario import Scenario, SensorFault
+
+log = logging.getLogger(__name__)
+
+
+class SimHardware:
+    """Owns the simulated chip and the thread that plays the scenario."""
+
+    def __init__(
+        self,
+        factory: MockFactory,
+        scenario: Scenario,
+        *,
+        dout: int,
+        sck: int,
+        rate_sps: int = 80,
+        speed: float = 1.0,
+        load: LoadModel | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        self.scenario = scenario
+        self.clock = SimClock(speed=speed)
+        self.period = 1.0 / rate_sps
+        model = load or LoadModel()
+        model.noise_counts = scenario.noise_counts
+        model.drift_counts_per_s = scenario.drift_counts_per_s
+        self.chip = HX711Chip(
+            factory, dout, sck, rate_sps=rate_sps, clock=self.clock, load=model, seed=seed
+        )
+        self.finished = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.on_step: Callable[[float], None] | None = None
+        self._started: set[SensorFault] = set()
+        self._ended: set[SensorFault] = set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sim-hardware", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+
+    def convert_now(self, force_n: float) -> bool:
+        """Outside the scenario thread: advance one period and make a conversion ready.
+
+        Used by calibration, which reads the emulator step by step instead of in real time.
+        """
+        self.clock.advance(self.period)
+        self.chip.force_n = force_n
+        return self.chip.convert()
+
+    def _run(self) -> None:
+        real_start = time.perf_counter()
+        base = self.clock.monotonic()  # scenario time 0 (calibration may have used some)
+        k = 0
+        end = self.scenario.duration_s
+        while not self._stop.is_set():
+            t = k * self.period
+            if t > end:
+                break
+            lag = real_start + self.clock.to_real(t) - time.perf_counter()
+            if lag > 0 and self._stop.wait(lag):
+                break
+            self.clock.advance_to(base + t)
+            self._apply_faults(t)
+            self.chip.force_n = self.scenario.force_at(t)
+            if self.on_step is not None:
+                self.on_step(t)
+            if self.chip.convert():
+                # Lockstep: let the driver clock this conversion out before the next one.
+                self.chip.wait_read(0.5)
+            k += 1
+        self.finished.set()
+
+    def _apply_faults(self, t: float) -> None:
+        """Start and end the scenario's sensor faults at their times (each exactly once)."""
+        for fault in self.scenario.faults:
+            if fault not in self._started and t >= fault.t:
+                self._started.add(fault)
+                log.info("simulated sensor fault: %s at %.2f s", fault.kind, t)
+                if fault.kind == "spike":
+                    self.chip.spike(fault.counts, fault.samples)
+                elif fault.kind == "unplug":
+                    self.chip.unplug()
+                else:
+                    self.chip.saturate(fault.level)
+            if (
+                fault.kind != "spike"
+                and fault in self._started
+                and fault not in self._ended
+                and t >= fault.t + fault.duration_s
+            ):
+                self._ended.add(fault)
+                if fault.kind == "unplug":
+                    self.chip.replug()
+                else:
+                    self.chip.saturate(None)

@@ -1,0 +1,401 @@
+"""A pin-level HX711 emulator on gpiozero mock pins.
+
+The real driver (:mod:`dermaguard.hw.hx711`) talks to it exactly as it talks to a chip on a Pi:
+it waits for DOUT to fall, clocks PD_SCK and samples DOUT. So the driver's protocol handling,
+gain tracking, timeouts and power-down detection are tested without hardware, and ``--simulate``
+runs the same code path as production.
+
+Usage: create the chip *before* the driver. ``MockFactory.pin()`` returns the existing pin object
+when a pin number is already in use, so whoever asks first decides the pin class; the chip needs
+its own DOUT/PD_SCK pin classes, and raises ``RuntimeError`` if the pins already exist.
+
+Two ways to make conversions:
+
+* lockstep: call :meth:`HX711Chip.convert` whenever a sample should be ready (tests, virtual-time
+  simulation, benchmarks: ``chip.convert(); driver.read_raw(1.0)``);
+* free-running: :meth:`HX711Chip.start` converts every ``1 / rate_sps`` seconds of real time.
+
+Time: the 60 µs power-down threshold is always measured in real time (``perf_counter_ns``),
+because it is a property of how fast the driver toggles the pin. Settling after a reset and the
+load model's time use the chip's ``clock``, so a :class:`~dermaguard.clock.SimClock` can skip it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dermaguard.clock import Clock, RealClock
+from dermaguard.hw.pins import BoundedMockPin
+
+log = logging.getLogger(__name__)
+
+CODE_MAX = 0x7FFFFF
+CODE_MIN = -0x800000
+#: PD_SCK high for longer than this powers the chip down (datasheet: 60 µs).
+POWER_DOWN_NS = 60_000
+#: Settling time after reset or power-up, by output data rate.
+SETTLE_S = {10: 0.4, 80: 0.05}
+#: Pulses per read -> gain (and channel) of the next conversion.
+GAIN_BY_PULSES = {25: 128, 26: 32, 27: 64}
+#: Free-running and deferred conversions wait this long after pulse 25 or 26 falls, because the
+#: driver may still send the gain-select pulses 26 and 27; converting in between would make
+#: those pulses clock out the new data instead.
+GAIN_TAIL_NS = 1_000_000
+_DEFER_POLL_S = 0.0001
+_DEFER_GIVE_UP_S = 1.0
+
+Saturation = Literal["high", "low"]
+
+
+@dataclass
+class LoadModel:
+    """Counts the chip reports for a force.
+
+    Offset, force and drift are input-referred at gain 128 and scale with the gain (64: half,
+    channel B at 32: a quarter), as the analogue signal does; noise is added after the gain.
+    """
+
+    offset_counts: float = 80_000.0
+    counts_per_newton: float = 40_000.0
+    noise_counts: float = 0.0
+    drift_counts_per_s: float = 0.0
+
+    def code_for(self, force_n: float, t: float, gain: int, rng: random.Random) -> int:
+        """The 24-bit code for ``force_n`` at ``t`` seconds, saturating like the real chip."""
+        signal = self.offset_counts + self.counts_per_newton * force_n + self.drift_counts_per_s * t
+        signal *= gain / 128
+        if self.noise_counts > 0:
+            signal += rng.gauss(0.0, self.noise_counts)
+        if math.isnan(signal):
+            raise ValueError("load model produced NaN")
+        if signal >= CODE_MAX:
+            return CODE_MAX
+        if signal <= CODE_MIN:
+            return CODE_MIN
+        return round(signal)
+
+
+class _DataPin(BoundedMockPin):
+    """DOUT as the Pi sees it: an input driven push-pull by the chip.
+
+    A pull resistor cannot overpower a driven line, so setting the pull (gpiozero sets it to
+    floating when a device opens the pin) is recorded but never changes the level.
+    """
+
+    def _set_pull(self, value: str) -> None:
+        self._pull = value
+
+
+class _ClockPin(BoundedMockPin):
+    """PD_SCK: tells the attached chip about every level change."""
+
+    listener: Callable[[bool], None] | None = None
+
+    def _change_state(self, value: Any) -> bool:
+        changed = bool(super()._change_state(value))
+        listener = self.listener
+        if changed and listener is not None:
+            listener(bool(value))
+        return changed
+
+
+class HX711Chip:
+    """Emulates an HX711 behind two mock pins; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        factory: Any,
+        dout: int | str,
+        sck: int | str,
+        *,
+        rate_sps: int = 80,
+        clock: Clock | None = None,
+        load: LoadModel | None = None,
+        seed: int | None = 0,
+    ) -> None:
+        if rate_sps not in SETTLE_S:
+            raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
+        self.rate_sps = rate_sps
+        self.settle_s = SETTLE_S[rate_sps]
+        self.clock: Clock = clock if clock is not None else RealClock()
+        self.load = load if load is not None else LoadModel()
+        self.on_ready: Callable[[int, int], None] | None = None
+        # Introspection for tests and benchmarks.
+        self.conversions = 0
+        self.reads_completed = 0
+        self.power_down_count = 0
+        self.last_code: int | None = None
+        self.last_ready_ns: int | None = None
+
+        self._rng = random.Random(seed)
+        self._lock = threading.RLock()
+        self._read_done = threading.Event()
+        self._read_done.set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = self.clock.monotonic()
+        self._force = 0.0
+        self._saturation: Saturation | None = None
+        self._spike_counts = 0
+        self._spike_left = 0
+        # Chip state. It starts powered and settled, as if it had been on for a while.
+        self._plugged = True
+        self._down = False
+        self._settled_at = self._t0
+        self._next_gain = 128
+        self._ready = False  # a conversion is latched and not yet clocked out
+        self._pulses = 0  # PD_SCK pulses since the last conversion became ready
+        self._shift = 0
+        self._deferred = False
+        self._sck_high = False
+        self._rise_ns = 0
+        self._fall_ns = 0
+
+        self._dout = factory.pin(dout, pin_class=_DataPin)
+        self._sck = factory.pin(sck, pin_class=_ClockPin)
+        for pin, cls in ((self._dout, _DataPin), (self._sck, _ClockPin)):
+            if not isinstance(pin, cls):
+                raise RuntimeError(
+                    f"pin {pin!r} already exists as {type(pin).__name__}: "
+                    "create the HX711Chip before any gpiozero device on its pins"
+                )
+        self._dout.drive_high()
+        self._sck_high = bool(self._sck.state)
+        self._sck.listener = self._on_sck
+
+    # -- load and faults ------------------------------------------------------------------
+
+    @property
+    def force_n(self) -> float:
+        """Force on the load cell in newtons (settable from any thread)."""
+        with self._lock:
+            return self._force
+
+    @force_n.setter
+    def force_n(self, value: float) -> None:
+        if math.isnan(value):
+            raise ValueError("force_n must not be NaN")
+        with self._lock:
+            self._force = float(value)
+
+    def unplug(self) -> None:
+        """Disconnect the chip: DOUT stays high and no conversion is ever ready."""
+        with self._lock:
+            self._plugged = False
+            self._lose_data()
+
+    def replug(self) -> None:
+        """Reconnect the chip; it comes up like at power-on (gain 128, settling)."""
+        with self._lock:
+            self._plugged = True
+            self._reset()
+
+    def saturate(self, level: Saturation | None) -> None:
+        """Force every conversion to the full-scale code (``None`` ends it)."""
+        if level not in ("high", "low", None):
+            raise ValueError(f"level must be 'high', 'low' or None, got {level!r}")
+        with self._lock:
+            self._saturation = level
+
+    def spike(self, counts: int, samples: int = 1) -> None:
+        """Add ``counts`` to the next ``samples`` conversions (then clamped to 24 bits)."""
+        if samples < 0:
+            raise ValueError("samples must be >= 0")
+        with self._lock:
+            self._spike_counts = counts
+            self._spike_left = samples
+
+    # -- introspection --------------------------------------------------------------------
+
+    @property
+    def powered(self) -> bool:
+        """Plugged in and not powered down by a long PD_SCK high phase."""
+        with self._lock:
+            self._check_power_down(time.perf_counter_ns())
+            return self._plugged and not self._down
+
+    @property
+    def next_gain(self) -> int:
+        """Gain the next conversion will use, as selected by the last read's pulse count."""
+        with self._lock:
+            return self._next_gain
+
+    # -- conversions ----------------------------------------------------------------------
+
+    def convert(self) -> bool:
+        """Complete one conversion now; return whether data became ready.
+
+        No data becomes ready while the chip is unplugged, powered down or settling. During a
+        read (bits still to be clocked out) the conversion is deferred until the read ends, and
+        this returns False.
+        """
+        return self._request(respect_tail=False) == "done"
+
+    def wait_read(self, timeout_real_s: float) -> bool:
+        """Wait until no ready data is waiting to be clocked out (real seconds)."""
+        return self._read_done.wait(timeout_real_s)
+
+    def start(self) -> None:
+        """Convert every ``1 / rate_sps`` real seconds on a daemon thread."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="hx711-chip", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop free-running conversions."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=1.0)
+
+    def close(self) -> None:
+        """Stop and detach from the PD_SCK pin."""
+        self.stop()
+        with self._lock:
+            self._deferred = False
+            self._sck.listener = None
+
+    def __enter__(self) -> HX711Chip:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate_sps
+        next_t = time.perf_counter() + period
+        while not self._stop.wait(max(0.0, next_t - time.perf_counter())):
+            self._request(respect_tail=True)
+            next_t += period
+            now = time.perf_counter()
+            if now - next_t > period:  # fell far behind (suspended): don't burst to catch up
+                next_t = now + period
+
+    def _request(self, *, respect_tail: bool) -> Literal["done", "deferred", "off"]:
+        now_ns = time.perf_counter_ns()
+        with self._lock:
+            self._check_power_down(now_ns)
+            if not self._plugged or self._down or self.clock.monotonic() < self._settled_at:
+                return "off"
+            if self._busy(now_ns, respect_tail):
+                if not self._deferred:
+                    self._deferred = True
+                    threading.Thread(target=self._finish_deferred, daemon=True).start()
+                return "deferred"
+            code, ready_ns = self._complete()
+            callback = self.on_ready
+        if callback is not None:
+            callback(code, ready_ns)
+        return "done"
+
+    def _finish_deferred(self) -> None:
+        give_up = time.perf_counter() + _DEFER_GIVE_UP_S
+        while time.perf_counter() < give_up:
+            time.sleep(_DEFER_POLL_S)
+            with self._lock:
+                if not self._deferred:  # completed by another request, or cancelled
+                    return
+                if self._busy(time.perf_counter_ns(), respect_tail=True):
+                    continue
+                self._deferred = False
+            self._request(respect_tail=True)
+            return
+        log.debug("deferred HX711 conversion dropped: read never ended")
+        with self._lock:
+            self._deferred = False
+
+    def _busy(self, now_ns: int, respect_tail: bool) -> bool:
+        """A read is in progress: data bits left to clock, or a pulse still high."""
+        pulses = self._pulses
+        if pulses == 0:
+            return False
+        if pulses < 25 or self._sck_high:
+            return True
+        return respect_tail and pulses < 27 and now_ns - self._fall_ns < GAIN_TAIL_NS
+
+    def _complete(self) -> tuple[int, int]:
+        t = self.clock.monotonic() - self._t0
+        code = self.load.code_for(self._force, t, self._next_gain, self._rng)
+        if self._spike_left > 0:
+            self._spike_left -= 1
+            code = max(CODE_MIN, min(CODE_MAX, code + self._spike_counts))
+        if self._saturation is not None:
+            code = CODE_MAX if self._saturation == "high" else CODE_MIN
+        self._deferred = False
+        self._shift = code & 0xFFFFFF
+        self._pulses = 0
+        self._ready = True
+        self._read_done.clear()
+        self.conversions += 1
+        self.last_code = code
+        ready_ns = time.perf_counter_ns()
+        self.last_ready_ns = ready_ns
+        self._dout.drive_low()
+        return code, ready_ns
+
+    def _on_sck(self, high: bool) -> None:
+        now_ns = time.perf_counter_ns()
+        with self._lock:
+            if high:
+                self._sck_high = True
+                self._rise_ns = now_ns
+                if self._plugged and not self._down and (self._ready or self._pulses):
+                    self._clock_pulse()
+                return
+            self._check_power_down(now_ns)
+            self._sck_high = False
+            self._fall_ns = now_ns
+            if self._down:  # PD_SCK low again: power up and reset
+                self._reset()
+
+    def _clock_pulse(self) -> None:
+        self._pulses += 1
+        pulses = self._pulses
+        if pulses <= 24:
+            if (self._shift >> (24 - pulses)) & 1:
+                self._dout.drive_high()
+            else:
+                self._dout.drive_low()
+            return
+        if pulses == 25:
+            self._ready = False
+            self._dout.drive_high()
+            self.reads_completed += 1
+            self._read_done.set()
+        self._next_gain = GAIN_BY_PULSES[min(pulses, 27)]
+
+    def _check_power_down(self, now_ns: int) -> None:
+        if (
+            self._plugged
+            and self._sck_high
+            and not self._down
+            and now_ns - self._rise_ns > POWER_DOWN_NS
+        ):
+            self._down = True
+            self.power_down_count += 1
+            self._lose_data()
+            log.debug("HX711 chip powered down (PD_SCK high > 60 µs)")
+
+    def _lose_data(self) -> None:
+        self._ready = False
+        self._pulses = 0
+        self._deferred = False
+        self._read_done.set()
+        self._dout.drive_high()
+
+    def _reset(self) -> None:
+        self._down = False
+        self._next_gain = 128
+        self._lose_data()
+        self._settled_at = self.clock.monotonic() + self.settle_s

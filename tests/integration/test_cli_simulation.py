@@ -1,0 +1,138 @@
+"""The CLI in a child process, as a person runs it: simulation, calibration, config checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCENARIOS = ROOT / "scenarios"
+
+pytestmark = pytest.mark.subprocess
+
+
+def dermaguard(*args: str, state: Path, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONUNBUFFERED": "1"}
+    env.pop("STATE_DIRECTORY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "dermaguard", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path) -> None:
+    result = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "over_pressure.yaml"),
+        "--speed",
+        "20",
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("ALARM over-pressure") == 2, out
+    assert out.count("alarm cleared") == 2, out
+    assert "zone ok" in out and "zone high" in out
+    assert "FAULT" not in out
+    # The alarm comes before its clearing.
+    assert out.index("ALARM over-pressure") < out.index("alarm cleared")
+    assert "simulation finished" in out
+
+
+def test_gentle_session_raises_no_alarm(tmp_path: Path) -> None:
+    result = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "gentle_session.yaml"),
+        "--speed",
+        "20",
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "zone ok" in result.stdout
+    assert "ALARM" not in result.stdout and "FAULT" not in result.stdout
+
+
+def test_unplugged_sensor_in_a_scenario_faults_and_recovers(tmp_path: Path) -> None:
+    scenario = tmp_path / "unplug.yaml"
+    scenario.write_text(
+        "force: [{t: 0, n: 2.0}, {t: 6, n: 2.0}]\nfaults: [{t: 2, unplug_s: 1.5}]\n",
+        encoding="utf-8",
+    )
+    result = dermaguard("run", "--simulate", str(scenario), "--speed", "10", state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    fault = next(line for line in lines if "FAULT force sensor: not_ready" in line)
+    # Reported within 3 sample periods (37.5 ms) of the unplug at t = 2 s, on the virtual clock.
+    t_fault = float(fault.split("]")[0].strip("[ s"))
+    assert 2.0 <= t_fault <= 2.0 + 3 / 80 + 0.0125
+    assert any("force sensor recovered" in line for line in lines)
+
+
+def test_calibrate_non_interactive_round_trip_on_the_emulator(tmp_path: Path) -> None:
+    tare = dermaguard("calibrate", "--simulate", "--tare", state=tmp_path)
+    assert tare.returncode == 0, tare.stderr
+    assert "next: put a known weight" in tare.stdout
+    ref = dermaguard(
+        "calibrate", "--simulate", "--sim-load", "200g", "--reference", "200g", state=tmp_path
+    )
+    assert ref.returncode == 0, ref.stderr
+    data = json.loads(
+        (tmp_path / "dermaguard" / "simulation" / "calibration.json").read_text("utf-8")
+    )
+    assert [p["force_n"] for p in data["points"]] == pytest.approx([0.0, 0.2 * 9.80665])
+    # The emulator's ground truth: 40,000 counts per newton at gain 128.
+    assert 1 / data["scale_n_per_count"] == pytest.approx(40_000, rel=1e-3)
+
+
+def test_reference_without_tare_says_what_to_do(tmp_path: Path) -> None:
+    result = dermaguard("calibrate", "--simulate", "--reference", "200g", state=tmp_path)
+    assert result.returncode == 2
+    assert "tare first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_reports_key_value_and_rule_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("pressure:\n  zones:\n    over_n: -2\n", encoding="utf-8")
+    result = dermaguard("check-config", str(bad), state=tmp_path)
+    assert result.returncode == 2
+    assert (
+        "pressure.zones.over_n: -2.0 is not allowed: must be > pressure.zones.high_n (3.0)"
+        in result.stderr
+    )
+    assert "Traceback" not in result.stderr
+
+
+def test_check_config_accepts_the_shipped_example(tmp_path: Path) -> None:
+    example = ROOT / "src" / "dermaguard" / "data" / "dermaguard.example.yaml"
+    result = dermaguard("check-config", str(example), state=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_a_bad_scenario_is_a_clear_error(tmp_path: Path) -> None:
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text("force: [{t: 0, n: 1}, {t: 0, n: 2}]\nfoo: 1\n", encoding="utf-8")
+    result = dermaguard("run", "--simulate", str(scenario), state=tmp_path)
+    assert result.returncode == 2
+    assert "force[1].t: 0 is not allowed: must be after 0" in result.stderr
+    assert "foo: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_without_a_pi_says_to_simulate(tmp_path: Path) -> None:
+    result = dermaguard("run", state=tmp_path)
+    assert result.returncode == 2
+    assert "--simulate" in result.stderr
+    assert "Traceback" not in result.stderr
