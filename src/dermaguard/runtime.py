@@ -106,6 +106,7 @@ class Runtime:
             sampler_driver, clock, self.inputs.put, rate_sps, timeout_periods, self.stopping
         )
         self._threads: list[threading.Thread] = []
+        self._failing_sinks: set[int] = set()
 
     def start(self) -> None:
         for effect in self.engine.startup_events(self.clock.monotonic()):
@@ -146,12 +147,19 @@ class Runtime:
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, ShowIndicators):
             self.indicators.show(effect)
-        for sink in self.sinks:
+        for i, sink in enumerate(self.sinks):
             try:
                 sink(effect)
             except Exception:
-                # An output that fails (a closed pipe, a full disk) must not stop the alarm path.
-                log.exception("effect sink failed on %s", type(effect).__name__)
+                # An output that fails (a closed pipe, a full disk) must not stop the alarm path,
+                # nor flood the log at the sample rate: say it once, and again when it recovers.
+                if i not in self._failing_sinks:
+                    self._failing_sinks.add(i)
+                    log.exception("output %d failed on %s", i, type(effect).__name__)
+            else:
+                if i in self._failing_sinks:
+                    self._failing_sinks.discard(i)
+                    log.warning("output %d works again", i)
 
     def _fail(self, exc: BaseException) -> None:
         log.critical("internal error, stopping: %r", exc, exc_info=exc)
