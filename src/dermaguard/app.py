@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,14 +21,17 @@ from dermaguard.clock import Clock, RealClock
 from dermaguard.config import Config
 from dermaguard.console import ConsolePrinter
 from dermaguard.core.calibration import Calibration, parse_reference
+from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import Engine, EngineParams
 from dermaguard.core.filters import build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.zones import ZoneThresholds
+from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 from dermaguard.hw.hx711 import HX711, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
 from dermaguard.runtime import Runtime
+from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
 
@@ -58,12 +61,26 @@ def pressure_params(config: Config) -> PressureParams:
     )
 
 
+def case_params(config: Config) -> CaseParams:
+    c = config.case
+    return CaseParams(
+        cycle_s=c.cycle_s,
+        auto_start=c.auto_start,
+        validity_after_undock_s=c.validity_after_undock_s,
+        uv_sensor=config.pins.uv_sensor is not None,
+        uv_confirm_s=c.uv_confirm_s,
+        irradiance_mw_cm2=c.irradiance_mw_cm2,
+        dose_mj_cm2=c.dose_mj_cm2,
+    )
+
+
 def build_engine(config: Config, calibration: Calibration) -> Engine:
     spike = tuple(build_filter(f.kind, f.window, f.alpha) for f in config.pressure.spike_filters)
     smoothing = tuple(
         build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
     )
-    return Engine(EngineParams(pressure_params(config)), calibration, spike, smoothing)
+    params = EngineParams(pressure_params(config), case_params(config))
+    return Engine(params, calibration, spike, smoothing)
 
 
 def simulation_state_dir(config: Config) -> Path:
@@ -76,17 +93,57 @@ class Hardware:
     clock: Clock
     driver: HX711
     indicators: Indicators
+    case: CaseIO
     sim: SimHardware | None
 
     def close(self) -> None:
+        self.case.lock_out()
         if self.sim is not None:
             self.sim.stop()
         self.indicators.close()
         self.driver.close()
+        self.case.close()
+
+
+def case_wiring(config: Config) -> CaseWiring:
+    pins, case = config.pins, config.case
+    return CaseWiring(
+        lid=pins.lid,
+        dock=pins.dock,
+        uv_led=pins.uv_led,
+        uv_sensor=pins.uv_sensor,
+        lid_active_low=case.lid_active_low,
+        dock_active_low=case.dock_active_low,
+        uv_active_high=case.uv_active_high,
+    )
+
+
+def open_case(config: Config, clock: Clock) -> CaseIO:
+    """The case's devices, UV output first and off (S3); inputs go nowhere until wired."""
+    pins, case = config.pins, config.case
+    cap_s = case_params(config).cap_s
+    io = CaseIO(
+        lambda _signal: None,
+        clock,
+        lid=pins.lid,
+        dock=pins.dock,
+        uv_led=pins.uv_led,
+        cap_s=cap_s,
+        uv_sensor=pins.uv_sensor,
+        lid_active_low=case.lid_active_low,
+        dock_active_low=case.dock_active_low,
+        uv_active_high=case.uv_active_high,
+        debounce_s=case.debounce_s,
+    )
+    io.force_off()
+    return io
 
 
 def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Hardware:
-    """Choose the pin backend once for the process, then create the devices on it."""
+    """Choose the pin backend once for the process, then create the devices on it.
+
+    The UV-C output is created and driven off before any other device (S3).
+    """
     pins = config.pins
     sim: SimHardware | None = None
     clock: Clock
@@ -101,11 +158,13 @@ def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Ha
             sck=pins.hx711_sck,
             rate_sps=config.hx711.rate_sps,
             speed=speed,
+            case=case_wiring(config),
         )
         clock = sim.clock
     else:
         install_pin_factory(real_pin_factory())
         clock = RealClock()
+    case = open_case(config, clock)
     driver = HX711(
         pins.hx711_dout,
         pins.hx711_sck,
@@ -123,7 +182,7 @@ def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Ha
         buzzer_active_high=config.alarm.buzzer_active_high,
         buzzer_enabled=config.alarm.buzzer,
     )
-    return Hardware(clock, driver, indicators, sim)
+    return Hardware(clock, driver, indicators, case, sim)
 
 
 def sim_read(hw: Hardware, force_n: float) -> int:
@@ -193,10 +252,11 @@ def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO) -> Calib
 
 
 @contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT ask for a clean stop (outputs off, exit 0)."""
+def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT switch UV off at once (S3), then ask for a clean stop (exit 0)."""
 
     def handler(signum: int, _frame: FrameType | None) -> None:
+        uv_off()
         log.info("signal %s: stopping", signal.Signals(signum).name)
         stop.set()
 
@@ -211,6 +271,7 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
 def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
     """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
     hw = open_hardware(config, scenario, speed)
+    uv_off = install_uv_failsafe(hw.case.lock_out)
     try:
         cal = load_or_make_calibration(config, hw, out)
         engine = build_engine(config, cal)
@@ -220,12 +281,16 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             hw.clock,
             hw.indicators,
             hw.driver,
+            hw.case,
             rate_sps=config.hx711.rate_sps,
             timeout_periods=config.hx711.ready_timeout_periods,
             sinks=[printer],
         )
+        hw.case.set_sink(runtime.put)
+        if hw.sim is not None and hw.sim.case is not None:
+            hw.sim.case.request_sink = runtime.put
         stop = threading.Event()
-        with stop_on_signals(stop):
+        with stop_on_signals(stop, uv_off):
             runtime.start()
             if hw.sim is not None:
                 hw.sim.start()

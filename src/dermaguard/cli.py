@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dermaguard import __version__
-from dermaguard.config import Config, ConfigError, load_config
+from dermaguard.config import Config, ConfigError, load_config, with_overrides
 
 EXIT_USAGE = 2
 
@@ -101,6 +101,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _usage_error("--speed must be more than 0")
     try:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
+        if scenario is not None and scenario.config_overrides:
+            config = with_overrides(config, scenario.config_overrides, f"{args.simulate} (config:)")
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (ScenarioError, StartupError, PinFactoryUnavailable) as exc:
         return _usage_error(str(exc))

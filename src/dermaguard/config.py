@@ -8,6 +8,7 @@ validator in :mod:`dermaguard.config_fields`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from dermaguard import config_fields
 from dermaguard.config_schema import (
     AlarmConfig,
     CalibrationConfig,
+    CaseConfig,
     Config,
     FilterSpec,
     Hx711Config,
@@ -31,6 +33,7 @@ __all__ = [
     "EXAMPLE_CONFIG",
     "AlarmConfig",
     "CalibrationConfig",
+    "CaseConfig",
     "Config",
     "ConfigError",
     "FilterSpec",
@@ -144,3 +147,22 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     key_node.start_mark,
                 )
         return super().construct_mapping(node, deep=deep)
+
+
+def with_overrides(config: Config, overrides: Mapping[str, Any], source: str) -> Config:
+    """``config`` with ``overrides`` (nested mappings, as in a config file) laid over it.
+
+    Used by simulation scenarios that need, say, a one-minute UV cycle; the result is
+    validated like any config, and errors name ``source``.
+    """
+
+    def merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(base)
+        for key, value in top.items():
+            if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+                out[key] = merge(out[key], value)
+            else:
+                out[key] = value
+        return out
+
+    return parse_config(merge(config_to_data(config), overrides), source)

@@ -43,6 +43,17 @@ class PinsConfig:
     led_green: int = field(default=27, metadata=_pin("Green channel of the status LED."))
     led_blue: int = field(default=22, metadata=_pin("Blue channel of the status LED."))
     buzzer: int = field(default=18, metadata=_pin("Buzzer for the audible alarm."))
+    lid: int = field(
+        default=23, metadata=_pin("Case lid microswitch: closed when the lid is shut.")
+    )
+    dock: int = field(default=24, metadata=_pin("Dock switch: closed when the roller is docked."))
+    uv_led: int = field(
+        default=25, metadata=_pin("UV-C LED driver; held low from boot by firmware/config.txt.")
+    )
+    uv_sensor: int | None = field(
+        default=None,
+        metadata=_pin("UV sensor's digital output (lit = high); null: no sensor, timed cycles."),
+    )
 
     def _check(self, path: str) -> list[str]:
         """Two functions on one GPIO would fight; every int field here is a pin."""
@@ -300,6 +311,99 @@ class AlarmConfig:
 
 
 @dataclass(frozen=True)
+class CaseConfig:
+    """The UV-C sterilizing case: cycle, sterility window and how its switches are wired."""
+
+    cycle_min: float = field(
+        default=10.0,
+        metadata=meta(min=1, max=60, doc="Length of a timed cycle; UV is capped at +10% (S4)."),
+    )
+    auto_start: bool = field(
+        default=True,
+        metadata=meta(doc="Start a cycle when the lid closes on a docked roller."),
+    )
+    validity_after_undock_min: float = field(
+        default=30.0,
+        metadata=meta(min=1, max=240, doc="Sterility lasts this long after the roller leaves."),
+    )
+    uv_confirm_s: float = field(
+        default=5.0,
+        metadata=meta(
+            min=1, max=60, doc="With a UV sensor: no light this soon after UV on aborts (S5)."
+        ),
+    )
+    irradiance_mw_cm2: float | None = field(
+        default=None,
+        metadata=meta(
+            min_exclusive=0,
+            doc="Measured irradiance at the roller; with dose_mj_cm2, cycles end on the dose.",
+        ),
+    )
+    dose_mj_cm2: float | None = field(
+        default=None,
+        metadata=meta(
+            min_exclusive=0,
+            doc="Target dose; needs irradiance_mw_cm2 and pins.uv_sensor.",
+        ),
+    )
+    lid_active_low: bool = field(
+        default=True,
+        metadata=meta(doc="Lid switch closes to GND (pull-up); false: to 3.3 V (pull-down)."),
+    )
+    dock_active_low: bool = field(
+        default=True,
+        metadata=meta(doc="Dock switch closes to GND (pull-up); false: to 3.3 V (pull-down)."),
+    )
+    uv_active_high: bool = field(
+        default=True, metadata=meta(doc="The UV-C LED driver switches on with a high GPIO.")
+    )
+    debounce_ms: int = field(
+        default=20,
+        metadata=meta(
+            min=0, max=500, doc="Switch debounce; a lid opening still switches UV off at once."
+        ),
+    )
+
+    @property
+    def cycle_s(self) -> float:
+        return self.cycle_min * 60.0
+
+    @property
+    def validity_after_undock_s(self) -> float:
+        return self.validity_after_undock_min * 60.0
+
+    @property
+    def debounce_s(self) -> float:
+        return self.debounce_ms / 1000.0
+
+    @property
+    def dose_mode(self) -> bool:
+        return self.irradiance_mw_cm2 is not None and self.dose_mj_cm2 is not None
+
+    def _check(self, path: str) -> list[str]:
+        """A dose needs both figures, and must take as long as an allowed timed cycle."""
+        irradiance, dose = self.irradiance_mw_cm2, self.dose_mj_cm2
+        if (irradiance is None) != (dose is None):
+            missing, given = (
+                ("irradiance_mw_cm2", "dose_mj_cm2")
+                if irradiance is None
+                else ("dose_mj_cm2", "irradiance_mw_cm2")
+            )
+            value = dose if irradiance is None else irradiance
+            requirement = f"needs {join_path(path, missing)} too (set both or neither)"
+            return [not_allowed(join_path(path, given), value, requirement)]
+        if irradiance is not None and dose is not None:
+            seconds = dose / irradiance
+            if not 60.0 <= seconds <= 3600.0:
+                requirement = (
+                    f"takes {seconds:.6g} s at {join_path(path, 'irradiance_mw_cm2')} "
+                    f"({irradiance:g}); a cycle must take 1 to 60 min"
+                )
+                return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
+        return []
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole dermaguard configuration."""
 
@@ -342,14 +446,25 @@ class Config:
     alarm: AlarmConfig = field(
         default_factory=AlarmConfig, metadata=meta(doc="The over-pressure alarm outputs.")
     )
+    case: CaseConfig = field(
+        default_factory=CaseConfig, metadata=meta(doc="The UV-C sterilizing case.")
+    )
 
     def _check(self, path: str) -> list[str]:
-        """Rules across sections: the alarm threshold must be a force the cell can measure."""
+        """Rules across sections: the alarm threshold must be a force the cell can measure,
+        and a UV dose can only be measured with a UV sensor."""
+        errors: list[str] = []
         over_n, capacity_n = self.pressure.zones.over_n, self.load_cell.capacity_n
-        if over_n < capacity_n:
-            return []
-        requirement = f"must be < {join_path(path, 'load_cell.capacity_n')} ({capacity_n})"
-        return [not_allowed(join_path(path, "pressure.zones.over_n"), over_n, requirement)]
+        if over_n >= capacity_n:
+            requirement = f"must be < {join_path(path, 'load_cell.capacity_n')} ({capacity_n})"
+            errors.append(
+                not_allowed(join_path(path, "pressure.zones.over_n"), over_n, requirement)
+            )
+        if self.case.dose_mode and self.pins.uv_sensor is None:
+            requirement = f"needs {join_path(path, 'pins.uv_sensor')} (a dose is measured by it)"
+            key = join_path(path, "case.irradiance_mw_cm2")
+            errors.append(not_allowed(key, self.case.irradiance_mw_cm2, requirement))
+        return errors
 
     def resolved_state_dir(self, environ: Mapping[str, str] | None = None) -> Path:
         """The state directory: the configured one, else systemd's, else the XDG one."""

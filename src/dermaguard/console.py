@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from dermaguard.core.events import Effect, EmitEvent, Event, ForceSample, ShowIndicators, Zone
+from dermaguard.core.events import (
+    CaseStatus,
+    Effect,
+    EmitEvent,
+    Event,
+    ForceSample,
+    ShowIndicators,
+    Zone,
+)
 
 _EVENT_TEXT = {
     "daemon_started": "started",
@@ -14,6 +22,12 @@ _EVENT_TEXT = {
     "peak {peak_n:.2f} N",
     "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
     "sensor_recovered": "force sensor recovered",
+    "sterilization_started": "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
+    "sterilization_completed": "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: "
+    "roller sterile",
+    "sterilization_aborted": "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason}",
+    "unsterile_use": "ALARM unsterile use: the roller touched skin without a valid UV-C cycle",
+    "command_result": "command {command}: {error}",
 }
 
 
@@ -28,6 +42,11 @@ def describe(event: Event) -> str:
         return f"{event.type} {dict(event.data)}"
 
 
+def _minutes(seconds: float) -> str:
+    m, s = divmod(round(seconds), 60)
+    return f"{m}:{s:02d}"
+
+
 class ConsolePrinter:
     """An effect sink that prints a line per zone change and per event."""
 
@@ -36,6 +55,7 @@ class ConsolePrinter:
         self.out = out or sys.stdout
         self._zone: Zone | None = None
         self._force: float | None = None
+        self._case_state: tuple[str, bool, bool] | None = None
 
     def _line(self, t: float, text: str) -> None:
         self.out.write(f"[{t - self.t0:8.2f} s] {text}\n")
@@ -50,5 +70,20 @@ class ConsolePrinter:
             self._zone = effect.zone
         elif isinstance(effect, EmitEvent):
             self._line(effect.event.t, describe(effect.event))
+        elif isinstance(effect, CaseStatus):
+            self._case(effect)
         elif isinstance(effect, ShowIndicators):
             pass
+
+    def _case(self, status: CaseStatus) -> None:
+        key = (status.state, status.uv_on, status.sterile)
+        if key != self._case_state:
+            self._case_state = key
+            text = f"case {status.state}"
+            if status.state == "aborted" and status.abort_reason:
+                text += f" ({status.abort_reason})"
+            text += f", UV {'ON' if status.uv_on else 'off'}"
+            text += ", roller sterile" if status.sterile else ", roller not sterile"
+            self._line(status.t, text)
+        elif status.remaining_s is not None:
+            self._line(status.t, f"case sterilizing: {_minutes(status.remaining_s)} left")

@@ -7,13 +7,14 @@ core and applies its effects in order (indicators first). Nothing slow runs on t
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from dermaguard.clock import Clock
-from dermaguard.core.engine import Engine
+from dermaguard.core.engine import Engine, EngineInput
 from dermaguard.core.events import (
     Effect,
     EmitEvent,
@@ -21,10 +22,19 @@ from dermaguard.core.events import (
     ForceSample,
     Input,
     ReadFailed,
+    SetUv,
     ShowIndicators,
+    Tick,
 )
+from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711, NotReady, ReadDiscarded
 from dermaguard.hw.indicators import Indicators
+
+#: Discarded reads in a row that still extend the limit by the settling time; past this the
+#: reader is not getting through at all, and that is reported as a sensor fault.
+MAX_DISCARDS_IN_A_ROW = 8
+#: Virtual seconds between ticks, so the case's timers run even when no sample arrives.
+TICK_S = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +64,20 @@ class Sampler:
     def run(self) -> None:
         limit = self.timeout_periods / self.rate_sps
         settle = self.driver.settle_s
-        last_good = self.clock.monotonic()
-        grace = settle  # the runtime resets the chip at start-up
+        # The runtime resets the chip at start-up: it is silent while it settles.
+        last_good = last_discard = self.clock.monotonic()
         discards = 0
         while not self.stop_event.is_set():
             now = self.clock.monotonic()
-            remaining = last_good + limit + grace - now
+            deadline = last_good + limit
+            if discards < MAX_DISCARDS_IN_A_ROW:
+                deadline = max(deadline, last_discard + settle + limit)
+            remaining = deadline - now
             if remaining <= 0:
                 detail = f"{discards} reads discarded" if discards else "no data"
                 self.put(ReadFailed(now, "timeout", detail))
-                last_good, grace, discards = now, 0.0, 0
+                last_good, discards = now, 0
+                last_discard = -math.inf
                 continue
             try:
                 raw = self.driver.read_raw(min(max(self.clock.to_real(remaining), 0.001), 0.05))
@@ -72,13 +86,12 @@ class Sampler:
             except ReadDiscarded as exc:
                 self.discarded += 1
                 discards += 1
-                grace = settle
+                last_discard = self.clock.monotonic()
                 log.debug("HX711 read discarded: %s", exc.reason)
                 continue
             self.samples += 1
-            now = self.clock.monotonic()
-            last_good, grace, discards = now, 0.0, 0
-            self.put(ForceRead(now, raw))
+            last_good, discards = self.clock.monotonic(), 0
+            self.put(ForceRead(last_good, raw))
 
 
 class Runtime:
@@ -90,6 +103,7 @@ class Runtime:
         clock: Clock,
         indicators: Indicators,
         sampler_driver: HX711,
+        case: CaseIO | None = None,
         *,
         rate_sps: int,
         timeout_periods: int = 3,
@@ -99,7 +113,8 @@ class Runtime:
         self.clock = clock
         self.indicators = indicators
         self.sinks = list(sinks)
-        self.inputs: queue.SimpleQueue[Input | None] = queue.SimpleQueue()
+        self.case = case
+        self.inputs: queue.SimpleQueue[EngineInput | None] = queue.SimpleQueue()
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
         self.sampler = Sampler(
@@ -109,17 +124,28 @@ class Runtime:
         self._failing_sinks: set[int] = set()
 
     def start(self) -> None:
-        for effect in self.engine.startup_events(self.clock.monotonic()):
+        for effect in self.engine.startup_effects(self.clock.monotonic()):
             self._apply(effect)
-        for name, target in (("engine", self._engine_loop), ("sampler", self._sampler_loop)):
+        if self.case is not None:
+            for signal in self.case.initial_inputs():
+                self.inputs.put(signal)
+        loops = (
+            ("engine", self._engine_loop),
+            ("sampler", self._sampler_loop),
+            ("ticker", self._tick_loop),
+        )
+        for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
 
-    def put(self, inp: Input) -> None:
+    def put(self, inp: EngineInput) -> None:
         self.inputs.put(inp)
 
     def stop(self) -> None:
+        """UV off and locked out first, then the threads, then the indicators."""
+        if self.case is not None:
+            self.case.lock_out()
         self.stopping.set()
         self.inputs.put(None)
         for thread in self._threads:
@@ -133,6 +159,12 @@ class Runtime:
         except Exception as exc:
             self._fail(exc)
 
+    def _tick_loop(self) -> None:
+        # At a high simulation speed, ticks at most every 20 ms of real time: samples advance the
+        # case's timers too, ticks are only for when no sample comes.
+        while not self.stopping.wait(max(self.clock.to_real(TICK_S), 0.02)):
+            self.inputs.put(Tick(self.clock.monotonic()))
+
     def _engine_loop(self) -> None:
         try:
             while True:
@@ -145,7 +177,10 @@ class Runtime:
             self._fail(exc)
 
     def _apply(self, effect: Effect) -> None:
-        if isinstance(effect, ShowIndicators):
+        if isinstance(effect, SetUv):
+            if self.case is not None:
+                self.case.set_uv(effect.on)
+        elif isinstance(effect, ShowIndicators):
             self.indicators.show(effect)
         for i, sink in enumerate(self.sinks):
             try:
@@ -162,10 +197,12 @@ class Runtime:
                     log.warning("output %d works again", i)
 
     def _fail(self, exc: BaseException) -> None:
+        if self.case is not None:
+            self.case.lock_out()  # S3: UV off on any internal error, before anything else
         log.critical("internal error, stopping: %r", exc, exc_info=exc)
         self.failed = exc
         self.stopping.set()
         self.inputs.put(None)
 
 
-__all__ = ["EffectSink", "EmitEvent", "ForceSample", "Runtime", "Sampler"]
+__all__ = ["EffectSink", "EmitEvent", "ForceSample", "Input", "Runtime", "Sampler"]

@@ -31,7 +31,8 @@ from dermaguard.config import (
 from dermaguard.config_fields import meta
 
 SECTIONS = (
-    "device_id, profile, state_dir, log_level, pins, hx711, load_cell, calibration, pressure, alarm"
+    "device_id, profile, state_dir, log_level, pins, hx711, load_cell, calibration, pressure, "
+    "alarm, case"
 )
 
 
@@ -60,7 +61,7 @@ def test_defaults_follow_the_design() -> None:
         None,
         "info",
     )
-    assert dataclasses.astuple(c.pins) == (5, 6, 17, 27, 22, 18)
+    assert dataclasses.astuple(c.pins) == (5, 6, 17, 27, 22, 18, 23, 24, 25, None)
     assert (c.hx711.rate_sps, c.hx711.gain, c.hx711.ready_timeout_periods) == (80, 128, 3)
     assert c.hx711.max_clock_high_us == 50.0
     assert c.load_cell.capacity_n == 50.0

@@ -1,15 +1,19 @@
 """The deterministic core: ``Engine.handle(input) -> list[Effect]``.
 
-One thread calls it; it never reads a clock, pin, socket or file. Indicator effects come first
-in every returned list, so the shell shows an alarm before it does anything slow.
+One thread calls it; it never reads a clock, pin, socket or file. Every returned list starts
+with the safety-relevant effects: UV off (when it must go off) before anything, then the
+indicators, so the shell acts on them before anything slow.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 
 from dermaguard.core.calibration import Calibration
+from dermaguard.core.case import CaseInput, CaseMachine, CaseParams, DockChanged
 from dermaguard.core.events import (
+    CaseStatus,
     Effect,
     EmitEvent,
     Event,
@@ -18,16 +22,25 @@ from dermaguard.core.events import (
     Input,
     Priority,
     ReadFailed,
+    SetUv,
     ShowIndicators,
     Tick,
 )
 from dermaguard.core.filters import Filter
-from dermaguard.core.pressure import PressureMachine, PressureParams, PressureUpdate
+from dermaguard.core.pressure import PressureMachine, PressureParams
+
+EngineInput = Input | CaseInput
+
+#: The countdown is reported when the remaining time crosses a multiple of this (seconds).
+COUNTDOWN_STEP_S = 30.0
+#: Samples advance the case's timers at most this often (input time), to keep samples cheap.
+CASE_TICK_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
 class EngineParams:
-    pressure: PressureParams
+    pressure: PressureParams = field(default_factory=PressureParams)
+    case: CaseParams = field(default_factory=CaseParams)
 
 
 class Engine:
@@ -42,29 +55,109 @@ class Engine:
     ) -> None:
         self.params = params
         self.pressure = PressureMachine(params.pressure, calibration, spike, smoothing)
-        self._shown: ShowIndicators | None = None
+        self.case = CaseMachine(params.case)
+        self.in_use = False
+        self.unsterile_use = False
         self.now: float | None = None
+        self._shown: ShowIndicators | None = None
+        self._uv = False
+        self._status: CaseStatus | None = None
+        self._countdown_mark: int | None = None
+        self._case_ticked = -math.inf
 
-    def handle(self, inp: Input) -> list[Effect]:
-        """Process one input; returns the effects to apply, indicators first."""
+    def handle(self, inp: EngineInput) -> list[Effect]:
+        """Process one input; returns the effects to apply, safety effects first."""
         self.now = inp.t
-        update: PressureUpdate | None = None
-        if isinstance(inp, ForceRead):
-            update = self.pressure.on_read(inp.t, inp.raw)
-        elif isinstance(inp, ReadFailed):
-            update = self.pressure.on_timeout(inp.t)
-        elif isinstance(inp, Tick):
-            pass
+        events: list[Event] = []
+        sample: ForceSample | None = None
+        if isinstance(inp, ForceRead | ReadFailed):
+            update = (
+                self.pressure.on_read(inp.t, inp.raw)
+                if isinstance(inp, ForceRead)
+                else self.pressure.on_timeout(inp.t)
+            )
+            events.extend(update.events)
+            if update.sample:
+                sample = ForceSample(inp.t, update.force_n, update.zone)
+            if inp.t - self._case_ticked >= CASE_TICK_S:
+                events.extend(self._case(Tick(inp.t)))
+            events.extend(self._use_gate(inp.t))
+        else:
+            events.extend(self._case(inp))
+            if isinstance(inp, DockChanged):
+                events.extend(self._use_gate(inp.t))
+        return self._effects(inp.t, events, sample)
+
+    # -- the case and the sterility gate -------------------------------------------------------
+
+    def _case(self, inp: CaseInput) -> list[Event]:
+        self._case_ticked = inp.t
+        update = self.case.handle(inp)
+        if update.refused is not None:
+            data: dict[str, object] = {"command": "sterilize", "ok": False, "error": update.refused}
+            request_id = getattr(inp, "request_id", None)
+            if request_id is not None:
+                data["request_id"] = request_id
+            update.events.append(Event("command_result", inp.t, data))
+        return update.events
+
+    def _use_gate(self, t: float) -> list[Event]:
+        """S8: the roller out of the dock and touching skin without valid sterility alarms.
+
+        Use begins at the first contact after the roller leaves the dock and ends when it is
+        docked again; the sterility it had is spent at that first contact.
+        """
+        if self.case.docked:
+            self.in_use = False
+            self.unsterile_use = False
+            return []
+        zone = self.pressure.zone
+        if self.in_use or zone is None or zone == "none":
+            return []
+        self.in_use = True
+        valid, _cycle_id = self.case.sterility(t)
+        self.case.consume(t)
+        if valid:
+            return []
+        self.unsterile_use = True
+        return [Event("unsterile_use", t, {"last_cycle_id": self.case.last_cycle_id or None})]
+
+    # -- effects ---------------------------------------------------------------------------
+
+    def _effects(self, t: float, events: list[Event], sample: ForceSample | None) -> list[Effect]:
         effects: list[Effect] = []
+        uv = self.case.uv_on
+        if uv != self._uv:
+            self._uv = uv
+            effects.append(SetUv(uv))
         shown = self.indicators()
         if shown != self._shown:
             self._shown = shown
             effects.append(shown)
-        if update is not None:
-            if update.sample:
-                effects.append(ForceSample(inp.t, update.force_n, update.zone))
-            effects.extend(EmitEvent(e) for e in update.events)
+        if sample is not None:
+            effects.append(sample)
+        effects.extend(EmitEvent(e) for e in events)
+        status = self._case_status(t)
+        if status is not None:
+            effects.append(status)
         return effects
+
+    def _case_status(self, t: float) -> CaseStatus | None:
+        case = self.case
+        remaining = case.remaining_s(t)
+        sterile, _ = case.sterility(t)
+        mark = None if remaining is None else math.ceil(remaining / COUNTDOWN_STEP_S)
+        key = (case.state, case.uv_on, sterile, case.abort_reason)
+        previous = self._status
+        if (
+            previous is not None
+            and (previous.state, previous.uv_on, previous.sterile, previous.abort_reason) == key
+            and mark == self._countdown_mark
+        ):
+            return None
+        self._countdown_mark = mark
+        self._status = CaseStatus(t, case.state, case.uv_on, remaining, sterile, case.abort_reason)
+        return self._status
 
     def indicators(self) -> ShowIndicators:
         """The highest-priority alarm wins; the zone colour shows when nothing alarms."""
@@ -74,9 +167,14 @@ class Engine:
             alarm, reason = Priority.HIGH, "over_pressure"
         elif self.pressure.fault is not None:
             alarm, reason = Priority.MEDIUM, "sensor_fault"
+        elif self.unsterile_use:
+            alarm, reason = Priority.MEDIUM, "unsterile_use"
+        elif self.case.state == "aborted":
+            alarm, reason = Priority.LOW, "sterilization_aborted"
         return ShowIndicators(self.pressure.zone, alarm, reason)
 
-    def startup_events(self, t: float) -> list[Effect]:
-        """Effects to apply once at start: the initial indicator state and ``daemon_started``."""
+    def startup_effects(self, t: float) -> list[Effect]:
+        """Effects to apply once at start: UV off, the indicators and ``daemon_started``."""
+        self._uv = False
         self._shown = self.indicators()
-        return [self._shown, EmitEvent(Event("daemon_started", t, {}))]
+        return [SetUv(False), self._shown, EmitEvent(Event("daemon_started", t, {}))]

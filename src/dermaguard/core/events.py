@@ -93,4 +93,23 @@ class ForceSample:
     zone: Zone | None
 
 
-Effect = EmitEvent | ShowIndicators | ForceSample
+@dataclass(frozen=True, slots=True)
+class SetUv:
+    """Drive the UV-C output. The shell applies ``on=False`` at once and may refuse ``True``."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CaseStatus:
+    """The case as a person sees it: emitted on every change and as the countdown moves."""
+
+    t: float
+    state: str
+    uv_on: bool
+    remaining_s: float | None
+    sterile: bool
+    abort_reason: str | None = None
+
+
+Effect = EmitEvent | ShowIndicators | ForceSample | SetUv | CaseStatus

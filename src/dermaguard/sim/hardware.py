@@ -4,6 +4,10 @@ The simulator runs in lockstep with the driver: it advances virtual time to the 
 makes it ready, and waits until the driver has clocked it out before going on. So a slow or busy
 machine makes the simulation run slower than asked, never drop samples or fake a sensor fault.
 It is paced so that virtual time runs at most ``speed`` times real time.
+
+With a :class:`~dermaguard.sim.case_pins.CaseWiring`, the same steps also play the scenario's
+case events (lid, dock, sterilize requests, UV sensor failures) on the case's mock pins, at the
+resolution of one sample period.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Callable
 from gpiozero.pins.mock import MockFactory
 
 from dermaguard.clock import SimClock
+from dermaguard.sim.case_pins import CaseWiring, SimCase
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
 
@@ -36,7 +41,9 @@ class SimHardware:
         speed: float = 1.0,
         load: LoadModel | None = None,
         seed: int | None = 0,
+        case: CaseWiring | None = None,
     ) -> None:
+        """Create every emulated device's pins; do it before any gpiozero device on them."""
         self.scenario = scenario
         self.clock = SimClock(speed=speed)
         self.period = 1.0 / rate_sps
@@ -52,6 +59,13 @@ class SimHardware:
         self.on_step: Callable[[float], None] | None = None
         self._started: set[SensorFault] = set()
         self._ended: set[SensorFault] = set()
+        self.case: SimCase | None = None
+        if case is not None:
+            self.case = SimCase(
+                factory, self.clock, case, initial=scenario.initial, events=scenario.case
+            )
+        elif scenario.case:
+            log.warning("scenario has case events but no case is wired: they are ignored")
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="sim-hardware", daemon=True)
@@ -61,6 +75,8 @@ class SimHardware:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        if self.case is not None:
+            self.case.close()
 
     def convert_now(self, force_n: float) -> bool:
         """Outside the scenario thread: advance one period and make a conversion ready.
@@ -85,12 +101,14 @@ class SimHardware:
                 break
             self.clock.advance_to(base + t)
             self._apply_faults(t)
+            if self.case is not None:
+                self.case.apply(t)
             self.chip.force_n = self.scenario.force_at(t)
             if self.on_step is not None:
                 self.on_step(t)
             if self.chip.convert():
                 # Lockstep: let the driver clock this conversion out before the next one.
-                self.chip.wait_read(0.5)
+                self.chip.wait_read(2.0)
             k += 1
         self.finished.set()
 

@@ -2,6 +2,18 @@
 
 A scenario gives the force on the roller as keyframes (linear in between), the emulated sensor's
 properties and faults at given times. Errors name the key path, like config errors do.
+
+The sterilizing case is driven by an optional ``initial`` state and a ``case`` list of timed
+events, each ``t`` plus exactly one action::
+
+    initial: {lid: open, dock: in}      # defaults: lid open, roller out (in the hand)
+    case:
+      - {t: 2, lid: closed}             # lid: closed | open
+      - {t: 700, dock: out}             # dock: in | out
+      - {t: 5, sterilize: true}         # a sterilize command, as from MQTT
+      - {t: 30, uv_sensor: dark}        # uv_sensor: dark (the sensor fails) | ok (recovers)
+
+With a ``case`` list, ``force`` may be left out (no force on the roller).
 """
 
 from __future__ import annotations
@@ -14,6 +26,18 @@ from typing import Any, Literal
 import yaml
 
 SensorFaultKind = Literal["unplug", "spike", "saturate"]
+CaseEventKind = Literal["lid", "dock", "sterilize", "uv_sensor"]
+LidLevel = Literal["open", "closed"]
+DockLevel = Literal["in", "out"]
+
+CASE_KINDS: tuple[CaseEventKind, ...] = ("lid", "dock", "sterilize", "uv_sensor")
+#: Allowed values of each case action, as written in the file.
+CASE_VALUES: dict[str, tuple[object, ...]] = {
+    "lid": ("closed", "open"),
+    "dock": ("in", "out"),
+    "sterilize": (True,),
+    "uv_sensor": ("dark", "ok"),
+}
 
 
 class ScenarioError(Exception):
@@ -37,6 +61,35 @@ class SensorFault:
 
 
 @dataclass(frozen=True, slots=True)
+class CaseEvent:
+    """Something happens to the case at ``t``.
+
+    ``value`` is ``closed``/``open`` (lid), ``in``/``out`` (dock), ``dark``/``ok`` (uv_sensor)
+    or ``request`` (sterilize).
+    """
+
+    t: float
+    kind: CaseEventKind
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaseInitial:
+    """The case at time 0: by default the lid is open and the roller is out, in the hand."""
+
+    lid: LidLevel = "open"
+    dock: DockLevel = "out"
+
+    @property
+    def lid_closed(self) -> bool:
+        return self.lid == "closed"
+
+    @property
+    def docked(self) -> bool:
+        return self.dock == "in"
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     description: str
@@ -45,6 +98,10 @@ class Scenario:
     noise_counts: float = 0.0
     drift_counts_per_s: float = 0.0
     faults: tuple[SensorFault, ...] = field(default_factory=tuple)
+    initial: CaseInitial = field(default_factory=CaseInitial)
+    case: tuple[CaseEvent, ...] = field(default_factory=tuple)
+    #: Config keys the scenario needs (e.g. a short UV cycle), laid over the user's config.
+    config_overrides: dict[str, Any] = field(default_factory=dict)
 
     def force_at(self, t: float) -> float:
         """The commanded force at ``t`` (newtons), linear between keyframes."""
@@ -58,7 +115,17 @@ class Scenario:
         return f0 + (f1 - f0) * (t - t0) / (t1 - t0)
 
 
-_TOP_KEYS = {"name", "description", "duration_s", "sensor", "force", "faults"}
+_TOP_KEYS = {
+    "name",
+    "description",
+    "duration_s",
+    "sensor",
+    "force",
+    "faults",
+    "initial",
+    "case",
+    "config",
+}
 _SENSOR_KEYS = {"noise_counts", "drift_counts_per_s"}
 
 
@@ -134,12 +201,73 @@ def _faults(raw: Any, errors: list[str]) -> list[SensorFault]:
     return out
 
 
+def _choice(value: Any, allowed: tuple[object, ...], path: str, errors: list[str]) -> bool:
+    if value in allowed and isinstance(value, type(allowed[0])):
+        return True
+    names = " or ".join(str(a).lower() for a in allowed)
+    errors.append(f"{path}: {value!r} is not allowed: must be {names}")
+    return False
+
+
+def _initial(raw: Any, errors: list[str]) -> CaseInitial:
+    if raw is None:
+        return CaseInitial()
+    if not isinstance(raw, dict):
+        errors.append("initial: must be a mapping such as {lid: open, dock: in}")
+        return CaseInitial()
+    _unknown(raw, {"lid", "dock"}, "initial", errors)
+    lid = raw.get("lid", "open")
+    dock = raw.get("dock", "out")
+    ok = _choice(lid, CASE_VALUES["lid"], "initial.lid", errors)
+    ok = _choice(dock, CASE_VALUES["dock"], "initial.dock", errors) and ok
+    return CaseInitial(lid=lid, dock=dock) if ok else CaseInitial()
+
+
+def _case_events(raw: Any, errors: list[str]) -> list[CaseEvent]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        errors.append("case: must be a list such as [{t: 2, lid: closed}]")
+        return []
+    actions = ", ".join(CASE_VALUES)
+    out: list[CaseEvent] = []
+    for i, item in enumerate(raw):
+        path = f"case[{i}]"
+        if not isinstance(item, dict):
+            errors.append(
+                f"{path}: {item!r} is not allowed: must be a mapping such as {{t: 2, lid: closed}}"
+            )
+            continue
+        _unknown(item, {"t", *CASE_VALUES}, path, errors)
+        t = _num(item.get("t"), f"{path}.t", errors)
+        given = [key for key in CASE_KINDS if key in item]
+        if len(given) != 1:
+            got = f" (got {', '.join(given)})" if given else ""
+            errors.append(f"{path}: needs exactly one of {actions}{got}")
+            continue
+        kind = given[0]
+        value = item[kind]
+        if not _choice(value, CASE_VALUES[kind], f"{path}.{kind}", errors):
+            continue
+        text = "request" if kind == "sterilize" else str(value)
+        out.append(CaseEvent(t, kind, text))
+    return out
+
+
 def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     errors: list[str] = []
     if not isinstance(data, dict):
         raise ScenarioError(source, ["the top level must be a mapping"])
     _unknown(data, _TOP_KEYS, "", errors)
-    frames = _keyframes(data.get("force"), errors)
+    overrides = data.get("config") or {}
+    if not isinstance(overrides, dict):
+        errors.append("config: must be a mapping of config keys, e.g. {case: {cycle_min: 1}}")
+        overrides = {}
+    initial = _initial(data.get("initial"), errors)
+    case = _case_events(data.get("case"), errors)
+    # A case-only scenario may leave out the force: nothing presses on the roller.
+    case_only = "force" not in data and data.get("case") is not None
+    frames = [(0.0, 0.0)] if case_only else _keyframes(data.get("force"), errors)
     sensor = data.get("sensor") or {}
     if not isinstance(sensor, dict):
         errors.append("sensor: must be a mapping")
@@ -150,13 +278,20 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         sensor.get("drift_counts_per_s", 0.0), "sensor.drift_counts_per_s", errors, minimum=None
     )
     faults = _faults(data.get("faults"), errors)
-    duration = data.get("duration_s", frames[-1][0])
+    last = max([frames[-1][0], *(e.t for e in case)])
+    duration = data.get("duration_s", last)
     duration = _num(duration, "duration_s", errors)
     if duration <= 0 and not errors:
-        errors.append("duration_s: must be > 0 (or give keyframes after t=0)")
+        errors.append("duration_s: must be > 0 (or give keyframes or case events after t=0)")
+    for i, ev in enumerate(case):
+        if ev.t > duration and "duration_s" in data:
+            errors.append(
+                f"case[{i}].t: {ev.t:g} is not allowed: must be <= duration_s ({duration:g})"
+            )
     if errors:
         raise ScenarioError(source, errors)
     return Scenario(
+        config_overrides=overrides,
         name=str(data.get("name", Path(source).stem)),
         description=str(data.get("description", "")).strip(),
         duration_s=duration,
@@ -164,6 +299,8 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         noise_counts=noise,
         drift_counts_per_s=drift,
         faults=tuple(sorted(faults, key=lambda f: f.t)),
+        initial=initial,
+        case=tuple(sorted(case, key=lambda e: e.t)),
     )
 
 

@@ -1,0 +1,124 @@
+"""UV-C case benchmark: how fast UV goes off when the lid opens, and what the core costs.
+
+Prints one ``name: value unit`` line per figure. ``--quick`` keeps it under 30 s.
+
+- lid-open → UV pin low through the shell's direct path (safety rule S2), on gpiozero mock pins,
+  in real time: from the lid pin changing to the UV pin going low (median and p99, ms). It
+  measures our code path (gpiozero's callback dispatch and ``CaseIO``), not the kernel's GPIO
+  interrupt latency, which only a Pi can show.
+- the engine path (lid-open input through the queue, the engine and back to the pin) is not
+  measured yet: the engine does not handle the case. See :func:`bench_engine_path`.
+- core: ``CaseMachine.handle`` per input during a running cycle (median and p99, µs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from typing import Any
+
+from dermaguard.clock import RealClock
+from dermaguard.core.case import CaseMachine, CaseParams, LidChanged, UvSensed
+from dermaguard.core.events import Tick
+from dermaguard.hw.case_io import CaseIO
+from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
+
+LID, DOCK, UV = 23, 24, 25
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def line(name: str, value: float, unit: str) -> None:
+    print(f"{name}: {value:.4g} {unit}", flush=True)
+
+
+class _TimedPin(BoundedMockPin):
+    """The UV pin, noting when it last went low (perf_counter_ns)."""
+
+    low_ns = 0
+
+    def _change_state(self, value: Any) -> bool:
+        changed = bool(super()._change_state(value))
+        if changed and not value:
+            self.low_ns = time.perf_counter_ns()
+        return changed
+
+
+def bench_direct_path(episodes: int) -> None:
+    factory = mock_factory()
+    install_pin_factory(factory)
+    uv_pin = factory.pin(UV, pin_class=_TimedPin)
+    lid_pin = factory.pin(LID)
+    io = CaseIO(lambda inp: None, RealClock(), lid=LID, dock=DOCK, uv_led=UV, cap_s=3600)
+    latencies: list[float] = []
+    try:
+        # A closing lid is reported after the debounce; the direct path does not need that.
+        lid_pin.drive_low()
+        for _ in range(episodes):
+            if not io.set_uv(True):
+                raise RuntimeError("UV refused with the lid closed")
+            start = time.perf_counter_ns()
+            lid_pin.drive_high()
+            if uv_pin.state:
+                raise RuntimeError("UV still on after the lid opened")
+            latencies.append((uv_pin.low_ns - start) / 1e6)
+            lid_pin.drive_low()
+    finally:
+        io.close()
+        factory.close()
+        install_pin_factory(None)
+    latencies = latencies[max(1, episodes // 20) :]  # skip warm-up
+    line("lid_open_to_uv_low_direct_median", statistics.median(latencies), "ms")
+    line("lid_open_to_uv_low_direct_p99", pct(latencies, 0.99), "ms")
+    line("lid_open_to_uv_low_direct_p99_share_of_50ms", pct(latencies, 0.99) / 50.0, "fraction")
+
+
+def bench_engine_path(episodes: int) -> None:
+    """Lid-open → UV pin low through queue → engine → ``CaseIO.set_uv(False)``.
+
+    Not measured yet: the engine does not route case inputs until it is wired (issue 3, engine
+    part). When it is, build the runtime on mock pins, open the lid with the direct path's UV
+    switch-off bypassed (e.g. a ``CaseIO`` whose lid callback only queues), and time the pin.
+    Until then this refuses to run rather than print a number that measures nothing.
+    """
+    raise NotImplementedError("engine path: the engine does not handle the case yet")
+
+
+def bench_core(n: int) -> None:
+    params = CaseParams(cycle_s=1e9, uv_sensor=True, uv_confirm_s=5.0)
+    machine = CaseMachine(params, docked=True)
+    machine.handle(LidChanged(0.0, True))
+    machine.handle(UvSensed(0.01, True))
+    times: list[float] = []
+    for i in range(n):
+        inp = Tick(0.02 + i * 0.1)
+        t0 = time.perf_counter_ns()
+        machine.handle(inp)
+        times.append((time.perf_counter_ns() - t0) / 1000)
+    if not machine.uv_on:
+        raise RuntimeError("the cycle ended during the benchmark")
+    times = times[n // 10 :]
+    line("case_core_per_input_median", statistics.median(times), "us")
+    line("case_core_per_input_p99", pct(times, 0.99), "us")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations, under 30 s")
+    args = parser.parse_args()
+    bench_direct_path(500 if args.quick else 5_000)
+    try:
+        bench_engine_path(50 if args.quick else 400)
+    except NotImplementedError as exc:
+        print(f"# skipped: {exc}", file=sys.stderr, flush=True)
+    bench_core(20_000 if args.quick else 200_000)
+
+
+if __name__ == "__main__":
+    main()

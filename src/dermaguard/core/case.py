@@ -1,0 +1,412 @@
+"""The UV-C sterilizing case: a pure state machine for the cycle and the roller's sterility.
+
+It is fed lid, dock and UV-sensor changes, sterilize requests, shell faults and ticks, each
+stamped with its own time, and returns the events and the commanded UV output. It never reads a
+clock or a pin, so every rule is tested with virtual time.
+
+Safety rules held here (DESIGN §7):
+
+* S1: :attr:`CaseMachine.uv_on` is true only while a cycle runs, the lid is closed, the roller
+  is docked and no fault is latched; anything else stops the cycle first.
+* S4: UV on for the cap (cycle length, or dose / irradiance, plus the margin) aborts the cycle
+  with ``cap_reached``, checked before anything else at every input.
+* S5: with a UV sensor, no light within ``uv_confirm_s`` of UV on, or light lost during the
+  cycle and not back within ``uv_confirm_s``, aborts it with ``uv_dark``; a cycle completes only
+  while light is seen. Only a change reported *after* UV went on counts as light, so a sensor
+  stuck "lit" fails the check. The grace after a loss matters: the lid's series interlock cuts
+  the LED the instant the lid opens, so the sensor's "dark" may be queued before the lid's
+  "open", and the abort must still say ``lid_opened``. Dark time adds no dose.
+* S11: a sterilize request with the lid open is refused and UV stays off.
+
+Sterility: a completed cycle makes the roller sterile while it stays docked; once it leaves the
+dock the window ``validity_after_undock_s`` starts, and docking it again does not stop that
+clock (only a new cycle does). A session spends it (:meth:`CaseMachine.consume`). Opening the lid
+over a docked roller does not: the design keys sterility to the dock, not the lid.
+
+A latched fault (``uv_dark``, ``cap_reached`` or one reported by the shell) refuses new cycles
+until the lid is opened: opening the case is the acknowledgement that someone looked at it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dermaguard.core.events import Event, Tick
+
+CaseState = Literal["open", "ready", "sterilizing", "sterile", "aborted"]
+CycleMode = Literal["time", "dose"]
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LidChanged:
+    """The lid switch changed (``closed``: the lid is shut)."""
+
+    t: float
+    closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DockChanged:
+    """The dock switch changed (``docked``: the roller sits in its holder)."""
+
+    t: float
+    docked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UvSensed:
+    """The UV sensor changed (``lit``: it sees UV-C light)."""
+
+    t: float
+    lit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SterilizeRequested:
+    """A command asks for a cycle; ``request_id`` is echoed by the engine's answer."""
+
+    t: float
+    request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UvFault:
+    """The shell found a UV fault (e.g. its own on-time guard tripped: ``cap_reached``)."""
+
+    t: float
+    reason: str
+
+
+CaseSignal = LidChanged | DockChanged | UvSensed | UvFault
+"""What the hardware shell queues for the case."""
+
+CaseInput = CaseSignal | SterilizeRequested | Tick
+
+
+# --- parameters and results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaseParams:
+    """Everything the case needs, taken from the config (times in seconds)."""
+
+    cycle_s: float = 600.0
+    auto_start: bool = True
+    validity_after_undock_s: float = 1800.0
+    uv_sensor: bool = False
+    uv_confirm_s: float = 5.0
+    irradiance_mw_cm2: float | None = None
+    dose_mj_cm2: float | None = None
+    cap_margin: float = 0.10
+
+    def __post_init__(self) -> None:
+        if not self.cycle_s > 0:
+            raise ValueError(f"cycle_s must be > 0, got {self.cycle_s}")
+        if not self.validity_after_undock_s > 0:
+            raise ValueError("validity_after_undock_s must be > 0")
+        if not self.uv_confirm_s > 0:
+            raise ValueError("uv_confirm_s must be > 0")
+        if not self.cap_margin >= 0:
+            raise ValueError("cap_margin must be >= 0")
+        if (self.irradiance_mw_cm2 is None) != (self.dose_mj_cm2 is None):
+            raise ValueError("irradiance_mw_cm2 and dose_mj_cm2 go together: set both or neither")
+        for name in ("irradiance_mw_cm2", "dose_mj_cm2"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+
+    @property
+    def dose_mode(self) -> bool:
+        """The cycle ends on a measured dose: needs the sensor to know when UV really shines."""
+        return (
+            self.uv_sensor and self.irradiance_mw_cm2 is not None and self.dose_mj_cm2 is not None
+        )
+
+    @property
+    def length_s(self) -> float:
+        """The nominal UV time of a cycle (for a dose: the lit time that delivers it)."""
+        if self.dose_mode:
+            assert self.dose_mj_cm2 is not None and self.irradiance_mw_cm2 is not None
+            return self.dose_mj_cm2 / self.irradiance_mw_cm2
+        return self.cycle_s
+
+    @property
+    def cap_s(self) -> float:
+        """S4: the longest UV may stay on in one go, whatever the machine believes."""
+        return self.length_s * (1.0 + self.cap_margin)
+
+
+@dataclass(slots=True)
+class CaseUpdate:
+    """The outcome of one input: events, the UV command, and why a request was refused."""
+
+    events: list[Event] = field(default_factory=list)
+    uv_on: bool = False
+    refused: str | None = None
+
+
+@dataclass(slots=True)
+class _Cycle:
+    cycle_id: int
+    started: float
+    trigger: str
+    request_id: str | None
+    dark_since: float | None  # light expected but not seen since (None: lit, or no sensor)
+    lit_since: float | None = None  # seen lit since (None: dark)
+    lit_s: float = 0.0  # lit time before lit_since
+
+
+# --- the machine --------------------------------------------------------------------------
+
+
+class CaseMachine:
+    """Holds the case's switches, the running cycle and the roller's sterility."""
+
+    def __init__(
+        self,
+        params: CaseParams,
+        *,
+        lid_closed: bool = False,
+        docked: bool = False,
+        uv_lit: bool = False,
+        last_cycle_id: int = 0,
+    ) -> None:
+        """Start from known switch levels; ``last_cycle_id`` continues a stored numbering."""
+        self.params = params
+        self.lid_closed = lid_closed
+        self.docked = docked
+        self.uv_lit = uv_lit
+        self.fault: str | None = None
+        self.abort_reason: str | None = None
+        self.now: float | None = None
+        self._last_id = last_cycle_id
+        self._cycle: _Cycle | None = None
+        self._sterile_id: int | None = None
+        self._sterile_deadline: float | None = None  # set when the roller leaves the dock
+        self._ended_now = False  # a cycle ended while handling the current input
+
+    # -- queries --------------------------------------------------------------------------
+
+    @property
+    def uv_on(self) -> bool:
+        """S1: the commanded UV output, true only when every condition holds."""
+        return self._cycle is not None and self.lid_closed and self.docked and self.fault is None
+
+    @property
+    def state(self) -> CaseState:
+        if self._cycle is not None:
+            return "sterilizing"
+        if self.abort_reason is not None:
+            return "aborted"
+        if self._sterile_id is not None:
+            return "sterile"
+        if self.lid_closed and self.docked:
+            return "ready"
+        return "open"
+
+    @property
+    def cycle_id(self) -> int | None:
+        """The running cycle's id (``None`` when no cycle runs)."""
+        return self._cycle.cycle_id if self._cycle is not None else None
+
+    @property
+    def last_cycle_id(self) -> int:
+        return self._last_id
+
+    def remaining_s(self, t: float) -> float | None:
+        """Time left in the running cycle (for a dose: lit time left); ``None`` when idle."""
+        cycle = self._cycle
+        if cycle is None:
+            return None
+        if self.params.dose_mode:
+            lit = self._lit_s(cycle, t)
+            return max(0.0, self.params.length_s - lit)
+        return max(0.0, cycle.started + self.params.cycle_s - t)
+
+    def sterility(self, t: float) -> tuple[bool, int | None]:
+        """Whether the roller counts as sterile at ``t``, and by which cycle."""
+        if self._sterile_id is None:
+            return False, None
+        if self._sterile_deadline is not None and t >= self._sterile_deadline:
+            return False, None
+        return True, self._sterile_id
+
+    def sterile_until(self, t: float) -> float | None:
+        """When sterility expires; ``None`` when not sterile or while no deadline runs (docked
+        since the cycle: it stays valid for as long as the roller stays in)."""
+        valid, _ = self.sterility(t)
+        return self._sterile_deadline if valid else None
+
+    def consume(self, t: float) -> int | None:
+        """A session uses the roller: its sterility is spent. Returns the cycle id it had."""
+        valid, cycle_id = self.sterility(t)
+        self._sterile_id = None
+        self._sterile_deadline = None
+        return cycle_id if valid else None
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def handle(self, inp: CaseInput) -> CaseUpdate:
+        """Advance to ``inp.t`` (timers first), then apply the input."""
+        out = CaseUpdate()
+        self._ended_now = False
+        t = inp.t if self.now is None else max(inp.t, self.now)
+        self.now = t
+        self._advance(t, out)
+        self._apply(t, inp, out)
+        self._advance(t, out)  # the input may have made a due completion possible
+        out.uv_on = self.uv_on
+        return out
+
+    def _apply(self, t: float, inp: CaseInput, out: CaseUpdate) -> None:
+        if isinstance(inp, LidChanged):
+            self._on_lid(t, inp.closed, out)
+        elif isinstance(inp, DockChanged):
+            self._on_dock(t, inp.docked, out)
+        elif isinstance(inp, UvSensed):
+            self._on_sensed(t, inp.lit)
+        elif isinstance(inp, SterilizeRequested):
+            out.refused = self._on_request(t, inp.request_id, out)
+        elif isinstance(inp, UvFault):
+            self.fault = inp.reason
+            self._abort(t, f"fault:{inp.reason}", out)
+        # A Tick only advances time.
+
+    def _advance(self, t: float, out: CaseUpdate) -> None:
+        cycle = self._cycle
+        if cycle is not None:
+            on_s = t - cycle.started
+            if on_s >= self.params.cap_s:  # S4, whatever else holds
+                self.fault = "cap_reached"
+                self._abort(t, "cap_reached", out)
+            elif cycle.dark_since is not None and t - cycle.dark_since >= self.params.uv_confirm_s:
+                self.fault = "uv_dark"  # S5
+                self._abort(t, "uv_dark", out)
+            elif self._done(cycle, t):
+                self._complete(t, cycle, out)
+        if self._sterile_deadline is not None and t >= self._sterile_deadline:
+            self._sterile_id = None
+            self._sterile_deadline = None
+
+    def _done(self, cycle: _Cycle, t: float) -> bool:
+        if self.params.uv_sensor and cycle.lit_since is None:
+            return False
+        if self.params.dose_mode:
+            return self._lit_s(cycle, t) >= self.params.length_s
+        return t - cycle.started >= self.params.cycle_s
+
+    @staticmethod
+    def _lit_s(cycle: _Cycle, t: float) -> float:
+        extra = t - cycle.lit_since if cycle.lit_since is not None else 0.0
+        return cycle.lit_s + extra
+
+    def _on_lid(self, t: float, closed: bool, out: CaseUpdate) -> None:
+        if closed == self.lid_closed:
+            return
+        self.lid_closed = closed
+        if not closed:
+            self._abort(t, "lid_opened", out)
+            self.fault = None  # someone opened the case: the next cycle is a new attempt
+            return
+        self.abort_reason = None
+        if self.docked and self.params.auto_start and self.fault is None and not self._ended_now:
+            self._start(t, "auto", None, out)
+
+    def _on_dock(self, t: float, docked: bool, out: CaseUpdate) -> None:
+        if docked == self.docked:
+            return
+        self.docked = docked
+        if docked:
+            return  # only closing the lid (or a request) starts a cycle
+        self._abort(t, "roller_removed", out)
+        self.abort_reason = None  # that roller has left; the case has nothing to report
+        if self._sterile_id is not None and self._sterile_deadline is None:
+            self._sterile_deadline = t + self.params.validity_after_undock_s
+
+    def _on_sensed(self, t: float, lit: bool) -> None:
+        self.uv_lit = lit
+        cycle = self._cycle
+        if cycle is None or not self.params.uv_sensor:
+            return
+        if lit and cycle.lit_since is None:
+            cycle.lit_since, cycle.dark_since = t, None
+        elif not lit and cycle.lit_since is not None:
+            cycle.lit_s += t - cycle.lit_since
+            cycle.lit_since, cycle.dark_since = None, t
+
+    def _on_request(self, t: float, request_id: str | None, out: CaseUpdate) -> str | None:
+        if self._cycle is not None or self._ended_now:
+            # A cycle that ended on this very input would otherwise run straight into the next:
+            # UV on without a break, longer than one cap (S4), and the shell's guard would
+            # count both as one on-period.
+            return "already_sterilizing"
+        if not self.lid_closed:
+            return "lid_open"
+        if not self.docked:
+            return "roller_not_docked"
+        if self.fault is not None:
+            return f"fault:{self.fault}"
+        self._start(t, "command", request_id, out)
+        return None
+
+    # -- transitions ----------------------------------------------------------------------
+
+    def _start(self, t: float, trigger: str, request_id: str | None, out: CaseUpdate) -> None:
+        self._last_id += 1
+        self.abort_reason = None
+        p = self.params
+        self._cycle = _Cycle(
+            self._last_id, t, trigger, request_id, dark_since=t if p.uv_sensor else None
+        )
+        data: dict[str, object] = {
+            "cycle_id": self._last_id,
+            "mode": "dose" if p.dose_mode else "time",
+            "length_s": round(p.length_s, 3),
+            "cap_s": round(p.cap_s, 3),
+            "trigger": trigger,
+        }
+        if p.dose_mode:
+            data["dose_target_mj_cm2"] = p.dose_mj_cm2
+        if request_id is not None:
+            data["request_id"] = request_id
+        out.events.append(Event("sterilization_started", t, data))
+
+    def _complete(self, t: float, cycle: _Cycle, out: CaseUpdate) -> None:
+        self._cycle = None
+        self._ended_now = True
+        self._sterile_id = cycle.cycle_id
+        self._sterile_deadline = None
+        data: dict[str, object] = {
+            "cycle_id": cycle.cycle_id,
+            "duration_s": round(t - cycle.started, 3),
+        }
+        dose = self._dose(cycle, t)
+        if dose is not None:
+            data["dose_mj_cm2"] = round(dose, 3)
+        out.events.append(Event("sterilization_completed", t, data))
+
+    def _dose(self, cycle: _Cycle, t: float) -> float | None:
+        irradiance = self.params.irradiance_mw_cm2
+        if irradiance is None or not self.params.uv_sensor:
+            return None
+        return irradiance * self._lit_s(cycle, t)
+
+    def _abort(self, t: float, reason: str, out: CaseUpdate) -> None:
+        cycle = self._cycle
+        if cycle is None:
+            return
+        self._cycle = None
+        self._ended_now = True
+        self.abort_reason = reason
+        data: dict[str, object] = {
+            "cycle_id": cycle.cycle_id,
+            "reason": reason,
+            "after_s": round(t - cycle.started, 3),
+        }
+        dose = self._dose(cycle, t)
+        if dose is not None:
+            data["dose_mj_cm2"] = round(dose, 3)
+        out.events.append(Event("sterilization_aborted", t, data))

@@ -1,0 +1,378 @@
+"""The sterilizing case's hardware: lid and dock switches, the UV-C LED, an optional UV sensor.
+
+The engine decides when UV shines; this shell only applies its command, and adds the software
+defences that must not depend on the engine thread being alive or its queue being empty:
+
+* S2: the lid-open callback switches UV off itself, *before* it queues ``LidChanged``.
+* S11: :meth:`CaseIO.set_uv` refuses to switch on while the lid pin reads open.
+* S4: a timer forces UV off after the cap and queues ``UvFault(t, 'cap_reached')``, whatever the
+  engine believes. The cap is measured on the clock (virtual in simulation), the timer only
+  says when to look.
+* S3: the output is created off (``initial_value=False``); the runtime must still call
+  :meth:`CaseIO.force_off` first thing at start-up, before any other device or thread, and pass
+  :meth:`CaseIO.lock_out` to :func:`install_uv_failsafe` so exit paths switch UV off too.
+  ``firmware/config.txt`` holds the pin low from power-on until then, and the lid microswitch
+  in series with the LED supply (``hardware/``) keeps UV dark with the lid open regardless.
+
+Switch wiring is fail-safe: a switch closes to its active level against the opposite pull, so a
+broken wire reads "lid open" / "not docked", and a sensor that is unplugged reads "dark".
+
+Debouncing is asymmetric on the lid: opening acts and is reported at once (a bounce can only
+switch UV off, never on), while closing is reported only once the switch has been closed for
+``debounce_s``, so a bouncing lid never starts and aborts a cycle. The dock and the sensor use
+gpiozero's ``bounce_time``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+from gpiozero import DigitalInputDevice, DigitalOutputDevice
+
+from dermaguard.clock import Clock
+from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
+
+log = logging.getLogger(__name__)
+
+#: How long :meth:`CaseIO.force_off` waits for the state lock after the pin is already off.
+_FORCE_OFF_LOCK_S = 0.5
+#: Shortest real wait before the cap guard looks at the clock again (a stalled simulation).
+_CAP_RECHECK_MIN_S = 0.01
+
+
+class CaseIO:
+    """gpiozero devices of the case; ``put`` receives the inputs for the engine's queue."""
+
+    def __init__(
+        self,
+        put: Callable[[CaseSignal], None],
+        clock: Clock,
+        *,
+        lid: int,
+        dock: int,
+        uv_led: int,
+        cap_s: float,
+        uv_sensor: int | None = None,
+        lid_active_low: bool = True,
+        dock_active_low: bool = True,
+        uv_active_high: bool = True,
+        uv_sensor_active_high: bool = True,
+        debounce_s: float = 0.02,
+        pin_factory: Any = None,
+    ) -> None:
+        """Create the UV output first (off), then the inputs; ``cap_s`` is in clock seconds."""
+        if not cap_s > 0:
+            raise ValueError(f"cap_s must be > 0, got {cap_s}")
+        if debounce_s < 0:
+            raise ValueError(f"debounce_s must be >= 0, got {debounce_s}")
+        self._put = put
+        self.clock = clock
+        self.cap_s = cap_s
+        self.debounce_s = debounce_s
+        self._lock = threading.RLock()
+        self._locked_out = False
+        self._cap_timer: threading.Timer | None = None
+        self._on_since = 0.0  # clock time UV last went on
+        self._cap_latched = False  # the cap tripped: no UV until the engine has said "off"
+        self._settle_timer: threading.Timer | None = None
+        self._devices: list[Any] = []
+        bounce = debounce_s if debounce_s > 0 else None
+        try:
+            self._uv = self._own(
+                DigitalOutputDevice(
+                    uv_led,
+                    active_high=uv_active_high,
+                    initial_value=False,
+                    pin_factory=pin_factory,
+                )
+            )
+            # Switches as plain inputs: gpiozero's Button adds a hold-detection thread that
+            # nothing here uses and that makes close() wait up to its hold time. The lid is
+            # debounced here (see the module docstring), not by gpiozero.
+            self._lid = self._own(
+                DigitalInputDevice(lid, pull_up=lid_active_low, pin_factory=pin_factory)
+            )
+            self._dock = self._own(
+                DigitalInputDevice(
+                    dock, pull_up=dock_active_low, bounce_time=bounce, pin_factory=pin_factory
+                )
+            )
+            self._sensor: DigitalInputDevice | None = None
+            if uv_sensor is not None:
+                self._sensor = self._own(
+                    DigitalInputDevice(
+                        uv_sensor,
+                        pull_up=not uv_sensor_active_high,
+                        bounce_time=bounce,
+                        pin_factory=pin_factory,
+                    )
+                )
+        except Exception:
+            self.close()
+            raise
+        self._reported_lid_closed = bool(self._lid.is_active)
+        self._lid.when_deactivated = self._on_lid_opened
+        self._lid.when_activated = self._on_lid_closed
+        self._dock.when_activated = lambda: self._put(DockChanged(self.clock.monotonic(), True))
+        self._dock.when_deactivated = lambda: self._put(DockChanged(self.clock.monotonic(), False))
+        if self._sensor is not None:
+            self._sensor.when_activated = lambda: self._put(UvSensed(self.clock.monotonic(), True))
+            self._sensor.when_deactivated = lambda: self._put(
+                UvSensed(self.clock.monotonic(), False)
+            )
+
+    def set_sink(self, put: Callable[[CaseSignal], None]) -> None:
+        """Send inputs to ``put`` from now on.
+
+        The UV output must exist (off) before anything else (S3), which is before the runtime
+        and its queue exist; the runtime connects itself here, then queues
+        :meth:`initial_inputs` so nothing that happened in between is missed.
+        """
+        self._put = put
+
+    def _own(self, device: Any) -> Any:
+        self._devices.append(device)
+        return device
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def lid_closed(self) -> bool:
+        """What the lid pin reads now (not debounced)."""
+        return bool(self._lid.is_active)
+
+    @property
+    def docked(self) -> bool:
+        return bool(self._dock.is_active)
+
+    @property
+    def uv_on(self) -> bool:
+        """Whether the UV output is driven on now."""
+        return bool(self._uv.value)
+
+    @property
+    def uv_lit(self) -> bool | None:
+        """What the UV sensor reads (``None``: no sensor)."""
+        return None if self._sensor is None else bool(self._sensor.is_active)
+
+    @property
+    def has_sensor(self) -> bool:
+        return self._sensor is not None
+
+    def initial_inputs(self) -> list[CaseSignal]:
+        """The switch and sensor levels now, for the engine to start from.
+
+        Edges only report changes; the runtime queues these once at start-up so the engine does
+        not assume a lid or dock state it never saw.
+        """
+        t = self.clock.monotonic()
+        with self._lock:
+            self._reported_lid_closed = self.lid_closed
+            out: list[CaseSignal] = [
+                LidChanged(t, self._reported_lid_closed),
+                DockChanged(t, self.docked),
+            ]
+        lit = self.uv_lit
+        if lit is not None:
+            out.append(UvSensed(t, lit))
+        return out
+
+    # -- UV output ------------------------------------------------------------------------
+
+    def set_uv(self, on: bool) -> bool:
+        """Apply the engine's UV command; returns whether UV is now as asked.
+
+        Switching on is refused (``False``) while the lid pin reads open (S11), after
+        :meth:`lock_out`, and after the cap tripped until the engine has commanded off once (it
+        may still be acting on inputs from before its ``UvFault``). A refusal needs no report of
+        its own: the lid-open edge or the ``UvFault`` that explains it is already queued.
+        """
+        if not on:
+            with self._lock:
+                self._cap_latched = False
+                self._switch_off()
+            return True
+        with self._lock:
+            if self._locked_out or self._cap_latched or not self.lid_closed:
+                self._switch_off()
+                return False
+            was_on = self.uv_on
+            self._uv.on()
+            # Re-check after the write: a lid opening or a lock-out between the check and the
+            # write switched off before our write, so their own off may have been overwritten.
+            if self._locked_out or not self.lid_closed:
+                self._switch_off()
+                return False
+            if not was_on:
+                self._start_cap_timer()
+            return True
+
+    def force_off(self) -> None:
+        """Switch UV off now, from any thread, even one that holds the state lock (failsafe).
+
+        The pin is written before any lock is taken, so a stuck engine thread cannot delay it.
+        """
+        self._uv.off()
+        if self._lock.acquire(timeout=_FORCE_OFF_LOCK_S):
+            try:
+                self._cancel_cap_timer()
+            finally:
+                self._lock.release()
+
+    def lock_out(self) -> None:
+        """Switch UV off and refuse to switch it on again (shutdown: stays off until exit)."""
+        self._locked_out = True
+        self._safe_off()
+
+    def _safe_off(self) -> None:
+        try:
+            self.force_off()
+        except Exception:  # a closed device: its pin was already released
+            log.debug("UV off on a closed device", exc_info=True)
+
+    def _switch_off(self) -> None:
+        with self._lock:
+            self._uv.off()
+            self._cancel_cap_timer()
+
+    def _start_cap_timer(self) -> None:
+        self._on_since = self.clock.monotonic()
+        self._arm_cap_timer(self.cap_s)
+
+    def _arm_cap_timer(self, remaining_s: float) -> None:
+        self._cancel_cap_timer()
+        wait = max(self.clock.to_real(remaining_s), _CAP_RECHECK_MIN_S)
+        timer = threading.Timer(wait, self._cap_tripped)
+        timer.daemon = True
+        timer.name = "uv-cap"
+        self._cap_timer = timer
+        timer.start()
+
+    def _cancel_cap_timer(self) -> None:
+        timer, self._cap_timer = self._cap_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    def _cap_tripped(self) -> None:
+        with self._lock:
+            if self._cap_timer is None or self._cap_timer is not threading.current_thread():
+                return  # cancelled, or replaced by a newer on-period
+            # The cap is on the clock's time. A real clock agrees with the timer; a lockstep
+            # simulation may run slower than its nominal speed, so wait for it to catch up
+            # instead of cutting a cycle short in virtual time.
+            left = self.cap_s - (self.clock.monotonic() - self._on_since)
+            if left > 0:
+                self._arm_cap_timer(left)
+                return
+            self._cap_timer = None
+            self._cap_latched = True
+            self._uv.off()
+        log.warning("UV on-time cap (%.0f s) reached: UV forced off", self.cap_s)
+        self._put(UvFault(self.clock.monotonic(), "cap_reached"))
+
+    # -- lid ------------------------------------------------------------------------------
+
+    def _on_lid_opened(self) -> None:
+        """S2: UV off directly, then report (once) that the lid opened."""
+        self._uv.off()
+        with self._lock:
+            self._cancel_cap_timer()
+            self._cancel_settle_timer()
+            if self._reported_lid_closed:
+                self._reported_lid_closed = False
+                self._put(LidChanged(self.clock.monotonic(), False))
+
+    def _on_lid_closed(self) -> None:
+        with self._lock:
+            self._cancel_settle_timer()
+            if self.debounce_s <= 0:
+                self._report_closed()
+                return
+            timer = threading.Timer(self.clock.to_real(self.debounce_s), self._settled)
+            timer.daemon = True
+            timer.name = "lid-settle"
+            self._settle_timer = timer
+            timer.start()
+
+    def _settled(self) -> None:
+        with self._lock:
+            if self._settle_timer is not threading.current_thread():
+                return  # superseded by a later edge
+            self._settle_timer = None
+            self._report_closed()
+
+    def _report_closed(self) -> None:
+        if self.lid_closed and not self._reported_lid_closed:
+            self._reported_lid_closed = True
+            self._put(LidChanged(self.clock.monotonic(), True))
+
+    def _cancel_settle_timer(self) -> None:
+        timer, self._settle_timer = self._settle_timer, None
+        if timer is not None:
+            timer.cancel()
+
+    # -- lifetime -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """UV off for good, timers stopped, devices released."""
+        self._locked_out = True
+        if hasattr(self, "_uv"):
+            self._safe_off()
+        with self._lock:
+            self._cancel_settle_timer()
+            self._cancel_cap_timer()
+        for device in reversed(self._devices):
+            device.close()
+        self._devices.clear()
+
+    def __enter__(self) -> CaseIO:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def install_uv_failsafe(uv_off: Callable[[], None]) -> Callable[[], None]:
+    """S3: switch UV off at exit and on any unhandled exception, in any thread.
+
+    Registers ``uv_off`` with :mod:`atexit` and wraps ``sys.excepthook`` and
+    ``threading.excepthook`` so UV goes off *before* the previous hook runs (it may log slowly
+    or raise). Returns the guarded off function for the runtime's SIGTERM/SIGINT handlers:
+    Python runs no atexit handler when a signal kills it, so the handlers must call it.
+    Pass :meth:`CaseIO.lock_out`, so the engine cannot switch UV back on during shutdown.
+    """
+
+    def off() -> None:
+        try:
+            uv_off()
+        except Exception:  # the failsafe must never be the reason a hook fails
+            log.exception("switching UV off failed")
+
+    previous_sys = sys.excepthook
+    previous_thread = threading.excepthook
+
+    def sys_hook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> None:
+        off()
+        previous_sys(exc_type, exc, tb)
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        off()
+        previous_thread(args)
+
+    atexit.register(off)
+    sys.excepthook = sys_hook
+    threading.excepthook = thread_hook
+    return off

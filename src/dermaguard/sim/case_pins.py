@@ -1,0 +1,220 @@
+"""The sterilizing case on gpiozero mock pins: lid and dock switches, UV-C LED, UV sensor.
+
+The real shell (:mod:`dermaguard.hw.case_io`) opens these pins exactly as on a Pi. Here the
+switches behave like switches (closed: the wired level, whatever the pull; open: the pull
+decides), and the UV sensor watches the UV LED pin: it reports light when the LED is driven on
+*and* the lid is closed (the lid microswitch is in series with the LED supply, as in
+``hardware/``), unless the scenario made the sensor fail dark.
+
+Create a :class:`SimCase` *before* the gpiozero devices on its pins: ``MockFactory.pin()`` returns
+the existing pin object, so whoever asks first decides the pin class.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dermaguard.clock import Clock
+from dermaguard.core.case import SterilizeRequested
+from dermaguard.hw.pins import BoundedMockPin
+from dermaguard.sim.scenario import CaseEvent, CaseInitial
+
+log = logging.getLogger(__name__)
+
+_PULL_LEVEL = {"up": True, "down": False}
+
+
+class SwitchPin(BoundedMockPin):
+    """An input wired to a switch: closed, the line sits at ``closed_level`` (GND: ``False``)
+    whatever the pull; open, the pull sets it (floating keeps the last level)."""
+
+    closed_level = False
+    switch_closed = False
+
+    def _set_pull(self, value: str) -> None:
+        if not self.switch_closed:
+            super()._set_pull(value)
+            return
+        self._pull = value
+        self._drive(self.closed_level)
+
+    def set_switch(self, closed: bool) -> None:
+        """Close or open the contact; the level follows at once if the pin is an input."""
+        self.switch_closed = closed
+        if self.function != "input":
+            return
+        if closed:
+            self._drive(self.closed_level)
+        elif self.pull in _PULL_LEVEL:
+            self._drive(_PULL_LEVEL[self.pull])
+
+    def _drive(self, level: bool) -> None:
+        if level:
+            self.drive_high()
+        else:
+            self.drive_low()
+
+
+class SensorPin(BoundedMockPin):
+    """The sensor's push-pull output: a pull resistor cannot change the level it drives."""
+
+    def _set_pull(self, value: str) -> None:
+        self._pull = value
+
+
+class UvLedPin(BoundedMockPin):
+    """The UV LED output: tells a listener whenever its level or function changes."""
+
+    listener: Callable[[], None] | None = None
+
+    def _change_state(self, value: Any) -> bool:
+        changed = bool(super()._change_state(value))
+        if changed:
+            self._notify()
+        return changed
+
+    def _set_function(self, value: str) -> None:
+        super()._set_function(value)
+        self._notify()
+
+    def _notify(self) -> None:
+        listener = self.listener
+        if listener is not None:
+            listener()
+
+
+@dataclass(frozen=True, slots=True)
+class CaseWiring:
+    """How the case is wired: BCM pins and active levels, as in the config."""
+
+    lid: int
+    dock: int
+    uv_led: int
+    uv_sensor: int | None = None
+    lid_active_low: bool = True
+    dock_active_low: bool = True
+    uv_active_high: bool = True
+    uv_sensor_active_high: bool = True
+
+
+class SimCase:
+    """Plays a scenario's case events on the mock pins and emulates the UV sensor."""
+
+    def __init__(
+        self,
+        factory: Any,
+        clock: Clock,
+        wiring: CaseWiring,
+        *,
+        initial: CaseInitial | None = None,
+        events: Sequence[CaseEvent] = (),
+    ) -> None:
+        self.clock = clock
+        self.wiring = wiring
+        self.events = tuple(sorted(events, key=lambda e: e.t))
+        self.uv_active_high = wiring.uv_active_high
+        self.sensor_active_high = wiring.uv_sensor_active_high
+        #: Receives the scenario's sterilize requests (the runtime queues them for the engine).
+        self.request_sink: Callable[[SterilizeRequested], None] | None = None
+        self.requests_dropped = 0
+        self._lock = threading.RLock()
+        self._next = 0
+        self._sensor_dark = False
+        self._requests = 0
+
+        self.lid = _claim(factory, wiring.lid, SwitchPin)
+        self.dock = _claim(factory, wiring.dock, SwitchPin)
+        self.uv_led = _claim(factory, wiring.uv_led, UvLedPin)
+        sensor = wiring.uv_sensor
+        self.sensor = _claim(factory, sensor, SensorPin) if sensor is not None else None
+        self.lid.closed_level = not wiring.lid_active_low
+        self.dock.closed_level = not wiring.dock_active_low
+        start = initial if initial is not None else CaseInitial()
+        self.lid.set_switch(start.lid_closed)
+        self.dock.set_switch(start.docked)
+        self.uv_led.listener = self._update_sensor
+        self._update_sensor()
+
+    # -- state ----------------------------------------------------------------------------
+
+    @property
+    def uv_driven(self) -> bool:
+        """The UV LED pin is an output at its active level."""
+        pin = self.uv_led
+        return pin.function == "output" and bool(pin.state) == self.uv_active_high
+
+    @property
+    def light(self) -> bool:
+        """UV-C actually shines: driven on and powered through the closed lid switch."""
+        return self.uv_driven and self.lid.switch_closed
+
+    @property
+    def sensor_lit(self) -> bool:
+        """What the emulated sensor reports."""
+        with self._lock:
+            return self.light and not self._sensor_dark
+
+    # -- scenario -------------------------------------------------------------------------
+
+    def apply(self, t: float) -> None:
+        """Play every event due by scenario time ``t`` that has not been played yet."""
+        while self._next < len(self.events) and self.events[self._next].t <= t:
+            event = self.events[self._next]
+            self._next += 1
+            self._play(event)
+
+    def _play(self, event: CaseEvent) -> None:
+        log.info("simulated case: %s %s at %.2f s", event.kind, event.value, event.t)
+        if event.kind == "lid":
+            self.lid.set_switch(event.value == "closed")
+            self._update_sensor()  # the interlock switch powers or cuts the LED
+        elif event.kind == "dock":
+            self.dock.set_switch(event.value == "in")
+        elif event.kind == "uv_sensor":
+            with self._lock:
+                self._sensor_dark = event.value == "dark"
+            self._update_sensor()
+        else:
+            self._request()
+
+    def _request(self) -> None:
+        self._requests += 1
+        sink = self.request_sink
+        if sink is None:
+            self.requests_dropped += 1
+            log.warning("simulated sterilize request dropped: nothing receives requests")
+            return
+        sink(SterilizeRequested(self.clock.monotonic(), f"scenario-{self._requests}"))
+
+    def _update_sensor(self) -> None:
+        sensor = self.sensor
+        if sensor is None:
+            return
+        # Held across the write so two threads (the scenario's and the engine's UV command)
+        # cannot leave a stale level; the sensor's callbacks only queue inputs, never lock.
+        with self._lock:
+            level = self.sensor_lit == self.sensor_active_high
+            if sensor.function != "input":
+                return
+            if level:
+                sensor.drive_high()
+            else:
+                sensor.drive_low()
+
+    def close(self) -> None:
+        """Detach from the UV LED pin."""
+        self.uv_led.listener = None
+
+
+def _claim(factory: Any, pin: int, cls: type[BoundedMockPin]) -> Any:
+    obj = factory.pin(pin, pin_class=cls)
+    if not isinstance(obj, cls):
+        raise RuntimeError(
+            f"pin {obj!r} already exists as {type(obj).__name__}: "
+            "create the SimCase before any gpiozero device on its pins"
+        )
+    return obj

@@ -1,0 +1,391 @@
+"""The case's gpiozero shell on mock pins: the UV defences that do not wait for the engine."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+
+from dermaguard.clock import SimClock
+from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
+from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+
+LID, DOCK, UV, SENSOR = 23, 24, 25, 26
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Recorder:
+    """A ``put`` that notes the UV pin's level at the moment each input is queued."""
+
+    def __init__(self, uv_pin: Any) -> None:
+        self.uv_pin = uv_pin
+        self.items: queue.SimpleQueue[tuple[CaseSignal, bool]] = queue.SimpleQueue()
+
+    def __call__(self, inp: CaseSignal) -> None:
+        self.items.put((inp, bool(self.uv_pin.state)))
+
+    def get(self, timeout: float = 2.0) -> tuple[CaseSignal, bool]:
+        return self.items.get(timeout=timeout)
+
+    def drain(self) -> list[CaseSignal]:
+        out = []
+        while not self.items.empty():
+            out.append(self.items.get_nowait()[0])
+        return out
+
+
+@pytest.fixture
+def recorder(pin_factory: Any) -> Recorder:
+    return Recorder(pin_factory.pin(UV))
+
+
+def make_io(
+    recorder: Recorder, clock: SimClock, *, debounce_s: float = 0.0, cap_s: float = 600.0
+) -> CaseIO:
+    return CaseIO(
+        recorder,
+        clock,
+        lid=LID,
+        dock=DOCK,
+        uv_led=UV,
+        uv_sensor=SENSOR,
+        cap_s=cap_s,
+        debounce_s=debounce_s,
+    )
+
+
+@pytest.fixture
+def io(recorder: Recorder, sim_clock: SimClock) -> Iterator[CaseIO]:
+    with make_io(recorder, sim_clock) as dev:
+        yield dev
+
+
+def close_lid(pin_factory: Any) -> None:
+    pin_factory.pin(LID).drive_low()  # active low: the switch pulls the line to GND
+
+
+def open_lid(pin_factory: Any) -> None:
+    pin_factory.pin(LID).drive_high()
+
+
+def test_uv_output_starts_off_and_switches_read_fail_safe(pin_factory: Any, io: CaseIO) -> None:
+    """Nothing connected (pull-ups high): lid reads open, roller out, UV pin low."""
+    assert not pin_factory.pin(UV).state and not io.uv_on
+    assert not io.lid_closed and not io.docked and io.uv_lit is False
+    assert pin_factory.pin(UV).function == "output"
+
+
+def test_initial_inputs_report_the_levels_now(pin_factory: Any, io: CaseIO) -> None:
+    close_lid(pin_factory)
+    pin_factory.pin(DOCK).drive_low()
+    pin_factory.pin(SENSOR).drive_high()
+    [lid, dock, sensed] = io.initial_inputs()
+    assert isinstance(lid, LidChanged) and lid.closed
+    assert isinstance(dock, DockChanged) and dock.docked
+    assert isinstance(sensed, UvSensed) and sensed.lit
+
+
+def test_edges_are_queued_with_the_clock_time(
+    pin_factory: Any, io: CaseIO, recorder: Recorder, sim_clock: SimClock
+) -> None:
+    sim_clock.advance_to(12.5)
+    pin_factory.pin(DOCK).drive_low()
+    pin_factory.pin(SENSOR).drive_high()
+    close_lid(pin_factory)
+    pin_factory.pin(SENSOR).drive_low()
+    pin_factory.pin(DOCK).drive_high()
+    assert recorder.drain() == [
+        DockChanged(12.5, True),
+        UvSensed(12.5, True),
+        LidChanged(12.5, True),
+        UvSensed(12.5, False),
+        DockChanged(12.5, False),
+    ]
+
+
+def test_s2_lid_open_turns_uv_off_directly(
+    pin_factory: Any, io: CaseIO, recorder: Recorder
+) -> None:
+    uv_pin = pin_factory.pin(UV)
+    close_lid(pin_factory)
+    assert recorder.drain() == [LidChanged(0.0, True)]
+    assert io.set_uv(True) and uv_pin.state
+    # Nothing drains the queue from here on: only the shell's own path can switch UV off.
+    start = time.perf_counter()
+    open_lid(pin_factory)
+    elapsed = time.perf_counter() - start
+    assert not uv_pin.state
+    inp, uv_when_queued = recorder.get(timeout=0)
+    assert inp == LidChanged(0.0, False)
+    assert uv_when_queued is False  # off *before* the engine was told
+    assert elapsed < 0.050
+
+
+#: A slow clock makes the 20 ms debounce last 0.4 s of real time, far longer than the test takes
+#: between two edges even on a loaded host, so no settle timer fires mid-bounce by accident.
+SLOW = 0.05
+
+
+def test_s2_a_bouncing_lid_opening_is_reported_at_once_and_uv_never_returns(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    clock = SimClock(speed=SLOW)
+    with make_io(recorder, clock, debounce_s=0.02) as dev:
+        close_lid(pin_factory)
+        assert recorder.get()[0] == LidChanged(0.0, True)
+        assert dev.set_uv(True)
+        open_lid(pin_factory)
+        for _ in range(5):  # contact bounce after the first opening edge
+            close_lid(pin_factory)
+            open_lid(pin_factory)
+            assert not pin_factory.pin(UV).state
+        assert dev._settle_timer is None  # the last edge was an opening: nothing pending
+        # One report, sent at the first opening edge, with UV already off.
+        assert recorder.get(timeout=0) == (LidChanged(0.0, False), False)
+        assert recorder.drain() == []
+        assert not dev.uv_on
+
+
+def test_a_closing_lid_is_reported_once_it_has_settled(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    clock = SimClock(speed=SLOW)
+    with make_io(recorder, clock, debounce_s=0.02) as dev:
+        for _ in range(3):  # contact bounce while closing: never reported as open/closed pairs
+            close_lid(pin_factory)
+            open_lid(pin_factory)
+        close_lid(pin_factory)
+        inp, _ = recorder.get(timeout=2.0)
+        assert inp == LidChanged(0.0, True)
+        timer = dev._settle_timer
+        assert timer is None  # the report came from the last settle timer, which has finished
+        assert recorder.drain() == []
+
+
+def test_s11_set_uv_is_refused_while_the_lid_reads_open(pin_factory: Any, io: CaseIO) -> None:
+    assert io.set_uv(True) is False
+    assert not pin_factory.pin(UV).state
+    close_lid(pin_factory)
+    assert io.set_uv(True) is True and pin_factory.pin(UV).state
+    assert io.set_uv(False) is True and not pin_factory.pin(UV).state
+
+
+def test_lock_out_refuses_uv_until_the_device_is_rebuilt(pin_factory: Any, io: CaseIO) -> None:
+    close_lid(pin_factory)
+    assert io.set_uv(True)
+    io.lock_out()
+    assert not pin_factory.pin(UV).state
+    assert io.set_uv(True) is False and not pin_factory.pin(UV).state
+
+
+def test_force_off_works_from_a_thread_while_another_holds_the_lock(
+    pin_factory: Any, io: CaseIO
+) -> None:
+    close_lid(pin_factory)
+    assert io.set_uv(True)
+    held, release = threading.Event(), threading.Event()
+
+    def hog() -> None:
+        with io._lock:
+            held.set()
+            release.wait(5.0)
+
+    thread = threading.Thread(target=hog)
+    thread.start()
+    try:
+        assert held.wait(2.0)
+        io.force_off()  # the pin goes low first; the lock wait is bounded
+        assert not pin_factory.pin(UV).state
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_s4_shell_cap_forces_uv_off_and_reports_a_fault(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    clock = SimClock(speed=1000.0)  # 10 virtual seconds of cap are 10 ms of real time
+    with make_io(recorder, clock, cap_s=10.0) as dev:
+        close_lid(pin_factory)
+        recorder.drain()
+        clock.advance_to(100.0)
+        assert dev.set_uv(True)
+        clock.advance_to(110.0)  # the cap's worth of virtual time
+        inp, uv_when_queued = recorder.get(timeout=5.0)
+        assert inp == UvFault(110.0, "cap_reached")
+        assert uv_when_queued is False and not dev.uv_on
+        # An engine still acting on older inputs cannot start a fresh on-period ...
+        assert dev.set_uv(True) is False and not dev.uv_on
+        # ... until it has commanded off, which it does once it has handled the fault.
+        assert dev.set_uv(False) and dev.set_uv(True)
+
+
+def test_s4_the_cap_counts_clock_time_not_real_time(pin_factory: Any, recorder: Recorder) -> None:
+    """A simulation slower than its speed must not see the cap trip early in virtual time."""
+    clock = SimClock(speed=1000.0)
+    with make_io(recorder, clock, cap_s=10.0) as dev:
+        close_lid(pin_factory)
+        recorder.drain()
+        assert dev.set_uv(True)
+        timer = dev._cap_timer
+        assert timer is not None
+        timer.join(2.0)  # 10 ms of real time passed, but no virtual time: not tripped
+        assert dev.uv_on and recorder.drain() == []
+        clock.advance(10.0)
+        inp, uv_when_queued = recorder.get(timeout=5.0)
+        assert inp == UvFault(10.0, "cap_reached") and not uv_when_queued
+
+
+def test_s4_the_cap_timer_is_cancelled_when_uv_goes_off(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    clock = SimClock(speed=100.0)
+    with make_io(recorder, clock, cap_s=600.0) as dev:  # 6 s real: it must not trip here
+        close_lid(pin_factory)
+        recorder.drain()
+        assert dev.set_uv(True)
+        timer = dev._cap_timer
+        assert timer is not None
+        assert dev.set_uv(True)  # staying on keeps the same timer: the cap counts from on
+        assert dev._cap_timer is timer
+        assert dev.set_uv(False)
+        timer.join(timeout=2.0)
+        assert not timer.is_alive()
+        assert recorder.drain() == []
+        assert dev._cap_timer is None
+
+
+def test_failsafe_hooks_switch_off_then_chain(
+    mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(sys, "excepthook", lambda *a: calls.append("previous sys"))
+    monkeypatch.setattr(threading, "excepthook", lambda a: calls.append("previous thread"))
+    register = mocker.patch("atexit.register")
+
+    def off() -> None:
+        calls.append("off")
+        raise RuntimeError("device already closed")  # a failing off must not break a hook
+
+    failsafe = install_uv_failsafe(off)
+    register.assert_called_once_with(failsafe)
+    sys.excepthook(ValueError, ValueError("x"), None)
+    threading.excepthook(mocker.Mock())
+    failsafe()
+    assert calls == ["off", "previous sys", "off", "previous thread", "off"]
+
+
+S3_SCRIPT = textwrap.dedent(
+    """
+    import atexit, signal, sys, threading
+    from dermaguard.clock import RealClock
+    from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+    from dermaguard.hw.pins import install_pin_factory, mock_factory
+
+    mode = sys.argv[1]
+    factory = mock_factory()
+    install_pin_factory(factory)
+    uv_pin = factory.pin(25)
+
+    def report(where):
+        print(f"{where}: uv={int(uv_pin.state)}", flush=True)
+
+    # Registered before the failsafe, so these run *after* it: they see what it left.
+    atexit.register(report, "atexit")
+    previous = sys.excepthook
+    def sys_hook(*args):
+        report("excepthook")
+        previous(*args)
+    sys.excepthook = sys_hook
+    threading.excepthook = lambda args: report("thread_excepthook")
+
+    io = CaseIO(lambda inp: None, RealClock(), lid=23, dock=24, uv_led=25, cap_s=600,
+                debounce_s=0)
+    factory.pin(23).drive_low()  # lid closed
+    failsafe = install_uv_failsafe(io.lock_out)
+
+    def on_term(signum, frame):
+        failsafe()
+        report("signal")
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+    assert io.set_uv(True)
+    report("on")
+    if mode == "exception":
+        raise RuntimeError("unhandled")
+    if mode == "thread":
+        worker = threading.Thread(target=lambda: 1 / 0)
+        worker.start()
+        worker.join()
+        report("after_thread")
+        sys.exit(0)
+    if mode in ("sigterm", "sigint"):
+        threading.Event().wait(30)  # until the test's signal arrives
+    """
+)
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("exit", ["on: uv=1", "atexit: uv=0"]),
+        ("exception", ["on: uv=1", "excepthook: uv=0", "atexit: uv=0"]),
+        ("thread", ["on: uv=1", "thread_excepthook: uv=0", "after_thread: uv=0", "atexit: uv=0"]),
+        ("sigterm", ["on: uv=1", "signal: uv=0", "atexit: uv=0"]),
+        ("sigint", ["on: uv=1", "excepthook: uv=0", "atexit: uv=0"]),
+    ],
+)
+def test_s3_uv_is_off_on_every_way_out(tmp_path: Path, mode: str, expected: list[str]) -> None:
+    script = tmp_path / "s3.py"
+    script.write_text(S3_SCRIPT, encoding="utf-8")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (tmp_path / "stderr.txt").open("w+", encoding="utf-8") as err:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), mode],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        watchdog = threading.Timer(30.0, proc.kill)  # a hung child fails the test, not the run
+        watchdog.start()
+        try:
+            assert proc.stdout is not None
+            # Read everything through the same buffered stream: readline() may already hold
+            # later lines, which communicate() on the raw pipe would never see.
+            first = proc.stdout.readline().strip()
+            assert first == "on: uv=1"
+            if mode in ("sigterm", "sigint"):
+                proc.send_signal(signal.SIGTERM if mode == "sigterm" else signal.SIGINT)
+            rest = proc.stdout.read()
+            proc.wait()
+        finally:
+            watchdog.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+        err.seek(0)
+        stderr = err.read()
+    assert [first, *rest.splitlines()] == expected, stderr
+    if mode == "sigterm":
+        assert proc.returncode == 128 + signal.SIGTERM
+    elif mode in ("exit", "thread"):
+        assert proc.returncode == 0
+    else:
+        assert proc.returncode != 0

@@ -1,0 +1,486 @@
+"""The sterilizing case's pure state machine, on virtual time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dermaguard.core.case import (
+    CaseInput,
+    CaseMachine,
+    CaseParams,
+    CaseUpdate,
+    DockChanged,
+    LidChanged,
+    SterilizeRequested,
+    UvFault,
+    UvSensed,
+)
+from dermaguard.core.events import Event, Tick
+
+CYCLE = 600.0
+
+
+def docked_machine(**params: object) -> CaseMachine:
+    """Roller in the dock, lid open: the usual moment before a cycle."""
+    return CaseMachine(CaseParams(**params), docked=True)  # type: ignore[arg-type]
+
+
+def types(update: CaseUpdate) -> list[str]:
+    return [e.type for e in update.events]
+
+
+def only(update: CaseUpdate, kind: str) -> Event:
+    [event] = [e for e in update.events if e.type == kind]
+    return event
+
+
+# --- cycles ---------------------------------------------------------------------------------
+
+
+def test_closing_the_lid_on_a_docked_roller_starts_a_cycle() -> None:
+    m = docked_machine()
+    before = m.state
+    assert before == "open"
+    up = m.handle(LidChanged(10.0, True))
+    assert up.uv_on and m.uv_on and m.state == "sterilizing"
+    started = only(up, "sterilization_started")
+    assert started.t == 10.0
+    assert dict(started.data) == {
+        "cycle_id": 1,
+        "mode": "time",
+        "length_s": CYCLE,
+        "cap_s": pytest.approx(CYCLE * 1.1),
+        "trigger": "auto",
+    }
+    assert m.remaining_s(100.0) == pytest.approx(CYCLE - 90.0)
+
+
+def test_completion_makes_the_roller_sterile_with_its_cycle_id() -> None:
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    assert not m.handle(Tick(CYCLE - 0.01)).events
+    assert m.sterility(CYCLE - 0.01) == (False, None)
+    up = m.handle(Tick(CYCLE))
+    done = only(up, "sterilization_completed")
+    assert done.data == {"cycle_id": 1, "duration_s": CYCLE}
+    assert not up.uv_on and m.state == "sterile"
+    assert m.sterility(CYCLE + 1) == (True, 1)
+    assert m.sterile_until(CYCLE + 1) is None  # docked: no deadline runs
+    assert m.remaining_s(CYCLE + 1) is None
+    # The next cycle gets the next id.
+    m.handle(LidChanged(CYCLE + 10, False))
+    up = m.handle(LidChanged(CYCLE + 20, True))
+    assert only(up, "sterilization_started").data["cycle_id"] == 2
+
+
+def test_s4_a_request_that_arrives_as_a_cycle_ends_does_not_keep_uv_on() -> None:
+    """The cycle ends on this input: starting the next at once would leave UV on for two."""
+    m = docked_machine(auto_start=False, cycle_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    assert m.handle(SterilizeRequested(0.0)).uv_on
+    up = m.handle(SterilizeRequested(5.2))
+    assert types(up) == ["sterilization_completed"]
+    assert up.refused == "already_sterilizing" and not up.uv_on
+    assert m.handle(SterilizeRequested(5.2)).uv_on  # the next input may start one
+
+
+def test_cycle_ids_continue_a_stored_numbering() -> None:
+    m = CaseMachine(CaseParams(), docked=True, last_cycle_id=41)
+    assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
+
+
+def test_without_auto_start_a_request_starts_the_cycle() -> None:
+    m = docked_machine(auto_start=False)
+    up = m.handle(LidChanged(0.0, True))
+    assert not up.events and not up.uv_on and m.state == "ready"
+    up = m.handle(SterilizeRequested(1.0, "r-1"))
+    assert up.refused is None and up.uv_on
+    data = only(up, "sterilization_started").data
+    assert data["trigger"] == "command" and data["request_id"] == "r-1"
+    assert m.handle(SterilizeRequested(2.0, "r-2")).refused == "already_sterilizing"
+
+
+@pytest.mark.parametrize(
+    ("lid", "docked", "reason"),
+    [(False, True, "lid_open"), (False, False, "lid_open"), (True, False, "roller_not_docked")],
+)
+def test_s11_a_request_without_lid_closed_and_roller_docked_is_refused_and_uv_stays_off(
+    lid: bool, docked: bool, reason: str
+) -> None:
+    m = CaseMachine(CaseParams(), lid_closed=lid, docked=docked)
+    up = m.handle(SterilizeRequested(5.0, "r"))
+    assert up.refused == reason
+    assert not up.uv_on and not m.uv_on and not up.events
+    assert m.state == "open"
+
+
+@pytest.mark.parametrize(
+    ("inp", "reason"),
+    [
+        (LidChanged(30.0, False), "lid_opened"),
+        (DockChanged(30.0, False), "roller_removed"),
+        (UvFault(30.0, "driver_overtemp"), "fault:driver_overtemp"),
+    ],
+)
+def test_s1_anything_but_lid_closed_docked_and_no_fault_stops_uv_and_aborts(
+    inp: CaseInput, reason: str
+) -> None:
+    m = docked_machine()
+    assert m.handle(LidChanged(0.0, True)).uv_on
+    up = m.handle(inp)
+    assert not up.uv_on and not m.uv_on
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.data == {"cycle_id": 1, "reason": reason, "after_s": 30.0}
+    assert m.sterility(31.0) == (False, None)
+    assert m.state == ("aborted" if reason != "roller_removed" else "open")
+    assert m.handle(Tick(2 * CYCLE)).events == []  # nothing completes later
+
+
+def test_s1_uv_is_never_commanded_before_the_lid_closes_or_without_the_roller() -> None:
+    m = CaseMachine(CaseParams())
+    assert not m.handle(LidChanged(0.0, True)).uv_on  # closed on an empty dock
+    assert not m.handle(DockChanged(1.0, True)).uv_on  # docking with the lid shut: no start
+    assert m.state == "ready"
+    assert m.handle(SterilizeRequested(2.0)).uv_on  # ... but a request may start it
+
+
+def test_s1_a_latched_fault_refuses_cycles_until_the_lid_is_opened() -> None:
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvFault(1.0, "cap_reached"))
+    assert m.fault == "cap_reached"
+    up = m.handle(SterilizeRequested(2.0))
+    assert up.refused == "fault:cap_reached" and not up.uv_on
+    m.handle(LidChanged(3.0, False))
+    assert m.fault is None
+    assert m.handle(LidChanged(4.0, True)).uv_on
+
+
+def test_lid_opened_abort_then_closing_again_starts_a_fresh_cycle() -> None:
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    m.handle(LidChanged(100.0, False))
+    assert m.state == "aborted" and m.abort_reason == "lid_opened"
+    up = m.handle(LidChanged(110.0, True))
+    assert types(up) == ["sterilization_started"] and m.abort_reason is None
+
+
+def test_s4_uv_on_time_is_capped_whatever_else_holds() -> None:
+    """A stalled engine that only sees time again past the cap aborts, it does not complete."""
+    m = docked_machine(cycle_s=100.0, cap_margin=0.1)
+    m.handle(LidChanged(0.0, True))
+    up = m.handle(Tick(111.0))
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.data["reason"] == "cap_reached" and aborted.data["after_s"] == 111.0
+    assert not up.uv_on and m.fault == "cap_reached"
+    assert m.sterility(111.0) == (False, None)
+    assert "sterilization_completed" not in types(up)
+
+
+def test_s4_cap_in_dose_mode_follows_the_dose_time() -> None:
+    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0)
+    assert params.dose_mode and params.length_s == 200.0
+    assert params.cap_s == pytest.approx(220.0)
+    m = CaseMachine(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(1.0, True))
+    m.handle(UvSensed(50.0, False))  # dark: the dose stops growing
+    m.handle(UvSensed(52.0, True))
+    # Lit for 49 + 150 s < 200 s by t = 202: the dose is not there yet.
+    assert m.handle(Tick(201.0)).events == []
+    assert m.remaining_s(201.0) == pytest.approx(200.0 - 49.0 - 149.0)
+    up = m.handle(Tick(203.0))
+    done = only(up, "sterilization_completed")
+    assert done.data["dose_mj_cm2"] == pytest.approx(400.0)
+    assert done.data["duration_s"] == 203.0
+
+
+def test_s4_dose_mode_still_capped_when_the_light_keeps_failing() -> None:
+    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5)
+    m = CaseMachine(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    t = 0.0
+    for _ in range(60):  # flickers: 3 s dark in every 5 s, never long enough to be uv_dark
+        m.handle(UvSensed(t + 0.5, True))
+        m.handle(UvSensed(t + 2.5, False))
+        t += 5.0
+        if not m.uv_on:
+            break
+    assert m.abort_reason == "cap_reached"
+
+
+def test_s5_no_light_within_the_confirm_time_aborts_as_uv_dark_and_not_sterile() -> None:
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    assert m.handle(LidChanged(0.0, True)).uv_on
+    assert m.handle(Tick(4.9)).uv_on
+    up = m.handle(Tick(5.0))
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.data["reason"] == "uv_dark"
+    assert not up.uv_on and m.fault == "uv_dark"
+    m.handle(Tick(CYCLE * 2))
+    assert m.sterility(CYCLE * 2) == (False, None) and m.state == "aborted"
+    assert m.handle(SterilizeRequested(CYCLE * 2)).refused == "fault:uv_dark"
+
+
+def test_s5_a_sensor_stuck_lit_does_not_confirm_uv() -> None:
+    """The sensor read lit before UV went on: with no change after, there is no proof."""
+    m = CaseMachine(CaseParams(uv_sensor=True), docked=True, uv_lit=True)
+    m.handle(LidChanged(0.0, True))
+    assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_dark"
+
+
+def test_s5_light_lost_mid_cycle_aborts_after_the_grace() -> None:
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.2, True))
+    m.handle(UvSensed(100.0, False))
+    assert m.handle(Tick(104.9)).uv_on
+    up = m.handle(Tick(105.0))
+    assert only(up, "sterilization_aborted").data["reason"] == "uv_dark"
+
+
+def test_s5_light_back_within_the_grace_continues_the_cycle() -> None:
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.2, True))
+    m.handle(UvSensed(100.0, False))
+    m.handle(UvSensed(102.0, True))
+    assert types(m.handle(Tick(CYCLE))) == ["sterilization_completed"]
+
+
+def test_dark_reported_before_the_lid_still_aborts_as_lid_opened() -> None:
+    """The series interlock darkens the LED as the lid opens: either report may come first."""
+    m = docked_machine(uv_sensor=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.1, True))
+    assert m.handle(UvSensed(50.0, False)).events == []
+    up = m.handle(LidChanged(50.001, False))
+    assert only(up, "sterilization_aborted").data["reason"] == "lid_opened"
+    assert m.fault is None
+
+
+def test_s5_a_time_cycle_with_a_sensor_completes_only_while_lit() -> None:
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(1.0, True))
+    m.handle(UvSensed(CYCLE - 1, False))
+    assert m.handle(Tick(CYCLE + 1)).events == []  # due, but dark: wait for light or the grace
+    up = m.handle(UvSensed(CYCLE + 2, True))
+    assert types(up) == ["sterilization_completed"]
+
+
+# --- sterility ------------------------------------------------------------------------------
+
+
+def sterile_machine(validity_s: float = 1800.0) -> CaseMachine:
+    m = docked_machine(validity_after_undock_s=validity_s)
+    m.handle(LidChanged(0.0, True))
+    m.handle(Tick(CYCLE))
+    m.handle(LidChanged(CYCLE + 5, False))
+    assert m.sterility(CYCLE + 5) == (True, 1)  # opening the lid over a docked roller: still
+    return m
+
+
+def test_sterility_stays_while_docked_and_expires_after_undocking() -> None:
+    m = sterile_machine(validity_s=1800.0)
+    assert m.sterility(10_000.0) == (True, 1)
+    undock = 10_000.0
+    m.handle(DockChanged(undock, False))
+    assert m.sterility(undock + 1799.9) == (True, 1)
+    assert m.sterile_until(undock + 1) == undock + 1800.0
+    assert m.sterility(undock + 1800.0) == (False, None)
+    assert m.sterile_until(undock + 1800.0) is None
+    m.handle(Tick(undock + 1800.0))
+    assert m.state == "open"
+
+
+def test_docking_again_does_not_stop_the_validity_clock() -> None:
+    m = sterile_machine(validity_s=60.0)
+    m.handle(DockChanged(1000.0, False))
+    m.handle(DockChanged(1010.0, True))
+    assert m.sterility(1059.0) == (True, 1)
+    assert m.sterility(1060.0) == (False, None)
+
+
+def test_consume_spends_sterility_once() -> None:
+    m = sterile_machine()
+    m.handle(DockChanged(1000.0, False))
+    assert m.consume(1001.0) == 1
+    assert m.sterility(1001.0) == (False, None)
+    assert m.consume(1002.0) is None
+    assert m.state == "open"
+
+
+def test_consume_after_expiry_returns_none() -> None:
+    m = sterile_machine(validity_s=60.0)
+    m.handle(DockChanged(1000.0, False))
+    assert m.consume(1060.0) is None
+
+
+def test_an_aborted_new_cycle_leaves_the_previous_sterility_of_a_docked_roller() -> None:
+    m = sterile_machine()
+    m.handle(LidChanged(700.0, True))  # a new cycle starts ...
+    m.handle(LidChanged(710.0, False))  # ... and is aborted: the roller never left the dock
+    assert m.state == "aborted"
+    assert m.sterility(711.0) == (True, 1)
+
+
+# --- dose mode ------------------------------------------------------------------------------
+
+
+def test_dose_mode_needs_the_sensor_and_both_figures() -> None:
+    assert not CaseParams(irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
+    assert CaseParams(uv_sensor=True, irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
+    with pytest.raises(ValueError, match="set both or neither"):
+        CaseParams(irradiance_mw_cm2=1.0)
+    with pytest.raises(ValueError, match="cycle_s"):
+        CaseParams(cycle_s=0)
+
+
+def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
+    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
+    m = CaseMachine(params, docked=True)
+    up = m.handle(LidChanged(0.0, True))
+    data = only(up, "sterilization_started").data
+    assert data["mode"] == "dose" and data["length_s"] == 120.0
+    assert data["dose_target_mj_cm2"] == 60.0
+    m.handle(UvSensed(1.0, True))
+    m.handle(UvSensed(31.0, False))
+    aborted = only(m.handle(LidChanged(32.0, False)), "sterilization_aborted")
+    assert aborted.data["dose_mj_cm2"] == pytest.approx(15.0)
+
+
+# --- properties -----------------------------------------------------------------------------
+
+_kinds = st.sampled_from(["lid", "dock", "uv", "request", "tick", "fault"])
+
+
+@st.composite
+def scripts(draw: st.DrawFn) -> tuple[CaseParams, list[CaseInput]]:
+    dose = draw(st.booleans())
+    sensor = dose or draw(st.booleans())
+    params = CaseParams(
+        cycle_s=draw(st.floats(5.0, 120.0)),
+        auto_start=draw(st.booleans()),
+        validity_after_undock_s=draw(st.floats(1.0, 300.0)),
+        uv_sensor=sensor,
+        uv_confirm_s=draw(st.floats(0.5, 10.0)),
+        irradiance_mw_cm2=2.0 if dose else None,
+        dose_mj_cm2=draw(st.floats(10.0, 200.0)) if dose else None,
+        cap_margin=draw(st.sampled_from([0.0, 0.1, 0.5])),
+    )
+    t = 0.0
+    inputs: list[CaseInput] = []
+    for _ in range(draw(st.integers(1, 60))):
+        t += draw(st.floats(0.0, 40.0))
+        kind = draw(_kinds)
+        flag = draw(st.booleans())
+        if kind == "lid":
+            inputs.append(LidChanged(t, flag))
+        elif kind == "dock":
+            inputs.append(DockChanged(t, flag))
+        elif kind == "uv":
+            inputs.append(UvSensed(t, flag))
+        elif kind == "request":
+            inputs.append(SterilizeRequested(t))
+        elif kind == "tick":
+            inputs.append(Tick(t))
+        elif draw(st.integers(0, 9)) == 0:  # faults are rare, so cycles get to finish
+            inputs.append(UvFault(t, "test"))
+    return params, inputs
+
+
+@dataclass
+class Observer:
+    """Replays a script through the machine and checks the safety invariants at every step."""
+
+    params: CaseParams
+    machine: CaseMachine = field(init=False)
+    lid: bool = False
+    docked: bool = False
+    on_since: float | None = None
+    started: list[int] = field(default_factory=list)
+    ended: dict[int, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.machine = CaseMachine(self.params)
+
+    def feed(self, inp: CaseInput) -> CaseUpdate:
+        up = self.machine.handle(inp)
+        if isinstance(inp, LidChanged):
+            self.lid = inp.closed
+        elif isinstance(inp, DockChanged):
+            self.docked = inp.docked
+        assert up.uv_on == self.machine.uv_on
+        if up.uv_on:  # S1
+            assert self.lid and self.docked and self.machine.fault is None
+            assert self.machine.state == "sterilizing"
+            if self.on_since is None:
+                self.on_since = inp.t
+            assert inp.t - self.on_since < self.params.cap_s  # S4
+        else:
+            self.on_since = None
+        for event in up.events:
+            cycle_id = event.data["cycle_id"]
+            if event.type == "sterilization_started":
+                assert cycle_id not in self.started
+                self.started.append(cycle_id)
+            else:
+                assert cycle_id in self.started and cycle_id not in self.ended
+                self.ended[cycle_id] = event.type
+        if isinstance(inp, SterilizeRequested) and up.refused is None:
+            assert types(up) == ["sterilization_started"] or "sterilization_started" in types(up)
+        return up
+
+
+@settings(max_examples=400, deadline=None)
+@given(scripts())
+def test_property_uv_never_on_with_lid_open_or_roller_out_and_never_past_the_cap(
+    script: tuple[CaseParams, list[CaseInput]],
+) -> None:
+    params, inputs = script
+    obs = Observer(params)
+    for inp in inputs:
+        obs.feed(inp)
+
+
+@settings(max_examples=400, deadline=None)
+@given(scripts())
+def test_property_every_started_cycle_ends_completed_or_aborted(
+    script: tuple[CaseParams, list[CaseInput]],
+) -> None:
+    params, inputs = script
+    obs = Observer(params)
+    for inp in inputs:
+        obs.feed(inp)
+    end = (inputs[-1].t if inputs else 0.0) + params.cap_s + 1.0
+    obs.feed(Tick(end))
+    obs.feed(LidChanged(end + 1.0, False))
+    assert not obs.machine.uv_on
+    assert set(obs.started) == set(obs.ended)
+    assert obs.machine.state in ("open", "sterile", "aborted")
+
+
+@settings(max_examples=300, deadline=None)
+@given(scripts())
+def test_property_a_sterile_roller_had_a_completed_cycle_and_sensor_confirmation(
+    script: tuple[CaseParams, list[CaseInput]],
+) -> None:
+    params, inputs = script
+    obs = Observer(params)
+    lit_seen: set[int] = set()
+    for inp in inputs:
+        running = obs.machine.cycle_id
+        up = obs.feed(inp)
+        if isinstance(inp, UvSensed) and inp.lit and running is not None:
+            lit_seen.add(running)
+        for event in up.events:
+            if event.type == "sterilization_completed" and params.uv_sensor:
+                assert event.data["cycle_id"] in lit_seen  # S5
+        valid, cycle_id = obs.machine.sterility(inp.t)
+        if valid:
+            assert cycle_id is not None and obs.ended.get(cycle_id) == "sterilization_completed"

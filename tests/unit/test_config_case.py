@@ -1,0 +1,100 @@
+"""The case's configuration: pins, the `case` section, and the rules across them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dermaguard.config import ConfigError, default_config, parse_config, reference_rows
+
+
+def errors_of(data: object) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    return info.value.errors
+
+
+def test_case_defaults_follow_the_design() -> None:
+    c = default_config()
+    assert (c.pins.lid, c.pins.dock, c.pins.uv_led, c.pins.uv_sensor) == (23, 24, 25, None)
+    case = c.case
+    assert (case.cycle_min, case.cycle_s, case.auto_start) == (10.0, 600.0, True)
+    assert (case.validity_after_undock_min, case.validity_after_undock_s) == (30.0, 1800.0)
+    assert case.uv_confirm_s == 5.0
+    assert (case.irradiance_mw_cm2, case.dose_mj_cm2, case.dose_mode) == (None, None, False)
+    assert (case.lid_active_low, case.dock_active_low, case.uv_active_high) == (True,) * 3
+    assert (case.debounce_ms, case.debounce_s) == (20, 0.02)
+
+
+def test_a_dose_with_a_sensor_is_accepted() -> None:
+    c = parse_config(
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.5, "dose_mj_cm2": 150}}
+    )
+    assert c.case.dose_mode and c.pins.uv_sensor == 26
+
+
+RULES: list[tuple[dict[str, Any], str]] = [
+    ({"case": {"cycle_min": 0.5}}, "case.cycle_min: 0.5 is not allowed: must be >= 1 and <= 60"),
+    ({"case": {"cycle_min": 61}}, "case.cycle_min: 61 is not allowed: must be >= 1 and <= 60"),
+    (
+        {"case": {"validity_after_undock_min": 241}},
+        "case.validity_after_undock_min: 241 is not allowed: must be >= 1 and <= 240",
+    ),
+    ({"case": {"uv_confirm_s": 0}}, "case.uv_confirm_s: 0 is not allowed: must be >= 1 and <= 60"),
+    (
+        {"case": {"debounce_ms": 501}},
+        "case.debounce_ms: 501 is not allowed: must be >= 0 and <= 500",
+    ),
+    (
+        {"case": {"auto_start": "yes"}},
+        "case.auto_start: 'yes' is not allowed: must be true or false",
+    ),
+    (
+        {"case": {"irradiance_mw_cm2": 0}},
+        "case.irradiance_mw_cm2: 0 is not allowed: must be > 0",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.5}},
+        "case.irradiance_mw_cm2: 0.5 is not allowed: "
+        "needs case.dose_mj_cm2 too (set both or neither)",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"dose_mj_cm2": 100}},
+        "case.dose_mj_cm2: 100.0 is not allowed: "
+        "needs case.irradiance_mw_cm2 too (set both or neither)",
+    ),
+    (
+        {"case": {"irradiance_mw_cm2": 0.5, "dose_mj_cm2": 150}},
+        "case.irradiance_mw_cm2: 0.5 is not allowed: "
+        "needs pins.uv_sensor (a dose is measured by it)",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 1, "dose_mj_cm2": 30}},
+        "case.dose_mj_cm2: 30.0 is not allowed: takes 30 s at case.irradiance_mw_cm2 (1); "
+        "a cycle must take 1 to 60 min",
+    ),
+    (
+        {"pins": {"uv_sensor": 23}},
+        "pins.uv_sensor: 23 is not allowed: GPIO23 is already used by pins.lid",
+    ),
+    (
+        {"pins": {"uv_led": 18}},
+        "pins.uv_led: 18 is not allowed: GPIO18 is already used by pins.buzzer",
+    ),
+    ({"pins": {"lid": 30}}, "pins.lid: 30 is not allowed: must be >= 0 and <= 27"),
+]
+
+
+@pytest.mark.parametrize(("data", "message"), RULES, ids=[m.split(":")[0] for _, m in RULES])
+def test_each_case_rule_names_path_value_and_what_is_allowed(
+    data: dict[str, Any], message: str
+) -> None:
+    assert errors_of(data) == [message]
+
+
+def test_the_reference_documents_the_case() -> None:
+    rows = {row[0]: row for row in reference_rows()}
+    assert rows["case.cycle_min"][1:3] == ("10.0", "number >= 1 and <= 60")
+    assert rows["pins.uv_sensor"][1:3] == ("null", "integer >= 0 and <= 27, or null")
+    assert "at once" in rows["case.debounce_ms"][3]
