@@ -6,8 +6,8 @@ Prints one ``name: value unit`` line per figure. ``--quick`` keeps it under 30 s
   in real time: from the lid pin changing to the UV pin going low (median and p99, ms). It
   measures our code path (gpiozero's callback dispatch and ``CaseIO``), not the kernel's GPIO
   interrupt latency, which only a Pi can show.
-- the engine path (lid-open input through the queue, the engine and back to the pin) is not
-  measured yet: the engine does not handle the case. See :func:`bench_engine_path`.
+- lid-open → UV off through the engine path (queue, engine thread, ``SetUv`` applied), with
+  the whole runtime running on mock pins (median and p99, ms).
 - core: ``CaseMachine.handle`` per input during a running cycle (median and p99, µs).
 """
 
@@ -16,15 +16,21 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import time
 from typing import Any
 
+from dermaguard.app import build_engine, open_case
 from dermaguard.clock import RealClock
+from dermaguard.config import default_config
+from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import CaseMachine, CaseParams, LidChanged, UvSensed
-from dermaguard.core.events import Tick
+from dermaguard.core.events import SetUv, Tick
 from dermaguard.hw.case_io import CaseIO
+from dermaguard.hw.hx711 import HX711
+from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
+from dermaguard.runtime import Runtime
+from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 
 LID, DOCK, UV = 23, 24, 25
 
@@ -80,14 +86,76 @@ def bench_direct_path(episodes: int) -> None:
 
 
 def bench_engine_path(episodes: int) -> None:
-    """Lid-open → UV pin low through queue → engine → ``CaseIO.set_uv(False)``.
+    """Lid-open → UV off through the queue, the engine and ``CaseIO.set_uv(False)``.
 
-    Not measured yet: the engine does not route case inputs until it is wired (issue 3, engine
-    part). When it is, build the runtime on mock pins, open the lid with the direct path's UV
-    switch-off bypassed (e.g. a ``CaseIO`` whose lid callback only queues), and time the pin.
-    Until then this refuses to run rather than print a number that measures nothing.
+    The whole runtime runs on mock pins (the HX711 emulator free-running at 80 samples/s, so
+    the engine thread also has samples to process). The time is taken when the runtime has
+    applied the engine's ``SetUv(False)`` — the path that would switch UV off if the direct
+    lid callback did not exist.
     """
-    raise NotImplementedError("engine path: the engine does not handle the case yet")
+    config = default_config()
+    factory = mock_factory()
+    install_pin_factory(factory)
+    pins = config.pins
+    chip = HX711Chip(factory, pins.hx711_dout, pins.hx711_sck)
+    lid_pin = factory.pin(pins.lid)
+    dock_pin = factory.pin(pins.dock)
+    clock = RealClock()
+    io = open_case(config, clock)
+    lid_pin.drive_high()  # open (active low; set after the pull-ups are applied)
+    dock_pin.drive_low()  # docked
+    driver = HX711(pins.hx711_dout, pins.hx711_sck)
+    indicators = Indicators(pins.led_red, pins.led_green, pins.led_blue, pins.buzzer)
+    model = LoadModel()
+    engine = build_engine(
+        config,
+        Calibration(offset=model.offset_counts, scale_n_per_count=1 / model.counts_per_newton),
+    )
+    uv_events: list[tuple[bool, int]] = []
+
+    def sink(effect: object) -> None:
+        if isinstance(effect, SetUv):
+            uv_events.append((effect.on, time.perf_counter_ns()))
+
+    runtime = Runtime(engine, clock, indicators, driver, io, rate_sps=80, sinks=[sink])
+    io.set_sink(runtime.put)
+    runtime.start()
+    chip.start()
+    latencies: list[float] = []
+    try:
+        for _ in range(episodes):
+            uv_events.clear()
+            lid_pin.drive_low()  # close: reported after the debounce, then the cycle starts
+            if not _wait(lambda: any(on for on, _ in uv_events), 2.0):
+                raise RuntimeError("the cycle did not start")
+            start = time.perf_counter_ns()
+            lid_pin.drive_high()
+            if not _wait(lambda: any(not on for on, _ in uv_events), 2.0):
+                raise RuntimeError("the engine never switched UV off")
+            off_ns = next(ns for on, ns in uv_events if not on)
+            latencies.append((off_ns - start) / 1e6)
+            time.sleep(0.03)
+    finally:
+        chip.stop()
+        runtime.stop()
+        indicators.close()
+        driver.close()
+        io.close()
+        chip.close()
+        factory.close()
+        install_pin_factory(None)
+    line("lid_open_to_uv_off_engine_median", statistics.median(latencies), "ms")
+    line("lid_open_to_uv_off_engine_p99", pct(latencies, 0.99), "ms")
+    line("lid_open_to_uv_off_engine_p99_share_of_50ms", pct(latencies, 0.99) / 50.0, "fraction")
+
+
+def _wait(predicate: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.0005)
+    return bool(predicate())
 
 
 def bench_core(n: int) -> None:
@@ -113,10 +181,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer iterations, under 30 s")
     args = parser.parse_args()
     bench_direct_path(500 if args.quick else 5_000)
-    try:
-        bench_engine_path(50 if args.quick else 400)
-    except NotImplementedError as exc:
-        print(f"# skipped: {exc}", file=sys.stderr, flush=True)
+    bench_engine_path(100 if args.quick else 1_000)
     bench_core(20_000 if args.quick else 200_000)
 
 

@@ -136,3 +136,53 @@ def test_run_without_a_pi_says_to_simulate(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "--simulate" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sterilize_then_use_completes_a_cycle_and_the_session_is_sterile(tmp_path: Path) -> None:
+    result = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "sterilize_then_use.yaml"),
+        "--speed",
+        "30",
+        state=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "UV-C cycle 1 started" in out
+    assert "UV-C cycle 1 completed" in out
+    assert "case sterile, UV off, roller sterile" in out
+    assert "unsterile" not in out and "ABORTED" not in out
+    assert "sterilizing: 5:00 left" in out  # the countdown is shown
+
+
+def test_s8_unsterile_use_scenario_raises_the_alarm(tmp_path: Path) -> None:
+    result = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "unsterile_use.yaml"),
+        "--speed",
+        "20",
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("ALARM unsterile use") == 1
+    assert "UV-C cycle 1" not in result.stdout
+
+
+def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) -> None:
+    result = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "lid_opened_mid_cycle.yaml"),
+        "--speed",
+        "20",
+        state=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "UV-C cycle 1 started" in out
+    assert "UV-C cycle 1 ABORTED" in out and "lid_opened" in out
+    assert "completed" not in out
+    assert out.index("ABORTED") < out.index("ALARM unsterile use")

@@ -1,0 +1,102 @@
+"""The engine with both machines: UV effects first, the sterility gate (S8), case status."""
+
+from __future__ import annotations
+
+from dermaguard.core.calibration import Calibration
+from dermaguard.core.case import CaseParams, DockChanged, LidChanged, SterilizeRequested
+from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.events import (
+    CaseStatus,
+    EmitEvent,
+    ForceRead,
+    Priority,
+    SetUv,
+    ShowIndicators,
+    Tick,
+)
+from dermaguard.core.filters import Median
+from dermaguard.core.pressure import PressureParams
+
+CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
+
+
+def engine(cycle_s: float = 60.0) -> Engine:
+    params = EngineParams(PressureParams(), CaseParams(cycle_s=cycle_s))
+    return Engine(params, CAL, (Median(3),), ())
+
+
+def touch(e: Engine, t0: float, force_n: float = 2.0, n: int = 6) -> list[str]:
+    types: list[str] = []
+    for i in range(n):
+        for eff in e.handle(ForceRead(t0 + i / 80, round(force_n * 40_000))):
+            if isinstance(eff, EmitEvent):
+                types.append(eff.event.type)
+    return types
+
+
+def test_s8_first_contact_after_undocking_without_a_cycle_raises_unsterile_use() -> None:
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    e.handle(DockChanged(1.0, False))
+    assert touch(e, 2.0).count("unsterile_use") == 1
+    assert e.indicators().alarm is Priority.MEDIUM
+    assert e.indicators().alarm_reason == "unsterile_use"
+    # Lifting and touching again in the same use does not raise it again.
+    touch(e, 3.0, force_n=0.0)
+    assert "unsterile_use" not in touch(e, 4.0)
+    # Docking ends the use and clears the alarm.
+    e.handle(DockChanged(5.0, True))
+    assert e.indicators().alarm is None
+
+
+def test_s8_a_completed_cycle_makes_the_next_use_sterile_and_is_spent_by_it() -> None:
+    e = engine(cycle_s=60.0)
+    e.handle(DockChanged(0.0, True))
+    effects = e.handle(LidChanged(1.0, True))
+    assert effects[0] == SetUv(True)
+    for k in range(1, 140):
+        e.handle(Tick(1.0 + k * 0.5))
+    assert e.case.state == "sterile"
+    off = e.handle(LidChanged(71.0, False))
+    assert SetUv(True) not in off
+    e.handle(DockChanged(72.0, False))
+    assert "unsterile_use" not in touch(e, 73.0)
+    # Sterility was spent by that use: the next use without a new cycle is unsterile.
+    touch(e, 76.0, force_n=0.0)
+    e.handle(DockChanged(80.0, True))
+    e.handle(DockChanged(81.0, False))
+    assert "unsterile_use" in touch(e, 82.0)
+
+
+def test_uv_off_comes_before_every_other_effect_when_the_lid_opens() -> None:
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(1.0, True))
+    effects = e.handle(LidChanged(5.0, False))
+    assert effects[0] == SetUv(False)
+    assert any(
+        isinstance(x, EmitEvent) and x.event.type == "sterilization_aborted" for x in effects
+    )
+    shown = [x for x in effects if isinstance(x, ShowIndicators)]
+    assert shown and shown[0].alarm is Priority.LOW
+
+
+def test_s11_a_refused_sterilize_request_is_answered_with_its_request_id() -> None:
+    e = engine()
+    effects = e.handle(SterilizeRequested(0.0, "r-1"))
+    results = [x.event for x in effects if isinstance(x, EmitEvent)]
+    assert results and results[0].type == "command_result"
+    assert results[0].data["request_id"] == "r-1" and results[0].data["ok"] is False
+    assert not any(isinstance(x, SetUv) and x.on for x in effects)
+
+
+def test_countdown_is_reported_every_step_while_sterilizing() -> None:
+    e = engine(cycle_s=120.0)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(0.0, True))
+    remaining = []
+    for k in range(1, 240):
+        for x in e.handle(Tick(k * 0.5)):
+            if isinstance(x, CaseStatus) and x.state == "sterilizing":
+                remaining.append(x.remaining_s)
+    assert remaining == [90.0, 60.0, 30.0]  # every 30 s after the start
