@@ -22,7 +22,8 @@ from dermaguard.config import Config
 from dermaguard.console import ConsolePrinter
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.case import CaseParams
-from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.engine import Engine, EngineParams, History
+from dermaguard.core.session import SessionParams
 from dermaguard.core.filters import build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.zones import ZoneThresholds
@@ -74,13 +75,23 @@ def case_params(config: Config) -> CaseParams:
     )
 
 
-def build_engine(config: Config, calibration: Calibration) -> Engine:
+def session_params(config: Config) -> SessionParams:
+    return SessionParams(
+        idle_timeout_s=config.session.idle_timeout_s,
+        rest_s=config.care.rest_s,
+        replace_after_uses=config.care.replace_after_uses,
+    )
+
+
+def build_engine(
+    config: Config, calibration: Calibration, history: History | None = None
+) -> Engine:
     spike = tuple(build_filter(f.kind, f.window, f.alpha) for f in config.pressure.spike_filters)
     smoothing = tuple(
         build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
     )
-    params = EngineParams(pressure_params(config), case_params(config))
-    return Engine(params, calibration, spike, smoothing)
+    params = EngineParams(pressure_params(config), case_params(config), session_params(config))
+    return Engine(params, calibration, spike, smoothing, history)
 
 
 def simulation_state_dir(config: Config) -> Path:

@@ -403,6 +403,67 @@ class CaseConfig:
         return []
 
 
+#: Minimum rest between sessions by needle length (DESIGN §10): up to 0.25 mm a day, up to
+#: 0.5 mm two days, up to 1.0 mm three days, deeper a week.
+REST_BY_NEEDLE_H: tuple[tuple[float, float], ...] = ((0.25, 24.0), (0.5, 48.0), (1.0, 72.0))
+DEEP_NEEDLE_REST_H = 168.0
+HOME_MAX_NEEDLE_MM = 1.0
+
+
+def default_rest_h(needle_mm: float) -> float:
+    """The care guidance's minimum rest for a needle length, in hours."""
+    for limit_mm, hours in REST_BY_NEEDLE_H:
+        if needle_mm <= limit_mm:
+            return hours
+    return DEEP_NEEDLE_REST_H
+
+
+@dataclass(frozen=True)
+class CareConfig:
+    """Care rules from the guidance (values are guidance, not medical advice)."""
+
+    needle_mm: float = field(
+        default=0.5,
+        metadata=meta(
+            min=0.2,
+            max=3.0,
+            doc="Needle length of the roller; the home profile allows at most 1.0 mm (S9).",
+        ),
+    )
+    min_rest_h: float | None = field(
+        default=None,
+        metadata=meta(
+            min=12,
+            max=720,
+            doc="Minimum rest between sessions; null: by needle length (24/48/72 h, 7 d).",
+        ),
+    )
+    replace_after_uses: int = field(
+        default=10,
+        metadata=meta(min=1, max=50, doc="Warn to replace the roller after this many uses."),
+    )
+
+    @property
+    def rest_s(self) -> float:
+        hours = self.min_rest_h if self.min_rest_h is not None else default_rest_h(self.needle_mm)
+        return hours * 3600.0
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How sessions are detected and recorded."""
+
+    idle_timeout_s: float = field(
+        default=120.0,
+        metadata=meta(min=10, max=3600, doc="A session out of the dock ends after this long "
+                      "without contact."),
+    )
+    trace_hz: float = field(
+        default=10.0,
+        metadata=meta(min=1, max=80, doc="Rate of the force trace stored with each session."),
+    )
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole dermaguard configuration."""
@@ -449,6 +510,12 @@ class Config:
     case: CaseConfig = field(
         default_factory=CaseConfig, metadata=meta(doc="The UV-C sterilizing case.")
     )
+    care: CareConfig = field(
+        default_factory=CareConfig, metadata=meta(doc="Needle length, rest and roller wear.")
+    )
+    session: SessionConfig = field(
+        default_factory=SessionConfig, metadata=meta(doc="Session detection and recording.")
+    )
 
     def _check(self, path: str) -> list[str]:
         """Rules across sections: the alarm threshold must be a force the cell can measure,
@@ -460,6 +527,14 @@ class Config:
             errors.append(
                 not_allowed(join_path(path, "pressure.zones.over_n"), over_n, requirement)
             )
+        needle = self.care.needle_mm
+        if self.profile == "home" and needle > HOME_MAX_NEEDLE_MM:
+            # S9: deeper needling is for a professional.
+            requirement = (
+                f"the home profile allows at most {HOME_MAX_NEEDLE_MM:g} mm "
+                f"(deeper needling is for a professional: {join_path(path, 'profile')}: clinic)"
+            )
+            errors.append(not_allowed(join_path(path, "care.needle_mm"), needle, requirement))
         if self.case.dose_mode and self.pins.uv_sensor is None:
             requirement = f"needs {join_path(path, 'pins.uv_sensor')} (a dose is measured by it)"
             key = join_path(path, "case.irradiance_mw_cm2")

@@ -143,11 +143,18 @@ class Runtime:
         self.inputs.put(inp)
 
     def stop(self) -> None:
-        """UV off and locked out first, then the threads, then the indicators."""
+        """UV off and locked out first; the engine closes an open session; then the threads.
+
+        The engine thread is asked to shut down through the queue (it owns the engine), so
+        everything queued before the stop is still handled in order.
+        """
         if self.case is not None:
             self.case.lock_out()
-        self.stopping.set()
         self.inputs.put(None)
+        engine_thread = self._threads[0] if self._threads else None
+        if engine_thread is not None and engine_thread is not threading.current_thread():
+            engine_thread.join(timeout=2.0)
+        self.stopping.set()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=2.0)
@@ -169,9 +176,13 @@ class Runtime:
         try:
             while True:
                 inp = self.inputs.get()
-                if inp is None or self.stopping.is_set():
+                if inp is None:
+                    if self.failed is None:
+                        t = self.clock.monotonic()
+                        for effect in self.engine.shutdown(t, self.clock.wall()):
+                            self._apply(effect)
                     return
-                for effect in self.engine.handle(inp):
+                for effect in self.engine.handle(inp, self.clock.wall()):
                     self._apply(effect)
         except Exception as exc:
             self._fail(exc)

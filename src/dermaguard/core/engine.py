@@ -28,6 +28,7 @@ from dermaguard.core.events import (
 )
 from dermaguard.core.filters import Filter
 from dermaguard.core.pressure import PressureMachine, PressureParams
+from dermaguard.core.session import RollerState, SessionParams, SessionTracker
 
 EngineInput = Input | CaseInput
 
@@ -41,6 +42,18 @@ CASE_TICK_S = 0.05
 class EngineParams:
     pressure: PressureParams = field(default_factory=PressureParams)
     case: CaseParams = field(default_factory=CaseParams)
+    session: SessionParams = field(default_factory=SessionParams)
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the engine needs from the stored past (read by the shell at start-up)."""
+
+    last_session_no: int = 0
+    last_session_end_wall: float | None = None
+    roller_id: int = 1
+    roller_uses: int = 0
+    last_cycle_id: int = 0
 
 
 class Engine:
@@ -52,22 +65,35 @@ class Engine:
         calibration: Calibration,
         spike: tuple[Filter, ...] = (),
         smoothing: tuple[Filter, ...] = (),
+        history: History | None = None,
     ) -> None:
         self.params = params
+        h = history if history is not None else History()
         self.pressure = PressureMachine(params.pressure, calibration, spike, smoothing)
-        self.case = CaseMachine(params.case)
-        self.in_use = False
+        self.case = CaseMachine(params.case, last_cycle_id=h.last_cycle_id)
+        self.sessions = SessionTracker(
+            params.session,
+            last_session_no=h.last_session_no,
+            last_end_wall=h.last_session_end_wall,
+            roller=RollerState(h.roller_id, h.roller_uses),
+        )
         self.unsterile_use = False
         self.now: float | None = None
+        self.wall: float | None = None
         self._shown: ShowIndicators | None = None
         self._uv = False
         self._status: CaseStatus | None = None
         self._countdown_mark: int | None = None
         self._case_ticked = -math.inf
 
-    def handle(self, inp: EngineInput) -> list[Effect]:
-        """Process one input; returns the effects to apply, safety effects first."""
+    def handle(self, inp: EngineInput, wall: float | None = None) -> list[Effect]:
+        """Process one input; returns the effects to apply, safety effects first.
+
+        ``wall`` is the wall-clock time (epoch seconds) for records and rest intervals; without
+        it the input time stands in (tests, replays).
+        """
         self.now = inp.t
+        self.wall = wall = inp.t if wall is None else wall
         events: list[Event] = []
         sample: ForceSample | None = None
         if isinstance(inp, ForceRead | ReadFailed):
@@ -81,12 +107,31 @@ class Engine:
                 sample = ForceSample(inp.t, update.force_n, update.zone)
             if inp.t - self._case_ticked >= CASE_TICK_S:
                 events.extend(self._case(Tick(inp.t)))
-            events.extend(self._use_gate(inp.t))
+                events.extend(self.sessions.tick(inp.t, wall))
+            events.extend(self._use_gate(inp.t, wall))
+            if sample is not None:
+                self.sessions.sample(inp.t, sample.force_n, sample.zone)
         else:
             events.extend(self._case(inp))
+            if isinstance(inp, Tick):
+                events.extend(self.sessions.tick(inp.t, wall))
             if isinstance(inp, DockChanged):
-                events.extend(self._use_gate(inp.t))
+                if inp.docked:
+                    self.unsterile_use = False
+                    events.extend(self.sessions.docked(inp.t, wall))
+                else:
+                    self.sessions.undocked(inp.t)
+                    events.extend(self._use_gate(inp.t, wall))
         return self._effects(inp.t, events, sample)
+
+    def shutdown(self, t: float, wall: float | None = None) -> list[Effect]:
+        """The daemon stops: UV off, and an open session is closed as ``shutdown``."""
+        wall = t if wall is None else wall
+        events = self.sessions.shutdown(t, wall)
+        events.append(Event("daemon_stopping", t, {}))
+        effects: list[Effect] = [SetUv(False)]
+        effects.extend(EmitEvent(e) for e in events)
+        return effects
 
     # -- the case and the sterility gate -------------------------------------------------------
 
@@ -101,26 +146,24 @@ class Engine:
             update.events.append(Event("command_result", inp.t, data))
         return update.events
 
-    def _use_gate(self, t: float) -> list[Event]:
-        """S8: the roller out of the dock and touching skin without valid sterility alarms.
-
-        Use begins at the first contact after the roller leaves the dock and ends when it is
-        docked again; the sterility it had is spent at that first contact.
-        """
-        if self.case.docked:
-            self.in_use = False
-            self.unsterile_use = False
-            return []
+    def _use_gate(self, t: float, wall: float) -> list[Event]:
+        """The first contact out of the dock starts a session; without valid sterility it
+        raises ``unsterile_use`` (S8). The sterility it had is spent by that session."""
         zone = self.pressure.zone
-        if self.in_use or zone is None or zone == "none":
+        if self.sessions.active or self.case.docked or zone is None or zone == "none":
             return []
-        self.in_use = True
-        valid, _cycle_id = self.case.sterility(t)
+        if self.sessions.out_of_dock_since is None:
+            return []
+        valid, cycle_id = self.case.sterility(t)
         self.case.consume(t)
-        if valid:
-            return []
-        self.unsterile_use = True
-        return [Event("unsterile_use", t, {"last_cycle_id": self.case.last_cycle_id or None})]
+        events = self.sessions.contact(t, wall, valid, cycle_id if valid else None)
+        if not valid:
+            self.unsterile_use = True
+            data = {"last_cycle_id": self.case.last_cycle_id or None}
+            if self.sessions.current is not None:
+                data["session_no"] = self.sessions.current.session_no
+            events.append(Event("unsterile_use", t, data))
+        return events
 
     # -- effects ---------------------------------------------------------------------------
 

@@ -1,0 +1,248 @@
+"""Sessions: when the roller is in use, what happened, and the care rules around it.
+
+A session opens when the roller leaves the dock and *starts* at its first contact with skin
+(taking the roller out to look at it is not a use). It ends when the roller is docked again, or
+after ``idle_timeout_s`` without contact; a later contact out of the dock starts a new one.
+
+Durations use the monotonic input time, so a wall-clock jump mid-session changes nothing; the
+wall time (an input, for records) dates the session and measures the rest between sessions,
+which spans reboots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dermaguard.core.events import Event, Zone
+
+#: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
+MAX_SAMPLE_GAP_S = 0.5
+
+
+def iso(wall: float) -> str:
+    """Epoch seconds → ISO-8601 UTC with milliseconds and a ``Z``."""
+    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionParams:
+    idle_timeout_s: float = 120.0
+    rest_s: float = 48 * 3600.0
+    replace_after_uses: int = 10
+
+
+@dataclass(slots=True)
+class RollerState:
+    roller_id: int = 1
+    uses: int = 0
+
+
+@dataclass(slots=True)
+class _Open:
+    """The running session's accumulators."""
+
+    session_no: int
+    t_start: float
+    wall_start: float
+    sterile: bool
+    cycle_id: int | None
+    rest_interval_s: float | None
+    too_soon: bool
+    roller_use: int
+    last_t: float
+    last_contact_t: float
+    contact_s: float = 0.0
+    zone_s: dict[str, float] = field(
+        default_factory=lambda: {"light": 0.0, "ok": 0.0, "high": 0.0, "over": 0.0}
+    )
+    peak_n: float | None = None
+    force_time: float = 0.0  # ∫ force dt over contact, for the mean
+    over_episodes: int = 0
+    over_since: float | None = None
+    longest_over_s: float = 0.0
+    last_zone: Zone | None = None
+
+
+class SessionTracker:
+    """Holds the open session and the history the care rules need."""
+
+    def __init__(
+        self,
+        params: SessionParams,
+        *,
+        last_session_no: int = 0,
+        last_end_wall: float | None = None,
+        roller: RollerState | None = None,
+    ) -> None:
+        self.params = params
+        self.last_session_no = last_session_no
+        self.last_end_wall = last_end_wall
+        self.roller = roller if roller is not None else RollerState()
+        self.current: _Open | None = None
+        self.out_of_dock_since: float | None = None
+
+    # -- queries -----------------------------------------------------------------------------
+
+    @property
+    def active(self) -> bool:
+        return self.current is not None
+
+    def next_allowed_wall(self) -> float | None:
+        """When the minimum rest after the last session ends (S10)."""
+        if self.last_end_wall is None:
+            return None
+        return self.last_end_wall + self.params.rest_s
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def undocked(self, t: float) -> None:
+        self.out_of_dock_since = t
+
+    def docked(self, t: float, wall: float) -> list[Event]:
+        self.out_of_dock_since = None
+        return self._end(t, wall, "docked")
+
+    def contact(
+        self, t: float, wall: float, sterile: bool, cycle_id: int | None
+    ) -> list[Event]:
+        """First contact out of the dock with no session open: the session starts (S8, S10)."""
+        if self.current is not None or self.out_of_dock_since is None:
+            return []
+        self.last_session_no += 1
+        self.roller.uses += 1
+        rest = None if self.last_end_wall is None else wall - self.last_end_wall
+        too_soon = rest is not None and rest < self.params.rest_s
+        # The session dates from leaving the dock (or, after an idle end, from this contact).
+        t_start = min(self.out_of_dock_since, t)
+        wall_start = wall - (t - t_start)
+        s = _Open(
+            session_no=self.last_session_no,
+            t_start=t_start,
+            wall_start=wall_start,
+            sterile=sterile,
+            cycle_id=cycle_id,
+            rest_interval_s=None if rest is None else round(rest, 1),
+            too_soon=too_soon,
+            roller_use=self.roller.uses,
+            last_t=t,
+            last_contact_t=t,
+        )
+        self.current = s
+        events = [
+            Event(
+                "session_started",
+                t,
+                {
+                    "session_no": s.session_no,
+                    "started_at": iso(wall_start),
+                    "sterile": sterile,
+                    "cycle_id": cycle_id,
+                    "rest_interval_s": s.rest_interval_s,
+                    "too_soon": too_soon,
+                    "roller_id": self.roller.roller_id,
+                    "roller_use": s.roller_use,
+                },
+            )
+        ]
+        if too_soon:
+            assert self.last_end_wall is not None
+            events.append(
+                Event(
+                    "too_soon",
+                    t,
+                    {
+                        "session_no": s.session_no,
+                        "rest_interval_s": s.rest_interval_s,
+                        "min_rest_s": self.params.rest_s,
+                        "next_allowed_at": iso(self.last_end_wall + self.params.rest_s),
+                    },
+                )
+            )
+        if self.roller.uses >= self.params.replace_after_uses:
+            events.append(
+                Event(
+                    "roller_replace_due",
+                    t,
+                    {
+                        "roller_id": self.roller.roller_id,
+                        "uses": self.roller.uses,
+                        "limit": self.params.replace_after_uses,
+                    },
+                )
+            )
+        return events
+
+    def sample(self, t: float, force_n: float | None, zone: Zone | None) -> None:
+        """Accumulate one processed sample into the open session."""
+        s = self.current
+        if s is None:
+            return
+        dt = t - s.last_t
+        s.last_t = t
+        if 0.0 < dt <= MAX_SAMPLE_GAP_S and s.last_zone not in (None, "none"):
+            s.contact_s += dt
+            s.zone_s[str(s.last_zone)] += dt
+        if zone not in (None, "none") and force_n is not None:
+            s.last_contact_t = t
+            s.peak_n = force_n if s.peak_n is None else max(s.peak_n, force_n)
+            if 0.0 < dt <= MAX_SAMPLE_GAP_S:
+                s.force_time += force_n * dt
+        if zone == "over" and s.last_zone != "over":
+            s.over_episodes += 1
+            s.over_since = t
+        elif zone != "over" and s.over_since is not None:
+            s.longest_over_s = max(s.longest_over_s, t - s.over_since)
+            s.over_since = None
+        s.last_zone = zone
+
+    def tick(self, t: float, wall: float) -> list[Event]:
+        """Ends a session idle for longer than the timeout."""
+        s = self.current
+        if s is None or t - s.last_contact_t < self.params.idle_timeout_s:
+            return []
+        events = self._end(s.last_contact_t, wall - (t - s.last_contact_t), "idle_timeout")
+        # Still out of the dock: the next contact starts a new session from that contact.
+        self.out_of_dock_since = t
+        return events
+
+    def shutdown(self, t: float, wall: float) -> list[Event]:
+        return self._end(t, wall, "shutdown")
+
+    def new_roller(self, roller_id: int) -> None:
+        self.roller = RollerState(roller_id, 0)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _end(self, t: float, wall: float, reason: str) -> list[Event]:
+        s = self.current
+        if s is None:
+            return []
+        self.current = None
+        if s.over_since is not None:
+            s.longest_over_s = max(s.longest_over_s, t - s.over_since)
+        self.last_end_wall = wall
+        summary = self.summary(s, t, wall, reason)
+        return [Event("session_ended", t, summary)]
+
+    def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
+        return {
+            "session_no": s.session_no,
+            "started_at": iso(s.wall_start),
+            "ended_at": iso(wall),
+            "duration_s": round(t - s.t_start, 2),
+            "contact_s": round(s.contact_s, 2),
+            "zone_s": {k: round(v, 2) for k, v in s.zone_s.items()},
+            "peak_n": None if s.peak_n is None else round(s.peak_n, 3),
+            "mean_n": round(s.force_time / s.contact_s, 3) if s.contact_s > 0 else None,
+            "over_episodes": s.over_episodes,
+            "longest_over_s": round(s.longest_over_s, 2),
+            "sterile_at_start": s.sterile,
+            "cycle_id": s.cycle_id,
+            "rest_interval_s": s.rest_interval_s,
+            "too_soon": s.too_soon,
+            "roller_id": self.roller.roller_id,
+            "roller_use": s.roller_use,
+            "end_reason": reason,
+        }
