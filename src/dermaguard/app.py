@@ -23,9 +23,9 @@ from dermaguard.console import ConsolePrinter
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import Engine, EngineParams, History
-from dermaguard.core.session import SessionParams
 from dermaguard.core.filters import build_filter
 from dermaguard.core.pressure import PressureParams
+from dermaguard.core.session import SessionParams
 from dermaguard.core.zones import ZoneThresholds
 from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 from dermaguard.hw.hx711 import HX711, NotReady

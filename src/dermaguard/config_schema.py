@@ -455,8 +455,9 @@ class SessionConfig:
 
     idle_timeout_s: float = field(
         default=120.0,
-        metadata=meta(min=10, max=3600, doc="A session out of the dock ends after this long "
-                      "without contact."),
+        metadata=meta(
+            min=10, max=3600, doc="A session out of the dock ends after this long without contact."
+        ),
     )
     trace_hz: float = field(
         default=10.0,

@@ -104,9 +104,7 @@ class SessionTracker:
         self.out_of_dock_since = None
         return self._end(t, wall, "docked")
 
-    def contact(
-        self, t: float, wall: float, sterile: bool, cycle_id: int | None
-    ) -> list[Event]:
+    def contact(self, t: float, wall: float, sterile: bool, cycle_id: int | None) -> list[Event]:
         """First contact out of the dock with no session open: the session starts (S8, S10)."""
         if self.current is not None or self.out_of_dock_since is None:
             return []

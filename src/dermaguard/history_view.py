@@ -1,0 +1,325 @@
+"""Plain-text views of the session history and the device status, for the CLI.
+
+Plain fixed-width text (no colours, no box drawing) so the output reads the same on a terminal,
+in a pipe, in a log and over SSH on the Pi. Every value may be missing or ``None`` in records
+written by an older version or by a session that was cut short, so nothing here trusts a key to
+be there: an unknown value is shown as ``—``, never as a made-up number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, tzinfo
+from typing import Any
+
+DASH = "—"
+TRY_COMMAND = "dermaguard run --simulate scenarios/sterilize_then_use.yaml --speed 30"
+
+
+# --- small shared helpers (report.py uses them too) --------------------------------------
+
+
+def parse_utc(value: object) -> datetime | None:
+    """An aware UTC datetime from an ISO-8601 string (``Z`` or offset), or ``None``.
+
+    Naive strings are taken as UTC because the store writes UTC only.
+    """
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def to_local(moment: datetime, tz: tzinfo | None = None) -> datetime:
+    """``moment`` in ``tz``, or in the machine's local zone when ``tz`` is ``None``."""
+    return moment.astimezone(tz) if tz is not None else moment.astimezone()
+
+
+def format_duration(seconds: object) -> str:
+    """``m:ss`` (minutes unbounded, so 75 minutes is ``75:00``); ``—`` when unknown."""
+    value = as_float(seconds)
+    if value is None or value < 0:
+        return DASH
+    minutes, secs = divmod(round(value), 60)
+    return f"{minutes}:{secs:02d}"
+
+
+def format_span(seconds: float) -> str:
+    """A coarse human span for waits and ages: ``45 s``, ``12 min``, ``5 h 10 min``, ``2 d 3 h``."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{round(seconds)} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, mins = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {mins} min" if mins else f"{hours} h"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+def as_float(value: object) -> float | None:
+    """A finite float, or ``None`` for missing, non-numeric, NaN and infinite values."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    result = float(value)
+    return result if math.isfinite(result) else None
+
+
+def _as_int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value
+
+
+def _local_stamp(value: object, tz: tzinfo | None) -> str:
+    moment = parse_utc(value)
+    if moment is None:
+        return DASH
+    return to_local(moment, tz).strftime("%Y-%m-%d %H:%M")
+
+
+def _newest_first(sessions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Newest start first; records without a readable start go last, by session number."""
+
+    def key(s: Mapping[str, Any]) -> tuple[int, float, int]:
+        started = parse_utc(s.get("started_at"))
+        number = _as_int(s.get("session_no"))
+        return (
+            0 if started is not None else 1,
+            -started.timestamp() if started is not None else 0.0,
+            -(number if number is not None else -1),
+        )
+
+    return sorted(sessions, key=key)
+
+
+# --- history table ---------------------------------------------------------------------------
+
+# (header, right-aligned?) in display order.
+_COLUMNS: tuple[tuple[str, bool], ...] = (
+    ("#", True),
+    ("Date (local)", False),
+    ("Duration", True),
+    ("Peak N", True),
+    ("Over", True),
+    ("Sterile", False),
+    ("Too soon", False),
+    ("Status", False),
+    ("Roller", True),
+    ("Use", True),
+)
+
+
+def _yes_no(value: object) -> str:
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return DASH
+
+
+def _row(session: Mapping[str, Any], tz: tzinfo | None) -> list[str]:
+    number = _as_int(session.get("session_no"))
+    peak = as_float(session.get("peak_n"))
+    over = _as_int(session.get("over_episodes"))
+    status = session.get("status")
+    roller = _as_int(session.get("roller_id"))
+    use = _as_int(session.get("roller_use"))
+    return [
+        str(number) if number is not None else DASH,
+        _local_stamp(session.get("started_at"), tz),
+        format_duration(session.get("duration_s")),
+        f"{peak:.2f}" if peak is not None else DASH,
+        str(over) if over is not None else DASH,
+        _yes_no(session.get("sterile_at_start")),
+        "yes" if session.get("too_soon") is True else DASH,
+        "" if status == "completed" else str(status or DASH),
+        str(roller) if roller is not None else DASH,
+        str(use) if use is not None else DASH,
+    ]
+
+
+def _table(rows: list[list[str]]) -> list[str]:
+    headers = [name for name, _ in _COLUMNS]
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        parts = [
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, (_, right) in zip(cells, widths, _COLUMNS, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)]
+
+
+def _footer(ordered: list[Mapping[str, Any]], now_wall: float | None) -> str:
+    count = len(ordered)
+    parts = [f"{count} session{'s' if count != 1 else ''}"]
+    over = sum(1 for s in ordered if (_as_int(s.get("over_episodes")) or 0) > 0)
+    unsterile = sum(1 for s in ordered if s.get("sterile_at_start") is False)
+    too_soon = sum(1 for s in ordered if s.get("too_soon") is True)
+    interrupted = sum(1 for s in ordered if s.get("status") == "interrupted")
+    for n, what in (
+        (over, "with over-pressure"),
+        (unsterile, "not sterile at start"),
+        (too_soon, "too soon"),
+        (interrupted, "interrupted"),
+    ):
+        if n:
+            parts.append(f"{n} {what}")
+    if now_wall is not None:
+        newest = parse_utc(ordered[0].get("started_at"))
+        if newest is not None and now_wall >= newest.timestamp():
+            parts.append(f"last started {format_span(now_wall - newest.timestamp())} ago")
+    return " · ".join(parts)
+
+
+def format_history(
+    sessions: Sequence[Mapping[str, Any]],
+    now_wall: float | None = None,
+    *,
+    tz: tzinfo | None = None,
+) -> str:
+    """The session history as a fixed-width table, newest first, with a one-line summary.
+
+    ``now_wall`` (Unix seconds) adds how long ago the last session started; ``tz`` overrides the
+    machine's local zone (tests and remote viewers). No trailing newline.
+    """
+    if not sessions:
+        return f"No sessions yet. Roll with the roller connected, or try one now:\n  {TRY_COMMAND}"
+    ordered = _newest_first(sessions)
+    lines = _table([_row(s, tz) for s in ordered])
+    return "\n".join([*lines, "", _footer(ordered, now_wall)])
+
+
+def _json_safe(value: Any) -> Any:
+    """Replace NaN/infinity (not JSON) with ``null``, recursively, so the output always parses."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def history_json(sessions: Sequence[Mapping[str, Any]]) -> str:
+    """The sessions as a JSON array in the given order with sorted keys: stable for diffs, scripts.
+
+    Strict JSON: non-finite floats become ``null``. No trailing newline.
+    """
+    return json.dumps(
+        [_json_safe(s) for s in sessions], sort_keys=True, indent=2, ensure_ascii=False
+    )
+
+
+# --- status ------------------------------------------------------------------------------------
+
+_CASE_TEXT = {
+    "open": "lid open",
+    "ready": "closed",
+    "sterilizing": "closed, UV-C cycle running",
+    "sterile": "closed",
+    "aborted": "closed, last UV-C cycle aborted",
+}
+
+
+def _case_line(status: Mapping[str, Any], tz: tzinfo | None) -> str:
+    state = status.get("case_state")
+    text = _CASE_TEXT.get(str(state), str(state) if state else "unknown")
+    if status.get("sterile") is True:
+        until = parse_utc(status.get("sterile_until"))
+        sterile = "sterile"
+        if until is not None:
+            sterile += f" until {to_local(until, tz).strftime('%Y-%m-%d %H:%M')}"
+    else:
+        sterile = "NOT sterile"
+    return f"{text}; roller {sterile}"
+
+
+def _roller_line(status: Mapping[str, Any]) -> tuple[str, bool]:
+    """The roller line and whether the roller is worn out."""
+    roller = _as_int(status.get("roller_id"))
+    uses = _as_int(status.get("roller_uses"))
+    limit = _as_int(status.get("replace_after_uses"))
+    needle = as_float(status.get("needle_mm"))
+    parts = [f"#{roller}" if roller is not None else DASH]
+    worn = False
+    if uses is not None and limit is not None and limit > 0:
+        worn = uses >= limit
+        left = "replace it now" if worn else f"{limit - uses} left"
+        parts.append(f"{uses} of {limit} uses ({left})")
+    elif uses is not None:
+        parts.append(f"{uses} uses")
+    if needle is not None:
+        parts.append(f"{needle:g} mm needles")
+    return " · ".join(parts), worn
+
+
+def _last_line(last: Mapping[str, Any] | None, tz: tzinfo | None) -> str:
+    if not last:
+        return "none yet"
+    number = _as_int(last.get("session_no"))
+    peak = as_float(last.get("peak_n"))
+    over = _as_int(last.get("over_episodes"))
+    parts = [
+        f"#{number}" if number is not None else DASH,
+        _local_stamp(last.get("started_at"), tz),
+        format_duration(last.get("duration_s")),
+        f"peak {peak:.2f} N" if peak is not None else "peak —",
+    ]
+    if over is not None:
+        parts.append(f"{over} over-pressure episode{'s' if over != 1 else ''}")
+    if last.get("sterile_at_start") is False:
+        parts.append("NOT sterile at start")
+    status = last.get("status")
+    if status and status != "completed":
+        parts.append(str(status))
+    return " · ".join(parts)
+
+
+def _next_line(status: Mapping[str, Any], worn: bool, now: float, tz: tzinfo | None) -> str:
+    """One plain sentence: can the user roll now, and if not, what to do first."""
+    allowed_at = parse_utc(status.get("next_allowed_at"))
+    blockers: list[str] = []
+    if allowed_at is not None and allowed_at.timestamp() > now:
+        stamp = to_local(allowed_at, tz).strftime("%Y-%m-%d %H:%M")
+        wait = format_span(allowed_at.timestamp() - now)
+        blockers.append(f"the skin needs rest until {stamp} (in {wait})")
+    if status.get("sterile") is not True:
+        blockers.append("the roller is not sterile: close the case and run a UV-C cycle")
+    if worn:
+        blockers.append("the roller has reached its use limit: replace it")
+    if not blockers:
+        return "ALLOWED now"
+    return "NOT allowed yet: " + "; ".join(blockers)
+
+
+def format_status(
+    status: Mapping[str, Any], *, now_wall: float | None = None, tz: tzinfo | None = None
+) -> str:
+    """What ``dermaguard status`` prints: case, roller, last session, and whether to roll now.
+
+    ``now_wall`` defaults to the current time; it is a parameter so the answer is testable.
+    """
+    now = time.time() if now_wall is None else now_wall
+    roller, worn = _roller_line(status)
+    rows = [
+        ("Case", _case_line(status, tz)),
+        ("Roller", roller),
+        ("Last session", _last_line(status.get("last_session"), tz)),
+        ("Next session", _next_line(status, worn, now, tz)),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label + ':':<{width + 1}}  {text}" for label, text in rows)
