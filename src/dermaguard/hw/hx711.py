@@ -20,6 +20,7 @@ Nothing here knows about the emulator in :mod:`dermaguard.sim.hx711_chip`.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import io
 import logging
@@ -332,6 +333,10 @@ class HX711:
     def _clock_out(self) -> int:
         clock = self._clock
         clock.longest_high_ns = 0
+        # A garbage collection that starts mid-pulse holds PD_SCK high for as long as it runs;
+        # a read allocates little, so collection waits until the bits are out.
+        gc_enabled = gc.isenabled()
+        gc.disable()
         try:
             raw: int = self._read_fast(clock, self._data, self._pulses)
         except BaseException:
@@ -339,6 +344,9 @@ class HX711:
             self._sck_dev.pin.state = False
             self._after_reset()
             raise
+        finally:
+            if gc_enabled:
+                gc.enable()
         conversion_gain, self._chip_gain = self._chip_gain, self._gain
         if clock.longest_high_ns > self._max_high_ns:
             self.discarded += 1

@@ -119,11 +119,16 @@ class HX711Chip:
         clock: Clock | None = None,
         load: LoadModel | None = None,
         seed: int | None = 0,
+        power_down_ns: int = POWER_DOWN_NS,
     ) -> None:
+        """``power_down_ns`` is the datasheet's 60 µs; only a simulation of the whole daemon on
+        a busy desktop has reason to relax it (see :class:`dermaguard.sim.hardware.SimHardware`).
+        """
         if rate_sps not in SETTLE_S:
             raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
         self.rate_sps = rate_sps
         self.settle_s = SETTLE_S[rate_sps]
+        self.power_down_ns = power_down_ns
         self.clock: Clock = clock if clock is not None else RealClock()
         self.load = load if load is not None else LoadModel()
         self.on_ready: Callable[[int, int], None] | None = None
@@ -358,6 +363,10 @@ class HX711Chip:
             self._fall_ns = now_ns
             if self._down:  # PD_SCK low again: power up and reset
                 self._reset()
+            elif self._pulses >= 25 and not self._read_done.is_set():
+                # The data is out once the 25th pulse has fallen: waking a waiter any earlier
+                # lets it compete with the reader while PD_SCK is still high.
+                self._read_done.set()
 
     def _clock_pulse(self) -> None:
         self._pulses += 1
@@ -372,7 +381,6 @@ class HX711Chip:
             self._ready = False
             self._dout.drive_high()
             self.reads_completed += 1
-            self._read_done.set()
         self._next_gain = GAIN_BY_PULSES[min(pulses, 27)]
 
     def _check_power_down(self, now_ns: int) -> None:
@@ -380,7 +388,7 @@ class HX711Chip:
             self._plugged
             and self._sck_high
             and not self._down
-            and now_ns - self._rise_ns > POWER_DOWN_NS
+            and now_ns - self._rise_ns > self.power_down_ns
         ):
             self._down = True
             self.power_down_count += 1
