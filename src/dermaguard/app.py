@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,10 +36,13 @@ from dermaguard.runtime import Runtime
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
+from dermaguard.store import Store, StoreError, StoreSink
+from dermaguard.store.codec import parse_utc
 
 log = logging.getLogger(__name__)
 
 SIM_REFERENCE = "500g"
+SWITCH_INTERVAL_S = 0.05
 
 
 class StartupError(Exception):
@@ -92,6 +96,34 @@ def build_engine(
     )
     params = EngineParams(pressure_params(config), case_params(config), session_params(config))
     return Engine(params, calibration, spike, smoothing, history)
+
+
+DB_NAME = "dermaguard.db"
+
+
+def store_path(config: Config, *, simulated: bool) -> Path:
+    """The history database: the simulation's lives apart from the device's."""
+    base = simulation_state_dir(config) if simulated else config.resolved_state_dir()
+    return base / DB_NAME
+
+
+def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store, History]:
+    """Open the store, close sessions a crash left open, and read what the engine needs."""
+    store = Store.open(store_path(config, simulated=simulated), config.device_id)
+    closed = store.close_interrupted(wall)
+    if closed:
+        log.warning("sessions left open by a crash or power cut closed as interrupted: %s", closed)
+    last = store.last_session()
+    ended = parse_utc(str(last["ended_at"])) if last and last.get("ended_at") else None
+    roller_id, uses = store.current_roller(wall)
+    history = History(
+        last_session_no=store.last_session_no(),
+        last_session_end_wall=ended,
+        roller_id=roller_id,
+        roller_uses=uses,
+        last_cycle_id=store.last_cycle_id(),
+    )
+    return store, history
 
 
 def simulation_state_dir(config: Config) -> Path:
@@ -168,6 +200,7 @@ def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Ha
             dout=pins.hx711_dout,
             sck=pins.hx711_sck,
             rate_sps=config.hx711.rate_sps,
+            gain=config.hx711.gain,
             speed=speed,
             case=case_wiring(config),
         )
@@ -281,11 +314,34 @@ def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterat
 
 def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
     """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
+    # The HX711 is bit-banged from Python, and the chip powers down if PD_SCK stays high over
+    # 60 µs. At the default 5 ms switch interval the interpreter hands the GIL to any waiting
+    # thread in the middle of a pulse, which stretched a high phase past the limit in a few
+    # percent of reads under load. Every thread here blocks on its own after a short burst,
+    # so a long interval costs no responsiveness and keeps each read in one piece.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
+    sink: StoreSink | None = None
     try:
         cal = load_or_make_calibration(config, hw, out)
-        engine = build_engine(config, cal)
+        try:
+            store, history = open_history(
+                config, simulated=scenario is not None, wall=hw.clock.wall()
+            )
+        except StoreError as exc:
+            raise StartupError(str(exc)) from exc
+
+        def storage_fault(message: str | None) -> None:
+            if message is None:
+                log.warning("history storage works again")
+            else:
+                log.error("history storage failing (kept in memory, retrying): %s", message)
+
+        sink = StoreSink(
+            store, hw.clock.wall, on_fault=storage_fault, trace_hz=config.session.trace_hz
+        )
+        engine = build_engine(config, cal, history)
         printer = ConsolePrinter(hw.clock.monotonic(), out)
         runtime = Runtime(
             engine,
@@ -295,7 +351,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             hw.case,
             rate_sps=config.hx711.rate_sps,
             timeout_periods=config.hx711.ready_timeout_periods,
-            sinks=[printer],
+            sinks=[printer, sink],
         )
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
@@ -319,5 +375,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             )
         return 0
     finally:
+        if sink is not None and not sink.close(timeout=10.0):
+            log.error("history: not everything could be written before exit")
         hw.close()
         Device.pin_factory = None

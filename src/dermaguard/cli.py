@@ -77,6 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
         default="0g",
         help="with --simulate: the weight resting on the emulated roller (default 0g)",
     )
+
+    def history_source(p: argparse.ArgumentParser) -> None:
+        _config_arg(p)
+        p.add_argument(
+            "--simulation",
+            action="store_true",
+            help="read the simulation's history (kept apart from the device's)",
+        )
+
+    hist = sub.add_parser("history", help="recent sessions as a table (or --json)")
+    history_source(hist)
+    hist.add_argument("-n", "--limit", type=int, default=20, help="how many sessions (default 20)")
+    hist.add_argument("--json", action="store_true", help="JSON for scripts")
+
+    status = sub.add_parser("status", help="sterility, roller uses and the next allowed session")
+    history_source(status)
+
+    report = sub.add_parser(
+        "report",
+        help="draw a session (SESSION_NO) or a calendar (--weeks N) as a PNG",
+    )
+    history_source(report)
+    report.add_argument("session", nargs="?", type=int, metavar="SESSION_NO")
+    report.add_argument("--weeks", type=int, help="calendar of the last N weeks instead")
+    report.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
+
+    roller = sub.add_parser("new-roller", help="record that a new roller is in use (resets uses)")
+    history_source(roller)
     return parser
 
 
@@ -176,6 +204,148 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         hw.close()
 
 
+def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
+    """The store to read, and a note when it is not the one a person might expect.
+
+    Without ``--simulation`` the device's history is read; on a machine that has only ever run
+    the simulation, that history is shown instead, saying so, rather than nothing.
+    """
+    from dermaguard.app import store_path
+
+    device = store_path(config, simulated=False)
+    simulated = store_path(config, simulated=True)
+    if simulation:
+        return simulated, ""
+    if not device.exists() and simulated.exists():
+        return simulated, "(no device history on this machine: showing the simulation's)\n"
+    return device, ""
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dermaguard.history_view import format_history, history_json
+    from dermaguard.store import StoreError, open_readonly
+
+    config = _load(args.config)
+    path, note = _history_path(config, args.simulation)
+    try:
+        reader = open_readonly(path)
+    except StoreError as exc:
+        if args.json:
+            print("[]")
+            return 0
+        print(f"{note}{format_history([])}\n({exc})")
+        return 0
+    try:
+        sessions = reader.recent_sessions(max(1, args.limit))
+    finally:
+        reader.close()
+    if args.json:
+        print(history_json(sessions))
+    else:
+        print(note + format_history(sessions))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    import time
+
+    from dermaguard.history_view import format_status
+    from dermaguard.store import StoreError, open_readonly
+    from dermaguard.store.codec import iso_utc, parse_utc
+
+    config = _load(args.config)
+    path, note = _history_path(config, args.simulation)
+    last: dict[str, object] | None = None
+    rollers: list[dict[str, object]] = []
+    cycles: list[dict[str, object]] = []
+    try:
+        reader = open_readonly(path)
+        try:
+            last = reader.last_session()
+            rollers = reader.rollers()
+            cycles = reader.cycles(1)
+        finally:
+            reader.close()
+    except StoreError:
+        pass
+    next_allowed = None
+    if last is not None and isinstance(last.get("ended_at"), str):
+        ended = parse_utc(str(last["ended_at"]))
+        if ended is not None:
+            next_allowed = iso_utc(ended + config.care.rest_s)
+    roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
+    cycle = cycles[0] if cycles else None
+    status = {
+        "case_state": "unknown (read from the running daemon over MQTT)",
+        "sterile": bool(
+            cycle
+            and cycle.get("outcome") == "completed"
+            and (last is None or str(cycle.get("ended_at", "")) > str(last.get("started_at", "")))
+        ),
+        "sterile_until": None,
+        "roller_id": roller.get("roller_id"),
+        "roller_uses": roller.get("uses"),
+        "replace_after_uses": config.care.replace_after_uses,
+        "last_session": last,
+        "next_allowed_at": next_allowed,
+        "needle_mm": config.care.needle_mm,
+    }
+    print(note + format_status(status, now_wall=time.time()))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from dermaguard.report import ReportError, calendar_figure, session_figure
+    from dermaguard.store import StoreError, open_readonly
+
+    config = _load(args.config)
+    if (args.session is None) == (args.weeks is None):
+        return _usage_error("give a SESSION_NO or --weeks N (one of them)")
+    if args.weeks is not None and not 1 <= args.weeks <= 52:
+        return _usage_error("--weeks must be 1 to 52")
+    path, note = _history_path(config, args.simulation)
+    try:
+        reader = open_readonly(path)
+    except StoreError as exc:
+        return _usage_error(str(exc))
+    try:
+        if args.weeks is not None:
+            sessions = reader.recent_sessions(10_000)
+            out = calendar_figure(sessions, args.weeks, args.output)
+        else:
+            summary = reader.session(args.session)
+            trace = reader.trace(args.session) if summary is not None else None
+            out = session_figure(summary, trace, config.pressure.zones, args.output)
+    except ReportError as exc:
+        return _usage_error(str(exc))
+    finally:
+        reader.close()
+    print(f"{note}wrote {out}")
+    return 0
+
+
+def cmd_new_roller(args: argparse.Namespace) -> int:
+    import time
+
+    from dermaguard.app import store_path
+    from dermaguard.store import Store, StoreError
+
+    config = _load(args.config)
+    try:
+        store = Store.open(store_path(config, simulated=args.simulation), config.device_id)
+    except StoreError as exc:
+        return _usage_error(str(exc))
+    try:
+        roller_id = store.new_roller(time.time())
+    finally:
+        store.close()
+    print(
+        f"roller {roller_id} is in use from now on (0 uses); a running daemon picks this up "
+        "when it restarts"
+    )
+    return 0
+
+
 def _usage_error(message: str) -> int:
     print(f"dermaguard: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -192,7 +362,15 @@ def _setup_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"run": cmd_run, "check-config": cmd_check_config, "calibrate": cmd_calibrate}
+    handlers = {
+        "run": cmd_run,
+        "check-config": cmd_check_config,
+        "calibrate": cmd_calibrate,
+        "history": cmd_history,
+        "status": cmd_status,
+        "report": cmd_report,
+        "new-roller": cmd_new_roller,
+    }
     try:
         return handlers[args.command](args)
     except ConfigError as exc:

@@ -28,6 +28,13 @@ _EVENT_TEXT = {
     "sterilization_aborted": "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason}",
     "unsterile_use": "ALARM unsterile use: the roller touched skin without a valid UV-C cycle",
     "command_result": "command {command}: {error}",
+    "session_started": "session {session_no} started (roller use {roller_use})",
+    "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
+    "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)",
+    "too_soon": "WARNING too soon: only {rest_interval_s:.0f} s since the last session "
+    "(next allowed {next_allowed_at})",
+    "roller_replace_due": "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it",
+    "daemon_stopping": "stopping",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path
         "--simulate",
         str(SCENARIOS / "over_pressure.yaml"),
         "--speed",
-        "20",
+        "10",
         state=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -55,7 +56,7 @@ def test_gentle_session_raises_no_alarm(tmp_path: Path) -> None:
         "--simulate",
         str(SCENARIOS / "gentle_session.yaml"),
         "--speed",
-        "20",
+        "10",
         state=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -163,7 +164,7 @@ def test_s8_unsterile_use_scenario_raises_the_alarm(tmp_path: Path) -> None:
         "--simulate",
         str(SCENARIOS / "unsterile_use.yaml"),
         "--speed",
-        "20",
+        "10",
         state=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -177,7 +178,7 @@ def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) ->
         "--simulate",
         str(SCENARIOS / "lid_opened_mid_cycle.yaml"),
         "--speed",
-        "20",
+        "10",
         state=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -186,3 +187,34 @@ def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) ->
     assert "UV-C cycle 1 ABORTED" in out and "lid_opened" in out
     assert "completed" not in out
     assert out.index("ABORTED") < out.index("ALARM unsterile use")
+
+
+def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> None:
+    run = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "gentle_session.yaml"),
+        "--speed",
+        "10",
+        state=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    history = dermaguard("history", state=tmp_path)
+    assert history.returncode == 0, history.stderr
+    assert "showing the simulation's" in history.stdout
+    rows = [line for line in history.stdout.splitlines() if re.match(r"1\s+\d{4}-", line)]
+    assert len(rows) == 1, history.stdout
+    as_json = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
+    assert as_json[0]["session_no"] == 1 and as_json[0]["sterile_at_start"] is True
+    assert as_json[0]["over_episodes"] == 0 and as_json[0]["contact_s"] > 20
+    png = tmp_path / "s1.png"
+    report = dermaguard("report", "1", "-o", str(png), state=tmp_path)
+    assert report.returncode == 0, report.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    calendar = tmp_path / "cal.png"
+    assert dermaguard("report", "--weeks", "4", "-o", str(calendar), state=tmp_path).returncode == 0
+    assert calendar.stat().st_size > 1000
+    status = dermaguard("status", state=tmp_path)
+    assert status.returncode == 0 and "NOT allowed yet" in status.stdout
+    missing = dermaguard("report", "99", "-o", str(tmp_path / "x.png"), state=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

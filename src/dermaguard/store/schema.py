@@ -1,0 +1,168 @@
+"""The database layout and its migrations.
+
+``PRAGMA user_version`` holds the schema version. ``MIGRATIONS[i]`` takes a database from version
+``i`` to ``i + 1``; each step runs in one transaction together with the version bump, so a crash
+or power cut during a migration leaves the old version intact and the step runs again at the
+next start. A database made by a newer dermaguard is refused rather than guessed at.
+
+Connection settings (:func:`configure`):
+
+- ``journal_mode=WAL``: readers (the CLI, the MQTT outbox) never block the writer, and a commit
+  appends to one file instead of rewriting pages in place.
+- ``synchronous=NORMAL``: in WAL mode a commit is not fsynced; only checkpoints are. That is
+  durable against a crash of the process (the commit is in the OS page cache), and a power cut
+  can lose the last commits but never corrupts the database. ``FULL`` would fsync every commit,
+  which an SD card pays for in latency and wear, for the few seconds it would save.
+- ``foreign_keys=ON``: a trace chunk can only belong to a stored session.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+#: How long a writer waits for a lock held by another connection (e.g. a CLI write) before it
+#: reports ``database is locked``; spent on the writer thread, never on the engine thread.
+BUSY_TIMEOUT_MS = 5000
+
+#: Bits of a trace row's key that number the chunks within a session (a million chunks).
+TRACE_CHUNK_BITS = 20
+
+#: Caps the WAL file left behind after a checkpoint (it is reused, not grown, otherwise).
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+
+V1: tuple[str, ...] = (
+    # seq is the rowid: append-only and never deleted at the top, so max(seq) + 1 never repeats
+    # a number (AUTOINCREMENT would write sqlite_sequence on every event for nothing).
+    """
+    CREATE TABLE events (
+        seq       INTEGER PRIMARY KEY,
+        id        TEXT NOT NULL UNIQUE,
+        device    TEXT NOT NULL,
+        type      TEXT NOT NULL,
+        ts        TEXT NOT NULL,
+        wall      REAL NOT NULL,
+        t_mono    REAL,
+        data      TEXT NOT NULL,
+        delivered INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE rollers (
+        roller_id    INTEGER PRIMARY KEY,
+        installed_at TEXT,
+        uses         INTEGER NOT NULL DEFAULT 0
+    )
+    """,
+    """
+    CREATE TABLE cycles (
+        cycle_id   INTEGER PRIMARY KEY,
+        started_at TEXT NOT NULL,
+        ended_at   TEXT,
+        outcome    TEXT CHECK (outcome IN ('completed', 'aborted')),
+        reason     TEXT,
+        duration_s REAL,
+        data       TEXT NOT NULL DEFAULT '{}'
+    )
+    """,
+    """
+    CREATE TABLE sessions (
+        session_no       INTEGER PRIMARY KEY,
+        status           TEXT NOT NULL DEFAULT 'open'
+                         CHECK (status IN ('open', 'completed', 'interrupted')),
+        started_at       TEXT NOT NULL,
+        started_wall     REAL NOT NULL,
+        t0_mono          REAL,
+        start_seq        INTEGER,
+        ended_at         TEXT,
+        ended_wall       REAL,
+        duration_s       REAL,
+        contact_s        REAL,
+        peak_n           REAL,
+        mean_n           REAL,
+        over_episodes    INTEGER,
+        longest_over_s   REAL,
+        sterile_at_start INTEGER,
+        cycle_id         INTEGER,
+        rest_interval_s  REAL,
+        too_soon         INTEGER,
+        roller_id        INTEGER,
+        roller_use       INTEGER,
+        end_reason       TEXT,
+        summary          TEXT NOT NULL
+    )
+    """,
+    # One row per chunk of ~20 s of the downsampled trace; the samples are packed columns
+    # (see dermaguard.store.trace). The key is ``session_no << 20 | chunk``, so appending a
+    # chunk is an append at the right end of the table's own b-tree and nothing else: no second
+    # index to update, and SQLite's quick balance instead of a three-page rebalance.
+    """
+    CREATE TABLE trace (
+        key        INTEGER PRIMARY KEY,
+        session_no INTEGER NOT NULL REFERENCES sessions (session_no) ON DELETE CASCADE,
+        n          INTEGER NOT NULL,
+        samples    BLOB NOT NULL
+    )
+    """,
+)
+
+V2: tuple[str, ...] = (
+    # The MQTT outbox: when the broker acknowledged each event (``delivered`` says only that
+    # it did). Deliberately no index on ``delivered``: it would cost a page write for every
+    # event stored and every event acknowledged; the outbox reads from its low-water mark along
+    # the primary key instead (see StoreReader.undelivered).
+    "ALTER TABLE events ADD COLUMN delivered_at TEXT",
+)
+
+MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SchemaError(Exception):
+    """The database cannot be used by this version of dermaguard."""
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """Per-connection settings, then WAL (which is stored in the file and persists)."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise SchemaError(f"cannot put the database in WAL mode (journal_mode is {mode})")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
+
+
+def version(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(
+    conn: sqlite3.Connection, migrations: Sequence[Sequence[str]] = MIGRATIONS
+) -> tuple[int, int]:
+    """Bring the schema up to ``len(migrations)``; returns (version before, version after).
+
+    The connection must be in autocommit mode (``isolation_level=None``): each step is its own
+    ``BEGIN IMMEDIATE`` … ``COMMIT``, with the version bump inside it.
+    """
+    target = len(migrations)
+    before = version(conn)
+    if before > target:
+        raise SchemaError(
+            f"the database is at schema version {before}, newer than this dermaguard "
+            f"understands ({target}): upgrade dermaguard"
+        )
+    for step in range(before, target):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if version(conn) != step:  # another process migrated it meanwhile
+                conn.execute("ROLLBACK")
+                continue
+            for statement in migrations[step]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return before, version(conn)

@@ -1,0 +1,428 @@
+"""The writer thread: effects in from the engine, rows out to SQLite, never the other way round.
+
+The engine thread calls :class:`StoreSink` as an effect sink; the call only appends to an
+in-memory queue (a lock held for an append, never disk), so a slow SD card cannot delay the
+alarm path. The queue's force samples are bounded — when it is full, new samples are dropped
+and counted — while events are never dropped there.
+
+When the disk fails (full, read-only, I/O error), the writer degrades instead of losing data:
+events and the session trace are held in memory in their order (up to 10,000 events and an hour
+of trace; past that new ones are dropped and counted), ``on_fault`` reports
+the problem once, a retry runs every ``retry_s``, and when the disk accepts writes again the
+backlog is written in order and ``on_fault(None)`` says so. Nothing already committed is touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from dermaguard.core.events import Effect, EmitEvent, Event, ForceSample
+from dermaguard.store.db import Store, StoredEvent
+
+log = logging.getLogger(__name__)
+
+#: Force samples the queue holds before new ones are dropped: 100 s at 80 samples/s.
+QUEUE_SAMPLES = 8000
+#: Events held in memory while the disk fails; past this, new events are lost (and counted).
+BACKLOG_EVENTS = 10_000
+#: Downsampled trace samples held in memory while the disk fails: an hour at 10 Hz.
+BACKLOG_SAMPLES = 36_000
+#: Seconds between attempts to write again after a storage fault.
+RETRY_S = 5.0
+#: The writer wakes at least this often to see whether samples are waiting (samples alone do
+#: not wake it: they only fill a memory buffer, so there is no hurry).
+IDLE_WAKE_S = 0.5
+#: Longest a delivery mark waits for another commit to ride along with before it gets its own.
+MARKS_FLUSH_S = 60.0
+#: Slack when downsampling, for sample times that are multiples of the period in theory only.
+_EPSILON_S = 1e-6
+
+
+def is_storage_fault(exc: BaseException) -> bool:
+    """A failure of the storage, worth retrying, rather than of the data or of our code."""
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return True
+    # A bare DatabaseError is e.g. "database disk image is malformed"; its subclasses other
+    # than OperationalError (integrity, programming, data errors) are about what was written.
+    return type(exc) is sqlite3.DatabaseError
+
+
+def describe_fault(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return "storage full: no space left on device"
+    text = str(exc) or type(exc).__name__
+    if "disk is full" in text:
+        return "storage full: database or disk is full"
+    return f"storage error: {text}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Ev:
+    event: Event
+    wall: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivered:
+    seqs: tuple[int, ...]
+    wall: float
+
+
+_Item = ForceSample | _Ev | _Flush | _Delivered
+_Persistable = ForceSample | _Ev | _Delivered
+
+
+class Downsampler:
+    """Keeps a sample when at least ``1 / hz`` seconds passed since the last kept one."""
+
+    def __init__(self, hz: float) -> None:
+        if hz <= 0:
+            raise ValueError(f"trace rate must be > 0, got {hz}")
+        self.period = 1.0 / hz
+        self._last: float | None = None
+
+    def reset(self) -> None:
+        self._last = None
+
+    def keep(self, t: float) -> bool:
+        if self._last is not None and t - self._last < self.period - _EPSILON_S:
+            return False
+        self._last = t
+        return True
+
+
+class StoreSink:
+    """An effect sink that persists events and the session trace on its own thread.
+
+    Construct it (it starts its thread) before the runtime starts; it owns ``store`` from then
+    on, so nothing else may use that object until :meth:`close` returns. ``wall`` stamps each
+    event when it is emitted (not when it reaches the disk, which may be much later during a
+    fault). ``on_stored(event, stored)`` runs on the writer thread after each event commits —
+    the hook for publishing it. ``on_fault(message)`` runs there too when writes start failing,
+    and ``on_fault(None)`` when they work again.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        wall: Callable[[], float],
+        *,
+        on_fault: Callable[[str | None], None] | None = None,
+        on_stored: Callable[[Event, StoredEvent], None] | None = None,
+        trace_hz: float = 10.0,
+        queue_samples: int = QUEUE_SAMPLES,
+        backlog_events: int = BACKLOG_EVENTS,
+        backlog_samples: int = BACKLOG_SAMPLES,
+        retry_s: float = RETRY_S,
+    ) -> None:
+        self.store = store
+        self._wall = wall
+        self._on_fault = on_fault
+        self._on_stored = on_stored
+        self._downsampler = Downsampler(trace_hz)
+        self._queue_samples = queue_samples
+        self._backlog_events_max = backlog_events
+        self._backlog_samples_max = backlog_samples
+        self.retry_s = retry_s
+        self._dropped_queue = 0  # guarded by _cond
+        self._dropped_backlog = 0  # writer thread only
+        #: Events lost because the backlog was full during a long storage fault.
+        self.lost_events = 0
+        #: The current storage fault, ``None`` when writes work.
+        self.fault: str | None = None
+        self._cond = threading.Condition()
+        self._items: deque[_Item] = deque()
+        self._queued_samples = 0
+        self._closing = False
+        self._kick = False
+        # Writer-thread state.
+        self._recording = False
+        self._backlog: deque[_Persistable] = deque()
+        self._backlog_events = 0
+        self._backlog_samples = 0
+        self._waiting: list[_Flush] = []
+        self._next_retry = 0.0
+        self._marks_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+        self._thread.start()
+
+    # -- any thread --------------------------------------------------------------------------
+
+    def __call__(self, effect: Effect) -> None:
+        """Queue an effect for storage; returns at once (never touches the disk)."""
+        if isinstance(effect, ForceSample):
+            with self._cond:
+                if self._closing or self._queued_samples >= self._queue_samples:
+                    self._dropped_queue += 1
+                    return
+                self._items.append(effect)
+                self._queued_samples += 1
+        elif isinstance(effect, EmitEvent):
+            item = _Ev(effect.event, self._wall())
+            with self._cond:
+                if self._closing:
+                    log.error("event %s after the store closed: not stored", effect.event.type)
+                    return
+                self._items.append(item)
+                self._cond.notify()
+
+    def mark_delivered(self, seqs: Iterable[int]) -> None:
+        """Queue marking events as delivered (the broker acknowledged them).
+
+        The marks are written with the next commit, or after ``MARKS_FLUSH_S`` at the latest,
+        or by :meth:`flush` (see :meth:`Store.defer_delivered`).
+        """
+        item = _Delivered(tuple(seqs), self._wall())
+        with self._cond:
+            if not self._closing:
+                self._items.append(item)
+                self._cond.notify()
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call, buffered trace included, is committed.
+
+        During a storage fault this also asks for an immediate retry. ``False`` on timeout
+        (e.g. the disk is still full) or if the writer has stopped.
+        """
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("flush() from the writer's own callbacks would wait for itself")
+        marker = _Flush()
+        with self._cond:
+            if self._closing or not self._thread.is_alive():
+                return False
+            self._items.append(marker)
+            self._kick = True
+            self._cond.notify()
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Write everything queued, close the store and stop the thread.
+
+        ``False`` if the writer did not finish in time or the disk still refused the backlog
+        (what it held is then lost, and logged).
+        """
+        with self._cond:
+            self._closing = True
+            self._kick = True
+            self._cond.notify()
+        self._thread.join(timeout)
+        return not self._thread.is_alive() and not self._backlog
+
+    @property
+    def dropped_samples(self) -> int:
+        """Force samples dropped: the queue was full, or the backlog was during a fault."""
+        return self._dropped_queue + self._dropped_backlog
+
+    @property
+    def backlog(self) -> int:
+        """Events and samples held in memory because the disk refused them."""
+        return len(self._backlog)
+
+    # -- writer thread -----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closing and not self._kick:
+                    timeout = IDLE_WAKE_S
+                    if self.fault is not None:
+                        timeout = max(0.0, min(timeout, self._next_retry - time.monotonic()))
+                        if timeout == 0.0:
+                            break
+                    self._cond.wait(timeout)
+                batch, self._items = self._items, deque()
+                self._queued_samples = 0
+                closing, kick = self._closing, self._kick
+                self._kick = False
+            for item in batch:
+                try:
+                    self._handle(item)
+                except Exception:  # a bug must not stop the writer; the item is skipped
+                    log.exception("store writer: cannot handle %s", type(item).__name__)
+            if self.fault is not None and (kick or time.monotonic() >= self._next_retry):
+                self._retry()
+            self._flush_marks_when_due()
+            if closing:
+                with self._cond:
+                    if self._items:
+                        continue
+                self._finish()
+                return
+
+    def _handle(self, item: _Item) -> None:
+        if isinstance(item, _Flush):
+            self._waiting.append(item)
+            if self.fault is None:
+                self._guarded(self.store.flush)
+            self._release_waiters()
+            return
+        admitted = self._admit(item)
+        if admitted is None:
+            return
+        if self.fault is not None:
+            self._hold(admitted)
+            return
+        try:
+            self._persist(admitted)
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                raise
+            if not isinstance(admitted, ForceSample):  # a sample is already in the buffer
+                self._hold(admitted, first=True)
+            self._enter_fault(exc)
+
+    def _admit(self, item: _Persistable) -> _Persistable | None:
+        """Decisions made in stream order, once: which samples belong to a session's trace."""
+        if isinstance(item, ForceSample):
+            if not self._recording or not self._downsampler.keep(item.t):
+                return None
+        elif isinstance(item, _Ev):
+            if item.event.type == "session_started":
+                self._recording = True
+                self._downsampler.reset()
+            elif item.event.type == "session_ended":
+                self._recording = False
+        return item
+
+    def _persist(self, item: _Persistable) -> None:
+        if isinstance(item, ForceSample):
+            self.store.add_trace(item.t, item.force_n, item.zone)
+        elif isinstance(item, _Ev):
+            stored = self.store.append_event(item.event, item.wall)
+            if self._on_stored is not None:
+                try:
+                    self._on_stored(item.event, stored)
+                except Exception:
+                    log.exception("on_stored failed for event %d", stored.seq)
+        else:
+            self.store.defer_delivered(item.seqs, item.wall)
+            if self._marks_since is None:
+                self._marks_since = time.monotonic()
+
+    def _flush_marks_when_due(self) -> None:
+        if not self.store.marks_pending:
+            self._marks_since = None
+        elif (
+            self.fault is None
+            and self._marks_since is not None
+            and time.monotonic() - self._marks_since >= MARKS_FLUSH_S
+        ):
+            self._guarded(self.store.flush)
+
+    def _guarded(self, action: Callable[[], object]) -> bool:
+        try:
+            action()
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                raise
+            self._enter_fault(exc)
+            return False
+        return True
+
+    def _hold(self, item: _Persistable, *, first: bool = False) -> None:
+        """Keep an item for later, in order; past the bounds new ones are dropped."""
+        if isinstance(item, ForceSample):
+            if self._backlog_samples >= self._backlog_samples_max:
+                self._dropped_backlog += 1
+                return
+            self._backlog_samples += 1
+        else:
+            if self._backlog_events >= self._backlog_events_max:
+                self.lost_events += 1
+                if self.lost_events == 1:
+                    self._report(f"{self.fault}; events are being lost")
+                log.error("storage fault: event lost (%d so far)", self.lost_events)
+                return
+            self._backlog_events += 1
+        if first:
+            self._backlog.appendleft(item)
+        else:
+            self._backlog.append(item)
+
+    def _enter_fault(self, exc: BaseException) -> None:
+        self._next_retry = time.monotonic() + self.retry_s
+        if self.fault is None:
+            message = describe_fault(exc)
+            log.error("%s: holding events in memory, retrying every %g s", message, self.retry_s)
+            self._report(message)
+
+    def _retry(self) -> None:
+        """Write what the store buffered, then the backlog in order; stop at the first fault."""
+        if not self._retry_step(self.store.flush):
+            return
+        while self._backlog:
+            item = self._backlog.popleft()
+            if isinstance(item, ForceSample):
+                self._backlog_samples -= 1
+            else:
+                self._backlog_events -= 1
+            try:
+                self._persist(item)
+            except Exception as exc:
+                if not is_storage_fault(exc):
+                    log.exception("store writer: backlog item skipped")
+                    continue
+                if not isinstance(item, ForceSample):  # a sample is already in the buffer
+                    self._backlog.appendleft(item)
+                    self._backlog_events += 1
+                self._next_retry = time.monotonic() + self.retry_s
+                return
+        if not self._retry_step(self.store.flush):
+            return
+        log.warning("storage works again: backlog written")
+        self._report(None)
+        self._release_waiters()
+
+    def _retry_step(self, action: Callable[[], object]) -> bool:
+        try:
+            action()
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                log.exception("store writer: flush failed")
+            self._next_retry = time.monotonic() + self.retry_s
+            return False
+        return True
+
+    def _release_waiters(self) -> None:
+        if self.fault is None and not self._backlog:
+            for marker in self._waiting:
+                marker.done.set()
+            self._waiting.clear()
+
+    def _report(self, message: str | None) -> None:
+        self.fault = message
+        if self._on_fault is not None:
+            try:
+                self._on_fault(message)
+            except Exception:
+                log.exception("on_fault failed")
+
+    def _finish(self) -> None:
+        if self.fault is not None:
+            self._retry()
+        if self._backlog:
+            log.error(
+                "store closed with %d items not written (storage fault: %s)",
+                len(self._backlog),
+                self.fault,
+            )
+        try:
+            self.store.close()
+        except sqlite3.Error as exc:
+            log.error("closing the store: %s", exc)
+        self._release_waiters()
+        self._waiting.clear()  # still faulted: their flush() calls report the timeout
