@@ -37,7 +37,6 @@ from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
 from dermaguard.store import Store, StoreError, StoreSink
-from dermaguard.store.codec import parse_utc
 
 log = logging.getLogger(__name__)
 
@@ -110,19 +109,25 @@ def store_path(config: Config, *, simulated: bool) -> Path:
 def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store, History]:
     """Open the store, close sessions a crash left open, and read what the engine needs."""
     store = Store.open(store_path(config, simulated=simulated), config.device_id)
-    closed = store.close_interrupted(wall)
-    if closed:
-        log.warning("sessions left open by a crash or power cut closed as interrupted: %s", closed)
-    last = store.last_session()
-    ended = parse_utc(str(last["ended_at"])) if last and last.get("ended_at") else None
-    roller_id, uses = store.current_roller(wall)
-    history = History(
-        last_session_no=store.last_session_no(),
-        last_session_end_wall=ended,
-        roller_id=roller_id,
-        roller_uses=uses,
-        last_cycle_id=store.last_cycle_id(),
-    )
+    try:
+        closed = store.close_interrupted(wall)
+        if closed:
+            log.warning(
+                "sessions left open by a crash or power cut closed as interrupted: %s", closed
+            )
+        last = store.last_session()
+        ended = last.get("ended_wall") if last else None
+        roller_id, uses = store.current_roller(wall)
+        history = History(
+            last_session_no=store.last_session_no(),
+            last_session_end_wall=float(ended) if ended is not None else None,
+            roller_id=roller_id,
+            roller_uses=uses,
+            last_cycle_id=store.last_cycle_id(),
+        )
+    except BaseException:
+        store.close()
+        raise
     return store, history
 
 

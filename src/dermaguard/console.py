@@ -21,6 +21,7 @@ _EVENT_TEXT = {
     "over_pressure_cleared": "alarm cleared: over-pressure lasted {duration_s:.1f} s, "
     "peak {peak_n:.2f} N",
     "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
+    "sensor_fault+detail": "FAULT force sensor: {reason}, {detail} (force unknown)",
     "sensor_recovered": "force sensor recovered",
     "sterilization_started": "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
     "sterilization_completed": "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: "
@@ -39,7 +40,8 @@ _EVENT_TEXT = {
 
 
 def describe(event: Event) -> str:
-    template = _EVENT_TEXT.get(event.type)
+    template = _EVENT_TEXT.get(f"{event.type}+detail" if "detail" in event.data else event.type)
+    template = template or _EVENT_TEXT.get(event.type)
     if template is None:
         extra = " ".join(f"{k}={v}" for k, v in event.data.items())
         return f"{event.type} {extra}".strip()

@@ -30,9 +30,9 @@ from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711, NotReady, ReadDiscarded
 from dermaguard.hw.indicators import Indicators
 
-#: Discarded reads in a row that still extend the limit by the settling time; past this the
-#: reader is not getting through at all, and that is reported as a sensor fault.
-MAX_DISCARDS_IN_A_ROW = 8
+#: Longest time (clock seconds) without a good conversion while reads are being discarded
+#: (our own timing hiccups, not the sensor's) before it is reported as a sensor fault.
+MAX_BLIND_S = 0.25
 #: Virtual seconds between ticks, so the case's timers run even when no sample arrives.
 TICK_S = 0.1
 
@@ -67,16 +67,20 @@ class Sampler:
         # The runtime resets the chip at start-up: it is silent while it settles.
         last_good = last_discard = self.clock.monotonic()
         discards = 0
+        starting = True
         while not self.stop_event.is_set():
             now = self.clock.monotonic()
             deadline = last_good + limit
-            if discards < MAX_DISCARDS_IN_A_ROW:
+            if discards or starting:
+                # The chip may be resetting after a stretched pulse, but never stay blind for
+                # longer than MAX_BLIND_S: then the force is unknown and a person must know.
                 deadline = max(deadline, last_discard + settle + limit)
+                deadline = min(deadline, last_good + max(MAX_BLIND_S, settle + 2 * limit))
             remaining = deadline - now
             if remaining <= 0:
                 detail = f"{discards} reads discarded" if discards else "no data"
                 self.put(ReadFailed(now, "timeout", detail))
-                last_good, discards = now, 0
+                last_good, discards, starting = now, 0, False
                 last_discard = -math.inf
                 continue
             try:
@@ -90,7 +94,7 @@ class Sampler:
                 log.debug("HX711 read discarded: %s", exc.reason)
                 continue
             self.samples += 1
-            last_good, discards = self.clock.monotonic(), 0
+            last_good, discards, starting = self.clock.monotonic(), 0, False
             self.put(ForceRead(last_good, raw))
 
 

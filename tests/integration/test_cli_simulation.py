@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -218,3 +219,65 @@ def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> 
     assert status.returncode == 0 and "NOT allowed yet" in status.stdout
     missing = dermaguard("report", "99", "-o", str(tmp_path / "x.png"), state=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def _start_daemon(scenario: Path, state: Path, speed: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONUNBUFFERED": "1"}
+    env.pop("STATE_DIRECTORY", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "dermaguard", "run", "--simulate", str(scenario), "--speed", speed],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str) -> list[str]:
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # ends at EOF: a daemon that never prints it fails the test
+        seen.append(line)
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} never printed: {''.join(seen)}")
+
+
+def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_path: Path) -> None:
+    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "5")
+    try:
+        _wait_for_line(proc, "ALARM over-pressure")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    # The next start closes the session the kill left open, from what was stored.
+    rerun = dermaguard(
+        "run",
+        "--simulate",
+        str(SCENARIOS / "unsterile_use.yaml"),
+        "--speed",
+        "10",
+        state=tmp_path,
+    )
+    assert rerun.returncode == 0, rerun.stderr
+    sessions = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
+    by_no = {s["session_no"]: s for s in sessions}
+    assert by_no[1]["status"] == "interrupted"
+    assert by_no[1]["started_at"] and by_no[1]["roller_use"] == 1
+    assert by_no[2]["status"] == "completed" and by_no[2]["sterile_at_start"] is False
+
+
+def test_s3_sigterm_stops_cleanly_closing_the_session(tmp_path: Path) -> None:
+    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "5")
+    try:
+        _wait_for_line(proc, "session 1 started")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "session 1 ended (shutdown)" in out
+    assert "stopping" in out
+    sessions = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
+    assert sessions[0]["status"] == "completed" and sessions[0]["end_reason"] == "shutdown"

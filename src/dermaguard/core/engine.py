@@ -100,7 +100,7 @@ class Engine:
             update = (
                 self.pressure.on_read(inp.t, inp.raw)
                 if isinstance(inp, ForceRead)
-                else self.pressure.on_timeout(inp.t)
+                else self.pressure.on_timeout(inp.t, inp.detail)
             )
             events.extend(update.events)
             if update.sample:

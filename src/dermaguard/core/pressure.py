@@ -120,9 +120,9 @@ class PressureMachine:
         out.force_n, out.zone, out.sample = smooth, zone, True
         return out
 
-    def on_timeout(self, t: float) -> PressureUpdate:
+    def on_timeout(self, t: float, detail: str = "") -> PressureUpdate:
         """No conversion came within the limit (already several sample periods late)."""
-        return self._raise_fault(t, "not_ready", None)
+        return self._raise_fault(t, "not_ready", None, detail)
 
     def _invalid(self, t: float, reason: str, raw: int | None) -> PressureUpdate:
         self._valid_run = 0
@@ -131,7 +131,9 @@ class PressureMachine:
             return self._raise_fault(t, reason, raw)
         return PressureUpdate()
 
-    def _raise_fault(self, t: float, reason: str, raw: int | None) -> PressureUpdate:
+    def _raise_fault(
+        self, t: float, reason: str, raw: int | None, detail: str = ""
+    ) -> PressureUpdate:
         self._valid_run = 0
         out = PressureUpdate(force_n=None, zone=None, sample=True)
         if self.fault is not None:
@@ -144,6 +146,8 @@ class PressureMachine:
         data: dict[str, object] = {"reason": reason}
         if raw is not None:
             data["raw"] = raw
+        if detail:
+            data["detail"] = detail
         out.events.append(Event("sensor_fault", t, data))
         return out
 
