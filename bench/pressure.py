@@ -15,12 +15,13 @@ import argparse
 import math
 import random
 import statistics
+import sys
 import time
 from typing import Any
 
 from gpiozero import Device
 
-from dermaguard.app import build_engine
+from dermaguard.app import SWITCH_INTERVAL_S, build_engine
 from dermaguard.clock import RealClock
 from dermaguard.config import default_config
 from dermaguard.core.calibration import Calibration
@@ -107,6 +108,7 @@ class RecordingPin(BoundedMockPin):
 
 
 def bench_latency(episodes: int) -> None:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as the daemon does (see app.run_daemon)
     config = default_config()
     factory = mock_factory()
     install_pin_factory(factory)

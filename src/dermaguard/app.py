@@ -36,6 +36,7 @@ from dermaguard.runtime import Runtime
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
+from dermaguard.status_file import STATUS_NAME, StatusFile
 from dermaguard.store import Store, StoreError, StoreSink
 
 log = logging.getLogger(__name__)
@@ -348,6 +349,10 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         )
         engine = build_engine(config, cal, history)
         printer = ConsolePrinter(hw.clock.monotonic(), out)
+        status = StatusFile(
+            store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
+            hw.clock.wall,
+        )
         runtime = Runtime(
             engine,
             hw.clock,
@@ -356,7 +361,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             hw.case,
             rate_sps=config.hx711.rate_sps,
             timeout_periods=config.hx711.ready_timeout_periods,
-            sinks=[printer, sink],
+            sinks=[printer, sink, status],
         )
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
@@ -371,6 +376,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                     break
                 stop.wait(0.1)
             runtime.stop()
+        status.close()
         if runtime.failed is not None:
             return 70  # EX_SOFTWARE: our bug, logged with its traceback
         if scenario is not None:

@@ -250,6 +250,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import time
 
     from dermaguard.history_view import format_status
+    from dermaguard.status_file import STATUS_NAME, read_status
     from dermaguard.store import StoreError, open_readonly
     from dermaguard.store.codec import iso_utc, parse_utc
 
@@ -257,13 +258,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     path, note = _history_path(config, args.simulation)
     last: dict[str, object] | None = None
     rollers: list[dict[str, object]] = []
-    cycles: list[dict[str, object]] = []
     try:
         reader = open_readonly(path)
         try:
             last = reader.last_session()
             rollers = reader.rollers()
-            cycles = reader.cycles(1)
         finally:
             reader.close()
     except StoreError:
@@ -274,14 +273,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         if ended is not None:
             next_allowed = iso_utc(ended + config.care.rest_s)
     roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
-    cycle = cycles[0] if cycles else None
+    live = read_status(path.parent / STATUS_NAME)
+    if live is None:
+        case_state, sterile = "unknown (the daemon has not run here)", False
+    else:
+        case_state = str(live.get("case_state", "unknown"))
+        if live.get("case_state") == "sterilizing" and live.get("remaining_s") is not None:
+            case_state += f", {float(live['remaining_s']) / 60:.1f} min left"
+        if not live.get("running", False):
+            case_state += " (daemon stopped: last known state)"
+        sterile = bool(live.get("sterile", False))
     status = {
-        "case_state": "unknown (read from the running daemon over MQTT)",
-        "sterile": bool(
-            cycle
-            and cycle.get("outcome") == "completed"
-            and (last is None or str(cycle.get("ended_at", "")) > str(last.get("started_at", "")))
-        ),
+        "case_state": case_state,
+        "sterile": sterile,
         "sterile_until": None,
         "roller_id": roller.get("roller_id"),
         "roller_uses": roller.get("uses"),

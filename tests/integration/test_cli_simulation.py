@@ -217,6 +217,7 @@ def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> 
     assert calendar.stat().st_size > 1000
     status = dermaguard("status", state=tmp_path)
     assert status.returncode == 0 and "NOT allowed yet" in status.stdout
+    assert "open (daemon stopped: last known state)" in status.stdout
     missing = dermaguard("report", "99", "-o", str(tmp_path / "x.png"), state=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
