@@ -14,7 +14,6 @@ Prints one ``name: value unit`` line per figure. ``--quick`` keeps it under 30 s
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 from typing import Any
@@ -31,17 +30,9 @@ from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
 from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from figures import line, pct
 
 LID, DOCK, UV = 23, 24, 25
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.4g} {unit}", flush=True)
 
 
 class _TimedPin(BoundedMockPin):

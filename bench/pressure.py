@@ -31,19 +31,11 @@ from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
 from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from figures import line, pct
 
 PERIOD_MS = 1000 / 80
 COUNTS_PER_N = LoadModel().counts_per_newton
 OFFSET = LoadModel().offset_counts
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.4g} {unit}", flush=True)
 
 
 def calibration() -> Calibration:

@@ -29,19 +29,11 @@ from pathlib import Path
 from dermaguard.core.events import EmitEvent, Event, ForceSample, Zone
 from dermaguard.store import Store, StoredEvent, StoreSink
 from dermaguard.store.codec import iso_utc
+from figures import line, pct
 
 RATE = 80
 WALL0 = 1_764_096_623.0
 TARGET_MB_PER_HOUR = 5.0
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def line(name: str, value: float, unit: str) -> None:
-    print(f"{name}: {value:.4g} {unit}", flush=True)
 
 
 def proc_io() -> dict[str, int]:

@@ -31,15 +31,23 @@ def dermaguard(*args: str, state: Path, timeout: float = 120.0) -> subprocess.Co
     )
 
 
-def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path) -> None:
-    result = dermaguard(
+def simulate(
+    name: str, state: Path, speed: str = "10", timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run a shipped scenario through the CLI on simulated hardware."""
+    return dermaguard(
         "run",
         "--simulate",
-        str(SCENARIOS / "over_pressure.yaml"),
+        str(SCENARIOS / f"{name}.yaml"),
         "--speed",
-        "10",
-        state=tmp_path,
+        speed,
+        state=state,
+        timeout=timeout,
     )
+
+
+def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path) -> None:
+    result = simulate("over_pressure", tmp_path, "10")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.count("ALARM over-pressure") == 2, out
@@ -52,14 +60,7 @@ def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path
 
 
 def test_gentle_session_raises_no_alarm(tmp_path: Path) -> None:
-    result = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "gentle_session.yaml"),
-        "--speed",
-        "10",
-        state=tmp_path,
-    )
+    result = simulate("gentle_session", tmp_path, "10")
     assert result.returncode == 0, result.stderr
     assert "zone ok" in result.stdout
     assert "ALARM" not in result.stdout and "FAULT" not in result.stdout
@@ -141,15 +142,7 @@ def test_run_without_a_pi_says_to_simulate(tmp_path: Path) -> None:
 
 
 def test_sterilize_then_use_completes_a_cycle_and_the_session_is_sterile(tmp_path: Path) -> None:
-    result = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "sterilize_then_use.yaml"),
-        "--speed",
-        "30",
-        state=tmp_path,
-        timeout=300,
-    )
+    result = simulate("sterilize_then_use", tmp_path, "30", timeout=300)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "UV-C cycle 1 started" in out
@@ -160,28 +153,14 @@ def test_sterilize_then_use_completes_a_cycle_and_the_session_is_sterile(tmp_pat
 
 
 def test_s8_unsterile_use_scenario_raises_the_alarm(tmp_path: Path) -> None:
-    result = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "unsterile_use.yaml"),
-        "--speed",
-        "10",
-        state=tmp_path,
-    )
+    result = simulate("unsterile_use", tmp_path, "10")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ALARM unsterile use") == 1
     assert "UV-C cycle 1" not in result.stdout
 
 
 def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) -> None:
-    result = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "lid_opened_mid_cycle.yaml"),
-        "--speed",
-        "10",
-        state=tmp_path,
-    )
+    result = simulate("lid_opened_mid_cycle", tmp_path, "10")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "UV-C cycle 1 started" in out
@@ -191,14 +170,7 @@ def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) ->
 
 
 def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> None:
-    run = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "gentle_session.yaml"),
-        "--speed",
-        "10",
-        state=tmp_path,
-    )
+    run = simulate("gentle_session", tmp_path, "10")
     assert run.returncode == 0, run.stderr
     history = dermaguard("history", state=tmp_path)
     assert history.returncode == 0, history.stderr
@@ -253,14 +225,7 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
     finally:
         proc.kill()
     # The next start closes the session the kill left open, from what was stored.
-    rerun = dermaguard(
-        "run",
-        "--simulate",
-        str(SCENARIOS / "unsterile_use.yaml"),
-        "--speed",
-        "10",
-        state=tmp_path,
-    )
+    rerun = simulate("unsterile_use", tmp_path, "10")
     assert rerun.returncode == 0, rerun.stderr
     sessions = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
     by_no = {s["session_no"]: s for s in sessions}
