@@ -84,7 +84,9 @@ class Sampler:
                 last_discard = -math.inf
                 continue
             try:
-                raw = self.driver.read_raw(min(max(self.clock.to_real(remaining), 0.001), 0.05))
+                raw = self.driver.read_raw(
+                    min(max(self.clock.to_real(remaining), 0.001), 0.05), exact_timeout=True
+                )
             except NotReady:
                 continue
             except ReadDiscarded as exc:

@@ -76,9 +76,11 @@ def test_unplugged_sensor_in_a_scenario_faults_and_recovers(tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     fault = next(line for line in lines if "FAULT force sensor: not_ready" in line)
-    # Reported within 3 sample periods (37.5 ms) of the unplug at t = 2 s, on the virtual clock.
+    # Reported within 3 sample periods (37.5 ms) of the unplug at t = 2 s on the virtual clock,
+    # plus the chip's 50 ms settling time in case a read had just been discarded (the chip might
+    # then be resetting, which looks the same as unplugged until settling is over).
     t_fault = float(fault.split("]")[0].strip("[ s"))
-    assert 2.0 <= t_fault <= 2.0 + 3 / 80 + 0.0125
+    assert 2.0 <= t_fault <= 2.0 + 0.05 + 3 / 80 + 0.0125
     assert any("force sensor recovered" in line for line in lines)
 
 

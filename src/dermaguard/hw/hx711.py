@@ -254,8 +254,12 @@ class HX711:
     def settle_s(self) -> float:
         return self._settle_s
 
-    def read_raw(self, timeout_s: float) -> int:
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
         """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
+
+        After a reset the wait is extended by the settling time, unless ``exact_timeout``: a
+        caller that keeps its own deadline (the sampler, on a possibly virtual clock) asks for
+        exactly what it gives.
 
         Raises :class:`NotReady` on timeout and :class:`ReadDiscarded` when the conversion was
         clocked out but is unusable (wrong gain, or a clock-high phase over the limit).
@@ -266,7 +270,7 @@ class HX711:
             self._check_open()
             if not self._powered:
                 raise HX711Error("HX711 is powered down; call power_up() first")
-            wait_s = timeout_s + self._extra_wait_s
+            wait_s = timeout_s if exact_timeout else timeout_s + self._extra_wait_s
             if not self._wait_ready(wait_s):
                 self.timeouts += 1
                 raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
