@@ -281,6 +281,13 @@ class HX711Chip:
         period = 1.0 / self.rate_sps
         next_t = time.perf_counter() + period
         while not self._stop.wait(max(0.0, next_t - time.perf_counter())):
+            # Stay off the chip's lock while a read is clocking: contending for it from this
+            # thread would stall the reader mid-pulse, an emulator artefact a real chip (which
+            # converts in hardware) never causes. A lock-free peek is enough to step aside.
+            for _ in range(20):
+                if not (self._sck_high or 0 < self._pulses < 25):
+                    break
+                time.sleep(0.0002)
             self._request(respect_tail=True)
             next_t += period
             now = time.perf_counter()
