@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import sys
@@ -168,21 +169,17 @@ def case_wiring(config: Config) -> CaseWiring:
 
 
 def open_case(config: Config, clock: Clock) -> CaseIO:
-    """The case's devices, UV output first and off (S3); inputs go nowhere until wired."""
-    pins, case = config.pins, config.case
-    cap_s = case_params(config).cap_s
+    """The case's devices, UV output first and off (S3); inputs go nowhere until wired.
+
+    Pins and active levels come from :func:`case_wiring`, the same description the simulated
+    case pins are built from, so the two can never disagree.
+    """
     io = CaseIO(
         lambda _signal: None,
         clock,
-        lid=pins.lid,
-        dock=pins.dock,
-        uv_led=pins.uv_led,
-        cap_s=cap_s,
-        uv_sensor=pins.uv_sensor,
-        lid_active_low=case.lid_active_low,
-        dock_active_low=case.dock_active_low,
-        uv_active_high=case.uv_active_high,
-        debounce_s=case.debounce_s,
+        cap_s=case_params(config).cap_s,
+        debounce_s=config.case.debounce_s,
+        **dataclasses.asdict(case_wiring(config)),
     )
     io.force_off()
     return io
