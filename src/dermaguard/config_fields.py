@@ -33,6 +33,7 @@ T = TypeVar("T")
 METADATA_KEYS = frozenset(
     {
         "doc",  # one sentence for the configuration reference
+        "secret",  # never echo the value (a password), not even in an error
         "choices",  # allowed values, in the order they are listed to the user
         "min",  # inclusive lower bound
         "max",  # inclusive upper bound
@@ -69,6 +70,7 @@ def meta(
     allowed: str | None = None,
     variants: Mapping[str, type] | None = None,
     tag_field: str | None = None,
+    secret: bool = False,
 ) -> dict[str, Any]:
     """Field metadata: one-line documentation and constraints, for ``field(metadata=...)``.
 
@@ -87,6 +89,7 @@ def meta(
         "allowed": allowed,
         "variants": dict(variants) if variants is not None else None,
         "tag_field": tag_field,
+        "secret": secret or None,
     }
     return {key: value for key, value in given.items() if value is not None}
 
@@ -326,7 +329,9 @@ def _parse_value(info: FieldInfo, raw: object, path: str, errors: list[str]) -> 
         return _parse_section(info.base, raw, path, errors)
     problem = _scalar_problem(info, raw)
     if problem:
-        errors.append(not_allowed(path, raw, problem))
+        # A secret (a password) is never echoed, not even in an error about its type.
+        shown = "(hidden)" if info.meta.get("secret") else raw
+        errors.append(not_allowed(path, shown, problem))
         return _INVALID
     if info.base is float and isinstance(raw, int | float):
         return float(raw)  # an int is welcome where a float is expected

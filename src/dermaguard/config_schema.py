@@ -308,6 +308,14 @@ class AlarmConfig:
     buzzer_active_high: bool = field(
         default=True, metadata=meta(doc="Buzzer sounds on a high GPIO.")
     )
+    silence_s: float = field(
+        default=120.0,
+        metadata=meta(
+            min=10,
+            max=600,
+            doc="Longest the silence command mutes the buzzer; the LED alarm is never muted.",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -465,6 +473,127 @@ class SessionConfig:
     )
 
 
+MqttVersion = Literal["5", "3.1.1"]
+_TOPIC_LEVEL = r"^[^#+/\x00]+(/[^#+/\x00]+)*$"
+_TOPIC_DOC = "topic levels separated by /, without + or #"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """TLS to the broker; with no ca_file the system's trusted CAs are used."""
+
+    enabled: bool = field(default=False, metadata=meta(doc="Connect with TLS."))
+    ca_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="CA certificate(s) (PEM) to trust; null: the system's CAs.",
+        ),
+    )
+    cert_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY, pattern_doc="a non-empty path", doc="Client certificate (PEM)."
+        ),
+    )
+    key_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY, pattern_doc="a non-empty path", doc="Client certificate's key."
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """A client certificate needs its key, and a key its certificate."""
+        if (self.cert_file is None) != (self.key_file is None):
+            given = "cert_file" if self.cert_file is not None else "key_file"
+            missing = "key_file" if given == "cert_file" else "cert_file"
+            value = getattr(self, given)
+            requirement = f"needs {join_path(path, missing)} too"
+            return [not_allowed(join_path(path, given), value, requirement)]
+        return []
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    """The MQTT broker, the topics (DESIGN §6) and Home Assistant discovery."""
+
+    enabled: bool = field(
+        default=True, metadata=meta(doc="Publish to a broker; the local alarm never needs it.")
+    )
+    host: str = field(
+        default="localhost",
+        metadata=meta(pattern=r"^[^\s/]+$", pattern_doc="a host name or address", doc="Broker."),
+    )
+    port: int = field(default=1883, metadata=meta(min=1, max=65535, doc="Broker port."))
+    version: MqttVersion = field(
+        default="5", metadata=meta(doc='MQTT protocol version: "5" or "3.1.1" (quote it).')
+    )
+    client_id: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=r"^[0-9A-Za-z_.-]{1,64}$",
+            pattern_doc="1 to 64 of A-Z a-z 0-9 _ . -",
+            doc="MQTT client id; null: dermaguard-<device_id>.",
+        ),
+    )
+    keepalive_s: int = field(
+        default=30, metadata=meta(min=5, max=3600, doc="Keepalive: how fast a dead link shows.")
+    )
+    username: str | None = field(
+        default=None,
+        metadata=meta(pattern=_NON_EMPTY, pattern_doc="a non-empty name", doc="User name."),
+    )
+    password: str | None = field(
+        default=None,
+        metadata=meta(
+            doc="Password; prefer password_file or $DERMAGUARD_MQTT_PASSWORD. Never logged.",
+            secret=True,
+        ),
+    )
+    password_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="File whose first line is the password (e.g. a systemd credential).",
+        ),
+    )
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata=meta(doc="TLS to the broker."))
+    base_topic: str = field(
+        default="dermaguard",
+        metadata=meta(
+            pattern=_TOPIC_LEVEL,
+            pattern_doc=_TOPIC_DOC,
+            doc="Topics are <base_topic>/<device_id>/...",
+        ),
+    )
+    discovery: bool = field(
+        default=True, metadata=meta(doc="Announce the device to Home Assistant.")
+    )
+    discovery_prefix: str = field(
+        default="homeassistant",
+        metadata=meta(
+            pattern=_TOPIC_LEVEL, pattern_doc=_TOPIC_DOC, doc="Home Assistant's discovery prefix."
+        ),
+    )
+    telemetry_hz: float = field(
+        default=10.0,
+        metadata=meta(min=1, max=80, doc="Rate of live force messages while in use."),
+    )
+    commands_per_min: int = field(
+        default=30,
+        metadata=meta(min=1, max=600, doc="Commands accepted per minute; more are refused."),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        if self.password is not None and self.password_file is not None:
+            requirement = f"give either it or {join_path(path, 'password')}, not both"
+            return [not_allowed(join_path(path, "password_file"), self.password_file, requirement)]
+        return []
+
+
 @dataclass(frozen=True)
 class Config:
     """The whole dermaguard configuration."""
@@ -516,6 +645,9 @@ class Config:
     )
     session: SessionConfig = field(
         default_factory=SessionConfig, metadata=meta(doc="Session detection and recording.")
+    )
+    mqtt: MqttConfig = field(
+        default_factory=MqttConfig, metadata=meta(doc="MQTT broker, topics and discovery.")
     )
 
     def _check(self, path: str) -> list[str]:

@@ -32,7 +32,7 @@ from dermaguard.config_fields import meta
 
 SECTIONS = (
     "device_id, profile, state_dir, log_level, pins, hx711, load_cell, calibration, pressure, "
-    "alarm, case, care, session"
+    "alarm, case, care, session, mqtt"
 )
 
 
@@ -316,7 +316,7 @@ def test_an_empty_filter_list_means_no_filtering() -> None:
             "pressure.filters[0].median.windw: unknown key (did you mean 'window'?)",
         ),
         ({"devce_id": "x"}, "devce_id: unknown key (did you mean 'device_id'?)"),
-        ({"mqtt": {}}, f"mqtt: unknown key (allowed: {SECTIONS})"),
+        ({"mqttt": {}}, "mqttt: unknown key (did you mean 'mqtt'?)"),
         ({3: 1}, f"3: unknown key (allowed: {SECTIONS})"),
         ({"load_cell": {"x": 1}}, "load_cell.x: unknown key (allowed: capacity_n)"),
     ],
