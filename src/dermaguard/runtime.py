@@ -130,7 +130,7 @@ class Runtime:
         self._failing_sinks: set[int] = set()
 
     def start(self) -> None:
-        for effect in self.engine.startup_effects(self.clock.monotonic()):
+        for effect in self.engine.startup_effects(self.clock.monotonic(), self.clock.wall()):
             self._apply(effect)
         if self.case is not None:
             for signal in self.case.initial_inputs():

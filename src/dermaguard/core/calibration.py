@@ -80,6 +80,18 @@ def with_tare(cal: Calibration | None, raw_zero: float, gain: int, created: str)
     )
 
 
+def with_zero(cal: Calibration, raw_zero: float, created: str) -> Calibration:
+    """Re-zero a complete calibration in the field (a tare with the roller unloaded).
+
+    The zero drifts (temperature, creep) while the slope stays: shift the offset and every
+    stored point by the same amount, so the calibration stays complete and a later reference
+    weight still refits through consistent points.
+    """
+    delta = raw_zero - cal.offset
+    points = tuple(CalibrationPoint(p.raw + delta, p.force_n) for p in cal.points)
+    return replace(cal, offset=raw_zero, points=points, created=created)
+
+
 def with_reference(cal: Calibration, raw: float, force_n: float, created: str) -> Calibration:
     """Add a reference weight reading and refit the line through all points."""
     points = (*cal.points, CalibrationPoint(raw, force_n))

@@ -8,12 +8,22 @@ indicators, so the shell acts on them before anything slow.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
-from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseInput, CaseMachine, CaseParams, DockChanged
+from dermaguard.core.calibration import Calibration, with_zero
+from dermaguard.core.case import (
+    CaseInput,
+    CaseMachine,
+    CaseParams,
+    DockChanged,
+    SterilizeRequested,
+)
 from dermaguard.core.events import (
     CaseStatus,
+    Command,
+    DeviceState,
     Effect,
     EmitEvent,
     Event,
@@ -22,13 +32,14 @@ from dermaguard.core.events import (
     Input,
     Priority,
     ReadFailed,
+    SaveCalibration,
     SetUv,
     ShowIndicators,
     Tick,
 )
 from dermaguard.core.filters import Filter
 from dermaguard.core.pressure import PressureMachine, PressureParams
-from dermaguard.core.session import RollerState, SessionParams, SessionTracker
+from dermaguard.core.session import RollerState, SessionParams, SessionTracker, iso
 
 EngineInput = Input | CaseInput
 
@@ -36,6 +47,10 @@ EngineInput = Input | CaseInput
 COUNTDOWN_STEP_S = 30.0
 #: Samples advance the case's timers at most this often (input time), to keep samples cheap.
 CASE_TICK_S = 0.05
+#: A tare averages the raw codes of this last stretch of time (seconds)...
+TARE_WINDOW_S = 0.5
+#: ...and needs at least this many of them (4 at 10 samples/s).
+TARE_MIN_SAMPLES = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +58,8 @@ class EngineParams:
     pressure: PressureParams = field(default_factory=PressureParams)
     case: CaseParams = field(default_factory=CaseParams)
     session: SessionParams = field(default_factory=SessionParams)
+    #: Longest the ``silence`` command mutes the buzzer (seconds).
+    silence_s: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +102,10 @@ class Engine:
         self._status: CaseStatus | None = None
         self._countdown_mark: int | None = None
         self._case_ticked = -math.inf
+        self._raws: deque[tuple[float, int]] = deque(maxlen=80)
+        self.silenced_until: float | None = None
+        self._state_key: tuple[object, ...] | None = None
+        self._pending_calibration: Calibration | None = None
 
     def handle(self, inp: EngineInput, wall: float | None = None) -> list[Effect]:
         """Process one input; returns the effects to apply, safety effects first.
@@ -96,13 +117,19 @@ class Engine:
         self.wall = wall = inp.t if wall is None else wall
         events: list[Event] = []
         sample: ForceSample | None = None
-        if isinstance(inp, ForceRead | ReadFailed):
+        if isinstance(inp, Command):
+            events.extend(self._command(inp, wall))
+        elif isinstance(inp, ForceRead | ReadFailed):
+            if isinstance(inp, ForceRead):
+                self._raws.append((inp.t, inp.raw))
             update = (
                 self.pressure.on_read(inp.t, inp.raw)
                 if isinstance(inp, ForceRead)
                 else self.pressure.on_timeout(inp.t, inp.detail)
             )
             events.extend(update.events)
+            if any(e.type == "over_pressure" for e in update.events):
+                self.silenced_until = None  # a new alarm sounds again: silence acknowledged one
             if update.sample:
                 sample = ForceSample(inp.t, update.force_n, update.zone)
             if inp.t - self._case_ticked >= CASE_TICK_S:
@@ -122,7 +149,7 @@ class Engine:
                 else:
                     self.sessions.undocked(inp.t)
                     events.extend(self._use_gate(inp.t, wall))
-        return self._effects(inp.t, events, sample)
+        return self._effects(inp.t, wall, events, sample)
 
     def shutdown(self, t: float, wall: float | None = None) -> list[Effect]:
         """The daemon stops: UV off, and an open session is closed as ``shutdown``."""
@@ -131,7 +158,84 @@ class Engine:
         events.append(Event("daemon_stopping", t, {}))
         effects: list[Effect] = [SetUv(False)]
         effects.extend(EmitEvent(e) for e in events)
+        self._uv = False
+        state = self.device_state(t, wall)
+        self._state_key = state.key()
+        effects.append(state)  # the last snapshot: no session open any more
         return effects
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def _command(self, cmd: Command, wall: float) -> list[Event]:
+        """Answer one command with a ``command_result``; S11 holds in the case machine (a
+        sterilize request with the lid open is refused there) and in :meth:`indicators`
+        (silence mutes the buzzer only)."""
+        if cmd.error is not None:
+            return [_result(cmd, False, cmd.error)]
+        handler = getattr(self, f"_cmd_{cmd.name}", None)
+        if handler is None:  # the shell validates names; this is the core's own guard
+            return [_result(cmd, False, f"unknown command {cmd.name!r}")]
+        events: list[Event] = handler(cmd, wall)
+        return events
+
+    def _cmd_ping(self, cmd: Command, _wall: float) -> list[Event]:
+        return [_result(cmd, True)]
+
+    def _cmd_sterilize(self, cmd: Command, _wall: float) -> list[Event]:
+        events = self._case(SterilizeRequested(cmd.t, cmd.request_id))
+        if any(e.type == "command_result" for e in events):
+            return events  # refused: the case machine said why
+        cycle_id = self.case.cycle_id
+        if cycle_id is None:
+            return [*events, _result(cmd, False, "the sterilization cycle did not start")]
+        return [*events, _result(cmd, True, cycle_id=cycle_id)]
+
+    def _cmd_silence(self, cmd: Command, _wall: float) -> list[Event]:
+        limit = self.params.silence_s
+        asked = cmd.args.get("duration_s", limit)
+        duration = min(float(asked), limit)
+        self.silenced_until = cmd.t + duration
+        return [_result(cmd, True, duration_s=round(duration, 3))]
+
+    def _cmd_new_roller(self, cmd: Command, _wall: float) -> list[Event]:
+        if self.sessions.active:
+            return [_result(cmd, False, "a session is running: dock the roller first")]
+        roller_id = self.sessions.roller.roller_id + 1
+        self.sessions.new_roller(roller_id)
+        data: dict[str, Any] = {"roller_id": roller_id}
+        if cmd.request_id is not None:
+            data["request_id"] = cmd.request_id
+        return [Event("new_roller", cmd.t, data), _result(cmd, True, roller_id=roller_id)]
+
+    def _cmd_tare(self, cmd: Command, wall: float) -> list[Event]:
+        pressure = self.pressure
+        if pressure.fault is not None:
+            return [_result(cmd, False, f"sensor fault ({pressure.fault}): the force is unknown")]
+        if self.sessions.active:
+            return [_result(cmd, False, "a session is running: tare with the roller unused")]
+        if pressure.zone in ("ok", "high", "over"):
+            return [_result(cmd, False, f"the roller is loaded (zone {pressure.zone}): unload it")]
+        recent = [raw for t, raw in self._raws if cmd.t - t <= TARE_WINDOW_S]
+        if len(recent) < TARE_MIN_SAMPLES:
+            return [_result(cmd, False, "no recent readings from the load cell")]
+        old = pressure.calibration
+        zero = sum(recent) / len(recent)
+        cal = with_zero(old, zero, iso(wall))
+        pressure.set_calibration(cal)
+        self._pending_calibration = cal
+        shift_n = (zero - old.offset) * old.scale_n_per_count
+        data: dict[str, Any] = {
+            "reason": "tare",
+            "offset": round(zero, 1),
+            "shift_n": round(shift_n, 4),
+            "samples": len(recent),
+        }
+        if cmd.request_id is not None:
+            data["request_id"] = cmd.request_id
+        return [
+            Event("calibration_changed", cmd.t, data),
+            _result(cmd, True, shift_n=data["shift_n"]),
+        ]
 
     # -- the case and the sterility gate -------------------------------------------------------
 
@@ -167,7 +271,9 @@ class Engine:
 
     # -- effects ---------------------------------------------------------------------------
 
-    def _effects(self, t: float, events: list[Event], sample: ForceSample | None) -> list[Effect]:
+    def _effects(
+        self, t: float, wall: float, events: list[Event], sample: ForceSample | None
+    ) -> list[Effect]:
         effects: list[Effect] = []
         uv = self.case.uv_on
         if uv != self._uv:
@@ -179,11 +285,56 @@ class Engine:
             effects.append(shown)
         if sample is not None:
             effects.append(sample)
+        if self._pending_calibration is not None:
+            effects.append(SaveCalibration(self._pending_calibration))
+            self._pending_calibration = None
         effects.extend(EmitEvent(e) for e in events)
         status = self._case_status(t)
         if status is not None:
             effects.append(status)
+        state = self.device_state(t, wall)
+        if state.key() != self._state_key:
+            self._state_key = state.key()
+            effects.append(state)
         return effects
+
+    def device_state(self, t: float, wall: float) -> DeviceState:
+        """The snapshot dashboards show (published retained on every change)."""
+        case, sessions = self.case, self.sessions
+        if sessions.active:
+            state = "in_use"
+        elif case.state == "sterilizing":
+            state = "sterilizing"
+        elif case.docked:
+            state = "docked"
+        else:
+            state = "idle"
+        sterile, _ = case.sterility(t)
+        until = case.sterile_until(t)
+        shown = self._shown if self._shown is not None else self.indicators()
+        current = sessions.current
+        return DeviceState(
+            t=t,
+            wall=wall,
+            state=state,  # type: ignore[arg-type]
+            # Before the first good sample the force is unknown, and so is the zone.
+            zone=self.pressure.zone if self.pressure.force_n is not None else None,
+            force_n=self.pressure.force_n,
+            sterile=sterile,
+            sterile_until_t=until,
+            sterile_until_wall=None if until is None else round(wall + (until - t), 3),
+            uv_on=case.uv_on,
+            lid_closed=case.lid_closed,
+            docked=case.docked,
+            case=case.state,
+            remaining_s=case.remaining_s(t),
+            session_no=None if current is None else current.session_no,
+            roller_id=sessions.roller.roller_id,
+            roller_uses=sessions.roller.uses,
+            fault=self.pressure.fault,
+            alarm=shown.alarm_reason,
+            silenced=shown.silenced,
+        )
 
     def _case_status(self, t: float) -> CaseStatus | None:
         case = self.case
@@ -214,10 +365,26 @@ class Engine:
             alarm, reason = Priority.MEDIUM, "unsterile_use"
         elif self.case.state == "aborted":
             alarm, reason = Priority.LOW, "sterilization_aborted"
-        return ShowIndicators(self.pressure.zone, alarm, reason)
+        until = self.silenced_until
+        silenced = until is not None and self.now is not None and self.now < until
+        return ShowIndicators(self.pressure.zone, alarm, reason, silenced)
 
-    def startup_effects(self, t: float) -> list[Effect]:
-        """Effects to apply once at start: UV off, the indicators and ``daemon_started``."""
+    def startup_effects(self, t: float, wall: float | None = None) -> list[Effect]:
+        """Effects to apply once at start: UV off, the indicators, ``daemon_started`` and the
+        first state snapshot."""
         self._uv = False
         self._shown = self.indicators()
-        return [SetUv(False), self._shown, EmitEvent(Event("daemon_started", t, {}))]
+        state = self.device_state(t, t if wall is None else wall)
+        self._state_key = state.key()
+        return [SetUv(False), self._shown, EmitEvent(Event("daemon_started", t, {})), state]
+
+
+def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> Event:
+    """The ``command_result`` event answering ``cmd`` (``error`` says why it was refused)."""
+    data: dict[str, Any] = {"command": cmd.name, "ok": ok}
+    if cmd.request_id is not None:
+        data["request_id"] = cmd.request_id
+    if error is not None:
+        data["error"] = error
+    data.update(extra)
+    return Event("command_result", cmd.t, data)

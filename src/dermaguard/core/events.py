@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Literal
 
+from dermaguard.core.calibration import Calibration
+
 Zone = Literal["none", "light", "ok", "high", "over"]
 ZONES: tuple[Zone, ...] = ("none", "light", "ok", "high", "over")
 
@@ -51,7 +53,22 @@ class Tick:
     t: float
 
 
-Input = ForceRead | ReadFailed | Tick
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A remote command (MQTT ``cmd/<name>``), already parsed by the shell.
+
+    ``error`` set means the shell refused it (unknown name, bad payload, rate limit): the core
+    only answers it, so every command gets its ``command_result`` from one place.
+    """
+
+    t: float
+    name: str
+    request_id: str | None = None
+    args: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+Input = ForceRead | ReadFailed | Tick | Command
 
 
 # --- effects ------------------------------------------------------------------------------
@@ -82,6 +99,8 @@ class ShowIndicators:
     zone: Zone | None
     alarm: Priority | None
     alarm_reason: str | None
+    silenced: bool = False
+    """The buzzer is muted by the silence command; the LED still shows the alarm (S11)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,4 +131,64 @@ class CaseStatus:
     abort_reason: str | None = None
 
 
-Effect = EmitEvent | ShowIndicators | ForceSample | SetUv | CaseStatus
+@dataclass(frozen=True, slots=True)
+class SaveCalibration:
+    """A command changed the calibration (a tare): the shell writes it to its file."""
+
+    calibration: Calibration
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceState:
+    """The device as a dashboard shows it, emitted whenever any of it but the force changes.
+
+    ``force_n`` is the force at that moment (live force goes out as :class:`ForceSample`).
+    Times are wall-clock (epoch seconds), for publishing.
+    """
+
+    t: float
+    wall: float
+    state: Literal["idle", "docked", "in_use", "sterilizing"]
+    zone: Zone | None
+    force_n: float | None
+    sterile: bool
+    sterile_until_t: float | None
+    sterile_until_wall: float | None
+    uv_on: bool
+    lid_closed: bool
+    docked: bool
+    case: str
+    remaining_s: float | None
+    session_no: int | None
+    roller_id: int
+    roller_uses: int
+    fault: str | None
+    alarm: str | None
+    silenced: bool
+
+    def key(self) -> tuple[object, ...]:
+        """What counts as a change: everything but the times, the force and the countdown
+        (the countdown moves in steps: whole multiples of 30 s)."""
+        remaining = None if self.remaining_s is None else int(self.remaining_s // 30)
+        return (
+            self.state,
+            self.zone,
+            self.sterile,
+            self.sterile_until_t,
+            self.uv_on,
+            self.lid_closed,
+            self.docked,
+            self.case,
+            remaining,
+            self.session_no,
+            self.roller_id,
+            self.roller_uses,
+            self.fault,
+            self.alarm,
+            self.silenced,
+        )
+
+
+Effect = (
+    EmitEvent | ShowIndicators | ForceSample | SetUv | CaseStatus | SaveCalibration | DeviceState
+)

@@ -125,26 +125,32 @@ class Indicators:
         self._player = PatternPlayer(self.buzzer)
         self._current: ShowIndicators | None = None
         self._lock = threading.Lock()
-        self.muted = False
 
     def show(self, state: ShowIndicators) -> None:
-        """Switch to ``state``; re-showing the same state does not restart a pattern."""
+        """Switch to ``state``; re-showing the same state does not restart a pattern.
+
+        ``state.silenced`` stops the buzzer only: the LED shows the alarm whatever (S11).
+        """
         with self._lock:
             previous, self._current = self._current, state
-            if previous is not None and (previous.alarm, previous.zone) == (
+            if previous is not None and (previous.alarm, previous.zone, previous.silenced) == (
                 state.alarm,
                 state.zone,
+                state.silenced,
             ):
                 return
             if state.alarm is not None:
                 pattern = PATTERNS[state.alarm]
-                sound = self.buzzer_enabled and not self.muted
-                alarm_changed = previous is None or previous.alarm != state.alarm
-                if sound and alarm_changed:
+                sound = self.buzzer_enabled and not state.silenced
+                was_sounding = (
+                    previous is not None and previous.alarm == state.alarm and not previous.silenced
+                )
+                if sound and not was_sounding:
                     self._player.play(pattern.sound)
                 elif not sound:
                     self._player.stop()
-                self._show_colour(pattern.colour, pattern.flash_hz)
+                if previous is None or (previous.alarm, previous.zone) != (state.alarm, state.zone):
+                    self._show_colour(pattern.colour, pattern.flash_hz)
             else:
                 self._player.stop()
                 colour = ZONE_COLOURS[state.zone] if state.zone is not None else YELLOW

@@ -1,0 +1,234 @@
+"""Remote commands through the pure engine: each answered once, S11 held, silence bounded."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from dermaguard.core.calibration import Calibration, CalibrationPoint
+from dermaguard.core.case import CaseParams, DockChanged, LidChanged
+from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.events import (
+    Command,
+    DeviceState,
+    Effect,
+    EmitEvent,
+    Event,
+    ForceRead,
+    Priority,
+    SaveCalibration,
+    SetUv,
+    ShowIndicators,
+    Tick,
+)
+from dermaguard.core.filters import Median
+from dermaguard.core.pressure import PressureParams
+from dermaguard.mqtt.topics import COMMANDS
+
+COUNTS_PER_N = 40_000
+CAL = Calibration(
+    offset=0.0,
+    scale_n_per_count=1 / COUNTS_PER_N,
+    points=(CalibrationPoint(0.0, 0.0), CalibrationPoint(5 * COUNTS_PER_N, 5.0)),
+)
+
+
+def engine(*, silence_s: float = 120.0, auto_start: bool = True) -> Engine:
+    params = EngineParams(
+        PressureParams(), CaseParams(cycle_s=60.0, auto_start=auto_start), silence_s=silence_s
+    )
+    return Engine(params, CAL, (Median(3),), ())
+
+
+def events(effects: list[Effect]) -> list[Event]:
+    return [x.event for x in effects if isinstance(x, EmitEvent)]
+
+
+def result(effects: list[Effect]) -> dict[str, Any]:
+    found = [e.data for e in events(effects) if e.type == "command_result"]
+    assert len(found) == 1, events(effects)
+    return dict(found[0])
+
+
+def feed(e: Engine, t0: float, force_n: float, n: int = 8, offset: int = 0) -> list[Effect]:
+    out: list[Effect] = []
+    for i in range(n):
+        out += e.handle(ForceRead(t0 + i / 80, offset + round(force_n * COUNTS_PER_N)))
+    return out
+
+
+def test_ping_is_answered_ok_with_its_request_id() -> None:
+    r = result(engine().handle(Command(1.0, "ping", "abc")))
+    assert r == {"command": "ping", "ok": True, "request_id": "abc"}
+
+
+def test_a_command_the_shell_refused_is_answered_with_its_error() -> None:
+    r = result(engine().handle(Command(1.0, "dance", "x", error="unknown command 'dance'")))
+    assert r["ok"] is False and r["error"] == "unknown command 'dance'"
+    assert r["request_id"] == "x"
+
+
+def test_sterilize_starts_a_cycle_when_lid_closed_and_docked() -> None:
+    e = engine(auto_start=False)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(0.5, True))
+    effects = e.handle(Command(1.0, "sterilize", "s-1"))
+    assert effects[0] == SetUv(True)
+    assert result(effects) == {
+        "command": "sterilize",
+        "ok": True,
+        "request_id": "s-1",
+        "cycle_id": 1,
+    }
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_s11_no_command_turns_uv_on_with_the_lid_open(name: str) -> None:
+    e = engine(auto_start=False)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(0.2, False))
+    feed(e, 0.5, 0.0)
+    effects = e.handle(Command(1.0, name, "r"))
+    assert not any(isinstance(x, SetUv) and x.on for x in effects)
+    assert not e.case.uv_on
+    if name == "sterilize":
+        assert result(effects)["ok"] is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(Command, st.floats(0, 1), st.sampled_from(COMMANDS)),
+            st.builds(LidChanged, st.floats(0, 1), st.just(False)),
+            st.builds(DockChanged, st.floats(0, 1), st.booleans()),
+        ),
+        max_size=30,
+    )
+)
+def test_s11_uv_is_never_on_with_the_lid_open_whatever_the_commands(
+    inputs: list[Command | LidChanged | DockChanged],
+) -> None:
+    e = engine(auto_start=False)
+    t = 0.0
+    for inp in inputs:
+        t += 0.5
+        e.handle(dataclasses.replace(inp, t=t))
+        assert not e.case.uv_on
+
+
+def over_pressure(e: Engine, t0: float) -> list[Effect]:
+    return feed(e, t0, 6.0, n=6)
+
+
+def test_s11_silence_never_hides_the_visual_alarm() -> None:
+    e = engine()
+    feed(e, 0.0, 0.0)
+    over_pressure(e, 1.0)
+    assert e.indicators().alarm is Priority.HIGH
+    r = result(e.handle(Command(2.0, "silence", None, {"duration_s": 30})))
+    assert r["ok"] is True and r["duration_s"] == 30
+    shown = e.indicators()
+    # The buzzer is muted; the alarm itself, which the LED shows, is still on and HIGH.
+    assert shown.silenced is True
+    assert shown.alarm is Priority.HIGH and shown.alarm_reason == "over_pressure"
+
+
+def test_silence_is_capped_by_the_configured_limit_and_expires() -> None:
+    e = engine(silence_s=60.0)
+    feed(e, 0.0, 0.0)
+    over_pressure(e, 1.0)
+    r = result(e.handle(Command(2.0, "silence", None, {"duration_s": 600})))
+    assert r["duration_s"] == 60.0
+    e.handle(Tick(61.9))
+    assert e.indicators().silenced
+    effects = e.handle(Tick(62.1))
+    shown = [x for x in effects if isinstance(x, ShowIndicators)]
+    assert shown and shown[-1].silenced is False and shown[-1].alarm is Priority.HIGH
+
+
+def test_a_new_over_pressure_episode_sounds_again_after_a_silence() -> None:
+    e = engine()
+    feed(e, 0.0, 0.0)
+    over_pressure(e, 1.0)
+    e.handle(Command(2.0, "silence"))
+    feed(e, 3.0, 2.0, n=20)  # back in the ok zone: the episode ends
+    assert e.indicators().alarm is None
+    over_pressure(e, 5.0)
+    assert e.indicators().alarm is Priority.HIGH and not e.indicators().silenced
+
+
+def test_tare_rezeroes_and_keeps_the_calibration_complete() -> None:
+    e = engine()
+    drift = 8_000  # 0.2 N of zero drift, unloaded
+    feed(e, 0.0, 0.0, n=40, offset=drift)
+    effects = e.handle(Command(0.6, "tare", "t-1"))
+    r = result(effects)
+    assert r["ok"] is True and r["shift_n"] == pytest.approx(0.2, abs=1e-3)
+    saved = [x.calibration for x in effects if isinstance(x, SaveCalibration)]
+    assert len(saved) == 1 and saved[0].is_complete
+    assert saved[0].offset == pytest.approx(drift)
+    assert saved[0].scale_n_per_count == CAL.scale_n_per_count
+    changed = [ev for ev in events(effects) if ev.type == "calibration_changed"]
+    assert changed and changed[0].data["request_id"] == "t-1"
+    feed(e, 1.0, 0.0, n=10, offset=drift)
+    assert e.pressure.force_n == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("setup", "error"),
+    [
+        ("loaded", "loaded"),
+        ("no_readings", "no recent readings"),
+        ("fault", "sensor fault"),
+    ],
+)
+def test_tare_is_refused_when_it_would_be_wrong(setup: str, error: str) -> None:
+    e = engine()
+    e.handle(DockChanged(0.0, True))  # docked: no session starts on contact
+    if setup == "loaded":
+        feed(e, 0.0, 2.0, n=40)
+    elif setup == "fault":
+        feed(e, 0.0, 0.0, n=10)
+        for i in range(10):
+            e.handle(ForceRead(0.2 + i / 80, 2**23 - 1))  # saturated
+    effects = e.handle(Command(0.6 if setup != "no_readings" else 5.0, "tare"))
+    r = result(effects)
+    assert r["ok"] is False and error in r["error"]
+    assert not any(isinstance(x, SaveCalibration) for x in effects)
+
+
+def test_new_roller_starts_counting_uses_again() -> None:
+    e = engine()
+    effects = e.handle(Command(1.0, "new_roller", "n"))
+    new = [ev for ev in events(effects) if ev.type == "new_roller"]
+    assert new and new[0].data["roller_id"] == 2
+    assert result(effects)["roller_id"] == 2
+    states = [x for x in effects if isinstance(x, DeviceState)]
+    assert states and states[-1].roller_id == 2 and states[-1].roller_uses == 0
+
+
+def test_new_roller_is_refused_during_a_session() -> None:
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    e.handle(DockChanged(1.0, False))
+    feed(e, 2.0, 2.0)
+    assert e.sessions.active
+    r = result(e.handle(Command(3.0, "new_roller")))
+    assert r["ok"] is False and "session" in r["error"]
+
+
+def test_state_snapshot_is_emitted_on_change_only() -> None:
+    e = engine()
+    first = [x for x in e.startup_effects(0.0, 1000.0) if isinstance(x, DeviceState)]
+    assert len(first) == 1 and first[0].state == "idle"
+    assert first[0].force_n is None and first[0].zone is None  # unknown until a sample
+    known = [x for x in feed(e, 0.1, 0.0) if isinstance(x, DeviceState)]
+    assert len(known) == 1 and known[0].zone == "none"
+    assert not [x for x in feed(e, 0.5, 0.01) if isinstance(x, DeviceState)]  # force alone
+    changes = [x for x in e.handle(DockChanged(1.0, True)) if isinstance(x, DeviceState)]
+    assert len(changes) == 1 and changes[0].state == "docked" and changes[0].docked
