@@ -1,0 +1,184 @@
+"""Incoming commands on ``…/cmd/<name>``: validation and rate limiting, before the engine.
+
+Everything here runs on the MQTT network thread and must never raise: a malformed command
+becomes a :class:`~dermaguard.core.events.Command` with ``error`` set, which the engine answers
+with a ``command_result`` event, so the sender always learns what was wrong. Only a flood past
+the reply budget is dropped unanswered (and counted), so a misbehaving client cannot fill the
+event log.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from dermaguard.config_fields import show
+from dermaguard.core.events import Command
+from dermaguard.mqtt.topics import COMMANDS, Topics
+
+#: Largest accepted payload (bytes).
+MAX_PAYLOAD = 1024
+#: ``request_id``: a string of 1 to this many characters.
+MAX_REQUEST_ID = 64
+#: Longest silence a command may ask for (seconds); the config's alarm.silence_s caps it too.
+MAX_SILENCE_S = 600.0
+#: Refusals answered per minute beyond the command budget; past this they are only counted.
+REPLIES_PER_MIN = 60
+
+#: Extra fields each command accepts, besides ``request_id``.
+ARGS: Mapping[str, tuple[str, ...]] = {
+    "tare": (),
+    "sterilize": (),
+    "silence": ("duration_s",),
+    "new_roller": (),
+    "ping": (),
+}
+
+
+@dataclass
+class TokenBucket:
+    """``rate_per_min`` tokens a minute, at most ``burst`` saved up."""
+
+    rate_per_min: float
+    burst: float
+    tokens: float = field(default=-1.0)
+    last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self.last is None:
+            self.tokens = self.burst
+        else:
+            elapsed = max(0.0, now - self.last)
+            self.tokens = min(self.burst, self.tokens + elapsed * self.rate_per_min / 60.0)
+        self.last = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class CommandParser:
+    """Turns (topic, payload) into a :class:`Command` for the engine, or ``None`` (dropped)."""
+
+    def __init__(self, topics: Topics, commands_per_min: int) -> None:
+        self.topics = topics
+        self.limit = commands_per_min
+        self._commands = TokenBucket(commands_per_min, burst=min(commands_per_min, 10))
+        self._replies = TokenBucket(REPLIES_PER_MIN, burst=REPLIES_PER_MIN)
+        #: Commands dropped without a reply (a flood past both budgets).
+        self.dropped = 0
+
+    def parse(self, topic: str, payload: bytes, t: float) -> Command | None:
+        name = self.topics.command_name(topic)
+        shown_name = "" if name is None else name
+        if not self._commands.take(t):
+            if not self._replies.take(t):
+                self.dropped += 1
+                return None
+            error = f"rate limit: at most {self.limit} commands a minute; try again shortly"
+            return Command(t, shown_name, _request_id(payload), error=error)
+        request_id: str | None = None
+        try:
+            if name not in COMMANDS:
+                known = ", ".join(COMMANDS)
+                raise _Refused(f"unknown command {show(name)}: known commands are {known}")
+            args = _payload_object(payload)
+            request_id = _check_request_id(args)
+            _check_args(name, args)
+        except _Refused as exc:
+            if request_id is None:
+                request_id = _request_id(payload)
+            return Command(t, shown_name, request_id, error=str(exc))
+        rest = {k: v for k, v in args.items() if k != "request_id"}
+        return Command(t, name, request_id, rest)
+
+
+class _Refused(Exception):
+    pass
+
+
+def _payload_object(payload: bytes) -> dict[str, Any]:
+    if len(payload) > MAX_PAYLOAD:
+        raise _Refused(f"payload too large: {len(payload)} bytes (at most {MAX_PAYLOAD})")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Refused("payload is not UTF-8 text") from None
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _Refused(
+            f"payload is not JSON ({_first_line(exc)}): send {{}} or a JSON object"
+        ) from None
+    if not isinstance(value, dict):
+        kind = type(value).__name__ if value is not None else "null"
+        raise _Refused(f"payload must be a JSON object, got {_json_kind(kind)}")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _json_kind(py_kind: str) -> str:
+    return {
+        "list": "an array",
+        "str": "a string",
+        "int": "a number",
+        "float": "a number",
+        "bool": "a boolean",
+        "null": "null",
+    }.get(py_kind, py_kind)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+
+
+def _check_request_id(args: Mapping[str, Any]) -> str | None:
+    if "request_id" not in args:
+        return None
+    rid = args["request_id"]
+    if not isinstance(rid, str) or not 1 <= len(rid) <= MAX_REQUEST_ID or not rid.isprintable():
+        raise _Refused(
+            f"request_id {show(rid)} is not allowed: "
+            f"must be a string of 1 to {MAX_REQUEST_ID} printable characters"
+        )
+    return rid
+
+
+def _check_args(name: str, args: Mapping[str, Any]) -> None:
+    allowed = ARGS[name]
+    for key in args:
+        if key != "request_id" and key not in allowed:
+            extra = ", ".join(("request_id", *allowed))
+            raise _Refused(f"{name}: unknown field {show(key)} (allowed: {extra})")
+    if "duration_s" in args:
+        value = args["duration_s"]
+        ok = (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 1 <= value <= MAX_SILENCE_S
+        )
+        if not ok:
+            raise _Refused(
+                f"silence: duration_s {show(value)} is not allowed: "
+                f"must be a number of seconds from 1 to {MAX_SILENCE_S:g}"
+            )
+
+
+def _request_id(payload: bytes) -> str | None:
+    """Best effort: echo a valid request_id even when the rest of the command is refused."""
+    if len(payload) > MAX_PAYLOAD:
+        return None
+    try:
+        value = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+        return _check_request_id(value) if isinstance(value, dict) else None
+    except (ValueError, RecursionError, _Refused):
+        return None

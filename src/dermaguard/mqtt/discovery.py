@@ -1,0 +1,346 @@
+"""Home Assistant MQTT discovery for one device (DESIGN §6), in HA's device-based format.
+
+One retained JSON document on ``homeassistant/device/<device_id>/config`` (``Topics.discovery``)
+declares the device and every entity it has, so HA adds or removes them together, and a
+component dropped from a later document is removed from HA. Publishing an empty retained payload
+on that topic removes the device and all its entities.
+
+What the document relies on in Home Assistant, checked against its MQTT integration:
+
+* ``dev``, ``o``, ``cmps`` and ``p`` are abbreviations HA expands (``device``, ``origin``,
+  ``components``, ``platform``), as are ``ids``/``name``/``mf``/``mdl``/``sw`` in the device and
+  ``name``/``sw``/``url`` in the origin. Every other key is written out in full.
+* Only these device-level options are inherited by components: ``availability*``,
+  ``payload_(not_)available``, ``state_topic`` and ``command_topic`` (:data:`SHARED_OPTIONS`).
+  ``qos`` is accepted at device level but *not* inherited, so each component states its own.
+  Any other device-level key makes HA reject the whole document, so none is added here.
+* The origin's ``url`` must be a real http(s) URL or HA rejects the whole document; it is only
+  written when a support URL is given.
+* A platform drops options it does not know, so the ``state_topic`` every component inherits is
+  harmless on the buttons, and ``default_entity_id`` (HA 2025.10+, which replaced the removed
+  ``object_id``) is simply ignored by older versions.
+* Value templates are rendered to a string (``str()`` of the Jinja result, stripped). For a
+  sensor or binary sensor the string ``None`` sets the state to *unknown*; for the event entity
+  an empty string (or ``None``/``{}``) makes HA ignore the message, logged at debug level only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, Final
+
+from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
+
+#: Device-level options Home Assistant copies into each component that does not set them.
+SHARED_OPTIONS: Final[tuple[str, ...]] = (
+    "availability",
+    "availability_mode",
+    "availability_template",
+    "availability_topic",
+    "command_topic",
+    "payload_available",
+    "payload_not_available",
+    "state_topic",
+)
+
+#: Commands that get a button in Home Assistant (``ping`` is for scripts, not people).
+BUTTON_COMMANDS: Final[tuple[str, ...]] = ("tare", "sterilize", "silence", "new_roller")
+
+#: Event types the ``alerts`` event entity fires; the rest of the event stream is ignored there.
+ALERT_EVENT_TYPES: Final[tuple[str, ...]] = (
+    "over_pressure",
+    "over_pressure_cleared",
+    "unsterile_use",
+    "too_soon",
+    "roller_replace_due",
+    "sensor_fault",
+    "sensor_recovered",
+    "sterilization_completed",
+    "sterilization_aborted",
+)
+
+#: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
+ZONE_OPTIONS: Final[tuple[str, ...]] = ("none", "light", "ok", "high", "over", "unknown")
+
+#: The values of the ``state`` sensor (the device's session/case state).
+STATE_OPTIONS: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizing")
+
+ORIGIN_NAME: Final = "dermaguard"
+MANUFACTURER: Final = "dermaguard"
+
+#: Home Assistant refuses a state longer than this.
+_MAX_STATE_LEN: Final = 255
+
+# Numeric sensors: a JSON null renders as "None", which HA turns into the state *unknown*.
+# Rendering the word "unknown" instead would be taken as a non-numeric value and rejected.
+_FORCE_TEMPLATE: Final = "{{ value_json.force_n }}"
+_ZONE_TEMPLATE: Final = "{{ value_json.zone if value_json.zone is not none else 'unknown' }}"
+_OVER_TEMPLATE: Final = (
+    "{% if value_json.zone is none %}None"
+    "{% elif value_json.zone == 'over' %}ON{% else %}OFF{% endif %}"
+)
+_FAULT_TEMPLATE: Final = "{{ (value_json.fault or 'none')[:" + str(_MAX_STATE_LEN) + "] }}"
+
+
+def _bool_template(field: str) -> str:
+    return "{{ 'ON' if value_json." + field + " else 'OFF' }}"
+
+
+def _alerts_template() -> str:
+    """Turns the event envelope into what HA's MQTT event entity wants, or into nothing.
+
+    HA needs ``{"event_type": ..., <attributes>}``; the envelope has ``type``, so the template
+    renames it, keeps ``id``/``seq``/``ts`` (as ``event_id``/``seq``/``ts``) and lifts ``data``'s
+    keys to attributes. An event whose type is not an alert renders as the empty string, which
+    HA's event platform drops with a debug log; an unlisted ``event_type`` would be logged as a
+    warning ("Invalid event type") on every such message.
+    """
+    types = "[" + ", ".join(f"'{t}'" for t in ALERT_EVENT_TYPES) + "]"
+    return (
+        "{% set t = value_json.type %}"
+        "{% if t in " + types + " %}"
+        "{{ dict(value_json.data, event_type=t, event_id=value_json.id,"
+        " seq=value_json.seq, ts=value_json.ts) | tojson }}"
+        "{% endif %}"
+    )
+
+
+def entity_slug(device_id: str) -> str:
+    """``device_id`` as the object part of an entity id: ``a-z 0-9 _`` only, no ``__``, no
+    leading or trailing ``_`` (a device id may hold ``-`` and ``__``, an entity id may not)."""
+    slug = re.sub(r"[^a-z0-9]+", "_", device_id.lower()).strip("_")
+    return slug or "dermaguard"
+
+
+def discovery_config(
+    topics: Topics,
+    *,
+    device_name: str,
+    sw_version: str,
+    model: str = "dermaguard roller monitor",
+    support_url: str | None = None,
+) -> dict[str, Any]:
+    """The device-based discovery document for ``topics.device_id`` (see the module docstring).
+
+    Component ids (the keys of ``cmps``) and ``unique_id`` values are a contract with the
+    user's Home Assistant: renaming one removes an entity and its history and adds a new one.
+    ``support_url`` goes into the origin only when given, as HA rejects an invalid one.
+    """
+    device_id = topics.device_id
+    slug = entity_slug(device_id)
+    components: dict[str, dict[str, Any]] = {}
+
+    def add(key: str, platform: str, name: str, **options: Any) -> None:
+        components[key] = {
+            "p": platform,
+            "name": name,
+            "unique_id": f"{device_id}_{key}",
+            "default_entity_id": f"{platform}.{slug}_{key}",
+            **options,
+        }
+
+    # Live force: its own QoS 0 stream at telemetry rate, only while in use.
+    add(
+        "force",
+        "sensor",
+        "Force",
+        state_topic=topics.force,
+        qos=0,
+        value_template=_FORCE_TEMPLATE,
+        unit_of_measurement="N",
+        state_class="measurement",
+        suggested_display_precision=2,
+    )
+    # The rest of the live figures come from the retained state snapshot (shared state_topic).
+    add(
+        "zone",
+        "sensor",
+        "Pressure zone",
+        qos=1,
+        value_template=_ZONE_TEMPLATE,
+        device_class="enum",
+        options=list(ZONE_OPTIONS),
+    )
+    add(
+        "state",
+        "sensor",
+        "State",
+        qos=1,
+        value_template="{{ value_json.state }}",
+        device_class="enum",
+        options=list(STATE_OPTIONS),
+    )
+    add("sterile", "binary_sensor", "Sterile", qos=1, value_template=_bool_template("sterile"))
+    add(
+        "over_pressure",
+        "binary_sensor",
+        "Over-pressure",
+        qos=1,
+        value_template=_OVER_TEMPLATE,
+        device_class="problem",
+    )
+    add("uv_on", "binary_sensor", "UV-C lamp", qos=1, value_template=_bool_template("uv_on"))
+    # Uses of the current roller: counts up one per session and drops to 0 on a new roller,
+    # which is what total_increasing means to HA (a drop is a reset, the long-term sum is the
+    # number of sessions over all rollers). "measurement" would average a count; "total"
+    # without last_reset would make the sum fall back at every reset.
+    add(
+        "roller_uses",
+        "sensor",
+        "Roller uses",
+        qos=1,
+        value_template="{{ value_json.roller_uses }}",
+        state_class="total_increasing",
+    )
+    add(
+        "fault",
+        "sensor",
+        "Fault",
+        qos=1,
+        value_template=_FAULT_TEMPLATE,
+        entity_category="diagnostic",
+    )
+
+    # The last session's figures: one retained summary, replaced when a session ends.
+    session = {"state_topic": topics.session_last, "qos": 1}
+    add(
+        "last_session_duration",
+        "sensor",
+        "Last session duration",
+        **session,
+        value_template="{{ value_json.duration_s }}",
+        device_class="duration",
+        unit_of_measurement="s",
+        state_class="measurement",
+        suggested_display_precision=0,
+    )
+    add(
+        "last_session_peak_force",
+        "sensor",
+        "Last session peak force",
+        **session,
+        value_template="{{ value_json.peak_n }}",
+        unit_of_measurement="N",
+        state_class="measurement",
+        suggested_display_precision=2,
+    )
+    add(
+        "last_session_over_episodes",
+        "sensor",
+        "Last session over-pressure episodes",
+        **session,
+        value_template="{{ value_json.over_episodes }}",
+        state_class="measurement",
+    )
+    add(
+        "last_session_contact_time",
+        "sensor",
+        "Last session contact time",
+        **session,
+        value_template="{{ value_json.contact_s }}",
+        device_class="duration",
+        unit_of_measurement="s",
+        state_class="measurement",
+        suggested_display_precision=0,
+    )
+    add(
+        "last_session_end",
+        "sensor",
+        "Last session end",
+        **session,
+        value_template="{{ value_json.ended_at }}",
+        device_class="timestamp",
+    )
+
+    # Commands: never retained (a retained command would run again at every reconnect).
+    button_names = {
+        "tare": "Tare",
+        "sterilize": "Sterilize",
+        "silence": "Silence buzzer",
+        "new_roller": "New roller",
+    }
+    for command in BUTTON_COMMANDS:
+        extra: dict[str, Any] = {}
+        if command in ("tare", "new_roller"):
+            extra["entity_category"] = "config"
+        add(
+            command,
+            "button",
+            button_names[command],
+            command_topic=topics.cmd(command),
+            payload_press="{}",
+            qos=1,
+            retain=False,
+            **extra,
+        )
+
+    add(
+        "alerts",
+        "event",
+        "Alerts",
+        state_topic=topics.event,
+        qos=1,
+        event_types=list(ALERT_EVENT_TYPES),
+        value_template=_alerts_template(),
+    )
+
+    origin: dict[str, Any] = {"name": ORIGIN_NAME, "sw": sw_version}
+    if support_url is not None:
+        origin["url"] = support_url
+    return {
+        "dev": {
+            "ids": [f"dermaguard_{device_id}"],
+            "name": device_name,
+            "mf": MANUFACTURER,
+            "mdl": model,
+            "sw": sw_version,
+        },
+        "o": origin,
+        "availability": [
+            {
+                "topic": topics.availability,
+                "payload_available": ONLINE,
+                "payload_not_available": OFFLINE,
+            }
+        ],
+        "state_topic": topics.state,
+        "cmps": components,
+    }
+
+
+def discovery_payload(
+    topics: Topics,
+    *,
+    device_name: str,
+    sw_version: str,
+    model: str = "dermaguard roller monitor",
+    support_url: str | None = None,
+) -> bytes:
+    """:func:`discovery_config` as compact UTF-8 JSON, ready to publish retained on
+    ``topics.discovery``."""
+    config = discovery_config(
+        topics,
+        device_name=device_name,
+        sw_version=sw_version,
+        model=model,
+        support_url=support_url,
+    )
+    return json.dumps(config, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
+        "utf-8"
+    )
+
+
+def effective_components(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each component as Home Assistant sets it up: the device-level :data:`SHARED_OPTIONS`
+    it does not set itself merged in, as HA does, so tests can check what HA will see."""
+    components: Mapping[str, Mapping[str, Any]] = config["cmps"]
+    result: dict[str, dict[str, Any]] = {}
+    for key, component in components.items():
+        merged = dict(component)
+        for option in SHARED_OPTIONS:
+            if option in config and option not in merged:
+                merged[option] = config[option]
+        result[key] = merged
+    return result

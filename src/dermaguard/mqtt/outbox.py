@@ -1,0 +1,218 @@
+"""The durable outbox: every stored event published at QoS 1, in order, until acknowledged.
+
+The SQLite event log *is* the outbox (``events.delivered``): an event is committed before it
+is published, and marked delivered only when the broker's PUBACK says it took it (under MQTT 5
+a PUBACK with a failure reason code, e.g. refused by an ACL, does not count). This class holds
+only bounded working state, driven by one thread:
+
+* ``cursor`` — the highest sequence number handed to the client. Nothing at or below it is
+  handed over again in this process: after a reconnect, paho re-sends its own unacknowledged
+  QoS 1 messages (with DUP set), so re-publishing them here would double-send them.
+* ``inflight`` — message id → event for what the client holds, at most ``window`` of them, so
+  a long outage keeps at most ``window`` events in memory; the rest wait on disk.
+* ``fresh`` — events just committed (from the store's writer thread), published straight from
+  memory so a live event does not wait for a database read. When it overflows, or at start-up,
+  the outbox reads pages of undelivered events from the database instead ("backlog mode")
+  until it has caught up.
+* refused events are retried after ``retry_refused_s``; they stay undelivered on disk whatever
+  happens, so a restart replays them too.
+
+Consumers de-duplicate by the event ``id``: a crash between a PUBACK and its delivery mark
+reaching the disk re-publishes the event after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from dermaguard.mqtt.payloads import event_envelope
+
+log = logging.getLogger(__name__)
+
+#: Events handed to the client and not yet acknowledged, at most.
+WINDOW = 200
+#: Events read from the database at a time in backlog mode.
+PAGE = 500
+#: Freshly committed events held in memory before falling back to database reads.
+FRESH_MAX = 2000
+#: Refused events held for a retry; past this they wait on disk for the next start.
+REFUSED_MAX = 1000
+#: Seconds before a refused event is offered to the broker again.
+RETRY_REFUSED_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class OutEvent:
+    """One event ready to publish: its envelope, and the summary of a ``session_ended``."""
+
+    seq: int
+    etype: str
+    payload: bytes
+    data: dict[str, Any] | None = None  # kept only where a retained topic needs it
+
+    @classmethod
+    def build(
+        cls, *, seq: int, event_id: str, device: str, etype: str, ts: str, data: dict[str, Any]
+    ) -> OutEvent:
+        payload = event_envelope(
+            seq=seq, event_id=event_id, device=device, etype=etype, ts=ts, data=data
+        )
+        return cls(seq, etype, payload, data if etype == "session_ended" else None)
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> OutEvent:
+        return cls.build(
+            seq=int(row["seq"]),
+            event_id=str(row["id"]),
+            device=str(row["device"]),
+            etype=str(row["type"]),
+            ts=str(row["ts"]),
+            data=dict(row["data"]),
+        )
+
+
+#: Hands one event to the client; returns its message id, or ``None`` if it was not taken.
+Publish = Callable[[OutEvent], int | None]
+#: Reads undelivered events with ``seq > after``, oldest first, at most ``limit``.
+ReadPage = Callable[[int, int], list[OutEvent]]
+
+
+class Outbox:
+    """Bounded working state of the outbox; one thread calls every method but :meth:`offer`
+    (the caller guards :meth:`offer` with its own lock if it comes from another thread)."""
+
+    def __init__(
+        self,
+        read_page: ReadPage,
+        *,
+        window: int = WINDOW,
+        page: int = PAGE,
+        fresh_max: int = FRESH_MAX,
+        retry_refused_s: float = RETRY_REFUSED_S,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._read_page = read_page
+        self.window = window
+        self.page = page
+        self.fresh_max = fresh_max
+        self.retry_refused_s = retry_refused_s
+        self._monotonic = monotonic
+        self.cursor = 0
+        self.inflight: dict[int, OutEvent] = {}
+        self.fresh: deque[OutEvent] = deque()
+        self.backlog_mode = True  # start-up: whatever a previous run left undelivered
+        self.refused: deque[tuple[float, OutEvent]] = deque()
+        self.published = 0
+        self.delivered = 0
+        self.refusals = 0
+        self._refused_reasons: set[str] = set()
+
+    # -- input -------------------------------------------------------------------------------
+
+    def offer(self, event: OutEvent) -> None:
+        """A newly committed event (in sequence order)."""
+        if len(self.fresh) >= self.fresh_max:
+            self.fresh.clear()  # they are on disk: read them from there once caught up
+            self.backlog_mode = True
+        self.fresh.append(event)
+
+    # -- publishing --------------------------------------------------------------------------
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight and nothing known to be waiting (refused events aside)."""
+        return not self.inflight and not self.backlog_mode and not self._pending_fresh()
+
+    def _pending_fresh(self) -> bool:
+        while self.fresh and self.fresh[0].seq <= self.cursor:
+            self.fresh.popleft()
+        return bool(self.fresh)
+
+    def fill(self, publish: Publish) -> int:
+        """Hand events to the client until the window is full; returns how many."""
+        handed = self._retry_refused(publish)
+        while len(self.inflight) < self.window:
+            batch = self._next_batch(self.window - len(self.inflight))
+            if not batch:
+                break
+            for event in batch:
+                if not self._hand(publish, event):
+                    return handed
+                self.cursor = max(self.cursor, event.seq)
+                handed += 1
+        return handed
+
+    def _next_batch(self, room: int) -> list[OutEvent]:
+        if self.backlog_mode:
+            rows = self._read_page(self.cursor, min(self.page, room))
+            if rows:
+                return rows
+            self.backlog_mode = False  # caught up: from now on every new event is in `fresh`
+        if not self._pending_fresh():
+            return []
+        batch: list[OutEvent] = []
+        while self.fresh and len(batch) < room:
+            batch.append(self.fresh.popleft())
+        return batch
+
+    def _hand(self, publish: Publish, event: OutEvent) -> bool:
+        mid = publish(event)
+        if mid is None:
+            return False
+        self.inflight[mid] = event
+        self.published += 1
+        return True
+
+    def _retry_refused(self, publish: Publish) -> int:
+        now = self._monotonic()
+        handed = 0
+        while self.refused and self.refused[0][0] <= now and len(self.inflight) < self.window:
+            _, event = self.refused.popleft()
+            if not self._hand(publish, event):
+                break
+            handed += 1
+        return handed
+
+    # -- acknowledgements --------------------------------------------------------------------
+
+    def acked(self, mid: int, ok: bool, reason: str = "") -> OutEvent | None:
+        """The broker answered message ``mid``; returns the event when it counts as delivered."""
+        event = self.inflight.pop(mid, None)
+        if event is None:
+            return None  # not an event (state, discovery…) or already settled
+        if ok:
+            self.delivered += 1
+            return event
+        self.refusals += 1
+        if reason not in self._refused_reasons:
+            self._refused_reasons.add(reason)
+            log.error(
+                "the broker refused event %d (%s): check the broker's access rules for this "
+                "client; it stays in the outbox and is retried every %g s",
+                event.seq,
+                reason,
+                self.retry_refused_s,
+            )
+        if len(self.refused) < REFUSED_MAX:
+            self.refused.append((self._monotonic() + self.retry_refused_s, event))
+        return None
+
+    def next_retry_in(self) -> float | None:
+        """Seconds until a refused event is due again (``None``: none waits)."""
+        if not self.refused:
+            return None
+        return max(0.0, self.refused[0][0] - self._monotonic())
+
+    def forget_inflight(self) -> Iterable[OutEvent]:
+        """The client lost its queue (a new client object): these go again from the database."""
+        events = list(self.inflight.values())
+        self.inflight.clear()
+        if events:
+            self.cursor = min(e.seq for e in events) - 1
+            self.backlog_mode = True
+        return events

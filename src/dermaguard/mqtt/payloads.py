@@ -1,0 +1,84 @@
+"""JSON payloads of contract version 1 (DESIGN §6); ``schemas/`` holds a JSON Schema for each.
+
+Compact UTF-8 JSON, times in UTC ISO-8601 with milliseconds (``…Z``) except the live force's
+``t`` (epoch seconds, for plotting). ``null`` means unknown: a force is never reported as 0
+when it is not known (S7).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from dermaguard.core.events import DeviceState, ForceSample
+from dermaguard.core.session import iso
+from dermaguard.mqtt.topics import CONTRACT_VERSION
+
+
+def dumps(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def event_envelope(
+    *, seq: int, event_id: str, device: str, etype: str, ts: str, data: Mapping[str, Any]
+) -> bytes:
+    """The ``…/event`` payload; consumers de-duplicate by ``id`` and order by ``seq``."""
+    return dumps(
+        {
+            "v": CONTRACT_VERSION,
+            "id": event_id,
+            "seq": seq,
+            "device": device,
+            "type": etype,
+            "ts": ts,
+            "data": dict(data),
+        }
+    )
+
+
+def state_payload(state: DeviceState) -> bytes:
+    """The retained ``…/state`` snapshot."""
+    force = state.force_n
+    return dumps(
+        {
+            "v": CONTRACT_VERSION,
+            "ts": iso(state.wall),
+            "state": state.state,
+            "zone": state.zone,
+            "force_n": None if force is None else round(force, 3),
+            "sterile": state.sterile,
+            "sterile_until": (
+                None if state.sterile_until_wall is None else iso(state.sterile_until_wall)
+            ),
+            "uv_on": state.uv_on,
+            "lid_closed": state.lid_closed,
+            "docked": state.docked,
+            "case": state.case,
+            "remaining_s": None if state.remaining_s is None else round(state.remaining_s, 1),
+            "session_no": state.session_no,
+            "roller_id": state.roller_id,
+            "roller_uses": state.roller_uses,
+            "fault": state.fault,
+            "alarm": state.alarm,
+            "silenced": state.silenced,
+        }
+    )
+
+
+def force_payload(sample: ForceSample, wall: float) -> bytes:
+    """A live ``…/force`` message (QoS 0, not retained)."""
+    force = sample.force_n
+    return dumps(
+        {
+            "v": CONTRACT_VERSION,
+            "t": round(wall, 3),
+            "force_n": None if force is None else round(force, 3),
+            "zone": sample.zone,
+        }
+    )
+
+
+def session_last_payload(summary: Mapping[str, Any]) -> bytes:
+    """The retained ``…/session/last``: the summary a ``session_ended`` event carries."""
+    return dumps({"v": CONTRACT_VERSION, **summary})
