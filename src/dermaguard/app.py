@@ -17,14 +17,16 @@ from typing import TextIO
 
 from gpiozero import Device
 
+from dermaguard import __version__
 from dermaguard.calibrate import add_reference, tare
-from dermaguard.calibration_file import CalibrationFileError, load_calibration
+from dermaguard.calibration_file import CalibrationFileError, load_calibration, save_calibration
 from dermaguard.clock import Clock, RealClock
 from dermaguard.config import Config
 from dermaguard.console import ConsolePrinter
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import Engine, EngineParams, History
+from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.core.filters import build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
@@ -33,6 +35,8 @@ from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 from dermaguard.hw.hx711 import HX711, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
+from dermaguard.mqtt.bridge import MqttBridge
+from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
@@ -95,7 +99,12 @@ def build_engine(
     smoothing = tuple(
         build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
     )
-    params = EngineParams(pressure_params(config), case_params(config), session_params(config))
+    params = EngineParams(
+        pressure_params(config),
+        case_params(config),
+        session_params(config),
+        silence_s=config.alarm.silence_s,
+    )
     return Engine(params, calibration, spike, smoothing, history)
 
 
@@ -298,6 +307,72 @@ def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO) -> Calib
     return cal
 
 
+#: At shutdown, how long the outbox may take to deliver what is still waiting.
+MQTT_FLUSH_S = 3.0
+
+
+def open_mqtt(
+    config: Config,
+    db_path: Path,
+    clock: Clock,
+) -> MqttBridge | None:
+    """The MQTT bridge, or ``None`` when MQTT is off. Bad settings stop the start-up."""
+    if not config.mqtt.enabled:
+        log.info("MQTT is off (mqtt.enabled: false)")
+        return None
+    try:
+        settings = settings_from_config(config)
+    except MqttSettingsError as exc:
+        raise StartupError(str(exc)) from exc
+    return MqttBridge(
+        settings,
+        db_path=db_path,
+        device_name=f"dermaguard {config.device_id}",
+        sw_version=__version__,
+        wall=clock.wall,
+        monotonic=clock.monotonic,
+    )
+
+
+def close_mqtt(bridge: MqttBridge, sink: StoreSink) -> None:
+    """Shutdown: commit the last events (daemon_stopping), let the outbox deliver them for a
+    bounded time, then say offline. What is left is replayed at the next start."""
+    sink.flush(timeout=5.0)
+    if bridge.connected and not bridge.drain(MQTT_FLUSH_S):
+        log.warning("MQTT: not every event was delivered before exit; they go at the next start")
+    bridge.close()
+
+
+def calibration_file(config: Config, *, simulated: bool) -> Path:
+    return (
+        simulation_state_dir(config) / "calibration.json"
+        if simulated
+        else config.calibration_path()
+    )
+
+
+class CalibrationSaver:
+    """Writes a calibration changed by a command (a tare) to its file, off the engine thread:
+    an fsync on an SD card can take longer than the alarm path may wait."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def __call__(self, effect: Effect) -> None:
+        if isinstance(effect, SaveCalibration):
+            threading.Thread(
+                target=self._save, args=(effect.calibration,), name="save-calibration"
+            ).start()
+
+    def _save(self, cal: Calibration) -> None:
+        with self._lock:
+            try:
+                save_calibration(self.path, cal)
+            except OSError as exc:
+                log.error("the new tare could not be saved to %s: %s", self.path, exc)
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterator[None]:
     """SIGTERM and SIGINT switch UV off at once (S3), then ask for a clean stop (exit 0)."""
@@ -326,6 +401,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None
+    bridge: MqttBridge | None = None
     try:
         cal = load_or_make_calibration(config, hw, out)
         try:
@@ -341,8 +417,13 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             else:
                 log.error("history storage failing (kept in memory, retrying): %s", message)
 
+        bridge = open_mqtt(config, store_path(config, simulated=scenario is not None), hw.clock)
         sink = StoreSink(
-            store, hw.clock.wall, on_fault=storage_fault, trace_hz=config.session.trace_hz
+            store,
+            hw.clock.wall,
+            on_fault=storage_fault,
+            on_stored=bridge.on_stored if bridge is not None else None,
+            trace_hz=config.session.trace_hz,
         )
         engine = build_engine(config, cal, history)
         printer = ConsolePrinter(hw.clock.monotonic(), out)
@@ -358,13 +439,23 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             hw.case,
             rate_sps=config.hx711.rate_sps,
             timeout_periods=config.hx711.ready_timeout_periods,
-            sinks=[printer, sink, status],
+            sinks=[
+                printer,
+                sink,
+                status,
+                CalibrationSaver(calibration_file(config, simulated=scenario is not None)),
+                *([bridge] if bridge is not None else []),
+            ],
         )
+        if bridge is not None:
+            bridge.bind(put_command=runtime.put, mark_delivered=sink.mark_delivered)
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
             hw.sim.case.request_sink = runtime.put
         stop = threading.Event()
         with stop_on_signals(stop, uv_off):
+            if bridge is not None:
+                bridge.start()
             runtime.start()
             if hw.sim is not None:
                 hw.sim.start()
@@ -373,6 +464,9 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                     break
                 stop.wait(0.1)
             runtime.stop()
+            if bridge is not None:
+                close_mqtt(bridge, sink)
+                bridge = None
         status.close()
         if runtime.failed is not None:
             return 70  # EX_SOFTWARE: our bug, logged with its traceback
@@ -383,6 +477,8 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             )
         return 0
     finally:
+        if bridge is not None:
+            bridge.close(timeout=0.5)
         if sink is not None and not sink.close(timeout=10.0):
             log.error("history: not everything could be written before exit")
         hw.close()

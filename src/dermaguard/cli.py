@@ -51,6 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="simulation speed: virtual seconds per real second (default 1)",
     )
+    broker = run.add_mutually_exclusive_group()
+    broker.add_argument(
+        "--mqtt",
+        metavar="HOST[:PORT]",
+        help="publish to this broker (overrides mqtt.host and mqtt.port, and enables MQTT)",
+    )
+    broker.add_argument(
+        "--no-mqtt", action="store_true", help="run without MQTT (the local alarm never needs it)"
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path)
@@ -131,9 +140,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
             config = with_overrides(config, scenario.config_overrides, f"{args.simulate} (config:)")
+        if args.no_mqtt:
+            config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
+        elif args.mqtt is not None:
+            config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (ScenarioError, StartupError, PinFactoryUnavailable) as exc:
         return _usage_error(str(exc))
+
+
+def _broker_address(text: str) -> dict[str, object]:
+    """``host``, ``host:port`` or ``[v6addr]:port`` → mqtt overrides (validated as config)."""
+    host, port = text, None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else None
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    out: dict[str, object] = {"enabled": True, "host": host}
+    if port is not None:
+        out["port"] = int(port) if port.isdigit() else port
+    return out
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
