@@ -37,6 +37,7 @@ def simulate(
     """Run a shipped scenario through the CLI on simulated hardware."""
     return dermaguard(
         "run",
+        "--no-mqtt",
         "--simulate",
         str(SCENARIOS / f"{name}.yaml"),
         "--speed",
@@ -72,7 +73,9 @@ def test_unplugged_sensor_in_a_scenario_faults_and_recovers(tmp_path: Path) -> N
         "force: [{t: 0, n: 2.0}, {t: 6, n: 2.0}]\nfaults: [{t: 2, unplug_s: 1.5}]\n",
         encoding="utf-8",
     )
-    result = dermaguard("run", "--simulate", str(scenario), "--speed", "10", state=tmp_path)
+    result = dermaguard(
+        "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "10", state=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     fault = next(line for line in lines if "FAULT force sensor: not_ready" in line)
@@ -129,7 +132,7 @@ def test_check_config_accepts_the_shipped_example(tmp_path: Path) -> None:
 def test_a_bad_scenario_is_a_clear_error(tmp_path: Path) -> None:
     scenario = tmp_path / "bad.yaml"
     scenario.write_text("force: [{t: 0, n: 1}, {t: 0, n: 2}]\nfoo: 1\n", encoding="utf-8")
-    result = dermaguard("run", "--simulate", str(scenario), state=tmp_path)
+    result = dermaguard("run", "--no-mqtt", "--simulate", str(scenario), state=tmp_path)
     assert result.returncode == 2
     assert "force[1].t: 0 is not allowed: must be after 0" in result.stderr
     assert "foo: unknown key" in result.stderr
@@ -200,7 +203,17 @@ def _start_daemon(scenario: Path, state: Path, speed: str) -> subprocess.Popen[s
     env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONUNBUFFERED": "1"}
     env.pop("STATE_DIRECTORY", None)
     return subprocess.Popen(
-        [sys.executable, "-m", "dermaguard", "run", "--simulate", str(scenario), "--speed", speed],
+        [
+            sys.executable,
+            "-m",
+            "dermaguard",
+            "run",
+            "--no-mqtt",
+            "--simulate",
+            str(scenario),
+            "--speed",
+            speed,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -1,0 +1,216 @@
+"""The daemon against a real Mosquitto the test owns: the contract, outages, crashes, logins.
+
+Every test runs ``dermaguard run --simulate`` in a child process, as a person would, with an
+independent subscriber (a persistent MQTT 5 session, so it misses nothing while a broker is
+restarted) and checks what it got against the daemon's own event log.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support import daemon
+from support.broker import Broker, BrokerFactory, Publisher, Received, Recorder, fetch_retained
+from support.daemon import DEVICE
+
+pytestmark = [pytest.mark.subprocess, pytest.mark.broker]
+
+BASE = f"dermaguard/{DEVICE}"
+EVENT = f"{BASE}/event"
+
+
+def events_seen(rec: Recorder) -> list[dict[str, Any]]:
+    """Events in arrival order, de-duplicated by id as the contract tells consumers to."""
+    seen: set[str] = set()
+    out = []
+    for body in rec.json(EVENT):
+        if body["id"] not in seen:
+            seen.add(body["id"])
+            out.append(body)
+    return out
+
+
+def assert_all_delivered_once_in_order(rec: Recorder, stored: list[dict[str, Any]]) -> None:
+    got = events_seen(rec)
+    assert [e["id"] for e in got] == [e["id"] for e in stored]
+    assert [e["seq"] for e in got] == sorted(e["seq"] for e in got)
+    assert [e["type"] for e in got] == [e["type"] for e in stored]
+
+
+def recorder(broker: Broker) -> Recorder:
+    return Recorder(broker, [f"{BASE}/#", "homeassistant/#"])
+
+
+def test_a_session_is_published_whole_retained_and_to_the_schemas(
+    broker: Broker, tmp_path: Path
+) -> None:
+    rec = recorder(broker)
+    try:
+        proc = daemon.start(tmp_path, "over_pressure", port=broker.port, speed=20)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        stored = daemon.stored_events(tmp_path)
+        types = [e["type"] for e in stored]
+        assert types[0] == "daemon_started" and types[-1] == "daemon_stopping"
+        assert types.count("over_pressure") == 2 and "session_ended" in types
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        assert_all_delivered_once_in_order(rec, stored)
+        # The clean shutdown waited for the acknowledgements and recorded them.
+        assert all(e["delivered"] for e in daemon.stored_events(tmp_path))
+        assert rec.messages(f"{BASE}/force"), "live force while in use"
+        assert daemon.assert_valid_payloads(rec.messages()) > len(stored)
+    finally:
+        rec.close()
+    retained = {m.topic: m for m in fetch_retained(broker, "#")}
+    assert retained[f"{BASE}/availability"].payload == b"offline"
+    state = retained[f"{BASE}/state"].json()
+    assert state["state"] == "idle" and state["roller_uses"] == 1
+    last = retained[f"{BASE}/session/last"].json()
+    ended = [e for e in stored if e["type"] == "session_ended"][-1]
+    assert last == {"v": 1, **ended["data"]}
+    discovery = retained[f"homeassistant/device/{DEVICE}/config"].json()
+    assert discovery["cmps"] and discovery["dev"]["ids"]
+    daemon.assert_valid_payloads(list(retained.values()))
+
+
+def test_broker_stopped_mid_session_then_every_event_arrives_once_in_order(
+    broker: Broker, tmp_path: Path
+) -> None:
+    scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=90)
+    rec = recorder(broker)
+    try:
+        proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=6)
+        rec.wait_for(
+            lambda m: any(x.topic == EVENT and x.json()["type"] == "over_pressure" for x in m),
+            timeout=60,
+        )
+        connects = rec.connects
+        broker.stop()
+        before = len(daemon.stored_events(tmp_path / "state"))
+        # While the broker is away the session goes on and its events are stored.
+        daemon.wait_until(
+            lambda: len(daemon.stored_events(tmp_path / "state")) >= before + 4,
+            timeout=60,
+            what="events stored during the outage",
+        )
+        broker.start()
+        rec.wait_connected(count=connects + 1, timeout=30)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        assert "lost the connection" in err
+        stored = daemon.stored_events(tmp_path / "state")
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        assert_all_delivered_once_in_order(rec, stored)
+    finally:
+        rec.close()
+
+
+def test_events_left_undelivered_by_a_sigkill_arrive_after_a_restart(
+    broker: Broker, tmp_path: Path
+) -> None:
+    scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
+    rec = recorder(broker)
+    try:
+        connects = rec.connects
+        broker.stop()  # the daemon runs with no broker: everything stays in the outbox
+        proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=4)
+        daemon.wait_until(
+            lambda: (
+                sum(e["type"] == "over_pressure" for e in daemon.stored_events(tmp_path / "state"))
+                >= 2
+            ),
+            timeout=60,
+            what="over-pressure events stored",
+        )
+        daemon.kill(proc)
+        first_run = daemon.stored_events(tmp_path / "state")
+        assert first_run and not any(e["delivered"] for e in first_run)
+        broker.start()
+        rec.wait_connected(count=connects + 1, timeout=30)
+        proc = daemon.start(tmp_path / "state", "gentle_session", port=broker.port, speed=20)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        stored = daemon.stored_events(tmp_path / "state")
+        assert [e["id"] for e in stored[: len(first_run)]] == [e["id"] for e in first_run]
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        assert_all_delivered_once_in_order(rec, stored)
+    finally:
+        rec.close()
+
+
+def test_refused_credentials_are_reported_clearly_and_retried(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    broker = broker_factory(users={"dermaguard": "right-password"})
+    config = tmp_path / "dermaguard.yaml"
+    config.write_text("mqtt:\n  username: dermaguard\n")
+    proc = daemon.start(
+        tmp_path / "state",
+        "gentle_session",
+        port=broker.port,
+        speed=1,
+        args=("--config", str(config)),
+        env={"DERMAGUARD_MQTT_PASSWORD": "wrong-password"},
+    )
+    daemon.wait_until(
+        lambda: broker.log_text().count("not authorised") >= 2 or proc.poll() is not None,
+        timeout=60,
+        what="a second login attempt",
+    )
+    proc.send_signal(signal.SIGTERM)  # a clean stop works with no broker to say goodbye to
+    rc, _, err = daemon.finish(proc)
+    assert rc == 0, err
+    assert "refused the connection" in err and "check mqtt.username and the password" in err
+    assert err.count("refused the connection") == 1  # said once, not at every retry
+    assert "wrong-password" not in err
+    assert broker.log_text().count("not authorised") >= 2  # it kept trying
+
+
+def test_commands_are_answered_and_a_bad_one_never_stops_the_daemon(
+    broker: Broker, tmp_path: Path
+) -> None:
+    scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
+    rec = recorder(broker)
+    try:
+        proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=3)
+        rec.wait_for(lambda m: any(x.topic == f"{BASE}/availability" for x in m), timeout=60)
+        with Publisher(broker) as pub:
+            pub.publish(f"{BASE}/cmd/ping", {"request_id": "p-1"})
+            pub.publish(f"{BASE}/cmd/launch", {"request_id": "bad-name"})
+            pub.publish(f"{BASE}/cmd/tare", b"\xff not json")
+            pub.publish(f"{BASE}/cmd/silence", {"request_id": "s-1", "duration_s": 30})
+            pub.publish(f"{BASE}/cmd/ping", {"request_id": "p-2"})
+
+        def answered(messages: list[Received]) -> bool:
+            ids = {
+                x.json()["data"].get("request_id")
+                for x in messages
+                if x.topic == EVENT and x.json()["type"] == "command_result"
+            }
+            return {"p-1", "bad-name", "s-1", "p-2"} <= ids
+
+        got = rec.wait_for(answered, timeout=60)
+        results = {
+            x.json()["data"].get("request_id", "none"): x.json()["data"]
+            for x in got
+            if x.topic == EVENT and x.json()["type"] == "command_result"
+        }
+        assert results["p-1"]["ok"] is True and results["p-2"]["ok"] is True
+        assert results["bad-name"]["ok"] is False
+        assert "unknown command 'launch'" in results["bad-name"]["error"]
+        assert results["none"]["ok"] is False and "UTF-8" in results["none"]["error"]
+        assert results["s-1"] == {
+            "command": "silence",
+            "ok": True,
+            "request_id": "s-1",
+            "duration_s": 30.0,
+        }
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        daemon.assert_valid_payloads(rec.messages())
+    finally:
+        rec.close()
