@@ -7,7 +7,6 @@ exits 2 without a traceback; our own bugs keep their traceback and exit non-zero
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -383,11 +382,9 @@ def _usage_error(message: str) -> int:
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from dermaguard.logs import setup_logging
+
+    setup_logging(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
