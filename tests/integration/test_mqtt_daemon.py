@@ -214,3 +214,39 @@ def test_commands_are_answered_and_a_bad_one_never_stops_the_daemon(
         daemon.assert_valid_payloads(rec.messages())
     finally:
         rec.close()
+
+
+def test_events_the_broker_refuses_by_acl_are_not_counted_as_delivered(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    # The daemon may publish everything but events: under MQTT 5 the broker answers each
+    # event with PUBACK "Not authorized", which must not mark it delivered.
+    acl = "\n".join(
+        [
+            "user dermaguard",
+            f"topic write {BASE}/availability",
+            f"topic write {BASE}/state",
+            f"topic write {BASE}/force",
+            f"topic write {BASE}/session/last",
+            "topic write homeassistant/#",
+            f"topic read {BASE}/cmd/#",
+            "topic read homeassistant/status",
+        ]
+    )
+    broker = broker_factory(users={"dermaguard": "pw"}, acl=acl)
+    config = tmp_path / "dermaguard.yaml"
+    config.write_text("mqtt:\n  username: dermaguard\n")
+    proc = daemon.start(
+        tmp_path / "state",
+        "over_pressure",
+        port=broker.port,
+        speed=20,
+        args=("--config", str(config)),
+        env={"DERMAGUARD_MQTT_PASSWORD": "pw"},
+    )
+    rc, _, err = daemon.finish(proc)
+    assert rc == 0, err
+    stored = daemon.stored_events(tmp_path / "state")
+    assert stored and not any(e["delivered"] for e in stored)
+    assert "the broker refused event" in err and "Not authorized" in err
+    assert err.count("the broker refused event") == 1  # once per reason, not per event
