@@ -38,6 +38,7 @@ from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_facto
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
+from dermaguard.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
@@ -373,6 +374,16 @@ class CalibrationSaver:
                 log.error("the new tare could not be saved to %s: %s", self.path, exc)
 
 
+def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
+    """One line for ``systemctl status``: what the device does and whether MQTT is up."""
+    mqtt = (
+        "MQTT off"
+        if bridge is None
+        else ("MQTT connected" if bridge.connected else "MQTT not connected")
+    )
+    return f"{status.summary()}; {mqtt}"
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterator[None]:
     """SIGTERM and SIGINT switch UV off at once (S3), then ask for a clean stop (exit 0)."""
@@ -402,6 +413,8 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None
     bridge: MqttBridge | None = None
+    notifier = Notifier.from_environ()  # under systemd (Type=notify) only
+    heartbeat: ServiceHeartbeat | None = None
     try:
         cal = load_or_make_calibration(config, hw, out)
         try:
@@ -457,12 +470,19 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             if bridge is not None:
                 bridge.start()
             runtime.start()
+            if notifier is not None:
+                heartbeat = ServiceHeartbeat(
+                    notifier, lambda: runtime.sampler.cycles, lambda: service_status(status, bridge)
+                )
+                heartbeat.start()
             if hw.sim is not None:
                 hw.sim.start()
             while not stop.is_set() and not runtime.stopping.is_set():
                 if hw.sim is not None and hw.sim.finished.is_set():
                     break
                 stop.wait(0.1)
+            if heartbeat is not None:
+                heartbeat.stop("stopping: closing the session, writing history, sending events")
             runtime.stop()
             if bridge is not None:
                 close_mqtt(bridge, sink)
@@ -477,9 +497,13 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             )
         return 0
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         if bridge is not None:
             bridge.close(timeout=0.5)
         if sink is not None and not sink.close(timeout=10.0):
             log.error("history: not everything could be written before exit")
         hw.close()
         Device.pin_factory = None
+        if notifier is not None:
+            notifier.close()

@@ -60,6 +60,10 @@ class Sampler:
     stop_event: threading.Event = field(default_factory=threading.Event)
     samples: int = 0
     discarded: int = 0
+    #: Passes of the read loop: grows while the sampler runs, good sensor or not. The service
+    #: watchdog follows it, so a hung sampler gets the daemon restarted while a dead sensor
+    #: is reported as a sensor fault (S7) instead of restarting the daemon in a loop.
+    cycles: int = 0
 
     def run(self) -> None:
         limit = self.timeout_periods / self.rate_sps
@@ -69,6 +73,7 @@ class Sampler:
         discards = 0
         starting = True
         while not self.stop_event.is_set():
+            self.cycles += 1
             now = self.clock.monotonic()
             deadline = last_good + limit
             if discards or starting:

@@ -59,6 +59,20 @@ class StatusFile:
             self._pending = True
             self._dirty.notify()
 
+    def summary(self) -> str:
+        """A short line of the current state (for ``systemctl status``)."""
+        with self._dirty:
+            st = dict(self._state)
+        parts = [f"case {st.get('case_state', 'unknown')}"]
+        if st.get("uv_on"):
+            parts.append("UV on")
+        if st.get("session_open"):
+            parts.append(f"session {st['session_open']} in use")
+        parts.append(f"zone {st.get('zone') or 'unknown'}")
+        if st.get("alarm"):
+            parts.append(f"ALARM {st['alarm']}")
+        return ", ".join(parts)
+
     def close(self) -> None:
         with self._dirty:
             self._state["running"] = False
