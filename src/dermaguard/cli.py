@@ -113,6 +113,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     roller = sub.add_parser("new-roller", help="record that a new roller is in use (resets uses)")
     history_source(roller)
+
+    watch = sub.add_parser(
+        "watch",
+        help="show a device live from its MQTT topics (read-only)",
+        description="Subscribes to a device's state, force, events, last session and "
+        "availability and shows them live in the terminal. It never publishes anything.",
+    )
+    _config_arg(watch)
+    watch.add_argument(
+        "--mqtt",
+        metavar="HOST[:PORT]",
+        help="read from this broker (overrides mqtt.host and mqtt.port)",
+    )
+    watch.add_argument(
+        "--device", metavar="ID", help="the device_id to watch (default: the config's)"
+    )
+    watch.add_argument(
+        "--once",
+        action="store_true",
+        help="print one frame once the state has arrived, then exit (for scripts)",
+    )
+    watch.add_argument(
+        "--timeout",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="with --once: seconds to wait for the broker and the state (default 5)",
+    )
     return parser
 
 
@@ -376,6 +404,26 @@ def cmd_new_roller(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
+    from dermaguard.watch import WatchError, watch
+
+    config = _load(args.config)
+    if not args.timeout > 0:
+        return _usage_error("--timeout must be more than 0")
+    if args.mqtt is not None:
+        config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
+    if args.device is not None:
+        config = with_overrides(config, {"device_id": args.device}, "--device")
+    try:
+        settings = settings_from_config(config)
+        return watch(settings, config.pressure.zones, once=args.once, timeout=args.timeout)
+    except (MqttSettingsError, WatchError) as exc:
+        return _usage_error(str(exc))
+    except KeyboardInterrupt:
+        return 0
+
+
 def _usage_error(message: str) -> int:
     print(f"dermaguard: {message}", file=sys.stderr)
     return EXIT_USAGE
@@ -398,6 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "report": cmd_report,
         "new-roller": cmd_new_roller,
+        "watch": cmd_watch,
     }
     try:
         return handlers[args.command](args)
