@@ -77,6 +77,13 @@ class SimClock:
         with self._lock:
             return self._wall_start + (self._now - self._start)
 
+    def resume_after(self, wall: float) -> None:
+        """Never let the simulated calendar run behind a record already made: an accelerated
+        run ends "in the future", and the next run must not start before it."""
+        with self._lock:
+            if self._wall_start + (self._now - self._start) < wall:
+                self._wall_start = wall - (self._now - self._start)
+
     def to_real(self, seconds: float) -> float:
         return seconds / self._speed
 
