@@ -1,0 +1,370 @@
+#!/usr/bin/env bash
+# Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm): venv, system user, config,
+# systemd unit, boot configuration and hardware watchdog. Idempotent: run it again after an
+# update, or twice in a row, and the result is the same. `provision.sh --help` for the options.
+set -euo pipefail
+
+PROG=${0##*/}
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+UNIT_SRC=$REPO/systemd/dermaguard.service
+SYSUSERS_SRC=$REPO/systemd/dermaguard.sysusers
+FRAGMENT_SRC=$REPO/firmware/config.txt
+WATCHDOG_SRC=$REPO/firmware/watchdog.conf
+EXAMPLE_SRC=$REPO/src/dermaguard/data/dermaguard.example.yaml
+README_SRC=$REPO/README.md
+
+BEGIN_MARK='# >>> dermaguard >>>'
+END_MARK='# <<< dermaguard <<<'
+UNIT=dermaguard.service
+APT_PACKAGES=(python3-venv python3-lgpio)
+
+usage() {
+    cat <<EOF
+Usage: $PROG [--root DIR] [--source PATH] [--no-venv]
+
+Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm). Run as root. Idempotent.
+
+  1. apt: ${APT_PACKAGES[*]} (gpiozero's GPIO backend), when missing
+  2. venv /opt/dermaguard/venv (--system-site-packages, for lgpio), with dermaguard installed
+     from the source tree this script lives in, or from --source
+  3. system user and group 'dermaguard', member of 'gpio': systemd/dermaguard.sysusers
+     installed as /usr/lib/sysusers.d/dermaguard.conf and applied with systemd-sysusers
+  4. /etc/dermaguard/dermaguard.yaml from the example config, only if it does not exist
+     (a config you edited is never touched), mode 0640 root:dermaguard
+  5. /etc/systemd/system/dermaguard.service from systemd/dermaguard.service
+  6. firmware/config.txt into /boot/firmware/config.txt between
+     '$BEGIN_MARK' and '$END_MARK' (an existing block is replaced)
+  7. /etc/systemd/system.conf.d/dermaguard-watchdog.conf: systemd feeds the hardware watchdog
+  8. the service enabled and started (systemctl daemon-reload, enable --now)
+
+Options:
+  --root DIR     write everything under DIR (an image or a test directory); nothing on the
+                 running system is touched: no apt, no daemon-reload, no start (the unit is
+                 enabled offline with systemctl --root). Needs no root when DIR is yours:
+                 ownership that cannot be set is reported and skipped. Note: a venv made under
+                 DIR has DIR in its paths, so for an image run this script inside a chroot.
+  --source PATH  install this wheel, sdist or source directory instead of $REPO
+  --no-venv      skip the venv and the package (a quick run of everything else)
+  -h, --help     show this help
+
+Environment: PYTHON  the interpreter for the venv (default python3, must be 3.11 or newer)
+EOF
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$*" >&2
+    exit 1
+}
+
+say() { printf '%-9s %s\n' "$1" "$2"; }
+
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+
+# --- options --------------------------------------------------------------------------------
+ROOT=""
+SOURCE=$REPO
+MAKE_VENV=1
+while [ $# -gt 0 ]; do
+    case $1 in
+    --root)
+        [ $# -ge 2 ] || die "--root needs a directory"
+        ROOT=$2
+        shift 2
+        ;;
+    --root=*)
+        ROOT=${1#--root=}
+        shift
+        ;;
+    --source)
+        [ $# -ge 2 ] || die "--source needs a path"
+        SOURCE=$2
+        shift 2
+        ;;
+    --source=*)
+        SOURCE=${1#--source=}
+        shift
+        ;;
+    --no-venv)
+        MAKE_VENV=0
+        shift
+        ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        usage >&2
+        die "unknown argument: $1"
+        ;;
+    esac
+done
+
+if [ -n "$ROOT" ]; then
+    [ -n "${ROOT//\//}" ] || die "--root / is the running system: leave --root out instead"
+    mkdir -p -- "$ROOT"
+    ROOT=$(cd -- "$ROOT" && pwd)
+elif [ "$(id -u)" -ne 0 ]; then
+    die "run as root (sudo $0), or give --root DIR to write into a directory"
+fi
+
+# --- checks, before anything is changed -----------------------------------------------------
+for f in "$UNIT_SRC" "$SYSUSERS_SRC" "$FRAGMENT_SRC" "$WATCHDOG_SRC" "$EXAMPLE_SRC"; do
+    [ -f "$f" ] || die "missing $f: is this a complete dermaguard source tree?"
+done
+for tool in systemd-sysusers systemctl; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool not found: install systemd (apt-get install -y systemd)"
+done
+
+PY=${PYTHON:-python3}
+if [ "$MAKE_VENV" = 1 ]; then
+    [ -e "$SOURCE" ] || die "--source $SOURCE does not exist"
+    if [ -d "$SOURCE" ]; then
+        SOURCE=$(cd -- "$SOURCE" && pwd)
+        [ -f "$SOURCE/pyproject.toml" ] || die "$SOURCE has no pyproject.toml"
+    fi
+    command -v "$PY" >/dev/null 2>&1 || die "$PY not found (set PYTHON, or apt-get install python3)"
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "dermaguard needs Python 3.11 or newer; $PY is $("$PY" --version 2>&1)"
+fi
+
+BOOT_DIR=$ROOT/boot/firmware
+BOOT_CFG=$BOOT_DIR/config.txt
+if [ -z "$ROOT" ] && [ ! -d "$BOOT_DIR" ]; then
+    die "$BOOT_DIR not found: this is not Raspberry Pi OS bookworm (use --root DIR to stage)"
+fi
+
+# The dermaguard block of a boot config must be well formed before it is replaced: every begin
+# marker closed by an end marker, none nested. Anything else is left for a person to fix.
+check_markers() {
+    awk -v b="$BEGIN_MARK" -v e="$END_MARK" '
+        $0 == b { if (inside) { print FILENAME ":" NR ": begin marker inside a block"; bad = 1 }
+                  inside = 1; next }
+        $0 == e { if (!inside) { print FILENAME ":" NR ": end marker without a begin"; bad = 1 }
+                  inside = 0; next }
+        END { if (inside) { print FILENAME ": begin marker never closed"; bad = 1 }
+              exit bad }' "$1"
+}
+if [ -f "$BOOT_CFG" ] && ! problem=$(check_markers "$BOOT_CFG"); then
+    die "the dermaguard block in $BOOT_CFG is damaged ($problem): fix it by hand"
+fi
+
+STAGE=""
+cleanup() { if [ -n "$STAGE" ]; then rm -rf -- "$STAGE"; fi; }
+trap cleanup EXIT
+
+REBOOT=0
+CHANGED=0
+
+# install_file SRC DEST MODE: copy SRC to DEST (parents made) unless it is identical already.
+install_file() {
+    local src=$1 dest=$2 mode=$3
+    if [ -f "$dest" ] && cmp -s -- "$src" "$dest"; then
+        chmod "$mode" -- "$dest"
+        say unchanged "${dest#"$ROOT"}"
+        return 1
+    fi
+    local verb=installed
+    [ -e "$dest" ] && verb=updated
+    install -D -m "$mode" -- "$src" "$dest"
+    say "$verb" "${dest#"$ROOT"}"
+    CHANGED=1
+    return 0
+}
+
+# --- 1. packages ----------------------------------------------------------------------------
+if [ "$MAKE_VENV" = 1 ]; then
+    if [ -n "$ROOT" ]; then
+        say skipped "apt (--root): the target needs ${APT_PACKAGES[*]}"
+    elif ! command -v apt-get >/dev/null 2>&1; then
+        say skipped "apt: no apt-get here; the target needs ${APT_PACKAGES[*]}"
+    else
+        missing=()
+        for pkg in "${APT_PACKAGES[@]}"; do
+            status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+            [ "$status" = "install ok installed" ] || missing+=("$pkg")
+        done
+        if [ ${#missing[@]} -gt 0 ]; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+            say installed "apt: ${missing[*]}"
+        else
+            say unchanged "apt: ${APT_PACKAGES[*]} already installed"
+        fi
+    fi
+fi
+
+# --- 2. venv and package --------------------------------------------------------------------
+VENV=$ROOT/opt/dermaguard/venv
+if [ "$MAKE_VENV" = 1 ]; then
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null; then
+        say kept "venv /opt/dermaguard/venv"
+    else
+        mkdir -p -- "$(dirname "$VENV")"
+        "$PY" -m venv --clear --system-site-packages "$VENV" ||
+            die "could not make a venv with $PY (on Debian: apt-get install python3-venv)"
+        say created "venv /opt/dermaguard/venv"
+    fi
+    pip=("$VENV/bin/python" -m pip --disable-pip-version-check --no-input --quiet)
+    target=$SOURCE
+    if [ -d "$SOURCE" ]; then
+        # Build a wheel from a copy: pip builds in the tree it is given (build/, *.egg-info),
+        # and the checkout may belong to someone else, or be in use.
+        STAGE=$(mktemp -d)
+        mkdir -- "$STAGE/src" "$STAGE/wheel"
+        tar -C "$SOURCE" \
+            --exclude=./.git --exclude=./.venv --exclude=./build --exclude=./dist \
+            --exclude=./.pytest_cache --exclude=./.mypy_cache --exclude=./.ruff_cache \
+            --exclude=./.hypothesis --exclude='*.egg-info' --exclude=__pycache__ \
+            -cf - . | tar -C "$STAGE/src" -xf -
+        "${pip[@]}" wheel --no-deps --wheel-dir "$STAGE/wheel" "$STAGE/src"
+        target=$(find "$STAGE/wheel" -name 'dermaguard-*.whl' -print -quit)
+        [ -n "$target" ] || die "building a wheel from $SOURCE gave no dermaguard wheel"
+    fi
+    # The install fetches missing dependencies; the forced reinstall without dependencies then
+    # replaces dermaguard itself even when its version number did not change.
+    "${pip[@]}" install "$target"
+    "${pip[@]}" install --force-reinstall --no-deps "$target"
+    [ -x "$VENV/bin/dermaguard" ] || die "pip did not install the dermaguard command into $VENV"
+    version=$("$VENV/bin/python" -c 'from importlib.metadata import version; print(version("dermaguard"))')
+    say installed "dermaguard $version into /opt/dermaguard/venv (from ${SOURCE})"
+    CHANGED=1
+else
+    say skipped "venv and package (--no-venv)"
+fi
+if [ -f "$README_SRC" ]; then
+    install_file "$README_SRC" "$ROOT/opt/dermaguard/README.md" 0644 || true
+fi
+
+# --- 3. system user -------------------------------------------------------------------------
+# /usr/lib, as a package would put it: a file of the same name in /etc/sysusers.d overrides it.
+SYSUSERS_DEST=$ROOT/usr/lib/sysusers.d/dermaguard.conf
+install_file "$SYSUSERS_SRC" "$SYSUSERS_DEST" 0644 || true
+mkdir -p -- "$ROOT/etc"
+root_args=()
+if [ -n "$ROOT" ]; then root_args=(--root "$ROOT"); fi
+# A bare file name is looked up in the sysusers.d directories (under --root: of DIR), so an
+# override in /etc/sysusers.d wins. (An absolute path would be read from the host, even with
+# --root: systemd 252.)
+sysusers_out=$(systemd-sysusers "${root_args[@]}" dermaguard.conf 2>&1) ||
+    die "systemd-sysusers failed: $sysusers_out"
+if [ -n "$sysusers_out" ]; then
+    while IFS= read -r line; do say user "$line"; done <<<"$sysusers_out"
+else
+    say unchanged "user dermaguard and its groups exist"
+fi
+
+# chown_target USER GROUP FILE: on the running system, or under --root by the numbers in DIR's
+# /etc/passwd and /etc/group (the host's names may differ). Under --root a chown that cannot be
+# done (not root) is reported and skipped: returns 1.
+chown_target() {
+    local user=$1 group=$2 file=$3 gid uid
+    if [ -z "$ROOT" ]; then
+        chown -- "$user:$group" "$file"
+        return 0
+    fi
+    uid=$(awk -F: -v n="$user" '$1 == n { print $3 }' "$ROOT/etc/passwd" 2>/dev/null || true)
+    gid=$(awk -F: -v n="$group" '$1 == n { print $3 }' "$ROOT/etc/group" 2>/dev/null || true)
+    if [ -z "$uid" ] && [ "$user" = root ]; then uid=0; fi
+    if [ -z "$uid" ] || [ -z "$gid" ]; then
+        warn "no $user:$group in $ROOT/etc: ${file#"$ROOT"} keeps its owner"
+        return 1
+    fi
+    if ! chown -- "$uid:$gid" "$file" 2>/dev/null; then
+        warn "cannot chown ${file#"$ROOT"} to $user:$group ($uid:$gid) as $(id -un): left as is"
+        return 1
+    fi
+}
+
+# --- 4. config ------------------------------------------------------------------------------
+CONF=$ROOT/etc/dermaguard/dermaguard.yaml
+if [ -e "$CONF" ]; then
+    say kept "/etc/dermaguard/dermaguard.yaml (exists: never overwritten)"
+else
+    mkdir -p -- "$(dirname "$CONF")"
+    chmod 0755 -- "$(dirname "$CONF")"
+    # Made 0640 before it gets its name: it may come to hold the MQTT password.
+    tmp=$(mktemp "$CONF.XXXXXX")
+    cp -- "$EXAMPLE_SRC" "$tmp"
+    chmod 0640 -- "$tmp"
+    mv -- "$tmp" "$CONF"
+    owner="root:dermaguard"
+    chown_target root dermaguard "$CONF" || owner="owner unchanged"
+    say installed "/etc/dermaguard/dermaguard.yaml (the example config, mode 0640, $owner)"
+    CHANGED=1
+fi
+
+# --- 5. unit --------------------------------------------------------------------------------
+install_file "$UNIT_SRC" "$ROOT/etc/systemd/system/$UNIT" 0644 || true
+
+# --- 6. boot configuration ------------------------------------------------------------------
+block() {
+    printf '%s\n' "$BEGIN_MARK"
+    cat -- "$FRAGMENT_SRC"
+    printf '%s\n' "$END_MARK"
+}
+mkdir -p -- "$BOOT_DIR"
+new_cfg=$(mktemp "$BOOT_DIR/.config.txt.XXXXXX")
+{
+    if [ -f "$BOOT_CFG" ]; then
+        # The file without any dermaguard block and without trailing blank lines.
+        awk -v b="$BEGIN_MARK" -v e="$END_MARK" '
+            $0 == b { inside = 1; next }
+            $0 == e { inside = 0; next }
+            inside { next }
+            /^[ \t\r]*$/ { blanks = blanks $0 "\n"; next }
+            { printf "%s%s\n", blanks, $0; blanks = ""; seen = 1 }
+            END { if (seen) print "" }' "$BOOT_CFG"
+    fi
+    block
+} >"$new_cfg"
+if [ -f "$BOOT_CFG" ] && cmp -s -- "$new_cfg" "$BOOT_CFG"; then
+    rm -f -- "$new_cfg"
+    say unchanged "/boot/firmware/config.txt (dermaguard block up to date)"
+else
+    if [ -f "$BOOT_CFG" ]; then
+        [ -e "$BOOT_CFG.dermaguard-backup" ] || cp -p -- "$BOOT_CFG" "$BOOT_CFG.dermaguard-backup"
+        chmod --reference="$BOOT_CFG" -- "$new_cfg" 2>/dev/null || true
+        verb=updated
+    else
+        chmod 0644 -- "$new_cfg" 2>/dev/null || true
+        verb=installed
+    fi
+    mv -- "$new_cfg" "$BOOT_CFG"
+    say "$verb" "/boot/firmware/config.txt (dermaguard block between its markers)"
+    REBOOT=1
+fi
+
+# --- 7. hardware watchdog -------------------------------------------------------------------
+if install_file "$WATCHDOG_SRC" "$ROOT/etc/systemd/system.conf.d/dermaguard-watchdog.conf" 0644; then
+    REBOOT=1
+fi
+
+# --- 8. enable (and start) ------------------------------------------------------------------
+if [ -n "$ROOT" ]; then
+    systemctl --root="$ROOT" --quiet enable "$UNIT" 2>/dev/null ||
+        die "systemctl --root=$ROOT enable $UNIT failed"
+    say enabled "$UNIT (offline, under --root: not started)"
+else
+    systemctl daemon-reload
+    was_active=0
+    if systemctl --quiet is-active "$UNIT"; then was_active=1; fi
+    systemctl --quiet enable --now "$UNIT"
+    if [ "$was_active" = 1 ] && [ "$CHANGED" = 1 ]; then
+        systemctl restart "$UNIT"
+        say restarted "$UNIT (it was running: now on the new version)"
+    else
+        say started "$UNIT (enabled)"
+    fi
+fi
+
+if [ "$REBOOT" = 1 ]; then
+    if [ -n "$ROOT" ]; then
+        say finished "provisioned $ROOT; the boot configuration applies when the target boots"
+    else
+        say finished "reboot to apply the boot configuration (GPIO levels, watchdog)"
+    fi
+else
+    say finished "provisioned${ROOT:+ $ROOT}"
+fi

@@ -1,0 +1,431 @@
+"""Draw the dermaguard wiring diagram: ``hardware/wiring.svg`` and ``hardware/wiring.png``.
+
+Run it after changing a pin or a part::
+
+    pip install -e '.[hardware]'      # schemdraw (matplotlib comes with dermaguard)
+    python hardware/wiring.py         # rewrites hardware/wiring.svg and hardware/wiring.png
+
+The GPIO numbers are not typed in here: they come from ``dermaguard.config.default_config().pins``,
+the same defaults the daemon uses, so the drawing cannot disagree with the config.
+``tests/unit/test_pinout.py`` checks :func:`wiring_pins` against the config,
+``hardware/pinout.md`` and ``firmware/config.txt``, and that the committed SVG carries every
+pin label this script draws. The pin data is importable without schemdraw; only :func:`draw`
+needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from dermaguard.config import PinsConfig, default_config
+
+HERE = Path(__file__).resolve().parent
+SVG = HERE / "wiring.svg"
+PNG = HERE / "wiring.png"
+
+#: BCM GPIO -> physical pin of the 40-pin header. The same on every 40-pin Raspberry Pi, from the
+#: Zero 2 W to the Pi 5 (the test checks it against gpiozero's board data).
+HEADER_PIN: dict[int, int] = {
+    2: 3, 3: 5, 4: 7, 14: 8, 15: 10, 17: 11, 18: 12, 27: 13, 22: 15, 23: 16, 24: 18, 10: 19,
+    9: 21, 25: 22, 11: 23, 8: 24, 7: 26, 0: 27, 1: 28, 5: 29, 6: 31, 12: 32, 13: 33, 19: 35,
+    16: 36, 26: 37, 20: 38, 21: 40,
+}  # fmt: skip
+
+#: Power pins, for the labels in the header box.
+POWER_PINS: dict[str, tuple[int, ...]] = {
+    "3V3": (1, 17),
+    "5V": (2, 4),
+    "GND": (6, 9, 14, 20, 25, 30, 34, 39),
+}
+
+#: Where the optional UV sensor goes when ``pins.uv_sensor`` is null (the default): drawn as
+#: optional on this GPIO, the one ``hardware/pinout.md`` suggests.
+UV_SENSOR_SUGGESTED = 26
+
+
+@dataclasses.dataclass(frozen=True)
+class WiredPin:
+    """One GPIO of the drawing: the config field it comes from and where it is on the header."""
+
+    signal: str  # the PinsConfig field name, e.g. "uv_led"
+    bcm: int
+    header: int
+    optional: bool = False  # not wired by default (pins.<signal> is null in the config)
+
+    @property
+    def label(self) -> str:
+        """The text drawn at the pin, e.g. ``GPIO25 (pin 22)``."""
+        return f"GPIO{self.bcm} (pin {self.header})"
+
+
+def wiring_pins(pins: PinsConfig | None = None) -> dict[str, WiredPin]:
+    """Every ``pins.*`` field of the config as drawn: BCM number and header pin.
+
+    ``pins`` defaults to the config defaults. An unwired optional pin (``None``) is drawn on
+    :data:`UV_SENSOR_SUGGESTED` and marked optional.
+    """
+    pins = default_config().pins if pins is None else pins
+    out: dict[str, WiredPin] = {}
+    for field in dataclasses.fields(PinsConfig):
+        bcm = getattr(pins, field.name)
+        optional = bcm is None
+        if optional:
+            if field.name != "uv_sensor":
+                raise ValueError(f"pins.{field.name} is not wired and has no suggested GPIO")
+            bcm = UV_SENSOR_SUGGESTED
+        out[field.name] = WiredPin(field.name, bcm, HEADER_PIN[bcm], optional)
+    return out
+
+
+#: signal -> label drawn at its header pin, built from the config defaults.
+PIN_LABELS: dict[str, str] = {name: pin.label for name, pin in wiring_pins().items()}
+
+# --- drawing ------------------------------------------------------------------------------------
+
+FONT = 11  # points, for component values and notes
+BLOCK_GAP = 1.2  # vertical space between two blocks
+X_BLOCK = 9.0  # where the blocks start, right of the header box
+HEADER_W = 4.8  # width of the header box, whose right edge is x = 0
+LID_RED = "#c0392b"  # both contact sets of the lid switch S1
+UV_VIOLET = "#7b2cbf"
+LOAD_CELL_WIRES = {"E+": "#d62728", "E-": "black", "A-": "#8c8c8c", "A+": "#2ca02c"}
+
+
+def _elements() -> Any:
+    """``schemdraw.elements``, imported when drawing (the pin data above needs no schemdraw).
+
+    Typed ``Any``: schemdraw's chained element methods are only partly annotated.
+    """
+    import schemdraw.elements
+
+    return schemdraw.elements
+
+
+class _Sheet:
+    """The drawing being built, block by block from the top, and each block's GPIO input."""
+
+    def __init__(self, canvas: str) -> None:
+        import schemdraw
+
+        if canvas == "svg":
+            # <text> elements, not glyph outlines: the labels stay searchable (the pinout test
+            # reads them) and the file stays small.
+            schemdraw.svgconfig.text = "text"
+        self.d = schemdraw.Drawing(canvas=canvas, show=False)
+        self.d.config(fontsize=FONT, lw=1.3)
+        self.inputs: list[tuple[WiredPin, tuple[float, float], str]] = []
+        self.block: list[Any] = []
+        self.y = 0.0  # top of the next block
+
+    def add(self, element: Any) -> Any:
+        placed = self.d.add(element)
+        self.block.append(placed)
+        return placed
+
+    def gpio(self, pin: WiredPin, point: Any, note: str) -> None:
+        """Record that ``pin`` of the header is wired to ``point`` (its block's input)."""
+        self.inputs.append((pin, (float(point[0]), float(point[1])), note))
+
+    def end_block(self) -> None:
+        """The next block starts below everything drawn since the last call."""
+        ymin = min(e.get_bbox(transform=True, includetext=True).ymin for e in self.block)
+        self.y = ymin - BLOCK_GAP
+        self.block = []
+
+
+def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
+    elm = _elements()
+
+    size = (5.0, 4.0)
+    bridge = ("A+", "A-", "E-", "E+")  # listed bottom to top
+    hx = s.add(
+        elm.Ic(
+            pins=[
+                elm.IcPin("SCK", side="left"),
+                elm.IcPin("DT", side="left"),
+                elm.IcPin("VCC", side="top"),
+                elm.IcPin("VDD", side="top"),
+                elm.IcPin("GND", side="bottom"),
+                *(
+                    elm.IcPin(name, side="right", anchorname=f"b{i}")
+                    for i, name in enumerate(bridge)
+                ),
+            ],
+            size=size,
+            label="HX711\nboard\n(RATE high:\n80 SPS)",
+            lsize=FONT,
+        )
+        .side("L", pad=1.0, spacing=2.0)
+        .side("T", pad=1.0, spacing=2.0)
+        .side("R", pad=0.6, spacing=0.93)
+        .theta(0)
+        .anchor("center")
+        .at((X_BLOCK + 3.2, s.y - 3.8))
+    )
+    s.gpio(pins["hx711_dout"], hx.DT, "hx711_dout: data in")
+    s.gpio(pins["hx711_sck"], hx.SCK, "hx711_sck: PD_SCK clock out")
+    for supply in (hx.VCC, hx.VDD):
+        s.add(elm.Line().at(supply).up(0.6))
+        s.add(elm.Vdd(label="3V3"))
+    s.add(elm.Line().at(hx.GND).down(0.5))
+    s.add(elm.Ground())
+    cell = s.add(
+        elm.Ic(
+            pins=[
+                elm.IcPin(name, side="left", anchorname=f"b{i}") for i, name in enumerate(bridge)
+            ],
+            size=size,
+            label="load cell 5 kg\n(full bridge)\nin the roller\nhandle",
+            lsize=FONT,
+        )
+        .side("L", pad=0.6, spacing=0.93)
+        .theta(0)
+        .anchor("center")
+        .at((hx.center[0] + size[0] + 4.5, hx.center[1]))
+    )
+    for i, name in enumerate(bridge):
+        colour = LOAD_CELL_WIRES[name]
+        s.add(elm.Line(color=colour, lw=2.2).at(getattr(hx, f"b{i}")).to(getattr(cell, f"b{i}")))
+    s.add(
+        elm.Label()
+        .at(((hx.center[0] + cell.center[0]) / 2, hx.center[1] + size[1] / 2 + 0.9))
+        .label("shielded 4-core cable,\nstrain-relieved in the handle", fontsize=FONT - 1)
+    )
+    s.end_block()
+
+
+def _rgb_led(s: _Sheet, pins: dict[str, WiredPin]) -> None:
+    elm = _elements()
+
+    # Green and blue LEDs drop about 3 V, so they get less resistance to be seen at 3.3 V.
+    channels = (
+        ("led_red", "red", "#d62728", "220 Ω"),
+        ("led_green", "green", "#2ca02c", "100 Ω"),
+        ("led_blue", "blue", "#1f77b4", "100 Ω"),
+    )
+    y0 = s.y - 0.7
+    ends = []
+    for i, (signal, name, colour, ohms) in enumerate(channels):
+        r = s.add(elm.Resistor().at((X_BLOCK, y0 - 1.5 * i)).right(2.5).label(ohms))
+        s.add(elm.LED(color=colour).right(2.0).label(name, loc="bottom"))
+        ends.append(s.add(elm.Line().right(0.8)).end)
+        s.gpio(pins[signal], r.start, f"{signal}: RGB LED, {name}")
+    s.add(elm.Line().at(ends[0]).to((ends[0][0], ends[-1][1] - 0.6)))
+    for end in ends[1:]:
+        s.add(elm.Dot().at(end))
+    s.add(elm.Ground())
+    s.add(
+        elm.Label()
+        .at((ends[0][0] + 0.5, y0 - 1.5))
+        .label("LD1 RGB LED,\ncommon cathode\n(GPIO high = on)", halign="left")
+    )
+    s.end_block()
+
+
+def _buzzer(s: _Sheet, pins: dict[str, WiredPin]) -> None:
+    elm = _elements()
+
+    y = s.y - 4.2
+    r = s.add(elm.Resistor().at((X_BLOCK, y)).right(2.5).label("1 kΩ"))
+    s.gpio(pins["buzzer"], r.start, "buzzer: NPN low-side switch")
+    node = s.add(elm.Dot())
+    q = s.add(
+        elm.BjtNpn(circle=True)
+        .theta(0)
+        .anchor("base")
+        .at((node.center[0] + 1.6, y))
+        .label("Q1 NPN\nBC337 or\n2N2222", loc="right", ofst=(0.2, 0))
+    )
+    s.add(elm.Line().at(node.center).to(q.base))
+    s.add(elm.Resistor().at(node.center).down(2.0).label("10 kΩ", loc="bottom"))
+    s.add(elm.Ground())
+    s.add(elm.Line().at(q.emitter).down(0.4))
+    s.add(elm.Ground())
+    low = s.add(elm.Line().at(q.collector).up(0.5))
+    s.add(elm.RBox(w=0.9, h=0.5).up(2.0).label("BZ1\n5 V active\nbuzzer", loc="bottom"))
+    high = s.add(elm.Line().up(0.4))
+    s.add(elm.Vdd(label="5V"))
+    s.add(elm.Line().at(low.end).left(1.4))
+    s.add(elm.Diode().up(2.0).label("D1\n1N4148", loc="top"))
+    s.add(elm.Line().to(high.start))
+    s.end_block()
+
+
+def _switch(s: _Sheet, pin: WiredPin, name: str, note: str, colour: str = "black") -> Any:
+    elm = _elements()
+
+    y = s.y - 1.2
+    wire = s.add(elm.Line().at((X_BLOCK, y)).right(1.0))
+    s.gpio(pin, wire.start, note)
+    sw = s.add(elm.Switch(color=colour).right(2.0).label(name, loc="top", color=colour))
+    s.add(elm.Line().right(0.8))
+    s.add(elm.Ground())
+    s.end_block()
+    return sw
+
+
+def _uv(s: _Sheet, pins: dict[str, WiredPin], lid_switch: Any) -> None:
+    elm = _elements()
+
+    y = s.y - 7.4
+    r = s.add(elm.Resistor().at((X_BLOCK, y)).right(2.5).label("100 Ω"))
+    s.gpio(pins["uv_led"], r.start, "uv_led: UV-C LED driver")
+    node = s.add(elm.Dot())
+    s.add(elm.Line().right(0.8))
+    q = s.add(elm.NFet().theta(0).reverse().anchor("gate"))
+    s.add(
+        elm.Label()
+        .at((q.drain[0] + 0.5, q.gate[1] - 0.2))
+        .label("Q2 logic-level\nN-MOSFET\nAO3400A", halign="left")
+    )
+    s.add(elm.Resistor().at(node.center).down(2.0).label("100 kΩ", loc="bottom"))
+    s.add(elm.Ground())
+    s.add(elm.Line().at(q.source).down(0.4))
+    s.add(elm.Ground())
+    low = s.add(elm.Line().at(q.drain).up(0.5))
+    s.add(
+        elm.LED(color=UV_VIOLET)
+        .up(2.2)
+        .reverse()
+        .label("UV-C LED\nmodule\n(275 nm)", loc="bottom", color=UV_VIOLET)
+    )
+    high = s.add(elm.Line().up(0.5))
+    sw = s.add(
+        elm.Switch(color=LID_RED)
+        .up(2.2)
+        .label(
+            "S1b lid switch, contact B\n(NO, closed = lid shut):\nin series with the UV-C supply",
+            loc="bottom",
+            color=LID_RED,
+        )
+    )
+    s.add(elm.Vdd(label="+V_UV (UV-C supply, 5-12 V)"))
+    s.add(elm.Line().at(low.end).left(1.6))
+    s.add(elm.Schottky().up(2.2).label("D2\n1N5819", loc="top"))
+    s.add(elm.Line().to(high.start))
+    # S1a and S1b are two contact sets of one switch: a dashed mechanical link.
+    a = lid_switch.center
+    b = sw.center
+    s.add(elm.Wire("|-", color=LID_RED, ls=":").at((a[0], a[1] + 0.2)).to((b[0] - 0.3, b[1])))
+    s.end_block()
+
+
+def _uv_sensor(s: _Sheet, pin: WiredPin) -> None:
+    elm = _elements()
+
+    y = s.y - 1.6
+    box = s.add(
+        elm.Ic(
+            pins=[
+                elm.IcPin("OUT", side="left"),
+                elm.IcPin("VCC", side="top"),
+                elm.IcPin("GND", side="bottom"),
+            ],
+            size=(5.0, 2.6),
+            label="UV sensor board\n(optional)",
+            lsize=FONT,
+            ls="--",
+        )
+        .side("L", pad=1.3)
+        .theta(0)
+        .anchor("OUT")
+        .at((X_BLOCK + 1.2, y))
+    )
+    wire = s.add(elm.Line(ls="--").at((X_BLOCK, y)).to(box.OUT))
+    s.add(elm.Line().at(box.VCC).up(0.4))
+    s.add(elm.Vdd(label="3V3"))
+    s.add(elm.Line().at(box.GND).down(0.4))
+    s.add(elm.Ground())
+    note = "uv_sensor: lit = high (pull-down)"
+    if pin.optional:
+        note = f"uv_sensor: lit = high; optional, pins.uv_sensor: {pin.bcm}"
+    s.gpio(pin, wire.start, note)
+    s.end_block()
+
+
+def _header(s: _Sheet, top: float) -> None:
+    """The Pi's header box, and a wire from each GPIO to its block's input."""
+    elm = _elements()
+
+    bottom = min(y for _, (_, y), _ in s.inputs) - 3.2
+    left = -HEADER_W
+    s.add(elm.Rect(corner1=(left, top), corner2=(0, bottom), lw=1.8).at((0, 0)).theta(0))
+    s.add(
+        elm.Label()
+        .at((left / 2, top - 1.0))
+        .label("Raspberry Pi\n40-pin header\n(BCM GPIO numbers)", fontsize=FONT + 1)
+    )
+    power = "\n".join(f"{name}: pin {', '.join(map(str, p))}" for name, p in POWER_PINS.items())
+    s.add(elm.Label().at((left / 2, bottom + 1.4)).label(power, fontsize=FONT - 2))
+    for pin, (x, y), note in s.inputs:
+        s.add(elm.Dot().at((0, y)))
+        s.add(elm.Label().at((-0.25, y)).label(pin.label, halign="right"))
+        style = {"ls": "--"} if pin.optional else {}
+        s.add(elm.Line(**style).at((0, y)).to((x, y)).label(note, loc="top", fontsize=FONT - 1))
+
+
+def build(canvas: str, pins: PinsConfig | None = None) -> Any:
+    """The wiring diagram as a schemdraw Drawing on ``canvas`` ("svg" or "matplotlib")."""
+    elm = _elements()
+
+    wired = wiring_pins(pins)
+    s = _Sheet(canvas)
+    s.add(
+        elm.Label()
+        .at((-HEADER_W, 1.6))
+        .label(
+            "dermaguard wiring (GPIO numbers from the dermaguard config, pins.*)",
+            halign="left",
+            fontsize=FONT + 4,
+        )
+    )
+    s.block = []
+    _hx711(s, wired)
+    _rgb_led(s, wired)
+    _buzzer(s, wired)
+    _switch(s, wired["dock"], "S2 dock switch (NO)", "dock: closed = docked (pull-up)")
+    lid = _switch(
+        s,
+        wired["lid"],
+        "S1a lid switch, contact A (NO)",
+        "lid: closed = lid shut (pull-up)",
+        colour=LID_RED,
+    )
+    _uv(s, wired, lid)
+    _uv_sensor(s, wired["uv_sensor"])
+    _header(s, top=0.4)
+    notes = (
+        "UV-C interlock: S1 is one lid switch with two contact sets (or two switches worked by the "
+        "same lid). S1a tells the software;\n"
+        "S1b carries the UV-C supply, so the UV-C LED is unpowered whenever the lid is open, "
+        "whatever the software does.\n"
+        "All grounds are common. Outputs are driven low by firmware/config.txt once the firmware "
+        "has read it (a few seconds\n"
+        "after power-on); the 10 kΩ and 100 kΩ pull-downs keep Q1 and Q2 off before that."
+    )
+    s.add(elm.Label().at((-HEADER_W, s.y - 0.8)).label(notes, halign="left"))
+    return s.d
+
+
+def draw(svg: Path = SVG, png: Path = PNG, dpi: int = 110) -> None:
+    """Write the diagram as SVG (text kept as text) and as PNG."""
+    build("svg").save(str(svg))
+    build("matplotlib").save(str(png), transparent=False, dpi=dpi)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Draw hardware/wiring.svg and wiring.png.")
+    parser.add_argument("--svg", type=Path, default=SVG, help="SVG to write")
+    parser.add_argument("--png", type=Path, default=PNG, help="PNG to write")
+    parser.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
+    args = parser.parse_args(argv)
+    draw(args.svg, args.png, args.dpi)
+    print(f"wrote {args.svg} and {args.png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

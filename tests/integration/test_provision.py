@@ -1,0 +1,352 @@
+"""firmware/provision.sh, run for real into a scratch root (``--root``), twice.
+
+One module-scoped target is provisioned twice with the venv (a real ``pip install`` of this
+source tree: 15-25 s for the first run here, about 5 s for the second), a user edits its config
+in between, and the tests read what the two runs left. The edge cases (a stale or damaged
+block, no boot config, not root) run with ``--no-venv``, a fraction of a second each.
+
+``systemd-sysusers`` and ``systemctl`` (package systemd) are required tools: missing, the tests
+fail with the install command. Nothing here is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "firmware" / "provision.sh"
+FRAGMENT = ROOT / "firmware" / "config.txt"
+UNIT = ROOT / "systemd" / "dermaguard.service"
+SYSUSERS = ROOT / "systemd" / "dermaguard.sysusers"
+EXAMPLE = ROOT / "src" / "dermaguard" / "data" / "dermaguard.example.yaml"
+BEGIN = "# >>> dermaguard >>>"
+END = "# <<< dermaguard <<<"
+
+#: A Raspberry Pi OS bookworm /boot/firmware/config.txt (abridged), ending in a model section.
+SAMPLE_BOOT = """\
+# For more options and information see
+# http://rptl.io/configtxt
+dtparam=audio=on
+camera_auto_detect=1
+display_auto_detect=1
+auto_initramfs=1
+dtoverlay=vc4-kms-v3d
+max_framebuffers=2
+disable_fw_kms_setup=1
+arm_64bit=1
+disable_overscan=1
+arm_boost=1
+
+[cm4]
+otg_mode=1
+
+[cm5]
+dtoverlay=dwc2,dr_mode=host
+"""
+
+pytestmark = pytest.mark.subprocess
+
+
+def _require(tool: str) -> None:
+    if shutil.which(tool) is None:
+        pytest.fail(
+            f"{tool} was not found: provision.sh needs it; install systemd "
+            "(apt-get install -y systemd)",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _systemd_tools() -> None:
+    for tool in ("systemd-sysusers", "systemctl"):
+        _require(tool)
+
+
+def provision(
+    target: Path, *args: str, check: bool = True, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``provision.sh --root target args...``; the venv, if any, is made with this Python."""
+    env = {**os.environ, "PYTHON": sys.executable, "LC_ALL": "C.UTF-8", "SYSTEMD_PAGER": ""}
+    result = subprocess.run(
+        [*prefix, str(SCRIPT), "--root", str(target), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    if check:
+        assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def snapshot(target: Path) -> dict[str, tuple[int, str | bytes]]:
+    """Every file, link and directory under ``target`` but the venv: mode and content."""
+    out: dict[str, tuple[int, str | bytes]] = {}
+    venv = target / "opt" / "dermaguard" / "venv"
+    for path in sorted(target.rglob("*")):
+        if path == venv or venv in path.parents:
+            continue
+        mode = path.lstat().st_mode
+        if path.is_symlink():
+            content: str | bytes = str(path.readlink())
+        elif path.is_file():
+            content = path.read_bytes()
+        else:
+            content = b""
+        out[str(path.relative_to(target))] = (mode, content)
+    return out
+
+
+def blocks(text: str) -> list[str]:
+    """The dermaguard blocks of a boot config, markers included."""
+    return re.findall(rf"^{re.escape(BEGIN)}\n.*?^{re.escape(END)}$", text, re.M | re.S)
+
+
+def expected_block() -> str:
+    lines = [BEGIN, *FRAGMENT.read_text(encoding="utf-8").splitlines(), END]
+    return "\n".join(lines)
+
+
+def group_line(target: Path, name: str) -> list[str]:
+    for line in (target / "etc" / "group").read_text(encoding="utf-8").splitlines():
+        fields = line.split(":")
+        if fields[0] == name:
+            return fields
+    raise AssertionError(f"no group {name} in {target}/etc/group")
+
+
+# --- the real thing: venv, two runs -----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Provisioned:
+    target: Path
+    first: subprocess.CompletedProcess[str]
+    second: subprocess.CompletedProcess[str]
+    after_first: dict[str, tuple[int, str | bytes]]
+    after_second: dict[str, tuple[int, str | bytes]]
+    user_config: str
+
+
+@pytest.fixture(scope="module")
+def provisioned(tmp_path_factory: pytest.TempPathFactory) -> Provisioned:
+    target = tmp_path_factory.mktemp("target")
+    boot = target / "boot" / "firmware"
+    boot.mkdir(parents=True)
+    (boot / "config.txt").write_text(SAMPLE_BOOT, encoding="utf-8")
+
+    first = provision(target)
+    after_first = snapshot(target)
+    # The user edits the config between the runs.
+    config = target / "etc" / "dermaguard" / "dermaguard.yaml"
+    user_config = config.read_text(encoding="utf-8").replace(
+        "log_level: info", "log_level: debug  # edited by the user"
+    )
+    assert user_config != config.read_text(encoding="utf-8")
+    config.write_text(user_config, encoding="utf-8")
+
+    second = provision(target)
+    return Provisioned(target, first, second, after_first, snapshot(target), user_config)
+
+
+@pytest.mark.slow
+def test_the_unit_is_the_repos_unit(provisioned: Provisioned) -> None:
+    installed = provisioned.target / "etc" / "systemd" / "system" / "dermaguard.service"
+    assert installed.read_bytes() == UNIT.read_bytes()
+    assert stat.S_IMODE(installed.stat().st_mode) == 0o644
+
+
+@pytest.mark.slow
+def test_the_service_is_enabled(provisioned: Provisioned) -> None:
+    wants = provisioned.target / "etc/systemd/system/multi-user.target.wants/dermaguard.service"
+    assert wants.is_symlink()
+    assert str(wants.readlink()) == "/etc/systemd/system/dermaguard.service"
+    assert "not started" in provisioned.first.stdout
+
+
+@pytest.mark.slow
+def test_the_first_run_installs_the_example_config_0640_root_dermaguard(
+    provisioned: Provisioned,
+) -> None:
+    mode, content = provisioned.after_first["etc/dermaguard/dermaguard.yaml"]
+    assert content == EXAMPLE.read_bytes()
+    assert stat.S_IMODE(mode) == 0o640
+    config = provisioned.target / "etc" / "dermaguard" / "dermaguard.yaml"
+    if os.geteuid() == 0:  # ownership is only settable as root (test_not_root_... covers the rest)
+        st = config.stat()
+        assert (st.st_uid, st.st_gid) == (0, int(group_line(provisioned.target, "dermaguard")[2]))
+
+
+@pytest.mark.slow
+def test_a_users_edited_config_survives_the_second_run(provisioned: Provisioned) -> None:
+    config = provisioned.target / "etc" / "dermaguard" / "dermaguard.yaml"
+    assert config.read_text(encoding="utf-8") == provisioned.user_config
+    assert "kept      /etc/dermaguard/dermaguard.yaml" in provisioned.second.stdout
+
+
+@pytest.mark.slow
+def test_the_boot_config_keeps_its_lines_and_has_one_block_after_two_runs(
+    provisioned: Provisioned,
+) -> None:
+    text = (provisioned.target / "boot" / "firmware" / "config.txt").read_text(encoding="utf-8")
+    assert blocks(text) == [expected_block()]
+    # The original file, unchanged and in order, then one blank line, then the block at the end.
+    assert text == SAMPLE_BOOT + "\n" + expected_block() + "\n"
+    backup = provisioned.target / "boot" / "firmware" / "config.txt.dermaguard-backup"
+    assert backup.read_text(encoding="utf-8") == SAMPLE_BOOT
+
+
+@pytest.mark.slow
+def test_systemd_sysusers_made_the_user_in_group_gpio(provisioned: Provisioned) -> None:
+    target = provisioned.target
+    passwd = {
+        line.split(":")[0]: line.split(":")
+        for line in (target / "etc" / "passwd").read_text(encoding="utf-8").splitlines()
+    }
+    user = passwd["dermaguard"]
+    assert int(user[2]) < 1000, "a system user"
+    assert user[3] == group_line(target, "dermaguard")[2]
+    assert user[5] == "/var/lib/dermaguard"
+    assert user[6].endswith("nologin")
+    assert "dermaguard" in group_line(target, "gpio")[3].split(",")
+    installed = target / "usr" / "lib" / "sysusers.d" / "dermaguard.conf"
+    assert installed.read_bytes() == SYSUSERS.read_bytes()
+
+
+@pytest.mark.slow
+def test_the_watchdog_is_handed_to_systemd(provisioned: Provisioned) -> None:
+    conf = provisioned.target / "etc/systemd/system.conf.d/dermaguard-watchdog.conf"
+    assert conf.read_bytes() == (ROOT / "firmware" / "watchdog.conf").read_bytes()
+    assert re.search(r"^RuntimeWatchdogSec=\d+s$", conf.read_text(encoding="utf-8"), re.M)
+
+
+@pytest.mark.slow
+def test_the_venv_runs_dermaguard(provisioned: Provisioned) -> None:
+    exe = provisioned.target / "opt" / "dermaguard" / "venv" / "bin" / "dermaguard"
+    result = subprocess.run(
+        [str(exe), "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "calibrate" in result.stdout
+    assert "created   venv" in provisioned.first.stdout
+    assert "kept      venv" in provisioned.second.stdout
+
+
+@pytest.mark.slow
+def test_the_second_run_changes_nothing_but_what_the_user_edited(
+    provisioned: Provisioned,
+) -> None:
+    before = dict(provisioned.after_first)
+    after = dict(provisioned.after_second)
+    edited = "etc/dermaguard/dermaguard.yaml"
+    assert after.pop(edited)[1] == provisioned.user_config.encode()
+    before.pop(edited)
+    assert after == before
+    assert "unchanged /boot/firmware/config.txt" in provisioned.second.stdout
+
+
+# --- the edge cases, without the venv ---------------------------------------------------------
+
+
+def test_a_stale_block_is_replaced_in_place_of_a_second_one(tmp_path: Path) -> None:
+    boot = tmp_path / "boot" / "firmware" / "config.txt"
+    boot.parent.mkdir(parents=True)
+    stale = f"{BEGIN}\ngpio=4=op,dh\n{END}\n"
+    before, after = "arm_64bit=1\n\n", "[pi4]\narm_boost=1\n"
+    boot.write_text(before + stale + after, encoding="utf-8")
+
+    provision(tmp_path, "--no-venv")
+    text = boot.read_text(encoding="utf-8")
+    assert blocks(text) == [expected_block()]
+    assert "gpio=4=op,dh" not in text
+    # Everything outside the old block stays, in order; the new block goes at the end.
+    assert text == "arm_64bit=1\n\n[pi4]\narm_boost=1\n\n" + expected_block() + "\n"
+    provision(tmp_path, "--no-venv")
+    assert boot.read_text(encoding="utf-8") == text
+
+
+def test_a_damaged_block_is_refused_and_the_file_left_alone(tmp_path: Path) -> None:
+    boot = tmp_path / "boot" / "firmware" / "config.txt"
+    boot.parent.mkdir(parents=True)
+    damaged = f"arm_64bit=1\n{BEGIN}\ngpio=25=op,dl\n"  # the end marker was deleted
+    boot.write_text(damaged, encoding="utf-8")
+
+    result = provision(tmp_path, "--no-venv", check=False)
+    assert result.returncode != 0
+    assert "fix it by hand" in result.stderr
+    assert boot.read_text(encoding="utf-8") == damaged
+    assert not (tmp_path / "etc").exists(), "nothing is changed before the checks pass"
+
+
+def test_without_a_boot_config_one_is_made_with_the_block_alone(tmp_path: Path) -> None:
+    provision(tmp_path, "--no-venv")
+    text = (tmp_path / "boot" / "firmware" / "config.txt").read_text(encoding="utf-8")
+    assert text == expected_block() + "\n"
+
+
+def test_not_root_ownership_is_reported_and_the_run_goes_on(tmp_path: Path) -> None:
+    """As root the script is re-run as ``nobody`` (setpriv), on a copy it can read."""
+    prefix: tuple[str, ...] = ()
+    scratch = Path(tempfile.mkdtemp(prefix="dermaguard-provision-", dir="/tmp"))
+    try:
+        copy = scratch / "repo"
+        for rel in ("firmware", "systemd", "src/dermaguard/data", "README.md"):
+            src = ROOT / rel
+            dest = copy / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_dir():
+                shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(src, dest)
+        target = scratch / "target"
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            assert setpriv, "setpriv is needed to drop root: apt-get install util-linux"
+            for path in [scratch, *scratch.rglob("*")]:
+                os.chown(path, 65534, 65534, follow_symlinks=False)
+            prefix = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups")
+        env = {**os.environ, "HOME": str(scratch), "LC_ALL": "C.UTF-8"}
+        result = subprocess.run(
+            [*prefix, str(copy / "firmware" / "provision.sh"), "--root", str(target), "--no-venv"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+        assert "cannot chown /etc/dermaguard/dermaguard.yaml" in result.stderr
+        config = target / "etc" / "dermaguard" / "dermaguard.yaml"
+        assert config.read_bytes() == EXAMPLE.read_bytes()
+        assert stat.S_IMODE(config.stat().st_mode) == 0o640
+        wants = target / "etc/systemd/system/multi-user.target.wants"
+        assert (wants / "dermaguard.service").is_symlink()
+        assert "dermaguard" in group_line(target, "gpio")[3].split(",")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def test_help_and_bad_arguments(tmp_path: Path) -> None:
+    shown = subprocess.run(
+        [str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert shown.returncode == 0
+    for option in ("--root DIR", "--source PATH", "--no-venv", "--help"):
+        assert option in shown.stdout
+    bad = provision(tmp_path, "--frobnicate", check=False)
+    assert bad.returncode != 0
+    assert "unknown argument: --frobnicate" in bad.stderr
+    missing = provision(tmp_path, "--source", str(tmp_path / "nope"), check=False)
+    assert missing.returncode != 0
+    assert "does not exist" in missing.stderr
