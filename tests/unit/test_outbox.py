@@ -136,3 +136,14 @@ def test_the_envelope_carries_the_contract_fields() -> None:
         "data": {"n": 7},
     }
     assert ev(7, "session_ended").data == {"n": 7} and ev(7).data is None
+
+
+def test_nothing_is_next_while_events_only_wait_for_their_puback() -> None:
+    # The bridge thread sleeps on has_next; "not idle" would keep it spinning until the PUBACK.
+    disk, client = Disk([1, 2]), Client()
+    box = Outbox(disk.page)
+    box.fill(client.publish)
+    assert len(box.inflight) == 2 and not box.idle
+    assert not box.has_next
+    box.offer(ev(3))
+    assert box.has_next

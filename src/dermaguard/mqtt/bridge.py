@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 HA_REANNOUNCE_DELAY_S = 3.0
 #: The bridge thread wakes at least this often (retries of refused events, housekeeping).
 IDLE_WAKE_S = 1.0
+#: After the client refused to take a publish (not a disconnect), wait this long (seconds).
+PUBLISH_RETRY_S = 1.0
 _PUBLISH_OK = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 
@@ -91,6 +93,7 @@ class MqttBridge:
         self._discovery_due: float | None = None
         self._stopping = False
         self._idle = False  # the outbox had nothing left after the bridge's last step
+        self._publish_retry_at = -float("inf")  # after the client refused a publish
         # Engine thread only.
         self._in_use = False
         self._last_force_t = -float("inf")
@@ -341,10 +344,16 @@ class MqttBridge:
             return True
         if self._discovery_due is not None and self._monotonic() >= self._discovery_due:
             return True
-        return self._connected and not outbox.idle and len(outbox.inflight) < outbox.window
+        # Something to hand over and room for it. Not "not outbox.idle": that stays true while
+        # events only wait for their PUBACK, and this thread would spin until it came.
+        if self._monotonic() < self._publish_retry_at:
+            return False
+        return self._connected and outbox.has_next and len(outbox.inflight) < outbox.window
 
     def _wait_s(self, outbox: Outbox) -> float:
         waits = [IDLE_WAKE_S]
+        if self._publish_retry_at > self._monotonic():
+            waits.append(self._publish_retry_at - self._monotonic())
         retry = outbox.next_retry_in()
         if retry is not None:
             waits.append(retry)
@@ -370,6 +379,8 @@ class MqttBridge:
     def _publish_event(self, event: OutEvent) -> int | None:
         info = self.client.publish(self.topics.event, event.payload, qos=1)
         if info.rc not in _PUBLISH_OK:
+            # Back off: trying again at once would spin this thread until the client recovers.
+            self._publish_retry_at = self._monotonic() + PUBLISH_RETRY_S
             log.warning("MQTT: event %d not handed to the client: %s", event.seq, info.rc)
             return None
         if event.etype == "session_ended" and event.data is not None:

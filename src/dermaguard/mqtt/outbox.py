@@ -128,6 +128,11 @@ class Outbox:
         """Nothing in flight and nothing known to be waiting (refused events aside)."""
         return not self.inflight and not self.backlog_mode and not self._pending_fresh()
 
+    @property
+    def has_next(self) -> bool:
+        """Events wait to be handed to the client (refused ones aside: see next_retry_in)."""
+        return self.backlog_mode or self._pending_fresh()
+
     def _pending_fresh(self) -> bool:
         while self.fresh and self.fresh[0].seq <= self.cursor:
             self.fresh.popleft()
