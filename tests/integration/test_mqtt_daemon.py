@@ -8,6 +8,8 @@ restarted) and checks what it got against the daemon's own event log.
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -250,3 +252,94 @@ def test_events_the_broker_refuses_by_acl_are_not_counted_as_delivered(
     assert stored and not any(e["delivered"] for e in stored)
     assert "the broker refused event" in err and "Not authorized" in err
     assert err.count("the broker refused event") == 1  # once per reason, not per event
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def make_tls_files(d: Path) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for 127.0.0.1, made with openssl."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    openssl(
+        *("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+        *("-subj", "/CN=dg test CA", "-keyout", "ca.key", "-out", "ca.pem"),
+    )
+    openssl(
+        *("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1"),
+        *("-keyout", "server.key", "-out", "server.csr"),
+    )
+    (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl(
+        *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
+        *("-CAcreateserial", "-days", "2", "-out", "server.pem", "-extfile", "san.cnf"),
+    )
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+def test_tls_to_the_broker_with_the_configured_ca(
+    broker_factory: BrokerFactory, tmp_path: Path
+) -> None:
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca, cert, key = make_tls_files(certs)
+    tls_port = free_port()
+    broker = broker_factory(
+        extra_conf=f"listener {tls_port} 127.0.0.1\ncafile {ca}\ncertfile {cert}\nkeyfile {key}"
+    )
+    config = tmp_path / "dermaguard.yaml"
+    config.write_text(
+        f"mqtt:\n  host: 127.0.0.1\n  port: {tls_port}\n  tls:\n    enabled: true\n"
+        f"    ca_file: {ca}\n"
+    )
+    rec = recorder(broker)  # plain TCP on the broker's first listener
+    try:
+        proc = daemon.start_with_config(tmp_path / "state", "unsterile_use", config, speed=10)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        stored = daemon.stored_events(tmp_path / "state")
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        assert_all_delivered_once_in_order(rec, stored)
+    finally:
+        rec.close()
+
+
+def test_mqtt_3_1_1_is_selectable(broker: Broker, tmp_path: Path) -> None:
+    config = tmp_path / "dermaguard.yaml"
+    config.write_text(f'mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n  version: "3.1.1"\n')
+    rec = recorder(broker)
+    try:
+        proc = daemon.start_with_config(tmp_path / "state", "unsterile_use", config, speed=10)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        stored = daemon.stored_events(tmp_path / "state")
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        assert_all_delivered_once_in_order(rec, stored)
+    finally:
+        rec.close()
+    assert "as dermaguard-dermaguard (p2" in broker.log_text()  # mosquitto: p2 = 3.1.1, p5 = 5
+
+
+def test_discovery_is_sent_again_when_home_assistant_comes_online(
+    broker: Broker, tmp_path: Path
+) -> None:
+    scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
+    discovery = f"homeassistant/device/{DEVICE}/config"
+    rec = recorder(broker)
+    try:
+        proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=2)
+        rec.wait_for(lambda m: any(x.topic == discovery for x in m), timeout=60)
+        with Publisher(broker) as pub:
+            pub.publish("homeassistant/status", "online")
+        rec.wait_for(lambda m: sum(x.topic == discovery for x in m) >= 2, timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+    finally:
+        rec.close()

@@ -58,6 +58,31 @@ def start(
     )
 
 
+def start_with_config(
+    state: Path, scenario: Path | str, config: Path, *, speed: float = 10.0
+) -> subprocess.Popen[str]:
+    """``dermaguard run --simulate`` with the broker the config file names."""
+    path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "dermaguard",
+            "run",
+            "--config",
+            str(config),
+            "--simulate",
+            str(path),
+            "--speed",
+            f"{speed:g}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(state),
+    )
+
+
 def finish(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, str, str]:
     try:
         out, err = proc.communicate(timeout=timeout)
