@@ -35,7 +35,10 @@ def parse_utc(value: object) -> datetime | None:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # e.g. year 1 with a positive offset: before datetime.min in UTC
+        return None
 
 
 def to_local(moment: datetime, tz: tzinfo | None = None) -> datetime:

@@ -193,6 +193,7 @@ def test_parse_utc_accepts_z_offsets_and_naive() -> None:
     assert parse_utc("2026-11-25T18:50:23.123") == expected
     assert parse_utc("garbage") is None
     assert parse_utc(None) is None
+    assert parse_utc("0001-01-01T00:00:00+01:00") is None  # before datetime.min in UTC
 
 
 # --- status ------------------------------------------------------------------------------------
