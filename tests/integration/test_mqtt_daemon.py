@@ -343,3 +343,32 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(
         assert rc == 0, err
     finally:
         rec.close()
+
+
+def test_sigterm_mid_session_closes_it_and_publishes_daemon_stopping(
+    broker: Broker, tmp_path: Path
+) -> None:
+    scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=120)
+    rec = recorder(broker)
+    try:
+        proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=3)
+        rec.wait_for(
+            lambda m: any(x.topic == EVENT and x.json()["type"] == "session_started" for x in m),
+            timeout=60,
+        )
+        proc.send_signal(signal.SIGTERM)
+        rc, _, err = daemon.finish(proc)
+        assert rc == 0, err
+        stored = daemon.stored_events(tmp_path / "state")
+        # Everything was delivered before the exit: the subscriber already has it all.
+        assert all(e["delivered"] for e in stored)
+        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        got = events_seen(rec)
+        assert [e["type"] for e in got][-2:] == ["session_ended", "daemon_stopping"]
+        assert got[-2]["data"]["end_reason"] == "shutdown"
+    finally:
+        rec.close()
+    retained = {m.topic: m for m in fetch_retained(broker, f"{BASE}/#")}
+    assert retained[f"{BASE}/availability"].payload == b"offline"
+    assert retained[f"{BASE}/state"].json()["state"] == "idle"
+    assert retained[f"{BASE}/session/last"].json()["end_reason"] == "shutdown"
