@@ -141,6 +141,9 @@ class SessionTracker:
                     "too_soon": too_soon,
                     "roller_id": self.roller.roller_id,
                     "roller_use": s.roller_use,
+                    # The start on this process's monotonic clock, which the stored force
+                    # trace is timed from (the wall clock may jump; this does not).
+                    "t_start": round(s.t_start, 6),
                 },
             )
         ]
