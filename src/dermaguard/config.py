@@ -95,11 +95,25 @@ def load_config(path: Path | str | None) -> Config:
         raise ConfigError([f"cannot read: {exc.strerror or exc}"], source) from None
     try:
         data = yaml.load(raw, Loader=_UniqueKeyLoader)  # a SafeLoader: as safe as safe_load
+    except yaml.reader.ReaderError as exc:  # bytes that are not text
+        where = f" (byte {exc.position})" if exc.position is not None else ""
+        raise ConfigError([f"is not a text file{where}: {exc.reason}"], source) from None
     except yaml.MarkedYAMLError as exc:
         raise ConfigError([_syntax_message(exc)], source) from None
-    except yaml.YAMLError as exc:  # e.g. bytes that are not UTF-8
+    except yaml.YAMLError as exc:
         raise ConfigError([f"cannot be read as YAML: {exc}"], source) from None
+    except RecursionError:
+        raise ConfigError(["nested too deeply to be a configuration file"], source) from None
+    except (ValueError, OverflowError) as exc:
+        # PyYAML's constructors raise plain errors for values it parses but cannot build: an
+        # impossible date (2024-02-30) or an integer longer than Python converts (4300 digits).
+        raise ConfigError([f"a value cannot be read: {_first_line(exc)}"], source) from None
     return parse_config(data, source)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:120]
 
 
 def config_to_data(config: Config) -> dict[str, Any]:

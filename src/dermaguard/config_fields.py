@@ -17,7 +17,9 @@ problems are collected in one pass.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime
 import difflib
 import inspect
 import math
@@ -228,7 +230,20 @@ def _render(value: object, *, quote: bool, depth: int | None) -> str:
         items = [_render(v, quote=quote, depth=inner) for v in list(value)[:cap]]
         more = ", …" if cap is not None and len(value) > cap else ""
         return "[" + ", ".join(items) + more + "]"
-    return repr(value)[:200]
+    return _render_yaml_scalar(value)
+
+
+def _render_yaml_scalar(value: object) -> str:
+    """Values YAML builds into Python objects, shown as a person wrote them in the file."""
+    if isinstance(value, datetime.date):  # a datetime too
+        return value.isoformat()
+    if isinstance(value, bytes | bytearray):
+        return "!!binary " + base64.b64encode(bytes(value[:150])).decode()
+    if isinstance(value, set | frozenset):
+        return "{" + ", ".join(sorted(str(v)[:40] for v in list(value)[:5])) + "}"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)[:200]
 
 
 def _bounds(meta: Mapping[str, Any]) -> str:

@@ -471,7 +471,7 @@ def test_yaml_merge_keys_still_override(tmp_path: Path) -> None:
         (b"- 1\n- 2\n", "top level: [1, 2] is not allowed"),
         (b"just words\n", "top level: 'just words' is not allowed"),
         (b"x: !!python/object:os.system {}\n", "line 1, column 4: YAML error"),
-        (b"a: \xff\xfe\xfd\n", "cannot be read as YAML"),
+        (b"a: \xff\xfe\xfd\n", "is not a text file"),
     ],
 )
 def test_files_that_are_not_a_settings_mapping(

@@ -73,7 +73,8 @@ class CommandParser:
 
     def parse(self, topic: str, payload: bytes, t: float) -> Command | None:
         name = self.topics.command_name(topic)
-        shown_name = "" if name is None else name
+        # The answer must name something: a message on the bare .../cmd/ topic has no name.
+        shown_name = name if name else "(none)"
         if not self._commands.take(t):
             if not self._replies.take(t):
                 self.dropped += 1
@@ -160,10 +161,12 @@ def _check_args(name: str, args: Mapping[str, Any]) -> None:
             raise _Refused(f"{name}: unknown field {show(key)} (allowed: {extra})")
     if "duration_s" in args:
         value = args["duration_s"]
+        # Compare before any float conversion: an int too large for a float (10**400) must be
+        # refused, not raise OverflowError.
         ok = (
             isinstance(value, int | float)
             and not isinstance(value, bool)
-            and math.isfinite(value)
+            and (isinstance(value, int) or math.isfinite(value))
             and 1 <= value <= MAX_SILENCE_S
         )
         if not ok:
