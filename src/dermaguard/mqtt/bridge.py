@@ -306,6 +306,8 @@ class MqttBridge:
                 return False
             fresh, self._fresh = self._fresh, deque()
             acks, self._acks = self._acks, deque()
+            if fresh:
+                self._idle = False  # they are in no queue drain() can see until the step ends
             connected, announce = self._connected, self._announce
             self._announce = False
             state = self._state if (self._state_dirty or announce) else None
