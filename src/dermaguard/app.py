@@ -35,6 +35,7 @@ from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 from dermaguard.hw.hx711 import HX711, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
+from dermaguard.line_writer import LineWriter
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
@@ -441,7 +442,8 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             trace_hz=config.session.trace_hz,
         )
         engine = build_engine(config, cal, history)
-        printer = ConsolePrinter(hw.clock.monotonic(), out)
+        console = LineWriter(out)  # never lets a blocked stdout stop the engine thread
+        printer = ConsolePrinter(hw.clock.monotonic(), console)
         status = StatusFile(
             store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
             hw.clock.wall,
@@ -490,6 +492,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                 close_mqtt(bridge, sink)
                 bridge = None
         status.close()
+        console.close()
         if runtime.failed is not None:
             return 70  # EX_SOFTWARE: our bug, logged with its traceback
         if scenario is not None:

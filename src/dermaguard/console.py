@@ -14,6 +14,7 @@ from dermaguard.core.events import (
     ShowIndicators,
     Zone,
 )
+from dermaguard.line_writer import LineWriter
 
 _EVENT_TEXT = {
     "daemon_started": "started",
@@ -59,7 +60,7 @@ def _minutes(seconds: float) -> str:
 class ConsolePrinter:
     """An effect sink that prints a line per zone change and per event."""
 
-    def __init__(self, t0: float, out: TextIO | None = None) -> None:
+    def __init__(self, t0: float, out: TextIO | LineWriter | None = None) -> None:
         self.t0 = t0
         self.out = out or sys.stdout
         self._zone: Zone | None = None
