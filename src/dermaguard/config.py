@@ -162,6 +162,15 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
         return super().construct_mapping(node, deep=deep)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value PyYAML parses but cannot build (an impossible date such as 2024-02-30, an
+        integer longer than Python converts) is an error at its line, not a bare ValueError."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, OverflowError) as exc:
+            problem = f"{node.value!s:.40} cannot be read: {_first_line(exc)}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
 
 def with_overrides(config: Config, overrides: Mapping[str, Any], source: str) -> Config:
     """``config`` with ``overrides`` (nested mappings, as in a config file) laid over it.
