@@ -102,3 +102,9 @@ def test_any_payload_on_any_command_topic_gives_a_command_or_an_error(
         assert set(cmd.args) <= {"duration_s"}
     else:
         assert cmd.error.strip()
+
+
+def test_a_very_long_unknown_name_is_answered_with_a_bounded_echo() -> None:
+    cmd = parse("x" * 60_000, "{}")
+    assert cmd is not None and cmd.error is not None
+    assert len(cmd.name) <= 64 and len(cmd.error) < 300

@@ -23,6 +23,8 @@ from dermaguard.mqtt.topics import COMMANDS, Topics
 MAX_PAYLOAD = 1024
 #: ``request_id``: a string of 1 to this many characters.
 MAX_REQUEST_ID = 64
+#: Longest command name echoed back in an answer (characters).
+MAX_NAME = 64
 #: Longest silence a command may ask for (seconds); the config's alarm.silence_s caps it too.
 MAX_SILENCE_S = 600.0
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
@@ -74,7 +76,10 @@ class CommandParser:
     def parse(self, topic: str, payload: bytes, t: float) -> Command | None:
         name = self.topics.command_name(topic)
         # The answer must name something: a message on the bare .../cmd/ topic has no name.
-        shown_name = name if name else "(none)"
+        # Echoed in the answer, so bounded: a 60 KB topic must not become a 60 KB event.
+        shown_name = (
+            (name if len(name) <= MAX_NAME else name[: MAX_NAME - 1] + "…") if name else "(none)"
+        )
         if not self._commands.take(t):
             if not self._replies.take(t):
                 self.dropped += 1
