@@ -41,7 +41,7 @@ from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
 from dermaguard.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.sim.case_pins import CaseWiring
-from dermaguard.sim.hardware import SimHardware
+from dermaguard.sim.hardware import SIM_POWER_DOWN_NS, SimHardware
 from dermaguard.sim.scenario import Scenario
 from dermaguard.status_file import STATUS_NAME, StatusFile
 from dermaguard.store import Store, StoreError, StoreSink
@@ -223,12 +223,19 @@ def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Ha
         install_pin_factory(real_pin_factory())
         clock = RealClock()
     case = open_case(config, clock)
+    # The driver discards a read whose clock-high phase may have powered the chip down. The
+    # emulated chip of a whole-daemon simulation powers down only after 5 ms (a host's
+    # scheduling pauses are not the sensor's fault), so the driver's limit follows the chip
+    # it talks to; otherwise a busy host's pauses read as sensor faults in a demo or in CI.
+    max_high_us = config.hx711.max_clock_high_us
+    if sim is not None:
+        max_high_us = max(max_high_us, SIM_POWER_DOWN_NS / 1000 * 0.8)
     driver = HX711(
         pins.hx711_dout,
         pins.hx711_sck,
         gain=config.hx711.gain,
         rate_sps=config.hx711.rate_sps,
-        max_clock_high_us=config.hx711.max_clock_high_us,
+        max_clock_high_us=max_high_us,
     )
     reset_chip(driver)
     indicators = Indicators(
