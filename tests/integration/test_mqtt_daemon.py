@@ -43,6 +43,17 @@ def assert_all_delivered_once_in_order(rec: Recorder, stored: list[dict[str, Any
     assert [e["type"] for e in got] == [e["type"] for e in stored]
 
 
+def wait_for_all(rec: Recorder, stored: list[dict[str, Any]]) -> None:
+    """Until the subscriber holds as many distinct events as the log (duplicates aside)."""
+    rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+
+
+def wait_for_type(rec: Recorder, etype: str, timeout: float = 60) -> None:
+    rec.wait_for(
+        lambda m: any(x.topic == EVENT and x.json()["type"] == etype for x in m), timeout=timeout
+    )
+
+
 def recorder(broker: Broker) -> Recorder:
     return Recorder(broker, [f"{BASE}/#", "homeassistant/#"])
 
@@ -59,7 +70,7 @@ def test_a_session_is_published_whole_retained_and_to_the_schemas(
         types = [e["type"] for e in stored]
         assert types[0] == "daemon_started" and types[-1] == "daemon_stopping"
         assert types.count("over_pressure") == 2 and "session_ended" in types
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
         # The clean shutdown waited for the acknowledgements and recorded them.
         assert all(e["delivered"] for e in daemon.stored_events(tmp_path))
@@ -86,10 +97,7 @@ def test_broker_stopped_mid_session_then_every_event_arrives_once_in_order(
     rec = recorder(broker)
     try:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=6)
-        rec.wait_for(
-            lambda m: any(x.topic == EVENT and x.json()["type"] == "over_pressure" for x in m),
-            timeout=60,
-        )
+        wait_for_type(rec, "over_pressure")
         connects = rec.connects
         broker.stop()
         before = len(daemon.stored_events(tmp_path / "state"))
@@ -105,7 +113,7 @@ def test_broker_stopped_mid_session_then_every_event_arrives_once_in_order(
         assert rc == 0, err
         assert "lost the connection" in err
         stored = daemon.stored_events(tmp_path / "state")
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
     finally:
         rec.close()
@@ -138,7 +146,7 @@ def test_events_left_undelivered_by_a_sigkill_arrive_after_a_restart(
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
         assert [e["id"] for e in stored[: len(first_run)]] == [e["id"] for e in first_run]
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
     finally:
         rec.close()
@@ -304,7 +312,7 @@ def test_tls_to_the_broker_with_the_configured_ca(
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
     finally:
         rec.close()
@@ -319,7 +327,7 @@ def test_mqtt_3_1_1_is_selectable(broker: Broker, tmp_path: Path) -> None:
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
     finally:
         rec.close()
@@ -352,17 +360,14 @@ def test_sigterm_mid_session_closes_it_and_publishes_daemon_stopping(
     rec = recorder(broker)
     try:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=3)
-        rec.wait_for(
-            lambda m: any(x.topic == EVENT and x.json()["type"] == "session_started" for x in m),
-            timeout=60,
-        )
+        wait_for_type(rec, "session_started")
         proc.send_signal(signal.SIGTERM)
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
         # Everything was delivered before the exit: the subscriber already has it all.
         assert all(e["delivered"] for e in stored)
-        rec.wait_for(lambda m: len({x.json()["id"] for x in m if x.topic == EVENT}) >= len(stored))
+        wait_for_all(rec, stored)
         got = events_seen(rec)
         assert [e["type"] for e in got][-2:] == ["session_ended", "daemon_stopping"]
         assert got[-2]["data"]["end_reason"] == "shutdown"
