@@ -300,8 +300,6 @@ class MqttBridge:
         with self._cond:
             while not self._has_work(outbox):
                 self._cond.wait(self._wait_s(outbox))
-                if self._due_retry(outbox):
-                    break
             if self._stopping:
                 return False
             fresh, self._fresh = self._fresh, deque()
@@ -346,6 +344,9 @@ class MqttBridge:
             return True
         if self._discovery_due is not None and self._monotonic() >= self._discovery_due:
             return True
+        retry = outbox.next_retry_in()
+        if self._connected and retry is not None and retry <= 0.0:
+            return True  # a refused event is due again
         # Something to hand over and room for it. Not "not outbox.idle": that stays true while
         # events only wait for their PUBACK, and this thread would spin until it came.
         if self._monotonic() < self._publish_retry_at:
@@ -357,15 +358,11 @@ class MqttBridge:
         if self._publish_retry_at > self._monotonic():
             waits.append(self._publish_retry_at - self._monotonic())
         retry = outbox.next_retry_in()
-        if retry is not None:
+        if retry is not None and self._connected:  # offline, a connect wakes the thread
             waits.append(retry)
         if self._discovery_due is not None:
             waits.append(max(0.0, self._discovery_due - self._monotonic()))
         return max(0.001, min(waits))
-
-    def _due_retry(self, outbox: Outbox) -> bool:
-        retry = outbox.next_retry_in()
-        return self._connected and retry is not None and retry <= 0.0
 
     def _announce_device(self) -> None:
         self.client.publish(self.topics.availability, ONLINE, qos=1, retain=True)

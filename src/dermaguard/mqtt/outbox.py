@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,12 +212,3 @@ class Outbox:
         if not self.refused:
             return None
         return max(0.0, self.refused[0][0] - self._monotonic())
-
-    def forget_inflight(self) -> Iterable[OutEvent]:
-        """The client lost its queue (a new client object): these go again from the database."""
-        events = list(self.inflight.values())
-        self.inflight.clear()
-        if events:
-            self.cursor = min(e.seq for e in events) - 1
-            self.backlog_mode = True
-        return events
