@@ -97,7 +97,10 @@ class Hx711Config:
         metadata=meta(
             min=5,
             max=60,
-            doc="Discard a read whose PD_SCK high ran longer (the chip sleeps after 60 µs).",
+            doc=(
+                "A PD_SCK high phase over this may have powered the chip down (after 60 µs): "
+                "the read is kept only if a later bit proves it did not."
+            ),
         ),
     )
 

@@ -46,10 +46,11 @@ class Sampler:
     """Reads conversions and queues them; no good conversion within the limit is a fault.
 
     The limit is ``timeout_periods`` sample periods after the last good conversion, plus the
-    chip's settling time when a read was discarded since (a clock-high phase that ran long may
-    have reset the chip, and a reset chip is silent while it settles: that is our hiccup, not a
-    sensor fault). Limits are kept on the clock's time (virtual in simulation) while each driver
-    wait is short in real time, so a stalled simulator never fakes a fault either.
+    chip's settling time when a read was discarded since, or the driver says the chip may be
+    settling (a clock-high phase that ran long may have reset the chip, and a reset chip is
+    silent while it settles: that is our hiccup, not a sensor fault). Limits are kept on the
+    clock's time (virtual in simulation) while each driver wait is short in real time, so a
+    stalled simulator never fakes a fault either.
     """
 
     driver: HX711
@@ -72,11 +73,12 @@ class Sampler:
         last_good = last_discard = self.clock.monotonic()
         discards = 0
         starting = True
+        settling = False
         while not self.stop_event.is_set():
             self.cycles += 1
             now = self.clock.monotonic()
             deadline = last_good + limit
-            if discards or starting:
+            if discards or starting or settling:
                 # The chip may be resetting after a stretched pulse, but never stay blind for
                 # longer than MAX_BLIND_S: then the force is unknown and a person must know.
                 deadline = max(deadline, last_discard + settle + limit)
@@ -85,7 +87,7 @@ class Sampler:
             if remaining <= 0:
                 detail = f"{discards} reads discarded" if discards else "no data"
                 self.put(ReadFailed(now, "timeout", detail))
-                last_good, discards, starting = now, 0, False
+                last_good, discards, starting, settling = now, 0, False, False
                 last_discard = -math.inf
                 continue
             try:
@@ -102,6 +104,10 @@ class Sampler:
                 continue
             self.samples += 1
             last_good, discards, starting = self.clock.monotonic(), 0, False
+            # The data was good, but a stretched gain-select pulse may have reset the chip.
+            settling = self.driver.may_be_settling
+            if settling:
+                last_discard = last_good
             self.put(ForceRead(last_good, raw))
 
 

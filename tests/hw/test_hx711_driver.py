@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 from pytest_mock import MockerFixture
 
 from dermaguard.clock import SimClock
-from dermaguard.hw.hx711 import HX711, MICROCONTROLLER, HX711Error, NotReady, ReadDiscarded
+from dermaguard.hw.hx711 import (
+    HX711,
+    MICROCONTROLLER,
+    HX711Error,
+    NotReady,
+    ReadDiscarded,
+    stretched_read_verdict,
+)
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 
 ReadCode = Callable[[HX711Chip, HX711], int]
@@ -237,3 +244,102 @@ def test_any_code_round_trips(
 ) -> None:
     chip.load = fixed(code)
     assert read_code(chip, driver) == code
+
+
+# -- stretched PD_SCK pulses -------------------------------------------------------------------
+#
+# The driver's limit and the chip's power-down time are both raised far above any pause a busy
+# host causes (10 ms, and 15 ms or 1 s), and one chosen pulse is held high for 30 ms. So only
+# the test's own stretch counts as long, and whether the chip powers down on it is decided by
+# the test, not by the host's timing.
+
+STRETCH_S = 0.03
+DRIVER_LIMIT_US = 10_000.0
+CHIP_RESETS_NS = 15_000_000
+CHIP_STAYS_UP_NS = 1_000_000_000
+
+
+def stretch_pulse(mocker: MockerFixture, sck_pin: Any, pulse: int) -> None:
+    """Hold PD_SCK high for STRETCH_S on the ``pulse``-th high phase (1-based) of each read."""
+    highs = [0]
+
+    def delay(us: float) -> None:
+        if sck_pin.state:
+            highs[0] += 1
+            if highs[0] % 25 == pulse % 25:
+                time.sleep(STRETCH_S)
+
+    mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=delay)
+
+
+def tail_has_a_zero(code: int, pulse: int) -> bool:
+    tail_bits = 24 - pulse
+    return tail_bits > 0 and (code & ((1 << tail_bits) - 1)) != (1 << tail_bits) - 1
+
+
+@pytest.mark.parametrize("chip_resets", [True, False], ids=["chip-resets", "chip-stays-up"])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    code=st.integers(min_value=-(2**23), max_value=2**23 - 1),
+    pulse=st.integers(min_value=1, max_value=25),
+)
+def test_a_read_with_a_stretched_pulse_is_exact_or_discarded_never_wrong(
+    pin_factory: Any,
+    hx_pins: Any,
+    mocker: MockerFixture,
+    *,
+    chip_resets: bool,
+    code: int,
+    pulse: int,
+) -> None:
+    """Safety property: a stretched pulse never turns into a wrong force.
+
+    It is kept when the bits after it prove the chip kept shifting, or when only a gain-select
+    pulse was stretched (the data was already out); then the driver also says the chip may be
+    settling. Otherwise it is discarded.
+    """
+    power_down_ns = CHIP_RESETS_NS if chip_resets else CHIP_STAYS_UP_NS
+    with (
+        HX711Chip(
+            pin_factory, hx_pins.dout, hx_pins.sck, load=fixed(code), power_down_ns=power_down_ns
+        ) as chip,
+        HX711(hx_pins.dout, hx_pins.sck, max_clock_high_us=DRIVER_LIMIT_US) as driver,
+    ):
+        stretch_pulse(mocker, pin_factory.pin(hx_pins.sck), pulse)
+        assert chip.convert()
+        try:
+            got: int | None = driver.read_raw(1.0)
+        except ReadDiscarded as exc:
+            assert exc.reason.startswith("PD_SCK stayed high")
+            got = None
+        mocker.stopall()
+
+        assert got in (code, None)
+        code24 = code & 0xFFFFFF
+        if pulse == 25:
+            assert got == code
+            assert driver.may_be_settling
+            assert chip.power_down_count == (1 if chip_resets else 0)
+        elif chip_resets:
+            assert got is None  # a reset chip clocks out ones: nothing after proves anything
+            assert chip.power_down_count == 1
+            assert driver.may_be_settling
+        else:
+            assert chip.power_down_count == 0
+            assert (got == code) == tail_has_a_zero(code24, pulse)
+            assert driver.rescued == (1 if got is not None else 0)
+            assert driver.may_be_settling == (got is None)
+
+
+def test_stretched_read_verdict_needs_a_zero_after_the_last_long_data_pulse() -> None:
+    assert stretched_read_verdict(0xFFFFFF, 0)  # nothing was stretched
+    assert not stretched_read_verdict(0x000000, 24)  # no bit after the 24th
+    assert not stretched_read_verdict(0xFFF0FF, 16)  # the 8 bits after pulse 16 are all ones
+    assert stretched_read_verdict(0xFFF0FE, 16)  # ... one of them is a zero
+    assert stretched_read_verdict(0x7FFFFF, 0)
+    assert not stretched_read_verdict(0x7FFFFF, 1)  # a reset chip reads as all ones
+    assert stretched_read_verdict(0x800000, 1)

@@ -11,8 +11,11 @@ owned here because it is not safe on Linux:
 * ``HX711.read()`` busy-waits forever if DOUT never falls, makes two conversions per call and
   sign-extends to a large positive number on CPython. :meth:`HX711.read_raw` waits with a
   timeout, clocks out exactly one conversion, and tracks which gain the chip will use next.
-* Linux can pre-empt the process mid-read, so every PD_SCK high phase is timed; a read with an
-  over-long one is discarded, since the chip has probably powered down and reset.
+* Linux can pre-empt the process mid-read, so every PD_SCK high phase is timed. A read with an
+  over-long one is discarded, since the chip has probably powered down and reset, unless the
+  bits that came after the long pulse prove the chip kept shifting data (see
+  :func:`stretched_read_verdict`): a reset chip holds DOUT high until it has settled, so a 0
+  bit after the long pulse shows there was no reset.
 
 Nothing here knows about the emulator in :mod:`dermaguard.sim.hx711_chip`.
 """
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 SETTLE_S = {10: 0.4, 80: 0.05}
 #: Gain the chip uses after power-up or reset: channel A, 128.
 RESET_GAIN = 128
+#: Bits of data per conversion; the pulses after them only select the next gain.
+DATA_BITS = 24
 _LIBRARY = "adafruit_hx711.hx711"
 _STALE_EVENT_BACKOFF_S = 0.0005
 
@@ -141,15 +146,36 @@ class _ClockAdapter:
     """PD_SCK with the ``.value`` interface ``read_fast`` expects; times every high phase.
 
     The time is taken before the pin rises and after it falls, so it is never shorter than
-    the high phase the chip saw.
+    the high phase the chip saw. Pulses are counted from 1 within a read, and the last pulse
+    whose high phase ran over the limit is remembered, separately for the 24 data pulses and
+    the gain-select pulses after them.
     """
 
-    __slots__ = ("_pin", "_rise_ns", "longest_high_ns")
+    __slots__ = (
+        "_limit_ns",
+        "_pin",
+        "_rise_ns",
+        "last_long_data",
+        "long_tail",
+        "longest_ns",
+        "pulses",
+    )
 
-    def __init__(self, pin: Any) -> None:
+    def __init__(self, pin: Any, limit_ns: int) -> None:
         self._pin = pin
+        self._limit_ns = limit_ns
         self._rise_ns: int | None = None
-        self.longest_high_ns = 0
+        self.pulses = 0
+        self.last_long_data = 0
+        self.long_tail = False
+        self.longest_ns = 0
+
+    def begin(self) -> None:
+        """Forget the previous read's pulses."""
+        self.pulses = 0
+        self.last_long_data = 0
+        self.long_tail = False
+        self.longest_ns = 0
 
     @property
     def value(self) -> bool:
@@ -160,12 +186,18 @@ class _ClockAdapter:
         if high:
             self._rise_ns = time.perf_counter_ns()
             self._pin.state = True
+            self.pulses += 1
             return
         self._pin.state = False
         if self._rise_ns is not None:
             elapsed = time.perf_counter_ns() - self._rise_ns
             self._rise_ns = None
-            self.longest_high_ns = max(self.longest_high_ns, elapsed)
+            if elapsed > self._limit_ns:
+                self.longest_ns = max(self.longest_ns, elapsed)
+                if self.pulses <= DATA_BITS:
+                    self.last_long_data = self.pulses
+                else:
+                    self.long_tail = True
 
 
 class _DataAdapter:
@@ -179,6 +211,23 @@ class _DataAdapter:
     @property
     def value(self) -> int:
         return 1 if self._pin.state else 0
+
+
+def stretched_read_verdict(code24: int, last_long_data: int) -> bool:
+    """Whether data bits read around an over-long PD_SCK high phase can be trusted.
+
+    ``last_long_data`` is the last data pulse (1-24) whose high phase ran over the limit, or 0.
+    A chip that powered down during that pulse resets when PD_SCK falls and holds DOUT high
+    until it has settled (50 ms at least), so every bit clocked after it reads 1. A 0 among
+    the later bits therefore proves the chip was still shifting out this conversion: no power
+    down happened, and the bit sampled during the long pulse is good as well. All ones (or a
+    long 24th pulse, with no bit after it) proves nothing, and the read must be discarded.
+    """
+    if last_long_data == 0:
+        return True
+    tail_bits = DATA_BITS - last_long_data
+    all_ones = (1 << tail_bits) - 1
+    return tail_bits > 0 and (code24 & all_ones) != all_ones
 
 
 # -- driver -------------------------------------------------------------------------------
@@ -230,6 +279,8 @@ class HX711:
         self.reads = 0
         self.discarded = 0
         self.timeouts = 0
+        #: Reads kept although a high phase ran long, because later bits proved no reset.
+        self.rescued = 0
 
         self._sck_dev = DigitalOutputDevice(sck, initial_value=False, pin_factory=pin_factory)
         try:
@@ -239,7 +290,7 @@ class HX711:
         except BaseException:
             self._sck_dev.close()
             raise
-        self._clock = _ClockAdapter(self._sck_dev.pin)
+        self._clock = _ClockAdapter(self._sck_dev.pin, self._max_high_ns)
         self._data = _DataAdapter(self._dout_dev.pin)
 
     @property
@@ -253,6 +304,15 @@ class HX711:
     @property
     def settle_s(self) -> float:
         return self._settle_s
+
+    @property
+    def may_be_settling(self) -> bool:
+        """The chip may have reset since its last good conversion and be settling.
+
+        True after a discarded read or a stretched gain-select pulse, until a conversion is
+        ready again: a caller that watches for a silent sensor allows for the settling time.
+        """
+        return self._extra_wait_s > 0
 
     def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
         """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
@@ -336,7 +396,7 @@ class HX711:
 
     def _clock_out(self) -> int:
         clock = self._clock
-        clock.longest_high_ns = 0
+        clock.begin()
         # A garbage collection that starts mid-pulse holds PD_SCK high for as long as it runs;
         # a read allocates little, so collection waits until the bits are out.
         gc_enabled = gc.isenabled()
@@ -352,19 +412,27 @@ class HX711:
             if gc_enabled:
                 gc.enable()
         conversion_gain, self._chip_gain = self._chip_gain, self._gain
-        if clock.longest_high_ns > self._max_high_ns:
+        code24 = raw >> (self._pulses - DATA_BITS)
+        if not stretched_read_verdict(code24, clock.last_long_data):
             self.discarded += 1
             self._after_reset()
             raise ReadDiscarded(
-                f"PD_SCK stayed high {clock.longest_high_ns / 1000:.0f} µs "
-                f"(limit {self._max_high_ns / 1000:.0f} µs); the chip has probably powered down"
+                f"PD_SCK stayed high {clock.longest_ns / 1000:.0f} µs (limit "
+                f"{self._max_high_ns / 1000:.0f} µs) at data pulse {clock.last_long_data}, and "
+                "no later bit shows the chip kept shifting: it has probably powered down"
             )
+        if clock.last_long_data:
+            self.rescued += 1
+        if clock.long_tail:
+            # The data was out before the stretched gain-select pulse, but the chip may have
+            # powered down on it: then it comes back at gain 128 after settling.
+            self._after_reset()
         if conversion_gain != self._gain:
             self.discarded += 1
             raise ReadDiscarded(
                 f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
             )
-        code = raw >> (self._pulses - 24)
+        code = code24
         if code & 0x800000:
             code -= 1 << 24
         self.reads += 1
