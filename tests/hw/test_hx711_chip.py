@@ -106,6 +106,7 @@ def test_sck_high_over_60us_powers_down_and_resets(
     assert chip.next_gain == 64
     assert chip.convert()
     assert hand.dout.state == 0
+    downs = chip.power_down_count  # hand.read() may have redone a read the host stretched
     hand.sck.state = True
     time.sleep(0.001)
     assert not chip.powered
@@ -113,7 +114,7 @@ def test_sck_high_over_60us_powers_down_and_resets(
     assert chip.wait_read(0.0)
     hand.sck.state = False
     assert chip.powered
-    assert chip.power_down_count == 1
+    assert chip.power_down_count == downs + 1
     assert chip.next_gain == 128
     assert not chip.convert()  # settling: 50 ms at 80 SPS
     sim_clock.advance(0.04)
