@@ -223,3 +223,28 @@ def test_rejects_bad_arguments(pin_factory: Any, chip: HX711Chip) -> None:
         chip.spike(1, samples=-1)
     with pytest.raises(ValueError):
         HX711Chip(pin_factory, 17, 27, rate_sps=40)
+
+
+def test_dout_edges_of_data_bits_are_reported_after_the_read_not_inside_the_clock_write(
+    hand: Hand, chip: HX711Chip
+) -> None:
+    """lgpio reports edges from its own thread, after the reader lets go of the GIL; the
+    emulator must not lengthen the driver's clock-high phases with gpiozero callbacks either.
+    The level itself changes at once, so the driver still reads every bit."""
+    chip.load = LoadModel(offset_counts=0x5A5A5A, counts_per_newton=0)
+    reported: list[bool] = []
+
+    def note(ticks: int, state: bool) -> None:
+        reported.append(bool(state))
+
+    hand.dout.edges = "both"
+    hand.dout.when_changed = note  # gpiozero keeps a weak reference: ``note`` holds it
+    assert chip.convert()
+    assert reported == [False]  # data ready is reported at once
+    bits = hand.pulses(24)
+    assert bits_to_code(bits) == 0x5A5A5A
+    assert reported == [False]  # twelve level changes, none reported while clocking
+    hand.pulses(1)  # the 25th pulse pulls DOUT high; it is reported once PD_SCK has fallen
+    assert reported == [False, True]
+    assert chip.convert()
+    assert reported == [False, True, False]

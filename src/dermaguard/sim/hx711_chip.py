@@ -15,6 +15,12 @@ Two ways to make conversions:
   simulation, benchmarks: ``chip.convert(); driver.read_raw(1.0)``);
 * free-running: :meth:`HX711Chip.start` converts every ``1 / rate_sps`` seconds of real time.
 
+Edges: while bits are being clocked out, DOUT's level changes at once, but gpiozero's edge
+callbacks for it run after PD_SCK falls at the end of the read. On a Pi, lgpio reports edges
+from its own thread, which cannot run Python while the reader holds the GIL; running them inside
+the driver's PD_SCK write instead would about double every clock-high phase, and with it the
+chance that a host pause powers the chip down.
+
 Time: the 60 µs power-down threshold is always measured in real time (``perf_counter_ns``),
 because it is a property of how fast the driver toggles the pin. Settling after a reset and the
 load model's time use the chip's ``clock``, so a :class:`~dermaguard.clock.SimClock` can skip it.
@@ -87,10 +93,39 @@ class _DataPin(BoundedMockPin):
 
     A pull resistor cannot overpower a driven line, so setting the pull (gpiozero sets it to
     floating when a device opens the pin) is recorded but never changes the level.
+
+    :meth:`shift` changes the level without running edge callbacks; :meth:`flush` (and any
+    ``drive_*``) reports the level reached since, once.
     """
+
+    _unreported = False
 
     def _set_pull(self, value: str) -> None:
         self._pull = value
+
+    def shift(self, high: bool) -> None:
+        """Put a data bit on the line now; its edge is reported by the next :meth:`flush`."""
+        if self._change_state(high):
+            self._unreported = True
+
+    def flush(self) -> None:
+        """Report the current level to gpiozero if it changed without a report."""
+        if self._unreported:
+            self._unreported = False
+            edge = "rising" if self._state else "falling"
+            if self._edges in ("both", edge) and self._when_changed is not None:
+                self._call_when_changed()
+
+    def drive_high(self) -> None:
+        self._drive(True)
+
+    def drive_low(self) -> None:
+        self._drive(False)
+
+    def _drive(self, high: bool) -> None:
+        if self._change_state(high):
+            self._unreported = True
+        self.flush()
 
 
 class _ClockPin(BoundedMockPin):
@@ -374,19 +409,18 @@ class HX711Chip:
                 # The data is out once the 25th pulse has fallen: waking a waiter any earlier
                 # lets it compete with the reader while PD_SCK is still high.
                 self._read_done.set()
+            if self._pulses >= 25:
+                self._dout.flush()
 
     def _clock_pulse(self) -> None:
         self._pulses += 1
         pulses = self._pulses
         if pulses <= 24:
-            if (self._shift >> (24 - pulses)) & 1:
-                self._dout.drive_high()
-            else:
-                self._dout.drive_low()
+            self._dout.shift(bool((self._shift >> (24 - pulses)) & 1))
             return
         if pulses == 25:
             self._ready = False
-            self._dout.drive_high()
+            self._dout.shift(True)
             self.reads_completed += 1
         self._next_gain = GAIN_BY_PULSES[min(pulses, 27)]
 
