@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+
+import pytest
 
 from dermaguard.hw import hx711
 
@@ -44,8 +47,19 @@ def test_library_imported_earlier_is_repointed_at_the_shim() -> None:
     assert run(code).stdout.strip().endswith("repointed")
 
 
-def test_delay_is_a_short_busy_wait() -> None:
-    hx711.MICROCONTROLLER.delay_us(1)
+@pytest.mark.parametrize(
+    ("asked_us", "at_least_ns"), [(1, hx711.PULSE_MIN_NS), (0.5, 200), (30, 30_000)]
+)
+def test_delay_is_a_busy_wait_of_at_least_the_datasheet_minimum(
+    asked_us: float, at_least_ns: int
+) -> None:
+    """The library's 1 µs pulse waits keep to the datasheet's 0.2 µs; longer waits are whole."""
+    start = time.perf_counter_ns()
+    hx711.MICROCONTROLLER.delay_us(asked_us)
+    assert time.perf_counter_ns() - start >= at_least_ns
+
+
+def test_shim_interrupt_calls_do_nothing() -> None:
     hx711.MICROCONTROLLER.disable_interrupts()
     hx711.MICROCONTROLLER.enable_interrupts()
     assert hx711.load_library().microcontroller is hx711.MICROCONTROLLER

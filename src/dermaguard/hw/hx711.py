@@ -43,6 +43,8 @@ SETTLE_S = {10: 0.4, 80: 0.05}
 RESET_GAIN = 128
 #: Bits of data per conversion; the pulses after them only select the next gain.
 DATA_BITS = 24
+#: Shortest PD_SCK high or low phase the datasheet allows (T3, T4: 0.2 µs).
+PULSE_MIN_NS = 200
 _LIBRARY = "adafruit_hx711.hx711"
 _STALE_EVENT_BACKOFF_S = 0.0005
 
@@ -74,8 +76,16 @@ class _MicrocontrollerShim(ModuleType):
 
     @staticmethod
     def delay_us(us: float) -> None:
-        # Busy-wait: time.sleep cannot sleep 1 µs on Linux, and the chip powers down at 60 µs.
-        end = time.perf_counter_ns() + int(us * 1000)
+        """Busy-wait: time.sleep cannot sleep 1 µs on Linux, and the chip powers down at 60 µs.
+
+        ``read_fast`` asks for 1 µs in each PD_SCK phase, a microcontroller's margin over the
+        datasheet's 0.2 µs minimum phase (DOUT is valid 0.1 µs after the rising edge). Here a
+        pin write alone takes longer than that, and every µs PD_SCK stays high is a µs in which
+        a host pause can power the chip down, so such short waits keep to the datasheet's
+        minimum. Longer waits are kept in full.
+        """
+        ns = PULSE_MIN_NS if us <= 1 else int(us * 1000)
+        end = time.perf_counter_ns() + ns
         while time.perf_counter_ns() < end:
             pass
 
@@ -184,9 +194,9 @@ class _ClockAdapter:
     @value.setter
     def value(self, high: bool) -> None:
         if high:
+            self.pulses += 1  # before the rise: nothing avoidable happens while PD_SCK is high
             self._rise_ns = time.perf_counter_ns()
             self._pin.state = True
-            self.pulses += 1
             return
         self._pin.state = False
         if self._rise_ns is not None:
