@@ -61,8 +61,7 @@ def recorder(broker: Broker) -> Recorder:
 def test_a_session_is_published_whole_retained_and_to_the_schemas(
     broker: Broker, tmp_path: Path
 ) -> None:
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start(tmp_path, "over_pressure", port=broker.port, speed=20)
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
@@ -76,8 +75,6 @@ def test_a_session_is_published_whole_retained_and_to_the_schemas(
         assert all(e["delivered"] for e in daemon.stored_events(tmp_path))
         assert rec.messages(f"{BASE}/force"), "live force while in use"
         assert daemon.assert_valid_payloads(rec.messages()) > len(stored)
-    finally:
-        rec.close()
     retained = {m.topic: m for m in fetch_retained(broker, "#")}
     assert retained[f"{BASE}/availability"].payload == b"offline"
     state = retained[f"{BASE}/state"].json()
@@ -94,8 +91,7 @@ def test_broker_stopped_mid_session_then_every_event_arrives_once_in_order(
     broker: Broker, tmp_path: Path
 ) -> None:
     scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=90)
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=6)
         wait_for_type(rec, "over_pressure")
         connects = rec.connects
@@ -115,16 +111,13 @@ def test_broker_stopped_mid_session_then_every_event_arrives_once_in_order(
         stored = daemon.stored_events(tmp_path / "state")
         wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
-    finally:
-        rec.close()
 
 
 def test_events_left_undelivered_by_a_sigkill_arrive_after_a_restart(
     broker: Broker, tmp_path: Path
 ) -> None:
     scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         connects = rec.connects
         broker.stop()  # the daemon runs with no broker: everything stays in the outbox
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=4)
@@ -148,8 +141,6 @@ def test_events_left_undelivered_by_a_sigkill_arrive_after_a_restart(
         assert [e["id"] for e in stored[: len(first_run)]] == [e["id"] for e in first_run]
         wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
-    finally:
-        rec.close()
 
 
 def test_refused_credentials_are_reported_clearly_and_retried(
@@ -184,8 +175,7 @@ def test_commands_are_answered_and_a_bad_one_never_stops_the_daemon(
     broker: Broker, tmp_path: Path
 ) -> None:
     scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=3)
         rec.wait_for(lambda m: any(x.topic == f"{BASE}/availability" for x in m), timeout=60)
         with Publisher(broker) as pub:
@@ -222,8 +212,6 @@ def test_commands_are_answered_and_a_bad_one_never_stops_the_daemon(
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         daemon.assert_valid_payloads(rec.messages())
-    finally:
-        rec.close()
 
 
 def test_events_the_broker_refuses_by_acl_are_not_counted_as_delivered(
@@ -306,31 +294,25 @@ def test_tls_to_the_broker_with_the_configured_ca(
         f"mqtt:\n  host: 127.0.0.1\n  port: {tls_port}\n  tls:\n    enabled: true\n"
         f"    ca_file: {ca}\n"
     )
-    rec = recorder(broker)  # plain TCP on the broker's first listener
-    try:
+    with recorder(broker) as rec:  # plain TCP on the broker's first listener
         proc = daemon.start_with_config(tmp_path / "state", "unsterile_use", config, speed=10)
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
         wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
-    finally:
-        rec.close()
 
 
 def test_mqtt_3_1_1_is_selectable(broker: Broker, tmp_path: Path) -> None:
     config = tmp_path / "dermaguard.yaml"
     config.write_text(f'mqtt:\n  host: 127.0.0.1\n  port: {broker.port}\n  version: "3.1.1"\n')
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start_with_config(tmp_path / "state", "unsterile_use", config, speed=10)
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
         stored = daemon.stored_events(tmp_path / "state")
         wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
-    finally:
-        rec.close()
     assert "as dermaguard-dermaguard (p2" in broker.log_text()  # mosquitto: p2 = 3.1.1, p5 = 5
 
 
@@ -339,8 +321,7 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(
 ) -> None:
     scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=60)
     discovery = f"homeassistant/device/{DEVICE}/config"
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=2)
         rec.wait_for(lambda m: any(x.topic == discovery for x in m), timeout=60)
         with Publisher(broker) as pub:
@@ -349,16 +330,13 @@ def test_discovery_is_sent_again_when_home_assistant_comes_online(
         proc.send_signal(signal.SIGTERM)
         rc, _, err = daemon.finish(proc)
         assert rc == 0, err
-    finally:
-        rec.close()
 
 
 def test_sigterm_mid_session_closes_it_and_publishes_daemon_stopping(
     broker: Broker, tmp_path: Path
 ) -> None:
     scenario = daemon.pushes_scenario(tmp_path / "pushes.yaml", duration=120)
-    rec = recorder(broker)
-    try:
+    with recorder(broker) as rec:
         proc = daemon.start(tmp_path / "state", scenario, port=broker.port, speed=3)
         wait_for_type(rec, "session_started")
         proc.send_signal(signal.SIGTERM)
@@ -371,8 +349,6 @@ def test_sigterm_mid_session_closes_it_and_publishes_daemon_stopping(
         got = events_seen(rec)
         assert [e["type"] for e in got][-2:] == ["session_ended", "daemon_stopping"]
         assert got[-2]["data"]["end_reason"] == "shutdown"
-    finally:
-        rec.close()
     retained = {m.topic: m for m in fetch_retained(broker, f"{BASE}/#")}
     assert retained[f"{BASE}/availability"].payload == b"offline"
     assert retained[f"{BASE}/state"].json()["state"] == "idle"

@@ -206,7 +206,25 @@ def _kill_leftover_brokers() -> None:  # pragma: no cover - only on an aborted r
             b.kill()
 
 
-class Broker:
+class _ClosedOnExit:
+    """``with`` support for the harness's objects: ``__exit__`` calls ``close()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Broker(_ClosedOnExit):
     """One mosquitto process the tests own, configured in ``workdir``.
 
     The port is picked at construction and kept across ``restart``. ``stop`` (SIGTERM) makes
@@ -395,14 +413,6 @@ class Broker:
             self.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = f"pid {self.pid}" if self.running else "stopped"
         return f"<Broker {self.host}:{self.port} {state} in {self.workdir}>"
@@ -512,7 +522,7 @@ def _new_client(
     return client
 
 
-class Recorder:
+class Recorder(_ClosedOnExit):
     """An independent MQTT v5 subscriber that records everything it gets, in order.
 
     It subscribes (QoS ``qos``) to ``topics`` with a persistent session (``clean_start``
@@ -781,17 +791,6 @@ class Recorder:
         self._client.disconnect(properties=props)
         self._client.loop_stop()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         return f"<Recorder {self.client_id} topics={list(self.topics)}>"
 
@@ -941,7 +940,7 @@ class PublishOutcome:
         return bool(self.reason_code.is_failure)
 
 
-class Publisher:
+class Publisher(_ClosedOnExit):
     """A connected test-side publisher whose ``publish`` waits for the broker's answer."""
 
     def __init__(
@@ -1002,17 +1001,6 @@ class Publisher:
 
     def close(self) -> None:
         self._c.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def publish(
