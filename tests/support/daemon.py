@@ -26,6 +26,25 @@ def env_for(state: Path, extra: Mapping[str, str] | None = None) -> dict[str, st
     return env
 
 
+def _run(
+    state: Path, args: list[str], env: Mapping[str, str] | None = None
+) -> subprocess.Popen[str]:
+    """``python -m dermaguard run ARGS`` with its state under ``state``, output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "dermaguard", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env_for(state, env),
+    )
+
+
+def _simulate(scenario: Path | str, speed: float) -> list[str]:
+    """``--simulate`` arguments: a scenario file, or the name of one shipped in scenarios/."""
+    path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
+    return ["--simulate", str(path), "--speed", f"{speed:g}"]
+
+
 def start(
     state: Path,
     scenario: Path | str,
@@ -36,51 +55,15 @@ def start(
     env: Mapping[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """``dermaguard run --simulate`` with MQTT to 127.0.0.1:``port`` (``None``: MQTT off)."""
-    path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
-    mqtt = ("--mqtt", f"127.0.0.1:{port}") if port is not None else ("--no-mqtt",)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dermaguard",
-            "run",
-            "--simulate",
-            str(path),
-            "--speed",
-            f"{speed:g}",
-            *mqtt,
-            *args,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_for(state, env),
-    )
+    mqtt = ["--mqtt", f"127.0.0.1:{port}"] if port is not None else ["--no-mqtt"]
+    return _run(state, [*_simulate(scenario, speed), *mqtt, *args], env)
 
 
 def start_with_config(
     state: Path, scenario: Path | str, config: Path, *, speed: float = 10.0
 ) -> subprocess.Popen[str]:
     """``dermaguard run --simulate`` with the broker the config file names."""
-    path = scenario if isinstance(scenario, Path) else SCENARIOS / f"{scenario}.yaml"
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "dermaguard",
-            "run",
-            "--config",
-            str(config),
-            "--simulate",
-            str(path),
-            "--speed",
-            f"{speed:g}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env_for(state),
-    )
+    return _run(state, ["--config", str(config), *_simulate(scenario, speed)])
 
 
 def finish(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, str, str]:
