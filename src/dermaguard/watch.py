@@ -24,7 +24,6 @@ import math
 import queue
 import secrets
 import signal
-import ssl
 import sys
 import threading
 import time
@@ -35,7 +34,6 @@ from datetime import datetime, tzinfo
 from typing import Any, Final, Literal
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from rich import box
@@ -48,7 +46,7 @@ from rich.text import Text
 from dermaguard.config import ZonesConfig
 from dermaguard.core.events import Event
 from dermaguard.history_view import parse_utc
-from dermaguard.mqtt.client import RECONNECT_MAX_S, RECONNECT_MIN_S
+from dermaguard.mqtt.client import RECONNECT_MAX_S, connection_client
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
 
@@ -798,24 +796,7 @@ def subscriber_client(settings: MqttSettings, client_id: str | None = None) -> m
     never write the device's availability), uses a random client id (the device's id would
     disconnect the device) and a clean session that ends with the connection.
     """
-    v5 = settings.version == "5"
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=client_id or f"dermaguard-watch-{secrets.token_hex(4)}",
-        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        clean_session=None if v5 else True,
-    )
-    if settings.username is not None:
-        client.username_pw_set(settings.username, settings.password)
-    if settings.tls is not None:
-        client.tls_set(
-            ca_certs=settings.tls.ca_file,
-            certfile=settings.tls.cert_file,
-            keyfile=settings.tls.key_file,
-            cert_reqs=ssl.CERT_REQUIRED,
-        )
-    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-    return client
+    return connection_client(settings, client_id or f"dermaguard-watch-{secrets.token_hex(4)}")
 
 
 class _Subscriber:

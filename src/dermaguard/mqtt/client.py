@@ -21,17 +21,20 @@ RECONNECT_MAX_S = 30
 MAX_INFLIGHT = 100
 
 
-def make_client(settings: MqttSettings) -> mqtt.Client:
+def connection_client(settings: MqttSettings, client_id: str) -> mqtt.Client:
+    """A client with the configured protocol, credentials, TLS and back-off, and no identity.
+
+    Sessions are clean: the device's outbox is durable on our side, so a broker session would
+    only replay stale commands (a command must be fresh to be acted on), and a watcher keeps
+    nothing between connections.
+    """
     v5 = settings.version == "5"
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=settings.client_id,
+        client_id=client_id,
         protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
-        # The outbox is durable on our side; a broker session would only replay stale
-        # commands, and a command must be fresh to be acted on.
         clean_session=None if v5 else True,
     )
-    client.will_set(settings.topics.availability, OFFLINE, qos=1, retain=True)
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password)
     if settings.tls is not None:
@@ -42,5 +45,12 @@ def make_client(settings: MqttSettings) -> mqtt.Client:
             cert_reqs=ssl.CERT_REQUIRED,
         )
     client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    return client
+
+
+def make_client(settings: MqttSettings) -> mqtt.Client:
+    """The device's client: its own id, and the last will ``offline`` on availability."""
+    client = connection_client(settings, settings.client_id)
+    client.will_set(settings.topics.availability, OFFLINE, qos=1, retain=True)
     client.max_inflight_messages_set(MAX_INFLIGHT)
     return client
