@@ -175,10 +175,7 @@ class _ClockAdapter:
         self._pin = pin
         self._limit_ns = limit_ns
         self._rise_ns: int | None = None
-        self.pulses = 0
-        self.last_long_data = 0
-        self.long_tail = False
-        self.longest_ns = 0
+        self.begin()
 
     def begin(self) -> None:
         """Forget the previous read's pulses."""
