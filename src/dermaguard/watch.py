@@ -818,6 +818,8 @@ class _Subscriber:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._looping = False
+        # paho calls back on one thread: the CONNACK, then the broker closing the socket.
+        self._refused = False
         self._thread = threading.Thread(target=self._connect, name="watch-connect", daemon=True)
 
     def start(self) -> None:
@@ -859,7 +861,8 @@ class _Subscriber:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if reason_code.is_failure:
+        self._refused = reason_code.is_failure
+        if self._refused:
             self.inbox.put(_Link("refused", str(reason_code)))
             return
         client.subscribe(watch_topics(self.settings.topics))
@@ -873,7 +876,9 @@ class _Subscriber:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if not self._stopping.is_set():
+        # After a refusal the broker closes the socket (paho says "Protocol error"): no working
+        # connection was lost, and reporting one would hide why the broker said no.
+        if not self._stopping.is_set() and not self._refused:
             self.inbox.put(_Link("lost", None if reason_code.value == 0 else str(reason_code)))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
