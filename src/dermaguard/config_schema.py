@@ -37,8 +37,19 @@ def _pin(doc: str) -> dict[str, Any]:
 class PinsConfig:
     """BCM GPIO numbers of everything wired to the Pi (hardware/ shows the same pinout)."""
 
-    hx711_dout: int = field(default=5, metadata=_pin("HX711 DOUT: data in, low when ready."))
-    hx711_sck: int = field(default=6, metadata=_pin("HX711 PD_SCK: clock out."))
+    hx711_dout: int = field(
+        default=5, metadata=_pin("HX711 DOUT with hx711.interface gpio: data in, low when ready.")
+    )
+    hx711_sck: int = field(
+        default=6, metadata=_pin("HX711 PD_SCK with hx711.interface gpio: clock out.")
+    )
+    hx711_ready: int | None = field(
+        default=None,
+        metadata=_pin(
+            "With hx711.interface spi: a GPIO also wired to DOUT, whose falling edge says a "
+            "conversion is ready; null: poll DOUT over the bus."
+        ),
+    )
     led_red: int = field(default=17, metadata=_pin("Red channel of the status LED."))
     led_green: int = field(default=27, metadata=_pin("Green channel of the status LED."))
     led_blue: int = field(default=22, metadata=_pin("Blue channel of the status LED."))
@@ -56,24 +67,120 @@ class PinsConfig:
     )
 
     def _check(self, path: str) -> list[str]:
-        """Two functions on one GPIO would fight; every int field here is a pin."""
-        errors: list[str] = []
-        used: dict[int, str] = {}
+        """Two functions on one GPIO would fight; every int field here is a pin.
+
+        The HX711's pins depend on ``hx711.interface`` and are checked with it, in
+        :meth:`Config._check`.
+        """
+        return distinct_pins(self.wired(HX711_PINS), path)
+
+    def wired(self, skip: frozenset[str] = frozenset()) -> dict[str, int]:
+        """Every wired pin by field name (an optional pin set to null is not wired)."""
+        wired: dict[str, int] = {}
         for f in dataclasses.fields(self):
             gpio = getattr(self, f.name)
-            if not isinstance(gpio, int) or isinstance(gpio, bool):
-                continue  # an optional pin that is not wired (None)
-            key = join_path(path, f.name)
-            if gpio in used:
-                errors.append(not_allowed(key, gpio, f"GPIO{gpio} is already used by {used[gpio]}"))
-            else:
-                used[gpio] = key
-        return errors
+            if f.name not in skip and isinstance(gpio, int) and not isinstance(gpio, bool):
+                wired[f.name] = gpio
+        return wired
+
+
+#: The pins fields that belong to the HX711: which of them are used depends on the interface.
+HX711_PINS = frozenset({"hx711_dout", "hx711_sck", "hx711_ready"})
+
+
+def distinct_pins(
+    pins: Mapping[str, int], path: str, taken: Mapping[int, str] | None = None
+) -> list[str]:
+    """One error per pin whose GPIO is already in ``taken`` or used by an earlier pin."""
+    errors: list[str] = []
+    used = dict(taken or {})
+    for name, gpio in pins.items():
+        key = join_path(path, name)
+        if gpio in used:
+            errors.append(not_allowed(key, gpio, f"GPIO{gpio} is already used by {used[gpio]}"))
+        else:
+            used[gpio] = key
+    return errors
+
+
+#: SPI0's pins (BCM): the kernel's driver owns all five while SPI is on, whether wired or not.
+SPI0_PINS = {"sclk": 11, "mosi": 10, "miso": 9, "ce0": 8, "ce1": 7}
+#: A PD_SCK high phase lasts one bit time; the datasheet's power-down is at 60 µs.
+SPI_MAX_BIT_US = 50.0
+Hx711Interface = Literal["spi", "gpio"]
+
+
+@dataclass(frozen=True)
+class SpiConfig:
+    """The SPI bus whose MOSI clocks PD_SCK and whose MISO reads DOUT (hx711.interface: spi)."""
+
+    port: int = field(
+        default=0,
+        metadata=meta(
+            choices=(0,),
+            doc="SPI controller: 0 (GPIO 7-11, enabled by dtparam=spi=on); gpiozero knows no other.",
+        ),
+    )
+    device: int = field(
+        default=0,
+        metadata=meta(
+            choices=(0, 1),
+            doc="Chip select (CE0 or CE1): not wired to the HX711, but it names /dev/spidev0.N.",
+        ),
+    )
+    hz: int = field(
+        default=1_000_000,
+        metadata=meta(
+            min_exclusive=0,
+            max=5_000_000,
+            allowed="20000 to 5000000 (Hz)",
+            doc=(
+                "Bus clock: one PD_SCK high phase lasts one bit (1 µs at 1 MHz). The HX711 "
+                "needs at least 0.1 µs from a rising edge to valid data, so at most 5 MHz."
+            ),
+        ),
+    )
+    mode: int = field(
+        default=0,
+        metadata=meta(
+            choices=(0, 1),
+            doc="SPI mode: 0 or 1 (clock idle low; MISO sampled half a bit after MOSI changes).",
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """A bit time over 50 µs would let one PD_SCK pulse approach the chip's power-down."""
+        bit_us = 1e6 / self.hz
+        if bit_us > SPI_MAX_BIT_US:
+            requirement = (
+                f"its bit time, {bit_us:.0f} µs, exceeds {SPI_MAX_BIT_US:g} µs: each PD_SCK pulse "
+                "lasts one bit and the HX711 powers down after 60 µs"
+            )
+            return [not_allowed(join_path(path, "hz"), self.hz, requirement)]
+        return []
+
+    def pins(self) -> dict[str, int]:
+        """The GPIOs the controller owns, by function."""
+        return dict(SPI0_PINS)
 
 
 @dataclass(frozen=True)
 class Hx711Config:
     """The HX711 load-cell ADC and how strictly its readings are policed."""
+
+    interface: Hx711Interface = field(
+        default="spi",
+        metadata=meta(
+            doc=(
+                "spi: the SPI controller clocks PD_SCK in hardware (PD_SCK on MOSI, DOUT on "
+                "MISO), so no scheduling delay can power the chip down; gpio: bit-banged on "
+                "pins.hx711_dout and pins.hx711_sck, which can lose reads under load."
+            )
+        ),
+    )
+    spi: SpiConfig = field(
+        default_factory=SpiConfig, metadata=meta(doc="The SPI bus, with interface spi.")
+    )
 
     rate_sps: int = field(
         default=80,
@@ -98,8 +205,8 @@ class Hx711Config:
             min=5,
             max=60,
             doc=(
-                "A PD_SCK high phase over this may have powered the chip down (after 60 µs): "
-                "the read is kept only if a later bit proves it did not."
+                "Interface gpio only: a PD_SCK high phase over this may have powered the chip "
+                "down (after 60 µs); the read is kept only if a later bit proves it did not."
             ),
         ),
     )
@@ -671,10 +778,41 @@ class Config:
                 f"(deeper needling is for a professional: {join_path(path, 'profile')}: clinic)"
             )
             errors.append(not_allowed(join_path(path, "care.needle_mm"), needle, requirement))
+        errors.extend(self._hx711_pin_errors(path))
         if self.case.dose_mode and self.pins.uv_sensor is None:
             requirement = f"needs {join_path(path, 'pins.uv_sensor')} (a dose is measured by it)"
             key = join_path(path, "case.irradiance_mw_cm2")
             errors.append(not_allowed(key, self.case.irradiance_mw_cm2, requirement))
+        return errors
+
+    def _hx711_pin_errors(self, path: str) -> list[str]:
+        """The HX711's pins for its interface: distinct from the rest, and off the SPI bus.
+
+        With ``spi`` the kernel's SPI driver owns GPIO 7-11 whether or not they are wired, so
+        nothing else may use them; ``hx711_dout`` and ``hx711_sck`` are then unused.
+        """
+        pins_path = join_path(path, "pins")
+        others = self.pins.wired(HX711_PINS)
+        taken = {gpio: join_path(pins_path, name) for name, gpio in others.items()}
+        if self.hx711.interface == "gpio":
+            mine = {name: getattr(self.pins, name) for name in ("hx711_dout", "hx711_sck")}
+            return distinct_pins(mine, pins_path, taken)
+        errors: list[str] = []
+        bus = {gpio: name for name, gpio in self.hx711.spi.pins().items()}
+        ready = self.pins.wired().get("hx711_ready")
+        candidates = dict(others)
+        if ready is not None:
+            candidates["hx711_ready"] = ready
+        for name, gpio in candidates.items():
+            if gpio in bus:
+                requirement = (
+                    f"GPIO{gpio} is SPI0's {bus[gpio].upper()} while "
+                    f"{join_path(path, 'hx711.interface')} is spi (GPIO 7-11 belong to the bus); "
+                    "move it, or use interface gpio"
+                )
+                errors.append(not_allowed(join_path(pins_path, name), gpio, requirement))
+        if ready is not None and ready not in bus:
+            errors.extend(distinct_pins({"hx711_ready": ready}, pins_path, taken))
         return errors
 
     def resolved_state_dir(self, environ: Mapping[str, str] | None = None) -> Path:
