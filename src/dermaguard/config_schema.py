@@ -118,7 +118,7 @@ class SpiConfig:
         default=0,
         metadata=meta(
             choices=(0,),
-            doc="SPI controller: 0 (GPIO 7-11, enabled by dtparam=spi=on); gpiozero knows no other.",
+            doc="SPI controller: 0, on GPIO 7-11 (dtparam=spi=on); gpiozero knows no other.",
         ),
     )
     device: int = field(
