@@ -7,7 +7,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,16 +31,17 @@ from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
 from dermaguard.core.zones import ZoneThresholds
 from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
-from dermaguard.hw.hx711 import HX711, NotReady
+from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
 from dermaguard.line_writer import LineWriter
+from dermaguard.load_cell import chip_pins, open_load_cell
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
 from dermaguard.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.sim.case_pins import CaseWiring
-from dermaguard.sim.hardware import SIM_POWER_DOWN_NS, SimHardware
+from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
 from dermaguard.status_file import STATUS_NAME, StatusFile
 from dermaguard.store import Store, StoreError, StoreSink
@@ -152,7 +152,7 @@ def simulation_state_dir(config: Config) -> Path:
 @dataclass
 class Hardware:
     clock: Clock
-    driver: HX711
+    driver: LoadCellADC
     indicators: Indicators
     case: CaseIO
     sim: SimHardware | None
@@ -208,36 +208,33 @@ def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Ha
         factory = mock_factory()
         install_pin_factory(factory)
         # The emulated chip must own its pins before the driver opens them.
+        dout, sck = chip_pins(config)
         sim = SimHardware(
             factory,
             scenario,
-            dout=pins.hx711_dout,
-            sck=pins.hx711_sck,
+            dout=dout,
+            sck=sck,
             rate_sps=config.hx711.rate_sps,
             gain=config.hx711.gain,
             speed=speed,
             case=case_wiring(config),
+            bus_hz=config.hx711.spi.hz,
+            bus_mode=config.hx711.spi.mode,
         )
         clock = sim.clock
     else:
-        install_pin_factory(real_pin_factory())
+        factory = real_pin_factory()
+        install_pin_factory(factory)
         clock = RealClock()
     case = open_case(config, clock)
-    # The driver discards a read whose clock-high phase may have powered the chip down. The
-    # emulated chip of a whole-daemon simulation powers down only after 5 ms (a host's
-    # scheduling pauses are not the sensor's fault), so the driver's limit follows the chip
-    # it talks to; otherwise a busy host's pauses read as sensor faults in a demo or in CI.
-    max_high_us = config.hx711.max_clock_high_us
-    if sim is not None:
-        max_high_us = max(max_high_us, SIM_POWER_DOWN_NS / 1000 * 0.8)
-    driver = HX711(
-        pins.hx711_dout,
-        pins.hx711_sck,
-        gain=config.hx711.gain,
-        rate_sps=config.hx711.rate_sps,
-        max_clock_high_us=max_high_us,
-    )
-    reset_chip(driver)
+    try:
+        driver = open_load_cell(config, factory, clock, sim)
+    except BaseException:
+        case.lock_out()
+        case.close()
+        if sim is not None:
+            sim.stop()
+        raise
     indicators = Indicators(
         pins.led_red,
         pins.led_green,
@@ -262,13 +259,6 @@ def sim_read(hw: Hardware, force_n: float) -> int:
         if sim.convert_now(force_n):
             return hw.driver.read_raw(1.0)
     raise NotReady("the emulated HX711 never became ready")
-
-
-def reset_chip(driver: HX711) -> None:
-    """Power-cycle the HX711 so its gain is known (a previous process may have changed it)."""
-    driver.power_down()
-    time.sleep(0.001)  # PD_SCK high for more than 60 µs powers the chip down
-    driver.power_up()
 
 
 def calibrate_simulation(hw: Hardware, path: Path, gain: int, out: TextIO) -> Calibration:
@@ -411,12 +401,14 @@ def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterat
 
 def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
     """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
-    # The HX711 is bit-banged from Python, and the chip powers down if PD_SCK stays high over
-    # 60 µs. At the default 5 ms switch interval the interpreter hands the GIL to any waiting
-    # thread in the middle of a pulse, which stretched a high phase past the limit in a few
-    # percent of reads under load. Every thread here blocks on its own after a short burst,
-    # so a long interval costs no responsiveness and keeps each read in one piece.
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if config.hx711.interface == "gpio":
+        # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
+        # default 5 ms switch interval the interpreter hands the GIL to any waiting thread in
+        # the middle of a pulse, which stretched a high phase past the limit in a few percent
+        # of reads under load. Every thread here blocks on its own after a short burst, so a
+        # long interval costs no responsiveness and keeps each read in one piece. On the SPI
+        # bus a read is one transfer that the controller clocks, so none of this is needed.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None

@@ -27,7 +27,7 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.hw.case_io import CaseIO
-from dermaguard.hw.hx711 import HX711, NotReady, ReadDiscarded
+from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
 from dermaguard.hw.indicators import Indicators
 
 #: Longest time (clock seconds) without a good conversion while reads are being discarded
@@ -53,7 +53,7 @@ class Sampler:
     stalled simulator never fakes a fault either.
     """
 
-    driver: HX711
+    driver: LoadCellADC
     clock: Clock
     put: Callable[[Input], None]
     rate_sps: int
@@ -119,7 +119,7 @@ class Runtime:
         engine: Engine,
         clock: Clock,
         indicators: Indicators,
-        sampler_driver: HX711,
+        sampler_driver: LoadCellADC,
         case: CaseIO | None = None,
         *,
         rate_sps: int,

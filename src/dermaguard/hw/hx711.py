@@ -35,34 +35,34 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
+from dermaguard.hw.hx711_protocol import (
+    DATA_BITS,
+    RESET_GAIN,
+    SETTLE_S,
+    HX711Error,
+    NotReady,
+    ReadDiscarded,
+    check_gain_and_rate,
+    signed24,
+)
+
+__all__ = [
+    "HX711",
+    "HX711Error",
+    "NotReady",
+    "ReadDiscarded",
+    "load_library",
+    "stretched_read_verdict",
+]
+
 log = logging.getLogger(__name__)
 
-#: Settling time after reset or power-up, by output data rate (datasheet).
-SETTLE_S = {10: 0.4, 80: 0.05}
-#: Gain the chip uses after power-up or reset: channel A, 128.
-RESET_GAIN = 128
-#: Bits of data per conversion; the pulses after them only select the next gain.
-DATA_BITS = 24
 #: Shortest PD_SCK high or low phase the datasheet allows (T3, T4: 0.2 µs).
 PULSE_MIN_NS = 200
+#: How long PD_SCK is held high to power the chip down for a reset (over 60 µs).
+RESET_HOLD_S = 0.001
 _LIBRARY = "adafruit_hx711.hx711"
 _STALE_EVENT_BACKOFF_S = 0.0005
-
-
-class HX711Error(Exception):
-    """Base class for HX711 driver errors."""
-
-
-class NotReady(HX711Error):
-    """No conversion became ready in time (chip unplugged, powered down or too slow)."""
-
-
-class ReadDiscarded(HX711Error):
-    """A conversion was clocked out but its value must not be used; ``reason`` says why."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 # -- importing the library ----------------------------------------------------------------
@@ -266,10 +266,7 @@ class HX711:
             64: lib.HX711.CHAN_A_GAIN_64,
             32: lib.HX711.CHAN_B_GAIN_32,
         }
-        if gain not in pulses:
-            raise ValueError(f"gain must be 128, 64 or 32, got {gain}")
-        if rate_sps not in SETTLE_S:
-            raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
+        check_gain_and_rate(gain, rate_sps)
         if max_clock_high_us <= 0:
             raise ValueError("max_clock_high_us must be > 0")
         self._read_fast = lib.read_fast
@@ -299,6 +296,10 @@ class HX711:
             raise
         self._clock = _ClockAdapter(self._sck_dev.pin, self._max_high_ns)
         self._data = _DataAdapter(self._dout_dev.pin)
+
+    @property
+    def interface(self) -> str:
+        return "gpio"
 
     @property
     def gain(self) -> int:
@@ -360,6 +361,12 @@ class HX711:
             self._sck_dev.pin.state = False
             self._powered = True
             self._after_reset()
+
+    def reset(self) -> None:
+        """Power-cycle the chip: PD_SCK high for over 60 µs, then low again."""
+        self.power_down()
+        time.sleep(RESET_HOLD_S)
+        self.power_up()
 
     def close(self) -> None:
         """Release both pins; safe to call twice."""
@@ -439,8 +446,5 @@ class HX711:
             raise ReadDiscarded(
                 f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
             )
-        code = code24
-        if code & 0x800000:
-            code -= 1 << 24
         self.reads += 1
-        return code
+        return signed24(code24)

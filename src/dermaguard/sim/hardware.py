@@ -21,12 +21,13 @@ from gpiozero.pins.mock import MockFactory
 
 from dermaguard.clock import SimClock
 from dermaguard.sim.case_pins import CaseWiring, SimCase
-from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
+from dermaguard.sim.spi_bus import SimSpiBus
 
 log = logging.getLogger(__name__)
 
-#: PD_SCK high time that powers the emulated chip down in a whole-daemon simulation.
+#: PD_SCK high time that powers the emulated chip down in a bit-banged whole-daemon simulation.
 SIM_POWER_DOWN_NS = 5_000_000
 
 
@@ -39,29 +40,38 @@ class SimHardware:
         scenario: Scenario,
         *,
         dout: int,
-        sck: int,
+        sck: int | None,
         rate_sps: int = 80,
         gain: int = 128,
         speed: float = 1.0,
         load: LoadModel | None = None,
         seed: int | None = 0,
         case: CaseWiring | None = None,
+        bus_hz: int = 1_000_000,
+        bus_mode: int = 0,
     ) -> None:
-        """Create every emulated device's pins; do it before any gpiozero device on them."""
+        """Create every emulated device's pins; do it before any gpiozero device on them.
+
+        With ``sck`` ``None`` the chip's PD_SCK is the MOSI line of a simulated SPI bus
+        (:attr:`bus`, clocked at ``bus_hz``), and ``dout`` is the GPIO that sees DOUT (the
+        data-ready pin, or MISO). Otherwise PD_SCK is the GPIO ``sck``, bit-banged.
+        """
         self.scenario = scenario
         self.clock = SimClock(speed=speed)
         self.period = 1.0 / rate_sps
-        # Gains 64 and 32 are selected by pulses 26 and 27, clocked right after the data: the
-        # next conversion must wait for them or it would be clocked out by the gain pulses.
-        self._tail_s = 0.0 if gain == 128 else 0.001
+        # Bit-banged, gains 64 and 32 are selected by pulses 26 and 27, clocked right after the
+        # data: the next conversion must wait for them or the gain pulses would clock it out.
+        # On the SPI bus they are part of the same transfer.
+        self._tail_s = 0.0 if gain == 128 or sck is None else 0.001
         model = load or LoadModel()
         model.noise_counts = scenario.noise_counts
         model.drift_counts_per_s = scenario.drift_counts_per_s
-        # The whole daemon shares this machine's CPU with everything else on it; at the
-        # datasheet's 60 µs every scheduling hiccup would power the emulated chip down and cost
-        # 50 ms of settling, so a simulation would show sensor faults a Pi running only the
-        # daemon does not. The driver still discards any read whose clock-high phase ran over
-        # its limit, and the emulator's tests keep the datasheet's 60 µs.
+        # Bit-banged, the whole daemon shares this machine's CPU with everything else on it; at
+        # the datasheet's 60 µs every scheduling hiccup would power the emulated chip down and
+        # cost 50 ms of settling, so a simulation would show sensor faults a Pi running only
+        # the daemon does not; the driver still discards any read whose clock-high phase ran
+        # over its limit. On the SPI bus the bus clock times every pulse, so the chip keeps
+        # the datasheet's 60 µs.
         self.chip = HX711Chip(
             factory,
             dout,
@@ -70,8 +80,9 @@ class SimHardware:
             clock=self.clock,
             load=model,
             seed=seed,
-            power_down_ns=SIM_POWER_DOWN_NS,
+            power_down_ns=POWER_DOWN_NS if sck is None else SIM_POWER_DOWN_NS,
         )
+        self.bus = SimSpiBus(self.chip, hz=bus_hz, mode=bus_mode) if sck is None else None
         self.finished = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -21,9 +21,13 @@ from its own thread, which cannot run Python while the reader holds the GIL; run
 the driver's PD_SCK write instead would about double every clock-high phase, and with it the
 chance that a host pause powers the chip down.
 
-Time: the 60 µs power-down threshold is always measured in real time (``perf_counter_ns``),
-because it is a property of how fast the driver toggles the pin. Settling after a reset and the
-load model's time use the chip's ``clock``, so a :class:`~dermaguard.clock.SimClock` can skip it.
+Time: the 60 µs power-down threshold is measured in real time (``perf_counter_ns``) when the
+driver toggles PD_SCK as a GPIO pin, because it is a property of how fast the driver does so.
+On the SPI interface PD_SCK is the bus's MOSI line, and :mod:`dermaguard.sim.spi_bus` drives it
+through :meth:`HX711Chip.drive_sck` with the times the bus clock gives each bit, and samples DOUT
+with :meth:`HX711Chip.sample_dout`, which honours the datasheet's 0.1 µs from a rising PD_SCK
+edge to valid data. Settling after a reset and the load model's time use the chip's ``clock``,
+so a :class:`~dermaguard.clock.SimClock` can skip it.
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ GAIN_BY_PULSES = {25: 128, 26: 32, 27: 64}
 #: driver may still send the gain-select pulses 26 and 27; converting in between would make
 #: those pulses clock out the new data instead.
 GAIN_TAIL_NS = 1_000_000
+#: DOUT is valid this long after a rising PD_SCK edge (datasheet T2: 0.1 µs at most).
+DOUT_DELAY_NS = 100
 _DEFER_POLL_S = 0.0001
 _DEFER_GIVE_UP_S = 1.0
 
@@ -148,7 +154,7 @@ class HX711Chip:
         self,
         factory: Any,
         dout: int | str,
-        sck: int | str,
+        sck: int | str | None,
         *,
         rate_sps: int = 80,
         clock: Clock | None = None,
@@ -156,8 +162,10 @@ class HX711Chip:
         seed: int | None = 0,
         power_down_ns: int = POWER_DOWN_NS,
     ) -> None:
-        """``power_down_ns`` is the datasheet's 60 µs; only a simulation of the whole daemon on
-        a busy desktop has reason to relax it (see :class:`dermaguard.sim.hardware.SimHardware`).
+        """``dout`` is the GPIO that sees DOUT; ``sck`` the GPIO driving PD_SCK, or ``None`` when
+        an SPI bus model drives it (:meth:`drive_sck`). ``power_down_ns`` is the datasheet's
+        60 µs; only a bit-banged simulation of the whole daemon on a busy desktop has reason to
+        relax it (see :class:`dermaguard.sim.hardware.SimHardware`).
         """
         if rate_sps not in SETTLE_S:
             raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
@@ -197,18 +205,26 @@ class HX711Chip:
         self._sck_high = False
         self._rise_ns = 0
         self._fall_ns = 0
+        # DOUT's level before the last data-bit shift, and when that shift happened.
+        self._dout_before = True
+        self._shift_ns = 0
 
         self._dout = factory.pin(dout, pin_class=_DataPin)
-        self._sck = factory.pin(sck, pin_class=_ClockPin)
-        for pin, cls in ((self._dout, _DataPin), (self._sck, _ClockPin)):
+        self._sck: _ClockPin | None = None
+        pins: list[tuple[Any, type]] = [(self._dout, _DataPin)]
+        if sck is not None:
+            self._sck = factory.pin(sck, pin_class=_ClockPin)
+            pins.append((self._sck, _ClockPin))
+        for pin, cls in pins:
             if not isinstance(pin, cls):
                 raise RuntimeError(
                     f"pin {pin!r} already exists as {type(pin).__name__}: "
                     "create the HX711Chip before any gpiozero device on its pins"
                 )
         self._dout.drive_high()
-        self._sck_high = bool(self._sck.state)
-        self._sck.listener = self._on_sck
+        if self._sck is not None:
+            self._sck_high = bool(self._sck.state)
+            self._sck.listener = self._on_sck
 
     # -- load and faults ------------------------------------------------------------------
 
@@ -262,6 +278,18 @@ class HX711Chip:
             return self._plugged and not self._down
 
     @property
+    def dout(self) -> bool:
+        """DOUT's level now (high: no conversion waiting to be read)."""
+        with self._lock:
+            return bool(self._dout.state)
+
+    @property
+    def pulses(self) -> int:
+        """PD_SCK pulses since the last conversion became ready (0: none, or not ready)."""
+        with self._lock:
+            return self._pulses
+
+    @property
     def next_gain(self) -> int:
         """Gain the next conversion will use, as selected by the last read's pulse count."""
         with self._lock:
@@ -302,7 +330,41 @@ class HX711Chip:
         self.stop()
         with self._lock:
             self._deferred = False
-            self._sck.listener = None
+            if self._sck is not None:
+                self._sck.listener = None
+
+    # -- PD_SCK driven by an SPI bus model ------------------------------------------------
+
+    def hold(self) -> threading.RLock:
+        """The chip's lock: a bus model holds it for a whole transfer, which the controller
+        clocks out of its FIFO without pause, so no conversion lands between two of its bits
+        unless a test puts one there on purpose."""
+        return self._lock
+
+    def drive_sck(self, high: bool, t_ns: int) -> None:
+        """PD_SCK changes level at ``t_ns`` (``perf_counter_ns`` time, or later)."""
+        with self._lock:
+            if high != self._sck_high:
+                self._on_sck(high, t_ns)
+
+    def sample_dout(self, t_ns: int) -> bool:
+        """DOUT as a receiver sampling at ``t_ns`` sees it: a data bit shifted out by a rising
+        edge becomes valid :data:`DOUT_DELAY_NS` later."""
+        with self._lock:
+            if self._pulses and t_ns - self._shift_ns < DOUT_DELAY_NS:
+                return self._dout_before
+            return bool(self._dout.state)
+
+    def convert_mid_read(self) -> None:
+        """A conversion completes in the middle of a read and restarts the shift register.
+
+        The worst case for a reader that started late: its remaining pulses clock out the new
+        conversion's first bits, and the chip is left part-way through a read. Only tests do
+        this on purpose; a reader that starts soon after DOUT falls never meets it.
+        """
+        with self._lock:
+            if self._plugged and not self._down and self.clock.monotonic() >= self._settled_at:
+                self._complete()
 
     def __enter__(self) -> HX711Chip:
         return self
@@ -391,14 +453,14 @@ class HX711Chip:
         self._dout.drive_low()
         return code, ready_ns
 
-    def _on_sck(self, high: bool) -> None:
-        now_ns = time.perf_counter_ns()
+    def _on_sck(self, high: bool, at_ns: int | None = None) -> None:
+        now_ns = time.perf_counter_ns() if at_ns is None else at_ns
         with self._lock:
             if high:
                 self._sck_high = True
                 self._rise_ns = now_ns
                 if self._plugged and not self._down and (self._ready or self._pulses):
-                    self._clock_pulse()
+                    self._clock_pulse(now_ns)
                 return
             self._check_power_down(now_ns)
             self._sck_high = False
@@ -412,9 +474,11 @@ class HX711Chip:
             if self._pulses >= 25:
                 self._dout.flush()
 
-    def _clock_pulse(self) -> None:
+    def _clock_pulse(self, now_ns: int) -> None:
         self._pulses += 1
         pulses = self._pulses
+        self._dout_before = bool(self._dout.state)
+        self._shift_ns = now_ns
         if pulses <= 24:
             self._dout.shift(bool((self._shift >> (24 - pulses)) & 1))
             return

@@ -1,0 +1,399 @@
+"""HX711 driver whose PD_SCK pulses are clocked by the SPI controller, not by Linux.
+
+Wiring: PD_SCK on the bus's MOSI, DOUT on MISO; SCLK and chip select stay unconnected. Every
+PD_SCK pulse is a MOSI ``1`` bit followed by a ``0`` bit, so a byte ``0xAA`` is four pulses and
+one read is a single transfer that the controller clocks from its FIFO:
+
+======  =========================  =====================================================
+byte    MOSI                       MISO must read
+======  =========================  =====================================================
+0       ``0x00`` (no pulse)        ``0x00``: DOUT low throughout, a conversion is waiting
+1-6     ``0xAA`` (4 pulses each)   each data bit twice, in the pulse's high and low half
+7       gain pulses 25-27          ``0xFF``: DOUT goes high at the 25th pulse
+8       ``0x00`` (no pulse)        ``0xFF``: DOUT is still high, the chip is in step
+======  =========================  =====================================================
+
+A high phase lasts one bus bit (1 µs at 1 MHz), and every byte ends in ``0``, so a transfer
+that starts late, or the controller's idle bit after each byte, only lengthens a *low* phase:
+pre-emption can delay a read but can no longer power the chip down (the chip sleeps when
+PD_SCK stays high for over 60 µs).
+
+Each data bit is taken from the sample in the pulse's low half and checked against the one in
+its high half (DOUT changes only on rising edges, 0.1 µs after them); a disagreement, a lead
+byte that is not all zeros or a tail that is not all ones means the chip and the driver do not
+agree on where the read is: the read is discarded with the reason, and the chip is reset (MOSI
+high for over 60 µs) so that both start again from a known state. A bus that reads all zeros
+(DOUT stuck low) therefore never yields a force, and one that reads all ones (MISO floating
+high, chip missing) never looks ready: both end as a sensor fault (S7) in the sampler.
+
+Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, so no pulse) on a
+schedule taken from the last conversion, or, when ``ready_pin`` names a GPIO also wired to DOUT,
+from its falling edge through gpiozero.
+
+Limits, stated plainly: a chip that resets part-way through a transfer (a power glitch) turns
+the bits after the reset into ones, which the checks above catch only when a high-half and a
+low-half sample straddle it. What gives the reset away is the silence after it: the chip holds
+DOUT high while it settles (50 ms at 80 samples/s), and a silence longer than
+:data:`SILENCE_PERIODS` periods makes the driver assume a reset (gain 128, settling). The
+median filter in front of the alarm absorbs the one sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from dermaguard.clock import Clock, RealClock
+from dermaguard.hw.hx711_protocol import (
+    DATA_BITS,
+    RESET_GAIN,
+    SETTLE_S,
+    HX711Error,
+    NotReady,
+    ReadDiscarded,
+    check_gain_and_rate,
+    signed24,
+)
+from dermaguard.hw.pins import PinFactoryUnavailable
+
+log = logging.getLogger(__name__)
+
+#: Four PD_SCK pulses: MOSI 1 then 0, four times.
+PULSES_BYTE = 0xAA
+#: A byte with MOSI low throughout: no pulse; MISO reads DOUT eight times.
+QUIET_BYTE = 0x00
+#: The byte after the data, by gain: 1, 2 or 3 more pulses (25, 26 or 27 in all).
+GAIN_BYTE = {128: 0x80, 32: 0xA0, 64: 0xA8}
+DATA_BYTES = DATA_BITS // 4
+FRAME_LEN = 1 + DATA_BYTES + 2
+#: MOSI is held high this long to reset the chip (it powers down after 60 µs).
+RESET_HIGH_US = 80
+#: A chip silent for this many periods while polled has reset (it is never silent longer
+#: than one period while it runs, and at least its settling time after a reset).
+SILENCE_PERIODS = 2
+#: Interval between data-ready polls once a conversion is due.
+POLL_INTERVAL_S = 0.00025
+_STALE_EVENT_BACKOFF_S = 0.0005
+
+
+class SpiBus(Protocol):
+    """The part of gpiozero's SPI interface the driver uses."""
+
+    def transfer(self, data: list[int]) -> list[int]: ...
+
+    def close(self) -> None: ...
+
+
+class SpiUnavailable(PinFactoryUnavailable):
+    """The hardware SPI bus cannot be opened; the message says what to enable or check."""
+
+
+class FrameError(Exception):
+    """The bits of a read do not hang together: the chip and the driver are out of step."""
+
+
+def read_frame(gain: int) -> list[int]:
+    """The bytes one read sends: a quiet lead byte, 24 data pulses, the gain pulses, a check."""
+    return [QUIET_BYTE, *([PULSES_BYTE] * DATA_BYTES), GAIN_BYTE[gain], QUIET_BYTE]
+
+
+def decode_frame(miso: Sequence[int]) -> int:
+    """The 24-bit code a read's MISO bytes carry; :class:`FrameError` if they disagree."""
+    if len(miso) != FRAME_LEN:
+        raise FrameError(f"the bus returned {len(miso)} bytes for a {FRAME_LEN}-byte read")
+    if miso[0] != 0x00:
+        raise FrameError(
+            f"DOUT was not low before the first pulse (read {miso[0]:#010b}): "
+            "no conversion was waiting"
+        )
+    code = 0
+    for index, byte in enumerate(miso[1 : 1 + DATA_BYTES]):
+        for pair in range(4):
+            high = (byte >> (7 - 2 * pair)) & 1
+            low = (byte >> (6 - 2 * pair)) & 1
+            if high != low:
+                bit = 4 * index + pair + 1
+                raise FrameError(
+                    f"data bit {bit} read {high} while PD_SCK was high and {low} after it "
+                    "fell: DOUT changed between clock edges"
+                )
+            code = (code << 1) | low
+    gain_byte, check = miso[1 + DATA_BYTES], miso[2 + DATA_BYTES]
+    if gain_byte != 0xFF or check != 0xFF:
+        raise FrameError(
+            f"DOUT did not stay high after the 25th pulse (read {gain_byte:#04x}, "
+            f"{check:#04x}): the chip is not where the read ended"
+        )
+    return code
+
+
+def reset_bytes(hz: int) -> list[int]:
+    """MOSI high for over 60 µs at ``hz``, then low: the chip powers down, then resets."""
+    ones = max(1, math.ceil(RESET_HIGH_US * 1e-6 * hz / 8))
+    return [0xFF] * ones + [QUIET_BYTE]
+
+
+def open_spi(pin_factory: Any, *, port: int, device: int, hz: int, mode: int) -> Any:
+    """The kernel's SPI device through gpiozero's pin factory; never its software fallback.
+
+    gpiozero falls back to bit-banging SPI with a warning when the hardware bus cannot be
+    opened; that would bring back exactly the timing this driver exists to avoid, so the
+    fallback is closed again and the start-up fails with what to fix.
+    """
+    from gpiozero.exc import SPISoftwareFallback
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            spi = pin_factory.spi(port=port, device=device)
+        except Exception as exc:
+            raise SpiUnavailable(_spi_help(port, device, str(exc))) from exc
+    fallback = [w for w in caught if issubclass(w.category, SPISoftwareFallback)]
+    if fallback:
+        spi.close()
+        raise SpiUnavailable(_spi_help(port, device, str(fallback[0].message)))
+    try:
+        spi.rate = hz
+        spi.clock_mode = mode
+    except Exception as exc:
+        spi.close()
+        detail = f"setting {hz} Hz, mode {mode}: {exc}"
+        raise SpiUnavailable(_spi_help(port, device, detail)) from exc
+    return spi
+
+
+def _spi_help(port: int, device: int, detail: str) -> str:
+    return (
+        f"cannot open the hardware SPI bus /dev/spidev{port}.{device} ({detail}). "
+        "Enable it with 'dtparam=spi=on' in /boot/firmware/config.txt and reboot, check that "
+        "the service user may open /dev/spidev* (group spi), and that nothing else uses "
+        "GPIO 7-11; or wire the HX711 to two free GPIOs and set hx711.interface: gpio"
+    )
+
+
+class HX711Spi:
+    """One HX711 on the SPI bus, read one conversion at a time at a fixed gain.
+
+    ``spi`` is an open bus (:func:`open_spi`, or a simulated one); ``ready_pin`` an optional
+    GPIO also wired to DOUT. ``clock`` times silences, so that a simulation on a virtual clock
+    never mistakes its own pauses for a chip reset. Call :meth:`reset` at start-up: a previous
+    process may have left the chip at another gain.
+    """
+
+    def __init__(
+        self,
+        spi: SpiBus,
+        *,
+        gain: int = 128,
+        rate_sps: int = 80,
+        hz: int = 1_000_000,
+        ready_pin: int | str | None = None,
+        pin_factory: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
+        check_gain_and_rate(gain, rate_sps)
+        self._spi = spi
+        self._gain = gain
+        self._rate_sps = rate_sps
+        self._period_s = 1.0 / rate_sps
+        self._settle_s = SETTLE_S[rate_sps]
+        self._frame = read_frame(gain)
+        self._reset_frame = reset_bytes(hz)
+        self._clock: Clock = clock if clock is not None else RealClock()
+        self._lock = threading.Lock()
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = 0.0
+        self._closed = False
+        # Data-ready schedule (real time): when the next conversion is due, how early to look.
+        self._due: float | None = None
+        self._early_s = self._period_s / 4
+        # Clock time of the first poll that found no data since the last conversion.
+        self._silent_since: float | None = None
+        self.reads = 0
+        self.discarded = 0
+        self.timeouts = 0
+        #: Reads whose bits did not hang together (each followed by a reset).
+        self.sync_errors = 0
+        #: Silences long enough that the chip must have reset.
+        self.silences = 0
+        self.resets = 0
+        self.polls = 0
+        self._ready_dev: Any = None
+        if ready_pin is not None:
+            from gpiozero import DigitalInputDevice
+
+            self._ready_dev = DigitalInputDevice(
+                ready_pin, pull_up=None, active_state=True, pin_factory=pin_factory
+            )
+
+    @property
+    def interface(self) -> str:
+        return "spi"
+
+    @property
+    def gain(self) -> int:
+        return self._gain
+
+    @property
+    def rate_sps(self) -> int:
+        return self._rate_sps
+
+    @property
+    def settle_s(self) -> float:
+        return self._settle_s
+
+    @property
+    def data_ready(self) -> str:
+        """``edge`` (a GPIO wired to DOUT) or ``poll`` (DOUT read over the bus)."""
+        return "edge" if self._ready_dev is not None else "poll"
+
+    @property
+    def may_be_settling(self) -> bool:
+        """True after a reset or a sync error, until a conversion is ready again."""
+        return self._extra_wait_s > 0
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
+
+        After a reset the wait is extended by the settling time, unless ``exact_timeout``.
+        Raises :class:`NotReady` on timeout and :class:`ReadDiscarded` when the conversion was
+        clocked out but is unusable (out of step, or made at another gain).
+        """
+        if timeout_s < 0:
+            raise ValueError("timeout_s must be >= 0")
+        with self._lock:
+            self._check_open()
+            wait_s = timeout_s if exact_timeout else timeout_s + self._extra_wait_s
+            if not self._wait_ready(wait_s):
+                self.timeouts += 1
+                raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
+            self._extra_wait_s = 0.0
+            return self._read()
+
+    def reset(self) -> None:
+        """Power-cycle the chip: MOSI high for over 60 µs, then low."""
+        with self._lock:
+            self._check_open()
+            self._reset()
+
+    def close(self) -> None:
+        """Release the bus and the data-ready pin; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if self._ready_dev is not None:
+                self._ready_dev.close()
+            self._spi.close()
+
+    def __enter__(self) -> HX711Spi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HX711Error("HX711 driver is closed")
+
+    def _reset(self) -> None:
+        self._spi.transfer(list(self._reset_frame))
+        self.resets += 1
+        self._after_reset()
+
+    def _after_reset(self) -> None:
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = self._settle_s
+        self._due = None
+        self._silent_since = None
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        if self._ready_dev is not None:
+            found = self._wait_edge(deadline)
+        else:
+            found = self._wait_polling(deadline)
+        now_clock = self._clock.monotonic()
+        if not found:
+            if self._silent_since is None:
+                self._silent_since = now_clock
+            return False
+        if self._silent_since is not None:
+            silent = now_clock - self._silent_since
+            self._silent_since = None
+            if silent > SILENCE_PERIODS * self._period_s and self._chip_gain != RESET_GAIN:
+                # Longer than a running chip is ever silent: it reset (power glitch, or MOSI
+                # left high), so this conversion was made at the reset gain.
+                self.silences += 1
+                self._chip_gain = RESET_GAIN
+        return True
+
+    def _probe(self) -> bool:
+        """DOUT low, read over the bus with MOSI held low (no pulse)."""
+        self.polls += 1
+        return not (self._spi.transfer([QUIET_BYTE])[0] & 1)
+
+    def _wait_polling(self, deadline: float) -> bool:
+        """Poll from a little before the conversion is due; learn how early to start."""
+        now = time.monotonic()
+        if self._due is not None:
+            start = min(self._due - self._early_s, deadline)
+            if start > now:
+                time.sleep(start - now)
+        polls = 0
+        while True:
+            polls += 1
+            if self._probe():
+                now = time.monotonic()
+                if polls == 1:  # already waiting: it may have been ready a while
+                    self._early_s = min(self._early_s * 2, self._period_s / 2)
+                elif polls > 8:
+                    self._early_s = max(self._early_s / 2, 2 * POLL_INTERVAL_S)
+                self._due = now + self._period_s
+                return True
+            if self._silent_since is None:
+                self._silent_since = self._clock.monotonic()
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(POLL_INTERVAL_S, remaining))
+
+    def _wait_edge(self, deadline: float) -> bool:
+        """Wait for the data-ready GPIO to fall, trusting its level over a stale edge event."""
+        dev = self._ready_dev
+        while True:
+            remaining = deadline - time.monotonic()
+            if dev.value and self._silent_since is None:
+                self._silent_since = self._clock.monotonic()
+            if not dev.wait_for_inactive(max(0.0, remaining)):
+                return False
+            if not dev.value:
+                return True
+            if remaining <= 0:
+                return False
+            time.sleep(_STALE_EVENT_BACKOFF_S)
+
+    def _read(self) -> int:
+        miso = self._spi.transfer(list(self._frame))
+        conversion_gain, self._chip_gain = self._chip_gain, self._gain
+        try:
+            code24 = decode_frame(miso)
+        except FrameError as exc:
+            self.discarded += 1
+            self.sync_errors += 1
+            self._reset()
+            raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
+        if conversion_gain != self._gain:
+            self.discarded += 1
+            raise ReadDiscarded(
+                f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
+            )
+        self.reads += 1
+        return signed24(code24)

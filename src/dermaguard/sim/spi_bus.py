@@ -1,0 +1,124 @@
+"""An SPI controller model whose MOSI line is the emulated HX711's PD_SCK and MISO its DOUT.
+
+On a Pi the controller clocks a whole transfer out of its FIFO in hardware: each bit lasts one
+bus clock period whatever the CPU does, and after each byte the BCM2835 inserts one idle bit
+during which MOSI keeps its level. This model gives the chip exactly that timeline: bit ``k`` of
+a transfer starts at ``t0 + k * T`` (plus the idle bits so far), MOSI takes the bit's level at
+its start, and MISO is sampled half a bit later. In SPI mode 0 that is the rising SCLK edge in
+the middle of the bit; in mode 1 MOSI changes on the rising edge and MISO is sampled on the
+falling one, also half a bit on. The host only decides when a transfer *starts* (``t0`` is the
+host's ``perf_counter_ns`` when :meth:`SimSpiBus.transfer` runs, never earlier than the end of
+the previous transfer), which is how pre-emption affects the real bus too.
+
+Between transfers MOSI keeps the level of the last bit sent (the bytes the driver sends end in
+``0``, so PD_SCK rests low). ``idle_high`` models a controller or a wiring fault that lets MOSI
+rest high: the chip then powers down between transfers, as a real one would.
+
+It offers the part of gpiozero's SPI interface the driver uses (``transfer``, ``rate``,
+``clock_mode``, ``close``); gpiozero's own mock SPI clocks at a fixed rate with the host's
+timing, which is exactly what this must not do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from dermaguard.sim.hx711_chip import HX711Chip
+
+#: The controller's idle bit after each byte (BCM2835, outside DMA mode).
+IDLE_BITS_PER_BYTE = 1
+
+
+class SimSpiBus:
+    """One SPI bus with the emulated HX711 on MOSI (PD_SCK) and MISO (DOUT)."""
+
+    def __init__(
+        self,
+        chip: HX711Chip,
+        *,
+        hz: int = 1_000_000,
+        mode: int = 0,
+        idle_bits: int = IDLE_BITS_PER_BYTE,
+    ) -> None:
+        if hz <= 0:
+            raise ValueError("hz must be > 0")
+        if mode not in (0, 1, 2, 3):
+            raise ValueError(f"mode must be 0-3, got {mode}")
+        self.chip = chip
+        self._hz = hz
+        self._mode = mode
+        self.idle_bits = idle_bits
+        #: Fault injection: MOSI rests high between transfers (the chip powers down).
+        self.idle_high = False
+        #: Test hook, called with the bit index before each bit of a transfer is clocked.
+        self.on_bit: Callable[[int], None] | None = None
+        self.transfers = 0
+        self.bytes = 0
+        self._mosi = False
+        self._end_ns = 0
+        self._closed = False
+
+    @property
+    def rate(self) -> int:
+        """Bus clock in Hz (settable, as on gpiozero's hardware SPI)."""
+        return self._hz
+
+    @rate.setter
+    def rate(self, hz: int) -> None:
+        if hz <= 0:
+            raise ValueError("rate must be > 0")
+        self._hz = int(hz)
+
+    @property
+    def clock_mode(self) -> int:
+        return self._mode
+
+    @clock_mode.setter
+    def clock_mode(self, mode: int) -> None:
+        if mode not in (0, 1, 2, 3):
+            raise ValueError(f"mode must be 0-3, got {mode}")
+        self._mode = mode
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._closed = True
+
+    def transfer(self, data: Sequence[int]) -> list[int]:
+        """Clock ``data`` out on MOSI (MSB first) and return what MISO read, byte for byte."""
+        if self._closed:
+            raise OSError("SPI bus is closed")
+        bit_ns = 1_000_000_000 / self._hz
+        sample_ns = bit_ns / 2
+        chip = self.chip
+        received: list[int] = []
+        with chip.hold():
+            t0 = max(time.perf_counter_ns(), self._end_ns)
+            t = float(t0)
+            k = 0
+            for byte in data:
+                if not 0 <= byte <= 0xFF:
+                    raise ValueError(f"SPI byte out of range: {byte!r}")
+                value = 0
+                for bit in range(7, -1, -1):
+                    if self.on_bit is not None:
+                        self.on_bit(k)
+                    level = bool((byte >> bit) & 1)
+                    if level != self._mosi:
+                        self._mosi = level
+                        chip.drive_sck(level, int(t))
+                    value = (value << 1) | chip.sample_dout(int(t + sample_ns))
+                    t += bit_ns
+                    k += 1
+                received.append(value)
+                t += self.idle_bits * bit_ns  # MOSI keeps its level through the idle bit
+            if self.idle_high and not self._mosi:
+                self._mosi = True
+                chip.drive_sck(True, int(t))
+            self._end_ns = int(t)
+        self.transfers += 1
+        self.bytes += len(received)
+        return received
