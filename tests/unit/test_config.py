@@ -61,8 +61,10 @@ def test_defaults_follow_the_design() -> None:
         None,
         "info",
     )
-    assert dataclasses.astuple(c.pins) == (5, 6, 17, 27, 22, 18, 23, 24, 25, None)
+    assert dataclasses.astuple(c.pins) == (5, 6, None, 17, 27, 22, 18, 23, 24, 25, None)
     assert (c.hx711.rate_sps, c.hx711.gain, c.hx711.ready_timeout_periods) == (80, 128, 3)
+    assert c.hx711.interface == "spi"
+    assert dataclasses.astuple(c.hx711.spi) == (0, 0, 1_000_000, 0)
     assert c.hx711.max_clock_high_us == 50.0
     assert c.load_cell.capacity_n == 50.0
     assert c.calibration.file == "calibration.json"
@@ -253,10 +255,49 @@ def test_each_rule_names_path_value_and_what_is_allowed(data: object, message: s
 
 
 def test_every_later_duplicate_pin_names_the_first_user() -> None:
-    assert errors_of({"pins": {"led_blue": 5, "buzzer": 5}}) == [
-        "pins.led_blue: 5 is not allowed: GPIO5 is already used by pins.hx711_dout",
-        "pins.buzzer: 5 is not allowed: GPIO5 is already used by pins.hx711_dout",
+    assert errors_of({"pins": {"led_blue": 12, "buzzer": 12, "lid": 12}}) == [
+        "pins.buzzer: 12 is not allowed: GPIO12 is already used by pins.led_blue",
+        "pins.lid: 12 is not allowed: GPIO12 is already used by pins.led_blue",
     ]
+
+
+def test_with_spi_the_gpio_interface_pins_are_free_and_a_duplicate_names_the_first_user() -> None:
+    assert parse_config({"pins": {"led_blue": 5, "buzzer": 6}}).pins.buzzer == 6
+    assert errors_of({"pins": {"led_blue": 6, "hx711_ready": 6}}) == [
+        "pins.hx711_ready: 6 is not allowed: GPIO6 is already used by pins.led_blue",
+    ]
+
+
+def test_with_gpio_the_hx711_pins_must_not_collide_with_the_rest() -> None:
+    assert errors_of({"pins": {"led_blue": 5}, "hx711": {"interface": "gpio"}}) == [
+        "pins.hx711_dout: 5 is not allowed: GPIO5 is already used by pins.led_blue",
+    ]
+    # ... and may then use SPI0's pins, which belong to no bus.
+    assert (
+        parse_config({"pins": {"led_red": 10}, "hx711": {"interface": "gpio"}}).pins.led_red == 10
+    )
+
+
+@pytest.mark.parametrize("name", ["led_red", "buzzer", "uv_sensor", "hx711_ready"])
+@pytest.mark.parametrize(("gpio", "line"), [(7, "CE1"), (8, "CE0"), (9, "MISO"), (11, "SCLK")])
+def test_with_spi_no_pin_may_sit_on_the_bus(name: str, gpio: int, line: str) -> None:
+    assert errors_of({"pins": {name: gpio}}) == [
+        f"pins.{name}: {gpio} is not allowed: GPIO{gpio} is SPI0's {line} while "
+        "hx711.interface is spi (GPIO 7-11 belong to the bus); move it, or use interface gpio"
+    ]
+
+
+@pytest.mark.parametrize(("hz", "bit_us"), [(19_999, 50), (1_000, 1000)])
+def test_a_bus_clock_whose_bit_outlasts_50_us_is_refused_with_why(hz: int, bit_us: int) -> None:
+    assert errors_of({"hx711": {"spi": {"hz": hz}}}) == [
+        f"hx711.spi.hz: {hz} is not allowed: its bit time, {bit_us} µs, exceeds 50 µs: each "
+        "PD_SCK pulse lasts one bit and the HX711 powers down after 60 µs"
+    ]
+
+
+@pytest.mark.parametrize("hz", [20_000, 1_000_000, 5_000_000])
+def test_bus_clocks_from_20_khz_to_5_mhz_are_allowed(hz: int) -> None:
+    assert parse_config({"hx711": {"spi": {"hz": hz}}}).hx711.spi.hz == hz
 
 
 def test_pins_may_be_swapped() -> None:
@@ -403,8 +444,8 @@ def test_all_errors_are_collected_in_one_pass() -> None:
         "pins.buzzer: 17 is not allowed: GPIO17 is already used by pins.led_red",
         "hx711.gain: 100 is not allowed: must be one of 128, 64, 32",
         "hx711.rate_sps: 'fast' is not allowed: must be one of 10, 80",
-        "hx711.samples: unknown key (allowed: rate_sps, gain, ready_timeout_periods, "
-        "max_clock_high_us)",
+        "hx711.samples: unknown key (allowed: interface, spi, rate_sps, gain, "
+        "ready_timeout_periods, max_clock_high_us)",
         "pressure.zones.over_n: 4.5 is not allowed: must be > pressure.zones.high_n (5.0)",
         "alarm.buzzer: 'no' is not allowed: must be true or false",
     ]

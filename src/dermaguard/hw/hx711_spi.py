@@ -35,7 +35,9 @@ the bits after the reset into ones, which the checks above catch only when a hig
 low-half sample straddle it. What gives the reset away is the silence after it: the chip holds
 DOUT high while it settles (50 ms at 80 samples/s), and a silence longer than
 :data:`SILENCE_PERIODS` periods makes the driver assume a reset (gain 128, settling). The
-median filter in front of the alarm absorbs the one sample.
+median filter in front of the alarm absorbs the one sample. A chip left part-way through a read
+holds DOUT at a data bit and may never look ready again, so a silence longer than the settling
+time and two periods makes the driver reset the chip itself.
 """
 
 from __future__ import annotations
@@ -324,6 +326,11 @@ class HX711Spi:
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
+            elif now_clock - self._silent_since > self._settle_s + 2 * self._period_s:
+                # Silent for longer than a reset chip settles: it may be stuck part-way
+                # through a read, holding DOUT at a data bit. Start it again.
+                log.debug("HX711 silent for %.3f s: resetting it", now_clock - self._silent_since)
+                self._reset()
             return False
         if self._silent_since is not None:
             silent = now_clock - self._silent_since

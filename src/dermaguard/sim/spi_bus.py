@@ -51,6 +51,9 @@ class SimSpiBus:
         self.idle_bits = idle_bits
         #: Fault injection: MOSI rests high between transfers (the chip powers down).
         self.idle_high = False
+        #: Fault injection: MISO reads this level whatever DOUT does (a floating or shorted
+        #: line, a missing chip); ``None`` for a healthy line.
+        self.miso_stuck: bool | None = None
         #: Test hook, called with the bit index before each bit of a transfer is clocked.
         self.on_bit: Callable[[int], None] | None = None
         self.transfers = 0
@@ -110,7 +113,10 @@ class SimSpiBus:
                     if level != self._mosi:
                         self._mosi = level
                         chip.drive_sck(level, int(t))
-                    value = (value << 1) | chip.sample_dout(int(t + sample_ns))
+                    sample = chip.sample_dout(int(t + sample_ns))
+                    if self.miso_stuck is not None:
+                        sample = self.miso_stuck
+                    value = (value << 1) | sample
                     t += bit_ns
                     k += 1
                 received.append(value)

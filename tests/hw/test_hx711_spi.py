@@ -1,0 +1,452 @@
+"""The SPI-clocked HX711 driver against the chip emulator behind a simulated SPI controller.
+
+The controller model gives every MOSI bit the bus clock's time, so these tests are exact: no
+host pause can stretch a PD_SCK pulse here, just as none can on a Pi's controller.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from gpiozero.exc import SPISoftwareFallback
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dermaguard.clock import SimClock
+from dermaguard.core.events import ForceRead, Input, ReadFailed
+from dermaguard.hw.hx711_protocol import NotReady, ReadDiscarded
+from dermaguard.hw.hx711_spi import (
+    FRAME_LEN,
+    HX711Spi,
+    SpiUnavailable,
+    decode_frame,
+    open_spi,
+    read_frame,
+    reset_bytes,
+)
+from dermaguard.runtime import Sampler
+from dermaguard.sim.hx711_chip import CODE_MAX, CODE_MIN, HX711Chip, LoadModel
+from dermaguard.sim.spi_bus import SimSpiBus
+
+MISO = 9
+READY = 5
+PERIOD_S = 1 / 80
+#: Bit index, within a read's transfer, of data pulse ``p``'s rising edge (the lead byte first).
+LEAD_BITS = 8
+
+
+def pulse_bit(p: int) -> int:
+    return LEAD_BITS + 2 * (p - 1)
+
+
+class Rig:
+    """A chip on virtual time, its SPI bus and a driver: one lockstep conversion per read."""
+
+    def __init__(
+        self, factory: Any, clock: SimClock, *, gain: int = 128, hz: int = 1_000_000, mode: int = 0
+    ) -> None:
+        self.clock = clock
+        self.chip = HX711Chip(factory, MISO, None, clock=clock, load=LoadModel())
+        self.bus = SimSpiBus(self.chip, hz=hz, mode=mode)
+        self.driver = HX711Spi(self.bus, gain=gain, hz=hz, clock=clock)
+
+    def set_code(self, code: int) -> None:
+        """Every conversion at gain 128 reads ``code`` (other gains scale it)."""
+        self.chip.load = LoadModel(offset_counts=code, counts_per_newton=0.0)
+
+    def convert(self) -> None:
+        self.clock.advance(PERIOD_S)
+        assert self.chip.convert(), "the emulated chip made no conversion"
+
+    def read(self) -> int:
+        self.convert()
+        return self.driver.read_raw(0.05)
+
+    def settle(self) -> None:
+        """Let a reset chip settle, showing the driver the silence as a poller would."""
+        with pytest.raises(NotReady):
+            self.driver.read_raw(0.001, exact_timeout=True)
+        self.clock.advance(self.chip.settle_s)
+
+    def close(self) -> None:
+        self.driver.close()
+        self.chip.close()
+
+
+@pytest.fixture
+def rig_factory(pin_factory: Any, sim_clock: SimClock) -> Iterator[Callable[..., Rig]]:
+    rigs: list[Rig] = []
+
+    def make(**kwargs: Any) -> Rig:
+        rig = Rig(pin_factory, sim_clock, **kwargs)
+        rigs.append(rig)
+        return rig
+
+    yield make
+    for rig in rigs:
+        rig.close()
+
+
+@pytest.fixture
+def rig(rig_factory: Callable[..., Rig]) -> Rig:
+    return rig_factory()
+
+
+# -- codes, gains, modes ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0, 1])
+@pytest.mark.parametrize("code", [0, 1, -1, CODE_MAX, CODE_MIN, 0x555555, -0x2AAAAB])
+def test_codes_read_exactly_in_both_modes(
+    rig_factory: Callable[..., Rig], code: int, mode: int
+) -> None:
+    rig = rig_factory(mode=mode)
+    rig.set_code(code)
+    assert rig.read() == code
+    assert rig.read() == code
+    assert rig.driver.sync_errors == 0
+    assert rig.chip.reads_completed == 2
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(codes=st.lists(st.integers(CODE_MIN, CODE_MAX), min_size=1, max_size=5))
+def test_random_codes_read_exactly(rig: Rig, codes: list[int]) -> None:
+    """One rig serves every example: a chip that has been read before is the usual case."""
+    for code in codes:
+        rig.set_code(code)
+        assert rig.read() == code
+
+
+@pytest.mark.parametrize("gain", [128, 64, 32])
+def test_each_gain_is_selected_and_the_first_conversion_after_a_change_is_discarded(
+    rig_factory: Callable[..., Rig], gain: int
+) -> None:
+    rig = rig_factory(gain=gain)
+    rig.set_code(100_000)
+    expected = round(100_000 * gain / 128)
+    if gain != 128:
+        # The chip converts at 128 after a reset; this read selects the configured gain.
+        with pytest.raises(ReadDiscarded, match="made at gain 128"):
+            rig.read()
+    assert rig.chip.next_gain == gain
+    assert rig.read() == expected
+    assert rig.read() == expected
+
+
+def test_a_driver_with_another_gain_discards_the_conversion_the_last_one_selected(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    rig = rig_factory(gain=64)
+    rig.set_code(64_000)
+    with pytest.raises(ReadDiscarded):
+        rig.read()
+    assert rig.read() == 32_000
+    rig.driver = HX711Spi(rig.bus, gain=32, clock=rig.clock)
+    # The chip's gain is unknown to a new driver until it resets it, as the daemon does.
+    rig.driver.reset()
+    rig.settle()
+    with pytest.raises(ReadDiscarded, match="made at gain 128"):
+        rig.read()
+    assert rig.read() == 16_000
+
+
+def test_a_slow_bus_at_the_lowest_allowed_rate_reads_exactly_and_never_powers_the_chip_down(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    rig = rig_factory(hz=20_000)  # 50 µs a bit: each PD_SCK pulse is high 50 µs
+    rig.set_code(-4242)
+    before = rig.chip.power_down_count
+    for _ in range(3):
+        assert rig.read() == -4242
+    assert rig.chip.power_down_count == before
+
+
+def test_a_bus_slower_than_the_config_allows_powers_the_chip_down_and_no_force_comes_out(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """Why check-config refuses a bit time over 50 µs: at 100 µs every pulse resets the chip."""
+    rig = rig_factory(hz=10_000)
+    rig.set_code(1234)
+    before = rig.chip.power_down_count
+    with pytest.raises(ReadDiscarded, match="out of step"):
+        rig.read()
+    assert rig.chip.power_down_count > before
+
+
+def test_the_reset_holds_pd_sck_high_past_the_power_down_at_every_rate() -> None:
+    for hz in (20_000, 1_000_000, 5_000_000):
+        frame = reset_bytes(hz)
+        assert frame[-1] == 0x00
+        high_us = 8 * frame.count(0xFF) * 1e6 / hz
+        assert high_us > 60
+
+
+# -- frames ---------------------------------------------------------------------------------
+
+
+def test_a_read_is_one_transfer_of_pulse_bytes_ending_low() -> None:
+    for gain, pulses in ((128, 25), (32, 26), (64, 27)):
+        frame = read_frame(gain)
+        assert len(frame) == FRAME_LEN
+        ones = sum(bin(b).count("1") for b in frame)
+        assert ones == pulses  # one MOSI 1 bit per PD_SCK pulse
+        assert all(b & 1 == 0 for b in frame)  # every byte leaves PD_SCK low
+
+
+def _frame_for(code24: int) -> list[int]:
+    data = []
+    for index in range(6):
+        byte = 0
+        for pair in range(4):
+            bit = (code24 >> (23 - (4 * index + pair))) & 1
+            byte = (byte << 2) | (bit << 1) | bit
+        data.append(byte)
+    return [0x00, *data, 0xFF, 0xFF]
+
+
+def test_decode_takes_each_bit_from_its_pulse() -> None:
+    assert decode_frame(_frame_for(0xABCDEF)) == 0xABCDEF
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        (lambda f: f.__setitem__(0, 0x01), "not low before the first pulse"),
+        (lambda f: f.__setitem__(3, f[3] ^ 0x40), "data bit 9 read"),
+        (lambda f: f.__setitem__(7, 0x7F), "did not stay high after the 25th pulse"),
+        (lambda f: f.__setitem__(8, 0xFE), "did not stay high after the 25th pulse"),
+        (lambda f: f.pop(), "returned 8 bytes"),
+    ],
+)
+def test_decode_refuses_a_frame_whose_bits_disagree(
+    mutate: Callable[[list[int]], object], reason: str
+) -> None:
+    from dermaguard.hw.hx711_spi import FrameError
+
+    frame = _frame_for(0x123456)
+    mutate(frame)
+    with pytest.raises(FrameError, match=reason):
+        decode_frame(frame)
+
+
+# -- out of step: detected and recovered ------------------------------------------------------
+
+
+def test_a_conversion_landing_mid_transfer_is_detected_the_chip_reset_and_reads_recover(
+    rig: Rig,
+) -> None:
+    rig.set_code(0x123456)
+    assert rig.read() == 0x123456
+    rig.convert()
+    rig.set_code(0)  # the conversion that lands mid-read: its bits are zeros
+
+    def land(k: int) -> None:
+        if k == pulse_bit(10):
+            rig.chip.convert_mid_read()
+
+    rig.bus.on_bit = land
+    before = rig.chip.power_down_count
+    with pytest.raises(ReadDiscarded, match="out of step"):
+        rig.driver.read_raw(0.05)
+    rig.bus.on_bit = None
+    assert rig.driver.sync_errors == 1
+    assert rig.driver.resets == 1
+    assert rig.chip.power_down_count == before + 1
+    assert rig.driver.may_be_settling
+    rig.settle()
+    rig.set_code(777)
+    assert rig.read() == 777
+
+
+def test_a_chip_left_part_way_through_a_read_is_reset_after_a_silence_and_reads_recover(
+    rig: Rig,
+) -> None:
+    """A mid-read conversion whose bits happen to be ones passes the checks (the one sample
+    the median filter must absorb), but leaves the chip holding DOUT at a data bit: the driver
+    sees a silence, resets the chip, and the reads come back."""
+    rig.convert()
+    rig.set_code(-1)
+
+    def land(k: int) -> None:
+        if k == pulse_bit(20):
+            rig.chip.convert_mid_read()
+
+    rig.bus.on_bit = land
+    rig.driver.read_raw(0.05)
+    rig.bus.on_bit = None
+    assert 0 < rig.chip.pulses < 25  # stuck part-way through the new conversion
+    resets = rig.driver.resets
+    for _ in range(8):  # 100 ms of silence: longer than settling and two periods
+        with pytest.raises(NotReady):
+            rig.driver.read_raw(0.001, exact_timeout=True)
+        rig.clock.advance(PERIOD_S * 1.5)
+    assert rig.driver.resets == resets + 1
+    rig.clock.advance(rig.chip.settle_s)
+    rig.set_code(4321)
+    assert rig.read() == 4321
+
+
+def test_a_chip_that_resets_mid_transfer_is_found_out_by_its_silence_and_its_gain_restored(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    rig = rig_factory(gain=64)
+    rig.set_code(200_000)
+    with pytest.raises(ReadDiscarded):
+        rig.read()  # selects gain 64
+    assert rig.read() == 100_000
+
+    def glitch(k: int) -> None:
+        if k == pulse_bit(12):
+            rig.chip.unplug()  # a power glitch: the chip resets, DOUT high while it settles
+            rig.chip.replug()
+
+    rig.convert()
+    rig.bus.on_bit = glitch
+    try:
+        value = rig.driver.read_raw(0.05)
+    except ReadDiscarded:
+        pass
+    else:
+        assert value & 0xFFF == 0xFFF  # the bits after the reset read as ones
+    rig.bus.on_bit = None
+    rig.settle()
+    # The first conversion after settling is made at gain 128: the silence gave it away.
+    with pytest.raises(ReadDiscarded, match="made at gain 128"):
+        rig.read()
+    assert rig.driver.silences == 1
+    assert rig.read() == 100_000
+
+
+def test_mosi_idling_high_between_reads_powers_the_chip_down_and_reads_recover_when_it_stops(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    rig = rig_factory(gain=32)
+    rig.set_code(40_000)
+    with pytest.raises(ReadDiscarded):
+        rig.read()
+    assert rig.read() == 10_000
+    before = rig.chip.power_down_count
+    rig.bus.idle_high = True
+    rig.bus.transfer([0x00])  # ends with MOSI resting high
+    rig.clock.advance(PERIOD_S)
+    rig.chip.convert()
+    with pytest.raises(NotReady):  # every poll resets the chip: it never has data
+        rig.driver.read_raw(0.002, exact_timeout=True)
+    assert rig.chip.power_down_count > before
+    rig.bus.idle_high = False
+    rig.settle()
+    with pytest.raises(ReadDiscarded, match="made at gain 128"):
+        rig.read()
+    assert rig.read() == 10_000
+
+
+@pytest.mark.parametrize("level", [False, True])
+def test_a_stuck_miso_never_yields_a_force(rig: Rig, level: bool) -> None:
+    """Stuck low reads as a waiting conversion whose tail is wrong; stuck high never looks
+    ready. Either way no value comes out, and the sampler reports a sensor fault."""
+    rig.set_code(5000)
+    assert rig.read() == 5000
+    rig.bus.miso_stuck = level
+    for _ in range(5):
+        rig.clock.advance(PERIOD_S)
+        rig.chip.convert()  # none while the chip settles from the driver's resets
+        expected = NotReady if level else ReadDiscarded
+        with pytest.raises(expected):
+            rig.driver.read_raw(0.002, exact_timeout=True)
+    rig.bus.miso_stuck = None
+    rig.clock.advance(rig.chip.settle_s)
+    assert rig.read() == 5000
+
+
+# -- data-ready on a GPIO, and opening the bus ---------------------------------------------------
+
+
+def test_data_ready_from_a_gpio_wired_to_dout_reads_without_polling_the_bus(
+    pin_factory: Any, sim_clock: SimClock
+) -> None:
+    chip = HX711Chip(pin_factory, READY, None, clock=sim_clock, load=LoadModel())
+    bus = SimSpiBus(chip)
+    driver = HX711Spi(bus, ready_pin=READY, clock=sim_clock)
+    try:
+        chip.load = LoadModel(offset_counts=-98_765, counts_per_newton=0.0)
+        for _ in range(3):
+            sim_clock.advance(PERIOD_S)
+            assert chip.convert()
+            assert driver.read_raw(0.05) == -98_765
+        assert driver.data_ready == "edge"
+        assert driver.polls == 0
+        assert bus.transfers == 3  # one per read, nothing else
+    finally:
+        driver.close()
+        chip.close()
+
+
+class _FallbackFactory:
+    """Stands in for gpiozero's Pi factory where /dev/spidev0.0 does not exist: it warns and
+    returns a bit-banged interface, as gpiozero documents."""
+
+    def __init__(self) -> None:
+        self.closed = 0
+
+    def spi(self, **_kwargs: Any) -> Any:
+        warnings.warn(
+            SPISoftwareFallback("failed to initialize hardware SPI, falling back to software"),
+            stacklevel=1,
+        )
+        factory = self
+
+        class Software:
+            def close(self) -> None:
+                factory.closed += 1
+
+        return Software()
+
+
+def test_gpiozero_s_software_spi_fallback_is_refused_with_the_fix() -> None:
+    factory = _FallbackFactory()
+    with pytest.raises(SpiUnavailable, match=r"dtparam=spi=on.*group spi"):
+        open_spi(factory, port=0, device=0, hz=1_000_000, mode=0)
+    assert factory.closed == 1
+
+
+@pytest.mark.parametrize("level", [False, True])
+def test_s7_a_stuck_spi_bus_is_a_sensor_fault_never_a_force(rig: Rig, level: bool) -> None:
+    """Through the sampler: MISO stuck low or high after a good sample gives a ReadFailed
+    (the engine's sensor fault, force unknown) and no ForceRead."""
+    rig.set_code(3000)
+    got: list[Input] = []
+    failed = threading.Event()
+
+    def put(item: Input) -> None:
+        got.append(item)
+        if isinstance(item, ReadFailed):
+            failed.set()
+
+    sampler = Sampler(rig.driver, rig.clock, put, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        rig.convert()
+        deadline = time.monotonic() + 5.0
+        while sampler.samples < 1 and time.monotonic() < deadline:
+            failed.wait(0.002)
+        assert sampler.samples == 1
+        rig.bus.miso_stuck = level
+        for _ in range(400):  # 5 s of virtual time in periods, until the sampler gives up
+            rig.clock.advance(PERIOD_S)
+            rig.chip.convert()
+            if failed.wait(0.005):
+                break
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    reads = [i.raw for i in got if isinstance(i, ForceRead)]
+    assert reads == [3000]
+    assert failed.is_set()
