@@ -211,7 +211,7 @@ class HX711Spi:
         self._chip_gain = RESET_GAIN
         self._extra_wait_s = 0.0
         self._closed = False
-        # Data-ready schedule (real time): when the next conversion is due, how early to look.
+        # Data-ready schedule (clock time): when the next conversion is due, how early to look.
         self._due: float | None = None
         self._early_s = self._period_s / 4
         # Clock time of the first poll that found no data since the last conversion.
@@ -348,22 +348,26 @@ class HX711Spi:
         return not (self._spi.transfer([QUIET_BYTE])[0] & 1)
 
     def _wait_polling(self, deadline: float) -> bool:
-        """Poll from a little before the conversion is due; learn how early to start."""
-        now = time.monotonic()
+        """Poll from a little before the conversion is due; learn how early to start.
+
+        The schedule is kept on the driver's clock, which runs with the chip's conversions:
+        real time on a Pi, the virtual time of a simulation (whose chip converts faster).
+        """
+        clock = self._clock
         if self._due is not None:
-            start = min(self._due - self._early_s, deadline)
-            if start > now:
-                time.sleep(start - now)
+            wait = clock.to_real(self._due - self._early_s - clock.monotonic())
+            wait = min(wait, deadline - time.monotonic())
+            if wait > 0:
+                time.sleep(wait)
         polls = 0
         while True:
             polls += 1
             if self._probe():
-                now = time.monotonic()
                 if polls == 1:  # already waiting: it may have been ready a while
                     self._early_s = min(self._early_s * 2, self._period_s / 2)
                 elif polls > 8:
                     self._early_s = max(self._early_s / 2, 2 * POLL_INTERVAL_S)
-                self._due = now + self._period_s
+                self._due = clock.monotonic() + self._period_s
                 return True
             if self._silent_since is None:
                 self._silent_since = self._clock.monotonic()
