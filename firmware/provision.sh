@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm): venv, system user, config,
-# systemd unit, boot configuration and hardware watchdog. Idempotent: run it again after an
+# systemd unit, boot configuration (SPI0 on, for the HX711) and hardware watchdog, then a check
+# of the SPI device. Idempotent: run it again after an
 # update, or twice in a row, and the result is the same. `provision.sh --help` for the options.
 set -euo pipefail
 
@@ -13,6 +14,11 @@ FRAGMENT_SRC=$REPO/firmware/config.txt
 WATCHDOG_SRC=$REPO/firmware/watchdog.conf
 EXAMPLE_SRC=$REPO/src/dermaguard/data/dermaguard.example.yaml
 README_SRC=$REPO/README.md
+
+# SPI0's first device: dtparam=spi=on makes spidev0.0 and spidev0.1 alike (one udev rule gives
+# both to group spi), so this one stands for whichever hx711.spi.device the config names.
+SPI_DEV=/dev/spidev0.0
+SERVICE_USER=dermaguard
 
 BEGIN_MARK='# >>> dermaguard >>>'
 END_MARK='# <<< dermaguard <<<'
@@ -28,15 +34,19 @@ Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm). Run as root. Idemp
   1. apt: ${APT_PACKAGES[*]} (gpiozero's GPIO backend), when missing
   2. venv /opt/dermaguard/venv (--system-site-packages, for lgpio), with dermaguard installed
      from the source tree this script lives in, or from --source
-  3. system user and group 'dermaguard', member of 'gpio': systemd/dermaguard.sysusers
+  3. system user and group 'dermaguard', member of 'gpio' and 'spi': systemd/dermaguard.sysusers
      installed as /usr/lib/sysusers.d/dermaguard.conf and applied with systemd-sysusers
   4. /etc/dermaguard/dermaguard.yaml from the example config, only if it does not exist
      (a config you edited is never touched), mode 0640 root:dermaguard
   5. /etc/systemd/system/dermaguard.service from systemd/dermaguard.service
   6. firmware/config.txt into /boot/firmware/config.txt between
-     '$BEGIN_MARK' and '$END_MARK' (an existing block is replaced)
+     '$BEGIN_MARK' and '$END_MARK' (an existing block is replaced): outputs low
+     from boot, SPI0 on (dtparam=spi=on: the HX711's bus), hardware watchdog
   7. /etc/systemd/system.conf.d/dermaguard-watchdog.conf: systemd feeds the hardware watchdog
   8. the service enabled and started (systemctl daemon-reload, enable --now)
+  9. $SPI_DEV checked: present, and the service user may open it for reading and
+     writing (its owner, group and mode against the user's groups). Missing because SPI0
+     turns on only at the next boot, it says to reboot; a problem is a warning, not a failure.
 
 Options:
   --root DIR     write everything under DIR (an image or a test directory); nothing on the
@@ -359,11 +369,80 @@ else
     fi
 fi
 
-if [ "$REBOOT" = 1 ]; then
+# --- 9. the SPI device of the HX711 -------------------------------------------------------
+SPI_WARNING=0
+
+# user_can_open USER FILE: whether USER may open FILE for reading and writing, going by FILE's
+# owner, group and mode and USER's groups in (under --root, DIR's) /etc/passwd and /etc/group.
+user_can_open() {
+    local user=$1 file=$2 uid gid gids owner group mode bits
+    uid=$(awk -F: -v n="$user" '$1 == n { print $3 }' "$ROOT/etc/passwd" 2>/dev/null || true)
+    gid=$(awk -F: -v n="$user" '$1 == n { print $4 }' "$ROOT/etc/passwd" 2>/dev/null || true)
+    [ -n "$uid" ] || return 1
+    gids=" $gid $(awk -F: -v n="$user" '
+        { k = split($4, m, ","); for (i = 1; i <= k; i++) if (m[i] == n) printf "%s ", $3 }' \
+        "$ROOT/etc/group" 2>/dev/null || true)"
+    read -r owner group mode < <(stat -L -c '%u %g %a' -- "$file")
+    mode=$((8#$mode))
+    if [ "$owner" = "$uid" ]; then
+        bits=$((mode >> 6 & 6))
+    elif [[ $gids == *" $group "* ]]; then
+        bits=$((mode >> 3 & 6))
+    else
+        bits=$((mode & 6))
+    fi
+    [ "$bits" = 6 ]
+}
+
+# name_of FILE ID: the name of ID in (DIR's) /etc/passwd or /etc/group, else the number.
+name_of() {
+    local name
+    name=$(awk -F: -v id="$2" '$3 == id { print $1; exit }' "$ROOT/etc/$1" 2>/dev/null || true)
+    if [ -z "$name" ] && [ "$2" = 0 ]; then name=root; fi
+    printf '%s' "${name:-$2}"
+}
+
+# Whether the running system booted before the boot configuration last changed (so SPI0 is not
+# on yet): this run changed it, or config.txt is newer than the boot.
+reboot_pending() {
+    [ "$REBOOT" = 1 ] && return 0
+    local booted changed
+    booted=$(awk '$1 == "btime" { print $2 }' /proc/stat 2>/dev/null || true)
+    changed=$(stat -c %Y -- "$BOOT_CFG" 2>/dev/null || true)
+    [ -n "$booted" ] && [ -n "$changed" ] && [ "$changed" -gt "$booted" ]
+}
+
+spi_dev=$ROOT$SPI_DEV
+if [ -e "$spi_dev" ]; then
+    if user_can_open "$SERVICE_USER" "$spi_dev"; then
+        say checked "$SPI_DEV: user $SERVICE_USER can open it (the HX711's SPI bus)"
+    else
+        read -r owner group mode < <(stat -L -c '%u %g %a' -- "$spi_dev")
+        warn "user $SERVICE_USER cannot open $SPI_DEV for reading and writing" \
+            "(owner $(name_of passwd "$owner"):$(name_of group "$group"), mode $mode):" \
+            "the HX711 cannot be read with hx711.interface spi. Raspberry Pi OS's udev rules" \
+            "give it to group spi, mode 0660, and $SERVICE_USER is a member of spi: check" \
+            "/usr/lib/udev/rules.d/99-com.rules and any rule of yours in /etc/udev/rules.d"
+        SPI_WARNING=1
+    fi
+elif [ -n "$ROOT" ]; then
+    say later "$SPI_DEV appears when the target boots (dtparam=spi=on): not checked"
+elif reboot_pending; then
+    say reboot "$SPI_DEV is not there yet: SPI0 turns on at the next boot (dtparam=spi=on)"
+else
+    warn "no $SPI_DEV although this boot read dtparam=spi=on: a line after the dermaguard" \
+        "block in $BOOT_CFG may turn SPI off again (dtparam=spi=off, or an overlay on GPIO" \
+        "7-11); the HX711 cannot be read with hx711.interface spi (the default) until it is there"
+    SPI_WARNING=1
+fi
+
+if [ "$SPI_WARNING" = 1 ]; then
+    say finished "provisioned${ROOT:+ $ROOT}, but see the warning about $SPI_DEV above"
+elif [ "$REBOOT" = 1 ] || { [ -z "$ROOT" ] && [ ! -e "$SPI_DEV" ]; }; then
     if [ -n "$ROOT" ]; then
         say finished "provisioned $ROOT; the boot configuration applies when the target boots"
     else
-        say finished "reboot to apply the boot configuration (GPIO levels, watchdog)"
+        say finished "reboot to apply the boot configuration (GPIO levels, SPI0, watchdog)"
     fi
 else
     say finished "provisioned${ROOT:+ $ROOT}"

@@ -4,10 +4,13 @@ Run it after changing a pin or a part::
 
     pip install -e '.[hardware]'      # schemdraw (matplotlib comes with dermaguard)
     python hardware/wiring.py         # rewrites hardware/wiring.svg and hardware/wiring.png
+    python hardware/wiring.py --interface gpio --svg /tmp/gpio.svg --png /tmp/gpio.png
 
-The GPIO numbers are not typed in here: they come from ``dermaguard.config.default_config().pins``,
-the same defaults the daemon uses, so the drawing cannot disagree with the config.
-``tests/unit/test_pinout.py`` checks :func:`wiring_pins` against the config,
+The default drawing is the default wiring: the HX711 on SPI0 (``hx711.interface: spi``);
+``--interface gpio`` draws the bit-banged alternative instead. The GPIO numbers are not typed
+in here: they come from ``dermaguard.config.default_config()`` (``pins`` and the SPI0 pins of
+``hx711.spi``), the same defaults the daemon uses, so the drawing cannot disagree with the
+config. ``tests/unit/test_pinout.py`` checks :func:`wiring_pins` against the config,
 ``hardware/pinout.md`` and ``firmware/config.txt``, and that the committed SVG carries every
 pin label this script draws. The pin data is importable without schemdraw; only :func:`draw`
 needs it.
@@ -17,10 +20,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 from pathlib import Path
 from typing import Any
 
-from dermaguard.config import PinsConfig, default_config
+from dermaguard.config import Config, PinsConfig, default_config
 
 HERE = Path(__file__).resolve().parent
 SVG = HERE / "wiring.svg"
@@ -41,16 +45,28 @@ POWER_PINS: dict[str, tuple[int, ...]] = {
     "GND": (6, 9, 14, 20, 25, 30, 34, 39),
 }
 
-#: Where the optional UV sensor goes when ``pins.uv_sensor`` is null (the default): drawn as
-#: optional on this GPIO, the one ``hardware/pinout.md`` suggests.
-UV_SENSOR_SUGGESTED = 26
+#: Where an optional pin goes when it is null in the config (the default): drawn as optional on
+#: the GPIO ``hardware/pinout.md`` suggests. BCM 5 for ``hx711_ready`` is the DOUT pin of the
+#: bit-banged wiring, so a board moved to SPI can keep that wire.
+SUGGESTED: dict[str, int] = {"uv_sensor": 26, "hx711_ready": 5}
+
+#: ``pins.*`` fields that only one HX711 interface uses; the other interface's are not drawn.
+INTERFACE_ONLY: dict[str, frozenset[str]] = {
+    "spi": frozenset({"hx711_ready"}),
+    "gpio": frozenset({"hx711_dout", "hx711_sck"}),
+}
+#: The SPI signals wired to the HX711: MOSI clocks PD_SCK, MISO reads DOUT.
+SPI_WIRED = ("mosi", "miso")
 
 
 @dataclasses.dataclass(frozen=True)
 class WiredPin:
-    """One GPIO of the drawing: the config field it comes from and where it is on the header."""
+    """One GPIO of the drawing: its signal name (as in pinout.md) and its header pin.
 
-    signal: str  # the PinsConfig field name, e.g. "uv_led"
+    ``signal`` is a ``pins.*`` field name (``uv_led``) or an SPI0 pin (``spi0_mosi``).
+    """
+
+    signal: str
     bcm: int
     header: int
     optional: bool = False  # not wired by default (pins.<signal> is null in the config)
@@ -61,24 +77,53 @@ class WiredPin:
         return f"GPIO{self.bcm} (pin {self.header})"
 
 
-def wiring_pins(pins: PinsConfig | None = None) -> dict[str, WiredPin]:
-    """Every ``pins.*`` field of the config as drawn: BCM number and header pin.
+def _spi_pins(config: Config) -> dict[str, WiredPin]:
+    """Every pin SPI0 owns, as ``spi0_<function>``."""
+    return {
+        f"spi0_{function}": WiredPin(f"spi0_{function}", bcm, HEADER_PIN[bcm])
+        for function, bcm in config.hx711.spi.pins().items()
+    }
 
-    ``pins`` defaults to the config defaults. An unwired optional pin (``None``) is drawn on
-    :data:`UV_SENSOR_SUGGESTED` and marked optional.
+
+def wiring_pins(config: Config | None = None) -> dict[str, WiredPin]:
+    """Every GPIO the diagram wires, by signal: BCM number and header pin.
+
+    ``config`` defaults to the config defaults. With ``hx711.interface: spi`` the HX711 is on
+    SPI0's MOSI and MISO and ``pins.hx711_dout``/``hx711_sck`` are not drawn; with ``gpio`` it
+    is on those two and ``pins.hx711_ready`` is not drawn. An optional pin that is not wired
+    (``None``) is drawn on its :data:`SUGGESTED` GPIO and marked optional.
     """
-    pins = default_config().pins if pins is None else pins
+    config = default_config() if config is None else config
+    interface = config.hx711.interface
     out: dict[str, WiredPin] = {}
+    if interface == "spi":
+        spi = _spi_pins(config)
+        out.update({f"spi0_{function}": spi[f"spi0_{function}"] for function in SPI_WIRED})
+    other = "gpio" if interface == "spi" else "spi"
     for field in dataclasses.fields(PinsConfig):
-        bcm = getattr(pins, field.name)
+        if field.name in INTERFACE_ONLY[other]:
+            continue
+        bcm = getattr(config.pins, field.name)
         optional = bcm is None
         if optional:
-            if field.name != "uv_sensor":
+            if field.name not in SUGGESTED:
                 raise ValueError(f"pins.{field.name} is not wired and has no suggested GPIO")
-            bcm = UV_SENSOR_SUGGESTED
+            bcm = SUGGESTED[field.name]
         out[field.name] = WiredPin(field.name, bcm, HEADER_PIN[bcm], optional)
     return out
 
+
+def reserved_pins(config: Config | None = None) -> dict[str, WiredPin]:
+    """SPI0's pins that are not wired but belong to its driver (none with interface gpio)."""
+    config = default_config() if config is None else config
+    if config.hx711.interface != "spi":
+        return {}
+    wired = {f"spi0_{function}" for function in SPI_WIRED}
+    return {name: pin for name, pin in _spi_pins(config).items() if name not in wired}
+
+
+#: The heading of the list of SPI0 pins the diagram leaves unconnected.
+RESERVED_TITLE = "SPI0 owns GPIO 7-11;\nleave unconnected:"
 
 #: signal -> label drawn at its header pin, built from the config defaults.
 PIN_LABELS: dict[str, str] = {name: pin.label for name, pin in wiring_pins().items()}
@@ -89,6 +134,8 @@ FONT = 11  # points, for component values and notes
 BLOCK_GAP = 1.2  # vertical space between two blocks
 X_BLOCK = 9.0  # where the blocks start, right of the header box
 HEADER_W = 4.8  # width of the header box, whose right edge is x = 0
+#: How far below the top of the sheet the HX711 board's centre is: below the header's title.
+HX711_TOP = 5.0
 LID_RED = "#c0392b"  # both contact sets of the lid switch S1
 UV_VIOLET = "#7b2cbf"
 LOAD_CELL_WIRES = {"E+": "#d62728", "E-": "black", "A-": "#8c8c8c", "A+": "#2ca02c"}
@@ -163,10 +210,27 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
         .side("R", pad=0.6, spacing=0.93)
         .theta(0)
         .anchor("center")
-        .at((X_BLOCK + 3.2, s.y - 3.8))
+        .at((X_BLOCK + 3.2, s.y - HX711_TOP))
     )
-    s.gpio(pins["hx711_dout"], hx.DT, "hx711_dout: data in")
-    s.gpio(pins["hx711_sck"], hx.SCK, "hx711_sck: PD_SCK clock out")
+    if "spi0_mosi" in pins:
+        # PD_SCK on MOSI with its pull-down; DOUT on MISO, and optionally also on hx711_ready.
+        s.gpio(pins["spi0_miso"], hx.DT, "spi0_miso: HX711 DOUT")
+        s.gpio(pins["spi0_mosi"], hx.SCK, "spi0_mosi: HX711 PD_SCK")
+        node = s.add(elm.Dot().at((hx.SCK[0] - 1.6, hx.SCK[1])))
+        s.add(elm.Resistor().at(node.center).down(1.6).label("R8\n100 kΩ", loc="bottom"))
+        s.add(elm.Ground())
+        ready = pins["hx711_ready"]
+        join = s.add(elm.Dot(open=ready.optional).at((hx.DT[0] - 0.8, hx.DT[1])))
+        style = {"ls": "--"} if ready.optional else {}
+        top = hx.center[1] + size[1] / 2 + 0.9
+        wire = s.add(elm.Line(**style).at(join.center).to((join.center[0], top)))
+        note = "hx711_ready: DOUT falling edge"
+        if ready.optional:
+            note = f"hx711_ready: optional, pins.hx711_ready: {ready.bcm}"
+        s.gpio(ready, wire.end, note)
+    else:
+        s.gpio(pins["hx711_dout"], hx.DT, "hx711_dout: data in")
+        s.gpio(pins["hx711_sck"], hx.SCK, "hx711_sck: PD_SCK clock out")
     for supply in (hx.VCC, hx.VDD):
         s.add(elm.Line().at(supply).up(0.6))
         s.add(elm.Vdd(label="3V3"))
@@ -346,8 +410,9 @@ def _uv_sensor(s: _Sheet, pin: WiredPin) -> None:
     s.end_block()
 
 
-def _header(s: _Sheet, top: float) -> None:
-    """The Pi's header box, and a wire from each GPIO to its block's input."""
+def _header(s: _Sheet, top: float, reserved: dict[str, WiredPin]) -> None:
+    """The Pi's header box, a wire from each GPIO to its block's input, and the pins SPI0
+    reserves without wiring them."""
     elm = _elements()
 
     bottom = min(y for _, (_, y), _ in s.inputs) - 3.2
@@ -360,6 +425,19 @@ def _header(s: _Sheet, top: float) -> None:
     )
     power = "\n".join(f"{name}: pin {', '.join(map(str, p))}" for name, p in POWER_PINS.items())
     s.add(elm.Label().at((left / 2, bottom + 1.4)).label(power, fontsize=FONT - 2))
+    if reserved:
+        # In the widest gap between two wired pins, clear of their labels.
+        ys = sorted((y for _, (_, y), _ in s.inputs), reverse=True)
+        upper, lower = max(itertools.pairwise(ys), key=lambda pair: pair[0] - pair[1])
+        lines = [RESERVED_TITLE] + [
+            f"{pin.label}: {name.removeprefix('spi0_').upper()}"
+            for name, pin in sorted(reserved.items(), key=lambda item: -item[1].bcm)
+        ]
+        s.add(
+            elm.Label()
+            .at((left / 2, (upper + lower) / 2))
+            .label("\n".join(lines), fontsize=FONT - 1)
+        )
     for pin, (x, y), note in s.inputs:
         s.add(elm.Dot().at((0, y)))
         s.add(elm.Label().at((-0.25, y)).label(pin.label, halign="right"))
@@ -367,21 +445,17 @@ def _header(s: _Sheet, top: float) -> None:
         s.add(elm.Line(**style).at((0, y)).to((x, y)).label(note, loc="top", fontsize=FONT - 1))
 
 
-def build(canvas: str, pins: PinsConfig | None = None) -> Any:
+def build(canvas: str, config: Config | None = None) -> Any:
     """The wiring diagram as a schemdraw Drawing on ``canvas`` ("svg" or "matplotlib")."""
     elm = _elements()
 
-    wired = wiring_pins(pins)
+    config = default_config() if config is None else config
+    wired = wiring_pins(config)
     s = _Sheet(canvas)
-    s.add(
-        elm.Label()
-        .at((-HEADER_W, 1.6))
-        .label(
-            "dermaguard wiring (GPIO numbers from the dermaguard config, pins.*)",
-            halign="left",
-            fontsize=FONT + 4,
-        )
-    )
+    title = "dermaguard wiring: HX711 on SPI0 (GPIO numbers from the config: pins.*, hx711.spi)"
+    if config.hx711.interface == "gpio":
+        title = "dermaguard wiring, alternative: HX711 bit-banged (GPIO numbers from pins.*)"
+    s.add(elm.Label().at((-HEADER_W, 1.6)).label(title, halign="left", fontsize=FONT + 4))
     s.block = []
     _hx711(s, wired)
     _rgb_led(s, wired)
@@ -396,8 +470,24 @@ def build(canvas: str, pins: PinsConfig | None = None) -> Any:
     )
     _uv(s, wired, lid)
     _uv_sensor(s, wired["uv_sensor"])
-    _header(s, top=0.4)
-    notes = (
+    _header(s, top=0.4, reserved=reserved_pins(config))
+    if config.hx711.interface == "spi":
+        hx711_note = (
+            "HX711 on SPI0 (hx711.interface: spi): the SPI controller clocks PD_SCK on MOSI, so "
+            "no pause of Linux can power the chip down;\n"
+            "R8 holds PD_SCK low while SPI is off. VCC and VDD at 3.3 V keep DOUT safe for the "
+            "Pi. Alternative for boards wired otherwise:\n"
+            "bit-banged on GPIO (hx711.interface: gpio, DOUT and PD_SCK on pins.hx711_dout and "
+            "pins.hx711_sck), which can lose reads under load.\n"
+        )
+    else:
+        hx711_note = (
+            "HX711 bit-banged on GPIO (hx711.interface: gpio): a pause of the host over 60 µs "
+            "with PD_SCK high powers the chip down\n"
+            "and loses the read; the default SPI wiring (hardware/pinout.md) cannot. VCC and VDD "
+            "at 3.3 V keep DOUT safe for the Pi.\n"
+        )
+    notes = hx711_note + (
         "UV-C interlock: S1 is one lid switch with two contact sets (or two switches worked by the "
         "same lid). S1a tells the software;\n"
         "S1b carries the UV-C supply, so the UV-C LED is unpowered whenever the lid is open, "
@@ -410,10 +500,10 @@ def build(canvas: str, pins: PinsConfig | None = None) -> Any:
     return s.d
 
 
-def draw(svg: Path = SVG, png: Path = PNG, dpi: int = 110) -> None:
+def draw(svg: Path = SVG, png: Path = PNG, dpi: int = 110, config: Config | None = None) -> None:
     """Write the diagram as SVG (text kept as text) and as PNG."""
-    build("svg").save(str(svg))
-    build("matplotlib").save(str(png), transparent=False, dpi=dpi)
+    build("svg", config).save(str(svg))
+    build("matplotlib", config).save(str(png), transparent=False, dpi=dpi)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -421,8 +511,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svg", type=Path, default=SVG, help="SVG to write")
     parser.add_argument("--png", type=Path, default=PNG, help="PNG to write")
     parser.add_argument("--dpi", type=int, default=110, help="PNG resolution (default 110)")
+    parser.add_argument(
+        "--interface",
+        choices=("spi", "gpio"),
+        default=default_config().hx711.interface,
+        help="the HX711 wiring to draw: spi (the default) or the bit-banged gpio alternative",
+    )
     args = parser.parse_args(argv)
-    draw(args.svg, args.png, args.dpi)
+    config = default_config()
+    config = dataclasses.replace(
+        config, hx711=dataclasses.replace(config.hx711, interface=args.interface)
+    )
+    draw(args.svg, args.png, args.dpi, config)
     print(f"wrote {args.svg} and {args.png}")
     return 0
 

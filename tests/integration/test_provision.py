@@ -29,6 +29,9 @@ FRAGMENT = ROOT / "firmware" / "config.txt"
 UNIT = ROOT / "systemd" / "dermaguard.service"
 SYSUSERS = ROOT / "systemd" / "dermaguard.sysusers"
 EXAMPLE = ROOT / "src" / "dermaguard" / "data" / "dermaguard.example.yaml"
+SPI_DEV = "/dev/spidev0.0"
+#: The group number given to spi in a target provisioned as root (any that sysusers leaves alone).
+SPI_GID_AS_ROOT = 4242
 BEGIN = "# >>> dermaguard >>>"
 END = "# <<< dermaguard <<<"
 
@@ -208,7 +211,7 @@ def test_the_boot_config_keeps_its_lines_and_has_one_block_after_two_runs(
 
 
 @pytest.mark.slow
-def test_systemd_sysusers_made_the_user_in_group_gpio(provisioned: Provisioned) -> None:
+def test_systemd_sysusers_made_the_user_in_groups_gpio_and_spi(provisioned: Provisioned) -> None:
     target = provisioned.target
     passwd = {
         line.split(":")[0]: line.split(":")
@@ -220,8 +223,22 @@ def test_systemd_sysusers_made_the_user_in_group_gpio(provisioned: Provisioned) 
     assert user[5] == "/var/lib/dermaguard"
     assert user[6].endswith("nologin")
     assert "dermaguard" in group_line(target, "gpio")[3].split(",")
+    assert "dermaguard" in group_line(target, "spi")[3].split(",")
     installed = target / "usr" / "lib" / "sysusers.d" / "dermaguard.conf"
     assert installed.read_bytes() == SYSUSERS.read_bytes()
+
+
+@pytest.mark.slow
+def test_spi_is_turned_on_and_its_device_left_for_the_targets_boot(
+    provisioned: Provisioned,
+) -> None:
+    """An image has no /dev/spidev0.0 yet: that is reported, not a failure."""
+    text = (provisioned.target / "boot" / "firmware" / "config.txt").read_text(encoding="utf-8")
+    [block] = blocks(text)
+    assert "dtparam=spi=on" in block.splitlines()
+    for run in (provisioned.first, provisioned.second):
+        assert f"later     {SPI_DEV} appears when the target boots" in run.stdout
+        assert "warning" not in run.stderr
 
 
 @pytest.mark.slow
@@ -333,8 +350,57 @@ def test_not_root_ownership_is_reported_and_the_run_goes_on(tmp_path: Path) -> N
         wants = target / "etc/systemd/system/multi-user.target.wants"
         assert (wants / "dermaguard.service").is_symlink()
         assert "dermaguard" in group_line(target, "gpio")[3].split(",")
+        assert "dermaguard" in group_line(target, "spi")[3].split(",")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def spi_target(tmp_path: Path, mode: int) -> Path:
+    """A target whose group spi exists already (as on Raspberry Pi OS) and owns a stand-in
+    /dev/spidev0.0 with ``mode``, owned by this process's user (not the service user).
+
+    As root the group gets a number of its own; otherwise this process's group, which is the
+    only one an unprivileged chown can give the file.
+    """
+    gid = SPI_GID_AS_ROOT if os.geteuid() == 0 else os.getegid()
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "group").write_text(f"spi:x:{gid}:\n", encoding="utf-8")
+    device = tmp_path / SPI_DEV.lstrip("/")
+    device.parent.mkdir()
+    device.write_bytes(b"")
+    os.chown(device, os.geteuid(), gid)
+    device.chmod(mode)
+    return device
+
+
+def test_a_spi_device_of_group_spi_is_open_to_the_service_user(tmp_path: Path) -> None:
+    spi_target(tmp_path, 0o660)
+    result = provision(tmp_path, "--no-venv")
+    assert f"checked   {SPI_DEV}: user dermaguard can open it" in result.stdout
+    assert "warning" not in result.stderr
+    # The existing group is kept and gains the member: that is what opens the device.
+    gid = SPI_GID_AS_ROOT if os.geteuid() == 0 else os.getegid()
+    assert group_line(tmp_path, "spi")[2] == str(gid)
+    assert "dermaguard" in group_line(tmp_path, "spi")[3].split(",")
+
+
+def test_a_spi_device_the_service_user_cannot_open_is_a_warning(tmp_path: Path) -> None:
+    """Mode 0600 for another owner: the run finishes (exit 0) but says what is wrong."""
+    spi_target(tmp_path, 0o600)
+    result = provision(tmp_path, "--no-venv")
+    assert f"user dermaguard cannot open {SPI_DEV} for reading and writing" in result.stderr
+    assert "mode 600" in result.stderr
+    assert "group spi, mode 0660" in result.stderr
+    assert f"but see the warning about {SPI_DEV} above" in result.stdout.splitlines()[-1]
+    assert "checked" not in result.stdout
+
+
+def test_a_spi_device_open_to_the_group_for_reading_only_is_a_warning(tmp_path: Path) -> None:
+    """The daemon writes to the bus (the PD_SCK pulses are MOSI bits): read-only is not enough."""
+    spi_target(tmp_path, 0o640)
+    result = provision(tmp_path, "--no-venv")
+    assert f"user dermaguard cannot open {SPI_DEV}" in result.stderr
+    assert "mode 640" in result.stderr
 
 
 def test_help_and_bad_arguments(tmp_path: Path) -> None:
@@ -344,6 +410,7 @@ def test_help_and_bad_arguments(tmp_path: Path) -> None:
     assert shown.returncode == 0
     for option in ("--root DIR", "--source PATH", "--no-venv", "--help"):
         assert option in shown.stdout
+    assert SPI_DEV in shown.stdout and "reboot" in shown.stdout
     bad = provision(tmp_path, "--frobnicate", check=False)
     assert bad.returncode != 0
     assert "unknown argument: --frobnicate" in bad.stderr

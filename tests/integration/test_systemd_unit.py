@@ -11,6 +11,7 @@ anything it prints is a failure; a deliberately broken copy proves that check ca
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
@@ -138,7 +139,10 @@ def test_unit_says_what_the_design_requires() -> None:
     assert one(s, "Service.Restart") == "on-failure"
     assert one(s, "Service.User") == "dermaguard"
     assert one(s, "Service.Group") == "dermaguard"
-    assert "gpio" in one(s, "Service.SupplementaryGroups").split()
+    groups = one(s, "Service.SupplementaryGroups").split()
+    assert "gpio" in groups
+    # /dev/spidev0.* belongs to group spi on Raspberry Pi OS: the HX711's bus.
+    assert "spi" in groups
     assert one(s, "Service.StateDirectory") == "dermaguard"
     assert one(s, "Service.ConfigurationDirectory") == "dermaguard"
     assert one(s, "Service.ExecStart") == (
@@ -148,10 +152,30 @@ def test_unit_says_what_the_design_requires() -> None:
     # The daemon's own shutdown is bounded (MQTT flush 3 s, store writer 10 s, threads, ...):
     # systemd must not SIGKILL it in the middle.
     assert seconds(one(s, "Service.TimeoutStopSec")) >= 30
-    # The GPIO devices stay reachable under the device policy.
-    allowed = [v.split()[0] for v in s.get("Service.DeviceAllow", [])]
-    assert "char-gpiochip" in allowed
+    # The GPIO and SPI devices stay reachable under the device policy, read and write.
+    allowed = dict(v.split() for v in s.get("Service.DeviceAllow", []))
+    assert allowed.get("char-gpiochip") == "rw"
+    assert allowed.get("char-spi") == "rw"
     assert one(s, "Service.DevicePolicy") == "closed"
+    assert one(s, "Service.PrivateDevices") == "no"
+
+
+def proc_devices_pattern_matches(pattern: str, name: str) -> bool:
+    """A ``char-<glob>`` DeviceAllow entry matches a /proc/devices name as fnmatch does."""
+    assert pattern.startswith("char-"), pattern
+    return fnmatch.fnmatchcase(name, pattern.removeprefix("char-"))
+
+
+def test_the_spi_device_group_is_the_name_spidev_registers() -> None:
+    """spidev registers its major 153 as "spi" in /proc/devices (drivers/spi/spidev.c), not
+    "spidev": an entry that names the node instead would leave /dev/spidev0.0 denied."""
+    s = directives(UNIT.read_text())
+    patterns = [v.split()[0] for v in s["Service.DeviceAllow"]]
+    spi = [p for p in patterns if proc_devices_pattern_matches(p, "spi")]
+    assert spi == ["char-spi"]
+    # Nothing else on a Pi's /proc/devices list is let in by that entry.
+    for other in ("spidev", "ttyS", "mem", "i2c", "gpiochip", "bcm2835-gpiomem", "rpi-gpiomem"):
+        assert not proc_devices_pattern_matches("char-spi", other), other
 
 
 def entries(path: Path) -> dict[str, list[str]]:
@@ -159,7 +183,7 @@ def entries(path: Path) -> dict[str, list[str]]:
     return {f[0]: f for f in (line.split(":") for line in path.read_text().splitlines() if line)}
 
 
-def test_sysusers_creates_the_user_in_group_gpio(tmp_path: Path) -> None:
+def test_sysusers_creates_the_user_in_groups_gpio_and_spi(tmp_path: Path) -> None:
     sysusers = tool("systemd-sysusers")
     (tmp_path / "etc").mkdir()
     proc = subprocess.run(
@@ -179,3 +203,4 @@ def test_sysusers_creates_the_user_in_group_gpio(tmp_path: Path) -> None:
     assert passwd["dermaguard"][3] == groups["dermaguard"][2]  # primary group dermaguard
     assert passwd["dermaguard"][6].endswith("nologin")
     assert "dermaguard" in groups["gpio"][3].split(",")
+    assert "dermaguard" in groups["spi"][3].split(",")

@@ -1,14 +1,17 @@
 """The wiring documents agree with the config: hardware/pinout.md, firmware/config.txt,
-hardware/wiring.py (and the wiring.svg / wiring.png it drew), and the config defaults.
+hardware/wiring.py (and the wiring.svg / wiring.png it drew), hardware/bom.csv and the config
+defaults (``pins``, ``hx711.interface`` and the SPI0 pins of ``hx711.spi``).
 
 A pin moved in one place and not the others is a board that does the wrong thing; for the UV-C
-output it is a board whose UV is not held off at boot (S3). wiring.py takes its pins from the
-config; the committed diagram is checked through the text of its SVG (no image diffing), and
-one test redraws it with schemdraw (in the test extra) to catch a diagram not redrawn.
+output it is a board whose UV is not held off at boot (S3), for the HX711 one whose PD_SCK is
+on a pin the SPI driver does not drive. wiring.py takes its pins from the config; the committed
+diagram is checked through the text of its SVG (no image diffing), and one test redraws it with
+schemdraw (in the test extra) to catch a diagram not redrawn.
 """
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import importlib.util
 import re
@@ -19,7 +22,8 @@ from types import ModuleType
 
 import pytest
 
-from dermaguard.config import PinsConfig, default_config
+from dermaguard.config import Config, PinsConfig, default_config
+from dermaguard.config_schema import SPI0_PINS
 from dermaguard.hw.pins import mock_factory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +32,7 @@ FIRMWARE = ROOT / "firmware" / "config.txt"
 WIRING_PY = ROOT / "hardware" / "wiring.py"
 WIRING_SVG = ROOT / "hardware" / "wiring.svg"
 WIRING_PNG = ROOT / "hardware" / "wiring.png"
+BOM = ROOT / "hardware" / "bom.csv"
 NOT_WIRED = "—"
 REDRAW = "the diagram is out of date: run `python hardware/wiring.py`, commit wiring.svg and .png"
 
@@ -52,11 +57,17 @@ class Row:
     header: int | None
     direction: str
     notes: str
+    section: str  # the heading the row's table is under
 
 
 def pinout_rows() -> dict[str, Row]:
+    """Every row of every table in pinout.md, by signal (unique across the tables)."""
     rows: dict[str, Row] = {}
+    section = ""
     for line in PINOUT.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            section = line.lstrip("#").strip()
+            continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 5 or cells[0] in ("signal", "") or set(cells[0]) <= {"-"}:
             continue
@@ -68,35 +79,113 @@ def pinout_rows() -> dict[str, Row]:
             None if header == NOT_WIRED else int(header),
             direction,
             notes,
+            section,
         )
     return rows
 
 
-def firmware_outputs_low() -> dict[int, int]:
-    """GPIO -> line number of every ``gpio=<list>=op,dl`` line (lists and ranges allowed)."""
-    out: dict[int, int] = {}
-    for number, line in enumerate(FIRMWARE.read_text(encoding="utf-8").splitlines(), 1):
-        match = re.fullmatch(r"gpio=([0-9,\-]+)=(.+)", line.strip())
+def spi_rows() -> dict[str, Row]:
+    """The SPI0 table: ``spi0_<function>`` -> its row."""
+    return {name: row for name, row in pinout_rows().items() if name.startswith("spi0_")}
+
+
+def pins_rows() -> dict[str, Row]:
+    """The ``pins:`` table: one row per PinsConfig field."""
+    return {name: row for name, row in pinout_rows().items() if not name.startswith("spi0_")}
+
+
+def firmware_lines() -> list[tuple[int, str]]:
+    """(line number, text) of every setting in firmware/config.txt (no comments, no blanks)."""
+    return [
+        (number, line.strip())
+        for number, line in enumerate(FIRMWARE.read_text(encoding="utf-8").splitlines(), 1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def firmware_gpio_lines() -> dict[int, set[str]]:
+    """GPIO -> the options of the ``gpio=<list>=<options>`` line that sets it."""
+    out: dict[int, set[str]] = {}
+    for _, line in firmware_lines():
+        match = re.fullmatch(r"gpio=([0-9,\-]+)=(.+)", line)
         if not match:
-            continue
-        options = set(match.group(2).split(","))
-        if not {"op", "dl"} <= options:
             continue
         for part in match.group(1).split(","):
             low, _, high = part.partition("-")
             for gpio in range(int(low), int(high or low) + 1):
                 assert gpio not in out, f"GPIO{gpio} set twice in {FIRMWARE.name}"
-                out[gpio] = number
+                out[gpio] = set(match.group(2).split(","))
     return out
 
 
+def firmware_outputs_low() -> set[int]:
+    """Every GPIO a ``gpio=...=op,dl`` line drives low from boot."""
+    return {gpio for gpio, options in firmware_gpio_lines().items() if {"op", "dl"} <= options}
+
+
+def with_interface(interface: str) -> Config:
+    config = default_config()
+    return dataclasses.replace(config, hx711=dataclasses.replace(config.hx711, interface=interface))
+
+
+def test_the_hx711_is_on_spi_by_default_and_the_pinout_says_so() -> None:
+    """The SPI table is the default wiring: its heading names the default interface."""
+    assert default_config().hx711.interface == "spi"
+    sections = {row.section for row in spi_rows().values()}
+    assert sections == {"HX711 on SPI0 (`hx711.interface: spi`, the default)"}
+
+
 def test_the_pinout_table_lists_every_configured_pin_at_its_default() -> None:
-    rows = pinout_rows()
+    rows = pins_rows()
     pins = default_config().pins
     names = {f.name for f in dataclasses.fields(PinsConfig)}
     assert set(rows) == names
     for name in names:
         assert rows[name].bcm == getattr(pins, name), name
+
+
+def test_the_spi_table_lists_every_pin_spi0_owns() -> None:
+    """All five, wired or not: the SPI driver owns them while SPI is on."""
+    spi = default_config().hx711.spi
+    assert spi.pins() == SPI0_PINS
+    rows = spi_rows()
+    assert set(rows) == {f"spi0_{function}" for function in SPI0_PINS}
+    for function, bcm in SPI0_PINS.items():
+        assert rows[f"spi0_{function}"].bcm == bcm, function
+    # MOSI clocks PD_SCK, MISO reads DOUT; the rest are not connected.
+    assert rows["spi0_mosi"].direction == "out" and "PD_SCK" in rows["spi0_mosi"].notes
+    assert rows["spi0_miso"].direction == "in" and "DOUT" in rows["spi0_miso"].notes
+    for function in ("sclk", "ce0", "ce1"):
+        assert rows[f"spi0_{function}"].direction == "reserved", function
+    # The chip select the config opens names the device node.
+    assert f"/dev/spidev{spi.port}.{spi.device}" in rows[f"spi0_ce{spi.device}"].notes
+
+
+def test_pd_sck_has_its_pull_down_in_the_table_and_the_bom() -> None:
+    """Without it PD_SCK floats while SPI is off or at boot and may power the chip down."""
+    assert "100 kΩ pull-down" in spi_rows()["spi0_mosi"].notes
+    with BOM.open(encoding="utf-8", newline="") as f:
+        parts = [
+            row
+            for row in csv.DictReader(f)
+            if row["part"].startswith("Resistor") and "PD_SCK" in row["notes"]
+        ]
+    assert len(parts) == 1, parts
+    assert parts[0]["part"].startswith("Resistor 100 kΩ")
+    assert parts[0]["ref"] in wiring_svg_text()
+
+
+def test_the_gpio_interface_pins_are_marked_as_the_alternative() -> None:
+    """The rows only ``hx711.interface: gpio`` uses are the ones its drawing adds."""
+    gpio_only = set(wiring.wiring_pins(with_interface("gpio"))) - set(wiring.wiring_pins())
+    assert gpio_only == {"hx711_dout", "hx711_sck"}
+    marked = {
+        name
+        for name, row in pins_rows().items()
+        if row.notes.startswith("alternative wiring only (`hx711.interface: gpio`)")
+    }
+    assert marked == gpio_only
+    assert "`hx711.interface: spi`" in pins_rows()["hx711_ready"].notes
 
 
 def test_header_pin_numbers_match_the_board() -> None:
@@ -113,13 +202,22 @@ def test_header_pin_numbers_match_the_board() -> None:
 
 
 def test_every_output_is_driven_low_from_boot_and_no_input_is() -> None:
-    rows = pinout_rows()
+    rows = pins_rows()
     assert {r.direction for r in rows.values()} <= {"in", "out"}
     outputs = {r.bcm for r in rows.values() if r.direction == "out"}
     inputs = {r.bcm for r in rows.values() if r.direction == "in" and r.bcm is not None}
-    held_low = set(firmware_outputs_low())
+    held_low = firmware_outputs_low()
     assert outputs == held_low
     assert not inputs & held_low
+
+
+def test_spi_is_on_and_no_gpio_line_touches_its_pins() -> None:
+    """The SPI driver owns GPIO 7-11 once loaded: a gpio= line there would fight it for the
+    pin until then, and PD_SCK's pull-down already holds it low."""
+    assert "dtparam=spi=on" in [line for _, line in firmware_lines()]
+    assert not set(SPI0_PINS.values()) & set(firmware_gpio_lines())
+    # And no configured pin sits on the bus by default.
+    assert not set(SPI0_PINS.values()) & {r.bcm for r in pins_rows().values()}
 
 
 @pytest.mark.parametrize("signal", ["uv_led", "buzzer"])
@@ -131,11 +229,7 @@ def test_s3_uv_and_buzzer_are_outputs_held_low_at_boot(signal: str) -> None:
 
 def test_the_firmware_lines_apply_on_every_model() -> None:
     """Appended after a [pi4] or [cm5] section, they would apply to that model only."""
-    lines = [
-        line.strip()
-        for line in FIRMWARE.read_text(encoding="utf-8").splitlines()
-        if line.strip() and not line.lstrip().startswith("#")
-    ]
+    lines = [line for _, line in firmware_lines()]
     assert lines[0] == "[all]"
     assert not [line for line in lines[1:] if line.startswith("[")]
     assert "dtparam=watchdog=on" in lines
@@ -145,33 +239,64 @@ def test_the_firmware_lines_apply_on_every_model() -> None:
 
 
 def test_wiring_py_draws_the_config_defaults() -> None:
-    pins = default_config().pins
+    config = default_config()
     drawn = wiring.wiring_pins()
-    assert set(drawn) == {f.name for f in dataclasses.fields(PinsConfig)}
+    # The default SPI wiring: MOSI and MISO, and every pins.* field but the gpio interface's.
+    fields = {f.name for f in dataclasses.fields(PinsConfig)}
+    assert set(drawn) == (fields - {"hx711_dout", "hx711_sck"}) | {"spi0_mosi", "spi0_miso"}
     assert set(wiring.PIN_LABELS) == set(drawn)
     for name, pin in drawn.items():
-        configured = getattr(pins, name)
-        assert pin.optional is (configured is None), name
-        if configured is not None:
-            assert pin.bcm == configured, name
+        if name.startswith("spi0_"):
+            assert pin.bcm == SPI0_PINS[name.removeprefix("spi0_")], name
+            assert not pin.optional, name
+        else:
+            configured = getattr(config.pins, name)
+            assert pin.optional is (configured is None), name
+            if configured is not None:
+                assert pin.bcm == configured, name
         assert wiring.PIN_LABELS[name] == f"GPIO{pin.bcm} (pin {pin.header})"
+    reserved = wiring.reserved_pins()
+    assert {name: pin.bcm for name, pin in reserved.items()} == {
+        f"spi0_{function}": SPI0_PINS[function] for function in ("sclk", "ce0", "ce1")
+    }
 
 
 def test_wiring_py_follows_a_changed_config() -> None:
-    moved = dataclasses.replace(default_config().pins, uv_led=16, uv_sensor=26)
+    config = with_interface("gpio")
+    moved = dataclasses.replace(
+        config, pins=dataclasses.replace(config.pins, uv_led=16, uv_sensor=26, hx711_sck=12)
+    )
     drawn = wiring.wiring_pins(moved)
     assert (drawn["uv_led"].bcm, drawn["uv_led"].header) == (16, 36)
     assert not drawn["uv_sensor"].optional
+    # The bit-banged HX711 on its pins, nothing on SPI, and no ready line (spi only).
+    assert (drawn["hx711_sck"].bcm, drawn["hx711_sck"].header) == (12, 32)
+    assert drawn["hx711_dout"].bcm == config.pins.hx711_dout
+    assert not [name for name in drawn if name.startswith("spi0_")]
+    assert "hx711_ready" not in drawn
+    assert wiring.reserved_pins(moved) == {}
+
+
+def test_wiring_py_draws_a_wired_ready_pin_as_wired() -> None:
+    config = default_config()
+    wired = dataclasses.replace(config, pins=dataclasses.replace(config.pins, hx711_ready=16))
+    ready = wiring.wiring_pins(wired)["hx711_ready"]
+    assert (ready.bcm, ready.optional) == (16, False)
+    assert wiring.wiring_pins()["hx711_ready"].optional
 
 
 def test_wiring_py_agrees_with_the_pinout_table() -> None:
-    drawn = wiring.wiring_pins()
+    """Every row is drawn where the table puts it: by default, or by the gpio alternative."""
+    drawn = {**wiring.wiring_pins(with_interface("gpio")), **wiring.wiring_pins()}
+    drawn.update(wiring.reserved_pins())
+    assert set(drawn) == set(pinout_rows())
     for row in pinout_rows().values():
         pin = drawn[row.signal]
         if row.bcm is None:
             # Not wired by default: the diagram shows it where the table suggests.
             suggestion = f"BCM {pin.bcm}, header pin {pin.header}"
             assert pin.optional and suggestion in row.notes, (row.signal, row.notes)
+            assert f"`pins.{row.signal}: {pin.bcm}`" in row.notes, row.notes
         else:
             assert (pin.bcm, pin.header) == (row.bcm, row.header), row.signal
 
@@ -197,6 +322,11 @@ def svg_texts(svg: bytes) -> list[tuple[float, str]]:
     return out
 
 
+def wiring_svg_text() -> str:
+    """Every text of the committed diagram, one after the other."""
+    return "\n".join(text for _, text in svg_texts(WIRING_SVG.read_bytes()))
+
+
 def test_the_committed_diagram_wires_every_pin_to_its_block() -> None:
     """Each block's wire note ("uv_led: ...") sits on the row of its GPIO label."""
     assert WIRING_PNG.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -211,9 +341,33 @@ def test_the_committed_diagram_wires_every_pin_to_its_block() -> None:
         assert nearest == label, (signal, REDRAW)
 
 
+def test_the_committed_diagram_names_the_reserved_spi_pins_and_the_alternative() -> None:
+    """GPIO 11, 8 and 7 are left unconnected, and the caption points to the gpio wiring."""
+    text = wiring_svg_text()
+    for name, pin in wiring.reserved_pins().items():
+        assert f"{pin.label}: {name.removeprefix('spi0_').upper()}" in text, (name, REDRAW)
+    assert "hx711.interface: gpio" in text, REDRAW
+    assert "can lose reads under load" in text, REDRAW
+
+
 def test_the_committed_diagram_is_what_wiring_py_draws_now() -> None:
     """Redraws the SVG (schemdraw, from the test extra) and compares every text in it."""
     fresh = wiring.build("svg").get_imagedata("svg")
     drawn = sorted(text for _, text in svg_texts(fresh))
     committed = sorted(text for _, text in svg_texts(WIRING_SVG.read_bytes()))
     assert drawn == committed, REDRAW
+
+
+def test_wiring_py_draws_the_gpio_alternative(tmp_path: Path) -> None:
+    """``--interface gpio`` draws the bit-banged HX711 on pins.hx711_dout/sck, nothing on SPI."""
+    svg, png = tmp_path / "gpio.svg", tmp_path / "gpio.png"
+    assert (
+        wiring.main(["--interface", "gpio", "--svg", str(svg), "--png", str(png), "--dpi", "30"])
+        == 0
+    )
+    texts = svg_texts(svg.read_bytes())
+    labels = {text for _, text in texts if re.fullmatch(r"GPIO\d+ \(pin \d+\)", text)}
+    expected = {pin.label for pin in wiring.wiring_pins(with_interface("gpio")).values()}
+    assert labels == expected
+    assert not [text for _, text in texts if text.startswith(("spi0_", "hx711_ready:"))]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
