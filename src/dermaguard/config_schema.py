@@ -422,14 +422,20 @@ class CaseConfig:
                 return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
             return []
         seconds = dose / irradiance
-        if not 60.0 <= seconds <= 3600.0:
-            requirement = (
-                f"takes {seconds:.6g} s at {join_path(path, 'irradiance_mw_cm2')} "
-                f"({irradiance:g}); a cycle must take 1 to 60 min, so at this irradiance the "
-                f"dose must be {irradiance * 60.0:.6g} to {irradiance * 3600.0:.6g}"
-            )
-            return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
-        return []
+        if 60.0 <= seconds <= 3600.0:
+            return []
+        # Too short: name the smallest dose that fits. Too long: say the box is too weak rather
+        # than invite a smaller dose.
+        fix = (
+            f"so at this irradiance the dose must be at least {irradiance * 60.0:.6g}"
+            if seconds < 60.0
+            else f"and this irradiance gives at most {irradiance * 3600.0:.6g} in 60 min"
+        )
+        requirement = (
+            f"takes {seconds:.6g} s at {join_path(path, 'irradiance_mw_cm2')} ({irradiance:g}); "
+            f"a cycle must take 1 to 60 min, {fix}"
+        )
+        return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
 
 
 #: Minimum rest between sessions by needle length (docs/CARE.md): up to 0.25 mm a day, up to

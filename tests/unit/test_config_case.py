@@ -97,12 +97,17 @@ RULES: list[tuple[dict[str, Any], str]] = [
     (
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 1, "dose_mj_cm2": 30}},
         "case.dose_mj_cm2: 30.0 is not allowed: takes 30 s at case.irradiance_mw_cm2 (1); "
-        "a cycle must take 1 to 60 min, so at this irradiance the dose must be 60 to 3600",
+        "a cycle must take 1 to 60 min, so at this irradiance the dose must be at least 60",
     ),
     (
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 2}},
         "case.dose_mj_cm2: 40.0 is not allowed: takes 20 s at case.irradiance_mw_cm2 (2); "
-        "a cycle must take 1 to 60 min, so at this irradiance the dose must be 120 to 7200",
+        "a cycle must take 1 to 60 min, so at this irradiance the dose must be at least 120",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.005}},
+        "case.dose_mj_cm2: 40.0 is not allowed: takes 8000 s at case.irradiance_mw_cm2 (0.005); "
+        "a cycle must take 1 to 60 min, and this irradiance gives at most 18 in 60 min",
     ),
     (
         {"pins": {"uv_sensor": 23}},
