@@ -1,4 +1,7 @@
-"""The UV-C sterilizing case: a pure state machine for the cycle and the roller's sterility.
+"""The UV-C case: a pure state machine for the cycle and whether the roller counts as disinfected.
+
+The names here say "sterile" and "sterilize" because MQTT, the status file and the history use
+them; what they mean is disinfected (docs/CARE.md): UV-C does not make a roller sterile.
 
 It is fed lid, dock and UV-sensor changes, sterilize requests, shell faults and ticks, each
 stamped with its own time, and returns the events and the commanded UV output. It never reads a
