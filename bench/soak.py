@@ -133,7 +133,7 @@ def scenario_yaml(minutes: float, seed: int) -> tuple[str, int, int]:
     force.append((duration, 0.0))
     keyframes = "\n".join(f"  - {{t: {t:.2f}, n: {n}}}" for t, n in force)
     text = f"""name: soak
-description: {routines} routines of use and sterilization over {minutes:g} simulated minutes
+description: {routines} routines of use and disinfection over {minutes:g} simulated minutes
 duration_s: {duration:g}
 sensor:
   noise_counts: 300

@@ -82,7 +82,7 @@ def case_params(config: Config) -> CaseParams:
         uv_sensor=config.pins.uv_sensor is not None,
         uv_confirm_s=c.uv_confirm_s,
         irradiance_mw_cm2=c.irradiance_mw_cm2,
-        dose_mj_cm2=c.dose_mj_cm2,
+        dose_mj_cm2=c.dose_target_mj_cm2,
     )
 
 

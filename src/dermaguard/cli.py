@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("-n", "--limit", type=int, default=20, help="how many sessions (default 20)")
     hist.add_argument("--json", action="store_true", help="JSON for scripts")
 
-    status = sub.add_parser("status", help="sterility, roller uses and the next allowed session")
+    status = sub.add_parser("status", help="disinfection, roller uses and the next allowed session")
     history_source(status)
 
     report = sub.add_parser(

@@ -1,9 +1,10 @@
 """The configuration schema: frozen dataclasses whose field metadata carries every constraint.
 
-Defaults follow DESIGN.md §10; they are care guidance, not medical advice. To add a section,
-write a frozen dataclass whose fields are ``field(default=..., metadata=meta(doc=..., ...))``
-(plus ``_check`` for rules across its fields) and add it to :class:`Config`; the validator, the
-reference and :func:`~dermaguard.config.config_to_data` pick it up with no other change.
+docs/CARE.md gives each care default its source (or calls it an engineering estimate); they are
+care guidance, not medical advice. To add a section, write a frozen dataclass whose fields are
+``field(default=..., metadata=meta(doc=..., ...))`` (plus ``_check`` for rules across its
+fields) and add it to :class:`Config`; the validator, the reference and
+:func:`~dermaguard.config.config_to_data` pick it up with no other change.
 """
 
 from __future__ import annotations
@@ -428,9 +429,14 @@ class AlarmConfig:
     )
 
 
+#: The dose mode's target at the least-exposed needle, in mJ/cm² (docs/CARE.md: soiled carriers
+#: need far more than the ~6 mJ/cm² that clears S. aureus from a clean surface).
+DEFAULT_DOSE_MJ_CM2 = 40.0
+
+
 @dataclass(frozen=True)
 class CaseConfig:
-    """The UV-C sterilizing case: cycle, sterility window and how its switches are wired."""
+    """The UV-C disinfecting case: cycle, how long disinfection holds and the switch wiring."""
 
     cycle_min: float = field(
         default=10.0,
@@ -441,8 +447,10 @@ class CaseConfig:
         metadata=meta(doc="Start a cycle when the lid closes on a docked roller."),
     )
     validity_after_undock_min: float = field(
-        default=30.0,
-        metadata=meta(min=1, max=240, doc="Sterility lasts this long after the roller leaves."),
+        default=15.0,
+        metadata=meta(
+            min=1, max=240, doc="Disinfection holds this long after the roller leaves the dock."
+        ),
     )
     uv_confirm_s: float = field(
         default=5.0,
@@ -454,14 +462,17 @@ class CaseConfig:
         default=None,
         metadata=meta(
             min_exclusive=0,
-            doc="Measured irradiance at the roller; with dose_mj_cm2, cycles end on the dose.",
+            doc="Measured irradiance at the least-exposed needle; set, cycles end on the dose.",
         ),
     )
     dose_mj_cm2: float | None = field(
-        default=None,
+        default=DEFAULT_DOSE_MJ_CM2,
         metadata=meta(
             min_exclusive=0,
-            doc="Target dose; needs irradiance_mw_cm2 and pins.uv_sensor.",
+            doc=(
+                f"Target dose with irradiance_mw_cm2 (and pins.uv_sensor); "
+                f"null: {DEFAULT_DOSE_MJ_CM2:g}."
+            ),
         ),
     )
     lid_active_low: bool = field(
@@ -495,34 +506,47 @@ class CaseConfig:
         return self.debounce_ms / 1000.0
 
     @property
+    def dose_target_mj_cm2(self) -> float:
+        """The dose a dose-mode cycle aims at; null in a file (older examples wrote it) is the
+        default."""
+        return DEFAULT_DOSE_MJ_CM2 if self.dose_mj_cm2 is None else self.dose_mj_cm2
+
+    @property
     def dose_mode(self) -> bool:
-        return self.irradiance_mw_cm2 is not None and self.dose_mj_cm2 is not None
+        """A measured irradiance turns dose mode on; the dose has a default."""
+        return self.irradiance_mw_cm2 is not None
 
     def _check(self, path: str) -> list[str]:
-        """A dose needs both figures, and must take as long as an allowed timed cycle."""
-        irradiance, dose = self.irradiance_mw_cm2, self.dose_mj_cm2
-        if (irradiance is None) != (dose is None):
-            missing, given = (
-                ("irradiance_mw_cm2", "dose_mj_cm2")
-                if irradiance is None
-                else ("dose_mj_cm2", "irradiance_mw_cm2")
-            )
-            value = dose if irradiance is None else irradiance
-            requirement = f"needs {join_path(path, missing)} too (set both or neither)"
-            return [not_allowed(join_path(path, given), value, requirement)]
-        if irradiance is not None and dose is not None:
-            seconds = dose / irradiance
-            if not 60.0 <= seconds <= 3600.0:
+        """A changed dose is only used with an irradiance, and a dose must take as long as an
+        allowed timed cycle."""
+        irradiance, dose = self.irradiance_mw_cm2, self.dose_target_mj_cm2
+        if irradiance is None:
+            if dose != DEFAULT_DOSE_MJ_CM2:
                 requirement = (
-                    f"takes {seconds:.6g} s at {join_path(path, 'irradiance_mw_cm2')} "
-                    f"({irradiance:g}); a cycle must take 1 to 60 min"
+                    f"needs {join_path(path, 'irradiance_mw_cm2')} too (a dose is reached at a "
+                    f"measured irradiance; without one the cycle is timed)"
                 )
                 return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
-        return []
+            return []
+        seconds = dose / irradiance
+        if 60.0 <= seconds <= 3600.0:
+            return []
+        # Too short: name the smallest dose that fits. Too long: say the box is too weak rather
+        # than invite a smaller dose.
+        fix = (
+            f"so at this irradiance the dose must be at least {irradiance * 60.0:.6g}"
+            if seconds < 60.0
+            else f"and this irradiance gives at most {irradiance * 3600.0:.6g} in 60 min"
+        )
+        requirement = (
+            f"takes {seconds:.6g} s at {join_path(path, 'irradiance_mw_cm2')} ({irradiance:g}); "
+            f"a cycle must take 1 to 60 min, {fix}"
+        )
+        return [not_allowed(join_path(path, "dose_mj_cm2"), dose, requirement)]
 
 
-#: Minimum rest between sessions by needle length (DESIGN §10): up to 0.25 mm a day, up to
-#: 0.5 mm two days, up to 1.0 mm three days, deeper a week.
+#: Minimum rest between sessions by needle length (docs/CARE.md): up to 0.25 mm a day, up to
+#: 0.5 mm two days, up to 1.0 mm three days (two to three sessions a week), deeper a week.
 REST_BY_NEEDLE_H: tuple[tuple[float, float], ...] = ((0.25, 24.0), (0.5, 48.0), (1.0, 72.0))
 DEEP_NEEDLE_REST_H = 168.0
 HOME_MAX_NEEDLE_MM = 1.0
@@ -748,7 +772,7 @@ class Config:
         default_factory=AlarmConfig, metadata=meta(doc="The over-pressure alarm outputs.")
     )
     case: CaseConfig = field(
-        default_factory=CaseConfig, metadata=meta(doc="The UV-C sterilizing case.")
+        default_factory=CaseConfig, metadata=meta(doc="The UV-C disinfecting case.")
     )
     care: CareConfig = field(
         default_factory=CareConfig, metadata=meta(doc="Needle length, rest and roller wear.")

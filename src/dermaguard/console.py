@@ -14,6 +14,7 @@ from dermaguard.core.events import (
     ShowIndicators,
     Zone,
 )
+from dermaguard.history_view import case_word
 from dermaguard.line_writer import LineWriter
 
 _EVENT_TEXT = {
@@ -26,9 +27,10 @@ _EVENT_TEXT = {
     "sensor_recovered": "force sensor recovered",
     "sterilization_started": "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
     "sterilization_completed": "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: "
-    "roller sterile",
+    "roller disinfected",
     "sterilization_aborted": "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason}",
-    "unsterile_use": "ALARM unsterile use: the roller touched skin without a valid UV-C cycle",
+    "unsterile_use": "ALARM use without disinfection: the roller touched skin without a valid "
+    "UV-C cycle",
     "command_result": "command {command}: {error}",
     "session_started": "session {session_no} started (roller use {roller_use})",
     "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
@@ -89,11 +91,11 @@ class ConsolePrinter:
         key = (status.state, status.uv_on, status.sterile)
         if key != self._case_state:
             self._case_state = key
-            text = f"case {status.state}"
+            text = f"case {case_word(status.state)}"
             if status.state == "aborted" and status.abort_reason:
                 text += f" ({status.abort_reason})"
             text += f", UV {'ON' if status.uv_on else 'off'}"
-            text += ", roller sterile" if status.sterile else ", roller not sterile"
+            text += ", roller disinfected" if status.sterile else ", roller not disinfected"
             self._line(status.t, text)
         elif status.remaining_s is not None:
-            self._line(status.t, f"case sterilizing: {_minutes(status.remaining_s)} left")
+            self._line(status.t, f"case disinfecting: {_minutes(status.remaining_s)} left")

@@ -106,6 +106,17 @@ def _newest_first(sessions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, An
     return sorted(sessions, key=key)
 
 
+#: Words a person reads for the case's states. The state names stay as MQTT, the status file
+#: and the history have them, but a UV-C cycle disinfects a roller; it does not make it sterile
+#: (docs/CARE.md).
+CASE_WORDS: dict[str, str] = {"sterilizing": "disinfecting", "sterile": "disinfected"}
+
+
+def case_word(state: str) -> str:
+    """The case state as a person reads it."""
+    return CASE_WORDS.get(state, state)
+
+
 # --- history table ---------------------------------------------------------------------------
 
 # (header, right-aligned?) in display order.
@@ -115,7 +126,7 @@ _COLUMNS: tuple[tuple[str, bool], ...] = (
     ("Duration", True),
     ("Peak N", True),
     ("Over", True),
-    ("Sterile", False),
+    ("Disinfected", False),
     ("Too soon", False),
     ("Status", False),
     ("Roller", True),
@@ -170,12 +181,12 @@ def _footer(ordered: list[Mapping[str, Any]], now_wall: float | None) -> str:
     count = len(ordered)
     parts = [f"{count} session{'s' if count != 1 else ''}"]
     over = sum(1 for s in ordered if (_as_int(s.get("over_episodes")) or 0) > 0)
-    unsterile = sum(1 for s in ordered if s.get("sterile_at_start") is False)
+    not_disinfected = sum(1 for s in ordered if s.get("sterile_at_start") is False)
     too_soon = sum(1 for s in ordered if s.get("too_soon") is True)
     interrupted = sum(1 for s in ordered if s.get("status") == "interrupted")
     for n, what in (
         (over, "with over-pressure"),
-        (unsterile, "not sterile at start"),
+        (not_disinfected, "not disinfected at start"),
         (too_soon, "too soon"),
         (interrupted, "interrupted"),
     ):
@@ -243,12 +254,12 @@ def _case_line(status: Mapping[str, Any], tz: tzinfo | None) -> str:
     text = _CASE_TEXT.get(str(state), str(state) if state else "unknown")
     if status.get("sterile") is True:
         until = parse_utc(status.get("sterile_until"))
-        sterile = "sterile"
+        disinfected = "disinfected"
         if until is not None:
-            sterile += f" until {to_local(until, tz).strftime('%Y-%m-%d %H:%M')}"
+            disinfected += f" until {to_local(until, tz).strftime('%Y-%m-%d %H:%M')}"
     else:
-        sterile = "NOT sterile"
-    return f"{text}; roller {sterile}"
+        disinfected = "NOT disinfected"
+    return f"{text}; roller {disinfected}"
 
 
 def _roller_line(status: Mapping[str, Any]) -> tuple[str, bool]:
@@ -285,7 +296,7 @@ def _last_line(last: Mapping[str, Any] | None, tz: tzinfo | None) -> str:
     if over is not None:
         parts.append(f"{over} over-pressure episode{'s' if over != 1 else ''}")
     if last.get("sterile_at_start") is False:
-        parts.append("NOT sterile at start")
+        parts.append("NOT disinfected at start")
     status = last.get("status")
     if status and status != "completed":
         parts.append(str(status))
@@ -301,7 +312,9 @@ def _next_line(status: Mapping[str, Any], worn: bool, now: float, tz: tzinfo | N
         wait = format_span(allowed_at.timestamp() - now)
         blockers.append(f"the skin needs rest until {stamp} (in {wait})")
     if status.get("sterile") is not True:
-        blockers.append("the roller is not sterile: close the case and run a UV-C cycle")
+        blockers.append(
+            "the roller is not disinfected: clean it, close the case and run a UV-C cycle"
+        )
     if worn:
         blockers.append("the roller has reached its use limit: replace it")
     if not blockers:

@@ -211,11 +211,15 @@ def _sterility_line(summary: Mapping[str, Any]) -> tuple[str, str]:
     sterile = summary.get("sterile_at_start")
     cycle = summary.get("cycle_id")
     if sterile is True:
-        text = f"sterile at start (cycle {cycle})" if isinstance(cycle, int) else "sterile at start"
+        text = (
+            f"disinfected at start (cycle {cycle})"
+            if isinstance(cycle, int)
+            else "disinfected at start"
+        )
         return text, _STERILE_OK
     if sterile is False:
-        return "NOT sterile at start", _ALERT
-    return "sterility at start unknown", _FAULT_GREY
+        return "NOT disinfected at start", _ALERT
+    return "disinfection at start unknown", _FAULT_GREY
 
 
 def _session_details(summary: Mapping[str, Any], episodes: int) -> str:
@@ -524,7 +528,9 @@ def _calendar_legend() -> list[Patch | Line2D]:
         Patch(facecolor="#b7e4c7", edgecolor="#c9ced3", label="session day"),
         Patch(facecolor="#e2f2e7", edgecolor="#c9ced3", hatch="...", label="interrupted only"),
         Line2D([], [], marker="^", color=_ALERT, ls="none", ms=9, label="over-pressure alert"),
-        Line2D([], [], marker="X", color=_UNSTERILE, ls="none", ms=9, label="NOT sterile at start"),
+        Line2D(
+            [], [], marker="X", color=_UNSTERILE, ls="none", ms=9, label="NOT disinfected at start"
+        ),
         Line2D([], [], marker="D", color=_TOO_SOON, ls="none", ms=8, label="too soon (short rest)"),
         Patch(facecolor="white", edgecolor="#212529", lw=2.0, label="today"),
     ]
@@ -588,7 +594,7 @@ def build_calendar_figure(
     sub = [_plural(count, "session")]
     for n, what in (
         (sum(i.over for i in shown.values()), "with over-pressure"),
-        (sum(i.unsterile for i in shown.values()), "with an unsterile start"),
+        (sum(i.unsterile for i in shown.values()), "started without disinfection"),
         (sum(i.too_soon for i in shown.values()), "too soon after the one before"),
     ):
         if n:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dermaguard.core.events import CaseStatus, Effect, EmitEvent, ShowIndicators
+from dermaguard.history_view import case_word
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class StatusFile:
         """A short line of the current state (for ``systemctl status``)."""
         with self._dirty:
             st = dict(self._state)
-        parts = [f"case {st.get('case_state', 'unknown')}"]
+        parts = [f"case {case_word(str(st.get('case_state', 'unknown')))}"]
         if st.get("uv_on"):
             parts.append("UV on")
         if st.get("session_open"):

@@ -45,7 +45,7 @@ from rich.text import Text
 
 from dermaguard.config import ZonesConfig
 from dermaguard.core.events import Event
-from dermaguard.history_view import parse_utc
+from dermaguard.history_view import case_word, parse_utc
 from dermaguard.mqtt.client import RECONNECT_MAX_S, connection_client
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
@@ -80,7 +80,7 @@ _FLASH_STYLE: Final = "bold white on red"
 _ALARM_TEXT: Final[Mapping[str, str]] = {
     "over_pressure": "OVER-PRESSURE",
     "sensor_fault": "SENSOR FAULT (force unknown)",
-    "unsterile_use": "UNSTERILE USE",
+    "unsterile_use": "USED WITHOUT DISINFECTION",
     "sterilization_aborted": "UV-C CYCLE ABORTED",
 }
 _EVENT_STYLE: Final[Mapping[str, str]] = {
@@ -615,7 +615,7 @@ def _case_panel(model: WatchModel, now: float, tz: tzinfo | None) -> Panel:
         grid.add_row("State", Text("no data yet", style="dim"))
         return Panel(grid, title="Case", title_align="left", box=box.ROUNDED)
     case_style = {"sterilizing": "bold magenta", "sterile": "green", "aborted": "bold red"}
-    grid.add_row("State", Text(snap.case, style=case_style.get(snap.case, "")))
+    grid.add_row("State", Text(case_word(snap.case), style=case_style.get(snap.case, "")))
     grid.add_row("UV-C", Text("ON", style="bold magenta") if snap.uv_on else Text("off"))
     lid = "closed" if snap.lid_closed else "open"
     dock = "docked" if snap.docked else "out of the dock"
@@ -629,17 +629,19 @@ def _case_panel(model: WatchModel, now: float, tz: tzinfo | None) -> Panel:
         else:
             grid.add_row("Cycle", "running (ends on the UV dose)")
     if snap.sterile:
-        sterile = Text("yes", style="bold green")
+        # "until …" alone, not "yes, until …": the longer label must not wrap a half-width panel.
         if snap.sterile_until is not None:
-            sterile.append(f", until {_time_of_day(snap.sterile_until, tz)}")
+            disinfected = Text(f"until {_time_of_day(snap.sterile_until, tz)}", style="bold green")
             left = model.sterile_left_s(now)
             if left is not None:
-                sterile.append(f" ({_duration(left)} left)" if left > 0 else " (expired)")
-        elif snap.docked:
-            sterile.append(", while in the closed case")
+                disinfected.append(f" ({_duration(left)} left)" if left > 0 else " (expired)")
+        else:
+            disinfected = Text("yes", style="bold green")
+            if snap.docked:
+                disinfected.append(", while in the closed case")
     else:
-        sterile = Text("no", style="yellow" if snap.state == "in_use" else "")
-    grid.add_row("Sterile", sterile)
+        disinfected = Text("no", style="yellow" if snap.state == "in_use" else "")
+    grid.add_row("Disinfected", disinfected)
     return Panel(grid, title="Case", title_align="left", box=box.ROUNDED)
 
 
@@ -675,7 +677,7 @@ def _session_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
         grid.add_row("Over", over)
         notes = []
         if last.sterile_at_start is False:
-            notes.append("not sterile at start")
+            notes.append("not disinfected at start")
         if last.too_soon:
             notes.append("too soon after the one before")
         if notes:

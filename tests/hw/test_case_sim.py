@@ -214,7 +214,7 @@ def test_scenario_sterilize_then_use(pin_factory: Any) -> None:
     ]
     assert bench.sterile_at[621.0] == (True, 1)
     assert bench.sterile_at[623.0] == (True, 1)  # out of the dock, within the window
-    assert machine.sterile_until(623.0) == pytest.approx(622.0 + 1800.0, abs=0.2)
+    assert machine.sterile_until(623.0) == pytest.approx(622.0 + 900.0, abs=0.2)
     assert not pin_factory.pin(UV).state
 
 

@@ -152,15 +152,15 @@ def test_sterilize_then_use_completes_a_cycle_and_the_session_is_sterile(tmp_pat
     out = result.stdout
     assert "UV-C cycle 1 started" in out
     assert "UV-C cycle 1 completed" in out
-    assert "case sterile, UV off, roller sterile" in out
-    assert "unsterile" not in out and "ABORTED" not in out
-    assert "sterilizing: 5:00 left" in out  # the countdown is shown
+    assert "case disinfected, UV off, roller disinfected" in out
+    assert "without disinfection" not in out and "ABORTED" not in out
+    assert "case disinfecting: 5:00 left" in out  # the countdown is shown
 
 
 def test_s8_unsterile_use_scenario_raises_the_alarm(tmp_path: Path) -> None:
     result = simulate("unsterile_use", tmp_path, "10")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("ALARM unsterile use") == 1
+    assert result.stdout.count("ALARM use without disinfection") == 1
     assert "UV-C cycle 1" not in result.stdout
 
 
@@ -171,7 +171,7 @@ def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) ->
     assert "UV-C cycle 1 started" in out
     assert "UV-C cycle 1 ABORTED" in out and "lid_opened" in out
     assert "completed" not in out
-    assert out.index("ABORTED") < out.index("ALARM unsterile use")
+    assert out.index("ABORTED") < out.index("ALARM use without disinfection")
 
 
 def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> None:

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
+from dermaguard.app import case_params
 from dermaguard.config import ConfigError, default_config, parse_config, reference_rows
+from dermaguard.core.case import CaseParams
 
 
 def errors_of(data: object) -> list[str]:
@@ -15,14 +17,17 @@ def errors_of(data: object) -> list[str]:
     return info.value.errors
 
 
-def test_case_defaults_follow_the_design() -> None:
+def test_case_defaults_follow_docs_care() -> None:
     c = default_config()
     assert (c.pins.lid, c.pins.dock, c.pins.uv_led, c.pins.uv_sensor) == (23, 24, 25, None)
     case = c.case
     assert (case.cycle_min, case.cycle_s, case.auto_start) == (10.0, 600.0, True)
-    assert (case.validity_after_undock_min, case.validity_after_undock_s) == (30.0, 1800.0)
+    # 15 min: uncovered sterile trays were contaminated within 30 min to 1 h in an operating
+    # room (docs/CARE.md), and a bathroom is worse.
+    assert (case.validity_after_undock_min, case.validity_after_undock_s) == (15.0, 900.0)
     assert case.uv_confirm_s == 5.0
-    assert (case.irradiance_mw_cm2, case.dose_mj_cm2, case.dose_mode) == (None, None, False)
+    # 40 mJ/cm² at the least-exposed needle, used only once a measured irradiance is set.
+    assert (case.irradiance_mw_cm2, case.dose_mj_cm2, case.dose_mode) == (None, 40.0, False)
     assert (case.lid_active_low, case.dock_active_low, case.uv_active_high) == (True,) * 3
     assert (case.debounce_ms, case.debounce_s) == (20, 0.02)
 
@@ -32,6 +37,26 @@ def test_a_dose_with_a_sensor_is_accepted() -> None:
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.5, "dose_mj_cm2": 150}}
     )
     assert c.case.dose_mode and c.pins.uv_sensor == 26
+
+
+def test_an_irradiance_alone_turns_on_dose_mode_at_the_default_dose() -> None:
+    c = parse_config({"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.0667}})
+    assert c.case.dose_mode and c.case.dose_target_mj_cm2 == 40.0
+    # At the irradiance docs/CARE.md names, the default dose takes the 10-minute cycle.
+    assert case_params(c).length_s == pytest.approx(600.0, rel=1e-3)
+
+
+def test_a_null_dose_from_an_older_example_file_means_the_default() -> None:
+    old_timed = parse_config({"case": {"irradiance_mw_cm2": None, "dose_mj_cm2": None}})
+    assert not old_timed.case.dose_mode and old_timed.case.dose_target_mj_cm2 == 40.0
+    with_sensor = parse_config(
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.1, "dose_mj_cm2": None}}
+    )
+    assert case_params(with_sensor).dose_mj_cm2 == 40.0
+
+
+def test_the_cores_case_defaults_restate_the_configs() -> None:
+    assert case_params(default_config()) == CaseParams()
 
 
 RULES: list[tuple[dict[str, Any], str]] = [
@@ -55,14 +80,9 @@ RULES: list[tuple[dict[str, Any], str]] = [
         "case.irradiance_mw_cm2: 0 is not allowed: must be > 0",
     ),
     (
-        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.5}},
-        "case.irradiance_mw_cm2: 0.5 is not allowed: "
-        "needs case.dose_mj_cm2 too (set both or neither)",
-    ),
-    (
         {"pins": {"uv_sensor": 26}, "case": {"dose_mj_cm2": 100}},
-        "case.dose_mj_cm2: 100.0 is not allowed: "
-        "needs case.irradiance_mw_cm2 too (set both or neither)",
+        "case.dose_mj_cm2: 100.0 is not allowed: needs case.irradiance_mw_cm2 too "
+        "(a dose is reached at a measured irradiance; without one the cycle is timed)",
     ),
     (
         {"case": {"irradiance_mw_cm2": 0.5, "dose_mj_cm2": 150}},
@@ -70,9 +90,24 @@ RULES: list[tuple[dict[str, Any], str]] = [
         "needs pins.uv_sensor (a dose is measured by it)",
     ),
     (
+        {"case": {"irradiance_mw_cm2": 0.5}},
+        "case.irradiance_mw_cm2: 0.5 is not allowed: "
+        "needs pins.uv_sensor (a dose is measured by it)",
+    ),
+    (
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 1, "dose_mj_cm2": 30}},
         "case.dose_mj_cm2: 30.0 is not allowed: takes 30 s at case.irradiance_mw_cm2 (1); "
-        "a cycle must take 1 to 60 min",
+        "a cycle must take 1 to 60 min, so at this irradiance the dose must be at least 60",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 2}},
+        "case.dose_mj_cm2: 40.0 is not allowed: takes 20 s at case.irradiance_mw_cm2 (2); "
+        "a cycle must take 1 to 60 min, so at this irradiance the dose must be at least 120",
+    ),
+    (
+        {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.005}},
+        "case.dose_mj_cm2: 40.0 is not allowed: takes 8000 s at case.irradiance_mw_cm2 (0.005); "
+        "a cycle must take 1 to 60 min, and this irradiance gives at most 18 in 60 min",
     ),
     (
         {"pins": {"uv_sensor": 23}},
@@ -97,4 +132,6 @@ def test_the_reference_documents_the_case() -> None:
     rows = {row[0]: row for row in reference_rows()}
     assert rows["case.cycle_min"][1:3] == ("10.0", "number >= 1 and <= 60")
     assert rows["pins.uv_sensor"][1:3] == ("null", "integer >= 0 and <= 27, or null")
+    assert rows["case.validity_after_undock_min"][1] == "15.0"
+    assert rows["case.dose_mj_cm2"][1:3] == ("40.0", "number > 0, or null")
     assert "at once" in rows["case.debounce_ms"][3]

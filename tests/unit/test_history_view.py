@@ -87,7 +87,7 @@ def test_history_is_newest_first_in_local_time() -> None:
         "Peak",
         "N",
         "Over",
-        "Sterile",
+        "Disinfected",
         "Too",
         "soon",
         "Status",
@@ -134,7 +134,7 @@ def test_history_footer_counts_and_age() -> None:
     now = datetime(2026, 11, 29, 11, 15, tzinfo=UTC).timestamp()
     footer = format_history(three_sessions(), now_wall=now, tz=TZ).splitlines()[-1]
     assert footer == (
-        "3 sessions · 1 with over-pressure · 1 not sterile at start · 1 too soon"
+        "3 sessions · 1 with over-pressure · 1 not disinfected at start · 1 too soon"
         " · 1 interrupted · last started 2 h ago"
     )
 
@@ -217,10 +217,10 @@ def status(**over: Any) -> dict[str, Any]:
     return base
 
 
-def test_status_allows_a_session_when_rested_and_sterile() -> None:
+def test_status_allows_a_session_when_rested_and_disinfected() -> None:
     text = format_status(status(), now_wall=NOW, tz=TZ)
     assert text.splitlines() == [
-        "Case:          closed; roller sterile until 2026-11-30 13:00",
+        "Case:          closed; roller disinfected until 2026-11-30 13:00",
         "Roller:        #1 · 5 of 10 uses (5 left) · 0.5 mm needles",
         "Last session:  #3 · 2026-11-29 10:15 · 1:00 · peak 2.50 N · 0 over-pressure episodes",
         "Next session:  ALLOWED now",
@@ -234,16 +234,18 @@ def test_status_says_when_rest_is_needed() -> None:
     )
 
 
-def test_status_blocks_unsterile_and_worn_roller() -> None:
+def test_status_blocks_a_roller_not_disinfected_and_a_worn_one() -> None:
     text = format_status(
         status(case_state="open", sterile=False, sterile_until=None, roller_uses=10),
         now_wall=NOW,
         tz=TZ,
     )
     lines = text.splitlines()
-    assert lines[0] == "Case:          lid open; roller NOT sterile"
+    assert lines[0] == "Case:          lid open; roller NOT disinfected"
     assert "10 of 10 uses (replace it now)" in lines[1]
-    assert lines[-1].startswith("Next session:  NOT allowed yet: the roller is not sterile")
+    assert lines[-1].startswith(
+        "Next session:  NOT allowed yet: the roller is not disinfected: clean it, close the case"
+    )
     assert lines[-1].endswith("the roller has reached its use limit: replace it")
 
 
@@ -266,12 +268,12 @@ def test_status_without_history_or_limits() -> None:
     assert lines[1] == "Roller:        #2 · 0 uses · 0.25 mm needles"
     assert lines[2] == "Last session:  none yet"
     assert "rest" not in lines[3]
-    assert "not sterile" in lines[3]
+    assert "not disinfected" in lines[3]
 
 
 def test_status_marks_an_interrupted_unsterile_last_session() -> None:
     last = three_sessions()[1]
     text = format_status(status(last_session=last), now_wall=NOW, tz=TZ)
     assert text.splitlines()[2].endswith(
-        "peak — · 0 over-pressure episodes · NOT sterile at start · interrupted"
+        "peak — · 0 over-pressure episodes · NOT disinfected at start · interrupted"
     )

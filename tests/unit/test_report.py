@@ -170,7 +170,7 @@ def test_session_figure_marks_episode_fault_and_bands() -> None:
     title = ax.get_title(loc="left")
     assert title == "Session 12 · 2026-11-25 19:50 · 3:00 · peak 5.10 N"
     texts = [t.get_text() for t in ax.texts]
-    assert "sterile at start (cycle 12)" in texts
+    assert "disinfected at start (cycle 12)" in texts
     # The force line is broken (NaN) over the fault, not drawn through it at 0 N.
     xs, ys = force_line(ax)
     fault = ys[(xs >= 120) & (xs < 124)]
@@ -194,11 +194,11 @@ def test_peak_note_says_when_the_trace_missed_the_full_rate_peak() -> None:
     assert ax.get_ylim()[1] >= 5.4
 
 
-def test_unsterile_start_is_said_plainly() -> None:
+def test_a_start_not_disinfected_is_said_plainly() -> None:
     fig = build_session_figure(
         summary(sterile_at_start=False, cycle_id=None), realistic_trace(), ZONES, tz=TZ
     )
-    assert "NOT sterile at start" in [t.get_text() for t in fig.axes[0].texts]
+    assert "NOT disinfected at start" in [t.get_text() for t in fig.axes[0].texts]
 
 
 def test_sampling_hole_is_unknown_too() -> None:
@@ -293,14 +293,14 @@ def test_calendar_marks_alerts_and_rest() -> None:
     assert "peak 4.9 N" in texts
     markers = [ln.get_marker() for ln in ax.get_lines()]
     assert markers.count("^") == 2  # over-pressure on two days
-    assert markers.count("X") == 1  # one unsterile start
+    assert markers.count("X") == 1  # one start not disinfected
     assert markers.count("D") == 1  # one too-soon day
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
     assert legend == [
         "session day",
         "interrupted only",
         "over-pressure alert",
-        "NOT sterile at start",
+        "NOT disinfected at start",
         "too soon (short rest)",
         "today",
     ]

@@ -43,7 +43,7 @@ def test_the_issue_hazards_are_all_there() -> None:
     text = SAFETY.read_text(encoding="utf-8").lower()
     for hazard in (
         "over-pressure",
-        "unsterilized roller",
+        "roller that is not disinfected",
         "uv-c exposure",
         "silent sensor failure",
         "network",

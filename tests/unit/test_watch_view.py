@@ -264,9 +264,10 @@ def test_sterile_until_is_shown_with_the_time_left() -> None:
         session_no=None,
     )
     feed(m, TOPICS.state, "state", payload)
-    line = line_with(shown(m, T0 + 60), "Sterile")
-    assert "yes, until 10:30:00 (29 min 00 s left)" in line
-    assert "(expired)" in line_with(shown(m, T0 + 3600), "Sterile")
+    line = line_with(shown(m, T0 + 60), "Disinfected")
+    assert "Disinfected until 10:30:00 (29 min 00 s left)" in line
+    assert "(expired)" in line_with(shown(m, T0 + 3600), "Disinfected")
+    assert "disinfected" in line_with(shown(m, T0 + 60), "State")  # the case state "sterile"
 
 
 def test_an_aborted_cycle_is_not_sterile() -> None:
@@ -284,7 +285,7 @@ def test_an_aborted_cycle_is_not_sterile() -> None:
     feed(m, TOPICS.state, "state", payload)
     text = shown(m)
     assert "aborted" in line_with(text, "State")
-    assert "no" in line_with(text, "Sterile")
+    assert "no" in line_with(text, "Disinfected")
     assert "UV-C CYCLE ABORTED" in line_with(text, "Alarm")
 
 
@@ -310,7 +311,7 @@ def test_a_session_flagged_too_soon_and_unsterile_says_so() -> None:
         m, TOPICS.session_last, "session_last", session_last(too_soon=True, sterile_at_start=False)
     )
     note = line_with(shown(m), "Note")
-    assert "not sterile at start" in note and "too soon" in note
+    assert "not disinfected at start" in note and "too soon" in note
 
 
 # --- alarms and availability ---------------------------------------------------------------

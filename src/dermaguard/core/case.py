@@ -1,4 +1,7 @@
-"""The UV-C sterilizing case: a pure state machine for the cycle and the roller's sterility.
+"""The UV-C case: a pure state machine for the cycle and whether the roller counts as disinfected.
+
+The names here say "sterile" and "sterilize" because MQTT, the status file and the history use
+them; what they mean is disinfected (docs/CARE.md): UV-C does not make a roller sterile.
 
 It is fed lid, dock and UV-sensor changes, sterilize requests, shell faults and ticks, each
 stamped with its own time, and returns the events and the commanded UV output. It never reads a
@@ -95,11 +98,11 @@ class CaseParams:
 
     cycle_s: float = 600.0
     auto_start: bool = True
-    validity_after_undock_s: float = 1800.0
+    validity_after_undock_s: float = 900.0
     uv_sensor: bool = False
     uv_confirm_s: float = 5.0
     irradiance_mw_cm2: float | None = None
-    dose_mj_cm2: float | None = None
+    dose_mj_cm2: float = 40.0
     cap_margin: float = 0.10
 
     def __post_init__(self) -> None:
@@ -111,8 +114,6 @@ class CaseParams:
             raise ValueError("uv_confirm_s must be > 0")
         if not self.cap_margin >= 0:
             raise ValueError("cap_margin must be >= 0")
-        if (self.irradiance_mw_cm2 is None) != (self.dose_mj_cm2 is None):
-            raise ValueError("irradiance_mw_cm2 and dose_mj_cm2 go together: set both or neither")
         for name in ("irradiance_mw_cm2", "dose_mj_cm2"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -120,16 +121,15 @@ class CaseParams:
 
     @property
     def dose_mode(self) -> bool:
-        """The cycle ends on a measured dose: needs the sensor to know when UV really shines."""
-        return (
-            self.uv_sensor and self.irradiance_mw_cm2 is not None and self.dose_mj_cm2 is not None
-        )
+        """The cycle ends on a measured dose: needs the irradiance it is reached at, and the
+        sensor to know when UV really shines."""
+        return self.uv_sensor and self.irradiance_mw_cm2 is not None
 
     @property
     def length_s(self) -> float:
         """The nominal UV time of a cycle (for a dose: the lit time that delivers it)."""
         if self.dose_mode:
-            assert self.dose_mj_cm2 is not None and self.irradiance_mw_cm2 is not None
+            assert self.irradiance_mw_cm2 is not None
             return self.dose_mj_cm2 / self.irradiance_mw_cm2
         return self.cycle_s
 

@@ -187,7 +187,7 @@ class Engine:
             return events  # refused: the case machine said why
         cycle_id = self.case.cycle_id
         if cycle_id is None:
-            return [*events, _result(cmd, False, "the sterilization cycle did not start")]
+            return [*events, _result(cmd, False, "the UV-C cycle did not start")]
         return [*events, _result(cmd, True, cycle_id=cycle_id)]
 
     def _cmd_silence(self, cmd: Command, _wall: float) -> list[Event]:

@@ -172,7 +172,8 @@ def discovery_config(
         device_class="enum",
         options=list(STATE_OPTIONS),
     )
-    add("sterile", "binary_sensor", "Sterile", qos=1, value_template=_bool_template("sterile"))
+    # Entity names are what a person reads; object ids keep "sterile"/"sterilize" (compatibility).
+    add("sterile", "binary_sensor", "Disinfected", qos=1, value_template=_bool_template("sterile"))
     add(
         "over_pressure",
         "binary_sensor",
@@ -257,7 +258,7 @@ def discovery_config(
     # Commands: never retained (a retained command would run again at every reconnect).
     button_names = {
         "tare": "Tare",
-        "sterilize": "Sterilize",
+        "sterilize": "Disinfect (UV-C cycle)",
         "silence": "Silence buzzer",
         "new_roller": "New roller",
     }
