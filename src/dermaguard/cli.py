@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from dermaguard import __version__
+from dermaguard import __version__, hw_check
 from dermaguard.config import Config, ConfigError, load_config, with_overrides
 
 EXIT_USAGE = 2
@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="with --once: seconds to wait for the broker and the state (default 5)",
     )
+    hw_check.add_parser(sub)
     return parser
 
 
@@ -447,6 +448,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": cmd_report,
         "new-roller": cmd_new_roller,
         "watch": cmd_watch,
+        "check-hardware": hw_check.cmd_check_hardware,
     }
     try:
         return handlers[args.command](args)

@@ -78,6 +78,8 @@ RESET_HIGH_US = 80
 #: A chip silent for this many periods while polled has reset (it is never silent longer
 #: than one period while it runs, and at least its settling time after a reset).
 SILENCE_PERIODS = 2
+#: Share of the settling time after a reset during which the driver does not look for data.
+SETTLE_QUIET_SHARE = 0.9
 #: Interval between data-ready polls once a conversion is due.
 POLL_INTERVAL_S = 0.00025
 _STALE_EVENT_BACKOFF_S = 0.0005
@@ -216,6 +218,8 @@ class HX711Spi:
         self._early_s = self._period_s / 4
         # Clock time of the first poll that found no data since the last conversion.
         self._silent_since: float | None = None
+        # Clock time before which a reset chip is still settling: no point in looking.
+        self._quiet_until = -math.inf
         self.reads = 0
         self.discarded = 0
         self.timeouts = 0
@@ -315,9 +319,17 @@ class HX711Spi:
         self._extra_wait_s = self._settle_s
         self._due = None
         self._silent_since = None
+        self._quiet_until = self._clock.monotonic() + self._settle_s * SETTLE_QUIET_SHARE
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
+        # A reset chip holds DOUT high while it settles; looking earlier finds nothing, or,
+        # with DOUT stuck low, starts another doomed read (and another reset) at once.
+        quiet = self._clock.to_real(self._quiet_until - self._clock.monotonic())
+        if quiet > 0:
+            time.sleep(min(quiet, max(0.0, deadline - time.monotonic())))
+            if self._clock.monotonic() < self._quiet_until:
+                return False
         if self._ready_dev is not None:
             found = self._wait_edge(deadline)
         else:
