@@ -1,4 +1,12 @@
-"""HX711 load-cell ADC driver: adafruit-circuitpython-hx711's protocol over gpiozero pins.
+"""HX711 driver for ``hx711.interface: gpio``: adafruit-circuitpython-hx711's protocol, bit-banged
+over two gpiozero pins.
+
+This is the alternative for boards wired to other pins than SPI0; the default,
+:mod:`dermaguard.hw.hx711_spi`, lets the SPI controller clock PD_SCK. Bit-banged from a Linux
+process, a read can be lost: the chip powers down when PD_SCK stays high for over 60 µs, and a
+host pause (scheduler tick, another thread holding the GIL, a hypervisor) inside a clock-high
+phase does exactly that, costing the read and 50 ms of settling. The workarounds below keep
+that rare, not impossible.
 
 The library's bit-banging (``read_fast``) and gain constants are used as they are; the rest is
 owned here because it is not safe on Linux:
