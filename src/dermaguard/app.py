@@ -70,6 +70,8 @@ def pressure_params(config: Config) -> PressureParams:
         capacity_n=config.load_cell.capacity_n,
         invalid_samples_for_fault=config.pressure.invalid_samples_for_fault,
         valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
+        negative_margin_n=config.pressure.negative_margin_n,
+        negative_samples_for_fault=config.pressure.negative_samples_for_fault,
     )
 
 
