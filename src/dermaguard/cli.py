@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dermaguard import __version__
-from dermaguard.config import Config, ConfigError, load_config, with_overrides
+from dermaguard.config import (
+    Config,
+    ConfigError,
+    load_config,
+    simulation_config,
+    with_overrides,
+)
 
 if TYPE_CHECKING:
     from dermaguard.core.calibration import Calibration
@@ -138,8 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="read from this broker (overrides mqtt.host and mqtt.port)",
     )
-    watch.add_argument(
+    watched = watch.add_mutually_exclusive_group()
+    watched.add_argument(
         "--device", metavar="ID", help="the device_id to watch (default: the config's)"
+    )
+    watched.add_argument(
+        "--simulation",
+        action="store_true",
+        help="watch the simulation (`run --simulate` publishes as <device_id>-sim)",
     )
     watch.add_argument(
         "--once",
@@ -317,9 +329,11 @@ def _report_calibration_change(
     change = describe_change(old, new, config.pressure.zones.over_n)
     if change is not None:
         print(change)
+    if simulated:
+        config = simulation_config(config)
     history = store_path(config, simulated=simulated)
     try:
-        store = Store.open(history, config.device_id)
+        store = Store.open(history, config.device_id, publish=config.mqtt.enabled)
         try:
             store.append_event(change_event(reason, old, new, time.monotonic()), time.time())
         finally:
@@ -490,6 +504,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
     if args.device is not None:
         config = with_overrides(config, {"device_id": args.device}, "--device")
+    elif args.simulation:
+        config = simulation_config(config)
     try:
         settings = settings_from_config(config)
         return watch(settings, config.pressure.zones, once=args.once, timeout=args.timeout)
