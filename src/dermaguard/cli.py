@@ -344,7 +344,8 @@ def _report_calibration_change(
             f"history {history}: {exc}",
             file=sys.stderr,
         )
-    print("a running daemon uses the new calibration from its next start")
+    if new.is_complete:
+        print("a running daemon uses the new calibration from its next start")
 
 
 def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
