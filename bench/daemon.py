@@ -31,9 +31,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
+from dermaguard.config import simulation_device_id
 from figures import line
 
 DEVICE = "benchdaemon"
+#: The simulation publishes as its own device (see dermaguard.config.simulation_device_id).
+SIM_DEVICE = simulation_device_id(DEVICE)
 TICKS = os.sysconf("SC_CLK_TCK")
 
 SCENARIO = """
@@ -59,7 +62,7 @@ class FirstSample:
         self.force_msgs = 0
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self._client.on_message = self._on_message
-        self._client.on_connect = lambda c, *_a: c.subscribe(f"dermaguard/{DEVICE}/#", qos=1)
+        self._client.on_connect = lambda c, *_a: c.subscribe(f"dermaguard/{SIM_DEVICE}/#", qos=1)
         self._client.connect(LOOPBACK, port)
         self._client.loop_start()
 

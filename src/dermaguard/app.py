@@ -20,7 +20,7 @@ from dermaguard import __version__
 from dermaguard.calibrate import add_reference, tare
 from dermaguard.calibration_file import CalibrationFileError, load_calibration, save_calibration
 from dermaguard.clock import Clock, RealClock
-from dermaguard.config import Config
+from dermaguard.config import Config, simulation_config
 from dermaguard.console import ConsolePrinter
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.case import CaseParams
@@ -37,6 +37,7 @@ from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_facto
 from dermaguard.line_writer import LineWriter
 from dermaguard.load_cell import chip_pins, open_load_cell
 from dermaguard.mqtt.bridge import MqttBridge
+from dermaguard.mqtt.discovery import MODEL
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.runtime import Runtime
 from dermaguard.sd_notify import Notifier, ServiceHeartbeat
@@ -70,6 +71,8 @@ def pressure_params(config: Config) -> PressureParams:
         capacity_n=config.load_cell.capacity_n,
         invalid_samples_for_fault=config.pressure.invalid_samples_for_fault,
         valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
+        negative_margin_n=config.pressure.negative_margin_n,
+        negative_samples_for_fault=config.pressure.negative_samples_for_fault,
     )
 
 
@@ -121,7 +124,9 @@ def store_path(config: Config, *, simulated: bool) -> Path:
 
 def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store, History]:
     """Open the store, close sessions a crash left open, and read what the engine needs."""
-    store = Store.open(store_path(config, simulated=simulated), config.device_id)
+    store = Store.open(
+        store_path(config, simulated=simulated), config.device_id, publish=config.mqtt.enabled
+    )
     try:
         closed = store.close_interrupted(wall)
         if closed:
@@ -314,19 +319,28 @@ def open_mqtt(
     config: Config,
     db_path: Path,
     clock: Clock,
+    *,
+    simulated: bool = False,
 ) -> MqttBridge | None:
     """The MQTT bridge, or ``None`` when MQTT is off. Bad settings stop the start-up."""
     if not config.mqtt.enabled:
-        log.info("MQTT is off (mqtt.enabled: false)")
+        log.info(
+            "MQTT is off (mqtt.enabled: false): this run's events stay in the local history "
+            "and are never published, not even when MQTT is on again"
+        )
         return None
     try:
         settings = settings_from_config(config)
     except MqttSettingsError as exc:
         raise StartupError(str(exc)) from exc
+    name, model = f"dermaguard {config.device_id}", MODEL
+    if simulated:
+        name, model = f"{name} (simulation)", f"{MODEL} (simulation)"
     return MqttBridge(
         settings,
         db_path=db_path,
-        device_name=f"dermaguard {config.device_id}",
+        device_name=name,
+        model=model,
         sw_version=__version__,
         wall=clock.wall,
         monotonic=clock.monotonic,
@@ -409,6 +423,8 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         # long interval costs no responsiveness and keeps each read in one piece. On the SPI
         # bus a read is one transfer that the controller clocks, so none of this is needed.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if scenario is not None:
+        config = simulation_config(config)  # never poses as the real device
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None
@@ -432,7 +448,12 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             else:
                 log.error("history storage failing (kept in memory, retrying): %s", message)
 
-        bridge = open_mqtt(config, store_path(config, simulated=scenario is not None), hw.clock)
+        bridge = open_mqtt(
+            config,
+            store_path(config, simulated=scenario is not None),
+            hw.clock,
+            simulated=scenario is not None,
+        )
         sink = StoreSink(
             store,
             hw.clock.wall,

@@ -16,7 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from dermaguard.calibration_file import CalibrationFileError, load_calibration, save_calibration
+from dermaguard.calibration_file import (
+    CalibrationFileError,
+    load_calibration,
+    save_keeping_previous,
+)
 from dermaguard.core.calibration import (
     Calibration,
     CalibrationError,
@@ -24,9 +28,17 @@ from dermaguard.core.calibration import (
     with_reference,
     with_tare,
 )
+from dermaguard.core.events import Event
 from dermaguard.hw.hx711 import HX711Error
 
 ReadRaw = Callable[[], int]
+
+#: A reference weight added to a finished calibration must read, on the line it refines, within
+#: this fraction of its force (or within REFERENCE_TOLERANCE_MIN_N, for light weights). A weight
+#: that is not on the roller, a wrong mass or a hand on the handle is far outside it; a good
+#: weight on a good line is well inside (a load cell is linear to a fraction of a percent).
+REFERENCE_TOLERANCE = 0.05
+REFERENCE_TOLERANCE_MIN_N = 0.05
 
 
 class CalibrateError(Exception):
@@ -61,8 +73,30 @@ def tare(path: Path, read: ReadRaw, samples: int, gain: int) -> Calibration:
         old = None
     mean, _ = read_mean(read, samples)
     cal = with_tare(old, mean, gain, now_iso())
-    save_calibration(path, cal)
+    save_keeping_previous(path, cal)
     return cal
+
+
+def check_reference(cal: Calibration, raw: float, force_n: float, weight: str) -> None:
+    """Refuse a reference weight that the finished calibration it refines disagrees with.
+
+    Refitting through such a point would move the scale, and with it the force at which the
+    over-pressure alarm trips, with no more than a warning. A new calibration (a tare first)
+    starts without this check.
+    """
+    if not cal.is_complete:
+        return
+    reads = cal.force(raw)
+    allowed = max(REFERENCE_TOLERANCE * force_n, REFERENCE_TOLERANCE_MIN_N)
+    if abs(reads - force_n) > allowed:
+        raise CalibrateError(
+            f"refused: {weight} is {force_n:.3f} N, but the calibration you have reads "
+            f"{reads:.3f} N now (off by {reads - force_n:+.3f} N; at most {allowed:.3f} N is "
+            "accepted). Check that the weight rests on the roller, that nothing else touches "
+            "it and that its mass is right. Nothing was changed. To start a new calibration "
+            "instead: `dermaguard calibrate --tare` with nothing on the roller, then "
+            "`--reference` with each weight"
+        )
 
 
 def add_reference(path: Path, read: ReadRaw, weight: str, samples: int) -> Calibration:
@@ -73,12 +107,49 @@ def add_reference(path: Path, read: ReadRaw, weight: str, samples: int) -> Calib
     except CalibrationFileError as exc:
         raise CalibrateError(f"{exc}; tare first: `dermaguard calibrate --tare`") from exc
     mean, _ = read_mean(read, samples)
+    check_reference(cal, mean, force_n, weight)
     try:
         cal = with_reference(cal, mean, force_n, now_iso())
     except CalibrationError as exc:
         raise CalibrateError(str(exc)) from exc
-    save_calibration(path, cal)
+    save_keeping_previous(path, cal)
     return cal
+
+
+def describe_change(old: Calibration | None, new: Calibration, over_n: float) -> str | None:
+    """What a new scale does to the over-pressure alarm, said whenever the scale moves.
+
+    ``None`` when the scale is unchanged (a tare only moves the zero).
+    """
+    if not new.is_complete:
+        return None
+    if old is None:
+        return f"new calibration: the over-pressure alarm trips at {over_n:.2f} N"
+    if new.scale_n_per_count == old.scale_n_per_count:
+        return None
+    ratio = new.scale_n_per_count / old.scale_n_per_count
+    return (
+        f"scale changed by {(ratio - 1) * 100:+.2f} % (was {old.scale_n_per_count * 1e6:.4f} "
+        f"µN/count): the over-pressure alarm ({over_n:.2f} N) now trips at what the previous "
+        f"calibration read as {over_n / ratio:.2f} N; `dermaguard calibrate --undo` restores "
+        "the previous one"
+    )
+
+
+def change_event(reason: str, old: Calibration | None, new: Calibration, t: float) -> Event:
+    """``calibration_changed`` for a calibration written by ``dermaguard calibrate``."""
+    return Event(
+        "calibration_changed",
+        t,
+        {
+            "reason": reason,
+            "old_scale_n_per_count": None if old is None else old.scale_n_per_count,
+            "new_scale_n_per_count": new.scale_n_per_count,
+            "old_offset": None if old is None else round(old.offset, 1),
+            "offset": round(new.offset, 1),
+            "complete": new.is_complete,
+        },
+    )
 
 
 def summary(cal: Calibration) -> str:

@@ -89,3 +89,61 @@ def save_calibration(path: Path, cal: Calibration) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def backup_path(path: Path) -> Path:
+    """Where the calibration a change replaced is kept, so ``calibrate --undo`` can restore it."""
+    return path.with_name(path.name + ".prev")
+
+
+def _load_or_none(path: Path) -> Calibration | None:
+    try:
+        return load_calibration(path)
+    except CalibrationFileError:
+        return None
+
+
+def in_effect(path: Path) -> Calibration | None:
+    """The last usable (complete) calibration: the file's, else the one kept before it.
+
+    After a bare tare the file holds no scale yet; the calibration it is about to replace is
+    then the kept one, and a change is measured against that.
+    """
+    for candidate in (path, backup_path(path)):
+        cal = _load_or_none(candidate)
+        if cal is not None and cal.is_complete:
+            return cal
+    return None
+
+
+def save_keeping_previous(path: Path, cal: Calibration) -> None:
+    """Write ``cal``, first keeping the usable calibration it replaces in :func:`backup_path`.
+
+    A tare-only file is not kept (it has no scale to go back to), so the tare that starts a new
+    calibration does not push the last usable one out of the backup.
+    """
+    current = _load_or_none(path)
+    if current is not None and current.is_complete:
+        save_calibration(backup_path(path), current)
+    save_calibration(path, cal)
+
+
+def restore_previous(path: Path) -> tuple[Calibration, Calibration | None]:
+    """Swap the calibration with the kept one; returns (restored, replaced).
+
+    The replaced calibration becomes the kept one, so a second undo goes back again.
+    """
+    previous = backup_path(path)
+    try:
+        restored = load_calibration(previous)
+    except CalibrationFileError as exc:
+        if not previous.exists():
+            raise CalibrationFileError(
+                f"no previous calibration to restore ({previous} does not exist)"
+            ) from None
+        raise CalibrationFileError(f"cannot restore the previous calibration: {exc}") from exc
+    replaced = _load_or_none(path)
+    if replaced is not None:
+        save_calibration(previous, replaced)
+    save_calibration(path, restored)
+    return restored, replaced

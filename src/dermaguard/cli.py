@@ -7,12 +7,23 @@ exits 2 without a traceback; our own bugs keep their traceback and exit non-zero
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dermaguard import __version__, hw_check
-from dermaguard.config import Config, ConfigError, load_config, with_overrides
+from dermaguard.config import (
+    Config,
+    ConfigError,
+    load_config,
+    simulation_config,
+    with_overrides,
+)
+
+if TYPE_CHECKING:
+    from dermaguard.core.calibration import Calibration
 
 EXIT_USAGE = 2
 
@@ -68,11 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="tare the load cell and calibrate it with known weights",
         description="Without options, walks you through calibration at the terminal. "
         "For scripts: `--tare` with nothing on the roller, then `--reference 200g` "
-        "with a known weight on it.",
+        "with a known weight on it. A weight that disagrees with a finished calibration is "
+        "refused; a tare starts a new one. Every change keeps the calibration it replaced "
+        "(`--undo` restores it).",
     )
     _config_arg(cal)
     cal.add_argument("--tare", action="store_true", help="zero the scale (nothing on the roller)")
     cal.add_argument("--reference", metavar="WEIGHT", help="known weight on the roller, e.g. 200g")
+    cal.add_argument(
+        "--undo",
+        action="store_true",
+        help="restore the calibration the last change replaced (again: go back)",
+    )
     cal.add_argument("--samples", type=int, default=40, help="conversions averaged per step")
     cal.add_argument(
         "--simulate",
@@ -126,8 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST[:PORT]",
         help="read from this broker (overrides mqtt.host and mqtt.port)",
     )
-    watch.add_argument(
+    watched = watch.add_mutually_exclusive_group()
+    watched.add_argument(
         "--device", metavar="ID", help="the device_id to watch (default: the config's)"
+    )
+    watched.add_argument(
+        "--simulation",
+        action="store_true",
+        help="watch the simulation (`run --simulate` publishes as <device_id>-sim)",
     )
     watch.add_argument(
         "--once",
@@ -203,16 +227,22 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return _usage_error(
             "--tare and --reference need different loads: run them one after the other"
         )
+    if args.undo and (args.tare or args.reference):
+        return _usage_error("--undo restores the previous calibration: give it on its own")
     if args.samples < 1:
         return _usage_error("--samples must be at least 1")
     try:
         sim_load = parse_reference(args.sim_load) if args.sim_load not in ("0", "0g") else 0.0
     except ValueError as exc:
         return _usage_error(f"--sim-load: {exc}")
-    from dermaguard.app import open_hardware, sim_read, simulation_state_dir
+    from dermaguard.app import calibration_file, open_hardware, sim_read
+    from dermaguard.calibration_file import in_effect
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import Scenario
 
+    path = calibration_file(config, simulated=args.simulate)
+    if args.undo:
+        return _undo_calibration(config, path, simulated=args.simulate)
     scenario = None
     if args.simulate:
         scenario = Scenario("calibrate", "", 1e9, ((0.0, sim_load),))
@@ -220,11 +250,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:
         return _usage_error(str(exc))
-    path = (
-        simulation_state_dir(config) / "calibration.json"
-        if args.simulate
-        else config.calibration_path()
-    )
+    before = in_effect(path)
     try:
 
         def read() -> int:
@@ -249,6 +275,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         else:
             return _usage_error("no terminal: give --tare or --reference WEIGHT")
         print(summary(cal))
+        _report_calibration_change(
+            config, "tare" if args.tare else "reference", before, cal, simulated=args.simulate
+        )
         warning = check_plausible(cal)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
@@ -257,6 +286,67 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     finally:
         hw.close()
+
+
+def _undo_calibration(config: Config, path: Path, *, simulated: bool) -> int:
+    """``calibrate --undo``: swap the calibration with the one its last change replaced."""
+    from dermaguard.calibrate import summary
+    from dermaguard.calibration_file import CalibrationFileError, backup_path, restore_previous
+
+    try:
+        restored, replaced = restore_previous(path)
+    except CalibrationFileError as exc:
+        return _usage_error(str(exc))
+    made = f" (made {restored.created})" if restored.created else ""
+    print(f"restored the previous calibration{made} to {path}")
+    if replaced is not None:
+        print(f"the one it replaced is kept in {backup_path(path)}: `--undo` again goes back")
+    print(summary(restored))
+    old = replaced if replaced is not None and replaced.is_complete else None
+    _report_calibration_change(config, "undo", old, restored, simulated=simulated)
+    return 0
+
+
+def _report_calibration_change(
+    config: Config,
+    reason: str,
+    old: Calibration | None,
+    new: Calibration,
+    *,
+    simulated: bool,
+) -> None:
+    """Say what the change does to the alarm, and record it as ``calibration_changed``.
+
+    ``calibrate`` runs apart from the daemon, so the event goes into the device's history
+    (the simulation's with ``--simulate``): the daemon publishes it from its outbox over MQTT
+    when it next starts, which is also when it starts using the new calibration.
+    """
+    import time
+
+    from dermaguard.app import store_path
+    from dermaguard.calibrate import change_event, describe_change
+    from dermaguard.store import Store, StoreError
+
+    change = describe_change(old, new, config.pressure.zones.over_n)
+    if change is not None:
+        print(change)
+    if simulated:
+        config = simulation_config(config)
+    history = store_path(config, simulated=simulated)
+    try:
+        store = Store.open(history, config.device_id, publish=config.mqtt.enabled)
+        try:
+            store.append_event(change_event(reason, old, new, time.monotonic()), time.time())
+        finally:
+            store.close()
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        print(
+            f"warning: the calibration changed, but the change could not be recorded in the "
+            f"history {history}: {exc}",
+            file=sys.stderr,
+        )
+    if new.is_complete:
+        print("a running daemon uses the new calibration from its next start")
 
 
 def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
@@ -416,6 +506,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
     if args.device is not None:
         config = with_overrides(config, {"device_id": args.device}, "--device")
+    elif args.simulation:
+        config = simulation_config(config)
     try:
         settings = settings_from_config(config)
         return watch(settings, config.pressure.zones, once=args.once, timeout=args.timeout)

@@ -48,6 +48,8 @@ __all__ = [
     "load_config",
     "parse_config",
     "reference_rows",
+    "simulation_config",
+    "simulation_device_id",
 ]
 
 #: The commented example configuration shipped as package data (every key at its default).
@@ -189,3 +191,26 @@ def with_overrides(config: Config, overrides: Mapping[str, Any], source: str) ->
         return out
 
     return parse_config(merge(config_to_data(config), overrides), source)
+
+
+#: What a simulation adds to the device id (and to a configured MQTT client id).
+SIMULATION_SUFFIX = "-sim"
+
+
+def simulation_device_id(device_id: str) -> str:
+    """The id a simulation of ``device_id`` goes by: ``<device_id>-sim``, cut to the 64
+    characters a device id may have."""
+    return device_id[: 64 - len(SIMULATION_SUFFIX)] + SIMULATION_SUFFIX
+
+
+def simulation_config(config: Config) -> Config:
+    """``config`` as a simulation uses it: its own device id in topics, discovery and records,
+    and its own MQTT client id, so a demo on a machine whose broker serves the real device
+    never overwrites that device's retained messages or takes over its connection."""
+    overrides: dict[str, Any] = {"device_id": simulation_device_id(config.device_id)}
+    client_id = config.mqtt.client_id
+    if client_id is not None:
+        overrides["mqtt"] = {
+            "client_id": client_id[: 64 - len(SIMULATION_SUFFIX)] + SIMULATION_SUFFIX
+        }
+    return with_overrides(config, overrides, "--simulate")

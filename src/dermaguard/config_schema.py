@@ -383,6 +383,20 @@ class PressureConfig:
         default=3,
         metadata=meta(min=1, max=80, doc="Valid samples in a row that clear sensor_fault."),
     )
+    negative_margin_n: float = field(
+        default=0.5,
+        metadata=meta(
+            min_exclusive=0,
+            max=10,
+            doc="A force below minus this is no reading: a reversed cell or a tare under load.",
+        ),
+    )
+    negative_samples_for_fault: int = field(
+        default=10,
+        metadata=meta(
+            min=1, max=80, doc="Samples in a row below -negative_margin_n that raise sensor_fault."
+        ),
+    )
 
     @property
     def spike_filters(self) -> tuple[FilterSpec, ...]:

@@ -313,7 +313,7 @@ def test_mqtt_3_1_1_is_selectable(broker: Broker, tmp_path: Path) -> None:
         stored = daemon.stored_events(tmp_path / "state")
         wait_for_all(rec, stored)
         assert_all_delivered_once_in_order(rec, stored)
-    assert "as dermaguard-dermaguard (p2" in broker.log_text()  # mosquitto: p2 = 3.1.1, p5 = 5
+    assert f"as dermaguard-{DEVICE} (p2" in broker.log_text()  # mosquitto: p2 = 3.1.1, p5 = 5
 
 
 def test_discovery_is_sent_again_when_home_assistant_comes_online(

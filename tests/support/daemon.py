@@ -15,7 +15,9 @@ from dermaguard.store import StoreError, open_readonly
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
-DEVICE = "dermaguard"
+#: The device id a simulated daemon publishes and records as: the default device_id's
+#: simulation id, never the real device's.
+DEVICE = "dermaguard-sim"
 
 
 def env_for(state: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:

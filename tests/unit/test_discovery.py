@@ -428,6 +428,7 @@ def test_alerts_event_entity_ignores_every_other_event_quietly() -> None:
         "sterilization_started": {"cycle_id": 1},
         "new_roller": {"roller_id": 3},
         "command_result": {"command": "ping", "ok": True},
+        "calibration_changed": {"reason": "tare", "offset": 8123.0, "shift_n": 0.01},
     }
     contract_types = load_schema("event")["properties"]["type"]["enum"]
     for etype in contract_types:

@@ -270,6 +270,17 @@ EVENT_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("sensor_fault", {"reason": "not_ready", "detail": "no conversion in 0.5 s"}),
     ("sensor_recovered", {"after": "not_ready"}),
     ("calibration_changed", {"reason": "tare", "offset": 8123.0, "shift_n": 0.01}),
+    (
+        "calibration_changed",
+        {
+            "reason": "reference",
+            "old_scale_n_per_count": None,
+            "new_scale_n_per_count": 2.5e-5,
+            "old_offset": None,
+            "offset": 80000.0,
+            "complete": True,
+        },
+    ),
     ("command_result", {"command": "ping", "ok": True}),
     ("command_result", {"command": "silence", "ok": True, "request_id": "r1", "duration_s": 60}),
     ("command_result", {"command": "tare", "ok": False, "error": "a session is running"}),
@@ -317,6 +328,18 @@ def test_every_event_type_has_an_accepted_example() -> None:
         ("sensor_fault", {"reason": ""}),
         ("new_roller", {}),
         ("new_roller", {"roller_id": 0}),
+        ("calibration_changed", {}),
+        ("calibration_changed", {"reason": "reference", "offset": 80000.0, "complete": True}),
+        (
+            "calibration_changed",
+            {
+                "reason": "undo",
+                "old_scale_n_per_count": "2.5e-5",
+                "new_scale_n_per_count": 2.5e-5,
+                "offset": 80000.0,
+                "complete": True,
+            },
+        ),
         ("session_ended", {"session_no": 1}),
     ],
 )

@@ -209,7 +209,8 @@ class Engine:
 
     def _cmd_tare(self, cmd: Command, wall: float) -> list[Event]:
         pressure = self.pressure
-        if pressure.fault is not None:
+        # A negative force may come from a tare taken under load: a tare is its remedy.
+        if pressure.fault is not None and pressure.fault != "negative_force":
             return [_result(cmd, False, f"sensor fault ({pressure.fault}): the force is unknown")]
         if self.sessions.active:
             return [_result(cmd, False, "a session is running: tare with the roller unused")]

@@ -26,6 +26,18 @@ class PressureParams:
     capacity_n: float = 50.0
     invalid_samples_for_fault: int = 3
     valid_samples_for_recovery: int = 3
+    #: A force below minus this (N), for ``negative_samples_for_fault`` samples in a row, is a
+    #: sensor fault: a load cell pressed the wrong way round reads negative, never "no contact".
+    negative_margin_n: float = 0.5
+    negative_samples_for_fault: int = 10
+
+
+#: What a sustained negative force means, and what to check (the ``detail`` of its fault).
+NEGATIVE_FORCE_DETAIL = (
+    "it reads below -{margin:g} N: check that the load cell is not mounted or wired the wrong "
+    "way round (turn it, or swap A+ and A-) and that the tare was not taken with a load on the "
+    "roller (tare again with nothing touching it)"
+)
 
 
 @dataclass(slots=True)
@@ -69,6 +81,7 @@ class PressureMachine:
         self._last_valid: float | None = None
         self._invalid_run = 0
         self._valid_run = 0
+        self._negative_run = 0
         self._over_since: float | None = None
         self._over_peak = 0.0
 
@@ -101,6 +114,9 @@ class PressureMachine:
         if reason:
             return self._invalid(t, reason, raw)
         self._invalid_run = 0
+        if force < -self.params.negative_margin_n:
+            return self._negative(t, raw, force)
+        self._negative_run = 0
         out = PressureUpdate()
         if self.fault is not None:
             self._valid_run += 1
@@ -124,6 +140,17 @@ class PressureMachine:
         """No conversion came within the limit (already several sample periods late)."""
         return self._raise_fault(t, "not_ready", None, detail)
 
+    def _negative(self, t: float, raw: int, force: float) -> PressureUpdate:
+        """A force below the negative margin is held back from the filters and zones (a
+        reversed cell would otherwise read as "no contact" however hard it is pressed); a few
+        in a row are a fault, and none of them counts towards a recovery."""
+        self._valid_run = 0
+        self._negative_run += 1
+        if self._negative_run < self.params.negative_samples_for_fault:
+            return PressureUpdate()
+        detail = NEGATIVE_FORCE_DETAIL.format(margin=self.params.negative_margin_n)
+        return self._raise_fault(t, "negative_force", raw, detail, force_n=force)
+
     def _invalid(self, t: float, reason: str, raw: int | None) -> PressureUpdate:
         self._valid_run = 0
         self._invalid_run += 1
@@ -132,7 +159,12 @@ class PressureMachine:
         return PressureUpdate()
 
     def _raise_fault(
-        self, t: float, reason: str, raw: int | None, detail: str = ""
+        self,
+        t: float,
+        reason: str,
+        raw: int | None,
+        detail: str = "",
+        force_n: float | None = None,
     ) -> PressureUpdate:
         self._valid_run = 0
         out = PressureUpdate(force_n=None, zone=None, sample=True)
@@ -146,6 +178,8 @@ class PressureMachine:
         data: dict[str, object] = {"reason": reason}
         if raw is not None:
             data["raw"] = raw
+        if force_n is not None:
+            data["force_n"] = round(force_n, 3)
         if detail:
             data["detail"] = detail
         out.events.append(Event("sensor_fault", t, data))

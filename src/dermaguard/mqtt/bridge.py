@@ -29,7 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from dermaguard.core.events import Command, DeviceState, Effect, Event, ForceSample
 from dermaguard.mqtt.client import make_client
 from dermaguard.mqtt.commands import CommandParser
-from dermaguard.mqtt.discovery import discovery_payload
+from dermaguard.mqtt.discovery import MODEL, discovery_payload
 from dermaguard.mqtt.outbox import Outbox, OutEvent
 from dermaguard.mqtt.payloads import force_payload, session_last_payload, state_payload
 from dermaguard.mqtt.settings import MqttSettings
@@ -63,6 +63,7 @@ class MqttBridge:
         db_path: Path,
         device_name: str,
         sw_version: str,
+        model: str = MODEL,
         put_command: Callable[[Command], None] | None = None,
         mark_delivered: Callable[[Iterable[int]], None] | None = None,
         wall: Callable[[], float] = time.time,
@@ -73,6 +74,7 @@ class MqttBridge:
         self.topics = settings.topics
         self.db_path = db_path
         self.device_name = device_name
+        self.model = model
         self.sw_version = sw_version
         self._put_command = put_command or _nowhere
         self._mark_delivered = mark_delivered or _nowhere
@@ -371,7 +373,7 @@ class MqttBridge:
 
     def _publish_discovery(self) -> None:
         payload = discovery_payload(
-            self.topics, device_name=self.device_name, sw_version=self.sw_version
+            self.topics, device_name=self.device_name, sw_version=self.sw_version, model=self.model
         )
         self.client.publish(self.topics.discovery, payload, qos=1, retain=True)
 

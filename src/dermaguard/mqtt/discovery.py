@@ -69,6 +69,7 @@ STATE_OPTIONS: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizin
 
 ORIGIN_NAME: Final = "dermaguard"
 MANUFACTURER: Final = "dermaguard"
+MODEL: Final = "dermaguard roller monitor"
 
 #: Home Assistant refuses a state longer than this.
 _MAX_STATE_LEN: Final = 255
@@ -119,7 +120,7 @@ def discovery_config(
     *,
     device_name: str,
     sw_version: str,
-    model: str = "dermaguard roller monitor",
+    model: str = MODEL,
     support_url: str | None = None,
 ) -> dict[str, Any]:
     """The device-based discovery document for ``topics.device_id`` (see the module docstring).
@@ -316,7 +317,7 @@ def discovery_payload(
     *,
     device_name: str,
     sw_version: str,
-    model: str = "dermaguard roller monitor",
+    model: str = MODEL,
     support_url: str | None = None,
 ) -> bytes:
     """:func:`discovery_config` as compact UTF-8 JSON, ready to publish retained on

@@ -45,6 +45,11 @@ TRACE_BUFFER_MAX = 36_000
 #: Without ``t_start`` in ``session_started``, the session's start is found from ``started_at``
 #: if it lies at most this long before the event; otherwise the event's own time is used.
 MAX_START_LEAD_S = 3600.0
+#: ``events.delivered`` of an event recorded while MQTT was off: kept in the history and never
+#: published (0 waits in the outbox, 1 was acknowledged by the broker). A run without MQTT is a
+#: choice, and its events published at a later start would reach Home Assistant's automations as
+#: if they were happening then.
+LOCAL_ONLY = 2
 #: Events that close the stretch of the log belonging to a session left open.
 SESSION_BOUNDARIES = frozenset({"session_started", "session_ended", "daemon_started"})
 
@@ -137,7 +142,8 @@ def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
         "ts": row["ts"],
         "t_mono": row["t_mono"],
         "data": loads(row["data"]),
-        "delivered": bool(row["delivered"]),
+        "delivered": row["delivered"] == 1,
+        "local_only": row["delivered"] == LOCAL_ONLY,
         "delivered_at": row["delivered_at"] if "delivered_at" in keys else None,
     }
 
@@ -279,9 +285,11 @@ class Store(StoreReader):
         *,
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
+        publish: bool = True,
     ) -> None:
         super().__init__(conn, path)
         self.device_id = device_id
+        self.publish = publish  # False: events are stored LOCAL_ONLY, never for the outbox
         self.trace_flush_s = trace_flush_s
         self.trace_chunk_max = trace_chunk_max
         self.trace_dropped = 0
@@ -297,8 +305,12 @@ class Store(StoreReader):
         *,
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
+        publish: bool = True,
     ) -> Store:
-        """Open (creating it and its directory if needed), migrate, and switch to WAL."""
+        """Open (creating it and its directory if needed), migrate, and switch to WAL.
+
+        ``publish=False`` (MQTT off) stores every event of this store as :data:`LOCAL_ONLY`.
+        """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             conn = _connect(path, readonly=False)
@@ -313,7 +325,12 @@ class Store(StoreReader):
         if before != after:
             log.info("history database %s: schema %d -> %d", path, before, after)
         return cls(
-            conn, path, device_id, trace_flush_s=trace_flush_s, trace_chunk_max=trace_chunk_max
+            conn,
+            path,
+            device_id,
+            trace_flush_s=trace_flush_s,
+            trace_chunk_max=trace_chunk_max,
+            publish=publish,
         )
 
     @property
@@ -385,9 +402,18 @@ class Store(StoreReader):
         event_id = str(uuid.uuid4())
         ts = iso_utc(wall)
         cur = self.conn.execute(
-            "INSERT INTO events (id, device, type, ts, wall, t_mono, data) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (event_id, self.device_id, etype, ts, wall, t, dumps(data)),
+            "INSERT INTO events (id, device, type, ts, wall, t_mono, data, delivered) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event_id,
+                self.device_id,
+                etype,
+                ts,
+                wall,
+                t,
+                dumps(data),
+                0 if self.publish else LOCAL_ONLY,
+            ),
         )
         seq = cur.lastrowid
         assert seq is not None
