@@ -220,8 +220,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_check_hardware(args: argparse.Namespace) -> int:
     """Open the hardware with UV locked out, read it, print findings; 1 if anything is wrong."""
-    from gpiozero.exc import GPIOPinInUse
-
     from dermaguard.app import open_hardware, simulation_state_dir
     from dermaguard.calibration_file import CalibrationFileError, load_calibration
     from dermaguard.config import load_config
@@ -244,7 +242,9 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
     except PinFactoryUnavailable as exc:
         print(f"dermaguard: {exc}", file=sys.stderr)
         return 2
-    except (GPIOPinInUse, OSError) as exc:
+    except Exception as exc:
+        if not _hardware_refusal(exc):
+            raise
         print(
             f"dermaguard: the hardware is busy ({exc}): is the dermaguard service running? "
             "Stop it first: sudo systemctl stop dermaguard",
@@ -287,6 +287,15 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
         return 0
     finally:
         hw.close()
+
+
+def _hardware_refusal(exc: BaseException) -> bool:
+    """A pin or bus that another process holds: gpiozero's pin-in-use error, an OS error (a
+    busy /dev/spidev), or lgpio's own error type ("GPIO busy"), which is no OSError."""
+    from gpiozero.exc import GPIOPinInUse
+
+    module = type(exc).__module__ or ""
+    return isinstance(exc, GPIOPinInUse | OSError) or module.split(".")[0] == "lgpio"
 
 
 def _inject(sim: SimHardware, fault: str) -> None:

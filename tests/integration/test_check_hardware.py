@@ -120,3 +120,16 @@ def test_s3_check_hardware_never_drives_the_uv_output_high(
             Device.pin_factory.close()
         Device.pin_factory = previous
     assert "UV-C: off throughout" in capsys.readouterr().out
+
+
+def test_a_pin_or_bus_held_by_another_process_is_told_apart_from_our_own_bugs() -> None:
+    """lgpio's "GPIO busy" is its own exception type, not an OSError; a ValueError is a bug."""
+    from gpiozero.exc import GPIOPinInUse
+
+    from dermaguard.hw_check import _hardware_refusal
+
+    lgpio_error = type("error", (Exception,), {"__module__": "lgpio"})
+    assert _hardware_refusal(GPIOPinInUse("pin GPIO25 is already in use"))
+    assert _hardware_refusal(OSError(16, "Device or resource busy"))
+    assert _hardware_refusal(lgpio_error("GPIO busy"))
+    assert not _hardware_refusal(ValueError("a bug of ours"))
