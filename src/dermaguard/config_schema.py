@@ -665,7 +665,7 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
-    """The MQTT broker, the topics (DESIGN §6) and Home Assistant discovery."""
+    """The MQTT broker, the topics (docs/MQTT.md) and Home Assistant discovery."""
 
     enabled: bool = field(
         default=True, metadata=meta(doc="Publish to a broker; the local alarm never needs it.")

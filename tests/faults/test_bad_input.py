@@ -274,7 +274,7 @@ def _reject_constant(name: str) -> Any:
 def echoable_request_id(payload: bytes) -> str | None:
     """The request_id a sender must get back: a valid one in a JSON object within the limit.
 
-    Written from the contract (DESIGN §6, ``command.json``), not from the parser's code."""
+    Written from the contract (docs/MQTT.md, ``command.json``), not from the parser's code."""
     if len(payload) > MAX_PAYLOAD:
         return None
     try:

@@ -1,6 +1,6 @@
 """Faults injected many times at random points: the broker under a running daemon, the daemon
-itself. The claim under test is DESIGN §5/§6/§8: nothing committed is lost and the daemon
-recovers.
+itself. The claim under test is the storage and delivery promise (docs/ARCHITECTURE.md, "Data
+flow"; docs/MQTT.md): nothing committed is lost and the daemon recovers.
 
 Randomness: one ``random.Random(seed)`` per test draws every delay. The seed is random unless
 ``DERMAGUARD_FAULT_SEED`` sets it, and every failure message starts with the seed and the

@@ -7,7 +7,7 @@ It is fed lid, dock and UV-sensor changes, sterilize requests, shell faults and 
 stamped with its own time, and returns the events and the commanded UV output. It never reads a
 clock or a pin, so every rule is tested with virtual time.
 
-Safety rules held here (DESIGN §7):
+Safety rules held here (docs/ARCHITECTURE.md, "Safety rules"):
 
 * S1: :attr:`CaseMachine.uv_on` is true only while a cycle runs, the lid is closed, the roller
   is docked and no fault is latched; anything else stops the cycle first.

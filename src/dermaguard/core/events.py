@@ -76,7 +76,7 @@ Input = ForceRead | ReadFailed | Tick | Command
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A domain event, as later stored and published (type names follow DESIGN §6)."""
+    """A domain event, as later stored and published (type names: docs/MQTT.md, "Events")."""
 
     type: str
     t: float

@@ -15,7 +15,7 @@ from dermaguard.core.events import ZONES, Zone
 
 @dataclass(frozen=True, slots=True)
 class ZoneThresholds:
-    """Lower bounds of each zone in newtons (DESIGN §10 defaults)."""
+    """Lower bounds of each zone in newtons (defaults and their basis: docs/CARE.md)."""
 
     contact_n: float = 0.3
     ok_n: float = 1.0

@@ -1,4 +1,4 @@
-"""Home Assistant MQTT discovery for one device (DESIGN §6), in HA's device-based format.
+"""Home Assistant MQTT discovery for one device (docs/MQTT.md), in HA's device-based format.
 
 One retained JSON document on ``homeassistant/device/<device_id>/config`` (``Topics.discovery``)
 declares the device and every entity it has, so HA adds or removes them together, and a

@@ -1,4 +1,4 @@
-"""JSON payloads of contract version 1 (DESIGN §6); ``schemas/`` holds a JSON Schema for each.
+"""JSON payloads of contract version 1 (docs/MQTT.md); ``schemas/`` holds a JSON Schema for each.
 
 Compact UTF-8 JSON, times in UTC ISO-8601 with milliseconds (``…Z``) except the live force's
 ``t`` (epoch seconds, for plotting). ``null`` means unknown: a force is never reported as 0

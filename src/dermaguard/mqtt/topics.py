@@ -1,4 +1,4 @@
-"""The MQTT topic layout of contract version 1 (DESIGN §6), in one place.
+"""The MQTT topic layout of contract version 1 (docs/MQTT.md), in one place.
 
 Every topic the daemon publishes or listens on is built here, so the publisher, the command
 handler, Home Assistant discovery, ``dermaguard watch`` and the tests can never disagree.
