@@ -29,7 +29,7 @@ from dermaguard.core.calibration import (
     with_tare,
 )
 from dermaguard.core.events import Event
-from dermaguard.hw.hx711 import HX711Error
+from dermaguard.hw.hx711_protocol import HX711Error
 
 ReadRaw = Callable[[], int]
 
