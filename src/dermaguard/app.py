@@ -502,11 +502,17 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         console.close()
         if runtime.failed is not None:
             return 70  # EX_SOFTWARE: our bug, logged with its traceback
-        if scenario is not None:
-            out.write(
-                f"simulation finished: {scenario.duration_s:g} s of scenario, "
-                f"{runtime.sampler.samples} samples\n"
-            )
+        if hw.sim is not None and scenario is not None:
+            if hw.sim.finished.is_set():
+                out.write(
+                    f"simulation finished: {scenario.duration_s:g} s of scenario, "
+                    f"{runtime.sampler.samples} samples\n"
+                )
+            else:
+                out.write(
+                    f"simulation stopped after {hw.sim.played_s:.0f} s of the "
+                    f"{scenario.duration_s:g} s scenario\n"
+                )
         return 0
     finally:
         if heartbeat is not None:

@@ -303,7 +303,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from dermaguard.history_view import format_status
+    from dermaguard.history_view import format_status, live_case
     from dermaguard.status_file import STATUS_NAME, read_status
     from dermaguard.store import StoreError, open_readonly
     from dermaguard.store.codec import iso_utc, parse_utc
@@ -327,16 +327,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if ended is not None:
             next_allowed = iso_utc(ended + config.care.rest_s)
     roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
-    live = read_status(path.parent / STATUS_NAME)
-    if live is None:
-        case_state, sterile = "unknown (the daemon has not run here)", False
-    else:
-        case_state = str(live.get("case_state", "unknown"))
-        if live.get("case_state") == "sterilizing" and live.get("remaining_s") is not None:
-            case_state += f", {float(live['remaining_s']) / 60:.1f} min left"
-        if not live.get("running", False):
-            case_state += " (daemon stopped: last known state)"
-        sterile = bool(live.get("sterile", False))
+    case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
     status = {
         "case_state": case_state,
         "sterile": sterile,

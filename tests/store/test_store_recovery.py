@@ -78,8 +78,25 @@ def test_close_interrupted_recovers_the_summary(store: Store) -> None:
         cycles = {c["cycle_id"]: c for c in store.cycles()}
         assert cycles[3]["outcome"] == "completed"
         assert (cycles[4]["outcome"], cycles[4]["reason"]) == ("aborted", "interrupted")
+        # It ends at the last sign of life (the event at 1035 s), not at this start.
+        assert cycles[4]["ended_at"] == iso_utc(WALL0 + 1035)
+        assert cycles[4]["duration_s"] == 385.0
         last_session = store.last_session()
         assert last_session is not None and last_session["session_no"] == 1
+    finally:
+        store.close()
+
+
+def test_an_interrupted_cycle_never_ends_before_it_started(store: Store) -> None:
+    """A simulation's clock ran ahead of the next start's: the end is still after the start."""
+    store.append_event(Event("sterilization_started", 0.0, {"cycle_id": 1}), WALL0 + 900)
+    store.conn.close()
+    store = Store.open(store.path, "dg-test")
+    try:
+        store.close_interrupted(WALL0)
+        (cycle,) = store.cycles()
+        assert cycle["ended_at"] == cycle["started_at"] == iso_utc(WALL0 + 900)
+        assert cycle["duration_s"] == 0.0
     finally:
         store.close()
 

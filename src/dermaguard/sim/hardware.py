@@ -73,6 +73,8 @@ class SimHardware:
             power_down_ns=SIM_POWER_DOWN_NS,
         )
         self.finished = threading.Event()
+        #: Scenario seconds played so far (the whole scenario once ``finished`` is set).
+        self.played_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_step: Callable[[float], None] | None = None
@@ -119,6 +121,7 @@ class SimHardware:
             if lag > 0 and self._stop.wait(lag):
                 break
             self.clock.advance_to(base + t)
+            self.played_s = t
             self._apply_faults(t)
             if self.case is not None:
                 self.case.apply(t)
