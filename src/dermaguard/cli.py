@@ -1,20 +1,33 @@
 """The ``dermaguard`` command: run, check-config, calibrate.
 
 A person's mistake (bad config, missing calibration, wrong scenario) prints a clear message and
-exits 2 without a traceback; our own bugs keep their traceback and exit non-zero.
+exits 2 without a traceback; what the machine refuses (an unwritable directory, an unreadable
+history, a closed standard output) exits 1 with a message naming it; our own bugs keep their
+traceback and exit non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from dermaguard import __version__
 from dermaguard.config import Config, ConfigError, load_config, with_overrides
 
+if TYPE_CHECKING:
+    from dermaguard.store import StoreReader
+
 EXIT_USAGE = 2
+#: The machine refused something (an unwritable directory, an unreadable history, a closed
+#: standard output): the message names it.
+EXIT_ENVIRONMENT = 1
+
+_T = TypeVar("_T")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -155,7 +168,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dermaguard.app import StartupError, run_daemon
+    from dermaguard.app import StartupError, run_daemon, simulation_state_dir
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import ScenarioError, load_scenario
 
@@ -167,6 +180,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
             config = with_overrides(config, scenario.config_overrides, f"{args.simulate} (config:)")
+        _make_state_dir(
+            simulation_state_dir(config) if scenario is not None else config.resolved_state_dir()
+        )
         if args.no_mqtt:
             config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
         elif args.mqtt is not None:
@@ -174,6 +190,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (ScenarioError, StartupError, PinFactoryUnavailable) as exc:
         return _usage_error(str(exc))
+
+
+def _make_state_dir(path: Path) -> None:
+    """Create the state directory if it is missing, and say so: never a directory made
+    silently. A path that cannot be made is an OSError naming it (exit 1)."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"dermaguard: created the state directory {path}", file=sys.stderr)
 
 
 def _broker_address(text: str) -> dict[str, object]:
@@ -225,6 +250,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         else config.calibration_path()
     )
     try:
+        _make_state_dir(path.parent)
 
         def read() -> int:
             if hw.sim is not None:
@@ -275,24 +301,38 @@ def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     return device, ""
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    from dermaguard.history_view import format_history, history_json
+class HistoryUnreadable(Exception):
+    """The history exists but cannot be read: nothing may be shown as if it were empty."""
+
+
+def _read_history(path: Path, read: Callable[[StoreReader], _T]) -> _T:
+    """``read(reader)`` on the store at ``path``; any failure is a :class:`HistoryUnreadable`
+    naming the file, so no command shows made-up figures for a history it could not read."""
+    import sqlite3
+
     from dermaguard.store import StoreError, open_readonly
 
-    config = _load(args.config)
-    path, note = _history_path(config, args.simulation)
     try:
         reader = open_readonly(path)
     except StoreError as exc:
-        if args.json:
-            print("[]")
-            return 0
-        print(f"{note}{format_history([])}\n({exc})")
-        return 0
+        raise HistoryUnreadable(str(exc)) from exc
     try:
-        sessions = reader.recent_sessions(max(1, args.limit))
+        return read(reader)
+    except sqlite3.Error as exc:
+        raise HistoryUnreadable(f"cannot read {path}: {exc}") from exc
     finally:
         reader.close()
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dermaguard.history_view import format_history, history_json
+
+    config = _load(args.config)
+    path, note = _history_path(config, args.simulation)
+    if not path.exists():
+        print("[]" if args.json else f"{note}{format_history([])}\n(no history yet: {path})")
+        return 0
+    sessions = _read_history(path, lambda r: r.recent_sessions(max(1, args.limit)))
     if args.json:
         print(history_json(sessions))
     else:
@@ -305,28 +345,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from dermaguard.history_view import format_status, live_case
     from dermaguard.status_file import STATUS_NAME, read_status
-    from dermaguard.store import StoreError, open_readonly
     from dermaguard.store.codec import iso_utc, parse_utc
 
     config = _load(args.config)
     path, note = _history_path(config, args.simulation)
     last: dict[str, object] | None = None
-    rollers: list[dict[str, object]] = []
-    try:
-        reader = open_readonly(path)
-        try:
-            last = reader.last_session()
-            rollers = reader.rollers()
-        finally:
-            reader.close()
-    except StoreError:
-        pass
+    roller: dict[str, object] = {"roller_id": None, "uses": None}  # unknown without a history
+    if path.exists():
+        last, rollers = _read_history(path, lambda r: (r.last_session(), r.rollers()))
+        roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
+    else:
+        note += f"(no history yet: {path})\n"
     next_allowed = None
     if last is not None and isinstance(last.get("ended_at"), str):
         ended = parse_utc(str(last["ended_at"]))
         if ended is not None:
             next_allowed = iso_utc(ended + config.care.rest_s)
-    roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
     case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
     status = {
         "case_state": case_state,
@@ -344,7 +378,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dermaguard.report import ReportError, calendar_figure, session_figure
+    from dermaguard.report import ReportError, calendar_figure, check_output, session_figure
     from dermaguard.store import StoreError, open_readonly
 
     config = _load(args.config)
@@ -352,11 +386,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _usage_error("give a SESSION_NO or --weeks N (one of them)")
     if args.weeks is not None and not 1 <= args.weeks <= 52:
         return _usage_error("--weeks must be 1 to 52")
+    try:
+        check_output(args.output)
+    except ReportError as exc:
+        return _usage_error(str(exc))
     path, note = _history_path(config, args.simulation)
     try:
         reader = open_readonly(path)
     except StoreError as exc:
-        return _usage_error(str(exc))
+        return _environment_error(str(exc))
     try:
         if args.weeks is not None:
             sessions = reader.recent_sessions(10_000)
@@ -446,3 +484,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except HistoryUnreadable as exc:
+        return _environment_error(str(exc))
+    except BrokenPipeError:
+        # Piped into `head` or a pager that quit: say so once, and keep Python's flush at exit
+        # from failing again on the same closed pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _environment_error("standard output was closed before everything was written")
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _environment_error(f"cannot use{where}: {exc.strerror or exc}")
+
+
+def _environment_error(message: str) -> int:
+    """The machine refused (a file, a directory, a closed pipe): not a usage mistake."""
+    with contextlib.suppress(OSError):
+        print(f"dermaguard: {message}", file=sys.stderr)
+    return EXIT_ENVIRONMENT

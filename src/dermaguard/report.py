@@ -99,11 +99,26 @@ def _new_figure(width_px: int, height_px: int) -> Figure:
     return fig
 
 
+def check_output(out: Path) -> None:
+    """Refuse, before any work, a name this module cannot write: only PNG, into a directory
+    that exists."""
+    if out.suffix.lower() != ".png":
+        raise ReportError(
+            f"-o {out}: reports are PNG images only; give a name ending in .png "
+            f"(e.g. {out.with_suffix('.png').name})"
+        )
+    if not out.parent.is_dir():
+        raise ReportError(f"-o {out}: the directory {out.parent} does not exist")
+
+
 def _save_png(fig: Figure, out: Path, title: str) -> Path:
-    """Write ``fig`` to ``out`` via a temp file in the same directory and an atomic rename."""
+    """Write ``fig`` to ``out`` via a temp file in the same directory and an atomic rename.
+
+    A missing directory is an error, not created: a typo in ``-o`` must not scatter folders.
+    """
     out = Path(out)
+    check_output(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     except OSError as exc:
         raise ReportError(f"cannot write {out}: {exc.strerror or exc}") from exc

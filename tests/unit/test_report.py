@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
+from pytest_mock import MockerFixture
 
 from dermaguard.core.zones import ZoneThresholds
 from dermaguard.report import (
@@ -255,8 +256,29 @@ def test_bad_thresholds_are_rejected() -> None:
 def test_unwritable_destination_is_a_report_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ReportError, match="cannot write"):
+    with pytest.raises(ReportError, match="does not exist"):
         session_figure(summary(), realistic_trace(), ZONES, blocker / "s.png")
+
+
+def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"the directory .*nodir does not exist"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / "nodir" / "s.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["s.jpg", "s.txt", "s", "s.svg"])
+def test_a_name_that_is_not_png_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(ReportError, match=r"PNG images only.*s\.png"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_directory_is_a_report_error(tmp_path: Path, mocker: MockerFixture) -> None:
+    mocker.patch("tempfile.mkstemp", side_effect=PermissionError(13, "Permission denied"))
+    with pytest.raises(ReportError, match=r"cannot write .*Permission denied"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / "s.png")
 
 
 def test_existing_file_is_replaced_whole(tmp_path: Path) -> None:
