@@ -290,9 +290,7 @@ def calibrate_simulation(
     return cal
 
 
-def load_or_make_calibration(
-    config: Config, hw: Hardware, out: TextIO | LineWriter
-) -> Calibration:
+def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO | LineWriter) -> Calibration:
     if hw.sim is not None:
         path = simulation_state_dir(config) / "calibration.json"
         try:

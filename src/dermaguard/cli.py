@@ -285,7 +285,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
-    """The store to read, and a note when it is not the one a person might expect.
+    """The store to read, and a line saying which one it is (every command says so).
 
     Without ``--simulation`` the device's history is read; on a machine that has only ever run
     the simulation, that history is shown instead, saying so, rather than nothing.
@@ -295,10 +295,12 @@ def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     device = store_path(config, simulated=False)
     simulated = store_path(config, simulated=True)
     if simulation:
-        return simulated, ""
+        return simulated, f"(simulation history: {simulated})\n"
     if not device.exists() and simulated.exists():
-        return simulated, "(no device history on this machine: showing the simulation's)\n"
-    return device, ""
+        return simulated, (
+            f"(no device history on this machine: showing the simulation's, {simulated})\n"
+        )
+    return device, f"(device history: {device})\n"
 
 
 class HistoryUnreadable(Exception):
@@ -329,8 +331,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
     config = _load(args.config)
     path, note = _history_path(config, args.simulation)
+    if args.json:
+        print(note.strip(), file=sys.stderr)  # stdout stays pure JSON
     if not path.exists():
-        print("[]" if args.json else f"{note}{format_history([])}\n(no history yet: {path})")
+        print("[]" if args.json else f"{note}{format_history([])}\n(nothing recorded there yet)")
         return 0
     sessions = _read_history(path, lambda r: r.recent_sessions(max(1, args.limit)))
     if args.json:
@@ -355,7 +359,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         last, rollers = _read_history(path, lambda r: (r.last_session(), r.rollers()))
         roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
     else:
-        note += f"(no history yet: {path})\n"
+        note += "(nothing recorded there yet)\n"
     next_allowed = None
     if last is not None and isinstance(last.get("ended_at"), str):
         ended = parse_utc(str(last["ended_at"]))
@@ -412,23 +416,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_new_roller(args: argparse.Namespace) -> int:
+    """Record a new roller in an existing history; never creates one as a side effect."""
     import time
 
     from dermaguard.app import store_path
     from dermaguard.store import Store, StoreError
 
     config = _load(args.config)
+    path = store_path(config, simulated=args.simulation)
+    which = "simulation" if args.simulation else "device"
+    if not path.exists():
+        other = "" if args.simulation else " (for the simulation's, add --simulation)"
+        return _usage_error(
+            f"no {which} history yet ({path}): nothing to change; the first roller starts at "
+            f"0 uses when the daemon first runs{other}"
+        )
     try:
-        store = Store.open(store_path(config, simulated=args.simulation), config.device_id)
+        store = Store.open(path, config.device_id)
     except StoreError as exc:
-        return _usage_error(str(exc))
+        return _environment_error(str(exc))
     try:
         roller_id = store.new_roller(time.time())
     finally:
         store.close()
     print(
-        f"roller {roller_id} is in use from now on (0 uses); a running daemon picks this up "
-        "when it restarts"
+        f"roller {roller_id} is in use from now on (0 uses) in the {which} history ({path}); "
+        "a running daemon picks this up when it restarts"
     )
     return 0
 

@@ -151,7 +151,7 @@ def test_an_unreadable_history_is_an_error_not_an_empty_one(
 def test_status_without_any_history_invents_no_roller_uses(tmp_path: Path) -> None:
     result = cli(tmp_path, "status")
     assert result.returncode == 0, result.stderr
-    assert "uses" not in result.stdout and "no history yet" in result.stdout, result.stdout
+    assert "uses" not in result.stdout and "nothing recorded there yet" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -169,3 +169,40 @@ def test_report_refuses_an_output_it_cannot_write_and_creates_nothing(
     result = cli(history, "report", "1", "-o", str(out_dir / name))
     assert_clean_failure(result, needle)
     assert list(out_dir.iterdir()) == []
+
+
+def test_new_roller_never_creates_a_history_and_the_simulation_fallback_stays(
+    history: Path, tmp_path: Path
+) -> None:
+    device_db = history / "dermaguard" / "dermaguard.db"
+    refused = cli(history, "new-roller")
+    assert refused.returncode == 2, refused
+    assert "no device history yet" in refused.stderr and "--simulation" in refused.stderr
+    assert not device_db.exists()
+    # Still the simulation's history, and each command says which history it read.
+    sim_db = daemon.db_path(history)
+    for args in (
+        ("status",),
+        ("history",),
+        ("report", "--weeks", "1", "-o", str(tmp_path / "c.png")),
+    ):
+        result = cli(history, *args)
+        assert f"showing the simulation's, {sim_db}" in result.stdout + result.stderr, result
+    as_json = cli(history, "history", "--json")
+    assert as_json.stdout.startswith("[") and str(sim_db) in as_json.stderr
+
+
+def test_new_roller_on_a_fresh_machine_creates_nothing(tmp_path: Path) -> None:
+    for args in (("new-roller",), ("new-roller", "--simulation")):
+        result = cli(tmp_path, *args)
+        assert result.returncode == 2 and "nothing to change" in result.stderr, result
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_history_command_names_the_history_it_read(tmp_path: Path) -> None:
+    device_db = tmp_path / "dermaguard" / "dermaguard.db"
+    for args in (("status",), ("history",)):
+        result = cli(tmp_path, *args)
+        assert f"(device history: {device_db})" in result.stdout, result
+    result = cli(tmp_path, "status", "--simulation")
+    assert f"(simulation history: {daemon.db_path(tmp_path)})" in result.stdout, result
