@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import string
 import sys
-from typing import TextIO
+from datetime import tzinfo
+from typing import Any, TextIO
 
 from dermaguard.core.events import (
     CaseStatus,
@@ -14,6 +16,7 @@ from dermaguard.core.events import (
     ShowIndicators,
     Zone,
 )
+from dermaguard.history_view import format_span, local_time, parse_utc
 from dermaguard.line_writer import LineWriter
 
 _EVENT_TEXT = {
@@ -33,22 +36,41 @@ _EVENT_TEXT = {
     "session_started": "session {session_no} started (roller use {roller_use})",
     "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
     "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)",
-    "too_soon": "WARNING too soon: only {rest_interval_s:.0f} s since the last session "
-    "(next allowed {next_allowed_at})",
+    "too_soon": "WARNING too soon: only {rest_interval_s:span} since the last session "
+    "(next allowed {next_allowed_at:local})",
     "roller_replace_due": "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it",
     "daemon_stopping": "stopping",
 }
 
 
-def describe(event: Event) -> str:
+class _Readable(string.Formatter):
+    """``{x:local}`` shows an ISO-8601 UTC stamp as local time (``Sat 5 Dec 09:02``) and
+    ``{x:span}`` seconds as a human span (``12 min``): times for people, never raw UTC."""
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self.tz = tz
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "local":
+            moment = parse_utc(value)
+            if moment is None:
+                raise ValueError(f"not a timestamp: {value!r}")
+            return local_time(moment.timestamp(), self.tz)
+        if format_spec == "span":
+            return format_span(float(value))
+        return str(super().format_field(value, format_spec))
+
+
+def describe(event: Event, tz: tzinfo | None = None) -> str:
+    """One line for a person; ``tz`` overrides the machine's zone for times (tests)."""
     template = _EVENT_TEXT.get(f"{event.type}+detail" if "detail" in event.data else event.type)
     template = template or _EVENT_TEXT.get(event.type)
     if template is None:
         extra = " ".join(f"{k}={v}" for k, v in event.data.items())
         return f"{event.type} {extra}".strip()
     try:
-        return template.format(**event.data)
-    except (KeyError, ValueError):
+        return _Readable(tz).format(template, **event.data)
+    except (KeyError, ValueError, TypeError):
         return f"{event.type} {dict(event.data)}"
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from dermaguard.store.codec import parse_utc
 from support import daemon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,3 +321,38 @@ def _cycle_stored(state: Path, cycle_id: int) -> bool:
         e["type"] == "sterilization_started" and e["data"].get("cycle_id") == cycle_id
         for e in daemon.stored_events(state)
     )
+
+
+TOUCH = """
+name: touch
+description: out of the dock, one short touch
+duration_s: 20
+initial: {lid: open, dock: out}
+force:
+  - {t: 0, n: 0}
+  - {t: 2, n: 2.0}
+  - {t: 6, n: 2.0}
+  - {t: 7, n: 0}
+"""
+
+
+def test_simulated_records_never_lie_in_the_future_and_too_soon_reads_locally(
+    tmp_path: Path,
+) -> None:
+    scenario = daemon.write_scenario(tmp_path / "touch.yaml", TOUCH)
+    first = dermaguard(
+        "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "10", state=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    second = dermaguard(
+        "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "10", state=tmp_path
+    )
+    assert second.returncode == 0, second.stderr
+    after = time.time()
+    events = daemon.stored_events(tmp_path)
+    walls = [parse_utc(e["ts"]) or math.inf for e in events]
+    assert walls and all(w <= after for w in walls), walls
+    second_start = [e["type"] for e in events].index("daemon_started", 1)
+    assert min(walls[second_start:]) >= max(walls[:second_start])  # the second run comes after
+    line = next(x for x in second.stdout.splitlines() if "too soon" in x)
+    assert re.search(r"next allowed (Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{1,2} \w{3} \d\d:\d\d\)", line)

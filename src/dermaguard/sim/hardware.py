@@ -49,7 +49,7 @@ class SimHardware:
     ) -> None:
         """Create every emulated device's pins; do it before any gpiozero device on them."""
         self.scenario = scenario
-        self.clock = SimClock(speed=speed)
+        self.clock = SimClock(speed=speed, span_s=scenario.duration_s)
         self.period = 1.0 / rate_sps
         # Gains 64 and 32 are selected by pulses 26 and 27, clocked right after the data: the
         # next conversion must wait for them or it would be clocked out by the gain pulses.

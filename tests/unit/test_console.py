@@ -1,0 +1,28 @@
+"""Console lines: times for people are local and readable, never raw UTC."""
+
+from __future__ import annotations
+
+from datetime import timedelta, timezone
+
+from dermaguard.console import describe
+from dermaguard.core.events import Event
+
+TZ = timezone(timedelta(hours=1))
+
+
+def test_too_soon_names_the_next_allowed_time_in_local_words() -> None:
+    event = Event(
+        "too_soon",
+        0.0,
+        {"rest_interval_s": 754.0, "next_allowed_at": "2026-12-05T08:02:30.360Z"},
+    )
+    line = describe(event, TZ)
+    assert line == (
+        "WARNING too soon: only 13 min since the last session (next allowed Sat 5 Dec 09:02)"
+    )
+    assert "Z" not in line and "T08" not in line
+
+
+def test_a_malformed_stamp_falls_back_to_the_raw_event_without_failing() -> None:
+    event = Event("too_soon", 0.0, {"rest_interval_s": 5.0, "next_allowed_at": "soon"})
+    assert describe(event, TZ).startswith("too_soon {")
