@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the YAML config file to check")
 
     cal = sub.add_parser(
         "calibrate",
@@ -120,7 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw a session (SESSION_NO) or a calendar (--weeks N) as a PNG",
     )
     history_source(report)
-    report.add_argument("session", nargs="?", type=int, metavar="SESSION_NO")
+    report.add_argument(
+        "session",
+        nargs="?",
+        type=int,
+        metavar="SESSION_NO",
+        help="the session to draw (its number in `dermaguard history`)",
+    )
     report.add_argument("--weeks", type=int, help="calendar of the last N weeks instead")
     report.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
 
@@ -330,13 +336,15 @@ def cmd_history(args: argparse.Namespace) -> int:
     from dermaguard.history_view import format_history, history_json
 
     config = _load(args.config)
+    if args.limit < 1:
+        return _usage_error(f"-n/--limit must be at least 1, got {args.limit}")
     path, note = _history_path(config, args.simulation)
     if args.json:
         print(note.strip(), file=sys.stderr)  # stdout stays pure JSON
     if not path.exists():
         print("[]" if args.json else f"{note}{format_history([])}\n(nothing recorded there yet)")
         return 0
-    sessions = _read_history(path, lambda r: r.recent_sessions(max(1, args.limit)))
+    sessions = _read_history(path, lambda r: r.recent_sessions(args.limit))
     if args.json:
         print(history_json(sessions))
     else:
@@ -405,7 +413,11 @@ def cmd_report(args: argparse.Namespace) -> int:
             out = calendar_figure(sessions, args.weeks, args.output)
         else:
             summary = reader.session(args.session)
-            trace = reader.trace(args.session) if summary is not None else None
+            if summary is None:
+                last = reader.last_session_no()
+                held = f"it holds sessions 1 to {last}" if last else "it holds no session yet"
+                return _usage_error(f"there is no session {args.session} in {path}: {held}")
+            trace = reader.trace(args.session)
             out = session_figure(summary, trace, config.pressure.zones, args.output)
     except ReportError as exc:
         return _usage_error(str(exc))

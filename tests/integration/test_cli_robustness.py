@@ -206,3 +206,36 @@ def test_every_history_command_names_the_history_it_read(tmp_path: Path) -> None
         assert f"(device history: {device_db})" in result.stdout, result
     result = cli(tmp_path, "status", "--simulation")
     assert f"(simulation history: {daemon.db_path(tmp_path)})" in result.stdout, result
+
+
+def test_report_names_the_missing_session_and_what_there_is(history: Path, tmp_path: Path) -> None:
+    result = cli(history, "report", "99", "-o", str(tmp_path / "s.png"))
+    assert_clean_failure(result, "there is no session 99 in", "it holds sessions 1 to 1")
+    assert result.returncode == 2
+
+
+def test_history_limit_below_one_is_a_usage_error(history: Path) -> None:
+    result = cli(history, "history", "-n", "0")
+    assert_clean_failure(result, "-n/--limit must be at least 1, got 0")
+    assert "No sessions yet" not in result.stdout
+
+
+def test_a_reference_weight_without_a_unit_is_refused(tmp_path: Path) -> None:
+    assert cli(tmp_path, "calibrate", "--simulate", "--tare").returncode == 0
+    result = cli(tmp_path, "calibrate", "--simulate", "--reference", "200")
+    assert_clean_failure(result, "'200' is a weight without a unit: write 200g, 200kg or 200N")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "help_text"),
+    [("report", "SESSION_NO", "the session to draw"), ("check-config", "file", "config file")],
+)
+def test_positional_arguments_have_help(
+    command: str, name: str, help_text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    positional = capsys.readouterr().out.split("positional arguments:")[1]
+    positional = positional.split("options:")[0]
+    assert name in positional and help_text in " ".join(positional.split()), positional
