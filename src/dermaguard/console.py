@@ -21,7 +21,10 @@ from dermaguard.line_writer import LineWriter
 
 _EVENT_TEXT = {
     "daemon_started": "started",
-    "over_pressure": "ALARM over-pressure: {force_n:.2f} N (limit {limit_n:.2f} N)",
+    # The alarm acts on the force before smoothing (it never waits for it); zones and the gauge
+    # show the smoothed force: each line says which one it is.
+    "over_pressure": "ALARM over-pressure: {force_n:.2f} N before smoothing "
+    "(limit {limit_n:.2f} N)",
     "over_pressure_cleared": "alarm cleared: over-pressure lasted {duration_s:.1f} s, "
     "peak {peak_n:.2f} N",
     "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
@@ -97,7 +100,9 @@ class ConsolePrinter:
         if isinstance(effect, ForceSample):
             self._force = effect.force_n
             if effect.zone != self._zone and effect.zone is not None:
-                force = f"{effect.force_n:5.2f} N" if effect.force_n is not None else "unknown"
+                force = (
+                    f"{effect.force_n:5.2f} N smoothed" if effect.force_n is not None else "unknown"
+                )
                 self._line(effect.t, f"zone {effect.zone:<5} {force}")
             self._zone = effect.zone
         elif isinstance(effect, EmitEvent):

@@ -371,7 +371,7 @@ def test_events_are_listed_newest_first_and_deduplicated_by_id() -> None:
     assert m.duplicates == 1
     first, second = (i for i, line in enumerate(text.splitlines()) if "10:00:0" in line)
     assert "over_pressure" in text.splitlines()[first]
-    assert "ALARM over-pressure: 4.61 N (limit 4.50 N)" in text.splitlines()[first]
+    assert "ALARM over-pressure: 4.61 N before smoothing (limit 4.50 N)" in text.splitlines()[first]
     assert "session 7 started (roller use 4)" in text.splitlines()[second]
 
 
