@@ -39,8 +39,9 @@ _EVENT_TEXT = {
     "session_started": "session {session_no} started (roller use {roller_use})",
     "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
     "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)",
-    "too_soon": "WARNING too soon: only {rest_interval_s:span} since the last session "
-    "(next allowed {next_allowed_at:local})",
+    # The useful part first: a narrow view that cuts the line keeps it.
+    "too_soon": "WARNING too soon: next allowed {next_allowed_at:local} "
+    "(only {rest_interval_s:span} since the last session)",
     "roller_replace_due": "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it",
     "daemon_stopping": "stopping",
 }

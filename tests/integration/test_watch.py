@@ -224,7 +224,7 @@ def test_once_with_everything_retained_returns_at_once(broker: Broker, tmp_path:
     assert "UNKNOWN" in out and "0.00 N" not in out
     assert "sterilizing" in out and "ON" in out
     assert "no session yet" in out
-    assert "none since watching began" in out
+    assert "none while --once waited" in out
 
 
 def test_once_without_a_state_says_so_and_exits_1(broker: Broker, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ def test_too_soon_names_the_next_allowed_time_in_local_words() -> None:
     )
     line = describe(event, TZ)
     assert line == (
-        "WARNING too soon: only 13 min since the last session (next allowed Sat 5 Dec 09:02)"
+        "WARNING too soon: next allowed Sat 5 Dec 09:02 (only 13 min since the last session)"
     )
     assert "Z" not in line and "T08" not in line
 
