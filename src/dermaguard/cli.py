@@ -198,6 +198,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
 
 
+def _service_clash(args: argparse.Namespace, config: Config) -> str | None:
+    """On a Pi with the service installed: why this calibration would clash with it."""
+    import shlex
+
+    from dermaguard.pi_service import calibrate_clash, service_state
+
+    weight = shlex.quote(args.reference) if args.reference else ""
+    step = "--tare" if args.tare else f"--reference {weight}" if weight else ""
+    return calibrate_clash(config, args.config, f"calibrate {step}".strip(), service_state())
+
+
 def _make_state_dir(path: Path) -> None:
     """Create the state directory if it is missing, and say so: never a directory made
     silently. A path that cannot be made is an OSError naming it (exit 1)."""
@@ -239,6 +250,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         sim_load = parse_reference(args.sim_load) if args.sim_load not in ("0", "0g") else 0.0
     except ValueError as exc:
         return _usage_error(f"--sim-load: {exc}")
+    if not args.simulate and (clash := _service_clash(args, config)) is not None:
+        return _usage_error(clash)
     from dermaguard.app import open_hardware, sim_read, simulation_state_dir
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import Scenario
