@@ -434,8 +434,9 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             )
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
-        if hw.sim is not None and history.last_session_end_wall is not None:
-            hw.sim.clock.resume_after(history.last_session_end_wall)
+        last_stored = store.last_event_wall()
+        if hw.sim is not None and last_stored is not None:
+            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
 
         def storage_fault(message: str | None) -> None:
             if message is None:

@@ -267,3 +267,11 @@ def test_sigkill_mid_session_loses_nothing_committed(tmp_path: Path, ticks: int)
         assert types[-1] == "session_ended" and events[-1]["data"]["end_reason"] == "interrupted"
     finally:
         store.close()
+
+
+def test_last_event_wall_is_the_newest_stored_moment(store: Store) -> None:
+    """A simulation resumes its calendar after it, never before an earlier run's last record."""
+    assert store.last_event_wall() is None
+    store.append_event(started(1, 10.0).event, WALL0 + 10)
+    store.append_event(Event("daemon_stopping", 12.0, {}), WALL0 + 12.5)
+    assert store.last_event_wall() == WALL0 + 12.5

@@ -195,6 +195,11 @@ class StoreReader:
         ).fetchone()
         return None if row is None else _session_dict(row)
 
+    def last_event_wall(self) -> float | None:
+        """When the newest event was stored (epoch seconds), ``None`` for an empty log."""
+        row = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()
+        return None if row[0] is None else float(row[0])
+
     def last_session_no(self) -> int:
         row = self.conn.execute("SELECT MAX(session_no) FROM sessions").fetchone()
         return int(row[0] or 0)
