@@ -266,7 +266,9 @@ def sim_read(hw: Hardware, force_n: float) -> int:
     raise NotReady("the emulated HX711 never became ready")
 
 
-def calibrate_simulation(hw: Hardware, path: Path, gain: int, out: TextIO) -> Calibration:
+def calibrate_simulation(
+    hw: Hardware, path: Path, gain: int, out: TextIO | LineWriter
+) -> Calibration:
     """Calibrate against the emulated load cell with the real procedure: tare, then 500 g."""
     sim = hw.sim
     assert sim is not None
@@ -283,7 +285,7 @@ def calibrate_simulation(hw: Hardware, path: Path, gain: int, out: TextIO) -> Ca
     return cal
 
 
-def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO) -> Calibration:
+def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO | LineWriter) -> Calibration:
     if hw.sim is not None:
         path = simulation_state_dir(config) / "calibration.json"
         try:
@@ -431,16 +433,18 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     bridge: MqttBridge | None = None
     notifier = Notifier.from_environ()  # under systemd (Type=notify) only
     heartbeat: ServiceHeartbeat | None = None
+    console = LineWriter(out)  # never lets a blocked or closed stdout stop the engine thread
     try:
-        cal = load_or_make_calibration(config, hw, out)
+        cal = load_or_make_calibration(config, hw, console)
         try:
             store, history = open_history(
                 config, simulated=scenario is not None, wall=hw.clock.wall()
             )
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
-        if hw.sim is not None and history.last_session_end_wall is not None:
-            hw.sim.clock.resume_after(history.last_session_end_wall)
+        last_stored = store.last_event_wall()
+        if hw.sim is not None and last_stored is not None:
+            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
 
         def storage_fault(message: str | None) -> None:
             if message is None:
@@ -462,7 +466,6 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             trace_hz=config.session.trace_hz,
         )
         engine = build_engine(config, cal, history)
-        console = LineWriter(out)  # never lets a blocked stdout stop the engine thread
         printer = ConsolePrinter(hw.clock.monotonic(), console)
         status = StatusFile(
             store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
@@ -512,16 +515,26 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                 close_mqtt(bridge, sink)
                 bridge = None
         status.close()
+        if runtime.failed is None and hw.sim is not None and scenario is not None:
+            if hw.sim.finished.is_set():
+                console.write(
+                    f"simulation finished: {scenario.duration_s:g} s of scenario, "
+                    f"{runtime.sampler.samples} samples\n"
+                )
+            else:
+                console.write(
+                    f"simulation stopped after {hw.sim.played_s:.0f} s of the "
+                    f"{scenario.duration_s:g} s scenario\n"
+                )
         console.close()
         if runtime.failed is not None:
             return 70  # EX_SOFTWARE: our bug, logged with its traceback
-        if scenario is not None:
-            out.write(
-                f"simulation finished: {scenario.duration_s:g} s of scenario, "
-                f"{runtime.sampler.samples} samples\n"
-            )
+        if console.error is not None:
+            log.error("standard output failed, part of the output is missing: %s", console.error)
+            return 1
         return 0
     finally:
+        console.close()
         if heartbeat is not None:
             heartbeat.stop()
         if bridge is not None:

@@ -6,7 +6,10 @@ against a Pi's pins and against the emulator. The result is written atomically.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import select
+import shutil
 import statistics
 import sys
 import threading
@@ -167,51 +170,93 @@ def summary(cal: Calibration) -> str:
 
 
 class LiveReading:
-    """Prints the current reading on one line until stopped, so a person can watch it settle."""
+    """Shows the current reading on its own line, just above the prompt, until answered.
 
-    def __init__(self, read: ReadRaw, cal: Calibration | None, out: TextIO) -> None:
+    The prompt stays on the line below and is never written over: each update saves the
+    cursor (where the person types), moves up one line, rewrites the reading and restores the
+    cursor. Updates stop once a typed line is waiting, before it is read: by then the terminal
+    has moved the cursor down, and "one line up" would be the prompt itself. A reading longer
+    than the terminal would wrap onto the prompt, so it is cut.
+    """
+
+    #: Save the cursor, go up a line to its start and clear it; then restore the cursor.
+    _ABOVE = "\x1b7\x1b[1A\r\x1b[2K"
+    _BACK = "\x1b8"
+    #: Seconds between updates: at most five a second.
+    PERIOD_S = 0.2
+
+    def __init__(
+        self, read: ReadRaw, cal: Calibration | None, out: TextIO, stdin: TextIO | None = None
+    ) -> None:
         self.read, self.cal, self.out = read, cal, out
+        self.stdin = stdin if stdin is not None else sys.stdin
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="live-reading", daemon=True)
 
     def __enter__(self) -> LiveReading:
+        self.out.write("  reading…\n")  # the reading's line; the prompt goes below it
+        self.out.flush()
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
+        self.stop()
         self._thread.join(timeout=2.0)
-        self.out.write("\n")
+
+    def stop(self) -> None:
+        """No update after this returns (one in progress has finished)."""
+        with self._lock:
+            self._stop.set()
+
+    def ask(self, prompt: str) -> str:
+        """``input(prompt)``, with the updates stopped as soon as the answer is typed."""
+        self.out.write(prompt)
+        self.out.flush()
+        with contextlib.suppress(OSError, ValueError):  # not a selectable file: just read
+            select.select([self.stdin], [], [])
+        self.stop()
+        line = self.stdin.readline()
+        if not line:
+            raise EOFError
+        return line.rstrip("\n")
+
+    def _show(self, text: str) -> None:
+        width = shutil.get_terminal_size().columns
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self.out.write(f"{self._ABOVE}{text[: max(1, width - 1)]}{self._BACK}")
+            self.out.flush()
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 mean, sd = read_mean(self.read, 8)
             except CalibrateError as exc:
-                self.out.write(f"\r  {exc}   ")
+                self._show(f"  {exc}")
                 time.sleep(0.5)
                 continue
-            text = f"\r  raw {mean:12.0f} ± {sd:6.0f} counts"
+            text = f"  raw {mean:12.0f} ± {sd:6.0f} counts"
             if self.cal is not None and self.cal.is_complete:
                 text += f"   force {self.cal.force(mean):7.3f} N"
-            self.out.write(text + "   ")
-            self.out.flush()
+            self._show(text)
+            self._stop.wait(self.PERIOD_S)  # readable, and a simulated cell answers at once
 
 
 def interactive(
     path: Path, read: ReadRaw, samples: int, gain: int, out: TextIO = sys.stdout
 ) -> Calibration:
     """Walk a person through tare and one or more weights."""
-    ask: Callable[[str], str] = input
     out.write("Calibration — take everything off the roller's handle.\n")
-    with LiveReading(read, None, out):
-        ask("Press Enter when the reading is steady… ")
+    with LiveReading(read, None, out) as live:
+        live.ask("Press Enter when the reading is steady… ")
     cal = tare(path, read, samples, gain)
     out.write("Tare stored.\n")
     while True:
         out.write("Put a known weight on the roller (a kitchen-scale weight, a filled glass).\n")
-        with LiveReading(read, cal, out):
-            weight = ask("Type its mass (e.g. 200g), or press Enter to finish: ").strip()
+        with LiveReading(read, cal, out) as live:
+            weight = live.ask("Type its mass (e.g. 200g), or press Enter to finish: ").strip()
         if not weight:
             break
         try:
@@ -223,8 +268,8 @@ def interactive(
     if not cal.is_complete:
         raise CalibrateError("no reference weight given: the scale is not calibrated yet")
     out.write("Check: press on the roller and watch the force.\n")
-    with LiveReading(read, cal, out):
-        ask("Press Enter to finish. ")
+    with LiveReading(read, cal, out) as live:
+        live.ask("Press Enter to finish. ")
     return cal
 
 

@@ -1,17 +1,21 @@
 """The ``dermaguard`` command: run, check-config, calibrate.
 
 A person's mistake (bad config, missing calibration, wrong scenario) prints a clear message and
-exits 2 without a traceback; our own bugs keep their traceback and exit non-zero.
+exits 2 without a traceback; what the machine refuses (an unwritable directory, an unreadable
+history, a closed standard output) exits 1 with a message naming it; our own bugs keep their
+traceback and exit non-zero.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from dermaguard import __version__, hw_check
 from dermaguard.config import (
@@ -25,7 +29,15 @@ from dermaguard.config import (
 if TYPE_CHECKING:
     from dermaguard.core.calibration import Calibration
 
+if TYPE_CHECKING:
+    from dermaguard.store import StoreReader
+
 EXIT_USAGE = 2
+#: The machine refused something (an unwritable directory, an unreadable history, a closed
+#: standard output): the message names it.
+EXIT_ENVIRONMENT = 1
+
+_T = TypeVar("_T")
 
 
 def _config_arg(p: argparse.ArgumentParser) -> None:
@@ -72,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the YAML config file to check")
 
     cal = sub.add_parser(
         "calibrate",
@@ -125,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw a session (SESSION_NO) or a calendar (--weeks N) as a PNG",
     )
     history_source(report)
-    report.add_argument("session", nargs="?", type=int, metavar="SESSION_NO")
+    report.add_argument(
+        "session",
+        nargs="?",
+        type=int,
+        metavar="SESSION_NO",
+        help="the session to draw (its number in `dermaguard history`)",
+    )
     report.add_argument("--weeks", type=int, help="calendar of the last N weeks instead")
     report.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
 
@@ -180,7 +198,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dermaguard.app import StartupError, run_daemon
+    from dermaguard.app import StartupError, run_daemon, simulation_state_dir
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import ScenarioError, load_scenario
 
@@ -192,6 +210,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
             config = with_overrides(config, scenario.config_overrides, f"{args.simulate} (config:)")
+        _make_state_dir(
+            simulation_state_dir(config) if scenario is not None else config.resolved_state_dir()
+        )
         if args.no_mqtt:
             config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
         elif args.mqtt is not None:
@@ -199,6 +220,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (ScenarioError, StartupError, PinFactoryUnavailable) as exc:
         return _usage_error(str(exc))
+
+
+def _service_clash(args: argparse.Namespace, config: Config) -> str | None:
+    """On a Pi with the service installed: why this calibration would clash with it."""
+    import shlex
+
+    from dermaguard.pi_service import calibrate_clash, service_state
+
+    weight = shlex.quote(args.reference) if args.reference else ""
+    step = "--tare" if args.tare else f"--reference {weight}" if weight else ""
+    return calibrate_clash(config, args.config, f"calibrate {step}".strip(), service_state())
+
+
+def _make_state_dir(path: Path) -> None:
+    """Create the state directory if it is missing, and say so: never a directory made
+    silently. A path that cannot be made is an OSError naming it (exit 1)."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    print(f"dermaguard: created the state directory {path}", file=sys.stderr)
 
 
 def _broker_address(text: str) -> dict[str, object]:
@@ -235,6 +276,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         sim_load = parse_reference(args.sim_load) if args.sim_load not in ("0", "0g") else 0.0
     except ValueError as exc:
         return _usage_error(f"--sim-load: {exc}")
+    if not args.simulate and (clash := _service_clash(args, config)) is not None:
+        return _usage_error(clash)
     from dermaguard.app import calibration_file, open_hardware, sim_read
     from dermaguard.calibration_file import in_effect
     from dermaguard.hw.pins import PinFactoryUnavailable
@@ -252,6 +295,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return _usage_error(str(exc))
     before = in_effect(path)
     try:
+        _make_state_dir(path.parent)
 
         def read() -> int:
             if hw.sim is not None:
@@ -350,7 +394,7 @@ def _report_calibration_change(
 
 
 def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
-    """The store to read, and a note when it is not the one a person might expect.
+    """The store to read, and a line saying which one it is (every command says so).
 
     Without ``--simulation`` the device's history is read; on a machine that has only ever run
     the simulation, that history is shown instead, saying so, rather than nothing.
@@ -360,30 +404,50 @@ def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     device = store_path(config, simulated=False)
     simulated = store_path(config, simulated=True)
     if simulation:
-        return simulated, ""
+        return simulated, f"(simulation history: {simulated})\n"
     if not device.exists() and simulated.exists():
-        return simulated, "(no device history on this machine: showing the simulation's)\n"
-    return device, ""
+        return simulated, (
+            f"(no device history on this machine: showing the simulation's, {simulated})\n"
+        )
+    return device, f"(device history: {device})\n"
+
+
+class HistoryUnreadable(Exception):
+    """The history exists but cannot be read: nothing may be shown as if it were empty."""
+
+
+def _read_history(path: Path, read: Callable[[StoreReader], _T]) -> _T:
+    """``read(reader)`` on the store at ``path``; any failure is a :class:`HistoryUnreadable`
+    naming the file, so no command shows made-up figures for a history it could not read."""
+    import sqlite3
+
+    from dermaguard.store import StoreError, open_readonly
+
+    try:
+        reader = open_readonly(path)
+    except StoreError as exc:
+        raise HistoryUnreadable(str(exc)) from exc
+    try:
+        return read(reader)
+    except sqlite3.Error as exc:
+        raise HistoryUnreadable(f"cannot read {path}: {exc}") from exc
+    finally:
+        reader.close()
 
 
 def cmd_history(args: argparse.Namespace) -> int:
     from dermaguard.history_view import format_history, history_json
-    from dermaguard.store import StoreError, open_readonly
 
     config = _load(args.config)
+    if args.limit < 1:
+        return _usage_error(f"-n/--limit must be at least 1, got {args.limit}")
     path, note = _history_path(config, args.simulation)
-    try:
-        reader = open_readonly(path)
-    except StoreError as exc:
-        if args.json:
-            print("[]")
-            return 0
-        print(f"{note}{format_history([])}\n({exc})")
+    if args.json:
+        print(note.strip(), file=sys.stderr)  # stdout stays pure JSON
+    if not path.exists():
+        print("[]" if args.json else f"{note}{format_history([])}\n(nothing recorded there yet)")
         return 0
-    try:
-        sessions = reader.recent_sessions(max(1, args.limit))
-    finally:
-        reader.close()
+    sessions = _read_history(path, lambda r: r.recent_sessions(args.limit))
     if args.json:
         print(history_json(sessions))
     else:
@@ -394,40 +458,25 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from dermaguard.history_view import format_status
+    from dermaguard.history_view import format_status, live_case
     from dermaguard.status_file import STATUS_NAME, read_status
-    from dermaguard.store import StoreError, open_readonly
     from dermaguard.store.codec import iso_utc, parse_utc
 
     config = _load(args.config)
     path, note = _history_path(config, args.simulation)
     last: dict[str, object] | None = None
-    rollers: list[dict[str, object]] = []
-    try:
-        reader = open_readonly(path)
-        try:
-            last = reader.last_session()
-            rollers = reader.rollers()
-        finally:
-            reader.close()
-    except StoreError:
-        pass
+    roller: dict[str, object] = {"roller_id": None, "uses": None}  # unknown without a history
+    if path.exists():
+        last, rollers = _read_history(path, lambda r: (r.last_session(), r.rollers()))
+        roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
+    else:
+        note += "(nothing recorded there yet)\n"
     next_allowed = None
     if last is not None and isinstance(last.get("ended_at"), str):
         ended = parse_utc(str(last["ended_at"]))
         if ended is not None:
             next_allowed = iso_utc(ended + config.care.rest_s)
-    roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
-    live = read_status(path.parent / STATUS_NAME)
-    if live is None:
-        case_state, sterile = "unknown (the daemon has not run here)", False
-    else:
-        case_state = str(live.get("case_state", "unknown"))
-        if live.get("case_state") == "sterilizing" and live.get("remaining_s") is not None:
-            case_state += f", {float(live['remaining_s']) / 60:.1f} min left"
-        if not live.get("running", False):
-            case_state += " (daemon stopped: last known state)"
-        sterile = bool(live.get("sterile", False))
+    case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
     status = {
         "case_state": case_state,
         "sterile": sterile,
@@ -444,7 +493,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dermaguard.report import ReportError, calendar_figure, session_figure
+    from dermaguard.report import ReportError, calendar_figure, check_output, session_figure
     from dermaguard.store import StoreError, open_readonly
 
     config = _load(args.config)
@@ -452,18 +501,26 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _usage_error("give a SESSION_NO or --weeks N (one of them)")
     if args.weeks is not None and not 1 <= args.weeks <= 52:
         return _usage_error("--weeks must be 1 to 52")
+    try:
+        check_output(args.output)
+    except ReportError as exc:
+        return _usage_error(str(exc))
     path, note = _history_path(config, args.simulation)
     try:
         reader = open_readonly(path)
     except StoreError as exc:
-        return _usage_error(str(exc))
+        return _environment_error(str(exc))
     try:
         if args.weeks is not None:
             sessions = reader.recent_sessions(10_000)
             out = calendar_figure(sessions, args.weeks, args.output)
         else:
             summary = reader.session(args.session)
-            trace = reader.trace(args.session) if summary is not None else None
+            if summary is None:
+                last = reader.last_session_no()
+                held = f"it holds sessions 1 to {last}" if last else "it holds no session yet"
+                return _usage_error(f"there is no session {args.session} in {path}: {held}")
+            trace = reader.trace(args.session)
             out = session_figure(summary, trace, config.pressure.zones, args.output)
     except ReportError as exc:
         return _usage_error(str(exc))
@@ -474,23 +531,32 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_new_roller(args: argparse.Namespace) -> int:
+    """Record a new roller in an existing history; never creates one as a side effect."""
     import time
 
     from dermaguard.app import store_path
     from dermaguard.store import Store, StoreError
 
     config = _load(args.config)
+    path = store_path(config, simulated=args.simulation)
+    which = "simulation" if args.simulation else "device"
+    if not path.exists():
+        other = "" if args.simulation else " (for the simulation's, add --simulation)"
+        return _usage_error(
+            f"no {which} history yet ({path}): nothing to change; the first roller starts at "
+            f"0 uses when the daemon first runs{other}"
+        )
     try:
-        store = Store.open(store_path(config, simulated=args.simulation), config.device_id)
+        store = Store.open(path, config.device_id)
     except StoreError as exc:
-        return _usage_error(str(exc))
+        return _environment_error(str(exc))
     try:
         roller_id = store.new_roller(time.time())
     finally:
         store.close()
     print(
-        f"roller {roller_id} is in use from now on (0 uses); a running daemon picks this up "
-        "when it restarts"
+        f"roller {roller_id} is in use from now on (0 uses) in the {which} history ({path}); "
+        "a running daemon picks this up when it restarts"
     )
     return 0
 
@@ -549,3 +615,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except HistoryUnreadable as exc:
+        return _environment_error(str(exc))
+    except BrokenPipeError:
+        # Piped into `head` or a pager that quit: say so once, and keep Python's flush at exit
+        # from failing again on the same closed pipe.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return _environment_error("standard output was closed before everything was written")
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        return _environment_error(f"cannot use{where}: {exc.strerror or exc}")
+
+
+def _environment_error(message: str) -> int:
+    """The machine refused (a file, a directory, a closed pipe): not a usage mistake."""
+    with contextlib.suppress(OSError):
+        print(f"dermaguard: {message}", file=sys.stderr)
+    return EXIT_ENVIRONMENT

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 
@@ -52,17 +53,30 @@ class RealClock:
 class SimClock:
     """Virtual time, advanced explicitly by the simulator.
 
-    ``wall()`` is the real wall time at construction plus the virtual time elapsed, so records
-    made in an accelerated simulation still carry plausible dates.
+    ``wall()`` is a calendar for the simulation's records: virtual time elapsed since a start
+    date. An accelerated run covers ``span_s`` virtual seconds in ``span_s / speed`` real ones,
+    so its calendar starts early enough (``span_s`` minus the real time it takes) to end no
+    later than the run really does; and it never shows a moment after the real time now, so a
+    simulated record never lies in the future.
     """
 
-    def __init__(self, speed: float = 1.0, start: float = 0.0, wall_start: float | None = None):
+    def __init__(
+        self,
+        speed: float = 1.0,
+        start: float = 0.0,
+        wall_start: float | None = None,
+        *,
+        span_s: float = 0.0,
+        real_wall: Callable[[], float] = time.time,
+    ):
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
         self._speed = speed
         self._start = start
         self._now = start
-        self._wall_start = time.time() if wall_start is None else wall_start
+        self._real_wall = real_wall
+        ahead = max(0.0, span_s - span_s / speed)
+        self._wall_start = real_wall() - ahead if wall_start is None else wall_start
         self._lock = threading.Lock()
 
     @property
@@ -75,11 +89,13 @@ class SimClock:
 
     def wall(self) -> float:
         with self._lock:
-            return self._wall_start + (self._now - self._start)
+            virtual = self._wall_start + (self._now - self._start)
+        return min(virtual, self._real_wall())
 
     def resume_after(self, wall: float) -> None:
-        """Never let the simulated calendar run behind a record already made: an accelerated
-        run ends "in the future", and the next run must not start before it."""
+        """Never let the simulated calendar run behind a record already made (an earlier run
+        that ended moments ago): the next run starts after it, and while that would put it
+        ahead of the real time, :meth:`wall` holds it at the real time."""
         with self._lock:
             if self._wall_start + (self._now - self._start) < wall:
                 self._wall_start = wall - (self._now - self._start)

@@ -53,7 +53,16 @@ _ROOT = "top level"
 
 
 class _Invalid:
-    """Marks a value that failed validation, so the parent is not built from it."""
+    """Marks a value that failed validation, so the parent is not built from it.
+
+    A section keeps a best-effort ``partial`` (its valid keys, defaults for the rest) and the
+    key paths that were ``bad``, so the rules across keys still run on what is valid and a
+    file's errors all come in one pass.
+    """
+
+    def __init__(self, partial: object = None, bad: frozenset[str] = frozenset()) -> None:
+        self.partial = partial
+        self.bad = bad
 
 
 _INVALID = _Invalid()
@@ -307,6 +316,7 @@ def _parse_section(cls: type[T], data: object, path: str, errors: list[str]) -> 
         return _INVALID
     infos = {info.name: info for info in field_infos(cls)}
     values: dict[str, Any] = {}
+    bad: set[str] = set()  # key paths whose value is wrong (a default stands in for each)
     valid = True
     for key, raw in data.items():
         info = infos.get(key) if isinstance(key, str) else None
@@ -317,22 +327,35 @@ def _parse_section(cls: type[T], data: object, path: str, errors: list[str]) -> 
         value = _parse_value(info, raw, join_path(path, key), errors)
         if isinstance(value, _Invalid):
             valid = False
+            if value.partial is not None:  # a section: its own bad keys, the rest is usable
+                bad.update(value.bad)
+                values[key] = value.partial
+            else:
+                bad.add(join_path(path, key))
         else:
             values[key] = value
     for name, info in infos.items():
         if info.required and name not in data:
             errors.append(f"{join_path(path, name)}: missing (required)")
             valid = False
-    if not valid:
+            bad.add(join_path(path, name))
+    try:
+        obj = cls(**values)
+    except (TypeError, ValueError):  # no stand-in for a missing required key
         return _INVALID
-    obj = cls(**values)
     check = getattr(obj, "_check", None)
-    if check is not None:
-        problems: list[str] = check(path)
-        if problems:
-            errors.extend(problems)
-            return _INVALID
+    problems: list[str] = check(path) if check is not None else []
+    # A rule about a key that is already wrong would only repeat (or guess at) that error.
+    problems = [p for p in problems if not any(_names(p, key) for key in bad)]
+    errors.extend(problems)
+    if not valid or problems:
+        return _Invalid(obj, frozenset(bad))
     return obj
+
+
+def _names(message: str, key: str) -> bool:
+    """Whether ``message`` names the key path ``key`` (or a key inside it)."""
+    return re.search(rf"(?<![\w.]){re.escape(key)}(?![\w])", message) is not None
 
 
 def _parse_value(info: FieldInfo, raw: object, path: str, errors: list[str]) -> Any:

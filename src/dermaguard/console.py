@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import string
 import sys
-from typing import TextIO
+from datetime import tzinfo
+from typing import Any, TextIO
 
 from dermaguard.core.events import (
     CaseStatus,
@@ -14,12 +16,15 @@ from dermaguard.core.events import (
     ShowIndicators,
     Zone,
 )
-from dermaguard.history_view import case_word
+from dermaguard.history_view import case_word, format_span, local_time, parse_utc
 from dermaguard.line_writer import LineWriter
 
 _EVENT_TEXT = {
     "daemon_started": "started",
-    "over_pressure": "ALARM over-pressure: {force_n:.2f} N (limit {limit_n:.2f} N)",
+    # The alarm acts on the force before smoothing (it never waits for it); zones and the gauge
+    # show the smoothed force: each line says which one it is.
+    "over_pressure": "ALARM over-pressure: {force_n:.2f} N before smoothing "
+    "(limit {limit_n:.2f} N)",
     "over_pressure_cleared": "alarm cleared: over-pressure lasted {duration_s:.1f} s, "
     "peak {peak_n:.2f} N",
     "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
@@ -35,22 +40,42 @@ _EVENT_TEXT = {
     "session_started": "session {session_no} started (roller use {roller_use})",
     "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
     "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)",
-    "too_soon": "WARNING too soon: only {rest_interval_s:.0f} s since the last session "
-    "(next allowed {next_allowed_at})",
+    # The useful part first: a narrow view that cuts the line keeps it.
+    "too_soon": "WARNING too soon: next allowed {next_allowed_at:local} "
+    "(only {rest_interval_s:span} since the last session)",
     "roller_replace_due": "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it",
     "daemon_stopping": "stopping",
 }
 
 
-def describe(event: Event) -> str:
+class _Readable(string.Formatter):
+    """``{x:local}`` shows an ISO-8601 UTC stamp as local time (``Sat 5 Dec 09:02``) and
+    ``{x:span}`` seconds as a human span (``12 min``): times for people, never raw UTC."""
+
+    def __init__(self, tz: tzinfo | None = None) -> None:
+        self.tz = tz
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if format_spec == "local":
+            moment = parse_utc(value)
+            if moment is None:
+                raise ValueError(f"not a timestamp: {value!r}")
+            return local_time(moment.timestamp(), self.tz)
+        if format_spec == "span":
+            return format_span(float(value))
+        return str(super().format_field(value, format_spec))
+
+
+def describe(event: Event, tz: tzinfo | None = None) -> str:
+    """One line for a person; ``tz`` overrides the machine's zone for times (tests)."""
     template = _EVENT_TEXT.get(f"{event.type}+detail" if "detail" in event.data else event.type)
     template = template or _EVENT_TEXT.get(event.type)
     if template is None:
         extra = " ".join(f"{k}={v}" for k, v in event.data.items())
         return f"{event.type} {extra}".strip()
     try:
-        return template.format(**event.data)
-    except (KeyError, ValueError):
+        return _Readable(tz).format(template, **event.data)
+    except (KeyError, ValueError, TypeError):
         return f"{event.type} {dict(event.data)}"
 
 
@@ -77,7 +102,9 @@ class ConsolePrinter:
         if isinstance(effect, ForceSample):
             self._force = effect.force_n
             if effect.zone != self._zone and effect.zone is not None:
-                force = f"{effect.force_n:5.2f} N" if effect.force_n is not None else "unknown"
+                force = (
+                    f"{effect.force_n:5.2f} N smoothed" if effect.force_n is not None else "unknown"
+                )
                 self._line(effect.t, f"zone {effect.zone:<5} {force}")
             self._zone = effect.zone
         elif isinstance(effect, EmitEvent):

@@ -249,6 +249,42 @@ _CASE_TEXT = {
 }
 
 
+def live_case(live: Mapping[str, Any] | None, tz: tzinfo | None = None) -> tuple[str, bool]:
+    """The case line's state and the roller's sterility from the daemon's status file.
+
+    Only a running daemon's state is shown as current. A stopped daemon's is marked as the
+    last known state, with when it was written; a cycle it was running is shown as aborted
+    (the stop ended it, UV is off), never as still counting down.
+    """
+    if live is None:
+        return "unknown (the daemon has not run here)", False
+    state = str(live.get("case_state") or "unknown")
+    sterile = live.get("sterile") is True
+    if live.get("running") is True:
+        text = _CASE_TEXT.get(state, state)
+        remaining = as_float(live.get("remaining_s"))
+        if state == "sterilizing" and remaining is not None:
+            text += f", {format_span(remaining)} left"
+        elif state == "aborted" and live.get("abort_reason"):
+            text += f" ({live['abort_reason']})"
+        return text, sterile
+    if state == "sterilizing" or live.get("abort_reason") == "daemon_stopped":
+        text, sterile = "closed, last UV-C cycle cut short by the daemon's stop", False
+    else:
+        text = _CASE_TEXT.get(state, state)
+        if state == "aborted" and live.get("abort_reason"):
+            text += f" ({live['abort_reason']})"
+    when = as_float(live.get("updated_wall"))
+    stamp = f" at {local_time(when, tz)}" if when is not None else ""
+    return f"{text} (daemon stopped: last known state{stamp})", sterile
+
+
+def local_time(wall: float, tz: tzinfo | None = None) -> str:
+    """A moment as a person reads it, in local time: ``Sat 5 Dec 09:02``."""
+    moment = to_local(datetime.fromtimestamp(wall, UTC), tz)
+    return f"{moment:%a} {moment.day} {moment:%b %H:%M}"
+
+
 def _case_line(status: Mapping[str, Any], tz: tzinfo | None) -> str:
     state = status.get("case_state")
     text = _CASE_TEXT.get(str(state), str(state) if state else "unknown")

@@ -8,9 +8,12 @@ a bounded queue instead; past the bound new lines are dropped and counted.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import TextIO
+
+log = logging.getLogger(__name__)
 
 #: Lines held while the stream does not take them; past this, new lines are dropped.
 MAX_LINES = 2000
@@ -23,6 +26,8 @@ class LineWriter:
         self.out = out
         self.max_lines = max_lines
         self.dropped = 0
+        #: Why the stream stopped taking lines (a closed pipe, a full disk), if it did.
+        self.error: OSError | ValueError | None = None
         self._lines: deque[str] = deque()
         self._cond = threading.Condition()
         self._closing = False
@@ -61,7 +66,9 @@ class LineWriter:
                 for text in batch:
                     self.out.write(text)
                 self.out.flush()
-            except (OSError, ValueError):  # a closed pipe: nobody is reading any more
+            except (OSError, ValueError) as exc:  # a closed pipe: nobody is reading any more
+                self.error = exc
+                log.warning("console output stopped (%s); the daemon carries on", exc)
                 return
             if closing and not self._lines:
                 return

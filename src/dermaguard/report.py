@@ -40,8 +40,10 @@ _CAL_ROW_PX = 100
 _CAL_EXTRA_PX = 200  # title, weekday header and legend
 MAX_CALENDAR_WEEKS = 104
 
-# Zone band colours: calm to alarming, light enough that the force line stays readable.
-_ZONE_COLOURS = {"light": "#9ecae1", "ok": "#74c476", "high": "#fdae6b", "over": "#fb6a4a"}
+# Zone band colours: calm to alarming, light enough that the force line stays readable; high
+# is yellow and over a stronger red, so the two bands never look alike.
+_ZONE_COLOURS = {"light": "#9ecae1", "ok": "#74c476", "high": "#ffd92f", "over": "#e31a1c"}
+_ZONE_ALPHA = {"light": 0.18, "ok": 0.18, "high": 0.25, "over": 0.30}
 _OVER_SPAN = "#d62728"
 _FAULT_GREY = "#7f7f7f"
 _FORCE_LINE = "#08306b"
@@ -99,11 +101,26 @@ def _new_figure(width_px: int, height_px: int) -> Figure:
     return fig
 
 
+def check_output(out: Path) -> None:
+    """Refuse, before any work, a name this module cannot write: only PNG, into a directory
+    that exists."""
+    if out.suffix.lower() != ".png":
+        raise ReportError(
+            f"-o {out}: reports are PNG images only; give a name ending in .png "
+            f"(e.g. {out.with_suffix('.png').name})"
+        )
+    if not out.parent.is_dir():
+        raise ReportError(f"-o {out}: the directory {out.parent} does not exist")
+
+
 def _save_png(fig: Figure, out: Path, title: str) -> Path:
-    """Write ``fig`` to ``out`` via a temp file in the same directory and an atomic rename."""
+    """Write ``fig`` to ``out`` via a temp file in the same directory and an atomic rename.
+
+    A missing directory is an error, not created: a typo in ``-o`` must not scatter folders.
+    """
     out = Path(out)
+    check_output(out)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     except OSError as exc:
         raise ReportError(f"cannot write {out}: {exc.strerror or exc}") from exc
@@ -266,7 +283,9 @@ def _draw_session(
         label = f"{zone} zone (≥ {low:g} N)" if zone == "over" else f"{zone} zone"
         if zone != "over":
             label += f" ({low:g}{_EN_DASH}{high_edge:g} N)"
-        ax.axhspan(low, high_edge, color=_ZONE_COLOURS[zone], alpha=0.18, lw=0, label=label)
+        ax.axhspan(
+            low, high_edge, color=_ZONE_COLOURS[zone], alpha=_ZONE_ALPHA[zone], lw=0, label=label
+        )
     ax.axhline(over, color=_OVER_SPAN, lw=1.0, ls="--", alpha=0.8)
 
     for i, (a, b) in enumerate(data.unknown):
@@ -458,7 +477,12 @@ def _plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _rest_text(seconds: float) -> str:
+def rest_text(seconds: float) -> str:
+    """The rest in the unit that shows it: minutes and hours read as such, never ``0.0 d``."""
+    if seconds < 3_600:
+        return f"rest {round(seconds / 60)} min"
+    if seconds < 86_400:
+        return f"rest {seconds / 3_600:.1f} h"
     days = seconds / 86_400
     return f"rest {days:.1f} d" if days < 10 else f"rest {days:.0f} d"
 
@@ -515,7 +539,7 @@ def _draw_cell(ax: Axes, *, col: int, row: int, day: date, info: _Day | None, st
         ax.text(
             col,
             row + 0.27,
-            _rest_text(info.shortest_rest_s),
+            rest_text(info.shortest_rest_s),
             fontsize=9,
             ha="center",
             va="center",

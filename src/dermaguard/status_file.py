@@ -29,7 +29,7 @@ class StatusFile:
     def __init__(self, path: Path, wall: Any) -> None:
         self.path = path
         self._wall = wall
-        self._state: dict[str, Any] = {"running": True}
+        self._state: dict[str, Any] = {"running": True, **process_identity()}
         self._dirty = threading.Condition()
         self._pending = False
         self._closing = False
@@ -112,8 +112,52 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
+    """The last state written, with ``running`` corrected for a daemon that died without saying
+    so (SIGKILL, power cut): a file is only as live as the process that wrote it."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if data.get("running") and not _writer_alive(data):
+        data["running"] = False
+    return data
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """Process ``pid``'s state letter and start time (clock ticks since boot), from /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        fields = stat.rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def process_identity() -> dict[str, Any]:
+    """This process, as ``status`` later checks whether it still runs."""
+    stat = _proc_stat(os.getpid())
+    return {"pid": os.getpid(), "pid_start": stat[1] if stat is not None else None}
+
+
+def _writer_alive(data: dict[str, Any]) -> bool:
+    pid = data.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 0:
+        return False  # written by a version that did not record it: it cannot be vouched for
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, owned by another user (the service's)
+    except OSError:
+        return False
+    stat = _proc_stat(pid)
+    if stat is None:
+        return True  # no /proc to ask: the signal said it exists
+    state, start = stat
+    if state in ("Z", "X"):
+        return False  # killed, not yet reaped by its parent
+    # A different start time: the pid was reused by another process since.
+    return data.get("pid_start") in (None, start)

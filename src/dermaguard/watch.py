@@ -45,7 +45,7 @@ from rich.text import Text
 
 from dermaguard.config import ZonesConfig
 from dermaguard.core.events import Event
-from dermaguard.history_view import case_word, parse_utc
+from dermaguard.history_view import case_word, format_span, parse_utc
 from dermaguard.mqtt.client import RECONNECT_MAX_S, connection_client
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
@@ -631,10 +631,12 @@ def _case_panel(model: WatchModel, now: float, tz: tzinfo | None) -> Panel:
     if snap.sterile:
         # "until …" alone, not "yes, until …": the longer label must not wrap a half-width panel.
         if snap.sterile_until is not None:
-            disinfected = Text(f"until {_time_of_day(snap.sterile_until, tz)}", style="bold green")
+            # Short enough for half of an 80-column terminal: minutes, not seconds.
+            until = _time_of_day(snap.sterile_until, tz)[:5]
+            disinfected = Text(f"until {until}", style="bold green")
             left = model.sterile_left_s(now)
             if left is not None:
-                disinfected.append(f" ({_duration(left)} left)" if left > 0 else " (expired)")
+                disinfected.append(f" ({format_span(left)})" if left > 0 else " (expired)")
         else:
             disinfected = Text("yes", style="bold green")
             if snap.docked:
@@ -675,20 +677,23 @@ def _session_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
             if last.longest_over_s is not None:
                 over.append(f", longest {_duration(last.longest_over_s)}")
         grid.add_row("Over", over)
-        notes = []
+        # One note a row: together they would wrap in half of an 80-column terminal.
         if last.sterile_at_start is False:
-            notes.append("not disinfected at start")
+            grid.add_row("Note", Text("not disinfected at start", style="yellow"))
         if last.too_soon:
-            notes.append("too soon after the one before")
-        if notes:
-            grid.add_row("Note", Text(", ".join(notes), style="yellow"))
+            grid.add_row("Note", Text("too soon after the one before", style="yellow"))
     return Panel(grid, title="Session", title_align="left", box=box.ROUNDED)
 
 
-def _events_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
+def _events_panel(model: WatchModel, tz: tzinfo | None, once: bool) -> Panel:
     events = model.events
-    if not events:
-        body: RenderableType = Text("none since watching began", style="dim")
+    if not events and once:
+        # Events are not retained: a one-off look can only show those sent while it waited.
+        body: RenderableType = Text(
+            "none while --once waited: the broker keeps no past events", style="dim"
+        )
+    elif not events:
+        body = Text("none since watching began", style="dim")
     else:
         # Time and type keep their width; the summary gets what is left, cut with an ellipsis.
         table = Table.grid(padding=(0, 2), expand=True)
@@ -729,8 +734,11 @@ def _header(model: WatchModel, tz: tzinfo | None) -> Text:
     return head
 
 
-def render(model: WatchModel, now: float, *, tz: tzinfo | None = None) -> RenderableType:
-    """One frame of the view at ``now`` (monotonic); ``tz`` for times of day (None: local)."""
+def render(
+    model: WatchModel, now: float, *, tz: tzinfo | None = None, once: bool = False
+) -> RenderableType:
+    """One frame of the view at ``now`` (monotonic); ``tz`` for times of day (None: local);
+    ``once`` for the single frame of ``--once``."""
     parts: list[RenderableType] = [_header(model, tz)]
     parts.append(
         Panel(
@@ -745,7 +753,7 @@ def render(model: WatchModel, now: float, *, tz: tzinfo | None = None) -> Render
     pair.add_column(ratio=1)
     pair.add_row(_case_panel(model, now, tz), _session_panel(model, tz))
     parts.append(pair)
-    parts.append(_events_panel(model, tz))
+    parts.append(_events_panel(model, tz, once))
     if model.malformed:
         parts.append(
             Text(
@@ -967,7 +975,7 @@ def _once(model: WatchModel, inbox: _Inbox, timeout: float, console: Console) ->
         raise WatchError(
             f"cannot reach the MQTT broker at {model.address} within {timeout:g} s{reason}"
         )
-    console.print(render(model, time.monotonic()))
+    console.print(render(model, time.monotonic(), once=True))
     if model.snapshot is None:
         print(
             f"dermaguard: no state on {model.topics.state} within {timeout:g} s "

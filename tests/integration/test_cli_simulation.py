@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from dermaguard.store.codec import parse_utc
+from support import daemon
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ROOT / "scenarios"
@@ -194,7 +200,7 @@ def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> 
     assert calendar.stat().st_size > 1000
     status = dermaguard("status", state=tmp_path)
     assert status.returncode == 0 and "NOT allowed yet" in status.stdout
-    assert "open (daemon stopped: last known state)" in status.stdout
+    assert "open (daemon stopped: last known state at " in status.stdout
     missing = dermaguard("report", "99", "-o", str(tmp_path / "x.png"), state=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
 
@@ -262,3 +268,93 @@ def test_s3_sigterm_stops_cleanly_closing_the_session(tmp_path: Path) -> None:
     assert "stopping" in out
     sessions = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
     assert sessions[0]["status"] == "completed" and sessions[0]["end_reason"] == "shutdown"
+
+
+def test_a_stop_during_a_uv_cycle_aborts_it_and_status_never_shows_it_live(
+    tmp_path: Path,
+) -> None:
+    scenario = SCENARIOS / "sterilize_then_use.yaml"
+    proc = _start_daemon(scenario, tmp_path, "30")
+    try:
+        _wait_for_line(proc, "UV-C cycle 1 started")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "UV-C cycle 1 ABORTED" in out and "daemon_stopped" in out
+    assert "case aborted (daemon_stopped), UV off" in out
+    assert out.index("case aborted") < out.index("stopping")
+    assert "simulation finished" not in out
+    assert re.search(r"simulation stopped after \d+ s of the 700 s scenario", out), out
+    status = dermaguard("status", state=tmp_path).stdout
+    assert "cut short" in status and "daemon stopped: last known state at" in status
+    assert "left" not in status.splitlines()[1], status
+
+    # A SIGKILL leaves no word behind: the file still says "running", the process is gone.
+    proc = _start_daemon(scenario, tmp_path, "30")
+    try:
+        _wait_for_line(proc, "UV-C cycle 2 started")
+        # Killed once the cycle is on disk and in the status file (both written off-thread).
+        live = tmp_path / "dermaguard" / "simulation" / "status.json"
+        daemon.wait_until(
+            lambda: '"sterilizing"' in live.read_text() and _cycle_stored(tmp_path, 2),
+            30,
+            "cycle 2 to be recorded",
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    status = dermaguard("status", state=tmp_path).stdout
+    assert "cut short" in status and "daemon stopped: last known state" in status, status
+    rerun = simulate("gentle_session", tmp_path, "20")
+    assert rerun.returncode == 0, rerun.stderr
+    with sqlite3.connect(daemon.db_path(tmp_path)) as conn:
+        rows = conn.execute("SELECT started_at, ended_at, reason FROM cycles").fetchall()
+    assert [r[2] for r in rows[:2]] == ["daemon_stopped", "interrupted"], rows
+    assert all(end >= start for start, end, _ in rows), rows
+
+
+def _cycle_stored(state: Path, cycle_id: int) -> bool:
+    return any(
+        e["type"] == "sterilization_started" and e["data"].get("cycle_id") == cycle_id
+        for e in daemon.stored_events(state)
+    )
+
+
+TOUCH = """
+name: touch
+description: out of the dock, one short touch
+duration_s: 20
+initial: {lid: open, dock: out}
+force:
+  - {t: 0, n: 0}
+  - {t: 2, n: 2.0}
+  - {t: 6, n: 2.0}
+  - {t: 7, n: 0}
+"""
+
+
+def test_simulated_records_never_lie_in_the_future_and_too_soon_reads_locally(
+    tmp_path: Path,
+) -> None:
+    scenario = daemon.write_scenario(tmp_path / "touch.yaml", TOUCH)
+    first = dermaguard(
+        "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "10", state=tmp_path
+    )
+    assert first.returncode == 0, first.stderr
+    second = dermaguard(
+        "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "10", state=tmp_path
+    )
+    assert second.returncode == 0, second.stderr
+    after = time.time()
+    events = daemon.stored_events(tmp_path)
+    walls = [parse_utc(e["ts"]) or math.inf for e in events]
+    assert walls and all(w <= after for w in walls), walls
+    second_start = [e["type"] for e in events].index("daemon_started", 1)
+    assert min(walls[second_start:]) >= max(walls[:second_start])  # the second run comes after
+    line = next(x for x in second.stdout.splitlines() if "too soon" in x)
+    assert re.search(
+        r"too soon: next allowed (Mon|Tue|Wed|Thu|Fri|Sat|Sun) \d{1,2} \w{3} \d\d:\d\d \(only", line
+    )

@@ -174,7 +174,7 @@ def test_once_shows_retained_state_last_session_and_live_events(
     assert "#11, " in out and "41 s, 34 s in contact" in out
     assert "peak 6.00 N, mean 2.86 N" in out
     assert "2 episode(s), longest 5.5 s" in out
-    assert out.count("ALARM over-pressure: 4.62 N (limit 4.50 N)") == 1
+    assert out.count("ALARM over-pressure: 4.62 N before smoothing (limit 4.50 N)") == 1
     assert "session 12 started (roller use 5)" in out
     assert "alarm cleared: over-pressure lasted 1.4 s, peak 5.10 N" in out
     assert "malformed" not in out
@@ -224,7 +224,7 @@ def test_once_with_everything_retained_returns_at_once(broker: Broker, tmp_path:
     assert "UNKNOWN" in out and "0.00 N" not in out
     assert "sterilizing" in out and "ON" in out
     assert "no session yet" in out
-    assert "none since watching began" in out
+    assert "none while --once waited" in out
 
 
 def test_once_without_a_state_says_so_and_exits_1(broker: Broker, tmp_path: Path) -> None:

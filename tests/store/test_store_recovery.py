@@ -78,8 +78,25 @@ def test_close_interrupted_recovers_the_summary(store: Store) -> None:
         cycles = {c["cycle_id"]: c for c in store.cycles()}
         assert cycles[3]["outcome"] == "completed"
         assert (cycles[4]["outcome"], cycles[4]["reason"]) == ("aborted", "interrupted")
+        # It ends at the last sign of life (the event at 1035 s), not at this start.
+        assert cycles[4]["ended_at"] == iso_utc(WALL0 + 1035)
+        assert cycles[4]["duration_s"] == 385.0
         last_session = store.last_session()
         assert last_session is not None and last_session["session_no"] == 1
+    finally:
+        store.close()
+
+
+def test_an_interrupted_cycle_never_ends_before_it_started(store: Store) -> None:
+    """A simulation's clock ran ahead of the next start's: the end is still after the start."""
+    store.append_event(Event("sterilization_started", 0.0, {"cycle_id": 1}), WALL0 + 900)
+    store.conn.close()
+    store = Store.open(store.path, "dg-test")
+    try:
+        store.close_interrupted(WALL0)
+        (cycle,) = store.cycles()
+        assert cycle["ended_at"] == cycle["started_at"] == iso_utc(WALL0 + 900)
+        assert cycle["duration_s"] == 0.0
     finally:
         store.close()
 
@@ -250,3 +267,11 @@ def test_sigkill_mid_session_loses_nothing_committed(tmp_path: Path, ticks: int)
         assert types[-1] == "session_ended" and events[-1]["data"]["end_reason"] == "interrupted"
     finally:
         store.close()
+
+
+def test_last_event_wall_is_the_newest_stored_moment(store: Store) -> None:
+    """A simulation resumes its calendar after it, never before an earlier run's last record."""
+    assert store.last_event_wall() is None
+    store.append_event(started(1, 10.0).event, WALL0 + 10)
+    store.append_event(Event("daemon_stopping", 12.0, {}), WALL0 + 12.5)
+    assert store.last_event_wall() == WALL0 + 12.5

@@ -14,3 +14,36 @@ def test_resume_after_moves_the_calendar_forward_only() -> None:
     assert clock.wall() == 2001.0
     clock.resume_after(1500.0)  # already past it: nothing changes
     assert clock.wall() == 2001.0
+
+
+class FakeWall:
+    """The real wall clock, moved by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_accelerated_run_is_dated_so_that_it_ends_when_it_really_ends() -> None:
+    real = FakeWall(10_000.0)
+    clock = SimClock(speed=30, span_s=600.0, real_wall=real)
+    # 600 virtual seconds take 20 real ones: the calendar starts 580 s in the past.
+    assert clock.wall() == 10_000.0 - 580.0
+    for step in range(1, 61):
+        clock.advance(10.0)
+        real.now = 10_000.0 + step * 10.0 / 30
+        assert clock.wall() <= real.now
+    assert clock.wall() == real.now == 10_020.0
+
+
+def test_the_calendar_never_runs_past_the_real_time() -> None:
+    real = FakeWall(10_000.0)
+    clock = SimClock(speed=30, span_s=600.0, real_wall=real)
+    clock.resume_after(10_000.0)  # a run that ended just now: this one starts after it
+    clock.advance(300.0)
+    real.now += 10.0
+    assert clock.wall() == 10_010.0  # not 10_300: that lies in the future
+    clock.advance(300.0)
+    assert clock.wall() == 10_010.0  # held, never ahead, never back

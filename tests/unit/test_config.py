@@ -447,6 +447,8 @@ def test_all_errors_are_collected_in_one_pass() -> None:
         "hx711.samples: unknown key (allowed: interface, spi, rate_sps, gain, "
         "ready_timeout_periods, max_clock_high_us)",
         "pressure.zones.over_n: 4.5 is not allowed: must be > pressure.zones.high_n (5.0)",
+        # A rule across keys still runs while another key in the section is wrong.
+        "pressure.filters[1].median: spike-rejection filters must come before smoothing filters",
         "alarm.buzzer: 'no' is not allowed: must be true or false",
     ]
 
@@ -705,3 +707,15 @@ def test_one_random_change_to_a_valid_config_gives_a_config_or_a_config_error(
         index = data.draw(st.integers(0, len(target)))
         target.insert(index, value)
     _assert_config_or_config_error(config)
+
+
+def test_the_home_needle_limit_is_reported_with_the_other_errors_in_one_pass() -> None:
+    data = {
+        "care": {"needle_mm": 1.5, "replace_after_uses": -3},
+        "mqtt": {"port": 99999},
+        "hx711": {"gainn": 128},
+    }
+    errors = errors_of(data)
+    assert len(errors) == 4, errors
+    assert any(e.startswith("care.needle_mm: 1.5 is not allowed: the home profile") for e in errors)
+    assert any(e.startswith("care.replace_after_uses: -3") for e in errors)

@@ -100,3 +100,27 @@ def test_countdown_is_reported_every_step_while_sterilizing() -> None:
             if isinstance(x, CaseStatus) and x.state == "sterilizing":
                 remaining.append(x.remaining_s)
     assert remaining == [90.0, 60.0, 30.0]  # every 30 s after the start
+
+
+def test_stopping_during_a_cycle_aborts_it_and_the_last_case_status_says_so() -> None:
+    e = engine(cycle_s=600.0)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(1.0, True))
+    e.handle(Tick(50.0))
+    effects = e.shutdown(51.0)
+    assert effects[0] == SetUv(False)
+    types = [x.event.type for x in effects if isinstance(x, EmitEvent)]
+    assert types == ["sterilization_aborted", "daemon_stopping"]
+    aborted = next(x.event for x in effects if isinstance(x, EmitEvent))
+    assert aborted.data["reason"] == "daemon_stopped" and aborted.data["after_s"] == 50.0
+    status = [x for x in effects if isinstance(x, CaseStatus)]
+    assert status and status[-1].state == "aborted" and not status[-1].uv_on
+    assert status[-1].remaining_s is None and status[-1].sterile is False
+
+
+def test_stopping_with_no_cycle_running_aborts_nothing() -> None:
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    effects = e.shutdown(5.0)
+    types = [x.event.type for x in effects if isinstance(x, EmitEvent)]
+    assert types == ["daemon_stopping"]

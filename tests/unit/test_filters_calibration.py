@@ -89,7 +89,6 @@ def test_fit_refuses_a_reference_equal_to_the_tare() -> None:
         ("200g", 0.2 * STANDARD_GRAVITY),
         ("0.5kg", 0.5 * STANDARD_GRAVITY),
         ("1.96N", 1.96),
-        ("100", 0.1 * STANDARD_GRAVITY),
     ],
 )
 def test_parse_reference(text: str, newtons: float) -> None:
@@ -100,3 +99,8 @@ def test_parse_reference(text: str, newtons: float) -> None:
 def test_parse_reference_rejects_nonsense(text: str) -> None:
     with pytest.raises(ValueError, match="weight"):
         parse_reference(text)
+
+
+def test_a_weight_without_a_unit_is_refused_never_taken_as_grams() -> None:
+    with pytest.raises(ValueError, match="without a unit: write 200g, 200kg or 200N"):
+        parse_reference("200")

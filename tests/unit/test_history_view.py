@@ -16,6 +16,8 @@ from dermaguard.history_view import (
     format_span,
     format_status,
     history_json,
+    live_case,
+    local_time,
     parse_utc,
 )
 
@@ -277,3 +279,32 @@ def test_status_marks_an_interrupted_unsterile_last_session() -> None:
     assert text.splitlines()[2].endswith(
         "peak — · 0 over-pressure episodes · NOT disinfected at start · interrupted"
     )
+
+
+def test_a_running_daemons_cycle_shows_its_countdown() -> None:
+    live = {"running": True, "case_state": "sterilizing", "remaining_s": 570.0, "sterile": False}
+    assert live_case(live) == ("closed, UV-C cycle running, 10 min left", False)
+
+
+def test_a_stopped_daemons_cycle_is_shown_cut_short_never_counting_down() -> None:
+    wall = datetime(2026, 12, 5, 8, 2, tzinfo=UTC).timestamp()
+    live = {
+        "running": False,
+        "case_state": "sterilizing",
+        "remaining_s": 570.0,
+        "sterile": True,
+        "updated_wall": wall,
+    }
+    text, sterile = live_case(live, TZ)
+    assert "left" not in text and "cut short" in text and sterile is False
+    assert text.endswith("(daemon stopped: last known state at Sat 5 Dec 09:02)")
+
+
+def test_a_stopped_daemons_other_states_are_marked_last_known() -> None:
+    text, sterile = live_case({"running": False, "case_state": "sterile", "sterile": True})
+    assert text == "closed (daemon stopped: last known state)" and sterile is True
+
+
+def test_local_time_is_short_and_readable() -> None:
+    wall = datetime(2026, 12, 5, 8, 2, 30, tzinfo=UTC).timestamp()
+    assert local_time(wall, TZ) == "Sat 5 Dec 09:02"

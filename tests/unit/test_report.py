@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
+from pytest_mock import MockerFixture
 
 from dermaguard.core.zones import ZoneThresholds
 from dermaguard.report import (
@@ -28,6 +29,7 @@ from dermaguard.report import (
     build_session_figure,
     calendar_figure,
     calendar_size_px,
+    rest_text,
     session_figure,
 )
 
@@ -255,8 +257,29 @@ def test_bad_thresholds_are_rejected() -> None:
 def test_unwritable_destination_is_a_report_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ReportError, match="cannot write"):
+    with pytest.raises(ReportError, match="does not exist"):
         session_figure(summary(), realistic_trace(), ZONES, blocker / "s.png")
+
+
+def test_a_missing_directory_is_an_error_and_is_not_created(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"the directory .*nodir does not exist"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / "nodir" / "s.png")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["s.jpg", "s.txt", "s", "s.svg"])
+def test_a_name_that_is_not_png_is_refused_before_anything_is_written(
+    tmp_path: Path, name: str
+) -> None:
+    with pytest.raises(ReportError, match=r"PNG images only.*s\.png"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_read_only_directory_is_a_report_error(tmp_path: Path, mocker: MockerFixture) -> None:
+    mocker.patch("tempfile.mkstemp", side_effect=PermissionError(13, "Permission denied"))
+    with pytest.raises(ReportError, match=r"cannot write .*Permission denied"):
+        session_figure(summary(), realistic_trace(), ZONES, tmp_path / "s.png")
 
 
 def test_existing_file_is_replaced_whole(tmp_path: Path) -> None:
@@ -288,7 +311,7 @@ def test_calendar_marks_alerts_and_rest() -> None:
     ax = fig.axes[0]
     texts = _cell_texts(ax.texts)
     assert "rest 3.0 d" in texts
-    assert "rest 0.1 d" in texts  # the too-soon session, 2.4 h after the one before
+    assert "rest 2.4 h" in texts  # the too-soon session, 2.4 h after the one before
     assert "2 sessions" in texts  # two sessions on 8 Nov (local)
     assert "peak 4.9 N" in texts
     markers = [ln.get_marker() for ln in ax.get_lines()]
@@ -338,3 +361,27 @@ def test_calendar_rest_falls_back_to_previous_session_end() -> None:
 def test_calendar_rejects_bad_week_counts(tmp_path: Path, weeks: int) -> None:
     with pytest.raises(ReportError, match="weeks"):
         calendar_figure([], weeks, tmp_path / "c.png", today=date(2026, 11, 25))
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(754.0, "rest 13 min"), (8_640.0, "rest 2.4 h"), (259_200.0, "rest 3.0 d")],
+)
+def test_calendar_rest_is_shown_in_a_unit_that_reads(seconds: float, text: str) -> None:
+    assert rest_text(seconds) == text
+
+
+def _band_on_white(ax: Axes, zone: str) -> np.ndarray:
+    """The colour a person sees for a zone band: its RGBA blended over the white axes."""
+    [band] = [p for p in ax.patches if str(p.get_label()).startswith(f"{zone} zone")]
+    r, g, b, a = band.get_facecolor()
+    return np.array([r, g, b]) * a + (1 - a)
+
+
+def test_the_high_and_over_bands_are_clearly_different_colours() -> None:
+    fig = build_session_figure(summary(), realistic_trace(), ZONES)
+    ax = fig.axes[0]
+    high, over, ok = (_band_on_white(ax, z) for z in ("high", "over", "ok"))
+    # Over a white background, at least a fifth of the full scale apart (the old pair: ~0.05).
+    assert np.linalg.norm(high - over) > 0.2
+    assert np.linalg.norm(ok - high) > 0.1

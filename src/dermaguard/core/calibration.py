@@ -103,12 +103,18 @@ _MASS = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(g|kg|n|N)?\s*$")
 
 
 def parse_reference(text: str) -> float:
-    """``"200g"``, ``"0.2kg"`` or ``"1.96N"`` → newtons. A bare number is grams."""
+    """``"200g"``, ``"0.2kg"`` or ``"1.96N"`` → newtons. A bare number is refused: 200 could
+    be grams or newtons, and a wrong guess would skew every reading silently."""
     m = _MASS.match(text)
     if not m:
         raise ValueError(f"{text!r} is not a weight: write e.g. 200g, 0.5kg or 1.96N")
+    if m.group(2) is None:
+        number = m.group(1)
+        raise ValueError(
+            f"{text!r} is a weight without a unit: write {number}g, {number}kg or {number}N"
+        )
     value = float(m.group(1))
-    unit = (m.group(2) or "g").lower()
+    unit = m.group(2).lower()
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"{text!r}: a reference weight must be more than zero")
     if unit == "g":

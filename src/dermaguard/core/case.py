@@ -352,6 +352,15 @@ class CaseMachine:
         self._start(t, "command", request_id, out)
         return None
 
+    def stop(self, t: float) -> CaseUpdate:
+        """The daemon stops: a running cycle is aborted (``daemon_stopped``), never left looking
+        as if it ran on; the roller it was sterilizing is not sterile."""
+        out = CaseUpdate()
+        self.now = t if self.now is None else max(t, self.now)
+        self._abort(self.now, "daemon_stopped", out)
+        out.uv_on = self.uv_on
+        return out
+
     # -- transitions ----------------------------------------------------------------------
 
     def _start(self, t: float, trigger: str, request_id: str | None, out: CaseUpdate) -> None:

@@ -152,13 +152,18 @@ class Engine:
         return self._effects(inp.t, wall, events, sample)
 
     def shutdown(self, t: float, wall: float | None = None) -> list[Effect]:
-        """The daemon stops: UV off, and an open session is closed as ``shutdown``."""
+        """The daemon stops: UV off, a running UV-C cycle is aborted (``daemon_stopped``) and an
+        open session is closed as ``shutdown``."""
         wall = t if wall is None else wall
+        effects: list[Effect] = [SetUv(False)]
+        effects.extend(EmitEvent(e) for e in self.case.stop(t).events)
+        self._uv = False
+        status = self._case_status(t)
+        if status is not None:
+            effects.append(status)
         events = self.sessions.shutdown(t, wall)
         events.append(Event("daemon_stopping", t, {}))
-        effects: list[Effect] = [SetUv(False)]
         effects.extend(EmitEvent(e) for e in events)
-        self._uv = False
         state = self.device_state(t, wall)
         self._state_key = state.key()
         effects.append(state)  # the last snapshot: no session open any more

@@ -57,7 +57,7 @@ class SimHardware:
         data-ready pin, or MISO). Otherwise PD_SCK is the GPIO ``sck``, bit-banged.
         """
         self.scenario = scenario
-        self.clock = SimClock(speed=speed)
+        self.clock = SimClock(speed=speed, span_s=scenario.duration_s)
         self.period = 1.0 / rate_sps
         # Bit-banged, gains 64 and 32 are selected by pulses 26 and 27, clocked right after the
         # data: the next conversion must wait for them or the gain pulses would clock it out.
@@ -84,6 +84,8 @@ class SimHardware:
         )
         self.bus = SimSpiBus(self.chip, hz=bus_hz, mode=bus_mode) if sck is None else None
         self.finished = threading.Event()
+        #: Scenario seconds played so far (the whole scenario once ``finished`` is set).
+        self.played_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.on_step: Callable[[float], None] | None = None
@@ -130,6 +132,7 @@ class SimHardware:
             if lag > 0 and self._stop.wait(lag):
                 break
             self.clock.advance_to(base + t)
+            self.played_s = t
             self._apply_faults(t)
             if self.case is not None:
                 self.case.apply(t)

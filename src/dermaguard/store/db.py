@@ -201,6 +201,11 @@ class StoreReader:
         ).fetchone()
         return None if row is None else _session_dict(row)
 
+    def last_event_wall(self) -> float | None:
+        """When the newest event was stored (epoch seconds), ``None`` for an empty log."""
+        row = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()
+        return None if row[0] is None else float(row[0])
+
     def last_session_no(self) -> int:
         row = self.conn.execute("SELECT MAX(session_no) FROM sessions").fetchone()
         return int(row[0] or 0)
@@ -755,6 +760,7 @@ class Store(StoreReader):
         start-up, before the runtime; the session this process records is never touched.
         """
         current = self.open_session
+        last_alive = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()[0]
         rows = self.conn.execute(
             "SELECT * FROM sessions WHERE status = 'open' ORDER BY session_no"
         ).fetchall()
@@ -794,7 +800,7 @@ class Store(StoreReader):
                     ),
                 )
             closed.append(no)
-        self._close_interrupted_cycles(wall, t)
+        self._close_interrupted_cycles(wall, t, last_alive)
         return closed
 
     def _events_of_session(self, start_seq: int | None) -> list[LoggedEvent]:
@@ -811,12 +817,21 @@ class Store(StoreReader):
         cursor.close()
         return out
 
-    def _close_interrupted_cycles(self, wall: float, t: float | None) -> None:
+    def _close_interrupted_cycles(
+        self, wall: float, t: float | None, last_alive: float | None
+    ) -> None:
+        """A cycle's real end is unknown: it ends at the last sign of life of the process that
+        ran it (its newest stored event, never before the cycle's start), not at this start,
+        which may be days later or, after a simulation's clock, earlier than the cycle."""
         rows = self.conn.execute(
-            "SELECT cycle_id FROM cycles WHERE outcome IS NULL ORDER BY cycle_id"
+            "SELECT cycle_id, started_at FROM cycles WHERE outcome IS NULL ORDER BY cycle_id"
         ).fetchall()
         for row in rows:
-            data = {"cycle_id": int(row["cycle_id"]), "reason": "interrupted", "after_s": None}
+            started = parse_utc(str(row["started_at"]))
+            known = [x for x in (last_alive, started) if x is not None]
+            end = max(known) if known else wall
+            after = round(end - started, 3) if started is not None else None
+            data = {"cycle_id": int(row["cycle_id"]), "reason": "interrupted", "after_s": after}
             with self._tx():
                 stored = self._insert_event("sterilization_aborted", t, data, wall)
-                self._cycle_ended(data, stored, wall)
+                self._cycle_ended(data, StoredEvent(stored.seq, stored.id, iso_utc(end)), wall)
