@@ -220,6 +220,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_check_hardware(args: argparse.Namespace) -> int:
     """Open the hardware with UV locked out, read it, print findings; 1 if anything is wrong."""
+    from dermaguard import pi_service
     from dermaguard.app import open_hardware, simulation_state_dir
     from dermaguard.calibration_file import CalibrationFileError, load_calibration
     from dermaguard.config import load_config
@@ -234,6 +235,14 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
         print("dermaguard: --sim-fault goes with --simulate", file=sys.stderr)
         return 2
     config = load_config(args.config)
+    if not args.simulate and pi_service.service_state() == "active":
+        print(
+            "dermaguard: the dermaguard service is running and holds the HX711 and the case "
+            "switches; stop it first (sudo systemctl stop dermaguard), run check-hardware, then "
+            "start it again (sudo systemctl start dermaguard)",
+            file=sys.stderr,
+        )
+        return 2
     scenario = None
     if args.simulate:
         scenario = Scenario("check-hardware", "", 1e9, ((0.0, 0.0),), noise_counts=150.0)

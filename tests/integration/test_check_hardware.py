@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from gpiozero import Device
+from pytest_mock import MockerFixture
 
+from dermaguard import app
 from dermaguard.cli import main
 from dermaguard.config import default_config
 
@@ -133,3 +135,14 @@ def test_a_pin_or_bus_held_by_another_process_is_told_apart_from_our_own_bugs() 
     assert _hardware_refusal(OSError(16, "Device or resource busy"))
     assert _hardware_refusal(lgpio_error("GPIO busy"))
     assert not _hardware_refusal(ValueError("a bug of ours"))
+
+
+def test_a_running_service_is_named_before_any_pin_is_touched(
+    mocker: MockerFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """systemd's answer is the edge mocked here; nothing may open a pin after it."""
+    mocker.patch("dermaguard.pi_service.service_state", return_value="active")
+    opened = mocker.spy(app, "open_hardware")
+    assert main(["check-hardware"]) == 2
+    assert "sudo systemctl stop dermaguard" in capsys.readouterr().err
+    assert opened.call_count == 0
