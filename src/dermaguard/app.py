@@ -144,6 +144,14 @@ def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store
     return store, history
 
 
+def simulation_device_id(config: Config) -> str:
+    """The device id a simulated daemon (``run --simulate``) publishes under.
+
+    The one place that says it, so ``dermaguard web --simulate`` follows the simulation.
+    """
+    return config.device_id
+
+
 def simulation_state_dir(config: Config) -> Path:
     """Simulation keeps its own state, so it never overwrites a real calibration or history."""
     return config.resolved_state_dir() / "simulation"

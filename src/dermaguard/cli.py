@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dermaguard import __version__, hw_check
 from dermaguard.config import Config, ConfigError, load_config, with_overrides
+from dermaguard.web import cli as web_cli
 
 EXIT_USAGE = 2
 
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --once: seconds to wait for the broker and the state (default 5)",
     )
     hw_check.add_parser(sub)
+    web_cli.add_parser(sub)
     return parser
 
 
@@ -449,6 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new-roller": cmd_new_roller,
         "watch": cmd_watch,
         "check-hardware": hw_check.cmd_check_hardware,
+        "web": web_cli.cmd_web,
     }
     try:
         return handlers[args.command](args)
