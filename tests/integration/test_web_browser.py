@@ -175,7 +175,7 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
     screen(browser, "live")
     wait(browser, "the broker link", lambda: "no data" in visible_text(browser, "availability"), 10)
 
-    run_daemon(OVER_PRESSURE, broker, 1.0)
+    proc = run_daemon(OVER_PRESSURE, broker, 1.0)
     got = rec.wait_for(lambda ms: bool(events_of(ms, "over_pressure")), 30, what="over_pressure")
     event_at = events_of(got, "over_pressure")[0].t
     wait(
@@ -211,7 +211,7 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
     # Ready to roll? No: never disinfected, and the page says what to do.
     screen(browser, "ready")
     wait(browser, "the verdict", lambda: attr(browser, "verdict", "data-verdict") == "no", 5)
-    reason = browser.find_element(By.CSS_SELECTOR, '#reasons li[data-key="disinfected"]').text
+    reason = _reason(browser, "disinfected")[1]
     assert "not disinfected" in reason and "close the lid to start a cycle" in reason
     shot(browser, artifacts, "1-ready-no")
 
@@ -237,6 +237,20 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
         20,
     )
     assert not by_id(browser, "stale").is_displayed()
+
+    # History: the daemon stops, the session is closed; its trace is drawn over the zones.
+    proc.terminate()
+    daemon.finish(proc, 30)
+    screen(browser, "history")
+    rows = wait(browser, "the session", lambda: _rows(browser), 10)
+    assert rows[0].text.startswith("1 ")
+    rows[0].click()
+    wait(browser, "the trace", lambda: _loaded(browser, "trace"), 10)
+    wait(browser, "the calendar", lambda: _loaded(browser, "calendar"), 10)
+    browser.execute_script("window.scrollTo(0, 0)")
+    shot(browser, artifacts, "7-history")
+    browser.execute_script("document.getElementById('trace').scrollIntoView()")
+    shot(browser, artifacts, "8-history-trace")
 
 
 def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noqa: PLR0917
@@ -270,31 +284,28 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     rec.wait_for(lambda ms: bool(events_of(ms, "sterilization_completed")), 30)
     screen(browser, "ready")
     wait(browser, "yes", lambda: attr(browser, "verdict", "data-verdict") == "yes", 10)
-    assert (
-        "disinfected"
-        in browser.find_element(By.CSS_SELECTOR, '#reasons li[data-key="disinfected"]').text
-    )
+    assert _reason(browser, "disinfected")[1].startswith("✓ yes")
     shot(browser, artifacts, "6-ready-yes")
 
-    # History (the session list is empty here; the calendar still draws).
-    screen(browser, "history")
-    wait(
-        browser,
-        "the calendar",
-        lambda: (
-            browser.execute_script("return document.getElementById('calendar').naturalWidth") > 0
-        ),
-        10,
-    )
-    shot(browser, artifacts, "7-history")
+
+def _rows(driver: webdriver.Chrome) -> list[Any]:
+    return list(driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr"))
+
+
+def _loaded(driver: webdriver.Chrome, image_id: str) -> bool:
+    script = "const i = document.getElementById(arguments[0]); return i.complete && i.naturalWidth"
+    return bool(driver.execute_script(script, image_id))
 
 
 def _reason(driver: webdriver.Chrome, key: str) -> tuple[str, str]:
-    """One reason of the verdict: its class (ok, no, unknown) and its text."""
-    found = driver.find_elements(By.CSS_SELECTOR, f'#reasons li[data-key="{key}"]')
-    if not found:
-        return "", ""
-    return str(found[0].get_attribute("class")), str(found[0].text)
+    """One reason of the verdict: its class (ok, no, unknown) and its text, read in one go
+    (the list is redrawn with every verdict)."""
+    script = (
+        'const li = document.querySelector(`#reasons li[data-key="${arguments[0]}"]`);'
+        "return li ? [li.className, li.innerText] : ['', ''];"
+    )
+    found = driver.execute_script(script, key)
+    return str(found[0]), str(found[1])
 
 
 def _countdown(driver: webdriver.Chrome) -> int | None:

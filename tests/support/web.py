@@ -132,4 +132,10 @@ def chromium(profile: Path, size: tuple[int, int] = PHONE) -> webdriver.Chrome:
     ):
         options.add_argument(flag)
     service = Service(executable_path=_first(CHROMEDRIVER, "chromedriver"))
-    return webdriver.Chrome(options=options, service=service)
+    driver = webdriver.Chrome(options=options, service=service)
+    # Headless windows are at least 500 px wide: set the phone's viewport itself.
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True},
+    )
+    return driver

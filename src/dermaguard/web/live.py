@@ -258,7 +258,9 @@ class Hub:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._call(self._on_link_loop, "lost", None if reason_code.value == 0 else str(reason_code))
+        # paho says "Unspecified error" for a broker that went away: no detail worth showing.
+        detail = None if reason_code.value in (0, 128) else str(reason_code)
+        self._call(self._on_link_loop, "lost", detail)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._call(self._on_link_loop, "lost", "cannot reach the broker")

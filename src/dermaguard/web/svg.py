@@ -21,7 +21,8 @@ ZONE_COLOURS: Mapping[str, str] = {
     "high": "#ffe08a",
     "over": "#ff9c9c",
 }
-_W, _H, _PAD_L, _PAD_B, _PAD_T = 600, 260, 40, 28, 10
+_FONT = 'font-family="system-ui, sans-serif"'
+_W, _H, _PAD_L, _PAD_B, _PAD_T = 400, 240, 34, 26, 8
 
 
 def trace_svg(trace: Sequence[TraceSample], zones: ZonesConfig, title: str) -> str:
@@ -39,7 +40,7 @@ def trace_svg(trace: Sequence[TraceSample], zones: ZonesConfig, title: str) -> s
         return _PAD_T + plot_h - min(f, top) / top * plot_h
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" role="img" {_FONT} '
         f'aria-label="{escape(title)}" class="chart">'
     ]
     bands = [
@@ -52,13 +53,13 @@ def trace_svg(trace: Sequence[TraceSample], zones: ZonesConfig, title: str) -> s
         parts.append(
             f'<rect x="{_PAD_L}" y="{y(high):.1f}" width="{plot_w}" '
             f'height="{y(low) - y(high):.1f}" fill="{ZONE_COLOURS[name]}" opacity="0.5"/>'
-            f'<text x="{_W - 10}" y="{y(high) + 12:.1f}" text-anchor="end" font-size="11">'
+            f'<text x="{_W - 10}" y="{y(high) + 12:.1f}" text-anchor="end" font-size="13">'
             f"{name}</text>"
         )
     for value in (0.0, zones.ok_n, zones.high_n, zones.over_n):
         parts.append(
             f'<text x="{_PAD_L - 4}" y="{y(value) + 4:.1f}" text-anchor="end" '
-            f'font-size="11">{value:g}</text>'
+            f'font-size="13">{value:g}</text>'
         )
     segment: list[str] = []
     lines: list[str] = []
@@ -74,10 +75,10 @@ def trace_svg(trace: Sequence[TraceSample], zones: ZonesConfig, title: str) -> s
     for points in lines:
         parts.append(f'<polyline points="{points}" fill="none" stroke="#222" stroke-width="1.5"/>')
     parts.append(
-        f'<text x="{_PAD_L}" y="{_H - 8}" font-size="11">0 s</text>'
-        f'<text x="{_W - 10}" y="{_H - 8}" text-anchor="end" font-size="11">{end:.0f} s</text>'
+        f'<text x="{_PAD_L}" y="{_H - 8}" font-size="13">0 s</text>'
+        f'<text x="{_W - 10}" y="{_H - 8}" text-anchor="end" font-size="13">{end:.0f} s</text>'
         f'<text x="{_PAD_L + plot_w / 2:.0f}" y="{_H - 8}" text-anchor="middle" '
-        f'font-size="11">force (N) over time</text>'
+        f'font-size="13">force (N) over time</text>'
     )
     parts.append("</svg>")
     return "".join(parts)
@@ -100,12 +101,12 @@ def calendar_svg(
     height = head + weeks * (cell + gap)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'role="img" aria-label="sessions of the last {weeks} weeks" class="chart">'
+        f'role="img" {_FONT} aria-label="sessions of the last {weeks} weeks" class="chart">'
     ]
     for i, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")):
         parts.append(
             f'<text x="{left + i * (cell + gap) + cell / 2}" y="12" text-anchor="middle" '
-            f'font-size="11">{name}</text>'
+            f'font-size="13">{name}</text>'
         )
     for week in range(weeks):
         for wd in range(7):
@@ -122,8 +123,10 @@ def calendar_svg(
             label = f"{day.isoformat()}: {len(done)} session(s)"
             parts.append(
                 f'<g><title>{escape(label)}</title><rect x="{x}" y="{y}" width="{cell}" '
-                f'height="{cell}" rx="4" fill="{fill}"/>'
-                f'<text x="{x + 4}" y="{y + 13}" font-size="11">{day.day}</text>'
+                f'height="{cell}" rx="4" fill="{fill}"'
+                + (' stroke="#1d3557" stroke-width="2"' if day == today else "")
+                + "/>"
+                f'<text x="{x + 4}" y="{y + 13}" font-size="13">{day.day}</text>'
             )
             if done:
                 parts.append(

@@ -30,6 +30,10 @@ function dayTime(iso) {
   const d = new Date(iso);
   return isNaN(d) ? (iso || "") : d.toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
 }
+function shortDay(iso) {
+  const d = new Date(iso);
+  return isNaN(d) ? (iso || "") : d.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+}
 function duration(s) {
   if (s == null) return "–";
   if (s < 60) return Math.round(s) + " s";
@@ -189,6 +193,9 @@ function renderReady(ready) {
   box.querySelector(".verdict-mark").textContent = { yes: "✓", no: "✗", unknown: "?" }[ready.verdict];
   text($("verdict-text"), ready.headline);
   const list = $("reasons");
+  const key = JSON.stringify(ready.reasons);
+  if (list.dataset.key === key) return;  // unchanged: keep the list (and the reader's place)
+  list.dataset.key = key;
   list.replaceChildren();
   for (const r of ready.reasons) {
     const li = document.createElement("li");
@@ -271,11 +278,15 @@ async function loadHistory() {
       if (s.sterile_at_start === false) notes.push("not disinfected");
       if (s.too_soon) notes.push("too soon");
       if (s.status === "interrupted") notes.push("interrupted");
-      const cells = [s.session_no, dayTime(s.started_at), duration(s.duration_s),
-        s.peak_n == null ? "–" : fmtN(s.peak_n), String(s.over_episodes ?? 0), notes.join(", ")];
+      const cells = [String(s.session_no), shortDay(s.started_at), duration(s.duration_s),
+        s.peak_n == null ? "–" : fmtN(s.peak_n), String(s.over_episodes ?? 0)];
       cells.forEach((c, i) => {
         const td = document.createElement("td"); td.textContent = c;
-        if ((i === 4 && s.over_episodes) || (i === 5 && notes.length)) td.className = "flag";
+        if (i === 4 && s.over_episodes) td.className = "flag";
+        if (i === 1 && notes.length) {
+          const small = document.createElement("span"); small.className = "flag notes";
+          small.textContent = notes.join(", "); td.append(small);
+        }
         tr.append(td);
       });
       tr.addEventListener("click", () => showTrace(s.session_no));
