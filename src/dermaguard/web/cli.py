@@ -60,7 +60,7 @@ def _effective(args: argparse.Namespace) -> Config:
     if args.port is not None:
         web["port"] = args.port
     if web:
-        config = with_overrides(config, {"web": web}, "--listen/--port")
+        config = with_overrides(config, {"web": web}, " and ".join(f"--{k}" for k in web))
     if args.simulate:
         config = with_overrides(config, {"device_id": simulation_device_id(config)}, "--simulate")
     return config
@@ -106,13 +106,25 @@ def cmd_web(args: argparse.Namespace) -> int:
     from dermaguard.web.auth import FailureLimiter, TokenError, load_or_create_token
 
     config = _effective(args)
+    path = token_path(config)
+    if args.show_url:
+        # Never make a token here: one made in the wrong directory (not the service's) would
+        # be a link that does not work.
+        if not path.exists():
+            return _usage(
+                f"no web token at {path} yet: start the dashboard once (systemctl start "
+                "dermaguard-web, or dermaguard web), or give the config whose state_dir or "
+                "web.token_file the service uses"
+            )
+        try:
+            show_url(config, load_or_create_token(path))
+        except TokenError as exc:
+            return _usage(str(exc))
+        return 0
     try:
-        token = load_or_create_token(token_path(config))
+        token = load_or_create_token(path)
     except TokenError as exc:
         return _usage(str(exc))
-    if args.show_url:
-        show_url(config, token)
-        return 0
     setup_logging(args.log_level or config.log_level)
     try:
         settings = settings_from_config(config)

@@ -200,9 +200,13 @@ class Hub:
 
     def _on_link_loop(self, status: str, detail: str | None) -> None:
         if status != self.link:
-            log.info(
-                "broker %s: %s%s", self.settings.address, status, f" ({detail})" if detail else ""
-            )
+            address, why = self.settings.address, f" ({detail})" if detail else ""
+            if status == "connected":
+                log.info("connected to the broker at %s", address)
+            elif status == "refused":
+                log.warning("the broker at %s refused the connection%s", address, why)
+            else:
+                log.warning("no connection to the broker at %s%s; retrying", address, why)
         self.link, self.link_detail = status, detail
         self.model.set_link("connected" if status == "connected" else "lost", detail)
         self._broadcast("view", self.view())
