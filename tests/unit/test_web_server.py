@@ -122,3 +122,25 @@ def test_without_a_broker_the_view_says_so_and_commands_are_refused(tmp_path: Pa
         }
 
     run(tmp_path, body)
+
+
+def test_the_sign_in_form_takes_a_pasted_token_from_this_origin_only(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        origin = f"http://{client.host}:{client.port}"
+        r = await client.post(
+            "/login", data={"token": "nope"}, headers={"Origin": origin}, allow_redirects=False
+        )
+        assert r.status == 403 and "That token is not right." in await r.text()
+        r = await client.post(
+            "/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
+        )
+        assert r.status == 403 and "Set-Cookie" not in r.headers
+        r = await client.post(
+            "/login",
+            data={"token": f" {TOKEN} "},
+            headers={"Origin": origin},
+            allow_redirects=False,
+        )
+        assert r.status == 303 and f"{COOKIE}={TOKEN}" in r.headers["Set-Cookie"]
+
+    run(tmp_path, body)

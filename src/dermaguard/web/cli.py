@@ -161,6 +161,10 @@ def cmd_web(args: argparse.Namespace) -> int:
         config.device_id,
         settings.address,
     )
+    if sys.stdout.isatty():
+        # A person at a terminal gets the link at once; under systemd stdout is the journal,
+        # where the token must never go (dermaguard web --show-url prints it on demand).
+        print(f"open {sign_in_url(config, token)}", flush=True)
     try:
         serve(ctx, settings, config.web.listen, config.web.port, tls)
     except OSError as exc:
