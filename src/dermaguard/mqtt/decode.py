@@ -88,6 +88,8 @@ class Reading:
     force_n: float | None
     zone: str | None
     received: float
+    #: The device's epoch time of a ``…/force`` sample (None from a ``…/state``).
+    t: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,10 +222,10 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
 
 
 def parse_force(obj: Mapping[str, Any], now: float) -> Reading:
-    _field(obj, "t", "number")
+    t = _field(obj, "t", "number")
     force = _field(obj, "force_n", "number", null=True)
     zone = _field(obj, "zone", "string", null=True)
-    return Reading(force, None if force is None else zone, now)
+    return Reading(force, None if force is None else zone, now, t)
 
 
 def parse_session(obj: Mapping[str, Any]) -> LastSession:

@@ -26,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument("-c", "--config", type=Path, default=None, help="YAML config file")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", help="the broker (overrides mqtt.host/port)")
+    p.add_argument("--device", metavar="ID", help="the device_id to show (default: the config's)")
     p.add_argument("--listen", metavar="ADDRESS", help="address to listen on (web.listen)")
     p.add_argument("--port", type=int, help="port to listen on (web.port)")
     p.add_argument(
@@ -61,7 +62,9 @@ def _effective(args: argparse.Namespace) -> Config:
         web["port"] = args.port
     if web:
         config = with_overrides(config, {"web": web}, " and ".join(f"--{k}" for k in web))
-    if args.simulate:
+    if args.device is not None:
+        config = with_overrides(config, {"device_id": args.device}, "--device")
+    elif args.simulate:
         config = with_overrides(config, {"device_id": simulation_device_id(config)}, "--simulate")
     return config
 

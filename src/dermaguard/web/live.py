@@ -176,7 +176,8 @@ class Hub:
             return
         if topic == self.topics.force and m.reading is not None:
             r = m.reading
-            self._broadcast("force", {"force_n": r.force_n, "zone": r.zone}, droppable=True)
+            sample = {"force_n": r.force_n, "zone": r.zone, "t": r.t}
+            self._broadcast("force", sample, droppable=True)
             return
         if (
             topic == self.topics.event
