@@ -144,3 +144,14 @@ def test_the_sign_in_form_takes_a_pasted_token_from_this_origin_only(tmp_path: P
         assert r.status == 303 and f"{COOKIE}={TOKEN}" in r.headers["Set-Cookie"]
 
     run(tmp_path, body)
+
+
+def test_guessing_cookies_is_rate_limited_too(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        codes = []
+        for i in range(7):
+            client.session.cookie_jar.update_cookies({COOKIE: f"guess-{i:02d}-xxxxxxxxxxxxxxxx"})
+            codes.append((await client.get("/api/view")).status)
+        assert codes == [403] * 5 + [429] * 2
+
+    run(tmp_path, body)

@@ -103,6 +103,11 @@ async def guard(
                 return _sign_in(ctx, address, query_token, request)
             if not token_matches(request.cookies.get(COOKIE), ctx.token):
                 if request.cookies.get(COOKIE):
+                    if ctx.limiter.blocked(address):
+                        retry = str(ctx.limiter.retry_after_s(address))
+                        return _error(
+                            429, "too many wrong tokens: wait a minute", **{"Retry-After": retry}
+                        )
                     ctx.limiter.failed(address)
                 if request.method == "GET" and request.path == "/":
                     return _redirect("/login")
