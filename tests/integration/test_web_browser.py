@@ -287,6 +287,14 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     assert _reason(browser, "disinfected")[1].startswith("✓ yes")
     shot(browser, artifacts, "6-ready-yes")
 
+    # The same page on a desktop.
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False},
+    )
+    screen(browser, "live")
+    shot(browser, artifacts, "9-desktop-live")
+
 
 def _rows(driver: webdriver.Chrome) -> list[Any]:
     return list(driver.find_elements(By.CSS_SELECTOR, "#sessions tbody tr"))
