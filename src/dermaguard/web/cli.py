@@ -169,7 +169,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         # where the token must never go (dermaguard web --show-url prints it on demand).
         print(f"open {sign_in_url(config, token)}", flush=True)
     try:
-        serve(ctx, settings, config.web.listen, config.web.port, tls)
+        serve(ctx, config.web.listen, config.web.port, tls)
     except OSError as exc:
         return _usage(
             f"cannot listen on {config.web.listen}:{config.web.port}: {exc.strerror or exc} "

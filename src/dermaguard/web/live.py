@@ -112,11 +112,9 @@ class Hub:
         self.clients: set[Client] = set()
         self.link = "connecting"
         self.link_detail: str | None = None
-        self.snapshot_at_wall: float | None = None
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
-        self.on_view_change: list[Any] = []
 
     # --- the view the browsers get ------------------------------------------------------
 
@@ -193,10 +191,6 @@ class Hub:
                     if isinstance(result.get("error"), str):
                         result["error"] = refusal_words(result["error"])
                     future.set_result(result)
-        if topic == self.topics.state:
-            self.snapshot_at_wall = time.time()
-        for callback in self.on_view_change:
-            callback()
         self._broadcast("view", self.view())
 
     def _on_link_loop(self, status: str, detail: str | None) -> None:

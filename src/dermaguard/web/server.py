@@ -29,7 +29,6 @@ from aiohttp import web
 
 from dermaguard.config import Config
 from dermaguard.history_view import parse_utc
-from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.store import StoreError, open_readonly
 from dermaguard.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
 from dermaguard.web.live import WEB_COMMANDS, Hub
@@ -394,9 +393,7 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def serve(
-    ctx: WebContext, settings: MqttSettings, host: str, port: int, tls: ssl.SSLContext | None
-) -> None:
+def serve(ctx: WebContext, host: str, port: int, tls: ssl.SSLContext | None) -> None:
     """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token."""
     app = make_app(ctx)
     web.run_app(
