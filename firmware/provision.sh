@@ -9,6 +9,7 @@ PROG=${0##*/}
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 UNIT_SRC=$REPO/systemd/dermaguard.service
+WEB_UNIT_SRC=$REPO/systemd/dermaguard-web.service
 SYSUSERS_SRC=$REPO/systemd/dermaguard.sysusers
 FRAGMENT_SRC=$REPO/firmware/config.txt
 WATCHDOG_SRC=$REPO/firmware/watchdog.conf
@@ -23,11 +24,14 @@ SERVICE_USER=dermaguard
 BEGIN_MARK='# >>> dermaguard >>>'
 END_MARK='# <<< dermaguard <<<'
 UNIT=dermaguard.service
+WEB_UNIT=dermaguard-web.service
+# A broker for this Pi alone: the daemon and the dashboard share it over the loopback.
+BROKER_CONF=/etc/mosquitto/conf.d/dermaguard.conf
 APT_PACKAGES=(python3-venv python3-lgpio)
 
 usage() {
     cat <<EOF
-Usage: $PROG [--root DIR] [--source PATH] [--no-venv]
+Usage: $PROG [--root DIR] [--source PATH] [--no-venv] [--local-broker | --no-local-broker]
 
 Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm). Run as root. Idempotent.
 
@@ -38,12 +42,16 @@ Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm). Run as root. Idemp
      installed as /usr/lib/sysusers.d/dermaguard.conf and applied with systemd-sysusers
   4. /etc/dermaguard/dermaguard.yaml from the example config, only if it does not exist
      (a config you edited is never touched), mode 0640 root:dermaguard
-  5. /etc/systemd/system/dermaguard.service from systemd/dermaguard.service
+  5. /etc/systemd/system/dermaguard.service from systemd/dermaguard.service, and the web
+     dashboard's /etc/systemd/system/dermaguard-web.service from systemd/
   6. firmware/config.txt into /boot/firmware/config.txt between
      '$BEGIN_MARK' and '$END_MARK' (an existing block is replaced): outputs low
      from boot, SPI0 on (dtparam=spi=on: the HX711's bus), hardware watchdog
   7. /etc/systemd/system.conf.d/dermaguard-watchdog.conf: systemd feeds the hardware watchdog
-  8. the service enabled and started (systemctl daemon-reload, enable --now)
+  8. a local broker when none is configured (mqtt.host is this machine and no mosquitto is
+     installed): offered at a terminal, or with --local-broker: apt mosquitto and
+     $BROKER_CONF (listener 1883 on 127.0.0.1 only, shared by the daemon and the dashboard)
+  8b. the services enabled and started (systemctl daemon-reload, enable --now)
   9. $SPI_DEV checked: present, and the service user may open it for reading and
      writing (its owner, group and mode against the user's groups). Missing because SPI0
      turns on only at the next boot, it says to reboot; a problem is a warning, not a failure.
@@ -56,6 +64,8 @@ Options:
                  DIR has DIR in its paths, so for an image run this script inside a chroot.
   --source PATH  install this wheel, sdist or source directory instead of $REPO
   --no-venv      skip the venv and the package (a quick run of everything else)
+  --local-broker install the local Mosquitto of step 8 without asking
+  --no-local-broker  do not offer it
   -h, --help     show this help
 
 Environment: PYTHON  the interpreter for the venv (default python3, must be 3.11 or newer)
@@ -75,6 +85,7 @@ warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
 ROOT=""
 SOURCE=$REPO
 MAKE_VENV=1
+LOCAL_BROKER=ask
 while [ $# -gt 0 ]; do
     case $1 in
     --root)
@@ -97,6 +108,14 @@ while [ $# -gt 0 ]; do
         ;;
     --no-venv)
         MAKE_VENV=0
+        shift
+        ;;
+    --local-broker)
+        LOCAL_BROKER=yes
+        shift
+        ;;
+    --no-local-broker)
+        LOCAL_BROKER=no
         shift
         ;;
     -h | --help)
@@ -307,6 +326,7 @@ fi
 
 # --- 5. unit --------------------------------------------------------------------------------
 install_file "$UNIT_SRC" "$ROOT/etc/systemd/system/$UNIT" 0644 || true
+install_file "$WEB_UNIT_SRC" "$ROOT/etc/systemd/system/$WEB_UNIT" 0644 || true
 
 # --- 6. boot configuration ------------------------------------------------------------------
 block() {
@@ -351,23 +371,90 @@ if install_file "$WATCHDOG_SRC" "$ROOT/etc/systemd/system.conf.d/dermaguard-watc
     REBOOT=1
 fi
 
-# --- 8. enable (and start) ------------------------------------------------------------------
-if [ -n "$ROOT" ]; then
-    systemctl --root="$ROOT" --quiet enable "$UNIT" 2>/dev/null ||
-        die "systemctl --root=$ROOT enable $UNIT failed"
-    say enabled "$UNIT (offline, under --root: not started)"
-else
-    systemctl daemon-reload
-    was_active=0
-    if systemctl --quiet is-active "$UNIT"; then was_active=1; fi
-    systemctl --quiet enable --now "$UNIT"
-    if [ "$was_active" = 1 ] && [ "$CHANGED" = 1 ]; then
-        systemctl restart "$UNIT"
-        say restarted "$UNIT (it was running: now on the new version)"
+# --- 8. a local broker, when none is configured ---------------------------------------------
+# mqtt.host from the config (the top-level mqtt: section's host:), localhost when not set.
+mqtt_host=$(awk '
+    /^[^ \t#]/ { section = $1 }
+    section == "mqtt:" && $1 == "host:" { print $2; exit }' "$CONF" 2>/dev/null | tr -d "\"'")
+mqtt_host=${mqtt_host:-localhost}
+broker_installed=0
+if [ -z "$ROOT" ] && command -v dpkg-query >/dev/null 2>&1; then
+    status=$(dpkg-query -W -f='${Status}' mosquitto 2>/dev/null || true)
+    [ "$status" = "install ok installed" ] && broker_installed=1
+fi
+if [ -e "$ROOT$BROKER_CONF" ]; then
+    broker_installed=1
+fi
+case $mqtt_host in
+localhost | 127.0.0.1 | ::1) local_host=1 ;;
+*) local_host=0 ;;
+esac
+if [ "$local_host" = 0 ]; then
+    say skipped "local broker: mqtt.host is $mqtt_host (a broker is configured)"
+    want_broker=no
+elif [ "$LOCAL_BROKER" = ask ] && [ "$broker_installed" = 1 ] && [ ! -e "$ROOT$BROKER_CONF" ]; then
+    say unchanged "local broker: mosquitto is installed here (its own configuration is kept)"
+    want_broker=no
+elif [ "$LOCAL_BROKER" = ask ] && [ ! -e "$ROOT$BROKER_CONF" ]; then
+    if [ -t 0 ]; then
+        printf 'No MQTT broker is configured (mqtt.host is %s). Install Mosquitto here, on the\n' \
+            "$mqtt_host"
+        printf 'loopback only, for the daemon and the web dashboard? [Y/n] '
+        read -r answer || answer=n
+        case $answer in [nN]*) want_broker=no ;; *) want_broker=yes ;; esac
     else
-        say started "$UNIT (enabled)"
+        say offered "local broker: none is configured; run again with --local-broker to install Mosquitto on 127.0.0.1 for the daemon and the dashboard"
+        want_broker=no
+    fi
+else
+    want_broker=$LOCAL_BROKER
+    [ -e "$ROOT$BROKER_CONF" ] && [ "$LOCAL_BROKER" != no ] && want_broker=yes
+fi
+if [ "$want_broker" = yes ]; then
+    broker_src=$(mktemp)
+    cat >"$broker_src" <<'CONF'
+# dermaguard (firmware/provision.sh): a broker for this Pi alone, shared by the daemon and the
+# web dashboard. Only the loopback: nothing on the network can reach it.
+listener 1883 127.0.0.1
+allow_anonymous true
+CONF
+    broker_changed=0
+    if install_file "$broker_src" "$ROOT$BROKER_CONF" 0644; then broker_changed=1; fi
+    rm -f -- "$broker_src"
+    if [ -n "$ROOT" ]; then
+        say skipped "apt (--root): the target needs mosquitto for $BROKER_CONF"
+    else
+        status=$(dpkg-query -W -f='${Status}' mosquitto 2>/dev/null || true)
+        if [ "$status" != "install ok installed" ]; then
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
+            say installed "apt: mosquitto"
+        fi
+        systemctl --quiet enable --now mosquitto
+        if [ "$broker_changed" = 1 ]; then systemctl restart mosquitto; fi
+        say started "mosquitto on 127.0.0.1:1883"
     fi
 fi
+
+# --- 8b. enable (and start) -----------------------------------------------------------------
+for unit in "$UNIT" "$WEB_UNIT"; do
+    if [ -n "$ROOT" ]; then
+        systemctl --root="$ROOT" --quiet enable "$unit" 2>/dev/null ||
+            die "systemctl --root=$ROOT enable $unit failed"
+        say enabled "$unit (offline, under --root: not started)"
+    else
+        [ "$unit" = "$UNIT" ] && systemctl daemon-reload
+        was_active=0
+        if systemctl --quiet is-active "$unit"; then was_active=1; fi
+        systemctl --quiet enable --now "$unit"
+        if [ "$was_active" = 1 ] && [ "$CHANGED" = 1 ]; then
+            systemctl restart "$unit"
+            say restarted "$unit (it was running: now on the new version)"
+        else
+            say started "$unit (enabled)"
+        fi
+    fi
+done
 
 # --- 9. the SPI device of the HX711 -------------------------------------------------------
 SPI_WARNING=0

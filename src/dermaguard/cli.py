@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 if TYPE_CHECKING:
     from dermaguard.store import StoreReader
+from dermaguard.web import cli as web_cli
 
 EXIT_USAGE = 2
 #: The machine refused something (an unwritable directory, an unreadable history, a closed
@@ -184,6 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --once: seconds to wait for the broker and the state (default 5)",
     )
     hw_check.add_parser(sub)
+    web_cli.add_parser(sub)
     return parser
 
 
@@ -607,6 +609,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new-roller": cmd_new_roller,
         "watch": cmd_watch,
         "check-hardware": hw_check.cmd_check_hardware,
+        "web": web_cli.cmd_web,
     }
     try:
         return handlers[args.command](args)

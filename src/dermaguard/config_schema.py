@@ -743,6 +743,52 @@ class MqttConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """``dermaguard web``: the local dashboard, a process apart from the daemon."""
+
+    listen: str = field(
+        default="0.0.0.0",
+        metadata=meta(
+            pattern=r"^[^\s/]+$",
+            pattern_doc="an address to listen on (0.0.0.0: every interface, 127.0.0.1: this Pi)",
+            doc="Address the dashboard listens on.",
+        ),
+    )
+    port: int = field(default=8080, metadata=meta(min=1, max=65535, doc="Dashboard port."))
+    tls_cert_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="Certificate chain (PEM) to serve HTTPS; null: plain HTTP on the home network.",
+        ),
+    )
+    tls_key_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY, pattern_doc="a non-empty path", doc="The certificate's key (PEM)."
+        ),
+    )
+    token_file: str | None = field(
+        default=None,
+        metadata=meta(
+            pattern=_NON_EMPTY,
+            pattern_doc="a non-empty path",
+            doc="Access token (made at first start, mode 0600); null: web-token in state_dir.",
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """A certificate needs its key, and a key its certificate."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            given = "tls_cert_file" if self.tls_cert_file is not None else "tls_key_file"
+            missing = "tls_key_file" if given == "tls_cert_file" else "tls_cert_file"
+            requirement = f"needs {join_path(path, missing)} too"
+            return [not_allowed(join_path(path, given), getattr(self, given), requirement)]
+        return []
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole dermaguard configuration."""
 
@@ -796,6 +842,9 @@ class Config:
     )
     mqtt: MqttConfig = field(
         default_factory=MqttConfig, metadata=meta(doc="MQTT broker, topics and discovery.")
+    )
+    web: WebConfig = field(
+        default_factory=WebConfig, metadata=meta(doc="The local web dashboard (dermaguard web).")
     )
 
     def _check(self, path: str) -> list[str]:

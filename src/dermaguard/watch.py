@@ -19,7 +19,6 @@ contradictory.
 
 from __future__ import annotations
 
-import json
 import math
 import queue
 import secrets
@@ -44,18 +43,27 @@ from rich.table import Table
 from rich.text import Text
 
 from dermaguard.config import ZonesConfig
-from dermaguard.core.events import Event
-from dermaguard.history_view import case_word, format_span, parse_utc
+from dermaguard.history_view import case_word, format_span
 from dermaguard.mqtt.client import RECONNECT_MAX_S, connection_client
+from dermaguard.mqtt.decode import (
+    MAX_PAYLOAD,
+    Decoded,
+    EventLine,
+    LastSession,
+    Malformed,
+    Reading,
+    Snapshot,
+    decode,
+    event_summary,
+    topic_names,
+)
 from dermaguard.mqtt.settings import MqttSettings
-from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
+from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
 #: Events kept for the "recent events" list.
 RECENT_EVENTS: Final = 10
 #: Event ids remembered for de-duplication (far more than a reconnect replays).
 SEEN_IDS: Final = 4096
-#: A contract payload is a few hundred bytes; anything this large is not one.
-MAX_PAYLOAD: Final = 64 * 1024
 #: The gauge runs from 0 to the over-pressure threshold times this.
 GAUGE_HEADROOM: Final = 1.3
 #: Frames per second in live mode; 4 gives the 2 Hz over-pressure flash of the device LED.
@@ -94,249 +102,19 @@ _EVENT_STYLE: Final[Mapping[str, str]] = {
     "sensor_recovered": "green",
     "sterilization_completed": "green",
 }
-_SUMMARY_MAX: Final = 90
-
-
-# --- what arrives, parsed -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Snapshot:
-    """The fields of a ``…/state`` payload the view shows."""
-
-    ts: datetime
-    state: str
-    zone: str | None
-    force_n: float | None
-    sterile: bool
-    sterile_until: datetime | None
-    uv_on: bool
-    lid_closed: bool
-    docked: bool
-    case: str
-    remaining_s: float | None
-    session_no: int | None
-    roller_id: int
-    roller_uses: int
-    fault: str | None
-    alarm: str | None
-    silenced: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """The latest force, from ``…/force`` or ``…/state`` (whichever arrived last)."""
-
-    force_n: float | None
-    zone: str | None
-    received: float
-
-
-@dataclass(frozen=True, slots=True)
-class LastSession:
-    """The figures of ``…/session/last`` the view shows; optional ones may be ``None``."""
-
-    session_no: int
-    ended_at: datetime
-    duration_s: float
-    contact_s: float
-    peak_n: float | None
-    mean_n: float | None
-    over_episodes: int
-    longest_over_s: float | None
-    sterile_at_start: bool | None
-    too_soon: bool | None
-    roller_id: int | None
-    roller_use: int | None
-    end_reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class EventLine:
-    """One event as listed: its one-line summary is made once, when it arrives."""
-
-    id: str
-    seq: int
-    type: str
-    ts: datetime
-    summary: str
-
-
-class _Malformed(Exception):
-    """A payload that does not fit the contract; the message says which key and why."""
-
-
-_Kind = Literal["number", "integer", "string", "boolean", "timestamp"]
-
-
-def _field(obj: Mapping[str, Any], key: str, kind: _Kind, *, null: bool = False) -> Any:
-    """``obj[key]`` checked against ``kind`` (``null``: may be null); raises ``_Malformed``."""
-    if key not in obj:
-        raise _Malformed(f"{key} is missing")
-    return _check(key, obj[key], kind, null)
-
-
-def _optional(obj: Mapping[str, Any], key: str, kind: _Kind) -> Any:
-    """Like :func:`_field` for a key the view can do without: missing or null gives None."""
-    return _check(key, obj.get(key), kind, True)
-
-
-def _check(key: str, value: Any, kind: _Kind, null: bool) -> Any:
-    if value is None:
-        if null:
-            return None
-        raise _Malformed(f"{key} is null")
-    ok = {
-        # bool is an int in Python, never a number in JSON.
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "string": isinstance(value, str),
-        "boolean": isinstance(value, bool),
-        "timestamp": isinstance(value, str),
-    }[kind]
-    if not ok:
-        raise _Malformed(f"{key} is not a {kind}: {_short(repr(value), 40)}")
-    if kind == "number":
-        try:
-            number = float(value)
-        except OverflowError:  # an integer past float's range
-            number = math.inf
-        if not math.isfinite(number):  # 1e999 parses as inf
-            raise _Malformed(f"{key} is not finite")
-        return number
-    if kind == "timestamp":
-        try:
-            moment = parse_utc(value)
-        except OverflowError:  # year 1 with an offset
-            moment = None
-        if moment is None:
-            raise _Malformed(f"{key} is not a UTC timestamp: {_short(repr(value), 40)}")
-        return moment
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise _Malformed(f"{name} is not JSON")
-
-
-def _json_object(payload: bytes) -> dict[str, Any]:
-    """The payload as a JSON object of the contract version this watcher knows."""
-    if len(payload) > MAX_PAYLOAD:
-        raise _Malformed(f"{len(payload)} bytes, too large for a contract payload")
-    try:
-        obj = json.loads(payload.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise _Malformed("not JSON") from None
-    if not isinstance(obj, dict):
-        raise _Malformed("not a JSON object")
-    if obj.get("v") != CONTRACT_VERSION:
-        raise _Malformed(
-            f"contract version {obj.get('v')!r}, this watcher knows {CONTRACT_VERSION}"
-        )
-    return obj
-
-
-def _parse_state(obj: Mapping[str, Any]) -> Snapshot:
-    force = _field(obj, "force_n", "number", null=True)
-    zone = _field(obj, "zone", "string", null=True)
-    return Snapshot(
-        ts=_field(obj, "ts", "timestamp"),
-        state=_field(obj, "state", "string"),
-        zone=None if force is None else zone,
-        force_n=force,
-        sterile=_field(obj, "sterile", "boolean"),
-        sterile_until=_field(obj, "sterile_until", "timestamp", null=True),
-        uv_on=_field(obj, "uv_on", "boolean"),
-        lid_closed=_field(obj, "lid_closed", "boolean"),
-        docked=_field(obj, "docked", "boolean"),
-        case=_field(obj, "case", "string"),
-        remaining_s=_field(obj, "remaining_s", "number", null=True),
-        session_no=_field(obj, "session_no", "integer", null=True),
-        roller_id=_field(obj, "roller_id", "integer"),
-        roller_uses=_field(obj, "roller_uses", "integer"),
-        fault=_field(obj, "fault", "string", null=True),
-        alarm=_field(obj, "alarm", "string", null=True),
-        silenced=_field(obj, "silenced", "boolean"),
-    )
-
-
-def _parse_force(obj: Mapping[str, Any], now: float) -> Reading:
-    _field(obj, "t", "number")
-    force = _field(obj, "force_n", "number", null=True)
-    zone = _field(obj, "zone", "string", null=True)
-    return Reading(force, None if force is None else zone, now)
-
-
-def _parse_session(obj: Mapping[str, Any]) -> LastSession:
-    return LastSession(
-        session_no=_field(obj, "session_no", "integer"),
-        ended_at=_field(obj, "ended_at", "timestamp"),
-        duration_s=_field(obj, "duration_s", "number"),
-        contact_s=_field(obj, "contact_s", "number"),
-        peak_n=_field(obj, "peak_n", "number", null=True),
-        mean_n=_optional(obj, "mean_n", "number"),
-        over_episodes=_field(obj, "over_episodes", "integer"),
-        longest_over_s=_optional(obj, "longest_over_s", "number"),
-        sterile_at_start=_optional(obj, "sterile_at_start", "boolean"),
-        too_soon=_optional(obj, "too_soon", "boolean"),
-        roller_id=_optional(obj, "roller_id", "integer"),
-        roller_use=_optional(obj, "roller_use", "integer"),
-        end_reason=_field(obj, "end_reason", "string"),
-    )
-
-
-def _parse_event(obj: Mapping[str, Any]) -> EventLine:
-    data = obj.get("data")
-    if not isinstance(data, dict):
-        raise _Malformed("data is not an object")
-    event_id = _field(obj, "id", "string")
-    if not event_id:
-        raise _Malformed("id is empty")
-    etype = _field(obj, "type", "string")
-    return EventLine(
-        id=event_id,
-        seq=_field(obj, "seq", "integer"),
-        type=etype,
-        ts=_field(obj, "ts", "timestamp"),
-        summary=event_summary(etype, data),
-    )
-
-
-def event_summary(etype: str, data: Mapping[str, Any]) -> str:
-    """One short line for an event, worded like the daemon's own terminal output.
-
-    The daemon's templates trust their data; here the data came over the network, so any
-    failure falls back to ``key=value`` pairs rather than raising.
-    """
-    from dermaguard.console import describe
-
-    text: str | None = None
-    if etype == "command_result" and data.get("ok") is True:
-        text = f"command {data.get('command', '?')}: ok"
-    elif etype == "new_roller" and "roller_id" in data:
-        text = f"roller {data['roller_id']} is in use (0 uses)"
-    elif etype == "calibration_changed":
-        text = "calibration changed"
-    if text is None:
-        try:
-            text = describe(Event(etype, 0.0, dict(data)))
-        except Exception:  # the network's data, the daemon's templates: never fatal here
-            text = None
-    if text is None or text == f"{etype} {dict(data)}":
-        text = " ".join(f"{k}={_scalar(v)}" for k, v in data.items())
-    elif text == etype or text.startswith(f"{etype} "):
-        text = text[len(etype) :]  # no template: the type is in its own column already
-    return _short(" ".join(text.split()), _SUMMARY_MAX)
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "…"
-    return str(value)
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+#: Kept importable from here: the decoder moved to :mod:`dermaguard.mqtt.decode`.
+__all__ = [
+    "MAX_PAYLOAD",
+    "EventLine",
+    "LastSession",
+    "Reading",
+    "Snapshot",
+    "WatchError",
+    "WatchModel",
+    "event_summary",
+    "render",
+    "watch",
+]
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -359,6 +137,7 @@ class WatchModel:
         self.topics = topics
         self.zones = zones if zones is not None else ZonesConfig()
         self.address = address
+        self._names = topic_names(topics)
         self.snapshot: Snapshot | None = None
         self.snapshot_at: float | None = None
         self.reading: Reading | None = None
@@ -388,57 +167,45 @@ class WatchModel:
 
     def ingest(self, topic: str, payload: bytes, now: float) -> bool:
         """Take one message; False when it was ignored (malformed, duplicate, other topic)."""
-        t = self.topics
-        names = {
-            t.state: "state",
-            t.force: "force",
-            t.event: "event",
-            t.session_last: "session/last",
-            t.availability: "availability",
-        }
-        name = names.get(topic)
+        name = self._names.get(topic)
         if name is None:
             return False
         self.messages += 1
         try:
-            return self._ingest(name, bytes(payload), now)
-        except _Malformed as exc:
+            decoded = decode(name, bytes(payload), now)
+        except Malformed as exc:
             self.malformed += 1
             self.last_malformed = f"{name}: {exc}"
             return False
+        return self.apply(decoded, now)
 
-    def _ingest(self, name: str, payload: bytes, now: float) -> bool:
-        if name == "availability":
-            text = payload.decode("utf-8", errors="replace").strip()
-            if text not in (ONLINE, OFFLINE, ""):
-                raise _Malformed(f"{_short(repr(text), 30)} is neither {ONLINE} nor {OFFLINE}")
-            self.availability = text or None
-            return True
-        if not payload and name in ("state", "session/last"):
-            # An empty retained message deletes the retained one: the device's data is gone.
-            if name == "state":
-                self.snapshot = self.snapshot_at = None
-            else:
-                self.last_session = None
-            return True
-        obj = _json_object(payload)
-        if name == "state":
-            self.snapshot = _parse_state(obj)
-            self.snapshot_at = now
-            self.reading = Reading(self.snapshot.force_n, self.snapshot.zone, now)
-        elif name == "force":
-            self.reading = _parse_force(obj, now)
-        elif name == "session/last":
-            self.last_session = _parse_session(obj)
+    def apply(self, decoded: Decoded, now: float) -> bool:
+        """Take one decoded message; False for an event already seen."""
+        value = decoded.value
+        if decoded.name == "availability":
+            assert value is None or isinstance(value, str)
+            self.availability = value
+        elif decoded.name == "state":
+            assert value is None or isinstance(value, Snapshot)
+            self.snapshot = value
+            self.snapshot_at = None if value is None else now
+            if value is not None:
+                self.reading = Reading(value.force_n, value.zone, now)
+        elif decoded.name == "force":
+            assert isinstance(value, Reading)
+            self.reading = value
+        elif decoded.name == "session/last":
+            assert value is None or isinstance(value, LastSession)
+            self.last_session = value
         else:
-            line = _parse_event(obj)
-            if line.id in self._seen:
+            assert isinstance(value, EventLine)
+            if value.id in self._seen:
                 self.duplicates += 1
                 return False
-            self._seen[line.id] = None
+            self._seen[value.id] = None
             if len(self._seen) > SEEN_IDS:
                 self._seen.popitem(last=False)
-            self._events.append(line)
+            self._events.append(value)
         return True
 
     def remaining_s(self, now: float) -> float | None:

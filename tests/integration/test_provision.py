@@ -27,6 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "firmware" / "provision.sh"
 FRAGMENT = ROOT / "firmware" / "config.txt"
 UNIT = ROOT / "systemd" / "dermaguard.service"
+WEB_UNIT = ROOT / "systemd" / "dermaguard-web.service"
+BROKER_CONF = Path("etc/mosquitto/conf.d/dermaguard.conf")
 SYSUSERS = ROOT / "systemd" / "dermaguard.sysusers"
 EXAMPLE = ROOT / "src" / "dermaguard" / "data" / "dermaguard.example.yaml"
 SPI_DEV = "/dev/spidev0.0"
@@ -179,6 +181,14 @@ def test_the_service_is_enabled(provisioned: Provisioned) -> None:
 
 
 @pytest.mark.slow
+def test_the_web_dashboards_unit_is_installed_and_enabled(provisioned: Provisioned) -> None:
+    installed = provisioned.target / "etc" / "systemd" / "system" / "dermaguard-web.service"
+    assert installed.read_bytes() == WEB_UNIT.read_bytes()
+    wants = provisioned.target / "etc/systemd/system/multi-user.target.wants/dermaguard-web.service"
+    assert str(wants.readlink()) == "/etc/systemd/system/dermaguard-web.service"
+
+
+@pytest.mark.slow
 def test_the_first_run_installs_the_example_config_0640_root_dermaguard(
     provisioned: Provisioned,
 ) -> None:
@@ -304,6 +314,34 @@ def test_a_damaged_block_is_refused_and_the_file_left_alone(tmp_path: Path) -> N
     assert "fix it by hand" in result.stderr
     assert boot.read_text(encoding="utf-8") == damaged
     assert not (tmp_path / "etc").exists(), "nothing is changed before the checks pass"
+
+
+def test_without_a_broker_a_local_one_is_offered_not_installed(tmp_path: Path) -> None:
+    result = provision(tmp_path, "--no-venv")
+    assert "offered   local broker: none is configured; run again with --local-broker" in (
+        result.stdout
+    )
+    assert not (tmp_path / BROKER_CONF).exists()
+
+
+def test_the_local_broker_listens_on_the_loopback_only_and_stays(tmp_path: Path) -> None:
+    first = provision(tmp_path, "--no-venv", "--local-broker")
+    conf = (tmp_path / BROKER_CONF).read_text(encoding="utf-8")
+    listeners = [line.split() for line in conf.splitlines() if line.startswith("listener")]
+    assert listeners == [["listener", "1883", "127.0.0.1"]]
+    assert f"installed /{BROKER_CONF}" in first.stdout
+    assert "the target needs mosquitto" in first.stdout
+    second = provision(tmp_path, "--no-venv")  # installed once: kept without asking again
+    assert f"unchanged /{BROKER_CONF}" in second.stdout
+
+
+def test_a_configured_broker_gets_no_local_one(tmp_path: Path) -> None:
+    config = tmp_path / "etc" / "dermaguard" / "dermaguard.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text('mqtt:\n  host: "broker.lan"\n', encoding="utf-8")
+    result = provision(tmp_path, "--no-venv", "--local-broker")
+    assert "skipped   local broker: mqtt.host is broker.lan" in result.stdout
+    assert not (tmp_path / BROKER_CONF).exists()
 
 
 def test_without_a_boot_config_one_is_made_with_the_block_alone(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from dermaguard.config_fields import meta
 
 SECTIONS = (
     "device_id, profile, state_dir, log_level, pins, hx711, load_cell, calibration, pressure, "
-    "alarm, case, care, session, mqtt"
+    "alarm, case, care, session, mqtt, web"
 )
 
 

@@ -1,9 +1,9 @@
 """The JSON Schemas (draft 2020-12) of the MQTT contract, shipped as package data.
 
-They live in ``dermaguard/mqtt/schemas/*.json`` so that tests, ``dermaguard watch`` and anyone
-consuming the topics can check payloads against one written contract. Loading needs only the
-standard library; validating is left to the caller (``jsonschema`` is a test dependency, not a
-runtime one, so the daemon does not carry it).
+They live in ``dermaguard/mqtt/schemas/*.json`` so that tests, the views (``dermaguard watch``
+and ``dermaguard web``, through :mod:`dermaguard.mqtt.decode`) and anyone consuming the topics
+can check payloads against one written contract. Loading needs only the standard library; the
+decoder validates with ``jsonschema``; the daemon's publishing path never imports it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,408 @@
+"""The dashboard's HTTP server (aiohttp): pages, the live stream, commands and history.
+
+aiohttp because one asyncio process serves the pages, holds every browser's server-sent-event
+stream and runs the MQTT hand-off without threads per client; it is a mature, well-kept
+library packaged by Debian (python3-aiohttp), with no compiler needed on a Pi.
+
+Security on a home network (see :mod:`dermaguard.web.auth`): every route but the sign-in page
+and ``/healthz`` needs the token cookie; state-changing requests are POSTs whose ``Origin`` must
+be this server; wrong tokens are rate-limited per address; errors are short JSON or text, never
+a traceback; the request log never contains a query string (where the token travels once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from aiohttp import web
+
+from dermaguard.config import Config
+from dermaguard.history_view import parse_utc
+from dermaguard.store import StoreError, open_readonly
+from dermaguard.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
+from dermaguard.web.live import WEB_COMMANDS, Hub
+from dermaguard.web.ready import readiness
+from dermaguard.web.svg import calendar_svg, trace_svg
+
+log = logging.getLogger(__name__)
+
+_STATIC: Final = {
+    "app.js": "text/javascript",
+    "app.css": "text/css",
+    "icon.svg": "image/svg+xml",
+}
+_SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cache-Control": "no-store",
+}
+_PUBLIC: Final = frozenset({"/login", "/healthz", "/static/app.css", "/static/icon.svg"})
+MAX_BODY: Final = 4096
+HEARTBEAT_S: Final = 15.0
+
+
+@dataclass
+class WebContext:
+    """What the handlers need, kept on the application."""
+
+    config: Config
+    hub: Hub
+    token: str
+    history_path: Path
+    calibration_path: Path
+    tls: bool
+    limiter: FailureLimiter
+
+
+CTX: Final = web.AppKey("ctx", WebContext)
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("dermaguard.web").joinpath("static", name).read_bytes()
+
+
+def _client_address(request: web.Request) -> str:
+    return request.remote or "unknown"
+
+
+def _error(status: int, message: str, **headers: str) -> web.Response:
+    """A short JSON error naming what was wrong; never a traceback."""
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _redirect(location: str) -> web.Response:
+    return web.Response(status=303, headers={"Location": location})
+
+
+@web.middleware
+async def guard(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Token cookie, Origin check on POSTs, rate limit, security headers, no tracebacks."""
+    ctx = request.app[CTX]
+    address = _client_address(request)
+    try:
+        if request.path not in _PUBLIC:
+            query_token = request.query.get("token")
+            if query_token is not None and request.method == "GET" and request.path == "/":
+                return _sign_in(ctx, address, query_token, request)
+            if not token_matches(request.cookies.get(COOKIE), ctx.token):
+                if request.cookies.get(COOKIE):
+                    if ctx.limiter.blocked(address):
+                        retry = str(ctx.limiter.retry_after_s(address))
+                        return _error(
+                            429, "too many wrong tokens: wait a minute", **{"Retry-After": retry}
+                        )
+                    ctx.limiter.failed(address)
+                if request.method == "GET" and request.path == "/":
+                    return _redirect("/login")
+                return _error(403, "sign in first: open the link from `dermaguard web --show-url`")
+        if request.method not in ("GET", "HEAD"):
+            scheme = "https" if ctx.tls else "http"
+            if not origin_allowed(request.headers.get("Origin"), request.host, scheme):
+                return _error(403, "refused: this request did not come from the dashboard's page")
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            response = web.Response(status=exc.status, headers=exc.headers)
+        else:
+            response = _error(exc.status, exc.reason)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:  # our bug: logged with its traceback, the browser gets a short message
+        log.exception("error serving %s %s", request.method, request.path)
+        response = _error(500, "internal error (details are in the dashboard's log)")
+    if not response.prepared:
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+    return response
+
+
+def _sign_in(ctx: WebContext, address: str, given: str, request: web.Request) -> web.Response:
+    if ctx.limiter.blocked(address):
+        retry = str(ctx.limiter.retry_after_s(address))
+        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+    if not token_matches(given, ctx.token):
+        ctx.limiter.failed(address)
+        log.warning("wrong dashboard token from %s", address)
+        if request.path == "/login":
+            return web.Response(
+                status=403, text=_login_page("That token is not right."), content_type="text/html"
+            )
+        return _error(403, "wrong token")
+    response = _redirect("/")
+    response.set_cookie(
+        COOKIE,
+        ctx.token,
+        httponly=True,
+        samesite="Strict",
+        secure=ctx.tls,
+        max_age=400 * 24 * 3600,
+        path="/",
+    )
+    return response
+
+
+def _login_page(message: str = "") -> str:
+    note = f'<p class="bad">{message}</p>' if message else ""
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<title>dermaguard: sign in</title><link rel="stylesheet" href="/static/app.css">'
+        '</head><body><main class="login"><h1>dermaguard</h1>'
+        "<p>This dashboard needs its access token. On the Pi, run "
+        "<code>dermaguard web --show-url</code> and open the link (or scan the QR code), "
+        "or paste the token here.</p>"
+        f"{note}"
+        '<form method="post" action="/login"><label for="token">Access token</label>'
+        '<input id="token" name="token" type="password" autocomplete="current-password" required>'
+        '<button type="submit">Open the dashboard</button></form></main></body></html>'
+    )
+
+
+async def login_get(request: web.Request) -> web.Response:
+    return web.Response(text=_login_page(), content_type="text/html")
+
+
+async def login_post(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    address = _client_address(request)
+    if ctx.limiter.blocked(address):
+        retry = str(ctx.limiter.retry_after_s(address))
+        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+    form = await request.post()
+    given = form.get("token")
+    return _sign_in(ctx, address, given.strip() if isinstance(given, str) else "", request)
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(body=_asset("index.html"), content_type="text/html")
+
+
+async def static(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    if name not in _STATIC:
+        return _error(404, "no such file")
+    return web.Response(body=_asset(name), content_type=_STATIC[name])
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+async def view(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    return web.json_response({**ctx.hub.view(), "ready": _ready(ctx)})
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: a ``view`` at once and on every change, ``force`` samples, and a
+    ``ready`` verdict whenever the view changes."""
+    ctx = request.app[CTX]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            **{k: v for k, v in _SECURITY_HEADERS.items() if k != "Cache-Control"},
+        }
+    )
+    await response.prepare(request)
+    client = ctx.hub.subscribe()
+    try:
+        await response.write(_ready_frame(ctx).encode())
+        while True:
+            try:
+                frame = await asyncio.wait_for(client.queue.get(), HEARTBEAT_S)
+            except TimeoutError:
+                frame = ": keep-alive\n\n"
+            await response.write(frame.encode())
+            if frame.startswith("event: view"):
+                await response.write(_ready_frame(ctx).encode())
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        ctx.hub.unsubscribe(client)
+    return response
+
+
+def _ready_frame(ctx: WebContext) -> str:
+    return f"event: ready\ndata: {json.dumps(_ready(ctx), separators=(',', ':'))}\n\n"
+
+
+def _last_ended(ctx: WebContext) -> datetime | None:
+    """The end of the last finished session: the history database, or the live summary."""
+    ended: datetime | None = None
+    with contextlib.suppress(StoreError):
+        reader = open_readonly(ctx.history_path)
+        try:
+            last = reader.last_session()
+        finally:
+            reader.close()
+        if last is not None and isinstance(last.get("ended_at"), str):
+            ended = parse_utc(str(last["ended_at"]))
+    live = ctx.hub.model.last_session
+    if live is not None and (ended is None or live.ended_at > ended):
+        ended = live.ended_at
+    return ended
+
+
+def _ready(ctx: WebContext) -> dict[str, Any]:
+    hub = ctx.hub
+    m = hub.model
+    online = hub.link == "connected" and m.availability == "online"
+    result = readiness(
+        m.snapshot,
+        online=online,
+        now=datetime.now(UTC),
+        sterile_left_s=m.sterile_left_s(time.monotonic()),
+        last_ended=_last_ended(ctx),
+        rest_s=ctx.config.care.rest_s,
+        replace_after_uses=ctx.config.care.replace_after_uses,
+        calibrated=ctx.calibration_path.is_file(),
+    )
+    return result.as_json()
+
+
+async def command(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    name = request.match_info["name"]
+    if name not in WEB_COMMANDS:
+        return _error(404, f"no command {name!r} (known: {', '.join(WEB_COMMANDS)})")
+    args: dict[str, Any] = {}
+    if name == "silence":
+        args["duration_s"] = float(ctx.config.alarm.silence_s)
+    result = await ctx.hub.command(name, args)
+    log.info("command %s from %s: %s", name, _client_address(request), result.get("ok"))
+    return web.json_response(result)
+
+
+def _reader(ctx: WebContext) -> Any:
+    try:
+        return open_readonly(ctx.history_path)
+    except StoreError as exc:
+        raise web.HTTPNotFound(reason=f"no history yet ({exc})") from None
+
+
+async def history(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    limit = _int_query(request, "limit", 30, 1, 500)
+    try:
+        reader = open_readonly(ctx.history_path)
+    except StoreError:
+        return web.json_response({"sessions": [], "note": "no history recorded yet"})
+    try:
+        sessions = reader.recent_sessions(limit)
+    finally:
+        reader.close()
+    keep = (
+        "session_no", "status", "started_at", "ended_at", "duration_s", "contact_s", "peak_n",
+        "mean_n", "over_episodes", "longest_over_s", "sterile_at_start", "too_soon",
+        "roller_id", "roller_use", "end_reason",
+    )  # fmt: skip
+    return web.json_response({"sessions": [{k: s.get(k) for k in keep} for s in sessions]})
+
+
+def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    text = request.query.get(key)
+    if text is None:
+        return default
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise web.HTTPBadRequest(reason=f"{key}={text!r} is not allowed: give {low} to {high}")
+    return int(text)
+
+
+async def trace(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    text = request.match_info["session_no"]
+    if not text.isdigit() or not 1 <= int(text) <= 10**9:
+        return _error(400, f"session {text!r} is not allowed: give a session number")
+    number = int(text)
+    reader = _reader(ctx)
+    try:
+        if reader.session(number) is None:
+            return _error(404, f"no session {number}")
+        samples = reader.trace(number)
+    finally:
+        reader.close()
+    svg = trace_svg(samples, ctx.config.pressure.zones, f"session {number}: force over time")
+    return web.Response(text=svg, content_type="image/svg+xml")
+
+
+async def calendar(request: web.Request) -> web.Response:
+    ctx = request.app[CTX]
+    weeks = _int_query(request, "weeks", 6, 1, 52)
+    try:
+        reader = open_readonly(ctx.history_path)
+    except StoreError:
+        sessions: list[dict[str, Any]] = []
+    else:
+        try:
+            sessions = reader.recent_sessions(10_000)
+        finally:
+            reader.close()
+    svg = calendar_svg(sessions, weeks, date.today(), None)
+    return web.Response(text=svg, content_type="image/svg+xml")
+
+
+def make_app(ctx: WebContext) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=MAX_BODY)
+    app[CTX] = ctx
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_get)
+    app.router.add_post("/login", login_post)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/static/{name}", static)
+    app.router.add_get("/api/view", view)
+    app.router.add_get("/api/stream", stream)
+    app.router.add_post("/api/cmd/{name}", command)
+    app.router.add_get("/api/history", history)
+    app.router.add_get("/api/history/{session_no}/trace.svg", trace)
+    app.router.add_get("/api/calendar.svg", calendar)
+
+    async def on_startup(app: web.Application) -> None:
+        ctx.hub.start(asyncio.get_running_loop())
+
+    async def on_shutdown(app: web.Application) -> None:
+        ctx.hub.stop()
+
+    app.on_startup.append(on_startup)
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    if cert is None or key is None:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def serve(ctx: WebContext, host: str, port: int, tls: ssl.SSLContext | None) -> None:
+    """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token."""
+    app = make_app(ctx)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        ssl_context=tls,
+        access_log=None,
+        print=None,
+        handle_signals=True,
+        shutdown_timeout=2.0,
+    )

@@ -1,0 +1,116 @@
+""" "Ready to roll?" on the dashboard: the verdict, each reason, and what to do when it says no."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from dermaguard.mqtt.decode import Snapshot
+from dermaguard.web.ready import Readiness, readiness
+
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)  # a Thursday
+DAY = 24 * 3600.0
+
+IDLE = Snapshot(
+    ts=NOW,
+    state="idle",
+    zone="none",
+    force_n=0.0,
+    sterile=True,
+    sterile_until=NOW + timedelta(minutes=12),
+    uv_on=False,
+    lid_closed=False,
+    docked=False,
+    case="sterile",
+    remaining_s=None,
+    session_no=None,
+    roller_id=2,
+    roller_uses=3,
+    fault=None,
+    alarm=None,
+    silenced=False,
+)
+
+
+def ready(snapshot: Snapshot | None = IDLE, **kwargs: object) -> Readiness:
+    args: dict[str, object] = {
+        "online": True,
+        "now": NOW,
+        "sterile_left_s": 720.0,
+        "last_ended": NOW - timedelta(days=3),
+        "rest_s": DAY,
+        "replace_after_uses": 10,
+        "calibrated": True,
+        "tz": UTC,
+    }
+    args.update(kwargs)
+    return readiness(snapshot, **args)  # type: ignore[arg-type]
+
+
+def reason(r: Readiness, key: str) -> tuple[bool | None, str, str | None]:
+    found = next(x for x in r.reasons if x.key == key)
+    return found.ok, found.text, found.todo
+
+
+def test_yes_when_every_reason_holds_and_it_says_until_when() -> None:
+    r = ready()
+    assert r.verdict == "yes"
+    assert reason(r, "disinfected") == (True, "disinfected until 09:12 (12 min left)", None)
+    assert all(x.ok for x in r.reasons)
+
+
+def test_not_disinfected_in_the_open_case_says_close_the_lid() -> None:
+    r = ready(replace(IDLE, sterile=False, sterile_until=None, docked=True, case="open"))
+    assert r.verdict == "no"
+    assert reason(r, "disinfected")[2] == "close the lid to start a cycle"
+
+
+def test_not_disinfected_with_the_lid_closed_says_press_disinfect() -> None:
+    snap = replace(IDLE, sterile=False, docked=True, lid_closed=True, case="ready")
+    assert reason(ready(snap), "disinfected")[2] == "press Disinfect to start a cycle"
+
+
+def test_a_running_cycle_is_not_yet_disinfected() -> None:
+    r = ready(replace(IDLE, sterile=False, case="sterilizing", remaining_s=120.0))
+    assert r.verdict == "no"
+    assert reason(r, "disinfected")[:2] == (False, "a UV-C cycle is running")
+
+
+def test_too_soon_names_the_next_allowed_time() -> None:
+    r = ready(last_ended=NOW - timedelta(hours=2), rest_s=2 * DAY)
+    ok, text, todo = reason(r, "rest")
+    assert ok is False and r.verdict == "no"
+    assert text == "only 2 h 00 min since the last session (the skin needs 2 days)"
+    assert todo == "next allowed Sat 07:00"
+
+
+def test_rest_counts_from_the_last_session() -> None:
+    assert reason(ready(last_ended=NOW - timedelta(hours=30)), "rest")[0] is True
+    assert reason(ready(last_ended=None), "rest") == (True, "no earlier session recorded", None)
+
+
+def test_a_worn_roller_says_fit_a_new_one() -> None:
+    r = ready(replace(IDLE, roller_uses=10))
+    assert reason(r, "roller")[0] is False
+    assert reason(r, "roller")[2] == "fit a new roller, then press New roller"
+
+
+def test_a_sensor_fault_or_an_unknown_force_is_not_healthy() -> None:
+    faulty = ready(replace(IDLE, force_n=None, zone=None, fault="not_ready"))
+    assert reason(faulty, "sensor")[0] is False and "not_ready" in reason(faulty, "sensor")[1]
+    assert ready(replace(IDLE, force_n=None, zone=None)).verdict == "no"
+
+
+def test_no_calibration_is_a_no() -> None:
+    r = ready(calibrated=False)
+    assert r.verdict == "no"
+    assert reason(r, "calibration")[2] == "run dermaguard calibrate on the Pi"
+
+
+def test_offline_cannot_tell_rather_than_yes() -> None:
+    r = ready(online=False)
+    assert r.verdict == "unknown" and r.headline == "Cannot tell"
+    assert reason(r, "device")[1] == "the device is offline"
+    nothing = ready(None, online=False)
+    assert nothing.verdict == "unknown"
+    assert reason(nothing, "device")[1] == "no data from the device"

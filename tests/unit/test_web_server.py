@@ -1,0 +1,157 @@
+"""The dashboard's HTTP surface without a browser or a broker: sign-in, guards and errors.
+
+The app runs in-process (aiohttp's test server); its MQTT link points at a port nothing
+listens on, which is also how the page learns to say "no broker".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from dermaguard.config import Config
+from dermaguard.mqtt.settings import settings_from_config
+from dermaguard.web.auth import COOKIE, FailureLimiter
+from dermaguard.web.live import Hub
+from dermaguard.web.server import WebContext, make_app
+
+TOKEN = "t0ken-for-the-tests-0123456789"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(tmp_path: Path, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
+    config = Config()
+    config = type(config)(**{**config.__dict__, "mqtt": type(config.mqtt)(
+        **{**config.mqtt.__dict__, "host": "127.0.0.1", "port": _closed_port()}
+    )})  # fmt: skip
+    settings = settings_from_config(config)
+    ctx = WebContext(
+        config=config,
+        hub=Hub(settings, config.pressure.zones),
+        token=TOKEN,
+        history_path=tmp_path / "none.sqlite",
+        calibration_path=tmp_path / "calibration.json",
+        tls=False,
+        limiter=FailureLimiter(),
+    )
+
+    async def main() -> None:
+        async with TestClient(TestServer(make_app(ctx))) as client:
+            await body(client)
+
+    asyncio.run(main())
+
+
+def test_the_link_sets_a_strict_httponly_cookie_and_leaves_the_address(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.get(f"/?token={TOKEN}", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/"
+        cookie = r.headers["Set-Cookie"]
+        assert f"{COOKIE}={TOKEN}" in cookie
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+
+    run(tmp_path, body)
+
+
+def test_every_page_needs_the_cookie(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        r = await client.get("/", allow_redirects=False)
+        assert r.status == 303 and r.headers["Location"] == "/login"
+        for path in ("/api/view", "/api/history", "/api/calendar.svg", "/static/app.js"):
+            r = await client.get(path)
+            assert r.status == 403, path
+            assert "sign in first" in (await r.json())["error"]
+        r = await client.get(f"/api/view?token={TOKEN}")  # the link works on / only
+        assert r.status == 403
+
+    run(tmp_path, body)
+
+
+def test_bad_requests_get_clear_errors_never_a_traceback(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        client.session.cookie_jar.update_cookies({COOKIE: TOKEN})
+        cases = {
+            "/api/history?limit=0": (400, "limit='0' is not allowed: give 1 to 500"),
+            "/api/history?limit=abc": (400, "limit='abc' is not allowed: give 1 to 500"),
+            "/api/calendar.svg?weeks=99": (400, "weeks='99' is not allowed: give 1 to 52"),
+            "/api/history/-1/trace.svg": (400, "session '-1' is not allowed"),
+            "/api/history/7/trace.svg": (404, "no history yet"),
+            "/nowhere": (404, "Not Found"),
+            "/static/../../etc/passwd": (404, ""),
+        }
+        for path, (status, words) in cases.items():
+            r = await client.get(path)
+            text = await r.text()
+            assert r.status == status, (path, text)
+            assert words in text and "Traceback" not in text, (path, text)
+        origin = f"http://{client.host}:{client.port}"
+        r = await client.post("/api/cmd/reboot", headers={"Origin": origin})
+        assert r.status == 404
+        assert "no command 'reboot'" in (await r.json())["error"]
+
+    run(tmp_path, body)
+
+
+def test_without_a_broker_the_view_says_so_and_commands_are_refused(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        client.session.cookie_jar.update_cookies({COOKIE: TOKEN})
+        for _ in range(200):  # paho's first attempt fails at once on a closed port
+            view = await (await client.get("/api/view")).json()
+            if view["link"] == "lost":
+                break
+            await asyncio.sleep(0.05)
+        assert view["link"] == "lost" and view["link_detail"] == "cannot reach the broker"
+        device = next(r for r in view["ready"]["reasons"] if r["key"] == "device")
+        assert device["ok"] is None and view["ready"]["verdict"] != "yes"
+        origin = f"http://{client.host}:{client.port}"
+        r = await client.post("/api/cmd/tare", headers={"Origin": origin})
+        assert await r.json() == {
+            "command": "tare",
+            "ok": False,
+            "error": "no connection to the MQTT broker",
+        }
+
+    run(tmp_path, body)
+
+
+def test_the_sign_in_form_takes_a_pasted_token_from_this_origin_only(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        origin = f"http://{client.host}:{client.port}"
+        r = await client.post(
+            "/login", data={"token": "nope"}, headers={"Origin": origin}, allow_redirects=False
+        )
+        assert r.status == 403 and "That token is not right." in await r.text()
+        r = await client.post(
+            "/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
+        )
+        assert r.status == 403 and "Set-Cookie" not in r.headers
+        r = await client.post(
+            "/login",
+            data={"token": f" {TOKEN} "},
+            headers={"Origin": origin},
+            allow_redirects=False,
+        )
+        assert r.status == 303 and f"{COOKIE}={TOKEN}" in r.headers["Set-Cookie"]
+
+    run(tmp_path, body)
+
+
+def test_guessing_cookies_is_rate_limited_too(tmp_path: Path) -> None:
+    async def body(client: TestClient[Any, Any]) -> None:
+        codes = []
+        for i in range(7):
+            client.session.cookie_jar.update_cookies({COOKIE: f"guess-{i:02d}-xxxxxxxxxxxxxxxx"})
+            codes.append((await client.get("/api/view")).status)
+        assert codes == [403] * 5 + [429] * 2
+
+    run(tmp_path, body)
