@@ -76,8 +76,15 @@ def test_other_gain_discards_first_conversion_then_reads_scaled(
         # The chip starts at gain 128, so the first conversion is at the wrong gain.
         expect_gain_discard(chip, driver, sim_clock)
         assert chip.next_gain == gain
+        resets = chip.power_down_count
         assert read_code(chip, driver) == -120_000 * gain // 128
-        assert chip.next_gain == gain
+        if chip.power_down_count == resets:
+            assert chip.next_gain == gain
+        else:
+            # The host stretched a gain-select pulse past 60 µs (the gpio interface's known
+            # weakness): the data was out and is kept, the chip reset to 128, and the driver
+            # knows it may be settling.
+            assert driver.may_be_settling
         assert driver.discarded >= 1
 
 

@@ -131,6 +131,12 @@ class SimHardware:
             lag = real_start + self.clock.to_real(t) - time.perf_counter()
             if lag > 0 and self._stop.wait(lag):
                 break
+            if lag < -self.clock.to_real(self.period):
+                # Behind (a busy host, or reads slower than the speed asked): carry on at the
+                # speed from here instead of catching up. Catching up would run a stretch with
+                # no conversion (an unplugged or settling chip) in no real time at all, and
+                # the sampler, which judges silence by the clock, would never see it pass.
+                real_start -= lag
             self.clock.advance_to(base + t)
             self.played_s = t
             self._apply_faults(t)
