@@ -199,6 +199,40 @@ def bus_model_cpu(ready: int | None, seconds: float) -> float:
         Device.pin_factory = None
 
 
+def bench_variant(
+    variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
+) -> None:
+    """A cold and a warm start in the variant's own state directory; prints its figures."""
+    interface, ready = VARIANTS[variant]
+    wiring = f"hx711.interface {interface}"
+    if interface == "spi":
+        wiring += f", pins.hx711_ready {'null (poll)' if ready is None else ready}"
+    print(f"# {variant}: {wiring}")
+    scenario = work / f"{variant}.yaml"
+    duration = int(measure_s) + 120
+    scenario.write_text(
+        SCENARIO.format(
+            duration=duration,
+            end=duration,
+            device=DEVICE,
+            interface=interface,
+            ready="null" if ready is None else ready,
+        )
+    )
+    state = work / f"state-{variant}"
+    cold, _, _ = run_once(scenario, state, port, watcher, 0.0)
+    warm, cpu, rss = run_once(scenario, state, port, watcher, measure_s)
+    assert cpu is not None
+    line(f"{variant}_startup_to_first_sample_cold", cold, "s")
+    line(f"{variant}_startup_to_first_sample_warm", warm, "s")
+    line(f"{variant}_cpu_one_core_fraction", cpu * 100, "%")
+    line(f"{variant}_peak_rss", rss, "MB")
+    if interface == "spi":
+        model = bus_model_cpu(ready, model_s)
+        line(f"{variant}_bus_model_cpu_one_core_fraction", model * 100, "%")
+        line(f"{variant}_cpu_one_core_fraction_less_bus_model", (cpu - model) * 100, "%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 s of rolling instead of 60")
@@ -220,39 +254,18 @@ def main() -> None:
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="dg-bench-daemon-") as tmp:
         work = Path(tmp)
-        duration = int(measure_s) + 120
         with Broker(work) as broker:
             watcher = FirstSample(broker.port)
             try:
                 for variant in variants:
-                    interface, ready = VARIANTS[variant]
-                    ready_text = "null (poll)" if ready is None else ready
-                    print(
-                        f"# {variant}: hx711.interface {interface}, pins.hx711_ready {ready_text}"
+                    bench_variant(
+                        variant,
+                        work,
+                        watcher,
+                        port=broker.port,
+                        measure_s=measure_s,
+                        model_s=model_s,
                     )
-                    scenario = work / f"{variant}.yaml"
-                    scenario.write_text(
-                        SCENARIO.format(
-                            duration=duration,
-                            end=duration,
-                            device=DEVICE,
-                            interface=interface,
-                            ready="null" if ready is None else ready,
-                        )
-                    )
-                    state = work / f"state-{variant}"
-                    cold, _, _ = run_once(scenario, state, broker.port, watcher, 0.0)
-                    warm, cpu, rss = run_once(scenario, state, broker.port, watcher, measure_s)
-                    assert cpu is not None
-                    line(f"{variant}_startup_to_first_sample_cold", cold, "s")
-                    line(f"{variant}_startup_to_first_sample_warm", warm, "s")
-                    line(f"{variant}_cpu_one_core_fraction", cpu * 100, "%")
-                    line(f"{variant}_peak_rss", rss, "MB")
-                    if interface == "spi":
-                        model = bus_model_cpu(ready, model_s)
-                        line(f"{variant}_bus_model_cpu_one_core_fraction", model * 100, "%")
-                        less = (cpu - model) * 100
-                        line(f"{variant}_cpu_one_core_fraction_less_bus_model", less, "%")
             finally:
                 watcher.close()
     print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
