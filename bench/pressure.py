@@ -79,12 +79,14 @@ READY_GPIO = default_config().pins.hx711_dout
 SCHEDULE_WINDOW = 16
 STALL_BURST_MS = (2.0, 5.0)
 STALL_GAP_MS = (1.0, 3.0)
-#: The CPU-bound child: ends on its own at its deadline even if this process dies.
+#: The CPU-bound child: ends on its own at its deadline, or soon after this process dies.
 BUSY_CHILD = (
-    "import sys, time\n"
+    "import os, sys, time\n"
+    "parent = os.getppid()\n"
     "end = time.monotonic() + float(sys.argv[1])\n"
-    "while time.monotonic() < end:\n"
-    "    pass\n"
+    "while time.monotonic() < end and os.getppid() == parent:\n"
+    "    for _ in range(100_000):\n"
+    "        pass\n"
 )
 
 
