@@ -42,6 +42,7 @@ import collections
 import gc
 import itertools
 import math
+import os
 import random
 import statistics
 import subprocess
@@ -92,6 +93,10 @@ BUSY_CHILD = (
 
 def calibration() -> Calibration:
     return Calibration(offset=OFFSET, scale_n_per_count=1 / COUNTS_PER_N)
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def per_10k(count: float, of: float) -> float:
@@ -534,6 +539,7 @@ def main() -> None:
     if episodes < 1:
         parser.error(f"--episodes: {episodes} must be at least 1")
     default_switch = sys.getswitchinterval()
+    print(f"# {os.cpu_count()} CPUs; load average {load_average()}")
     bench_host_pauses(1.0 if args.quick else 5.0)
     bench_core(20_000 if args.quick else 200_000)
     data, lo, hi = calibrate_stall()
@@ -547,11 +553,14 @@ def main() -> None:
             if stalled:
                 gaps = (gap_lo, gap_hi)
                 stall = StallLoad(data, lo, hi, max_s, gap_ms=gaps, child=not args.no_stall_child)
+            # Other work on this machine shows in every figure: say how busy it was.
+            print(f"# {variant}{'_stall' if stalled else ''}: load average {load_average()}")
             engine, keys[variant, stalled] = run_variant(variant, episodes, stall, default_switch)
     sys.setswitchinterval(default_switch)
     assert engine is not None
     line("alarm_stated_filter_delay", engine.pressure.alarm_delay_samples, "sample_periods")
     summarize(variants, keys)
+    print(f"# load average at the end {load_average()}")
 
 
 #: The spi targets: (lost per 10,000, alert latency p99 in periods), without and with the stall.
