@@ -49,6 +49,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,6 +209,8 @@ class StallLoad:
         self._t0 = 0
         self.wall_ns = 0
         self.bursts_ns: list[int] = []
+        #: (start, end) perf_counter_ns of every burst longer than a sample period.
+        self.long_bursts: list[tuple[int, int]] = []
 
     def start(self) -> None:
         if self._with_child:
@@ -225,7 +228,10 @@ class StallLoad:
             n = rng.randint(self._lo, self._hi)
             t0 = time.perf_counter_ns()
             sorted(data[:n])
-            self.bursts_ns.append(time.perf_counter_ns() - t0)
+            t1 = time.perf_counter_ns()
+            self.bursts_ns.append(t1 - t0)
+            if t1 - t0 > PERIOD_NS:
+                self.long_bursts.append((t0, t1))
             self._stop.wait(rng.uniform(*self._gap_s))
 
     def stop(self) -> None:
@@ -252,8 +258,7 @@ class StallLoad:
         line(f"{prefix}_gil_share", sum(self.bursts_ns) / self.wall_ns, "fraction")
         # A burst longer than a period costs a conversion on a real chip too: it converts again
         # before any Python thread can read the last one.
-        over = sum(b > PERIOD_NS for b in self.bursts_ns)
-        line(f"{prefix}_bursts_over_one_period", over, "bursts")
+        line(f"{prefix}_bursts_over_one_period", len(self.long_bursts), "bursts")
 
 
 # -- one variant in real time --------------------------------------------------------------------
@@ -273,6 +278,24 @@ class RecordingPin(BoundedMockPin):
         return changed
 
 
+class ReadLogBus(SimSpiBus):
+    """The bus model, noting which conversion each completed read clocked out."""
+
+    def __init__(self, chip: HX711Chip, *, hz: int, mode: int) -> None:
+        super().__init__(chip, hz=hz, mode=mode)
+        #: The chip's conversion count (1 = its first) of every conversion read.
+        self.read_conversions: set[int] = set()
+
+    def transfer(self, data: Sequence[int]) -> list[int]:
+        chip = self.chip
+        with chip.hold():  # no conversion between the read and the count
+            before = chip.reads_completed
+            miso = super().transfer(data)
+            if chip.reads_completed > before:
+                self.read_conversions.add(chip.conversions)
+        return miso
+
+
 def variant_config(variant: str) -> Config:
     """The config the daemon would run this variant with (validated like a config file)."""
     if variant == "gpio":
@@ -281,12 +304,15 @@ def variant_config(variant: str) -> Config:
     return parse_config({"hx711": {"interface": "spi"}, "pins": {"hx711_ready": ready}}, variant)
 
 
-def open_variant(config: Config, factory: Any) -> tuple[HX711Chip, HX711 | HX711Spi]:
-    """The emulated chip and the driver on it, as ``load_cell.open_load_cell`` opens them on a Pi
-    (there the bus is the kernel's; here the bus model stands in for it)."""
+def open_variant(
+    config: Config, factory: Any
+) -> tuple[HX711Chip, HX711 | HX711Spi, ReadLogBus | None]:
+    """The emulated chip, the driver on it as ``load_cell.open_load_cell`` opens it on a Pi (there
+    the bus is the kernel's; here the bus model stands in for it), and the bus on spi."""
     hx, pins = config.hx711, config.pins
     load = LoadModel(noise_counts=200)
     driver: HX711 | HX711Spi
+    bus: ReadLogBus | None = None
     if hx.interface == "gpio":
         chip = HX711Chip(factory, pins.hx711_dout, pins.hx711_sck, load=load)
         driver = HX711(
@@ -300,7 +326,7 @@ def open_variant(config: Config, factory: Any) -> tuple[HX711Chip, HX711 | HX711
         ready = pins.hx711_ready
         dout = hx.spi.pins()["miso"] if ready is None else ready
         chip = HX711Chip(factory, dout, None, load=load)
-        bus = SimSpiBus(chip, hz=hx.spi.hz, mode=hx.spi.mode)
+        bus = ReadLogBus(chip, hz=hx.spi.hz, mode=hx.spi.mode)
         driver = HX711Spi(
             bus,
             gain=hx.gain,
@@ -310,7 +336,7 @@ def open_variant(config: Config, factory: Any) -> tuple[HX711Chip, HX711 | HX711
             pin_factory=factory,
         )
     driver.reset()
-    return chip, driver
+    return chip, driver, bus
 
 
 @dataclass
@@ -377,7 +403,7 @@ def run_variant(
     factory = mock_factory()
     install_pin_factory(factory)
     pins = config.pins
-    chip, driver = open_variant(config, factory)
+    chip, driver, bus = open_variant(config, factory)
     buzzer_pin = factory.pin(pins.buzzer, pin_class=RecordingPin)
     buzzer_pin.rises = []
     buzzer_pin.rose = threading.Event()
@@ -460,6 +486,20 @@ def run_variant(
             f"{prefix}_reads_rescued_per_10k", per_10k(driver.rescued - rescued0, reads), "per_10k"
         )
 
+    if bus is not None:
+        first, last = before.conversions + 1, after.conversions - after.pending
+        lost_at = [
+            ready_log[i - 1] for i in range(first, last + 1) if i not in bus.read_conversions
+        ]
+        long_bursts = stall.long_bursts if stall is not None else []
+        beside = sum(
+            any(start < t + PERIOD_NS and end > t for start, end in long_bursts) for t in lost_at
+        )
+        # A conversion is lost when no read comes within the period after it; a GIL burst
+        # longer than that period, overlapping it, leaves no Python thread a chance to read.
+        line(f"{prefix}_lost_beside_a_gil_burst_over_one_period", beside, "conversions")
+        other = len(lost_at) - beside
+        line(f"{prefix}_lost_otherwise_per_10k", per_10k(other, conversions), "per_10k")
     late = late_ns(ready_log)
     eps = Episodes()
     for rise, index, unspoiled in found:
