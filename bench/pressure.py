@@ -15,7 +15,9 @@ whole run under a minute.
 
   - conversions made and read (by the chip), and conversions lost per 10,000: the chip converted
     again before the previous conversion was read. A chip reset loses the conversion waiting and
-    makes none for 50 ms; the resets are counted on their own line;
+    makes none for 50 ms; the resets are counted on their own line. On spi the lost conversions
+    that a GIL burst longer than a period overlapped (no Python reader could have read them) are
+    counted apart from the rest;
   - reads the driver discarded, per 10,000 conversions;
   - alert latency (median, p99, max; in ms and in sample periods), from the emulator making the
     first over-threshold conversion ready to the buzzer pin going high. The floor is the median
