@@ -1,17 +1,27 @@
-"""The whole daemon in simulation at 80 samples/s with MQTT to a local broker.
+"""The whole daemon in simulation at 80 samples/s with MQTT to a local broker, per interface.
 
-Prints one ``name: value unit`` line per figure (``#`` lines are context):
+The daemon runs once per HX711 interface, set through the scenario's ``config:``: ``spi``
+(data-ready by polling DOUT over the bus), ``spi_edge`` (the same with ``pins.hx711_ready``, a
+GPIO also wired to DOUT) and ``gpio`` (bit-banged, the baseline), each in its own state
+directory. Prints one ``<interface>_<figure>: value unit`` line per figure (``#`` lines are
+context):
 
 - start-up time to the first sample: from spawning ``dermaguard run --simulate`` to the first
   retained ``state`` that carries a force (published after the first processed sample). A
   cold start includes calibrating the emulated load cell (first run in a state directory), a
   warm start reads the stored calibration, as a daemon on a Pi does (target: within 2 s);
 - CPU use as a fraction of one core over a steady stretch of rolling (the roller out of the dock,
-  live force at 10 Hz over MQTT), from the process's own utime + stime in /proc (target ≤ 5 %).
-  The HX711 emulator runs in the same process, so the figure is an upper bound for the daemon;
-- peak resident memory (VmHWM) at the end (target ≤ 60 MB).
+  live force at 10 Hz over MQTT), from the process's own utime + stime in /proc (target for
+  spi: ≤ 3 %). The HX711 emulator runs in the same process (on spi with the SPI controller model,
+  which clocks every bit of a transfer in Python where a Pi's kernel hands the bytes to the
+  controller), so the figure is an upper bound for the daemon;
+- peak resident memory (VmHWM) at the end (target ≤ 60 MB);
+- on spi, the CPU the SPI controller model alone takes at 80 reads/s (measured in this process:
+  the driver reading the free-running emulated chip, timing the thread's CPU inside each
+  transfer), and the daemon's figure less it: an estimate of the daemon's own share, since the
+  kernel's SPI transfer on a Pi costs a system call instead.
 
-``--quick`` measures 15 s of rolling (about 40 s in all); the default is 60 s.
+``--quick`` measures 15 s of rolling per interface (about 2 minutes in all); the default is 60 s.
 """
 
 from __future__ import annotations
@@ -25,19 +35,36 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from gpiozero import Device
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
-from dermaguard.config import simulation_device_id
+from dermaguard.config import default_config, simulation_device_id
+from dermaguard.hw.hx711_spi import HX711Spi
+from dermaguard.hw.pins import install_pin_factory, mock_factory
+from dermaguard.sim.hx711_chip import HX711Chip
+from dermaguard.sim.spi_bus import SimSpiBus
 from figures import line
 
 DEVICE = "benchdaemon"
 #: The simulation publishes as its own device (see dermaguard.config.simulation_device_id).
 SIM_DEVICE = simulation_device_id(DEVICE)
 TICKS = os.sysconf("SC_CLK_TCK")
+DEFAULTS = default_config()
+#: The data-ready GPIO of ``spi_edge``: the bit-banged DOUT pin, free on the SPI interface.
+READY_GPIO = DEFAULTS.pins.hx711_dout
+#: SPI0's MISO, which sees DOUT when no data-ready GPIO is wired.
+MISO = DEFAULTS.hx711.spi.pins()["miso"]
+#: Interface and data-ready GPIO (None: poll over the bus) of each variant.
+VARIANTS: dict[str, tuple[str, int | None]] = {
+    "spi": ("spi", None),
+    "spi_edge": ("spi", READY_GPIO),
+    "gpio": ("gpio", None),
+}
 
 SCENARIO = """
 name: steady_rolling
@@ -46,6 +73,8 @@ duration_s: {duration}
 initial: {{lid: open, dock: out}}
 config:
   device_id: {device}
+  hx711: {{interface: {interface}}}
+  pins: {{hx711_ready: {ready}}}
 force:
   - {{t: 0, n: 0}}
   - {{t: 1, n: 2.0}}
@@ -136,31 +165,112 @@ def run_once(
     return startup, cpu, rss
 
 
+class TimedBus(SimSpiBus):
+    """The SPI controller model, noting the calling thread's CPU time inside each transfer."""
+
+    cpu_ns = 0
+
+    def transfer(self, data: Sequence[int]) -> list[int]:
+        t0 = time.thread_time_ns()
+        try:
+            return super().transfer(data)
+        finally:
+            self.cpu_ns += time.thread_time_ns() - t0
+
+
+def bus_model_cpu(ready: int | None, seconds: float) -> float:
+    """Fraction of one core the bus model takes while the driver reads at 80/s."""
+    factory = mock_factory()
+    install_pin_factory(factory)
+    chip = HX711Chip(factory, MISO if ready is None else ready, None)
+    bus = TimedBus(chip)
+    driver = HX711Spi(bus, ready_pin=ready, pin_factory=factory)
+    try:
+        driver.reset()
+        chip.start()
+        time.sleep(0.2)  # the reset chip settles
+        cpu0, t0 = bus.cpu_ns, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            driver.read_raw(0.1)
+        return (bus.cpu_ns - cpu0) / 1e9 / (time.perf_counter() - t0)
+    finally:
+        chip.stop()
+        driver.close()
+        chip.close()
+        factory.close()
+        Device.pin_factory = None
+
+
+def bench_variant(
+    variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
+) -> None:
+    """A cold and a warm start in the variant's own state directory; prints its figures."""
+    interface, ready = VARIANTS[variant]
+    wiring = f"hx711.interface {interface}"
+    if interface == "spi":
+        wiring += f", pins.hx711_ready {'null (poll)' if ready is None else ready}"
+    print(f"# {variant}: {wiring}")
+    scenario = work / f"{variant}.yaml"
+    duration = int(measure_s) + 120
+    scenario.write_text(
+        SCENARIO.format(
+            duration=duration,
+            end=duration,
+            device=DEVICE,
+            interface=interface,
+            ready="null" if ready is None else ready,
+        )
+    )
+    state = work / f"state-{variant}"
+    cold, _, _ = run_once(scenario, state, port, watcher, 0.0)
+    warm, cpu, rss = run_once(scenario, state, port, watcher, measure_s)
+    assert cpu is not None
+    line(f"{variant}_startup_to_first_sample_cold", cold, "s")
+    line(f"{variant}_startup_to_first_sample_warm", warm, "s")
+    line(f"{variant}_cpu_one_core_fraction", cpu * 100, "%")
+    line(f"{variant}_peak_rss", rss, "MB")
+    if interface == "spi":
+        model = bus_model_cpu(ready, model_s)
+        line(f"{variant}_bus_model_cpu_one_core_fraction", model * 100, "%")
+        line(f"{variant}_cpu_one_core_fraction_less_bus_model", (cpu - model) * 100, "%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 s of rolling instead of 60")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated, from {', '.join(VARIANTS)} (default: all)",
+    )
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        parser.error(f"--variants: {','.join(unknown) or '(none)'} not in {', '.join(VARIANTS)}")
     measure_s = 15.0 if args.quick else 60.0
+    model_s = 3.0 if args.quick else 10.0
     print(
         f"# mosquitto {mosquitto_version()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
+    print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory(prefix="dg-bench-daemon-") as tmp:
         work = Path(tmp)
-        scenario = work / "steady.yaml"
-        duration = int(measure_s) + 120
-        scenario.write_text(SCENARIO.format(duration=duration, end=duration, device=DEVICE))
         with Broker(work) as broker:
             watcher = FirstSample(broker.port)
             try:
-                cold, _, _ = run_once(scenario, work / "state", broker.port, watcher, 0.0)
-                warm, cpu, rss = run_once(scenario, work / "state", broker.port, watcher, measure_s)
+                for variant in variants:
+                    bench_variant(
+                        variant,
+                        work,
+                        watcher,
+                        port=broker.port,
+                        measure_s=measure_s,
+                        model_s=model_s,
+                    )
             finally:
                 watcher.close()
-    line("startup_to_first_sample_cold", cold, "s")
-    line("startup_to_first_sample_warm", warm, "s")
-    assert cpu is not None
-    line("cpu_one_core_fraction", cpu * 100, "%")
-    line("peak_rss", rss, "MB")
+    print(f"# load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
