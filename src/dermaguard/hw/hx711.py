@@ -45,12 +45,10 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from dermaguard.hw.hx711_protocol import (
     DATA_BITS,
-    RESET_GAIN,
-    SETTLE_S,
+    HX711Driver,
     HX711Error,
     NotReady,
     ReadDiscarded,
-    check_gain_and_rate,
     signed24,
 )
 
@@ -248,14 +246,14 @@ def stretched_read_verdict(code24: int, last_long_data: int) -> bool:
 # -- driver -------------------------------------------------------------------------------
 
 
-class HX711:
+class HX711(HX711Driver):
     """One HX711 on two GPIO pins, read one conversion at a time at a fixed gain.
 
     ``gain`` 128 or 64 reads channel A, 32 reads channel B. The gain applies to the conversion
     *after* a read, so the driver keeps track of the gain the chip will use next; after a reset
     it is 128, and a conversion made at another gain than configured is discarded. The driver
     assumes a freshly reset chip at construction; a previous process may have left it at another
-    gain, so call ``power_down()`` then ``power_up()`` at start-up to make that true.
+    gain, so call :meth:`reset` at start-up to make that true.
     """
 
     def __init__(
@@ -274,23 +272,13 @@ class HX711:
             64: lib.HX711.CHAN_A_GAIN_64,
             32: lib.HX711.CHAN_B_GAIN_32,
         }
-        check_gain_and_rate(gain, rate_sps)
+        super().__init__(gain, rate_sps)
         if max_clock_high_us <= 0:
             raise ValueError("max_clock_high_us must be > 0")
         self._read_fast = lib.read_fast
-        self._gain = gain
         self._pulses: int = pulses[gain]
-        self._rate_sps = rate_sps
-        self._settle_s = SETTLE_S[rate_sps]
         self._max_high_ns = int(max_clock_high_us * 1000)
-        self._lock = threading.Lock()
-        self._chip_gain = RESET_GAIN
-        self._extra_wait_s = 0.0
         self._powered = True
-        self._closed = False
-        self.reads = 0
-        self.discarded = 0
-        self.timeouts = 0
         #: Reads kept although a high phase ran long, because later bits proved no reset.
         self.rescued = 0
 
@@ -309,49 +297,10 @@ class HX711:
     def interface(self) -> str:
         return "gpio"
 
-    @property
-    def gain(self) -> int:
-        return self._gain
-
-    @property
-    def rate_sps(self) -> int:
-        return self._rate_sps
-
-    @property
-    def settle_s(self) -> float:
-        return self._settle_s
-
-    @property
-    def may_be_settling(self) -> bool:
-        """The chip may have reset since its last good conversion and be settling.
-
-        True after a discarded read or a stretched gain-select pulse, until a conversion is
-        ready again: a caller that watches for a silent sensor allows for the settling time.
-        """
-        return self._extra_wait_s > 0
-
-    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
-        """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
-
-        After a reset the wait is extended by the settling time, unless ``exact_timeout``: a
-        caller that keeps its own deadline (the sampler, on a possibly virtual clock) asks for
-        exactly what it gives.
-
-        Raises :class:`NotReady` on timeout and :class:`ReadDiscarded` when the conversion was
-        clocked out but is unusable (wrong gain, or a clock-high phase over the limit).
-        """
-        if timeout_s < 0:
-            raise ValueError("timeout_s must be >= 0")
-        with self._lock:
-            self._check_open()
-            if not self._powered:
-                raise HX711Error("HX711 is powered down; call power_up() first")
-            wait_s = timeout_s if exact_timeout else timeout_s + self._extra_wait_s
-            if not self._wait_ready(wait_s):
-                self.timeouts += 1
-                raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
-            self._extra_wait_s = 0.0
-            return self._clock_out()
+    def _check_readable(self) -> None:
+        self._check_open()
+        if not self._powered:
+            raise HX711Error("HX711 is powered down; call power_up() first")
 
     def power_down(self) -> None:
         """Hold PD_SCK high: the chip powers down after 60 µs."""
@@ -385,20 +334,6 @@ class HX711:
             self._dout_dev.close()
             self._sck_dev.close()
 
-    def __enter__(self) -> HX711:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise HX711Error("HX711 driver is closed")
-
-    def _after_reset(self) -> None:
-        self._chip_gain = RESET_GAIN
-        self._extra_wait_s = self._settle_s
-
     def _wait_ready(self, timeout_s: float) -> bool:
         """Wait for DOUT low, trusting the level over gpiozero's edge event.
 
@@ -416,7 +351,7 @@ class HX711:
                 return False
             time.sleep(_STALE_EVENT_BACKOFF_S)
 
-    def _clock_out(self) -> int:
+    def _read_conversion(self) -> int:
         clock = self._clock
         clock.begin()
         # A garbage collection that starts mid-pulse holds PD_SCK high for as long as it runs;
@@ -433,7 +368,7 @@ class HX711:
         finally:
             if gc_enabled:
                 gc.enable()
-        conversion_gain, self._chip_gain = self._chip_gain, self._gain
+        made_at = self._take_gain()
         code24 = raw >> (self._pulses - DATA_BITS)
         if not stretched_read_verdict(code24, clock.last_long_data):
             self.discarded += 1
@@ -449,10 +384,7 @@ class HX711:
             # The data was out before the stretched gain-select pulse, but the chip may have
             # powered down on it: then it comes back at gain 128 after settling.
             self._after_reset()
-        if conversion_gain != self._gain:
-            self.discarded += 1
-            raise ReadDiscarded(
-                f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
-            )
+        if made_at != self._gain:
+            raise self._wrong_gain(made_at)
         self.reads += 1
         return signed24(code24)

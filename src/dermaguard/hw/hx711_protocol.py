@@ -8,7 +8,8 @@ calibration and ``check-hardware`` talk to either through this interface.
 
 from __future__ import annotations
 
-from typing import Protocol
+import threading
+from typing import Protocol, Self
 
 #: Settling time after reset or power-up, by output data rate (datasheet).
 SETTLE_S = {10: 0.4, 80: 0.05}
@@ -86,3 +87,102 @@ class LoadCellADC(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class HX711Driver:
+    """What both drivers do alike: gain tracking, the settling allowance, the timed wait.
+
+    A subclass waits for data-ready (:meth:`_wait_ready`) and clocks one conversion out
+    (:meth:`_read_conversion`) its own way; :meth:`read_raw` holds the lock around both.
+    """
+
+    def __init__(self, gain: int, rate_sps: int) -> None:
+        check_gain_and_rate(gain, rate_sps)
+        self._gain = gain
+        self._rate_sps = rate_sps
+        self._settle_s = SETTLE_S[rate_sps]
+        self._lock = threading.Lock()
+        #: Gain of the conversion the chip is making now (set by the previous read's pulses).
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = 0.0
+        self._closed = False
+        self.reads = 0
+        self.discarded = 0
+        self.timeouts = 0
+
+    @property
+    def gain(self) -> int:
+        return self._gain
+
+    @property
+    def rate_sps(self) -> int:
+        return self._rate_sps
+
+    @property
+    def settle_s(self) -> float:
+        return self._settle_s
+
+    @property
+    def may_be_settling(self) -> bool:
+        """The chip may have reset since its last good conversion and be settling.
+
+        True after a reset or a discarded read, until a conversion is ready again: a caller
+        that watches for a silent sensor allows for the settling time.
+        """
+        return self._extra_wait_s > 0
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
+
+        After a reset the wait is extended by the settling time, unless ``exact_timeout``: a
+        caller that keeps its own deadline (the sampler, on a possibly virtual clock) asks for
+        exactly what it gives. Raises :class:`NotReady` on timeout and :class:`ReadDiscarded`
+        when the conversion was clocked out but is unusable (the reason says why).
+        """
+        if timeout_s < 0:
+            raise ValueError("timeout_s must be >= 0")
+        with self._lock:
+            self._check_readable()
+            wait_s = timeout_s if exact_timeout else timeout_s + self._extra_wait_s
+            if not self._wait_ready(wait_s):
+                self.timeouts += 1
+                raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
+            self._extra_wait_s = 0.0
+            return self._read_conversion()
+
+    def _check_readable(self) -> None:
+        self._check_open()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HX711Error("HX711 driver is closed")
+
+    def _after_reset(self) -> None:
+        self._chip_gain = RESET_GAIN
+        self._extra_wait_s = self._settle_s
+
+    def _take_gain(self) -> int:
+        """The gain the conversion being read was made at; the read selects the configured one."""
+        made_at, self._chip_gain = self._chip_gain, self._gain
+        return made_at
+
+    def _wrong_gain(self, made_at: int) -> ReadDiscarded:
+        self.discarded += 1
+        return ReadDiscarded(
+            f"conversion was made at gain {made_at}, not the configured {self._gain}"
+        )
+
+    def _wait_ready(self, timeout_s: float) -> bool:
+        raise NotImplementedError
+
+    def _read_conversion(self) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -54,11 +53,8 @@ from dermaguard.clock import Clock, RealClock
 from dermaguard.hw.hx711_protocol import (
     DATA_BITS,
     RESET_GAIN,
-    SETTLE_S,
-    HX711Error,
-    NotReady,
+    HX711Driver,
     ReadDiscarded,
-    check_gain_and_rate,
     signed24,
 )
 from dermaguard.hw.pins import PinFactoryUnavailable
@@ -180,7 +176,7 @@ def _spi_help(port: int, device: int, detail: str) -> str:
     )
 
 
-class HX711Spi:
+class HX711Spi(HX711Driver):
     """One HX711 on the SPI bus, read one conversion at a time at a fixed gain.
 
     ``spi`` is an open bus (:func:`open_spi`, or a simulated one); ``ready_pin`` an optional
@@ -200,19 +196,12 @@ class HX711Spi:
         pin_factory: Any = None,
         clock: Clock | None = None,
     ) -> None:
-        check_gain_and_rate(gain, rate_sps)
+        super().__init__(gain, rate_sps)
         self._spi = spi
-        self._gain = gain
-        self._rate_sps = rate_sps
         self._period_s = 1.0 / rate_sps
-        self._settle_s = SETTLE_S[rate_sps]
         self._frame = read_frame(gain)
         self._reset_frame = reset_bytes(hz)
         self._clock: Clock = clock if clock is not None else RealClock()
-        self._lock = threading.Lock()
-        self._chip_gain = RESET_GAIN
-        self._extra_wait_s = 0.0
-        self._closed = False
         # Data-ready schedule (clock time): when the next conversion is due, how early to look.
         self._due: float | None = None
         self._early_s = self._period_s / 4
@@ -220,9 +209,6 @@ class HX711Spi:
         self._silent_since: float | None = None
         # Clock time before which a reset chip is still settling: no point in looking.
         self._quiet_until = -math.inf
-        self.reads = 0
-        self.discarded = 0
-        self.timeouts = 0
         #: Reads whose bits did not hang together (each followed by a reset).
         self.sync_errors = 0
         #: Silences long enough that the chip must have reset.
@@ -242,44 +228,9 @@ class HX711Spi:
         return "spi"
 
     @property
-    def gain(self) -> int:
-        return self._gain
-
-    @property
-    def rate_sps(self) -> int:
-        return self._rate_sps
-
-    @property
-    def settle_s(self) -> float:
-        return self._settle_s
-
-    @property
     def data_ready(self) -> str:
         """``edge`` (a GPIO wired to DOUT) or ``poll`` (DOUT read over the bus)."""
         return "edge" if self._ready_dev is not None else "poll"
-
-    @property
-    def may_be_settling(self) -> bool:
-        """True after a reset or a sync error, until a conversion is ready again."""
-        return self._extra_wait_s > 0
-
-    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
-        """Wait up to ``timeout_s`` for a conversion and return it as a signed 24-bit int.
-
-        After a reset the wait is extended by the settling time, unless ``exact_timeout``.
-        Raises :class:`NotReady` on timeout and :class:`ReadDiscarded` when the conversion was
-        clocked out but is unusable (out of step, or made at another gain).
-        """
-        if timeout_s < 0:
-            raise ValueError("timeout_s must be >= 0")
-        with self._lock:
-            self._check_open()
-            wait_s = timeout_s if exact_timeout else timeout_s + self._extra_wait_s
-            if not self._wait_ready(wait_s):
-                self.timeouts += 1
-                raise NotReady(f"HX711 not ready within {wait_s:.3f} s")
-            self._extra_wait_s = 0.0
-            return self._read()
 
     def reset(self) -> None:
         """Power-cycle the chip: MOSI high for over 60 µs, then low."""
@@ -297,17 +248,7 @@ class HX711Spi:
                 self._ready_dev.close()
             self._spi.close()
 
-    def __enter__(self) -> HX711Spi:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- internals ------------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise HX711Error("HX711 driver is closed")
 
     def _reset(self) -> None:
         self._spi.transfer(list(self._reset_frame))
@@ -315,8 +256,7 @@ class HX711Spi:
         self._after_reset()
 
     def _after_reset(self) -> None:
-        self._chip_gain = RESET_GAIN
-        self._extra_wait_s = self._settle_s
+        super()._after_reset()
         self._due = None
         self._silent_since = None
         self._quiet_until = self._clock.monotonic() + self._settle_s * SETTLE_QUIET_SHARE
@@ -403,9 +343,9 @@ class HX711Spi:
                 return False
             time.sleep(_STALE_EVENT_BACKOFF_S)
 
-    def _read(self) -> int:
+    def _read_conversion(self) -> int:
         miso = self._spi.transfer(list(self._frame))
-        conversion_gain, self._chip_gain = self._chip_gain, self._gain
+        made_at = self._take_gain()
         try:
             code24 = decode_frame(miso)
         except FrameError as exc:
@@ -413,10 +353,7 @@ class HX711Spi:
             self.sync_errors += 1
             self._reset()
             raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
-        if conversion_gain != self._gain:
-            self.discarded += 1
-            raise ReadDiscarded(
-                f"conversion was made at gain {conversion_gain}, not the configured {self._gain}"
-            )
+        if made_at != self._gain:
+            raise self._wrong_gain(made_at)
         self.reads += 1
         return signed24(code24)
