@@ -57,6 +57,7 @@ from dermaguard.mqtt.decode import (
     event_summary,
     topic_names,
 )
+from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
@@ -596,7 +597,7 @@ class _Subscriber:
         self._stopping = threading.Event()
         self._looping = False
         # paho calls back on one thread: the CONNACK, then the broker closing the socket.
-        self._refused = False
+        self._link = LinkState()
         self._thread = threading.Thread(target=self._connect, name="watch-connect", daemon=True)
 
     def start(self) -> None:
@@ -638,12 +639,10 @@ class _Subscriber:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        self._refused = reason_code.is_failure
-        if self._refused:
-            self.inbox.put(_Link("refused", str(reason_code)))
-            return
-        client.subscribe(watch_topics(self.settings.topics))
-        self.inbox.put(_Link("connected"))
+        status, detail = self._link.connected(reason_code)
+        if status == "connected":
+            client.subscribe(watch_topics(self.settings.topics))
+        self.inbox.put(_Link(status, detail))
 
     def _on_disconnect(
         self,
@@ -653,10 +652,9 @@ class _Subscriber:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        # After a refusal the broker closes the socket (paho says "Protocol error"): no working
-        # connection was lost, and reporting one would hide why the broker said no.
-        if not self._stopping.is_set() and not self._refused:
-            self.inbox.put(_Link("lost", None if reason_code.value == 0 else str(reason_code)))
+        change = self._link.disconnected(reason_code)
+        if change is not None and not self._stopping.is_set():
+            self.inbox.put(_Link(*change))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self.inbox.put(_Message(msg.topic, bytes(msg.payload), time.monotonic()))

@@ -23,6 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config import ZonesConfig
 from dermaguard.mqtt.decode import EventLine, Snapshot
+from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import COMMANDS, Topics
 from dermaguard.watch import WatchModel, subscriber_client, watch_topics
@@ -115,6 +116,7 @@ class Hub:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
+        self._link = LinkState()
 
     # --- the view the browsers get ------------------------------------------------------
 
@@ -243,11 +245,10 @@ class Hub:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if reason_code.is_failure:
-            self._call(self._on_link_loop, "refused", str(reason_code))
-            return
-        client.subscribe(watch_topics(self.topics))
-        self._call(self._on_link_loop, "connected", None)
+        status, detail = self._link.connected(reason_code)
+        if status == "connected":
+            client.subscribe(watch_topics(self.topics))
+        self._call(self._on_link_loop, status, detail)
 
     def _on_disconnect(
         self,
@@ -257,9 +258,9 @@ class Hub:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        # paho says "Unspecified error" for a broker that went away: no detail worth showing.
-        detail = None if reason_code.value in (0, 128) else str(reason_code)
-        self._call(self._on_link_loop, "lost", detail)
+        change = self._link.disconnected(reason_code)
+        if change is not None:
+            self._call(self._on_link_loop, *change)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._call(self._on_link_loop, "lost", "cannot reach the broker")
