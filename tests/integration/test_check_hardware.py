@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,21 +12,13 @@ from pytest_mock import MockerFixture
 from dermaguard import app
 from dermaguard.cli import main
 from dermaguard.config import default_config
+from support.daemon import run_cli
 
 pytestmark = pytest.mark.subprocess
 
 
 def check(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(state), "PYTHONUNBUFFERED": "1"}
-    env.pop("STATE_DIRECTORY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "dermaguard", "check-hardware", "--simulate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("check-hardware", "--simulate", *args, state=state)
 
 
 def test_a_healthy_emulated_board_reports_its_rate_noise_and_switches(tmp_path: Path) -> None:
@@ -91,15 +81,7 @@ def test_mistakes_are_refused_with_exit_2(tmp_path: Path, args: list[str], messa
 
 
 def test_sim_fault_without_simulate_is_refused(tmp_path: Path) -> None:
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "dermaguard", "check-hardware", "--sim-fault", "no-chip"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli("check-hardware", "--sim-fault", "no-chip", state=tmp_path)
     assert result.returncode == 2
     assert "--sim-fault goes with --simulate" in result.stderr
 

@@ -4,9 +4,7 @@ every change is said and recorded, and ``--undo`` goes back."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,21 +13,13 @@ from jsonschema import Draft202012Validator
 from dermaguard.mqtt.outbox import OutEvent
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.store import open_readonly
+from support.daemon import run_cli
 
 pytestmark = pytest.mark.subprocess
 
 
 def calibrate(*args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "XDG_STATE_HOME": str(state)}
-    env.pop("STATE_DIRECTORY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "dermaguard", "calibrate", "--simulate", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    return run_cli("calibrate", "--simulate", *args, state=state)
 
 
 def ok(*args: str, state: Path) -> str:

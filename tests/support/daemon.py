@@ -28,6 +28,18 @@ def env_for(state: Path, extra: Mapping[str, str] | None = None) -> dict[str, st
     return env
 
 
+def run_cli(*args: str, state: Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """``python -m dermaguard ARGS`` to completion, with its state under ``state``."""
+    return subprocess.run(
+        [sys.executable, "-m", "dermaguard", *args],
+        capture_output=True,
+        text=True,
+        env=env_for(state),
+        timeout=timeout,
+        check=False,
+    )
+
+
 def _run(
     state: Path, args: list[str], env: Mapping[str, str] | None = None
 ) -> subprocess.Popen[str]:
