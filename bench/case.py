@@ -18,17 +18,17 @@ import statistics
 import time
 from typing import Any
 
-from dermaguard.app import build_engine, open_case
-from dermaguard.clock import RealClock
-from dermaguard.config import default_config
+from dermaguard.common.clock import RealClock
+from dermaguard.config.load import default_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import CaseMachine, CaseParams, LidChanged, UvSensed
 from dermaguard.core.events import SetUv, Tick
+from dermaguard.daemon.app import build_engine, open_case
+from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
-from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from figures import line, pct
 

@@ -47,7 +47,7 @@ from gpiozero import Device
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
-from dermaguard.config import default_config, simulation_device_id
+from dermaguard.config.load import default_config, simulation_device_id
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.pins import install_pin_factory, mock_factory
 from dermaguard.sim.hx711_chip import HX711Chip
@@ -55,7 +55,7 @@ from dermaguard.sim.spi_bus import SimSpiBus
 from figures import line
 
 DEVICE = "benchdaemon"
-#: The simulation publishes as its own device (see dermaguard.config.simulation_device_id).
+#: The simulation publishes as its own device (see dermaguard.config.load.simulation_device_id).
 SIM_DEVICE = simulation_device_id(DEVICE)
 TICKS = os.sysconf("SC_CLK_TCK")
 DEFAULTS = default_config()

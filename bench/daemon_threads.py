@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from dermaguard.cli import main
+from dermaguard.ui.cli import main
 
 
 def _keep_map(path: Path) -> None:

@@ -51,15 +51,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
-from dermaguard.app import SWITCH_INTERVAL_S
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import EmitEvent, Event
+from dermaguard.daemon.app import SWITCH_INTERVAL_S
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.client import MAX_INFLIGHT
 from dermaguard.mqtt.outbox import OutEvent
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
 from dermaguard.store import Store, StoreSink, open_readonly
-from dermaguard.store.codec import iso_utc
 from figures import line, pct
 
 DEVICE = "bench"

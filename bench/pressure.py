@@ -57,17 +57,17 @@ from typing import Any
 
 from gpiozero import Device
 
-from dermaguard.app import SWITCH_INTERVAL_S, build_engine
-from dermaguard.clock import RealClock
-from dermaguard.config import Config, default_config, parse_config
+from dermaguard.common.clock import RealClock
+from dermaguard.config.load import Config, default_config, parse_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import ForceRead
+from dermaguard.daemon.app import SWITCH_INTERVAL_S, build_engine
+from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
-from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.sim.spi_bus import SimSpiBus
 from figures import line, pct

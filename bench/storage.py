@@ -26,9 +26,9 @@ import threading
 import time
 from pathlib import Path
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import EmitEvent, Event, ForceSample, Zone
 from dermaguard.store import Store, StoredEvent, StoreSink
-from dermaguard.store.codec import iso_utc
 from figures import line, pct
 
 RATE = 80

@@ -8,7 +8,7 @@ Run it after changing a pin or a part::
 
 The default drawing is the default wiring: the HX711 on SPI0 (``hx711.interface: spi``);
 ``--interface gpio`` draws the bit-banged alternative instead. The GPIO numbers are not typed
-in here: they come from ``dermaguard.config.default_config()`` (``pins`` and the SPI0 pins of
+in here: they come from ``dermaguard.config.load.default_config()`` (``pins`` and the SPI0 pins of
 ``hx711.spi``), the same defaults the daemon uses, so the drawing cannot disagree with the
 config. ``tests/unit/test_pinout.py`` checks :func:`wiring_pins` against the config,
 ``hardware/pinout.md`` and ``firmware/config.txt``, and that the committed SVG carries every
@@ -24,7 +24,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from dermaguard.config import Config, PinsConfig, default_config
+from dermaguard.config.load import Config, PinsConfig, default_config
 
 HERE = Path(__file__).resolve().parent
 SVG = HERE / "wiring.svg"

@@ -1,5 +1,5 @@
 """Allow ``python -m dermaguard``."""
 
-from dermaguard.cli import main
+from dermaguard.ui.cli import main
 
 raise SystemExit(main())

@@ -45,8 +45,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from dermaguard.config import Config, ConfigError, config_to_data, default_config, load_config
-from dermaguard.config import parse_config as parse_config_data
+from dermaguard.config.load import Config, ConfigError, config_to_data, default_config, load_config
+from dermaguard.config.load import parse_config as parse_config_data
 from dermaguard.core.calibration import Calibration, CalibrationPoint
 from dermaguard.core.case import CaseParams, DockChanged, LidChanged
 from dermaguard.core.engine import Engine, EngineInput, EngineParams

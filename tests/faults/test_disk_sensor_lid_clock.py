@@ -35,9 +35,9 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 from pytest_mock import MockerFixture
 
-from dermaguard.app import SWITCH_INTERVAL_S, build_engine, open_case
-from dermaguard.clock import SimClock
-from dermaguard.config import Config, default_config
+from dermaguard.common.clock import SimClock
+from dermaguard.common.timefmt import utc_epoch
+from dermaguard.config.load import Config, default_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import CaseSignal, LidChanged
 from dermaguard.core.events import (
@@ -50,13 +50,14 @@ from dermaguard.core.events import (
     Priority,
     ShowIndicators,
 )
+from dermaguard.daemon.app import SWITCH_INTERVAL_S, build_engine, open_case
+from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import BoundedMockPin, install_pin_factory
-from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import SETTLE_S, HX711Chip, LoadModel
 from dermaguard.store import Store, StoreSink, open_readonly
-from dermaguard.store.codec import dumps, loads, parse_utc
+from dermaguard.store.codec import dumps, loads
 
 pytestmark = pytest.mark.faults
 
@@ -1007,7 +1008,7 @@ def _session_with_wall_jumps(
 
 
 def _wall(text: str) -> float:
-    value = parse_utc(text)
+    value = utc_epoch(text)
     assert value is not None, text
     return value
 

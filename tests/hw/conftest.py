@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from gpiozero import Device
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.hw.hx711 import HX711, ReadDiscarded
 from dermaguard.hw.pins import install_pin_factory, mock_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel

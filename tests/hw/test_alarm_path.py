@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from dermaguard.app import build_engine
-from dermaguard.clock import SimClock
-from dermaguard.config import default_config
+from dermaguard.common.clock import SimClock
+from dermaguard.config.load import default_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import Effect, EmitEvent, Priority, ShowIndicators
+from dermaguard.daemon.app import build_engine
+from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import PATTERNS, Indicators
-from dermaguard.runtime import Runtime
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 
 CONFIG = default_config()

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from pytest_mock import MockerFixture
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
 from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 
@@ -289,7 +289,7 @@ def test_failsafe_hooks_switch_off_then_chain(
 S3_SCRIPT = textwrap.dedent(
     """
     import atexit, signal, sys, threading
-    from dermaguard.clock import RealClock
+    from dermaguard.common.clock import RealClock
     from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
     from dermaguard.hw.pins import install_pin_factory, mock_factory
 

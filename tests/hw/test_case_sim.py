@@ -15,7 +15,7 @@ import pytest
 import yaml
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.core.case import (
     CaseInput,
     CaseMachine,

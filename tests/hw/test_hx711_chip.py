@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from gpiozero import DigitalInputDevice
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.hw.pins import STATE_HISTORY
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 

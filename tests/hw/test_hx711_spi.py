@@ -17,8 +17,9 @@ from gpiozero.exc import SPISoftwareFallback
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
+from dermaguard.daemon.runtime import Sampler
 from dermaguard.hw.hx711_protocol import NotReady, ReadDiscarded
 from dermaguard.hw.hx711_spi import (
     FRAME_LEN,
@@ -29,7 +30,6 @@ from dermaguard.hw.hx711_spi import (
     read_frame,
     reset_bytes,
 )
-from dermaguard.runtime import Sampler
 from dermaguard.sim.hx711_chip import CODE_MAX, CODE_MIN, HX711Chip, LoadModel
 from dermaguard.sim.spi_bus import SimSpiBus
 

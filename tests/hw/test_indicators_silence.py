@@ -6,7 +6,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from dermaguard.config import default_config
+from dermaguard.config.load import default_config
 from dermaguard.core.events import Priority, ShowIndicators
 from dermaguard.hw.indicators import Indicators
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from pytest_mock import MockerFixture
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
+from dermaguard.daemon.runtime import Sampler
 from dermaguard.hw.hx711 import HX711, MICROCONTROLLER
-from dermaguard.runtime import Sampler
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 
 PERIOD_S = 1 / 80

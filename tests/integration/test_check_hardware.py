@@ -9,9 +9,9 @@ import pytest
 from gpiozero import Device
 from pytest_mock import MockerFixture
 
-from dermaguard import app
-from dermaguard.cli import main
-from dermaguard.config import default_config
+from dermaguard.config.load import default_config
+from dermaguard.daemon import app
+from dermaguard.ui.cli import main
 from support.daemon import run_cli
 
 pytestmark = pytest.mark.subprocess
@@ -110,7 +110,7 @@ def test_a_pin_or_bus_held_by_another_process_is_told_apart_from_our_own_bugs() 
     """lgpio's "GPIO busy" is its own exception type, not an OSError; a ValueError is a bug."""
     from gpiozero.exc import GPIOPinInUse
 
-    from dermaguard.hw_check import _hardware_refusal
+    from dermaguard.daemon.hw_check import _hardware_refusal
 
     lgpio_error = type("error", (Exception,), {"__module__": "lgpio"})
     assert _hardware_refusal(GPIOPinInUse("pin GPIO25 is already in use"))
@@ -123,7 +123,7 @@ def test_a_running_service_is_named_before_any_pin_is_touched(
     mocker: MockerFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """systemd's answer is the edge mocked here; nothing may open a pin after it."""
-    mocker.patch("dermaguard.pi_service.service_state", return_value="active")
+    mocker.patch("dermaguard.daemon.pi_service.service_state", return_value="active")
     opened = mocker.spy(app, "open_hardware")
     assert main(["check-hardware"]) == 2
     assert "sudo systemctl stop dermaguard" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.cli import main
+from dermaguard.ui.cli import main
 from support import daemon
 
 pytestmark = pytest.mark.subprocess

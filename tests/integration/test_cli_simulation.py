@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.store.codec import parse_utc
+from dermaguard.common.timefmt import utc_epoch
 from support import daemon
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -350,7 +350,7 @@ def test_simulated_records_never_lie_in_the_future_and_too_soon_reads_locally(
     assert second.returncode == 0, second.stderr
     after = time.time()
     events = daemon.stored_events(tmp_path)
-    walls = [parse_utc(e["ts"]) or math.inf for e in events]
+    walls = [utc_epoch(e["ts"]) or math.inf for e in events]
     assert walls and all(w <= after for w in walls), walls
     second_start = [e["type"] for e in events].index("daemon_started", 1)
     assert min(walls[second_start:]) >= max(walls[:second_start])  # the second run comes after

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.config import simulation_device_id
+from dermaguard.config.load import simulation_device_id
 from support import daemon
 from support.broker import Broker, Publisher, Recorder, fetch_retained
 

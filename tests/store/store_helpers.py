@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import EmitEvent, Event, ForceSample, Zone
-from dermaguard.store.codec import iso_utc
 
 WALL0 = 1_764_096_623.0  # 2025-11-25T18:50:23Z
 

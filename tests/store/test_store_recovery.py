@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from store_helpers import WALL0, ended_data, started, started_data
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import Event
 from dermaguard.store import Store
-from dermaguard.store.codec import iso_utc
 
 
 def test_close_interrupted_recovers_the_summary(store: Store) -> None:

@@ -3,7 +3,8 @@
 Code and docs cite the repository's own design document, never the founding brief outside it;
 every safety rule has a row that names where it is enforced and the tests that prove it; every
 test the document names exists; and the core it calls pure imports nothing but itself and the
-standard library.
+standard library
+(plus the stdlib-only helpers in ``common/``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "ARCHITECTURE.md"
 TESTS = ROOT / "tests"
 CORE = ROOT / "src" / "dermaguard" / "core"
+COMMON = ROOT / "src" / "dermaguard" / "common"
 
 #: A citation of the founding brief: its file name, or its name followed by a section sign, the
 #: word "section" or a rule id. Built from parts so that this file does not match itself.
@@ -114,23 +116,28 @@ def test_every_source_file_the_doc_names_exists() -> None:
     assert not missing, f"docs/ARCHITECTURE.md names files that do not exist: {missing}"
 
 
-def test_the_core_imports_only_itself_and_the_standard_library() -> None:
+def test_the_core_imports_only_itself_the_common_helpers_and_the_standard_library() -> None:
     outside: list[str] = []
-    for path in sorted(CORE.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                modules = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                if node.level > 1:  # a relative import out of the core
-                    outside.append(f"{path.name}: {'.' * node.level}{node.module or ''}")
+    for package, allowed in ((CORE, ("dermaguard.core", "dermaguard.common")), (COMMON, ())):
+        for path in sorted(package.glob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom):
+                    if node.level:  # relative imports hide where they reach
+                        outside.append(f"{path.name}: {'.' * node.level}{node.module or ''}")
+                        continue
+                    modules = [node.module or ""]
+                else:
                     continue
-                modules = [] if node.level else [node.module or ""]
-            else:
-                continue
-            for module in modules:
-                top = module.split(".")[0]
-                if module.startswith("dermaguard.core") or top == "__future__":
-                    continue
-                if top not in sys.stdlib_module_names:
-                    outside.append(f"{path.name}: {module}")
-    assert not outside, f"the core must stay pure (docs/ARCHITECTURE.md): {outside}"
+                for module in modules:
+                    top = module.split(".")[0]
+                    if module.startswith((*allowed, package_name(package))) or top == "__future__":
+                        continue
+                    if top not in sys.stdlib_module_names:
+                        outside.append(f"{package.name}/{path.name}: {module}")
+    assert not outside, f"core and common must stay pure (docs/ARCHITECTURE.md): {outside}"
+
+
+def package_name(package: Path) -> str:
+    return f"dermaguard.{package.name}"

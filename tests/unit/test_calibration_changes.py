@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.calibrate import (
+from dermaguard.config.calibration_file import (
+    CalibrationFileError,
+    backup_path,
+    in_effect,
+    load_calibration,
+    restore_previous,
+)
+from dermaguard.core.calibration import Calibration, CalibrationPoint, parse_reference
+from dermaguard.daemon.calibrate import (
     REFERENCE_TOLERANCE,
     CalibrateError,
     add_reference,
@@ -16,14 +24,6 @@ from dermaguard.calibrate import (
     describe_change,
     tare,
 )
-from dermaguard.calibration_file import (
-    CalibrationFileError,
-    backup_path,
-    in_effect,
-    load_calibration,
-    restore_previous,
-)
-from dermaguard.core.calibration import Calibration, CalibrationPoint, parse_reference
 
 ZERO = 80_000
 COUNTS_PER_N = 40_000.0  # the emulator's load cell at gain 128

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 
 
 def test_resume_after_moves_the_calendar_forward_only() -> None:

@@ -15,8 +15,9 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from dermaguard import config_fields
-from dermaguard.config import (
+from dermaguard.config import fields as config_fields
+from dermaguard.config.fields import meta
+from dermaguard.config.load import (
     Config,
     ConfigError,
     FilterSpec,
@@ -28,7 +29,6 @@ from dermaguard.config import (
     parse_config,
     reference_rows,
 )
-from dermaguard.config_fields import meta
 
 SECTIONS = (
     "device_id, profile, state_dir, log_level, pins, hx711, load_cell, calibration, pressure, "

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from dermaguard.app import case_params
-from dermaguard.config import ConfigError, default_config, parse_config, reference_rows
+from dermaguard.config.load import ConfigError, default_config, parse_config, reference_rows
 from dermaguard.core.case import CaseParams
+from dermaguard.daemon.app import case_params
 
 
 def errors_of(data: object) -> list[str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from datetime import timedelta, timezone
 
-from dermaguard.console import ConsolePrinter, describe
 from dermaguard.core.events import EmitEvent, Event, ForceSample
+from dermaguard.daemon.console import ConsolePrinter, describe
 
 TZ = timezone(timedelta(hours=1))
 

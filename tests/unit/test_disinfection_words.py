@@ -5,11 +5,11 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from dermaguard.console import ConsolePrinter, describe
 from dermaguard.core.events import CaseStatus, EmitEvent, Event
+from dermaguard.daemon.console import ConsolePrinter, describe
+from dermaguard.daemon.status_file import StatusFile
 from dermaguard.mqtt.discovery import discovery_config
 from dermaguard.mqtt.topics import Topics
-from dermaguard.status_file import StatusFile
 
 ROOT = Path(__file__).resolve().parents[2]
 TOPICS = Topics("dermaguard")

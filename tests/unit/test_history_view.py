@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from dermaguard.history_view import (
+from dermaguard.ui.history_view import (
     TRY_COMMAND,
     format_duration,
     format_history,

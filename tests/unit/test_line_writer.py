@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import threading
 
-from dermaguard.line_writer import LineWriter
+from dermaguard.common.line_writer import LineWriter
 
 
 class BlockedStream(io.StringIO):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.logs import JournalFormatter, setup_logging, stderr_is_journal
+from dermaguard.daemon.logs import JournalFormatter, setup_logging, stderr_is_journal
 
 
 def record(level: int, msg: str) -> logging.LogRecord:

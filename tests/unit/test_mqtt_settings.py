@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.config import parse_config
+from dermaguard.config.load import parse_config
 from dermaguard.mqtt.settings import (
     PASSWORD_ENV,
     MqttSettings,
@@ -65,7 +65,7 @@ def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_config_errors_never_echo_a_password() -> None:
-    from dermaguard.config import ConfigError
+    from dermaguard.config.load import ConfigError
 
     with pytest.raises(ConfigError) as err:
         parse_config({"mqtt": {"password": 123456789}})

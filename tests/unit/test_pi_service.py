@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pytest_mock import MockerFixture
 
-from dermaguard import pi_service
-from dermaguard.cli import main
-from dermaguard.config import default_config
-from dermaguard.pi_service import calibrate_clash, service_state
+from dermaguard.config.load import default_config
+from dermaguard.daemon import pi_service
+from dermaguard.daemon.pi_service import calibrate_clash, service_state
+from dermaguard.ui.cli import main
 
 HOME_ENV = {"XDG_STATE_HOME": "/home/pi/.local/state"}
 
@@ -51,7 +51,7 @@ def test_the_cli_refuses_before_touching_the_gpio(
     config = tmp_path / "dg.yaml"
     config.write_text("device_id: bathroom\n")
     mocker.patch.object(pi_service, "service_state", return_value="active")
-    opened = mocker.patch("dermaguard.app.open_hardware")
+    opened = mocker.patch("dermaguard.daemon.app.open_hardware")
     assert main(["calibrate", "--reference", "200 g", "-c", str(config)]) == 2
     err = capsys.readouterr().err
     assert f"dermaguard calibrate --reference '200 g' -c {config}" in err

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 from pytest_mock import MockerFixture
 
 from dermaguard.core.zones import ZoneThresholds
-from dermaguard.report import (
+from dermaguard.ui.report import (
     SESSION_SIZE_PX,
     ReportError,
     TraceSample,
@@ -143,7 +143,7 @@ def test_report_never_imports_pyplot(tmp_path: Path) -> None:
     """Drawing must not touch pyplot's global state or pick a GUI backend."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from dermaguard.report import session_figure\n"
+        "from dermaguard.ui.report import session_figure\n"
         "from dermaguard.core.zones import ZoneThresholds\n"
         "trace = [(i / 10, 2.0, 'ok') for i in range(50)]\n"
         "s = {'session_no': 1, 'started_at': '2026-11-25T18:50:23Z', 'duration_s': 5.0}\n"

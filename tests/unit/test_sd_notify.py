@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.sd_notify import Notifier, ServiceHeartbeat, watchdog_interval_s
+from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat, watchdog_interval_s
 
 RECV_TIMEOUT_S = 5.0
 
@@ -146,7 +146,7 @@ def test_a_vanished_socket_does_not_raise_and_logs_once(
     assert notifier.watchdog()
     sock.close()
     path.unlink()  # systemd went away
-    caplog.set_level(logging.DEBUG, logger="dermaguard.sd_notify")
+    caplog.set_level(logging.DEBUG, logger="dermaguard.daemon.sd_notify")
     assert notifier.watchdog() is False
     assert notifier.stopping("bye") is False
     failures = [r for r in caplog.records if "failed" in r.getMessage()]
@@ -319,7 +319,7 @@ def test_failing_callables_do_not_stop_the_heartbeat(caplog: pytest.LogCaptureFi
 
     hb._samples = samples
     hb._status = status
-    with caplog.at_level(logging.ERROR, logger="dermaguard.sd_notify"):
+    with caplog.at_level(logging.ERROR, logger="dermaguard.daemon.sd_notify"):
         s.count += 1
         assert hb.tick(t + 1.0) == []  # progress unknown: no WATCHDOG
         assert hb.tick(t + 2.0) == []

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dermaguard.config import ConfigError, parse_config
+from dermaguard.config.load import ConfigError, parse_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import CaseParams, DockChanged
 from dermaguard.core.engine import Engine, EngineParams, History

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dermaguard.config import parse_config, simulation_config
+from dermaguard.config.load import parse_config, simulation_config
 from dermaguard.mqtt.discovery import discovery_config
 from dermaguard.mqtt.settings import settings_from_config
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dermaguard.status_file import process_identity, read_status
+from dermaguard.daemon.status_file import process_identity, read_status
 
 
 def _write(path: Path, **state: object) -> Path:

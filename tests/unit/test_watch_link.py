@@ -8,9 +8,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from dermaguard.config import ZonesConfig, parse_config
+from dermaguard.config.load import ZonesConfig, parse_config
 from dermaguard.mqtt.settings import settings_from_config
-from dermaguard.watch import WatchModel, _drain, _Inbox, _Subscriber
+from dermaguard.ui.watch import WatchModel, _drain, _Inbox, _Subscriber
 
 SETTINGS = settings_from_config(parse_config({}), {})
 CONNECTED = mqtt.ConnectFlags(session_present=False)

@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from rich.console import Console
 
-from dermaguard.config import ZonesConfig
+from dermaguard.config.load import ZonesConfig
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import Topics
-from dermaguard.watch import WatchModel, event_summary, render
+from dermaguard.ui.watch import WatchModel, event_summary, render
 
 TOPICS = Topics("bathroom")
 T0 = 1000.0  # monotonic seconds at which the first message arrives

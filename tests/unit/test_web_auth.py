@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.web.auth import (
+from dermaguard.ui.web.auth import (
     FailureLimiter,
     TokenError,
     load_or_create_token,

@@ -9,9 +9,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from dermaguard.config import ZonesConfig, parse_config
+from dermaguard.config.load import ZonesConfig, parse_config
 from dermaguard.mqtt.settings import settings_from_config
-from dermaguard.web.live import Hub
+from dermaguard.ui.web.live import Hub
 
 SETTINGS = settings_from_config(parse_config({}), {})
 CONNECTED = mqtt.ConnectFlags(session_present=False)

@@ -6,7 +6,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from dermaguard.mqtt.decode import Snapshot
-from dermaguard.web.ready import Readiness, readiness
+from dermaguard.ui.web.ready import Readiness, readiness
 
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)  # a Thursday
 DAY = 24 * 3600.0

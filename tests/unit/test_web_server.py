@@ -14,11 +14,11 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from dermaguard.config import Config
+from dermaguard.config.load import Config
 from dermaguard.mqtt.settings import settings_from_config
-from dermaguard.web.auth import COOKIE, FailureLimiter
-from dermaguard.web.live import Hub
-from dermaguard.web.server import WebContext, make_app
+from dermaguard.ui.web.auth import COOKIE, FailureLimiter
+from dermaguard.ui.web.live import Hub
+from dermaguard.ui.web.server import WebContext, make_app
 
 TOKEN = "t0ken-for-the-tests-0123456789"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from dermaguard.config import ZonesConfig
-from dermaguard.web.svg import calendar_svg, trace_svg
+from dermaguard.config.load import ZonesConfig
+from dermaguard.ui.web.svg import calendar_svg, trace_svg
 
 
 def test_an_unknown_force_is_a_gap_never_a_line_to_zero() -> None:

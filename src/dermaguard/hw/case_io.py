@@ -35,7 +35,7 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
-from dermaguard.clock import Clock
+from dermaguard.common.clock import Clock
 from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
 
 log = logging.getLogger(__name__)

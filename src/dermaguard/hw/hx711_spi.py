@@ -49,7 +49,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from dermaguard.clock import Clock, RealClock
+from dermaguard.common.clock import Clock, RealClock
 from dermaguard.hw.hx711_protocol import (
     DATA_BITS,
     RESET_GAIN,

@@ -20,8 +20,8 @@ from typing import Any, Final, Literal
 
 from jsonschema import Draft202012Validator
 
+from dermaguard.common.timefmt import parse_utc
 from dermaguard.core.events import Event
-from dermaguard.history_view import parse_utc
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
 
@@ -270,7 +270,7 @@ def event_summary(etype: str, data: Mapping[str, Any]) -> str:
     The daemon's templates trust their data; here the data came over the network, so any
     failure falls back to ``key=value`` pairs rather than raising.
     """
-    from dermaguard.console import describe
+    from dermaguard.core.words import describe
 
     text: str | None = None
     if etype == "command_result" and data.get("ok") is True:

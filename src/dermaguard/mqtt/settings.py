@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dermaguard.config import Config
+from dermaguard.config.load import Config
 from dermaguard.mqtt.topics import Topics
 
 PASSWORD_ENV = "DERMAGUARD_MQTT_PASSWORD"

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from dermaguard.clock import Clock
+from dermaguard.common.clock import Clock
 from dermaguard.core.case import SterilizeRequested
 from dermaguard.hw.pins import BoundedMockPin
 from dermaguard.sim.scenario import CaseEvent, CaseInitial

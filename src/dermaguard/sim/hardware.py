@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from gpiozero.pins.mock import MockFactory
 
-from dermaguard.clock import SimClock
+from dermaguard.common.clock import SimClock
 from dermaguard.sim.case_pins import CaseWiring, SimCase
 from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault

@@ -27,7 +27,7 @@ On the SPI interface PD_SCK is the bus's MOSI line, and :mod:`dermaguard.sim.spi
 through :meth:`HX711Chip.drive_sck` with the times the bus clock gives each bit, and samples DOUT
 with :meth:`HX711Chip.sample_dout`, which honours the datasheet's 0.1 µs from a rising PD_SCK
 edge to valid data. Settling after a reset and the load model's time use the chip's ``clock``,
-so a :class:`~dermaguard.clock.SimClock` can skip it.
+so a :class:`~dermaguard.common.clock.SimClock` can skip it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from dermaguard.clock import Clock, RealClock
+from dermaguard.common.clock import Clock, RealClock
 from dermaguard.hw.pins import BoundedMockPin
 
 log = logging.getLogger(__name__)

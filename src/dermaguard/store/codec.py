@@ -1,28 +1,11 @@
-"""How values are written: UTC timestamps and JSON that every consumer can parse."""
+"""How values are written: JSON that every consumer can parse (timestamps: common/timefmt.py)."""
 
 from __future__ import annotations
 
 import json
 import math
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
-
-
-def iso_utc(wall: float) -> str:
-    """Epoch seconds → ISO-8601 UTC with milliseconds and a ``Z`` (``2026-11-25T18:50:23.123Z``)."""
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-
-
-def parse_utc(text: str) -> float | None:
-    """ISO-8601 (``Z`` or an offset) → epoch seconds; ``None`` if it is not a timestamp."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, AttributeError):
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _finite(value: Any) -> Any:

@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
+from dermaguard.common.timefmt import iso_utc, utc_epoch
 from dermaguard.core.events import Event, Zone
 from dermaguard.store import schema
-from dermaguard.store.codec import dumps, iso_utc, loads, parse_utc
+from dermaguard.store.codec import dumps, loads
 from dermaguard.store.recover import LoggedEvent, interrupted_summary
 from dermaguard.store.trace import TraceSample, pack, unpack_all
 
@@ -458,7 +459,7 @@ class Store(StoreReader):
         with self._projection(event.type):
             no = int(data["session_no"])
             started_at = str(data.get("started_at") or stored.ts)
-            started_wall = parse_utc(started_at)
+            started_wall = utc_epoch(started_at)
             self._touch_roller(data, stored.ts)
             self.conn.execute(
                 "INSERT INTO sessions (session_no, status, started_at, started_wall, t0_mono, "
@@ -492,7 +493,7 @@ class Store(StoreReader):
         t_start = _opt_float(data.get("t_start"))
         if t_start is not None:
             return t_start
-        started_wall = parse_utc(str(data.get("started_at", "")))
+        started_wall = utc_epoch(str(data.get("started_at", "")))
         if started_wall is not None and 0.0 <= wall - started_wall <= MAX_START_LEAD_S:
             return t - (wall - started_wall)
         return t
@@ -501,11 +502,11 @@ class Store(StoreReader):
         with self._projection("session_ended"):
             no = int(data["session_no"])
             ended_at = str(data.get("ended_at") or stored.ts)
-            ended_wall = parse_utc(ended_at)
+            ended_wall = utc_epoch(ended_at)
             ended_wall = wall if ended_wall is None else ended_wall
             duration = _opt_float(data.get("duration_s"))
             started_at = str(data.get("started_at") or iso_utc(ended_wall - (duration or 0.0)))
-            started_wall = parse_utc(started_at)
+            started_wall = utc_epoch(started_at)
             self._touch_roller(data, stored.ts)
             self.conn.execute(
                 "INSERT INTO sessions (session_no, status, started_at, started_wall, ended_at, "
@@ -778,7 +779,7 @@ class Store(StoreReader):
                 t0_mono=row["t0_mono"],
             )
             summary["session_no"] = no
-            ended_wall = parse_utc(str(summary["ended_at"]))
+            ended_wall = utc_epoch(str(summary["ended_at"]))
             with self._tx():
                 self._insert_event("session_ended", t, summary, wall)
                 self.conn.execute(
@@ -827,7 +828,7 @@ class Store(StoreReader):
             "SELECT cycle_id, started_at FROM cycles WHERE outcome IS NULL ORDER BY cycle_id"
         ).fetchall()
         for row in rows:
-            started = parse_utc(str(row["started_at"]))
+            started = utc_epoch(str(row["started_at"]))
             known = [x for x in (last_alive, started) if x is not None]
             end = max(known) if known else wall
             after = round(end - started, 3) if started is not None else None

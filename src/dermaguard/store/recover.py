@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from dermaguard.store.codec import iso_utc
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.store.trace import TraceSample
 
 #: A gap between trace points longer than this is not counted as time in a zone (as in the core).

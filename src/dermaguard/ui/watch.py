@@ -42,8 +42,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from dermaguard.config import ZonesConfig
-from dermaguard.history_view import case_word, format_span
+from dermaguard.common.timefmt import format_span
+from dermaguard.config.load import ZonesConfig
+from dermaguard.core.words import case_word
 from dermaguard.mqtt.client import RECONNECT_MAX_S, connection_client
 from dermaguard.mqtt.decode import (
     MAX_PAYLOAD,

@@ -28,7 +28,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
-from dermaguard.history_view import as_float, format_duration, format_span, parse_utc, to_local
+from dermaguard.common.timefmt import format_span, parse_utc, to_local
+from dermaguard.ui.history_view import as_float, format_duration
 
 TraceSample = tuple[float, float | None, str | None]
 

@@ -1,7 +1,7 @@
 """The dashboard's link to the broker: one subscriber, one model, many browsers.
 
 Messages arrive on paho's thread and are handed to the event loop, decoded there by the
-:class:`~dermaguard.watch.WatchModel` (the shared decoder, checked against the schemas) and
+:class:`~dermaguard.ui.watch.WatchModel` (the shared decoder, checked against the schemas) and
 fanned out to every connected browser as server-sent events. Each browser has a small queue;
 one that falls behind loses force samples, never the others' or the broker's time.
 """
@@ -21,12 +21,12 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from dermaguard.config import ZonesConfig
+from dermaguard.config.load import ZonesConfig
 from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import COMMANDS, Topics
-from dermaguard.watch import WatchModel, subscriber_client, watch_topics
+from dermaguard.ui.watch import WatchModel, subscriber_client, watch_topics
 
 log = logging.getLogger(__name__)
 

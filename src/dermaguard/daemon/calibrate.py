@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
-from dermaguard.calibration_file import (
+from dermaguard.config.calibration_file import (
     CalibrationFileError,
     load_calibration,
     save_keeping_previous,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from dermaguard.config import Config
+from dermaguard.config.load import Config
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
 
 if TYPE_CHECKING:
@@ -220,10 +220,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_check_hardware(args: argparse.Namespace) -> int:
     """Open the hardware with UV locked out, read it, print findings; 1 if anything is wrong."""
-    from dermaguard import pi_service
-    from dermaguard.app import open_hardware, simulation_state_dir
-    from dermaguard.calibration_file import CalibrationFileError, load_calibration
-    from dermaguard.config import load_config
+    from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
+    from dermaguard.config.load import load_config
+    from dermaguard.daemon import pi_service
+    from dermaguard.daemon.app import open_hardware, simulation_state_dir
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import Scenario
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from dermaguard.clock import Clock
-from dermaguard.config import Config
+from dermaguard.common.clock import Clock
+from dermaguard.config.load import Config
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.hx711_protocol import LoadCellADC
 from dermaguard.hw.hx711_spi import HX711Spi, open_spi

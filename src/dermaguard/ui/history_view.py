@@ -12,38 +12,16 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
+
+from dermaguard.common.timefmt import format_span, local_time, parse_utc, to_local
 
 DASH = "—"
 TRY_COMMAND = "dermaguard run --simulate scenarios/sterilize_then_use.yaml --speed 30"
 
 
 # --- small shared helpers (report.py uses them too) --------------------------------------
-
-
-def parse_utc(value: object) -> datetime | None:
-    """An aware UTC datetime from an ISO-8601 string (``Z`` or offset), or ``None``.
-
-    Naive strings are taken as UTC because the store writes UTC only.
-    """
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.astimezone(UTC)
-    except OverflowError:  # e.g. year 1 with a positive offset: before datetime.min in UTC
-        return None
-
-
-def to_local(moment: datetime, tz: tzinfo | None = None) -> datetime:
-    """``moment`` in ``tz``, or in the machine's local zone when ``tz`` is ``None``."""
-    return moment.astimezone(tz) if tz is not None else moment.astimezone()
 
 
 def format_duration(seconds: object) -> str:
@@ -53,21 +31,6 @@ def format_duration(seconds: object) -> str:
         return DASH
     minutes, secs = divmod(round(value), 60)
     return f"{minutes}:{secs:02d}"
-
-
-def format_span(seconds: float) -> str:
-    """A coarse human span for waits and ages: ``45 s``, ``12 min``, ``5 h 10 min``, ``2 d 3 h``."""
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{round(seconds)} s"
-    minutes = round(seconds / 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, mins = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours} h {mins} min" if mins else f"{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h" if hours else f"{days} d"
 
 
 def as_float(value: object) -> float | None:
@@ -104,17 +67,6 @@ def _newest_first(sessions: Sequence[Mapping[str, Any]]) -> list[Mapping[str, An
         )
 
     return sorted(sessions, key=key)
-
-
-#: Words a person reads for the case's states. The state names stay as MQTT, the status file
-#: and the history have them, but a UV-C cycle disinfects a roller; it does not make it sterile
-#: (docs/CARE.md).
-CASE_WORDS: dict[str, str] = {"sterilizing": "disinfecting", "sterile": "disinfected"}
-
-
-def case_word(state: str) -> str:
-    """The case state as a person reads it."""
-    return CASE_WORDS.get(state, state)
 
 
 # --- history table ---------------------------------------------------------------------------
@@ -277,12 +229,6 @@ def live_case(live: Mapping[str, Any] | None, tz: tzinfo | None = None) -> tuple
     when = as_float(live.get("updated_wall"))
     stamp = f" at {local_time(when, tz)}" if when is not None else ""
     return f"{text} (daemon stopped: last known state{stamp})", sterile
-
-
-def local_time(wall: float, tz: tzinfo | None = None) -> str:
-    """A moment as a person reads it, in local time: ``Sat 5 Dec 09:02``."""
-    moment = to_local(datetime.fromtimestamp(wall, UTC), tz)
-    return f"{moment:%a} {moment.day} {moment:%b %H:%M}"
 
 
 def _case_line(status: Mapping[str, Any], tz: tzinfo | None) -> str:

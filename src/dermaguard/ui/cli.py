@@ -17,21 +17,22 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from dermaguard import __version__, hw_check
-from dermaguard.config import (
+from dermaguard import __version__
+from dermaguard.config.load import (
     Config,
     ConfigError,
     load_config,
     simulation_config,
     with_overrides,
 )
+from dermaguard.daemon import hw_check
 
 if TYPE_CHECKING:
     from dermaguard.core.calibration import Calibration
 
 if TYPE_CHECKING:
     from dermaguard.store import StoreReader
-from dermaguard.web import cli as web_cli
+from dermaguard.ui.web import cli as web_cli
 
 EXIT_USAGE = 2
 #: The machine refused something (an unwritable directory, an unreadable history, a closed
@@ -200,7 +201,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dermaguard.app import StartupError, run_daemon, simulation_state_dir
+    from dermaguard.daemon.app import StartupError, run_daemon, simulation_state_dir
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import ScenarioError, load_scenario
 
@@ -228,7 +229,7 @@ def _service_clash(args: argparse.Namespace, config: Config) -> str | None:
     """On a Pi with the service installed: why this calibration would clash with it."""
     import shlex
 
-    from dermaguard.pi_service import calibrate_clash, service_state
+    from dermaguard.daemon.pi_service import calibrate_clash, service_state
 
     weight = shlex.quote(args.reference) if args.reference else ""
     step = "--tare" if args.tare else f"--reference {weight}" if weight else ""
@@ -259,10 +260,10 @@ def _broker_address(text: str) -> dict[str, object]:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from dermaguard.calibrate import CalibrateError, check_plausible, interactive, summary
-    from dermaguard.calibrate import add_reference as do_reference
-    from dermaguard.calibrate import tare as do_tare
     from dermaguard.core.calibration import parse_reference
+    from dermaguard.daemon.calibrate import CalibrateError, check_plausible, interactive, summary
+    from dermaguard.daemon.calibrate import add_reference as do_reference
+    from dermaguard.daemon.calibrate import tare as do_tare
 
     config = _load(args.config)
     _setup_logging(args.log_level or config.log_level)
@@ -280,8 +281,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return _usage_error(f"--sim-load: {exc}")
     if not args.simulate and (clash := _service_clash(args, config)) is not None:
         return _usage_error(clash)
-    from dermaguard.app import calibration_file, open_hardware, sim_read
-    from dermaguard.calibration_file import in_effect
+    from dermaguard.config.calibration_file import in_effect
+    from dermaguard.daemon.app import calibration_file, open_hardware, sim_read
     from dermaguard.hw.pins import PinFactoryUnavailable
     from dermaguard.sim.scenario import Scenario
 
@@ -336,8 +337,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 def _undo_calibration(config: Config, path: Path, *, simulated: bool) -> int:
     """``calibrate --undo``: swap the calibration with the one its last change replaced."""
-    from dermaguard.calibrate import summary
-    from dermaguard.calibration_file import CalibrationFileError, backup_path, restore_previous
+    from dermaguard.config.calibration_file import (
+        CalibrationFileError,
+        backup_path,
+        restore_previous,
+    )
+    from dermaguard.daemon.calibrate import summary
 
     try:
         restored, replaced = restore_previous(path)
@@ -369,8 +374,8 @@ def _report_calibration_change(
     """
     import time
 
-    from dermaguard.app import store_path
-    from dermaguard.calibrate import change_event, describe_change
+    from dermaguard.daemon.app import store_path
+    from dermaguard.daemon.calibrate import change_event, describe_change
     from dermaguard.store import Store, StoreError
 
     change = describe_change(old, new, config.pressure.zones.over_n)
@@ -401,7 +406,7 @@ def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     Without ``--simulation`` the device's history is read; on a machine that has only ever run
     the simulation, that history is shown instead, saying so, rather than nothing.
     """
-    from dermaguard.app import store_path
+    from dermaguard.daemon.app import store_path
 
     device = store_path(config, simulated=False)
     simulated = store_path(config, simulated=True)
@@ -438,7 +443,7 @@ def _read_history(path: Path, read: Callable[[StoreReader], _T]) -> _T:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dermaguard.history_view import format_history, history_json
+    from dermaguard.ui.history_view import format_history, history_json
 
     config = _load(args.config)
     if args.limit < 1:
@@ -460,9 +465,9 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import time
 
-    from dermaguard.history_view import format_status, live_case
-    from dermaguard.status_file import STATUS_NAME, read_status
-    from dermaguard.store.codec import iso_utc, parse_utc
+    from dermaguard.common.timefmt import iso_utc, utc_epoch
+    from dermaguard.daemon.status_file import STATUS_NAME, read_status
+    from dermaguard.ui.history_view import format_status, live_case
 
     config = _load(args.config)
     path, note = _history_path(config, args.simulation)
@@ -475,7 +480,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         note += "(nothing recorded there yet)\n"
     next_allowed = None
     if last is not None and isinstance(last.get("ended_at"), str):
-        ended = parse_utc(str(last["ended_at"]))
+        ended = utc_epoch(str(last["ended_at"]))
         if ended is not None:
             next_allowed = iso_utc(ended + config.care.rest_s)
     case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
@@ -495,8 +500,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from dermaguard.report import ReportError, calendar_figure, check_output, session_figure
     from dermaguard.store import StoreError, open_readonly
+    from dermaguard.ui.report import ReportError, calendar_figure, check_output, session_figure
 
     config = _load(args.config)
     if (args.session is None) == (args.weeks is None):
@@ -536,7 +541,7 @@ def cmd_new_roller(args: argparse.Namespace) -> int:
     """Record a new roller in an existing history; never creates one as a side effect."""
     import time
 
-    from dermaguard.app import store_path
+    from dermaguard.daemon.app import store_path
     from dermaguard.store import Store, StoreError
 
     config = _load(args.config)
@@ -565,7 +570,7 @@ def cmd_new_roller(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-    from dermaguard.watch import WatchError, watch
+    from dermaguard.ui.watch import WatchError, watch
 
     config = _load(args.config)
     if not args.timeout > 0:
@@ -591,7 +596,7 @@ def _usage_error(message: str) -> int:
 
 
 def _setup_logging(level: str) -> None:
-    from dermaguard.logs import setup_logging
+    from dermaguard.daemon.logs import setup_logging
 
     setup_logging(level)
 

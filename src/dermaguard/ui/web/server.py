@@ -4,7 +4,7 @@ aiohttp because one asyncio process serves the pages, holds every browser's serv
 stream and runs the MQTT hand-off without threads per client; it is a mature, well-kept
 library packaged by Debian (python3-aiohttp), with no compiler needed on a Pi.
 
-Security on a home network (see :mod:`dermaguard.web.auth`): every route but the sign-in page
+Security on a home network (see :mod:`dermaguard.ui.web.auth`): every route but the sign-in page
 and ``/healthz`` needs the token cookie; state-changing requests are POSTs whose ``Origin`` must
 be this server; wrong tokens are rate-limited per address; errors are short JSON or text, never
 a traceback; the request log never contains a query string (where the token travels once).
@@ -27,13 +27,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from dermaguard.config import Config
-from dermaguard.history_view import parse_utc
+from dermaguard.common.timefmt import parse_utc
+from dermaguard.config.load import Config
 from dermaguard.store import StoreError, open_readonly
-from dermaguard.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
-from dermaguard.web.live import WEB_COMMANDS, Hub
-from dermaguard.web.ready import readiness
-from dermaguard.web.svg import calendar_svg, trace_svg
+from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
+from dermaguard.ui.web.live import WEB_COMMANDS, Hub
+from dermaguard.ui.web.ready import readiness
+from dermaguard.ui.web.svg import calendar_svg, trace_svg
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ CTX: Final = web.AppKey("ctx", WebContext)
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("dermaguard.web").joinpath("static", name).read_bytes()
+    return resources.files("dermaguard.ui.web").joinpath("static", name).read_bytes()
 
 
 def _client_address(request: web.Request) -> str:

@@ -1,23 +1,28 @@
-"""Human-readable lines for what the daemon does: zone changes, alarms, faults."""
+"""The device's words for people: what each event says, and what the case's states are called.
+
+One place for the wording, so the terminal, the status file, ``watch`` and the web dashboard say
+the same thing about the same event. Pure: templates and formatting only.
+"""
 
 from __future__ import annotations
 
 import string
-import sys
 from datetime import tzinfo
-from typing import Any, TextIO
+from typing import Any
 
-from dermaguard.core.events import (
-    CaseStatus,
-    Effect,
-    EmitEvent,
-    Event,
-    ForceSample,
-    ShowIndicators,
-    Zone,
-)
-from dermaguard.history_view import case_word, format_span, local_time, parse_utc
-from dermaguard.line_writer import LineWriter
+from dermaguard.common.timefmt import format_span, local_time, parse_utc
+from dermaguard.core.events import Event
+
+#: Words a person reads for the case's states. The state names stay as MQTT, the status file
+#: and the history have them, but a UV-C cycle disinfects a roller; it does not make it sterile
+#: (docs/CARE.md).
+CASE_WORDS: dict[str, str] = {"sterilizing": "disinfecting", "sterile": "disinfected"}
+
+
+def case_word(state: str) -> str:
+    """The case state as a person reads it."""
+    return CASE_WORDS.get(state, state)
+
 
 _EVENT_TEXT = {
     "daemon_started": "started",
@@ -77,52 +82,3 @@ def describe(event: Event, tz: tzinfo | None = None) -> str:
         return _Readable(tz).format(template, **event.data)
     except (KeyError, ValueError, TypeError):
         return f"{event.type} {dict(event.data)}"
-
-
-def _minutes(seconds: float) -> str:
-    m, s = divmod(round(seconds), 60)
-    return f"{m}:{s:02d}"
-
-
-class ConsolePrinter:
-    """An effect sink that prints a line per zone change and per event."""
-
-    def __init__(self, t0: float, out: TextIO | LineWriter | None = None) -> None:
-        self.t0 = t0
-        self.out = out or sys.stdout
-        self._zone: Zone | None = None
-        self._force: float | None = None
-        self._case_state: tuple[str, bool, bool] | None = None
-
-    def _line(self, t: float, text: str) -> None:
-        self.out.write(f"[{t - self.t0:8.2f} s] {text}\n")
-        self.out.flush()
-
-    def __call__(self, effect: Effect) -> None:
-        if isinstance(effect, ForceSample):
-            self._force = effect.force_n
-            if effect.zone != self._zone and effect.zone is not None:
-                force = (
-                    f"{effect.force_n:5.2f} N smoothed" if effect.force_n is not None else "unknown"
-                )
-                self._line(effect.t, f"zone {effect.zone:<5} {force}")
-            self._zone = effect.zone
-        elif isinstance(effect, EmitEvent):
-            self._line(effect.event.t, describe(effect.event))
-        elif isinstance(effect, CaseStatus):
-            self._case(effect)
-        elif isinstance(effect, ShowIndicators):
-            pass
-
-    def _case(self, status: CaseStatus) -> None:
-        key = (status.state, status.uv_on, status.sterile)
-        if key != self._case_state:
-            self._case_state = key
-            text = f"case {case_word(status.state)}"
-            if status.state == "aborted" and status.abort_reason:
-                text += f" ({status.abort_reason})"
-            text += f", UV {'ON' if status.uv_on else 'off'}"
-            text += ", roller disinfected" if status.sterile else ", roller not disinfected"
-            self._line(status.t, text)
-        elif status.remaining_s is not None:
-            self._line(status.t, f"case disinfecting: {_minutes(status.remaining_s)} left")

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from dermaguard.clock import Clock
+from dermaguard.common.clock import Clock
 from dermaguard.core.engine import Engine, EngineInput
 from dermaguard.core.events import (
     Effect,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from dermaguard.core.events import CaseStatus, Effect, EmitEvent, ShowIndicators
-from dermaguard.history_view import case_word
+from dermaguard.core.words import case_word
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from html import escape
 from typing import Any
 
-from dermaguard.config import ZonesConfig
+from dermaguard.config.load import ZonesConfig
 from dermaguard.store import TraceSample
 
 ZONE_COLOURS: Mapping[str, str] = {

@@ -4,7 +4,7 @@ docs/CARE.md gives each care default its source (or calls it an engineering esti
 care guidance, not medical advice. To add a section, write a frozen dataclass whose fields are
 ``field(default=..., metadata=meta(doc=..., ...))`` (plus ``_check`` for rules across its
 fields) and add it to :class:`Config`; the validator, the reference and
-:func:`~dermaguard.config.config_to_data` pick it up with no other change.
+:func:`~dermaguard.config.load.config_to_data` pick it up with no other change.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from dermaguard.config_fields import join_path, meta, not_allowed
+from dermaguard.config.fields import join_path, meta, not_allowed
 
 Profile = Literal["home", "clinic"]
 LogLevel = Literal["debug", "info", "warning", "error"]

@@ -2,8 +2,8 @@
 
 A user's mistake is reported as a :class:`ConfigError` listing every problem at once, each
 naming the key path, the bad value and what is allowed, so a config is fixed in one edit rather
-than one error per restart. The schema is in :mod:`dermaguard.config_schema`, the generic
-validator in :mod:`dermaguard.config_fields`.
+than one error per restart. The schema is in :mod:`dermaguard.config.schema`, the generic
+validator in :mod:`dermaguard.config.fields`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from dermaguard import config_fields
-from dermaguard.config_schema import (
+from dermaguard.config import fields as config_fields
+from dermaguard.config.schema import (
     AlarmConfig,
     CalibrationConfig,
     CaseConfig,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Final, TextIO
 
-from dermaguard.config import Config, load_config, with_overrides
+from dermaguard.config.load import Config, load_config, with_overrides
 
 EXIT_USAGE: Final = 2
 TOKEN_NAME: Final = "web-token"
@@ -49,8 +49,8 @@ def token_path(config: Config) -> Path:
 
 
 def _effective(args: argparse.Namespace) -> Config:
-    from dermaguard.cli import _broker_address
-    from dermaguard.config import simulation_device_id
+    from dermaguard.config.load import simulation_device_id
+    from dermaguard.ui.cli import _broker_address
 
     config = load_config(args.config)
     if args.mqtt is not None:
@@ -105,10 +105,10 @@ def show_url(config: Config, token: str, out: TextIO | None = None) -> None:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from dermaguard.app import calibration_file, store_path
-    from dermaguard.logs import setup_logging
+    from dermaguard.daemon.app import calibration_file, store_path
+    from dermaguard.daemon.logs import setup_logging
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-    from dermaguard.web.auth import FailureLimiter, TokenError, load_or_create_token
+    from dermaguard.ui.web.auth import FailureLimiter, TokenError, load_or_create_token
 
     config = _effective(args)
     path = token_path(config)
@@ -140,8 +140,8 @@ def cmd_web(args: argparse.Namespace) -> int:
             "mqtt.enabled is false: the dashboard reads the device through the broker; "
             "enable MQTT (or give --mqtt HOST[:PORT])"
         )
-    from dermaguard.web.live import Hub
-    from dermaguard.web.server import WebContext, serve, ssl_context
+    from dermaguard.ui.web.live import Hub
+    from dermaguard.ui.web.server import WebContext, serve, ssl_context
 
     try:
         tls = ssl_context(config.web.tls_cert_file, config.web.tls_key_file)

@@ -17,11 +17,14 @@ from typing import TextIO
 from gpiozero import Device
 
 from dermaguard import __version__
-from dermaguard.calibrate import add_reference, tare
-from dermaguard.calibration_file import CalibrationFileError, load_calibration, save_calibration
-from dermaguard.clock import Clock, RealClock
-from dermaguard.config import Config, simulation_config
-from dermaguard.console import ConsolePrinter
+from dermaguard.common.clock import Clock, RealClock
+from dermaguard.common.line_writer import LineWriter
+from dermaguard.config.calibration_file import (
+    CalibrationFileError,
+    load_calibration,
+    save_calibration,
+)
+from dermaguard.config.load import Config, simulation_config
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import Engine, EngineParams, History
@@ -30,21 +33,22 @@ from dermaguard.core.filters import build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
 from dermaguard.core.zones import ZoneThresholds
+from dermaguard.daemon.calibrate import add_reference, tare
+from dermaguard.daemon.console import ConsolePrinter
+from dermaguard.daemon.load_cell import chip_pins, open_load_cell
+from dermaguard.daemon.runtime import Runtime
+from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
+from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
 from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
-from dermaguard.line_writer import LineWriter
-from dermaguard.load_cell import chip_pins, open_load_cell
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.discovery import MODEL
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-from dermaguard.runtime import Runtime
-from dermaguard.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
-from dermaguard.status_file import STATUS_NAME, StatusFile
 from dermaguard.store import Store, StoreError, StoreSink
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from dermaguard.config import Config
+from dermaguard.config.load import Config
 
 SERVICE = "dermaguard.service"
 SERVICE_USER = "dermaguard"
