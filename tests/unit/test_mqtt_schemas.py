@@ -481,3 +481,9 @@ def test_command_schema_refuses_what_is_not_a_command() -> None:
 def test_the_button_payload_of_home_assistant_is_a_valid_command() -> None:
     for name in ("tare", "sterilize", "silence", "new_roller"):
         assert command_errors(name, json.loads("{}")) == []
+
+
+def test_the_core_event_types_are_the_contracts_list() -> None:
+    from dermaguard.core.events import EventType
+
+    assert [t.value for t in EventType] == load_schema("event")["properties"]["type"]["enum"]

@@ -9,13 +9,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Literal
 
 from dermaguard.core.calibration import Calibration
 
 Zone = Literal["none", "light", "ok", "high", "over"]
 ZONES: tuple[Zone, ...] = ("none", "light", "ok", "high", "over")
+
+
+class EventType(StrEnum):
+    """Every event the device records and publishes: the one list of names.
+
+    A ``StrEnum``, so a member is its wire name (``EventType.OVER_PRESSURE == "over_pressure"``)
+    wherever a string is stored, published or compared. ``mqtt/schemas/event.json`` lists the
+    same names; a test keeps the two equal (docs/MQTT.md, "Events").
+    """
+
+    DAEMON_STARTED = "daemon_started"
+    DAEMON_STOPPING = "daemon_stopping"
+    SESSION_STARTED = "session_started"
+    SESSION_ENDED = "session_ended"
+    OVER_PRESSURE = "over_pressure"
+    OVER_PRESSURE_CLEARED = "over_pressure_cleared"
+    UNSTERILE_USE = "unsterile_use"
+    TOO_SOON = "too_soon"
+    ROLLER_REPLACE_DUE = "roller_replace_due"
+    STERILIZATION_STARTED = "sterilization_started"
+    STERILIZATION_COMPLETED = "sterilization_completed"
+    STERILIZATION_ABORTED = "sterilization_aborted"
+    SENSOR_FAULT = "sensor_fault"
+    SENSOR_RECOVERED = "sensor_recovered"
+    CALIBRATION_CHANGED = "calibration_changed"
+    COMMAND_RESULT = "command_result"
+    NEW_ROLLER = "new_roller"
 
 
 class Priority(IntEnum):
