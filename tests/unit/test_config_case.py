@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from dermaguard.config.load import ConfigError, default_config, parse_config, reference_rows
+from dermaguard.config.params import case_params
 from dermaguard.core.case import CaseParams
-from dermaguard.daemon.app import case_params
 
 
 def errors_of(data: object) -> list[str]:

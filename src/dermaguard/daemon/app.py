@@ -25,14 +25,11 @@ from dermaguard.config.calibration_file import (
     save_calibration,
 )
 from dermaguard.config.load import Config, simulation_config
+from dermaguard.config.params import case_params, engine_params
 from dermaguard.core.calibration import Calibration, parse_reference
-from dermaguard.core.case import CaseParams
-from dermaguard.core.engine import Engine, EngineParams, History
+from dermaguard.core.engine import Engine, History
 from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.core.filters import build_filter
-from dermaguard.core.pressure import PressureParams
-from dermaguard.core.session import SessionParams
-from dermaguard.core.zones import ZoneThresholds
 from dermaguard.daemon.calibrate import add_reference, tare
 from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
@@ -61,46 +58,6 @@ class StartupError(Exception):
     """The daemon cannot start for a reason a person can fix; the message says how."""
 
 
-def pressure_params(config: Config) -> PressureParams:
-    z = config.pressure.zones
-    return PressureParams(
-        zones=ZoneThresholds(
-            contact_n=z.contact_n,
-            ok_n=z.ok_n,
-            high_n=z.high_n,
-            over_n=z.over_n,
-            hysteresis_n=z.hysteresis_n,
-            dwell_samples=z.dwell_samples,
-        ),
-        capacity_n=config.load_cell.capacity_n,
-        invalid_samples_for_fault=config.pressure.invalid_samples_for_fault,
-        valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
-        negative_margin_n=config.pressure.negative_margin_n,
-        negative_samples_for_fault=config.pressure.negative_samples_for_fault,
-    )
-
-
-def case_params(config: Config) -> CaseParams:
-    c = config.case
-    return CaseParams(
-        cycle_s=c.cycle_s,
-        auto_start=c.auto_start,
-        validity_after_undock_s=c.validity_after_undock_s,
-        uv_sensor=config.pins.uv_sensor is not None,
-        uv_confirm_s=c.uv_confirm_s,
-        irradiance_mw_cm2=c.irradiance_mw_cm2,
-        dose_mj_cm2=c.dose_target_mj_cm2,
-    )
-
-
-def session_params(config: Config) -> SessionParams:
-    return SessionParams(
-        idle_timeout_s=config.session.idle_timeout_s,
-        rest_s=config.care.rest_s,
-        replace_after_uses=config.care.replace_after_uses,
-    )
-
-
 def build_engine(
     config: Config, calibration: Calibration, history: History | None = None
 ) -> Engine:
@@ -108,13 +65,7 @@ def build_engine(
     smoothing = tuple(
         build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
     )
-    params = EngineParams(
-        pressure_params(config),
-        case_params(config),
-        session_params(config),
-        silence_s=config.alarm.silence_s,
-    )
-    return Engine(params, calibration, spike, smoothing, history)
+    return Engine(engine_params(config), calibration, spike, smoothing, history)
 
 
 DB_NAME = "dermaguard.db"
