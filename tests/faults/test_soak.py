@@ -149,7 +149,9 @@ def test_a_short_soak_delivers_every_event_keeps_every_session_and_leaks_no_fds(
     assert got["mqtt_reconnects"] >= got["broker_flaps"], context
     # Nothing leaks: open descriptors stable while connected, memory flat within a few MB.
     assert got["fds_growth"] <= 0, context
-    assert got["fds_max"] - got["fds_min"] <= 3, context
+    # While connected the count moves only by the read-only SQLite connection the outbox opens
+    # to catch up after a reconnect (the database, its -wal and -shm: 3 descriptors).
+    assert got["fds_connected_range"] <= 3, context
     assert got["rss_growth"] < 10, context
     # The sampler ran. (How many reads a busy host lets the emulated HX711 keep is the
     # benchmark's figure, not a verdict here.)
