@@ -29,8 +29,7 @@ from dermaguard.core.events import Event
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
-from dermaguard.store import Store, open_readonly
-from dermaguard.store.db import StoredEvent
+from dermaguard.store import Store, StoredEvent, open_readonly
 
 pytestmark = [pytest.mark.faults, pytest.mark.broker, pytest.mark.subprocess, pytest.mark.slow]
 

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from dermaguard.core.events import Effect, EmitEvent, Event, ForceSample
-from dermaguard.store.db import Store, StoredEvent
+from dermaguard.store.db import Store
+from dermaguard.store.reader import StoredEvent
 
 log = logging.getLogger(__name__)
 
