@@ -92,7 +92,10 @@ def open_bridge(path: Path, port: int, client_id: str) -> tuple[MqttBridge, Stor
     """Store, sink and bridge wired as ``app.run_daemon`` wires them (not started)."""
     store = Store.open(path, DEVICE)
     bridge = MqttBridge(
-        settings(port, client_id), db_path=path, device_name="bench", sw_version="bench"
+        settings(port, client_id),
+        open_events=lambda: open_readonly(path),
+        device_name="bench",
+        sw_version="bench",
     )
     sink = StoreSink(store, time.time, on_stored=bridge.on_stored)
     bridge.bind(put_command=lambda _c: None, mark_delivered=sink.mark_delivered)

@@ -29,8 +29,7 @@ from dermaguard.core.events import Event
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
-from dermaguard.store import Store
-from dermaguard.store.db import StoredEvent
+from dermaguard.store import Store, StoredEvent, open_readonly
 
 pytestmark = [pytest.mark.faults, pytest.mark.broker, pytest.mark.subprocess, pytest.mark.slow]
 
@@ -90,7 +89,7 @@ def drain_returns_before_the_last_ack() -> bool:
         settings = MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False)
         bridge = MqttBridge(
             settings,
-            db_path=db,
+            open_events=lambda: open_readonly(db),
             device_name="d",
             sw_version="0",
             client=client,  # type: ignore[arg-type]

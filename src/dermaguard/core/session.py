@@ -247,3 +247,43 @@ class SessionTracker:
             "roller_use": s.roller_use,
             "end_reason": reason,
         }
+
+
+def replay_summary(
+    start: dict[str, Any],
+    trace: list[tuple[float, float | None, Zone | None]],
+    *,
+    started_wall: float,
+    duration_s: float,
+    over_episodes: int,
+    longest_over_s: float,
+    reason: str,
+) -> dict[str, Any]:
+    """A ``session_ended`` summary rebuilt from a stored trace (times since the start), by the
+    tracker's own accumulation and summary, so a recovered session reads like a real one.
+
+    ``start`` is the ``session_started`` data. A stored trace is downsampled and may miss a
+    short excursion into ``over``, so the caller counts the episodes (from its event log).
+    """
+
+    def at(key: str) -> Any:  # a damaged record may lack a key: it stays None in the summary
+        return start.get(key)
+
+    tracker = SessionTracker(SessionParams(), roller=RollerState(at("roller_id"), 0))
+    s = _Open(
+        session_no=at("session_no"),
+        t_start=0.0,
+        wall_start=started_wall,
+        sterile=at("sterile"),
+        cycle_id=at("cycle_id"),
+        rest_interval_s=at("rest_interval_s"),
+        too_soon=at("too_soon"),
+        roller_use=at("roller_use"),
+        last_t=trace[0][0] if trace else 0.0,
+        last_contact_t=0.0,
+    )
+    tracker.current = s
+    for t, force_n, zone in trace:
+        tracker.sample(t, force_n, zone)
+    s.over_episodes, s.longest_over_s = over_episodes, longest_over_s
+    return tracker.summary(s, duration_s, started_wall + duration_s, reason)

@@ -46,7 +46,7 @@ from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import Scenario
-from dermaguard.store import Store, StoreError, StoreSink
+from dermaguard.store import Store, StoreError, StoreSink, open_readonly
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ def open_mqtt(
         name, model = f"{name} (simulation)", f"{MODEL} (simulation)"
     return MqttBridge(
         settings,
-        db_path=db_path,
+        open_events=lambda: open_readonly(db_path),
         device_name=name,
         model=model,
         sw_version=__version__,

@@ -19,22 +19,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
-from dermaguard.core.events import Command, DeviceState, Effect, Event, ForceSample
+from dermaguard.core.events import Command, DeviceState, Effect, Event, EventType, ForceSample
 from dermaguard.mqtt.client import make_client
 from dermaguard.mqtt.commands import CommandParser
 from dermaguard.mqtt.discovery import MODEL, discovery_payload
-from dermaguard.mqtt.outbox import Outbox, OutEvent
+from dermaguard.mqtt.outbox import EventLog, Outbox, OutEvent, StoredRef
 from dermaguard.mqtt.payloads import force_payload, session_last_payload, state_payload
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import ONLINE
-from dermaguard.store import StoredEvent, open_readonly
 
 log = logging.getLogger(__name__)
 
@@ -51,16 +49,17 @@ class MqttBridge:
     """Publishes events (durably), state, live force and discovery; takes commands in.
 
     ``put_command`` queues a parsed command for the engine; ``mark_delivered`` records
-    acknowledged events (the store's writer commits the marks). Call :meth:`start` once the
-    store holds the database at ``db_path`` and :meth:`bind` has given both; :meth:`drain`
-    then :meth:`close` at shutdown.
+    acknowledged events (the store's writer commits the marks). ``open_events`` opens the
+    event log for reading; the bridge thread calls it once and closes what it returns. Call
+    :meth:`start` once the store exists and :meth:`bind` has given both; :meth:`drain` then
+    :meth:`close` at shutdown.
     """
 
     def __init__(
         self,
         settings: MqttSettings,
         *,
-        db_path: Path,
+        open_events: Callable[[], EventLog],
         device_name: str,
         sw_version: str,
         model: str = MODEL,
@@ -72,7 +71,7 @@ class MqttBridge:
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
-        self.db_path = db_path
+        self._open_events = open_events
         self.device_name = device_name
         self.model = model
         self.sw_version = sw_version
@@ -178,7 +177,7 @@ class MqttBridge:
 
     # -- writer thread -----------------------------------------------------------------------
 
-    def on_stored(self, event: Event, stored: StoredEvent) -> None:
+    def on_stored(self, event: Event, stored: StoredRef) -> None:
         """The store committed ``event``: it may be published now."""
         out = OutEvent.build(
             seq=stored.seq,
@@ -281,7 +280,7 @@ class MqttBridge:
     # -- bridge thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader = open_readonly(self.db_path)
+        reader = self._open_events()
         try:
             self.outbox = Outbox(
                 lambda after, limit: [
@@ -384,7 +383,7 @@ class MqttBridge:
             self._publish_retry_at = self._monotonic() + PUBLISH_RETRY_S
             log.warning("MQTT: event %d not handed to the client: %s", event.seq, info.rc)
             return None
-        if event.etype == "session_ended" and event.data is not None:
+        if event.etype == EventType.SESSION_ENDED and event.data is not None:
             self.client.publish(
                 self.topics.session_last, session_last_payload(event.data), qos=1, retain=True
             )

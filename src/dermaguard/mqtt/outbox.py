@@ -28,8 +28,9 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
+from dermaguard.core.events import EventType
 from dermaguard.mqtt.payloads import event_envelope
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ class OutEvent:
         payload = event_envelope(
             seq=seq, event_id=event_id, device=device, etype=etype, ts=ts, data=data
         )
-        return cls(seq, etype, payload, data if etype == "session_ended" else None)
+        return cls(seq, etype, payload, data if etype == EventType.SESSION_ENDED else None)
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> OutEvent:
@@ -74,6 +75,29 @@ class OutEvent:
             ts=str(row["ts"]),
             data=dict(row["data"]),
         )
+
+
+class StoredRef(Protocol):
+    """Where the store put a committed event (the store's ``StoredEvent`` is one)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def ts(self) -> str: ...
+
+
+class EventLog(Protocol):
+    """The read side of the event log the outbox pages through (the store's ``StoreReader`` is
+    one). The daemon's assembly hands the bridge a way to open it, so mqtt never imports the
+    store (docs/ARCHITECTURE.md, "Layers")."""
+
+    def undelivered(self, after_seq: int, limit: int, /) -> list[dict[str, Any]]:
+        """Rows of undelivered events with ``seq > after_seq``, oldest first."""
+        ...
+
+    def close(self) -> None: ...
 
 
 #: Hands one event to the client; returns its message id, or ``None`` if it was not taken.

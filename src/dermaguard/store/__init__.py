@@ -4,7 +4,8 @@
 :class:`StoreSink` is the effect sink that feeds a store from the engine without blocking it.
 """
 
-from dermaguard.store.db import Store, StoredEvent, StoreError, StoreReader, open_readonly
+from dermaguard.store.db import Store
+from dermaguard.store.reader import StoredEvent, StoreError, StoreReader, open_readonly
 from dermaguard.store.schema import SCHEMA_VERSION, SchemaError
 from dermaguard.store.trace import TraceSample
 from dermaguard.store.writer import StoreSink, is_storage_fault

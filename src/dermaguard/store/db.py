@@ -1,10 +1,11 @@
-"""The SQLite store: an append-only event log and the records derived from it.
+"""The SQLite store's writer: an append-only event log, the records derived from it, the trace.
 
 Every domain event is appended to ``events`` with a per-device sequence number and committed at
 once, before anyone announces it. Sessions, sterilization cycles and rollers are projections of
-those events, written in the same transaction as the event that changes them; if a projection
-cannot be applied (a malformed event, a duplicate number) the event is still stored and the
-problem logged — the log is the record, the tables are views of it.
+those events (:mod:`dermaguard.store.projections`), written in the same transaction as the event
+that changes them; if a projection cannot be applied (a malformed event, a duplicate number)
+the event is still stored and the problem logged — the log is the record, the tables are views
+of it.
 
 The force trace is buffered in memory and written in chunks (every ``trace_flush_s`` of samples,
 and with the event that ends the session), so an SD card sees a page every twenty seconds rather
@@ -12,7 +13,8 @@ than a write per sample.
 
 A :class:`Store` holds one connection and is used by one thread at a time: the caller's until
 the :class:`~dermaguard.store.writer.StoreSink` takes it over, then the writer thread only.
-Readers on other threads (the CLI, the MQTT outbox) use their own :func:`open_readonly`.
+Readers on other threads (the CLI, the MQTT outbox) use their own
+:func:`~dermaguard.store.reader.open_readonly`.
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from dermaguard.common.timefmt import iso_utc, utc_epoch
-from dermaguard.core.events import Event, Zone
-from dermaguard.store import schema
+from dermaguard.core.events import Event, EventType, Zone
+from dermaguard.store import projections, schema
 from dermaguard.store.codec import dumps, loads
+from dermaguard.store.reader import LOCAL_ONLY, StoredEvent, StoreError, StoreReader, connect
 from dermaguard.store.recover import LoggedEvent, interrupted_summary
-from dermaguard.store.trace import TraceSample, pack, unpack_all
+from dermaguard.store.trace import TraceSample, pack
 
 log = logging.getLogger(__name__)
 
@@ -43,39 +46,10 @@ TRACE_CHUNK_MAX = 200
 TRACE_FLUSH_S = 20.0
 #: Samples kept in memory when the trace cannot be written; older ones are dropped past this.
 TRACE_BUFFER_MAX = 36_000
-#: Without ``t_start`` in ``session_started``, the session's start is found from ``started_at``
-#: if it lies at most this long before the event; otherwise the event's own time is used.
-MAX_START_LEAD_S = 3600.0
-#: ``events.delivered`` of an event recorded while MQTT was off: kept in the history and never
-#: published (0 waits in the outbox, 1 was acknowledged by the broker). A run without MQTT is a
-#: choice, and its events published at a later start would reach Home Assistant's automations as
-#: if they were happening then.
-LOCAL_ONLY = 2
 #: Events that close the stretch of the log belonging to a session left open.
-SESSION_BOUNDARIES = frozenset({"session_started", "session_ended", "daemon_started"})
-
-_PROJECTION_ERRORS = (
-    sqlite3.IntegrityError,
-    sqlite3.ProgrammingError,
-    sqlite3.InterfaceError,
-    sqlite3.DataError,
-    KeyError,
-    TypeError,
-    ValueError,
+SESSION_BOUNDARIES = frozenset(
+    {EventType.SESSION_STARTED, EventType.SESSION_ENDED, EventType.DAEMON_STARTED}
 )
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """Where an event landed: its sequence number, its uuid and its UTC timestamp."""
-
-    seq: int
-    id: str
-    ts: str
 
 
 @dataclass(slots=True)
@@ -83,201 +57,6 @@ class _OpenSession:
     session_no: int
     t0: float
     next_chunk: int = 0
-
-
-class _Connection(sqlite3.Connection):
-    """A plain connection whose methods can be replaced per instance (fault-injection tests)."""
-
-
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
-    if readonly:
-        conn = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro",
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            factory=_Connection,
-        )
-    else:
-        # check_same_thread=False: opened by the daemon's main thread, then handed to the
-        # writer thread; it is never used by two threads at once.
-        conn = sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, factory=_Connection
-        )
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def _opt_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _opt_int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
-
-
-def _opt_bool(value: Any) -> int | None:
-    return None if value is None else int(bool(value))
-
-
-def _session_dict(row: sqlite3.Row) -> dict[str, Any]:
-    """A session as the CLI and reports want it: the summary, plus status and wall times."""
-    summary = loads(row["summary"])
-    if row["status"] == "open":
-        summary.setdefault("sterile_at_start", summary.get("sterile"))
-    summary["session_no"] = row["session_no"]
-    summary["status"] = row["status"]
-    summary.setdefault("started_at", row["started_at"])
-    summary["started_wall"] = row["started_wall"]
-    summary["ended_wall"] = row["ended_wall"]
-    return summary
-
-
-def _event_dict(row: sqlite3.Row) -> dict[str, Any]:
-    keys = row.keys()
-    return {
-        "seq": row["seq"],
-        "id": row["id"],
-        "device": row["device"],
-        "type": row["type"],
-        "ts": row["ts"],
-        "t_mono": row["t_mono"],
-        "data": loads(row["data"]),
-        "delivered": row["delivered"] == 1,
-        "local_only": row["delivered"] == LOCAL_ONLY,
-        "delivered_at": row["delivered_at"] if "delivered_at" in keys else None,
-    }
-
-
-def _cycle_dict(row: sqlite3.Row) -> dict[str, Any]:
-    out = loads(row["data"])
-    for key in ("cycle_id", "started_at", "ended_at", "outcome", "reason", "duration_s"):
-        out[key] = row[key]
-    return out
-
-
-class StoreReader:
-    """Queries on a store; safe on a read-only connection."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self.conn = conn
-        self.path = path
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.conn.close()
-
-    @property
-    def schema_version(self) -> int:
-        return schema.version(self.conn)
-
-    # -- sessions ----------------------------------------------------------------------------
-
-    def recent_sessions(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Newest first: each summary with ``status``, ``started_wall`` and ``ended_wall``."""
-        rows = self.conn.execute(
-            "SELECT * FROM sessions ORDER BY session_no DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [_session_dict(r) for r in rows]
-
-    def session(self, session_no: int) -> dict[str, Any] | None:
-        row = self.conn.execute(
-            "SELECT * FROM sessions WHERE session_no = ?", (session_no,)
-        ).fetchone()
-        return None if row is None else _session_dict(row)
-
-    def last_session(self) -> dict[str, Any] | None:
-        """The newest finished (completed or interrupted) session, for the rest-interval rule.
-
-        ``ended_wall`` is its end in epoch seconds. Call :meth:`Store.close_interrupted` first,
-        so a session cut short by a crash counts too.
-        """
-        row = self.conn.execute(
-            "SELECT * FROM sessions WHERE status != 'open' ORDER BY session_no DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else _session_dict(row)
-
-    def last_event_wall(self) -> float | None:
-        """When the newest event was stored (epoch seconds), ``None`` for an empty log."""
-        row = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()
-        return None if row[0] is None else float(row[0])
-
-    def last_session_no(self) -> int:
-        row = self.conn.execute("SELECT MAX(session_no) FROM sessions").fetchone()
-        return int(row[0] or 0)
-
-    def trace(self, session_no: int) -> list[TraceSample]:
-        """The stored trace: (seconds since the session started, force or None, zone or None)."""
-        first = session_no << schema.TRACE_CHUNK_BITS
-        rows = self.conn.execute(
-            "SELECT samples, n FROM trace WHERE key BETWEEN ? AND ? ORDER BY key",
-            (first, first + (1 << schema.TRACE_CHUNK_BITS) - 1),
-        ).fetchall()
-        return unpack_all((bytes(r["samples"]), int(r["n"])) for r in rows)
-
-    # -- events ------------------------------------------------------------------------------
-
-    def events(self, since_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
-        """Events with ``seq > since_seq``, oldest first."""
-        rows = self.conn.execute(
-            "SELECT * FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (since_seq, limit)
-        ).fetchall()
-        return [_event_dict(r) for r in rows]
-
-    def undelivered(self, after_seq: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-        """The MQTT outbox: events after ``after_seq`` not yet acknowledged, oldest first.
-
-        Reads along the primary key from ``after_seq``: an outbox that passes its low-water
-        mark (everything up to it delivered) scans only the recent events.
-        """
-        rows = self.conn.execute(
-            "SELECT * FROM events WHERE seq > ? AND delivered = 0 ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        ).fetchall()
-        return [_event_dict(r) for r in rows]
-
-    # -- cycles and rollers ------------------------------------------------------------------
-
-    def cycles(self, limit: int = 20) -> list[dict[str, Any]]:
-        """Sterilization cycles, newest first (``outcome`` is ``None`` while one runs)."""
-        rows = self.conn.execute(
-            "SELECT * FROM cycles ORDER BY cycle_id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [_cycle_dict(r) for r in rows]
-
-    def last_cycle_id(self) -> int:
-        row = self.conn.execute("SELECT MAX(cycle_id) FROM cycles").fetchone()
-        return int(row[0] or 0)
-
-    def rollers(self) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT * FROM rollers ORDER BY roller_id").fetchall()
-        return [dict(r) for r in rows]
-
-
-def open_readonly(path: Path) -> StoreReader:
-    """Open a store for reading (the CLI); the daemon may be writing to it meanwhile."""
-    if not path.exists():
-        raise StoreError(f"no history yet: {path} does not exist")
-    try:
-        conn = _connect(path, readonly=True)
-        conn.execute("PRAGMA query_only = ON")
-        version = schema.version(conn)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from exc
-    if version > schema.SCHEMA_VERSION:
-        conn.close()
-        raise StoreError(
-            f"{path} has schema version {version}, newer than this dermaguard understands"
-        )
-    if version == 0:
-        conn.close()
-        raise StoreError(f"{path} is not a dermaguard history (no schema)")
-    return StoreReader(conn, path)
 
 
 class Store(StoreReader):
@@ -319,7 +98,7 @@ class Store(StoreReader):
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = _connect(path, readonly=False)
+            conn = connect(path, readonly=False)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the history database {path}: {exc}") from exc
         try:
@@ -393,7 +172,7 @@ class Store(StoreReader):
         self.conn.execute("SAVEPOINT projection")
         try:
             yield
-        except _PROJECTION_ERRORS as exc:
+        except projections.PROJECTION_ERRORS as exc:
             self.conn.execute("ROLLBACK TO projection")
             self.conn.execute("RELEASE projection")
             log.warning("stored %s without updating the records: %r", what, exc)
@@ -433,16 +212,16 @@ class Store(StoreReader):
         session's buffered trace is written in the transaction that starts or ends a session.
         """
         data = dict(event.data)
-        changes_session = event.type in ("session_started", "session_ended")
+        changes_session = event.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED)
         new_session: _OpenSession | None = None
         with self._tx():
             stored = self._insert_event(event.type, event.t, data, wall)
             if changes_session:
                 with self._projection(f"the trace before {event.type}"):
                     self._write_trace()
-            if event.type == "session_started":
+            if event.type == EventType.SESSION_STARTED:
                 new_session = self._start_session(data, stored, event, wall)
-            elif event.type == "session_ended":
+            elif event.type == EventType.SESSION_ENDED:
                 self._end_session(data, stored, wall)
             else:
                 self._project(event.type, data, stored, wall)
@@ -454,165 +233,23 @@ class Store(StoreReader):
     def _start_session(
         self, data: Mapping[str, Any], stored: StoredEvent, event: Event, wall: float
     ) -> _OpenSession | None:
-        t0 = self._session_t0(data, event.t, wall)
-        no: int | None = None
+        t0 = projections.session_t0(data, event.t, wall)
         with self._projection(event.type):
-            no = int(data["session_no"])
-            started_at = str(data.get("started_at") or stored.ts)
-            started_wall = utc_epoch(started_at)
-            self._touch_roller(data, stored.ts)
-            self.conn.execute(
-                "INSERT INTO sessions (session_no, status, started_at, started_wall, t0_mono, "
-                "start_seq, sterile_at_start, cycle_id, rest_interval_s, too_soon, roller_id, "
-                "roller_use, summary) VALUES (?, 'open', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    no,
-                    started_at,
-                    wall if started_wall is None else started_wall,
-                    t0,
-                    stored.seq,
-                    _opt_bool(data.get("sterile")),
-                    _opt_int(data.get("cycle_id")),
-                    _opt_float(data.get("rest_interval_s")),
-                    _opt_bool(data.get("too_soon")),
-                    _opt_int(data.get("roller_id")),
-                    _opt_int(data.get("roller_use")),
-                    dumps(data),
-                ),
-            )
-            return _OpenSession(no, t0)
+            return _OpenSession(projections.session_started(self.conn, data, stored, t0, wall), t0)
         return None  # the session row could not be made: no trace for it
 
-    @staticmethod
-    def _session_t0(data: Mapping[str, Any], t: float, wall: float) -> float:
-        """The session's start on the monotonic clock, which trace times are relative to.
-
-        The core dates a session from leaving the dock, before the first contact that emits
-        ``session_started``: ``t_start`` says when, or else ``started_at`` against ``wall``.
-        """
-        t_start = _opt_float(data.get("t_start"))
-        if t_start is not None:
-            return t_start
-        started_wall = utc_epoch(str(data.get("started_at", "")))
-        if started_wall is not None and 0.0 <= wall - started_wall <= MAX_START_LEAD_S:
-            return t - (wall - started_wall)
-        return t
-
     def _end_session(self, data: Mapping[str, Any], stored: StoredEvent, wall: float) -> None:
-        with self._projection("session_ended"):
-            no = int(data["session_no"])
-            ended_at = str(data.get("ended_at") or stored.ts)
-            ended_wall = utc_epoch(ended_at)
-            ended_wall = wall if ended_wall is None else ended_wall
-            duration = _opt_float(data.get("duration_s"))
-            started_at = str(data.get("started_at") or iso_utc(ended_wall - (duration or 0.0)))
-            started_wall = utc_epoch(started_at)
-            self._touch_roller(data, stored.ts)
-            self.conn.execute(
-                "INSERT INTO sessions (session_no, status, started_at, started_wall, ended_at, "
-                "ended_wall, duration_s, contact_s, peak_n, mean_n, over_episodes, "
-                "longest_over_s, sterile_at_start, cycle_id, rest_interval_s, too_soon, "
-                "roller_id, roller_use, end_reason, summary) "
-                "VALUES (?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (session_no) DO UPDATE SET status = 'completed', "
-                "ended_at = excluded.ended_at, ended_wall = excluded.ended_wall, "
-                "duration_s = excluded.duration_s, contact_s = excluded.contact_s, "
-                "peak_n = excluded.peak_n, mean_n = excluded.mean_n, "
-                "over_episodes = excluded.over_episodes, "
-                "longest_over_s = excluded.longest_over_s, "
-                "sterile_at_start = excluded.sterile_at_start, cycle_id = excluded.cycle_id, "
-                "rest_interval_s = excluded.rest_interval_s, too_soon = excluded.too_soon, "
-                "roller_id = excluded.roller_id, roller_use = excluded.roller_use, "
-                "end_reason = excluded.end_reason, summary = excluded.summary",
-                (
-                    no,
-                    started_at,
-                    ended_wall - (duration or 0.0) if started_wall is None else started_wall,
-                    ended_at,
-                    ended_wall,
-                    duration,
-                    _opt_float(data.get("contact_s")),
-                    _opt_float(data.get("peak_n")),
-                    _opt_float(data.get("mean_n")),
-                    _opt_int(data.get("over_episodes")),
-                    _opt_float(data.get("longest_over_s")),
-                    _opt_bool(data.get("sterile_at_start")),
-                    _opt_int(data.get("cycle_id")),
-                    _opt_float(data.get("rest_interval_s")),
-                    _opt_bool(data.get("too_soon")),
-                    _opt_int(data.get("roller_id")),
-                    _opt_int(data.get("roller_use")),
-                    None if data.get("end_reason") is None else str(data["end_reason"]),
-                    dumps(data),
-                ),
-            )
-
-    def _touch_roller(self, data: Mapping[str, Any], ts: str) -> None:
-        roller_id = _opt_int(data.get("roller_id"))
-        if roller_id is None:
-            return
-        # The WHERE keeps an unchanged roller's page out of the transaction (no write).
-        self.conn.execute(
-            "INSERT INTO rollers (roller_id, installed_at, uses) VALUES (?, ?, ?) "
-            "ON CONFLICT (roller_id) DO UPDATE SET uses = excluded.uses "
-            "WHERE excluded.uses > uses",
-            (roller_id, ts, _opt_int(data.get("roller_use")) or 0),
-        )
+        with self._projection(EventType.SESSION_ENDED):
+            projections.session_ended(self.conn, data, stored, wall)
 
     def _project(
         self, etype: str, data: Mapping[str, Any], stored: StoredEvent, wall: float
     ) -> None:
-        handler = self._PROJECTIONS.get(etype)
+        handler = projections.BY_TYPE.get(etype)
         if handler is None:
             return
         with self._projection(etype):
-            handler(self, data, stored, wall)
-
-    def _cycle_started(self, data: Mapping[str, Any], stored: StoredEvent, _wall: float) -> None:
-        self.conn.execute(
-            "INSERT INTO cycles (cycle_id, started_at, data) VALUES (?, ?, ?)",
-            (int(data["cycle_id"]), stored.ts, dumps(data)),
-        )
-
-    def _cycle_ended(self, data: Mapping[str, Any], stored: StoredEvent, wall: float) -> None:
-        cycle_id = int(data["cycle_id"])
-        completed = "reason" not in data
-        duration = _opt_float(data.get("duration_s" if completed else "after_s"))
-        row = self.conn.execute(
-            "SELECT data FROM cycles WHERE cycle_id = ?", (cycle_id,)
-        ).fetchone()
-        merged = {**(loads(row["data"]) if row is not None else {}), **data}
-        if row is None:  # its start was not recorded: date it from its length
-            self.conn.execute(
-                "INSERT INTO cycles (cycle_id, started_at) VALUES (?, ?)",
-                (cycle_id, iso_utc(wall - (duration or 0.0))),
-            )
-        self.conn.execute(
-            "UPDATE cycles SET ended_at = ?, outcome = ?, reason = ?, duration_s = ?, data = ? "
-            "WHERE cycle_id = ?",
-            (
-                stored.ts,
-                "completed" if completed else "aborted",
-                None if completed else str(data["reason"]),
-                duration,
-                dumps(merged),
-                cycle_id,
-            ),
-        )
-
-    def _roller_added(self, data: Mapping[str, Any], stored: StoredEvent, _wall: float) -> None:
-        self.conn.execute(
-            "INSERT INTO rollers (roller_id, installed_at, uses) VALUES (?, ?, 0) "
-            "ON CONFLICT (roller_id) DO NOTHING",
-            (int(data["roller_id"]), stored.ts),
-        )
-
-    _PROJECTIONS: Mapping[str, Callable[[Store, Mapping[str, Any], StoredEvent, float], None]] = {
-        "sterilization_started": _cycle_started,
-        "sterilization_completed": _cycle_ended,
-        "sterilization_aborted": _cycle_ended,
-        "new_roller": _roller_added,
-    }
+            handler(self.conn, data, stored, wall)
 
     # -- trace -------------------------------------------------------------------------------
 
@@ -781,25 +418,8 @@ class Store(StoreReader):
             summary["session_no"] = no
             ended_wall = utc_epoch(str(summary["ended_at"]))
             with self._tx():
-                self._insert_event("session_ended", t, summary, wall)
-                self.conn.execute(
-                    "UPDATE sessions SET status = 'interrupted', ended_at = ?, ended_wall = ?, "
-                    "duration_s = ?, contact_s = ?, peak_n = ?, mean_n = ?, over_episodes = ?, "
-                    "longest_over_s = ?, end_reason = 'interrupted', summary = ? "
-                    "WHERE session_no = ?",
-                    (
-                        summary["ended_at"],
-                        ended_wall,
-                        summary["duration_s"],
-                        summary["contact_s"],
-                        summary["peak_n"],
-                        summary["mean_n"],
-                        summary["over_episodes"],
-                        summary["longest_over_s"],
-                        dumps(summary),
-                        no,
-                    ),
-                )
+                self._insert_event(EventType.SESSION_ENDED, t, summary, wall)
+                projections.session_interrupted(self.conn, no, summary, ended_wall)
             closed.append(no)
         self._close_interrupted_cycles(wall, t, last_alive)
         return closed
@@ -834,5 +454,6 @@ class Store(StoreReader):
             after = round(end - started, 3) if started is not None else None
             data = {"cycle_id": int(row["cycle_id"]), "reason": "interrupted", "after_s": after}
             with self._tx():
-                stored = self._insert_event("sterilization_aborted", t, data, wall)
-                self._cycle_ended(data, StoredEvent(stored.seq, stored.id, iso_utc(end)), wall)
+                stored = self._insert_event(EventType.STERILIZATION_ABORTED, t, data, wall)
+                ended = StoredEvent(stored.seq, stored.id, iso_utc(end))
+                projections.cycle_ended(self.conn, data, ended, wall)

@@ -2,22 +2,20 @@
 
 Only what reached the disk is used: the stored trace (so the figures cover up to the last
 flushed chunk, a few seconds before the end at most) and the events logged during the session.
-The accumulation follows the core's own rules, so a recovered summary reads like a real one.
+The trace goes through the core's own accounting (:func:`dermaguard.core.session.replay_summary`),
+so a recovered summary reads like a real one; what the downsampled trace cannot tell (the
+over-pressure episodes, the session's end) comes from the events.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
-from dermaguard.common.timefmt import iso_utc
+from dermaguard.core.events import EventType
+from dermaguard.core.session import replay_summary
 from dermaguard.store.trace import TraceSample
-
-#: A gap between trace points longer than this is not counted as time in a zone (as in the core).
-MAX_GAP_S = 0.5
-CONTACT_ZONES = ("light", "ok", "high", "over")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,27 +44,31 @@ def interrupted_summary(
         for ev in events:
             if ev.t_mono is not None:
                 duration = max(duration, ev.t_mono - t0_mono)
-    zone_s = dict.fromkeys(CONTACT_ZONES, 0.0)
-    contact_s = force_time = 0.0
-    peak: float | None = None
-    for (t, _, zone), (t_next, f_next, z_next) in pairwise(trace):
-        dt = t_next - t
-        in_gap = not 0.0 < dt <= MAX_GAP_S
-        if not in_gap and zone in CONTACT_ZONES:
-            contact_s += dt
-            zone_s[str(zone)] += dt
-        if z_next in CONTACT_ZONES and f_next is not None and not in_gap:
-            force_time += f_next * dt
-    for _, force, zone in trace:
-        if zone in CONTACT_ZONES and force is not None:
-            peak = force if peak is None else max(peak, force)
-    episodes = sum(1 for ev in events if ev.type == "over_pressure")
+    episodes, longest = _over_pressure(events, t0_mono, duration)
+    summary = replay_summary(
+        dict(start),
+        list(trace),
+        started_wall=started_wall,
+        duration_s=duration,
+        over_episodes=episodes,
+        longest_over_s=longest,
+        reason="interrupted",
+    )
+    summary["started_at"] = started_at  # as stored, whatever its spelling
+    return summary
+
+
+def _over_pressure(
+    events: Sequence[LoggedEvent], t0_mono: float | None, duration: float
+) -> tuple[int, float]:
+    """(episodes, longest in seconds) from the logged alarms; one still open lasts to the end."""
+    episodes = sum(1 for ev in events if ev.type == EventType.OVER_PRESSURE)
     longest = 0.0
     over_since: float | None = None
     for ev in events:
-        if ev.type == "over_pressure":
+        if ev.type == EventType.OVER_PRESSURE:
             over_since = ev.t_mono
-        elif ev.type == "over_pressure_cleared":
+        elif ev.type == EventType.OVER_PRESSURE_CLEARED:
             stated = ev.data.get("duration_s")
             if isinstance(stated, int | float):
                 longest = max(longest, float(stated))
@@ -75,22 +77,4 @@ def interrupted_summary(
             over_since = None
     if over_since is not None and t0_mono is not None:
         longest = max(longest, t0_mono + duration - over_since)
-    return {
-        "session_no": start.get("session_no"),
-        "started_at": started_at,
-        "ended_at": iso_utc(started_wall + duration),
-        "duration_s": round(duration, 2),
-        "contact_s": round(contact_s, 2),
-        "zone_s": {k: round(v, 2) for k, v in zone_s.items()},
-        "peak_n": None if peak is None else round(peak, 3),
-        "mean_n": round(force_time / contact_s, 3) if contact_s > 0 else None,
-        "over_episodes": episodes,
-        "longest_over_s": round(longest, 2),
-        "sterile_at_start": start.get("sterile"),
-        "cycle_id": start.get("cycle_id"),
-        "rest_interval_s": start.get("rest_interval_s"),
-        "too_soon": start.get("too_soon"),
-        "roller_id": start.get("roller_id"),
-        "roller_use": start.get("roller_use"),
-        "end_reason": "interrupted",
-    }
+    return episodes, longest

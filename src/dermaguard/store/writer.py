@@ -23,8 +23,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from dermaguard.core.events import Effect, EmitEvent, Event, ForceSample
-from dermaguard.store.db import Store, StoredEvent
+from dermaguard.core.events import Effect, EmitEvent, Event, EventType, ForceSample
+from dermaguard.store.db import Store
+from dermaguard.store.reader import StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -291,10 +292,10 @@ class StoreSink:
             if not self._recording or not self._downsampler.keep(item.t):
                 return None
         elif isinstance(item, _Ev):
-            if item.event.type == "session_started":
+            if item.event.type == EventType.SESSION_STARTED:
                 self._recording = True
                 self._downsampler.reset()
-            elif item.event.type == "session_ended":
+            elif item.event.type == EventType.SESSION_ENDED:
                 self._recording = False
         return item
 
