@@ -17,7 +17,8 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
-from dermaguard.config.fields import join_path, meta, not_allowed
+from dermaguard.config.fields import meta
+from dermaguard.config.messages import join_path, not_allowed
 
 Profile = Literal["home", "clinic"]
 LogLevel = Literal["debug", "info", "warning", "error"]
