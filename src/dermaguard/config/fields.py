@@ -40,6 +40,9 @@ METADATA_KEYS = frozenset(
 )
 _SCALARS: tuple[type, ...] = (bool, int, float, str)
 
+#: A ``pattern`` for a string that must not be empty or blank (a path, a name).
+NON_EMPTY = r"(?s).*\S.*"
+
 
 def meta(
     *,

@@ -16,18 +16,15 @@ from typing import Any
 import yaml
 
 from dermaguard.config import reference as config_reference
-from dermaguard.config.schema import (
-    AlarmConfig,
+from dermaguard.config.schema import Config
+from dermaguard.config.sections.case import CaseConfig
+from dermaguard.config.sections.hardware import (
     CalibrationConfig,
-    CaseConfig,
-    Config,
-    FilterSpec,
     Hx711Config,
     LoadCellConfig,
     PinsConfig,
-    PressureConfig,
-    ZonesConfig,
 )
+from dermaguard.config.sections.pressure import AlarmConfig, FilterSpec, PressureConfig, ZonesConfig
 from dermaguard.config.validate import parse_section
 
 __all__ = [
