@@ -116,7 +116,9 @@ class Config:
             )
             errors.append(not_allowed(join_path(path, "care.needle_mm"), needle, requirement))
         errors.extend(self._hx711_pin_errors(path))
-        if self.case.dose_mode and self.pins.uv_sensor is None:
+        # Dose mode has one definition, the core's (CaseParams.dose_mode: an irradiance and a UV
+        # sensor); an irradiance asks for it, so here it must come with the sensor.
+        if self.case.irradiance_mw_cm2 is not None and self.pins.uv_sensor is None:
             requirement = f"needs {join_path(path, 'pins.uv_sensor')} (a dose is measured by it)"
             key = join_path(path, "case.irradiance_mw_cm2")
             errors.append(not_allowed(key, self.case.irradiance_mw_cm2, requirement))

@@ -121,8 +121,9 @@ class CaseParams:
 
     @property
     def dose_mode(self) -> bool:
-        """The cycle ends on a measured dose: needs the irradiance it is reached at, and the
-        sensor to know when UV really shines."""
+        """Dose mode, defined here only: the cycle ends on a measured dose, which needs the
+        irradiance it is reached at and the sensor to know when UV really shines. (A config
+        with an irradiance and no sensor is refused, so a config's irradiance means this.)"""
         return self.uv_sensor and self.irradiance_mw_cm2 is not None
 
     @property

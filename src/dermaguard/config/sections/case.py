@@ -89,11 +89,6 @@ class CaseConfig:
         default."""
         return DEFAULT_DOSE_MJ_CM2 if self.dose_mj_cm2 is None else self.dose_mj_cm2
 
-    @property
-    def dose_mode(self) -> bool:
-        """A measured irradiance turns dose mode on; the dose has a default."""
-        return self.irradiance_mw_cm2 is not None
-
     def _check(self, path: str) -> list[str]:
         """A changed dose is only used with an irradiance, and a dose must take as long as an
         allowed timed cycle."""
