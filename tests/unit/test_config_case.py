@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 from dermaguard.config.load import ConfigError, default_config, parse_config, reference_rows
 from dermaguard.config.params import case_params
 from dermaguard.core.case import CaseParams
+from dermaguard.core.engine import EngineParams
+from dermaguard.core.pressure import PressureParams
+from dermaguard.core.session import SessionParams
+from dermaguard.core.zones import ZoneThresholds
 
 
 def errors_of(data: object) -> list[str]:
@@ -56,8 +61,21 @@ def test_a_null_dose_from_an_older_example_file_means_the_default() -> None:
     assert case_params(with_sensor).dose_mj_cm2 == 40.0
 
 
-def test_the_cores_case_defaults_restate_the_configs() -> None:
-    assert case_params(default_config()) == CaseParams()
+#: Core parameters that are not config keys but constants of the algorithm.
+CORE_CONSTANTS = {"cap_margin"}
+
+
+@pytest.mark.parametrize(
+    "params", [ZoneThresholds, PressureParams, CaseParams, SessionParams, EngineParams]
+)
+def test_the_core_has_no_defaults_to_disagree_with_the_configs(params: type) -> None:
+    fields = dataclasses.fields(params)
+    defaulted = {
+        f.name
+        for f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    assert defaulted <= CORE_CONSTANTS
 
 
 RULES: list[tuple[dict[str, Any], str]] = [

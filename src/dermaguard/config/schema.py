@@ -5,6 +5,8 @@ joins them into :class:`Config` and holds the rules across sections. To add a se
 frozen dataclass whose fields are ``field(default=..., metadata=meta(doc=..., ...))`` (plus
 ``_check`` for rules across its fields) and add it to :class:`Config`; the validator, the
 reference and :func:`~dermaguard.config.load.config_to_data` pick it up with no other change.
+The defaults here are the only ones: the core's parameters have none, and
+:mod:`dermaguard.config.params` builds them from a config (or from the defaults).
 
 docs/CARE.md gives each care default its source (or calls it an engineering estimate), whichever
 section it is in; they are care guidance, not medical advice.

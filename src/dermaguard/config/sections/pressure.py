@@ -72,7 +72,11 @@ FILTER_VARIANTS: dict[str, type] = {
     "moving_average": MovingAverageParams,
     "ema": EmaParams,
 }
-DEFAULT_FILTERS = (FilterSpec("median", window=3), FilterSpec("ema", alpha=0.5))
+#: The default chain: a median then an EMA, each with its kind's default parameter.
+DEFAULT_FILTERS = (
+    FilterSpec("median", window=MedianParams().window),
+    FilterSpec("ema", alpha=EmaParams().alpha),
+)
 _ZONE_THRESHOLDS = ("contact_n", "ok_n", "high_n", "over_n")
 
 
