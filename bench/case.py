@@ -20,8 +20,9 @@ from typing import Any
 
 from dermaguard.common.clock import RealClock
 from dermaguard.config.load import default_config
+from dermaguard.config.params import default_case_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseMachine, CaseParams, LidChanged, UvSensed
+from dermaguard.core.case import CaseMachine, LidChanged, UvSensed
 from dermaguard.core.events import SetUv, Tick
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.runtime import Runtime
@@ -150,7 +151,7 @@ def _wait(predicate: Any, timeout: float) -> bool:
 
 
 def bench_core(n: int) -> None:
-    params = CaseParams(cycle_s=1e9, uv_sensor=True, uv_confirm_s=5.0)
+    params = default_case_params(cycle_s=1e9, uv_sensor=True, uv_confirm_s=5.0)
     machine = CaseMachine(params, docked=True)
     machine.handle(LidChanged(0.0, True))
     machine.handle(UvSensed(0.01, True))

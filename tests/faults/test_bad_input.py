@@ -47,9 +47,10 @@ from jsonschema import Draft202012Validator
 
 from dermaguard.config.load import Config, ConfigError, config_to_data, default_config, load_config
 from dermaguard.config.load import parse_config as parse_config_data
+from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration, CalibrationPoint
-from dermaguard.core.case import CaseParams, DockChanged, LidChanged
-from dermaguard.core.engine import Engine, EngineInput, EngineParams
+from dermaguard.core.case import DockChanged, LidChanged
+from dermaguard.core.engine import Engine, EngineInput
 from dermaguard.core.events import (
     Command,
     Effect,
@@ -61,7 +62,6 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import iso
 from dermaguard.mqtt.commands import (
     ARGS,
@@ -135,8 +135,8 @@ def _reads(t0: float, force_n: float, n: int, raw: int | None = None) -> list[En
 
 
 def _new_engine(auto_start: bool) -> Engine:
-    params = EngineParams(
-        PressureParams(), CaseParams(cycle_s=60.0, auto_start=auto_start), silence_s=120.0
+    params = default_engine_params(
+        case=default_case_params(cycle_s=60.0, auto_start=auto_start), silence_s=120.0
     )
     engine = Engine(params, CAL, (Median(3),), (Ema(0.5),))
     engine.startup_effects(0.0, WALL0)

@@ -16,6 +16,7 @@ import yaml
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from dermaguard.common.clock import SimClock
+from dermaguard.config.params import default_case_params
 from dermaguard.core.case import (
     CaseInput,
     CaseMachine,
@@ -206,7 +207,9 @@ class Bench:
 
 
 def test_scenario_sterilize_then_use(pin_factory: Any) -> None:
-    bench = Bench(pin_factory, load_scenario(SCENARIOS / "sterilize_then_use.yaml"), CaseParams())
+    bench = Bench(
+        pin_factory, load_scenario(SCENARIOS / "sterilize_then_use.yaml"), default_case_params()
+    )
     machine = bench.run(probe=(621.0, 623.0, 700.0))
     assert bench.kinds() == [
         ("sterilization_started", 2.0, None),
@@ -219,14 +222,18 @@ def test_scenario_sterilize_then_use(pin_factory: Any) -> None:
 
 
 def test_scenario_unsterile_use(pin_factory: Any) -> None:
-    bench = Bench(pin_factory, load_scenario(SCENARIOS / "unsterile_use.yaml"), CaseParams())
+    bench = Bench(
+        pin_factory, load_scenario(SCENARIOS / "unsterile_use.yaml"), default_case_params()
+    )
     bench.run(probe=(3.0,))
     assert bench.events == []
     assert bench.sterile_at[3.0] == (False, None)
 
 
 def test_scenario_lid_opened_mid_cycle(pin_factory: Any) -> None:
-    bench = Bench(pin_factory, load_scenario(SCENARIOS / "lid_opened_mid_cycle.yaml"), CaseParams())
+    bench = Bench(
+        pin_factory, load_scenario(SCENARIOS / "lid_opened_mid_cycle.yaml"), default_case_params()
+    )
     machine = bench.run(probe=(65.0,))
     assert bench.kinds() == [
         ("sterilization_started", 2.0, None),
@@ -247,7 +254,7 @@ def test_s5_emulated_sensor_confirms_uv_and_its_failure_aborts_as_uv_dark(
       - {t: 40, lid: open}
     """
     scenario = parse_scenario(_yaml(text))
-    params = CaseParams(uv_sensor=True, uv_confirm_s=5.0, cycle_s=600.0)
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, cycle_s=600.0)
     bench = Bench(pin_factory, scenario, params, sensor=True)
     machine = bench.run()
     # Lit at once through the emulated sensor (no uv_dark at t = 6), dark at 20, abort at 25.
@@ -263,7 +270,9 @@ def test_opening_the_lid_with_a_sensor_aborts_as_lid_opened_not_uv_dark(
 ) -> None:
     """The interlock darkens the sensor in the same instant: the reason must still be right."""
     text = "initial: {lid: open, dock: in}\ncase: [{t: 1, lid: closed}, {t: 30, lid: open}]\n"
-    bench = Bench(pin_factory, parse_scenario(_yaml(text)), CaseParams(uv_sensor=True), sensor=True)
+    bench = Bench(
+        pin_factory, parse_scenario(_yaml(text)), default_case_params(uv_sensor=True), sensor=True
+    )
     bench.run()
     assert bench.kinds()[-1] == ("sterilization_aborted", 30.0, "lid_opened")
 
@@ -279,7 +288,7 @@ def test_a_scenario_request_starts_a_cycle_and_one_with_the_lid_open_is_refused(
       - {t: 3, sterilize: true}
     duration_s: 5
     """
-    bench = Bench(pin_factory, parse_scenario(_yaml(text)), CaseParams(auto_start=False))
+    bench = Bench(pin_factory, parse_scenario(_yaml(text)), default_case_params(auto_start=False))
     bench.run()
     assert bench.refused == ["lid_open"]
     [started] = bench.events

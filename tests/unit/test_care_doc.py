@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from dermaguard.config.load import default_config, reference_rows
-from dermaguard.config.schema import DEEP_NEEDLE_REST_H, HOME_MAX_NEEDLE_MM, REST_BY_NEEDLE_H
+from dermaguard.config.sections.care import DEEP_NEEDLE_REST_H, HOME_MAX_NEEDLE_MM, REST_BY_NEEDLE_H
 
 ROOT = Path(__file__).resolve().parents[2]
 CARE = ROOT / "docs" / "CARE.md"

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dermaguard.config.params import default_case_params
 from dermaguard.core.case import (
     CaseInput,
     CaseMachine,
@@ -26,7 +27,7 @@ CYCLE = 600.0
 
 def docked_machine(**params: object) -> CaseMachine:
     """Roller in the dock, lid open: the usual moment before a cycle."""
-    return CaseMachine(CaseParams(**params), docked=True)  # type: ignore[arg-type]
+    return CaseMachine(default_case_params(**params), docked=True)
 
 
 def types(update: CaseUpdate) -> list[str]:
@@ -89,7 +90,7 @@ def test_s4_a_request_that_arrives_as_a_cycle_ends_does_not_keep_uv_on() -> None
 
 
 def test_cycle_ids_continue_a_stored_numbering() -> None:
-    m = CaseMachine(CaseParams(), docked=True, last_cycle_id=41)
+    m = CaseMachine(default_case_params(), docked=True, last_cycle_id=41)
     assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
 
 
@@ -111,7 +112,7 @@ def test_without_auto_start_a_request_starts_the_cycle() -> None:
 def test_s11_a_request_without_lid_closed_and_roller_docked_is_refused_and_uv_stays_off(
     lid: bool, docked: bool, reason: str
 ) -> None:
-    m = CaseMachine(CaseParams(), lid_closed=lid, docked=docked)
+    m = CaseMachine(default_case_params(), lid_closed=lid, docked=docked)
     up = m.handle(SterilizeRequested(5.0, "r"))
     assert up.refused == reason
     assert not up.uv_on and not m.uv_on and not up.events
@@ -141,7 +142,7 @@ def test_s1_anything_but_lid_closed_docked_and_no_fault_stops_uv_and_aborts(
 
 
 def test_s1_uv_is_never_commanded_before_the_lid_closes_or_without_the_roller() -> None:
-    m = CaseMachine(CaseParams())
+    m = CaseMachine(default_case_params())
     assert not m.handle(LidChanged(0.0, True)).uv_on  # closed on an empty dock
     assert not m.handle(DockChanged(1.0, True)).uv_on  # docking with the lid shut: no start
     assert m.state == "ready"
@@ -182,7 +183,7 @@ def test_s4_uv_on_time_is_capped_whatever_else_holds() -> None:
 
 
 def test_s4_cap_in_dose_mode_follows_the_dose_time() -> None:
-    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0)
+    params = default_case_params(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0)
     assert params.dose_mode and params.length_s == 200.0
     assert params.cap_s == pytest.approx(220.0)
     m = CaseMachine(params, docked=True)
@@ -200,7 +201,9 @@ def test_s4_cap_in_dose_mode_follows_the_dose_time() -> None:
 
 
 def test_s4_dose_mode_still_capped_when_the_light_keeps_failing() -> None:
-    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5)
+    params = default_case_params(
+        uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5
+    )
     m = CaseMachine(params, docked=True)
     m.handle(LidChanged(0.0, True))
     t = 0.0
@@ -228,7 +231,7 @@ def test_s5_no_light_within_the_confirm_time_aborts_as_uv_dark_and_not_sterile()
 
 def test_s5_a_sensor_stuck_lit_does_not_confirm_uv() -> None:
     """The sensor read lit before UV went on: with no change after, there is no proof."""
-    m = CaseMachine(CaseParams(uv_sensor=True), docked=True, uv_lit=True)
+    m = CaseMachine(default_case_params(uv_sensor=True), docked=True, uv_lit=True)
     m.handle(LidChanged(0.0, True))
     assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_dark"
 
@@ -333,19 +336,19 @@ def test_an_aborted_new_cycle_leaves_the_previous_sterility_of_a_docked_roller()
 
 
 def test_dose_mode_needs_the_sensor_and_an_irradiance() -> None:
-    assert not CaseParams(irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
-    assert not CaseParams(uv_sensor=True).dose_mode
-    assert CaseParams(uv_sensor=True, irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
+    assert not default_case_params(irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
+    assert not default_case_params(uv_sensor=True).dose_mode
+    assert default_case_params(uv_sensor=True, irradiance_mw_cm2=1.0, dose_mj_cm2=100.0).dose_mode
     # The default target, 40 mJ/cm² (docs/CARE.md), at 0.5 mW/cm² takes 80 s of light.
-    assert CaseParams(uv_sensor=True, irradiance_mw_cm2=0.5).length_s == 80.0
+    assert default_case_params(uv_sensor=True, irradiance_mw_cm2=0.5).length_s == 80.0
     with pytest.raises(ValueError, match="dose_mj_cm2 must be > 0"):
-        CaseParams(uv_sensor=True, irradiance_mw_cm2=1.0, dose_mj_cm2=0.0)
+        default_case_params(uv_sensor=True, irradiance_mw_cm2=1.0, dose_mj_cm2=0.0)
     with pytest.raises(ValueError, match="cycle_s"):
-        CaseParams(cycle_s=0)
+        default_case_params(cycle_s=0)
 
 
 def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
-    params = CaseParams(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
+    params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
     m = CaseMachine(params, docked=True)
     up = m.handle(LidChanged(0.0, True))
     data = only(up, "sterilization_started").data

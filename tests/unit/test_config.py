@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config import fields as config_fields
+from dermaguard.config import reference as config_reference
+from dermaguard.config import validate as config_validate
 from dermaguard.config.fields import meta
 from dermaguard.config.load import (
     Config,
@@ -602,23 +604,23 @@ class _Case:
 
 def test_a_new_section_is_validated_from_its_metadata_alone() -> None:
     errors: list[str] = []
-    case = config_fields.parse_section(_Case, {"mode": "dose", "minutes": 5}, "case", errors)
+    case = config_validate.parse_section(_Case, {"mode": "dose", "minutes": 5}, "case", errors)
     assert case == _Case(mode="dose", minutes=5.0) and not errors
     bad = {"mode": "uv", "minutes": 0, "pins": {"lid_switch": 17}}
-    assert config_fields.parse_section(_Case, bad, "case", errors) is None
+    assert config_validate.parse_section(_Case, bad, "case", errors) is None
     assert errors == [
         "case.mode: 'uv' is not allowed: must be one of timed, dose",
         "case.minutes: 0 is not allowed: must be >= 1 and <= 60",
         "case.pins.lid_switch: 17 is not allowed: GPIO17 is already used by case.pins.led_red",
     ]
     assert ("case.minutes", "10.0", "number >= 1 and <= 60", "Cycle length.") in (
-        config_fields.reference_rows(_Case, "case")
+        config_reference.reference_rows(_Case, "case")
     )
 
 
 def test_an_optional_pin_left_unset_is_not_a_conflict() -> None:
     errors: list[str] = []
-    pins = config_fields.parse_section(_MorePins, {"lid_switch": None}, "pins", errors)
+    pins = config_validate.parse_section(_MorePins, {"lid_switch": None}, "pins", errors)
     assert pins is not None and pins.lid_switch is None and not errors
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 from dermaguard.config.load import ConfigError, default_config, parse_config, reference_rows
 from dermaguard.config.params import case_params
 from dermaguard.core.case import CaseParams
+from dermaguard.core.engine import EngineParams
+from dermaguard.core.pressure import PressureParams
+from dermaguard.core.session import SessionParams
+from dermaguard.core.zones import ZoneThresholds
 
 
 def errors_of(data: object) -> list[str]:
@@ -27,7 +32,8 @@ def test_case_defaults_follow_docs_care() -> None:
     assert (case.validity_after_undock_min, case.validity_after_undock_s) == (15.0, 900.0)
     assert case.uv_confirm_s == 5.0
     # 40 mJ/cm² at the least-exposed needle, used only once a measured irradiance is set.
-    assert (case.irradiance_mw_cm2, case.dose_mj_cm2, case.dose_mode) == (None, 40.0, False)
+    assert (case.irradiance_mw_cm2, case.dose_mj_cm2) == (None, 40.0)
+    assert not case_params(c).dose_mode
     assert (case.lid_active_low, case.dock_active_low, case.uv_active_high) == (True,) * 3
     assert (case.debounce_ms, case.debounce_s) == (20, 0.02)
 
@@ -36,27 +42,40 @@ def test_a_dose_with_a_sensor_is_accepted() -> None:
     c = parse_config(
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.5, "dose_mj_cm2": 150}}
     )
-    assert c.case.dose_mode and c.pins.uv_sensor == 26
+    assert case_params(c).dose_mode and c.pins.uv_sensor == 26
 
 
 def test_an_irradiance_alone_turns_on_dose_mode_at_the_default_dose() -> None:
     c = parse_config({"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.0667}})
-    assert c.case.dose_mode and c.case.dose_target_mj_cm2 == 40.0
+    assert case_params(c).dose_mode and c.case.dose_target_mj_cm2 == 40.0
     # At the irradiance docs/CARE.md names, the default dose takes the 10-minute cycle.
     assert case_params(c).length_s == pytest.approx(600.0, rel=1e-3)
 
 
 def test_a_null_dose_from_an_older_example_file_means_the_default() -> None:
     old_timed = parse_config({"case": {"irradiance_mw_cm2": None, "dose_mj_cm2": None}})
-    assert not old_timed.case.dose_mode and old_timed.case.dose_target_mj_cm2 == 40.0
+    assert not case_params(old_timed).dose_mode and old_timed.case.dose_target_mj_cm2 == 40.0
     with_sensor = parse_config(
         {"pins": {"uv_sensor": 26}, "case": {"irradiance_mw_cm2": 0.1, "dose_mj_cm2": None}}
     )
     assert case_params(with_sensor).dose_mj_cm2 == 40.0
 
 
-def test_the_cores_case_defaults_restate_the_configs() -> None:
-    assert case_params(default_config()) == CaseParams()
+#: Core parameters that are not config keys but constants of the algorithm.
+CORE_CONSTANTS = {"cap_margin"}
+
+
+@pytest.mark.parametrize(
+    "params", [ZoneThresholds, PressureParams, CaseParams, SessionParams, EngineParams]
+)
+def test_the_core_has_no_defaults_to_disagree_with_the_configs(params: type) -> None:
+    fields = dataclasses.fields(params)
+    defaulted = {
+        f.name
+        for f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
+    assert defaulted <= CORE_CONSTANTS
 
 
 RULES: list[tuple[dict[str, Any], str]] = [

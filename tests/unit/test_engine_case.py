@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseParams, DockChanged, LidChanged, SterilizeRequested
-from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested
+from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     CaseStatus,
     EmitEvent,
@@ -15,13 +16,12 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.core.filters import Median
-from dermaguard.core.pressure import PressureParams
 
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
 
 
 def engine(cycle_s: float = 60.0) -> Engine:
-    params = EngineParams(PressureParams(), CaseParams(cycle_s=cycle_s))
+    params = default_engine_params(case=default_case_params(cycle_s=cycle_s))
     return Engine(params, CAL, (Median(3),), ())
 
 

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration, CalibrationPoint
-from dermaguard.core.case import CaseParams, DockChanged, LidChanged
-from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.case import DockChanged, LidChanged
+from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     Command,
     DeviceState,
@@ -26,7 +27,6 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.core.filters import Median
-from dermaguard.core.pressure import PressureParams
 from dermaguard.mqtt.topics import COMMANDS
 
 COUNTS_PER_N = 40_000
@@ -38,8 +38,8 @@ CAL = Calibration(
 
 
 def engine(*, silence_s: float = 120.0, auto_start: bool = True) -> Engine:
-    params = EngineParams(
-        PressureParams(), CaseParams(cycle_s=60.0, auto_start=auto_start), silence_s=silence_s
+    params = default_engine_params(
+        case=default_case_params(cycle_s=60.0, auto_start=auto_start), silence_s=silence_s
     )
     return Engine(params, CAL, (Median(3),), ())
 

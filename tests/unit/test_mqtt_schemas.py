@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from dermaguard.core.session import SessionParams, SessionTracker, iso
+from dermaguard.config.params import default_session_params
+from dermaguard.core.session import SessionTracker, iso
 from dermaguard.mqtt.schema_files import SCHEMA_NAMES, command_schema, load_schema
 from dermaguard.mqtt.topics import COMMANDS
 
@@ -68,7 +69,7 @@ def without(base: dict[str, Any], key: str) -> dict[str, Any]:
 
 def real_summary() -> dict[str, Any]:
     """A summary made by the core itself: undock, press for two seconds, dock."""
-    tracker = SessionTracker(SessionParams())
+    tracker = SessionTracker(default_session_params())
     tracker.undocked(0.0)
     started = tracker.contact(0.5, WALL0 + 0.5, sterile=True, cycle_id=3)
     assert [e.type for e in started] == ["session_started"]

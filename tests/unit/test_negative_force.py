@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from dermaguard.config.params import default_engine_params, default_pressure_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     Command,
     EmitEvent,
@@ -20,7 +21,6 @@ from dermaguard.core.events import (
     SaveCalibration,
 )
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.pressure import PressureParams
 
 COUNTS_PER_N = 40_000
 RATE = 80
@@ -28,7 +28,12 @@ CAL = Calibration(offset=0.0, scale_n_per_count=1 / COUNTS_PER_N)
 
 
 def make_engine(**pressure: Any) -> Engine:
-    return Engine(EngineParams(PressureParams(**pressure)), CAL, (Median(3),), (Ema(0.5),))
+    return Engine(
+        default_engine_params(pressure=default_pressure_params(**pressure)),
+        CAL,
+        (Median(3),),
+        (Ema(0.5),),
+    )
 
 
 class Feeder:
@@ -74,7 +79,7 @@ def test_a_reversed_cell_held_at_minus_6_n_is_a_fault_that_says_what_to_check() 
     assert "wrong way round" in detail and "tare" in detail
     # Raised after the stated number of samples, not later.
     assert fault.t == pytest.approx(
-        start + (PressureParams().negative_samples_for_fault - 1) / RATE
+        start + (default_pressure_params().negative_samples_for_fault - 1) / RATE
     )
     # Never shown as a force or a zone: before the fault the samples are held back, after it
     # the force is unknown, and the LED shows the fault.

@@ -23,7 +23,7 @@ from types import ModuleType
 import pytest
 
 from dermaguard.config.load import Config, PinsConfig, default_config
-from dermaguard.config.schema import SPI0_PINS
+from dermaguard.config.sections.hardware import SPI0_PINS
 from dermaguard.hw.pins import mock_factory
 
 ROOT = Path(__file__).resolve().parents[2]

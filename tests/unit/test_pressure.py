@@ -5,8 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dermaguard.config.params import default_engine_params, default_zone_thresholds
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.engine import Engine, EngineParams
+from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     EmitEvent,
     ForceRead,
@@ -16,17 +17,17 @@ from dermaguard.core.events import (
     ShowIndicators,
 )
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.pressure import SATURATED_HIGH, PressureParams
-from dermaguard.core.zones import ZoneClassifier, ZoneThresholds
+from dermaguard.core.pressure import SATURATED_HIGH
+from dermaguard.core.zones import ZoneClassifier
 
 COUNTS_PER_N = 40_000
 PERIOD = 1 / 80
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / COUNTS_PER_N)
-TH = ZoneThresholds()
+TH = default_zone_thresholds()
 
 
 def make_engine(median: int = 3, alpha: float = 0.5) -> Engine:
-    return Engine(EngineParams(PressureParams()), CAL, (Median(median),), (Ema(alpha),))
+    return Engine(default_engine_params(), CAL, (Median(median),), (Ema(alpha),))
 
 
 def raw(force_n: float) -> int:

@@ -20,7 +20,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 from pytest_mock import MockerFixture
 
-from dermaguard.core.zones import ZoneThresholds
+from dermaguard.config.params import default_zone_thresholds
 from dermaguard.ui.report import (
     SESSION_SIZE_PX,
     ReportError,
@@ -34,7 +34,7 @@ from dermaguard.ui.report import (
 )
 
 TZ = timezone(timedelta(hours=1))
-ZONES = ZoneThresholds()
+ZONES = default_zone_thresholds()
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 EN_DASH = "\u2013"
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
@@ -144,10 +144,10 @@ def test_report_never_imports_pyplot(tmp_path: Path) -> None:
     code = (
         "import sys; from pathlib import Path\n"
         "from dermaguard.ui.report import session_figure\n"
-        "from dermaguard.core.zones import ZoneThresholds\n"
+        "from dermaguard.config.params import default_zone_thresholds\n"
         "trace = [(i / 10, 2.0, 'ok') for i in range(50)]\n"
         "s = {'session_no': 1, 'started_at': '2026-11-25T18:50:23Z', 'duration_s': 5.0}\n"
-        f"session_figure(s, trace, ZoneThresholds(), Path({str(tmp_path / 'x.png')!r}))\n"
+        f"session_figure(s, trace, default_zone_thresholds(), Path({str(tmp_path / 'x.png')!r}))\n"
         "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot was imported'\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}

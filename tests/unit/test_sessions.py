@@ -7,13 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config.load import ConfigError, parse_config
+from dermaguard.config.params import default_engine_params, default_session_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseParams, DockChanged
-from dermaguard.core.engine import Engine, EngineParams, History
+from dermaguard.core.case import DockChanged
+from dermaguard.core.engine import Engine, History
 from dermaguard.core.events import EmitEvent, Event, ForceRead, Tick
 from dermaguard.core.filters import Median
-from dermaguard.core.pressure import PressureParams
-from dermaguard.core.session import SessionParams, SessionTracker, iso
+from dermaguard.core.session import SessionTracker, iso
 
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
 DAY = 86_400.0
@@ -21,7 +21,7 @@ WALL0 = 1_790_000_000.0  # a fixed wall time in 2026
 
 
 def engine(history: History | None = None, **session: float) -> Engine:
-    params = EngineParams(PressureParams(), CaseParams(), SessionParams(**session))  # type: ignore[arg-type]
+    params = default_engine_params(session=default_session_params(**session))
     return Engine(params, CAL, (Median(3),), (), history)
 
 
@@ -165,7 +165,7 @@ def test_a_wall_clock_jump_mid_session_does_not_change_durations(jump: float) ->
 
 
 def test_tracker_without_samples_keeps_unknown_figures_unknown() -> None:
-    tracker = SessionTracker(SessionParams())
+    tracker = SessionTracker(default_session_params())
     tracker.undocked(0.0)
     tracker.contact(1.0, WALL0, True, 7)
     (ended,) = tracker.docked(2.0, WALL0 + 1)

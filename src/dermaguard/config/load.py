@@ -3,7 +3,7 @@
 A user's mistake is reported as a :class:`ConfigError` listing every problem at once, each
 naming the key path, the bad value and what is allowed, so a config is fixed in one edit rather
 than one error per restart. The schema is in :mod:`dermaguard.config.schema`, the generic
-validator in :mod:`dermaguard.config.fields`.
+validator in :mod:`dermaguard.config.validate`.
 """
 
 from __future__ import annotations
@@ -15,19 +15,17 @@ from typing import Any
 
 import yaml
 
-from dermaguard.config import fields as config_fields
-from dermaguard.config.schema import (
-    AlarmConfig,
+from dermaguard.config import reference as config_reference
+from dermaguard.config.schema import Config
+from dermaguard.config.sections.case import CaseConfig
+from dermaguard.config.sections.hardware import (
     CalibrationConfig,
-    CaseConfig,
-    Config,
-    FilterSpec,
     Hx711Config,
     LoadCellConfig,
     PinsConfig,
-    PressureConfig,
-    ZonesConfig,
 )
+from dermaguard.config.sections.pressure import AlarmConfig, FilterSpec, PressureConfig, ZonesConfig
+from dermaguard.config.validate import parse_section
 
 __all__ = [
     "EXAMPLE_CONFIG",
@@ -76,7 +74,7 @@ def default_config() -> Config:
 def parse_config(data: object, source: str = "<config>") -> Config:
     """Validate already-parsed YAML data; ``None`` (an empty file) means all defaults."""
     errors: list[str] = []
-    config = config_fields.parse_section(Config, data, "", errors)
+    config = parse_section(Config, data, "", errors)
     if config is None:
         raise ConfigError(errors or ["invalid configuration"], source)
     return config
@@ -120,12 +118,12 @@ def _first_line(exc: BaseException) -> str:
 
 def config_to_data(config: Config) -> dict[str, Any]:
     """Plain data that :func:`parse_config` turns back into an equal config (for dumping)."""
-    return config_fields.to_data(config)
+    return config_reference.to_data(config)
 
 
 def reference_rows() -> list[tuple[str, str, str, str]]:
     """(key path, default, allowed values, doc) for every key, to generate the reference."""
-    return config_fields.reference_rows(Config)
+    return config_reference.reference_rows(Config)
 
 
 def example_config_text() -> str:

@@ -1,14 +1,18 @@
 """From a config to the core's parameters: the one mapping between the two vocabularies.
 
-The core takes plain parameter objects and never sees the YAML; the config schema is where the
-values and their defaults live. Everything that builds an engine (the daemon, the benchmarks,
-the tests) goes through here, so a key cannot mean one thing to the config and another to the
-core.
+The core takes plain parameter objects and never sees the YAML; the config schema is the one
+place the values' defaults live (the core's parameter classes have none). Everything that
+builds an engine goes through here: the daemon with its config, the benchmarks and the tests
+with ``default_*_params(**overrides)``, the schema's defaults with a few values changed. So a
+key cannot mean one thing to the config and another to the core, nor default to two values.
 """
 
 from __future__ import annotations
 
-from dermaguard.config.load import Config
+import dataclasses
+from typing import Any
+
+from dermaguard.config.load import Config, default_config
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import EngineParams
 from dermaguard.core.pressure import PressureParams
@@ -16,17 +20,21 @@ from dermaguard.core.session import SessionParams
 from dermaguard.core.zones import ZoneThresholds
 
 
-def pressure_params(config: Config) -> PressureParams:
+def zone_thresholds(config: Config) -> ZoneThresholds:
     z = config.pressure.zones
+    return ZoneThresholds(
+        contact_n=z.contact_n,
+        ok_n=z.ok_n,
+        high_n=z.high_n,
+        over_n=z.over_n,
+        hysteresis_n=z.hysteresis_n,
+        dwell_samples=z.dwell_samples,
+    )
+
+
+def pressure_params(config: Config) -> PressureParams:
     return PressureParams(
-        zones=ZoneThresholds(
-            contact_n=z.contact_n,
-            ok_n=z.ok_n,
-            high_n=z.high_n,
-            over_n=z.over_n,
-            hysteresis_n=z.hysteresis_n,
-            dwell_samples=z.dwell_samples,
-        ),
+        zones=zone_thresholds(config),
         capacity_n=config.load_cell.capacity_n,
         invalid_samples_for_fault=config.pressure.invalid_samples_for_fault,
         valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
@@ -63,3 +71,27 @@ def engine_params(config: Config) -> EngineParams:
         session_params(config),
         silence_s=config.alarm.silence_s,
     )
+
+
+# --- the schema's defaults, for code that runs the core without a config file -------------
+# Each takes field names of its parameter class; validation runs as for any construction.
+
+
+def default_zone_thresholds(**overrides: Any) -> ZoneThresholds:
+    return dataclasses.replace(zone_thresholds(default_config()), **overrides)
+
+
+def default_pressure_params(**overrides: Any) -> PressureParams:
+    return dataclasses.replace(pressure_params(default_config()), **overrides)
+
+
+def default_case_params(**overrides: Any) -> CaseParams:
+    return dataclasses.replace(case_params(default_config()), **overrides)
+
+
+def default_session_params(**overrides: Any) -> SessionParams:
+    return dataclasses.replace(session_params(default_config()), **overrides)
+
+
+def default_engine_params(**overrides: Any) -> EngineParams:
+    return dataclasses.replace(engine_params(default_config()), **overrides)

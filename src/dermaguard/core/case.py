@@ -94,15 +94,21 @@ CaseInput = CaseSignal | SterilizeRequested | Tick
 
 @dataclass(frozen=True, slots=True)
 class CaseParams:
-    """Everything the case needs, taken from the config (times in seconds)."""
+    """Everything the case needs, taken from the config (times in seconds).
 
-    cycle_s: float = 600.0
-    auto_start: bool = True
-    validity_after_undock_s: float = 900.0
-    uv_sensor: bool = False
-    uv_confirm_s: float = 5.0
-    irradiance_mw_cm2: float | None = None
-    dose_mj_cm2: float = 40.0
+    No defaults for config values: the config schema is the one place they live
+    (``dermaguard.config.params`` builds these from a config or its defaults).
+    """
+
+    cycle_s: float
+    auto_start: bool
+    validity_after_undock_s: float
+    uv_sensor: bool
+    uv_confirm_s: float
+    irradiance_mw_cm2: float | None
+    dose_mj_cm2: float
+    #: Not a config key: S4's margin over the cycle is a safety constant (docs/ARCHITECTURE.md,
+    #: "Safety rules"), so no setting can widen it; only tests vary it.
     cap_margin: float = 0.10
 
     def __post_init__(self) -> None:
@@ -121,8 +127,9 @@ class CaseParams:
 
     @property
     def dose_mode(self) -> bool:
-        """The cycle ends on a measured dose: needs the irradiance it is reached at, and the
-        sensor to know when UV really shines."""
+        """Dose mode, defined here only: the cycle ends on a measured dose, which needs the
+        irradiance it is reached at and the sensor to know when UV really shines. (A config
+        with an irradiance and no sensor is refused, so a config's irradiance means this.)"""
         return self.uv_sensor and self.irradiance_mw_cm2 is not None
 
     @property

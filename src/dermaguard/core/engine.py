@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dermaguard.core.calibration import Calibration, with_zero
@@ -55,11 +55,17 @@ TARE_MIN_SAMPLES = 4
 
 @dataclass(frozen=True, slots=True)
 class EngineParams:
-    pressure: PressureParams = field(default_factory=PressureParams)
-    case: CaseParams = field(default_factory=CaseParams)
-    session: SessionParams = field(default_factory=SessionParams)
+    """Every parameter of the engine, taken from the config.
+
+    No defaults here: the config schema is the one place they live (``dermaguard.config.params``
+    builds these from a config or its defaults).
+    """
+
+    pressure: PressureParams
+    case: CaseParams
+    session: SessionParams
     #: Longest the ``silence`` command mutes the buzzer (seconds).
-    silence_s: float = 120.0
+    silence_s: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -116,11 +116,17 @@ class Chain:
 
 
 def build_filter(kind: str, window: int | None = None, alpha: float | None = None) -> Filter:
-    """Make one filter from its config name and parameter."""
-    if kind == "median":
-        return Median(window if window is not None else 3)
-    if kind == "moving_average":
-        return MovingAverage(window if window is not None else 4)
+    """Make one filter from its config name and parameter.
+
+    The parameter has no default here: the config schema is the one place defaults live, and a
+    parsed filter always carries its kind's parameter.
+    """
+    if kind in ("median", "moving_average"):
+        if window is None:
+            raise ValueError(f"a {kind} filter needs a window")
+        return Median(window) if kind == "median" else MovingAverage(window)
     if kind == "ema":
-        return Ema(alpha if alpha is not None else 0.5)
+        if alpha is None:
+            raise ValueError("an ema filter needs an alpha")
+        return Ema(alpha)
     raise ValueError(f"unknown filter kind {kind!r}")

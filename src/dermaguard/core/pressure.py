@@ -20,16 +20,20 @@ SATURATED_LOW = -0x800000
 
 @dataclass(frozen=True, slots=True)
 class PressureParams:
-    """Everything the pressure path needs, taken from the config."""
+    """Everything the pressure path needs, taken from the config.
 
-    zones: ZoneThresholds = field(default_factory=ZoneThresholds)
-    capacity_n: float = 50.0
-    invalid_samples_for_fault: int = 3
-    valid_samples_for_recovery: int = 3
+    No defaults here: the config schema is the one place they live (``dermaguard.config.params``
+    builds these from a config or its defaults).
+    """
+
+    zones: ZoneThresholds
+    capacity_n: float
+    invalid_samples_for_fault: int
+    valid_samples_for_recovery: int
     #: A force below minus this (N), for ``negative_samples_for_fault`` samples in a row, is a
     #: sensor fault: a load cell pressed the wrong way round reads negative, never "no contact".
-    negative_margin_n: float = 0.5
-    negative_samples_for_fault: int = 10
+    negative_margin_n: float
+    negative_samples_for_fault: int
 
 
 #: What a sustained negative force means, and what to check (the ``detail`` of its fault).

@@ -28,9 +28,15 @@ def iso(wall: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionParams:
-    idle_timeout_s: float = 120.0
-    rest_s: float = 48 * 3600.0
-    replace_after_uses: int = 10
+    """The session rules, taken from the config.
+
+    No defaults here: the config schema is the one place they live (``dermaguard.config.params``
+    builds these from a config or its defaults).
+    """
+
+    idle_timeout_s: float
+    rest_s: float
+    replace_after_uses: int
 
 
 @dataclass(slots=True)

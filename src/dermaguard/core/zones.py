@@ -15,14 +15,18 @@ from dermaguard.core.events import ZONES, Zone
 
 @dataclass(frozen=True, slots=True)
 class ZoneThresholds:
-    """Lower bounds of each zone in newtons (defaults and their basis: docs/CARE.md)."""
+    """Lower bounds of each zone in newtons, the hysteresis and the dwell, from the config.
 
-    contact_n: float = 0.3
-    ok_n: float = 1.0
-    high_n: float = 3.0
-    over_n: float = 4.5
-    hysteresis_n: float = 0.2
-    dwell_samples: int = 3
+    No defaults here: the config schema is the one place they live, with their basis in
+    docs/CARE.md (``dermaguard.config.params`` builds these from a config or its defaults).
+    """
+
+    contact_n: float
+    ok_n: float
+    high_n: float
+    over_n: float
+    hysteresis_n: float
+    dwell_samples: int
 
     def lower_bound(self, zone: Zone) -> float:
         """The force at which ``zone`` starts (``none`` starts at minus infinity)."""

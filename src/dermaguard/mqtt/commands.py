@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dermaguard.config.fields import show
+from dermaguard.config.messages import show
 from dermaguard.core.events import Command
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
