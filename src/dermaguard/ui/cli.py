@@ -570,7 +570,7 @@ def cmd_new_roller(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-    from dermaguard.ui.watch import WatchError, watch
+    from dermaguard.ui.watch.subscriber import WatchError, watch
 
     config = _load(args.config)
     if not args.timeout > 0:
