@@ -501,7 +501,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from dermaguard.store import StoreError, open_readonly
-    from dermaguard.ui.report import ReportError, calendar_figure, check_output, session_figure
+    from dermaguard.ui.report import calendar_figure, check_output, session_figure
+    from dermaguard.ui.report_data import ReportError
 
     config = _load(args.config)
     if (args.session is None) == (args.weeks is None):
