@@ -88,6 +88,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     import time
 
     from dermaguard.common.timefmt import iso_utc, utc_epoch
+    from dermaguard.core.session import next_allowed_wall
     from dermaguard.daemon.status_file import STATUS_NAME, read_status
     from dermaguard.ui.history_view import format_status, live_case
 
@@ -104,7 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if last is not None and isinstance(last.get("ended_at"), str):
         ended = utc_epoch(str(last["ended_at"]))
         if ended is not None:
-            next_allowed = iso_utc(ended + config.care.rest_s)
+            next_allowed = iso_utc(next_allowed_wall(ended, config.care.rest_s))
     case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
     status = {
         "case_state": case_state,
