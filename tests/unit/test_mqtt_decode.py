@@ -14,7 +14,7 @@ import pytest
 
 from dermaguard.mqtt.decode import Malformed, Snapshot, decode
 from dermaguard.mqtt.topics import Topics
-from dermaguard.ui.watch import WatchModel
+from dermaguard.ui.watch.model import WatchModel
 
 TS = "2026-11-25T10:00:00.123Z"
 

@@ -23,8 +23,6 @@ from pytest_mock import MockerFixture
 from dermaguard.config.params import default_zone_thresholds
 from dermaguard.ui.report import (
     SESSION_SIZE_PX,
-    ReportError,
-    TraceSample,
     build_calendar_figure,
     build_session_figure,
     calendar_figure,
@@ -32,6 +30,7 @@ from dermaguard.ui.report import (
     rest_text,
     session_figure,
 )
+from dermaguard.ui.report_data import ReportError, TraceSample
 
 TZ = timezone(timedelta(hours=1))
 ZONES = default_zone_thresholds()

@@ -10,7 +10,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config.load import ZonesConfig, parse_config
 from dermaguard.mqtt.settings import settings_from_config
-from dermaguard.ui.watch import WatchModel, _drain, _Inbox, _Subscriber
+from dermaguard.ui.watch.model import WatchModel
+from dermaguard.ui.watch.subscriber import _drain, _Inbox, _Subscriber
 
 SETTINGS = settings_from_config(parse_config({}), {})
 CONNECTED = mqtt.ConnectFlags(session_present=False)

@@ -20,9 +20,11 @@ from jsonschema import Draft202012Validator
 from rich.console import Console
 
 from dermaguard.config.load import ZonesConfig
+from dermaguard.mqtt.decode import event_summary
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import Topics
-from dermaguard.ui.watch import WatchModel, event_summary, render
+from dermaguard.ui.watch.model import WatchModel
+from dermaguard.ui.watch.view import render
 
 TOPICS = Topics("bathroom")
 T0 = 1000.0  # monotonic seconds at which the first message arrives

@@ -26,6 +26,16 @@ def iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+def next_allowed_wall(last_end_wall: float, rest_s: float) -> float:
+    """The rest rule (S10), in one place: the earliest wall time (epoch s) a session may start.
+
+    The rest counts from the last session's recorded end, its ``ended_at`` (docking, or its last
+    contact when it ended idle): a session starting before this time is too soon. The tracker,
+    ``dermaguard status`` and the dashboard all ask this, so they cannot disagree.
+    """
+    return last_end_wall + rest_s
+
+
 @dataclass(frozen=True, slots=True)
 class SessionParams:
     """The session rules, taken from the config.
@@ -99,7 +109,7 @@ class SessionTracker:
         """When the minimum rest after the last session ends (S10)."""
         if self.last_end_wall is None:
             return None
-        return self.last_end_wall + self.params.rest_s
+        return next_allowed_wall(self.last_end_wall, self.params.rest_s)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -117,7 +127,8 @@ class SessionTracker:
         self.last_session_no += 1
         self.roller.uses += 1
         rest = None if self.last_end_wall is None else wall - self.last_end_wall
-        too_soon = rest is not None and rest < self.params.rest_s
+        allowed = self.next_allowed_wall()
+        too_soon = allowed is not None and wall < allowed
         # The session dates from leaving the dock (or, after an idle end, from this contact).
         t_start = min(self.out_of_dock_since, t)
         wall_start = wall - (t - t_start)
@@ -154,7 +165,7 @@ class SessionTracker:
             )
         ]
         if too_soon:
-            assert self.last_end_wall is not None
+            assert allowed is not None
             events.append(
                 Event(
                     "too_soon",
@@ -163,7 +174,7 @@ class SessionTracker:
                         "session_no": s.session_no,
                         "rest_interval_s": s.rest_interval_s,
                         "min_rest_s": self.params.rest_s,
-                        "next_allowed_at": iso(self.last_end_wall + self.params.rest_s),
+                        "next_allowed_at": iso(allowed),
                     },
                 )
             )

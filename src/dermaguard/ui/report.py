@@ -3,7 +3,8 @@
 Rendered with matplotlib's object API (``Figure`` + ``FigureCanvasAgg``) and never through
 ``pyplot``: the daemon is headless and may draw from any thread, and pyplot's global state (the
 current figure, the chosen GUI backend) is neither thread-safe nor wanted on a Pi without a
-display. Files are written atomically so a viewer or a sync job never sees half a PNG.
+display. Files are written atomically so a viewer or a sync job never sees half a PNG. What a
+chart shows is gathered from the history's records in :mod:`dermaguard.ui.report_data`.
 
 Unknown force (``None``) is drawn as a gap with a hatched band, never as zero: a sensor fault
 must not look like "no pressure" in the history either.
@@ -11,15 +12,12 @@ must not look like "no pressure" in the history either.
 
 from __future__ import annotations
 
-import itertools
-import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -30,8 +28,16 @@ from matplotlib.patches import Patch, Rectangle
 
 from dermaguard.common.timefmt import format_span, parse_utc, to_local
 from dermaguard.ui.history_view import as_float, format_duration
-
-TraceSample = tuple[float, float | None, str | None]
+from dermaguard.ui.report_data import (
+    Day,
+    ReportError,
+    Trace,
+    TraceSample,
+    ZoneLimits,
+    days_of,
+    prepare_trace,
+    zone_limits,
+)
 
 #: Pixel size of the session chart (width, height) at ``_DPI``.
 SESSION_SIZE_PX = (1200, 600)
@@ -53,46 +59,6 @@ _ALERT = "#c0151b"
 _UNSTERILE = "#7b2cbf"
 _TOO_SOON = "#e67e00"
 _EN_DASH = "\u2013"
-
-
-class ReportError(Exception):
-    """A chart cannot be made from what was given (unknown session, no trace, bad input)."""
-
-
-class ZoneThresholdsLike(Protocol):
-    """Anything with the zone lower bounds in newtons, e.g. ``core.zones.ZoneThresholds``."""
-
-    @property
-    def contact_n(self) -> float: ...
-    @property
-    def ok_n(self) -> float: ...
-    @property
-    def high_n(self) -> float: ...
-    @property
-    def over_n(self) -> float: ...
-
-
-ZoneLimits = ZoneThresholdsLike | Mapping[str, float]
-
-_LIMIT_KEYS = ("contact_n", "ok_n", "high_n", "over_n")
-
-
-def _limits(zones: ZoneLimits) -> tuple[float, float, float, float]:
-    """(contact, ok, high, over) in newtons, checked to rise, so the bands match the config."""
-    values: list[float | None] = []
-    for key in _LIMIT_KEYS:
-        raw = zones.get(key) if isinstance(zones, Mapping) else getattr(zones, key, None)
-        values.append(as_float(raw))
-    if any(v is None for v in values):
-        missing = [k for k, v in zip(_LIMIT_KEYS, values, strict=True) if v is None]
-        raise ReportError(f"zone thresholds lack a number for {', '.join(missing)}")
-    contact, ok, high, over = (float(v) for v in values if v is not None)
-    if not 0 <= contact < ok < high < over:
-        raise ReportError(
-            "zone thresholds must rise: 0 <= contact_n < ok_n < high_n < over_n, got "
-            f"{contact}, {ok}, {high}, {over}"
-        )
-    return contact, ok, high, over
 
 
 def _new_figure(width_px: int, height_px: int) -> Figure:
@@ -145,86 +111,6 @@ def _save_png(fig: Figure, out: Path, title: str) -> Path:
 # --- session chart -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Trace:
-    """A trace made plottable: sorted times, NaN for unknown force, and the spans to shade."""
-
-    t: np.ndarray[Any, np.dtype[np.float64]]
-    force: np.ndarray[Any, np.dtype[np.float64]]
-    end_s: float
-    unknown: list[tuple[float, float]]
-    over: list[tuple[float, float]]
-
-
-def _runs(
-    flags: Sequence[bool], starts: Sequence[float], ends: Sequence[float]
-) -> list[tuple[float, float]]:
-    """Merge consecutive flagged samples into (start, end) time spans."""
-    spans: list[tuple[float, float]] = []
-    run_start: float | None = None
-    last_end = 0.0
-    for flag, start, end in zip(flags, starts, ends, strict=True):
-        if flag and run_start is None:
-            run_start = start
-        if not flag and run_start is not None:
-            spans.append((run_start, start))
-            run_start = None
-        if flag:
-            last_end = end
-    if run_start is not None:
-        spans.append((run_start, last_end))
-    return spans
-
-
-def _prepare_trace(trace: Sequence[TraceSample]) -> _Trace:
-    """Sort, treat NaN/inf force as unknown, and find fault stretches and over-pressure runs.
-
-    A hole in the sampling itself (several periods without a sample) is unknown force too,
-    since nothing was measured there.
-    """
-    samples = sorted(
-        ((float(t), as_float(f), z) for t, f, z in trace if as_float(t) is not None),
-        key=lambda s: s[0],
-    )
-    if not samples:
-        raise ReportError("the force trace has no sample with a valid time")
-    times = [s[0] for s in samples]
-    steps = [b - a for a, b in itertools.pairwise(times) if b > a]
-    period = float(np.median(steps)) if steps else 0.1
-    hole = max(1.0, 5 * period)
-
-    t_out: list[float] = []
-    f_out: list[float] = []
-    unknown_flags: list[bool] = []
-    over_flags: list[bool] = []
-    starts: list[float] = []
-    ends: list[float] = []
-    for i, (t, force, zone) in enumerate(samples):
-        nxt = times[i + 1] if i + 1 < len(samples) else t + period
-        gap = nxt - t > hole
-        end = t + period if gap else nxt
-        t_out.append(t)
-        f_out.append(math.nan if force is None else force)
-        unknown_flags.append(force is None)
-        over_flags.append(zone == "over")
-        starts.append(t)
-        ends.append(end)
-        if gap:  # a hole in the sampling: break the line and shade it as unknown
-            t_out.append(end)
-            f_out.append(math.nan)
-            unknown_flags.append(True)
-            over_flags.append(False)
-            starts.append(end)
-            ends.append(nxt)
-    return _Trace(
-        t=np.asarray(t_out, dtype=np.float64),
-        force=np.asarray(f_out, dtype=np.float64),
-        end_s=ends[-1],
-        unknown=_runs(unknown_flags, starts, ends),
-        over=_runs(over_flags, starts, ends),
-    )
-
-
 def _sterility_line(summary: Mapping[str, Any]) -> tuple[str, str]:
     sterile = summary.get("sterile_at_start")
     cycle = summary.get("cycle_id")
@@ -260,7 +146,7 @@ def _session_details(summary: Mapping[str, Any], episodes: int) -> str:
 def _draw_session(
     ax: Axes,
     summary: Mapping[str, Any],
-    data: _Trace,
+    data: Trace,
     limits: tuple[float, float, float, float],
     tz: tzinfo | None,
 ) -> str:
@@ -410,8 +296,8 @@ def build_session_figure(
     number = summary.get("session_no")
     if not trace:
         raise ReportError(f"session {number} has no stored force trace")
-    limits = _limits(zones)
-    data = _prepare_trace(trace)
+    limits = zone_limits(zones)
+    data = prepare_trace(trace)
     fig = _new_figure(*SESSION_SIZE_PX)
     title = _draw_session(fig.add_subplot(), summary, data, limits, tz)
     fig.set_label(title)
@@ -421,57 +307,9 @@ def build_session_figure(
 # --- calendar -----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Day:
-    """What happened on one calendar day."""
-
-    sessions: int = 0
-    interrupted: int = 0
-    over: bool = False
-    unsterile: bool = False
-    too_soon: bool = False
-    peak_n: float | None = None
-    shortest_rest_s: float | None = None
-
-
 def calendar_size_px(weeks: int) -> tuple[int, int]:
     """The calendar PNG's (width, height): fixed width, one row per week."""
     return _CAL_WIDTH_PX, _CAL_EXTRA_PX + _CAL_ROW_PX * weeks
-
-
-def _days(sessions: Sequence[Mapping[str, Any]], tz: tzinfo | None) -> dict[date, _Day]:
-    """Per local day: counts, alert flags, highest peak and shortest rest before a session.
-
-    The rest is the stored ``rest_interval_s`` or, for older records, the time since the
-    previous session's end (or start), so it also spans sessions outside the shown weeks.
-    """
-    dated = sorted(
-        ((started, s) for s in sessions if (started := parse_utc(s.get("started_at")))),
-        key=lambda pair: pair[0],
-    )
-    days: dict[date, _Day] = {}
-    previous: Mapping[str, Any] | None = None
-    previous_start: datetime | None = None
-    for started, s in dated:
-        day = days.setdefault(to_local(started, tz).date(), _Day())
-        day.sessions += 1
-        day.interrupted += s.get("status") == "interrupted"
-        day.over = day.over or (as_float(s.get("over_episodes")) or 0) > 0
-        day.unsterile = day.unsterile or s.get("sterile_at_start") is False
-        day.too_soon = day.too_soon or s.get("too_soon") is True
-        peak = as_float(s.get("peak_n"))
-        if peak is not None:
-            day.peak_n = peak if day.peak_n is None else max(day.peak_n, peak)
-        rest = as_float(s.get("rest_interval_s"))
-        if rest is None and previous is not None and previous_start is not None:
-            since = parse_utc(previous.get("ended_at")) or previous_start
-            rest = max(0.0, (started - since).total_seconds())
-        if rest is not None:
-            day.shortest_rest_s = (
-                rest if day.shortest_rest_s is None else min(day.shortest_rest_s, rest)
-            )
-        previous, previous_start = s, started
-    return days
 
 
 def _plural(n: int, noun: str) -> str:
@@ -488,7 +326,7 @@ def rest_text(seconds: float) -> str:
     return f"rest {days:.1f} d" if days < 10 else f"rest {days:.0f} d"
 
 
-def _draw_cell(ax: Axes, *, col: int, row: int, day: date, info: _Day | None, state: str) -> None:
+def _draw_cell(ax: Axes, *, col: int, row: int, day: date, info: Day | None, state: str) -> None:
     """One day: a tile, its date, alert markers, and peak and rest for session days."""
     fill = {"future": "white", "past": "#f1f3f5", "session": "#b7e4c7"}[state]
     edge = "#c9ced3"
@@ -580,7 +418,7 @@ def build_calendar_figure(
     today = today or datetime.now(tz).date()
     first = today - timedelta(days=today.weekday(), weeks=weeks - 1)
     last = first + timedelta(days=7 * weeks - 1)
-    days = _days(sessions, tz)
+    days = days_of(sessions, tz)
     shown = {d: info for d, info in days.items() if first <= d <= today}
 
     fig = _new_figure(*calendar_size_px(weeks))

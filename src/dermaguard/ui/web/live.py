@@ -1,9 +1,9 @@
 """The dashboard's link to the broker: one subscriber, one model, many browsers.
 
 Messages arrive on paho's thread and are handed to the event loop, decoded there by the
-:class:`~dermaguard.ui.watch.WatchModel` (the shared decoder, checked against the schemas) and
-fanned out to every connected browser as server-sent events. Each browser has a small queue;
-one that falls behind loses force samples, never the others' or the broker's time.
+:class:`~dermaguard.ui.watch.model.WatchModel` (the shared decoder, checked against the
+schemas) and fanned out to every connected browser as server-sent events. Each browser has a
+small queue; one that falls behind loses force samples, never the others' or the broker's time.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import COMMANDS, Topics
-from dermaguard.ui.watch import WatchModel, subscriber_client, watch_topics
+from dermaguard.ui.watch.model import WatchModel
+from dermaguard.ui.watch.subscriber import subscriber_client, watch_topics
 
 log = logging.getLogger(__name__)
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Literal
 
+from dermaguard.core.session import next_allowed_wall
 from dermaguard.mqtt.decode import Snapshot
 
 Verdict = Literal["yes", "no", "unknown"]
@@ -117,9 +118,10 @@ def readiness(
     if last_ended is None:
         reasons.append(Reason("rest", True, "no earlier session recorded"))
     else:
-        next_at = datetime.fromtimestamp(last_ended.timestamp() + rest_s, UTC)
+        allowed = next_allowed_wall(last_ended.timestamp(), rest_s)
+        next_at = datetime.fromtimestamp(allowed, UTC)
         rested = (now - last_ended).total_seconds()
-        if rested >= rest_s:
+        if now.timestamp() >= allowed:
             reasons.append(Reason("rest", True, f"rested {_span(rested)} since the last session"))
         else:
             reasons.append(
