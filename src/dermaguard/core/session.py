@@ -11,6 +11,7 @@ which spans reboots.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -286,7 +287,10 @@ def replay_summary(
     def at(key: str) -> Any:  # a damaged record may lack a key: it stays None in the summary
         return start.get(key)
 
-    tracker = SessionTracker(SessionParams(), roller=RollerState(at("roller_id"), 0))
+    # A replay only accumulates samples and writes the summary: no rule (idle, rest, roller
+    # limit) is consulted, so the parameters are inert.
+    inert = SessionParams(idle_timeout_s=math.inf, rest_s=0.0, replace_after_uses=0)
+    tracker = SessionTracker(inert, roller=RollerState(at("roller_id"), 0))
     s = _Open(
         session_no=at("session_no"),
         t_start=0.0,
