@@ -105,7 +105,7 @@ Input = ForceRead | ReadFailed | Tick | Command
 class Event:
     """A domain event, as later stored and published (type names: docs/MQTT.md, "Events")."""
 
-    type: str
+    type: EventType
     t: float
     data: Mapping[str, Any] = field(default_factory=dict)
 

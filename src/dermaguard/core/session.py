@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dermaguard.core.events import Event, Zone
+from dermaguard.core.events import Event, EventType, Zone
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
@@ -130,7 +130,7 @@ class SessionTracker:
         self.current = s
         events = [
             Event(
-                "session_started",
+                EventType.SESSION_STARTED,
                 t,
                 {
                     "session_no": s.session_no,
@@ -151,7 +151,7 @@ class SessionTracker:
             assert self.last_end_wall is not None
             events.append(
                 Event(
-                    "too_soon",
+                    EventType.TOO_SOON,
                     t,
                     {
                         "session_no": s.session_no,
@@ -164,7 +164,7 @@ class SessionTracker:
         if self.roller.uses >= self.params.replace_after_uses:
             events.append(
                 Event(
-                    "roller_replace_due",
+                    EventType.ROLLER_REPLACE_DUE,
                     t,
                     {
                         "roller_id": self.roller.roller_id,
@@ -225,7 +225,7 @@ class SessionTracker:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
         self.last_end_wall = wall
         summary = self.summary(s, t, wall, reason)
-        return [Event("session_ended", t, summary)]
+        return [Event(EventType.SESSION_ENDED, t, summary)]
 
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
         return {
