@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dermaguard.core.calibration import Calibration
 
+#: The pressure zones, from no contact up (docs/CARE.md gives their bounds).
 Zone = Literal["none", "light", "ok", "high", "over"]
-ZONES: tuple[Zone, ...] = ("none", "light", "ok", "high", "over")
+#: The same zones as values, in order: derived from :data:`Zone`, so there is one list.
+ZONES: tuple[Zone, ...] = get_args(Zone)
+#: The zones in which the roller touches skin: every zone but ``none``.
+CONTACT_ZONES: tuple[Zone, ...] = tuple(zone for zone in ZONES if zone != "none")
 
 
 class EventType(StrEnum):

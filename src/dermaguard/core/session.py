@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dermaguard.core.events import Event, EventType, Zone
+from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
@@ -54,9 +54,7 @@ class _Open:
     last_t: float
     last_contact_t: float
     contact_s: float = 0.0
-    zone_s: dict[str, float] = field(
-        default_factory=lambda: {"light": 0.0, "ok": 0.0, "high": 0.0, "over": 0.0}
-    )
+    zone_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CONTACT_ZONES, 0.0))
     peak_n: float | None = None
     force_time: float = 0.0  # ∫ force dt over contact, for the mean
     over_episodes: int = 0

@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from dermaguard.core.events import ZONES
 from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
 #: Device-level options Home Assistant copies into each component that does not set them.
@@ -62,7 +63,7 @@ ALERT_EVENT_TYPES: Final[tuple[str, ...]] = (
 )
 
 #: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
-ZONE_OPTIONS: Final[tuple[str, ...]] = ("none", "light", "ok", "high", "over", "unknown")
+ZONE_OPTIONS: Final[tuple[str, ...]] = (*ZONES, "unknown")
 
 #: The values of the ``state`` sensor (the device's session/case state).
 STATE_OPTIONS: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizing")
