@@ -510,3 +510,11 @@ def test_the_core_zones_are_the_contracts_zones() -> None:
         for zone_s in found:
             assert zone_s["required"] == list(CONTACT_ZONES), name
             assert list(zone_s["properties"]) == list(CONTACT_ZONES), name
+
+
+def test_the_core_command_names_are_the_contracts_commands() -> None:
+    from dermaguard.core.events import CommandName
+
+    shapes = set(load_schema("command")["$defs"]) - {"request_id", "no_arguments"}
+    assert shapes == {name.value for name in CommandName}
+    assert list(COMMANDS) == list(CommandName)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from dermaguard.core.case import (
 from dermaguard.core.events import (
     CaseStatus,
     Command,
+    CommandName,
     DeviceState,
     Effect,
     EmitEvent,
@@ -178,11 +180,10 @@ class Engine:
         (silence mutes the buzzer only)."""
         if cmd.error is not None:
             return [_result(cmd, False, cmd.error)]
-        handler = getattr(self, f"_cmd_{cmd.name}", None)
+        handler = _HANDLERS.get(cmd.name)
         if handler is None:  # the shell validates names; this is the core's own guard
             return [_result(cmd, False, f"unknown command {cmd.name!r}")]
-        events: list[Event] = handler(cmd, wall)
-        return events
+        return handler(self, cmd, wall)
 
     def _cmd_ping(self, cmd: Command, _wall: float) -> list[Event]:
         return [_result(cmd, True)]
@@ -250,7 +251,11 @@ class Engine:
         self._case_ticked = inp.t
         update = self.case.handle(inp)
         if update.refused is not None:
-            data: dict[str, object] = {"command": "sterilize", "ok": False, "error": update.refused}
+            data: dict[str, object] = {
+                "command": CommandName.STERILIZE,
+                "ok": False,
+                "error": update.refused,
+            }
             request_id = getattr(inp, "request_id", None)
             if request_id is not None:
                 data["request_id"] = request_id
@@ -384,6 +389,16 @@ class Engine:
         state = self.device_state(t, t if wall is None else wall)
         self._state_key = state.key()
         return [SetUv(False), self._shown, EmitEvent(Event(EventType.DAEMON_STARTED, t, {})), state]
+
+
+#: Each command's handler: the engine's side of :class:`CommandName`.
+_HANDLERS: Mapping[str, Callable[[Engine, Command, float], list[Event]]] = {
+    CommandName.TARE: Engine._cmd_tare,
+    CommandName.STERILIZE: Engine._cmd_sterilize,
+    CommandName.SILENCE: Engine._cmd_silence,
+    CommandName.NEW_ROLLER: Engine._cmd_new_roller,
+    CommandName.PING: Engine._cmd_ping,
+}
 
 
 def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> Event:

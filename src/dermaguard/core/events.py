@@ -49,6 +49,21 @@ class EventType(StrEnum):
     NEW_ROLLER = "new_roller"
 
 
+class CommandName(StrEnum):
+    """Every command a device accepts on ``<base>/cmd/<name>``: the one list of names.
+
+    The engine dispatches on them; the MQTT topics, the command parser and Home Assistant's
+    buttons derive theirs from this list, and ``mqtt/schemas/command.json`` has one payload
+    shape for each (a test keeps them equal; docs/MQTT.md, "Commands").
+    """
+
+    TARE = "tare"
+    STERILIZE = "sterilize"
+    SILENCE = "silence"
+    NEW_ROLLER = "new_roller"
+    PING = "ping"
+
+
 class Priority(IntEnum):
     """Alarm priorities, after IEC 60601-1-8 (higher value wins)."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dermaguard.config.fields import show
-from dermaguard.core.events import Command
+from dermaguard.core.events import Command, CommandName
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
 #: Largest accepted payload (bytes).
@@ -30,13 +30,9 @@ MAX_SILENCE_S = 600.0
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
 
-#: Extra fields each command accepts, besides ``request_id``.
+#: Extra fields each command accepts, besides ``request_id`` (none but ``silence``'s).
 ARGS: Mapping[str, tuple[str, ...]] = {
-    "tare": (),
-    "sterilize": (),
-    "silence": ("duration_s",),
-    "new_roller": (),
-    "ping": (),
+    name: ("duration_s",) if name == CommandName.SILENCE else () for name in CommandName
 }
 
 
@@ -176,7 +172,7 @@ def _check_args(name: str, args: Mapping[str, Any]) -> None:
         )
         if not ok:
             raise _Refused(
-                f"silence: duration_s {show(value)} is not allowed: "
+                f"{CommandName.SILENCE}: duration_s {show(value)} is not allowed: "
                 f"must be a number of seconds from 1 to {MAX_SILENCE_S:g}"
             )
 

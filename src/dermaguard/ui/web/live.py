@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config.load import ZonesConfig
+from dermaguard.core.events import CommandName
 from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
@@ -35,7 +36,7 @@ CLIENT_QUEUE: Final = 64
 #: How long a POSTed command waits for its ``command_result`` before answering "sent".
 RESULT_WAIT_S: Final = 5.0
 #: Browser-facing commands (``ping`` is for machines).
-WEB_COMMANDS: Final = tuple(c for c in COMMANDS if c != "ping")
+WEB_COMMANDS: Final = tuple(c for c in COMMANDS if c != CommandName.PING)
 
 
 #: The daemon's refusal codes, as a person reads them on the Controls screen.
