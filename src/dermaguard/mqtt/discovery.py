@@ -31,7 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
-from dermaguard.core.events import ZONES, CommandName
+from dermaguard.core.events import ZONES, CommandName, EventType
 from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
 #: Device-level options Home Assistant copies into each component that does not set them.
@@ -59,16 +59,16 @@ BUTTON_COMMANDS: Final[tuple[CommandName, ...]] = tuple(BUTTON_NAMES)
 _CONFIG_BUTTONS: Final = frozenset({CommandName.TARE, CommandName.NEW_ROLLER})
 
 #: Event types the ``alerts`` event entity fires; the rest of the event stream is ignored there.
-ALERT_EVENT_TYPES: Final[tuple[str, ...]] = (
-    "over_pressure",
-    "over_pressure_cleared",
-    "unsterile_use",
-    "too_soon",
-    "roller_replace_due",
-    "sensor_fault",
-    "sensor_recovered",
-    "sterilization_completed",
-    "sterilization_aborted",
+ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
+    EventType.OVER_PRESSURE,
+    EventType.OVER_PRESSURE_CLEARED,
+    EventType.UNSTERILE_USE,
+    EventType.TOO_SOON,
+    EventType.ROLLER_REPLACE_DUE,
+    EventType.SENSOR_FAULT,
+    EventType.SENSOR_RECOVERED,
+    EventType.STERILIZATION_COMPLETED,
+    EventType.STERILIZATION_ABORTED,
 )
 
 #: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
@@ -288,7 +288,7 @@ def discovery_config(
         "Alerts",
         state_topic=topics.event,
         qos=1,
-        event_types=list(ALERT_EVENT_TYPES),
+        event_types=[t.value for t in ALERT_EVENT_TYPES],
         value_template=_alerts_template(),
     )
 

@@ -22,7 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config.load import ZonesConfig
-from dermaguard.core.events import CommandName
+from dermaguard.core.events import CommandName, EventType
 from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
@@ -186,7 +186,7 @@ class Hub:
             and (len(m.events) != before or m.events[0].id != newest)
         ):
             line = m.events[0]
-            if line.type == "command_result":
+            if line.type == EventType.COMMAND_RESULT:
                 rid = line.data.get("request_id")
                 future = self._waiting.pop(rid, None) if isinstance(rid, str) else None
                 if future is not None and not future.done():
