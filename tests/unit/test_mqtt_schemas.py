@@ -518,3 +518,10 @@ def test_the_core_command_names_are_the_contracts_commands() -> None:
     shapes = set(load_schema("command")["$defs"]) - {"request_id", "no_arguments"}
     assert shapes == {name.value for name in CommandName}
     assert list(COMMANDS) == list(CommandName)
+
+
+def test_the_silence_bound_is_the_configs_and_the_contracts() -> None:
+    from dermaguard.mqtt.commands import MAX_SILENCE_S
+
+    silence = load_schema("command")["$defs"]["silence"]["properties"]["duration_s"]
+    assert silence["maximum"] == MAX_SILENCE_S == 600.0

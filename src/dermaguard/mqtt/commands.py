@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from dermaguard.config.fields import show
+from dermaguard.config.load import AlarmConfig
 from dermaguard.core.events import Command, CommandName
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
@@ -25,8 +26,9 @@ MAX_PAYLOAD = 1024
 MAX_REQUEST_ID = 64
 #: Longest command name echoed back in an answer (characters).
 MAX_NAME = 64
-#: Longest silence a command may ask for (seconds); the config's alarm.silence_s caps it too.
-MAX_SILENCE_S = 600.0
+#: Longest silence a command may ask for (seconds): the upper bound config/schema.py declares
+#: for alarm.silence_s, whose configured value caps it further (in the engine).
+MAX_SILENCE_S = float(next(f.metadata["max"] for f in fields(AlarmConfig) if f.name == "silence_s"))
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
 
