@@ -232,3 +232,9 @@ def test_state_snapshot_is_emitted_on_change_only() -> None:
     assert not [x for x in feed(e, 0.5, 0.01) if isinstance(x, DeviceState)]  # force alone
     changes = [x for x in e.handle(DockChanged(1.0, True)) if isinstance(x, DeviceState)]
     assert len(changes) == 1 and changes[0].state == "docked" and changes[0].docked
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_the_engine_has_a_handler_for_every_command(name: str) -> None:
+    error = result(engine().handle(Command(1.0, name, "r"))).get("error") or ""
+    assert not error.startswith("unknown command"), error

@@ -488,3 +488,41 @@ def test_the_core_event_types_are_the_contracts_list() -> None:
     from dermaguard.core.events import EventType
 
     assert [t.value for t in EventType] == load_schema("event")["properties"]["type"]["enum"]
+
+
+def _zone_s_schemas(node: Any) -> list[dict[str, Any]]:
+    """Every ``zone_s`` object schema anywhere in ``node``."""
+    if isinstance(node, list):
+        return [found for item in node for found in _zone_s_schemas(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["zone_s"]] if isinstance(node.get("zone_s"), dict) else []
+    return found + [f for value in node.values() for f in _zone_s_schemas(value)]
+
+
+def test_the_core_zones_are_the_contracts_zones() -> None:
+    from dermaguard.core.events import CONTACT_ZONES, ZONES
+
+    for name in ("state", "force"):
+        assert load_schema(name)["properties"]["zone"]["enum"] == [*ZONES, None], name
+    for name in ("session_last", "event"):
+        found = _zone_s_schemas(load_schema(name))
+        assert found, name
+        for zone_s in found:
+            assert zone_s["required"] == list(CONTACT_ZONES), name
+            assert list(zone_s["properties"]) == list(CONTACT_ZONES), name
+
+
+def test_the_core_command_names_are_the_contracts_commands() -> None:
+    from dermaguard.core.events import CommandName
+
+    shapes = set(load_schema("command")["$defs"]) - {"request_id", "no_arguments"}
+    assert shapes == {name.value for name in CommandName}
+    assert list(COMMANDS) == list(CommandName)
+
+
+def test_the_silence_bound_is_the_configs_and_the_contracts() -> None:
+    from dermaguard.mqtt.commands import MAX_SILENCE_S
+
+    silence = load_schema("command")["$defs"]["silence"]["properties"]["duration_s"]
+    assert silence["maximum"] == MAX_SILENCE_S == 600.0

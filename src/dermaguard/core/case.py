@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dermaguard.core.events import Event, Tick
+from dermaguard.core.events import Event, EventType, Tick
 
 CaseState = Literal["open", "ready", "sterilizing", "sterile", "aborted"]
 CycleMode = Literal["time", "dose"]
@@ -388,7 +388,7 @@ class CaseMachine:
             data["dose_target_mj_cm2"] = p.dose_mj_cm2
         if request_id is not None:
             data["request_id"] = request_id
-        out.events.append(Event("sterilization_started", t, data))
+        out.events.append(Event(EventType.STERILIZATION_STARTED, t, data))
 
     def _complete(self, t: float, cycle: _Cycle, out: CaseUpdate) -> None:
         self._cycle = None
@@ -402,7 +402,7 @@ class CaseMachine:
         dose = self._dose(cycle, t)
         if dose is not None:
             data["dose_mj_cm2"] = round(dose, 3)
-        out.events.append(Event("sterilization_completed", t, data))
+        out.events.append(Event(EventType.STERILIZATION_COMPLETED, t, data))
 
     def _dose(self, cycle: _Cycle, t: float) -> float | None:
         irradiance = self.params.irradiance_mw_cm2
@@ -425,4 +425,4 @@ class CaseMachine:
         dose = self._dose(cycle, t)
         if dose is not None:
             data["dose_mj_cm2"] = round(dose, 3)
-        out.events.append(Event("sterilization_aborted", t, data))
+        out.events.append(Event(EventType.STERILIZATION_ABORTED, t, data))

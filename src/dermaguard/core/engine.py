@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,10 +24,12 @@ from dermaguard.core.case import (
 from dermaguard.core.events import (
     CaseStatus,
     Command,
+    CommandName,
     DeviceState,
     Effect,
     EmitEvent,
     Event,
+    EventType,
     ForceRead,
     ForceSample,
     Input,
@@ -134,7 +137,7 @@ class Engine:
                 else self.pressure.on_timeout(inp.t, inp.detail)
             )
             events.extend(update.events)
-            if any(e.type == "over_pressure" for e in update.events):
+            if any(e.type == EventType.OVER_PRESSURE for e in update.events):
                 self.silenced_until = None  # a new alarm sounds again: silence acknowledged one
             if update.sample:
                 sample = ForceSample(inp.t, update.force_n, update.zone)
@@ -168,7 +171,7 @@ class Engine:
         if status is not None:
             effects.append(status)
         events = self.sessions.shutdown(t, wall)
-        events.append(Event("daemon_stopping", t, {}))
+        events.append(Event(EventType.DAEMON_STOPPING, t, {}))
         effects.extend(EmitEvent(e) for e in events)
         state = self.device_state(t, wall)
         self._state_key = state.key()
@@ -183,18 +186,17 @@ class Engine:
         (silence mutes the buzzer only)."""
         if cmd.error is not None:
             return [_result(cmd, False, cmd.error)]
-        handler = getattr(self, f"_cmd_{cmd.name}", None)
+        handler = _HANDLERS.get(cmd.name)
         if handler is None:  # the shell validates names; this is the core's own guard
             return [_result(cmd, False, f"unknown command {cmd.name!r}")]
-        events: list[Event] = handler(cmd, wall)
-        return events
+        return handler(self, cmd, wall)
 
     def _cmd_ping(self, cmd: Command, _wall: float) -> list[Event]:
         return [_result(cmd, True)]
 
     def _cmd_sterilize(self, cmd: Command, _wall: float) -> list[Event]:
         events = self._case(SterilizeRequested(cmd.t, cmd.request_id))
-        if any(e.type == "command_result" for e in events):
+        if any(e.type == EventType.COMMAND_RESULT for e in events):
             return events  # refused: the case machine said why
         cycle_id = self.case.cycle_id
         if cycle_id is None:
@@ -216,7 +218,7 @@ class Engine:
         data: dict[str, Any] = {"roller_id": roller_id}
         if cmd.request_id is not None:
             data["request_id"] = cmd.request_id
-        return [Event("new_roller", cmd.t, data), _result(cmd, True, roller_id=roller_id)]
+        return [Event(EventType.NEW_ROLLER, cmd.t, data), _result(cmd, True, roller_id=roller_id)]
 
     def _cmd_tare(self, cmd: Command, wall: float) -> list[Event]:
         pressure = self.pressure
@@ -245,7 +247,7 @@ class Engine:
         if cmd.request_id is not None:
             data["request_id"] = cmd.request_id
         return [
-            Event("calibration_changed", cmd.t, data),
+            Event(EventType.CALIBRATION_CHANGED, cmd.t, data),
             _result(cmd, True, shift_n=data["shift_n"]),
         ]
 
@@ -255,11 +257,15 @@ class Engine:
         self._case_ticked = inp.t
         update = self.case.handle(inp)
         if update.refused is not None:
-            data: dict[str, object] = {"command": "sterilize", "ok": False, "error": update.refused}
+            data: dict[str, object] = {
+                "command": CommandName.STERILIZE,
+                "ok": False,
+                "error": update.refused,
+            }
             request_id = getattr(inp, "request_id", None)
             if request_id is not None:
                 data["request_id"] = request_id
-            update.events.append(Event("command_result", inp.t, data))
+            update.events.append(Event(EventType.COMMAND_RESULT, inp.t, data))
         return update.events
 
     def _use_gate(self, t: float, wall: float) -> list[Event]:
@@ -278,7 +284,7 @@ class Engine:
             data = {"last_cycle_id": self.case.last_cycle_id or None}
             if self.sessions.current is not None:
                 data["session_no"] = self.sessions.current.session_no
-            events.append(Event("unsterile_use", t, data))
+            events.append(Event(EventType.UNSTERILE_USE, t, data))
         return events
 
     # -- effects ---------------------------------------------------------------------------
@@ -370,13 +376,13 @@ class Engine:
         alarm: Priority | None = None
         reason: str | None = None
         if self.pressure.over_pressure:
-            alarm, reason = Priority.HIGH, "over_pressure"
+            alarm, reason = Priority.HIGH, EventType.OVER_PRESSURE
         elif self.pressure.fault is not None:
-            alarm, reason = Priority.MEDIUM, "sensor_fault"
+            alarm, reason = Priority.MEDIUM, EventType.SENSOR_FAULT
         elif self.unsterile_use:
-            alarm, reason = Priority.MEDIUM, "unsterile_use"
+            alarm, reason = Priority.MEDIUM, EventType.UNSTERILE_USE
         elif self.case.state == "aborted":
-            alarm, reason = Priority.LOW, "sterilization_aborted"
+            alarm, reason = Priority.LOW, EventType.STERILIZATION_ABORTED
         until = self.silenced_until
         silenced = until is not None and self.now is not None and self.now < until
         return ShowIndicators(self.pressure.zone, alarm, reason, silenced)
@@ -388,7 +394,17 @@ class Engine:
         self._shown = self.indicators()
         state = self.device_state(t, t if wall is None else wall)
         self._state_key = state.key()
-        return [SetUv(False), self._shown, EmitEvent(Event("daemon_started", t, {})), state]
+        return [SetUv(False), self._shown, EmitEvent(Event(EventType.DAEMON_STARTED, t, {})), state]
+
+
+#: Each command's handler: the engine's side of :class:`CommandName`.
+_HANDLERS: Mapping[str, Callable[[Engine, Command, float], list[Event]]] = {
+    CommandName.TARE: Engine._cmd_tare,
+    CommandName.STERILIZE: Engine._cmd_sterilize,
+    CommandName.SILENCE: Engine._cmd_silence,
+    CommandName.NEW_ROLLER: Engine._cmd_new_roller,
+    CommandName.PING: Engine._cmd_ping,
+}
 
 
 def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> Event:
@@ -399,4 +415,4 @@ def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> E
     if error is not None:
         data["error"] = error
     data.update(extra)
-    return Event("command_result", cmd.t, data)
+    return Event(EventType.COMMAND_RESULT, cmd.t, data)

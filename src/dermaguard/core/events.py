@@ -10,12 +10,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dermaguard.core.calibration import Calibration
 
+#: The pressure zones, from no contact up (docs/CARE.md gives their bounds).
 Zone = Literal["none", "light", "ok", "high", "over"]
-ZONES: tuple[Zone, ...] = ("none", "light", "ok", "high", "over")
+#: The same zones as values, in order: derived from :data:`Zone`, so there is one list.
+ZONES: tuple[Zone, ...] = get_args(Zone)
+#: The zones in which the roller touches skin: every zone but ``none``.
+CONTACT_ZONES: tuple[Zone, ...] = tuple(zone for zone in ZONES if zone != "none")
 
 
 class EventType(StrEnum):
@@ -43,6 +47,21 @@ class EventType(StrEnum):
     CALIBRATION_CHANGED = "calibration_changed"
     COMMAND_RESULT = "command_result"
     NEW_ROLLER = "new_roller"
+
+
+class CommandName(StrEnum):
+    """Every command a device accepts on ``<base>/cmd/<name>``: the one list of names.
+
+    The engine dispatches on them; the MQTT topics, the command parser and Home Assistant's
+    buttons derive theirs from this list, and ``mqtt/schemas/command.json`` has one payload
+    shape for each (a test keeps them equal; docs/MQTT.md, "Commands").
+    """
+
+    TARE = "tare"
+    STERILIZE = "sterilize"
+    SILENCE = "silence"
+    NEW_ROLLER = "new_roller"
+    PING = "ping"
 
 
 class Priority(IntEnum):
@@ -105,7 +124,7 @@ Input = ForceRead | ReadFailed | Tick | Command
 class Event:
     """A domain event, as later stored and published (type names: docs/MQTT.md, "Events")."""
 
-    type: str
+    type: EventType
     t: float
     data: Mapping[str, Any] = field(default_factory=dict)
 

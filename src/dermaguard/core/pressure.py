@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.events import Event, Zone
+from dermaguard.core.events import Event, EventType, Zone
 from dermaguard.core.filters import Chain, Filter
 from dermaguard.core.zones import ZoneClassifier, ZoneThresholds
 
@@ -126,7 +126,7 @@ class PressureMachine:
             self._valid_run += 1
             if self._valid_run < self.params.valid_samples_for_recovery:
                 return out
-            out.events.append(Event("sensor_recovered", t, {"after": self.fault}))
+            out.events.append(Event(EventType.SENSOR_RECOVERED, t, {"after": self.fault}))
             self.fault = None
             self._reset_signal()
             self.zones.reset()
@@ -186,7 +186,7 @@ class PressureMachine:
             data["force_n"] = round(force_n, 3)
         if detail:
             data["detail"] = detail
-        out.events.append(Event("sensor_fault", t, data))
+        out.events.append(Event(EventType.SENSOR_FAULT, t, data))
         return out
 
     def _over_events(
@@ -197,7 +197,7 @@ class PressureMachine:
             self._over_peak = fast
             out.events.append(
                 Event(
-                    "over_pressure",
+                    EventType.OVER_PRESSURE,
                     t,
                     {"force_n": round(fast, 3), "limit_n": self.params.zones.over_n},
                 )
@@ -211,7 +211,7 @@ class PressureMachine:
         since = self._over_since if self._over_since is not None else t
         out.events.append(
             Event(
-                "over_pressure_cleared",
+                EventType.OVER_PRESSURE_CLEARED,
                 t,
                 {
                     "duration_s": round(t - since, 3),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dermaguard.core.events import Event, Zone
+from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
@@ -71,9 +71,7 @@ class _Open:
     last_t: float
     last_contact_t: float
     contact_s: float = 0.0
-    zone_s: dict[str, float] = field(
-        default_factory=lambda: {"light": 0.0, "ok": 0.0, "high": 0.0, "over": 0.0}
-    )
+    zone_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CONTACT_ZONES, 0.0))
     peak_n: float | None = None
     force_time: float = 0.0  # ∫ force dt over contact, for the mean
     over_episodes: int = 0
@@ -148,7 +146,7 @@ class SessionTracker:
         self.current = s
         events = [
             Event(
-                "session_started",
+                EventType.SESSION_STARTED,
                 t,
                 {
                     "session_no": s.session_no,
@@ -169,7 +167,7 @@ class SessionTracker:
             assert allowed is not None
             events.append(
                 Event(
-                    "too_soon",
+                    EventType.TOO_SOON,
                     t,
                     {
                         "session_no": s.session_no,
@@ -182,7 +180,7 @@ class SessionTracker:
         if self.roller.uses >= self.params.replace_after_uses:
             events.append(
                 Event(
-                    "roller_replace_due",
+                    EventType.ROLLER_REPLACE_DUE,
                     t,
                     {
                         "roller_id": self.roller.roller_id,
@@ -243,7 +241,7 @@ class SessionTracker:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
         self.last_end_wall = wall
         summary = self.summary(s, t, wall, reason)
-        return [Event("session_ended", t, summary)]
+        return [Event(EventType.SESSION_ENDED, t, summary)]
 
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
         return {

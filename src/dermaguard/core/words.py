@@ -7,11 +7,12 @@ the same thing about the same event. Pure: templates and formatting only.
 from __future__ import annotations
 
 import string
+from collections.abc import Mapping
 from datetime import tzinfo
 from typing import Any
 
 from dermaguard.common.timefmt import format_span, local_time, parse_utc
-from dermaguard.core.events import Event
+from dermaguard.core.events import Event, EventType
 
 #: Words a person reads for the case's states. The state names stay as MQTT, the status file
 #: and the history have them, but a UV-C cycle disinfects a roller; it does not make it sterile
@@ -24,32 +25,48 @@ def case_word(state: str) -> str:
     return CASE_WORDS.get(state, state)
 
 
-_EVENT_TEXT = {
-    "daemon_started": "started",
+#: What each event says, by type; ``{x:local}`` and ``{x:span}``: see :class:`_Readable`.
+_EVENT_TEXT: Mapping[str, str] = {
+    EventType.DAEMON_STARTED: "started",
     # The alarm acts on the force before smoothing (it never waits for it); zones and the gauge
     # show the smoothed force: each line says which one it is.
-    "over_pressure": "ALARM over-pressure: {force_n:.2f} N before smoothing "
-    "(limit {limit_n:.2f} N)",
-    "over_pressure_cleared": "alarm cleared: over-pressure lasted {duration_s:.1f} s, "
-    "peak {peak_n:.2f} N",
-    "sensor_fault": "FAULT force sensor: {reason} (force unknown)",
-    "sensor_fault+detail": "FAULT force sensor: {reason}, {detail} (force unknown)",
-    "sensor_recovered": "force sensor recovered",
-    "sterilization_started": "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
-    "sterilization_completed": "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: "
-    "roller disinfected",
-    "sterilization_aborted": "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason}",
-    "unsterile_use": "ALARM use without disinfection: the roller touched skin without a valid "
-    "UV-C cycle",
-    "command_result": "command {command}: {error}",
-    "session_started": "session {session_no} started (roller use {roller_use})",
-    "session_ended": "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
-    "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)",
+    EventType.OVER_PRESSURE: (
+        "ALARM over-pressure: {force_n:.2f} N before smoothing (limit {limit_n:.2f} N)"
+    ),
+    EventType.OVER_PRESSURE_CLEARED: (
+        "alarm cleared: over-pressure lasted {duration_s:.1f} s, peak {peak_n:.2f} N"
+    ),
+    EventType.SENSOR_FAULT: "FAULT force sensor: {reason} (force unknown)",
+    EventType.SENSOR_RECOVERED: "force sensor recovered",
+    EventType.STERILIZATION_STARTED: "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
+    EventType.STERILIZATION_COMPLETED: (
+        "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: roller disinfected"
+    ),
+    EventType.STERILIZATION_ABORTED: (
+        "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason}"
+    ),
+    EventType.UNSTERILE_USE: (
+        "ALARM use without disinfection: the roller touched skin without a valid UV-C cycle"
+    ),
+    EventType.COMMAND_RESULT: "command {command}: {error}",
+    EventType.SESSION_STARTED: "session {session_no} started (roller use {roller_use})",
+    EventType.SESSION_ENDED: (
+        "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
+        "{contact_s:.0f} s in contact, {over_episodes} over-pressure episode(s)"
+    ),
     # The useful part first: a narrow view that cuts the line keeps it.
-    "too_soon": "WARNING too soon: next allowed {next_allowed_at:local} "
-    "(only {rest_interval_s:span} since the last session)",
-    "roller_replace_due": "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it",
-    "daemon_stopping": "stopping",
+    EventType.TOO_SOON: (
+        "WARNING too soon: next allowed {next_allowed_at:local} "
+        "(only {rest_interval_s:span} since the last session)"
+    ),
+    EventType.ROLLER_REPLACE_DUE: (
+        "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it"
+    ),
+    EventType.DAEMON_STOPPING: "stopping",
+}
+#: The wording of an event whose data carries a ``detail``, where it differs.
+_DETAIL_TEXT: Mapping[str, str] = {
+    EventType.SENSOR_FAULT: "FAULT force sensor: {reason}, {detail} (force unknown)",
 }
 
 
@@ -73,12 +90,18 @@ class _Readable(string.Formatter):
 
 def describe(event: Event, tz: tzinfo | None = None) -> str:
     """One line for a person; ``tz`` overrides the machine's zone for times (tests)."""
-    template = _EVENT_TEXT.get(f"{event.type}+detail" if "detail" in event.data else event.type)
-    template = template or _EVENT_TEXT.get(event.type)
+    return describe_data(event.type, event.data, tz)
+
+
+def describe_data(etype: str, data: Mapping[str, Any], tz: tzinfo | None = None) -> str:
+    """:func:`describe` for an event known only by its type name and data (one received over
+    MQTT, of a type this version may not know)."""
+    template = _DETAIL_TEXT.get(etype) if "detail" in data else None
+    template = template or _EVENT_TEXT.get(etype)
     if template is None:
-        extra = " ".join(f"{k}={v}" for k, v in event.data.items())
-        return f"{event.type} {extra}".strip()
+        extra = " ".join(f"{k}={v}" for k, v in data.items())
+        return f"{etype} {extra}".strip()
     try:
-        return _Readable(tz).format(template, **event.data)
+        return _Readable(tz).format(template, **data)
     except (KeyError, ValueError, TypeError):
-        return f"{event.type} {dict(event.data)}"
+        return f"{etype} {dict(data)}"

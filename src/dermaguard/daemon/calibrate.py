@@ -31,7 +31,7 @@ from dermaguard.core.calibration import (
     with_reference,
     with_tare,
 )
-from dermaguard.core.events import Event
+from dermaguard.core.events import Event, EventType
 from dermaguard.hw.hx711_protocol import HX711Error
 
 ReadRaw = Callable[[], int]
@@ -142,7 +142,7 @@ def describe_change(old: Calibration | None, new: Calibration, over_n: float) ->
 def change_event(reason: str, old: Calibration | None, new: Calibration, t: float) -> Event:
     """``calibration_changed`` for a calibration written by ``dermaguard calibrate``."""
     return Event(
-        "calibration_changed",
+        EventType.CALIBRATION_CHANGED,
         t,
         {
             "reason": reason,

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dermaguard.core.events import CaseStatus, Effect, EmitEvent, ShowIndicators
+from dermaguard.core.events import CaseStatus, Effect, EmitEvent, EventType, ShowIndicators
 from dermaguard.core.words import case_word
 
 log = logging.getLogger(__name__)
@@ -48,9 +48,9 @@ class StatusFile:
             }
         elif isinstance(effect, ShowIndicators):
             update = {"alarm": effect.alarm_reason, "zone": effect.zone}
-        elif isinstance(effect, EmitEvent) and effect.event.type in ("session_started",):
+        elif isinstance(effect, EmitEvent) and effect.event.type == EventType.SESSION_STARTED:
             update = {"session_open": effect.event.data.get("session_no")}
-        elif isinstance(effect, EmitEvent) and effect.event.type == "session_ended":
+        elif isinstance(effect, EmitEvent) and effect.event.type == EventType.SESSION_ENDED:
             update = {"session_open": None}
         if not update:
             return

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from dermaguard.config.load import AlarmConfig
 from dermaguard.config.messages import show
-from dermaguard.core.events import Command
+from dermaguard.core.events import Command, CommandName
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
 #: Largest accepted payload (bytes).
@@ -25,18 +26,15 @@ MAX_PAYLOAD = 1024
 MAX_REQUEST_ID = 64
 #: Longest command name echoed back in an answer (characters).
 MAX_NAME = 64
-#: Longest silence a command may ask for (seconds); the config's alarm.silence_s caps it too.
-MAX_SILENCE_S = 600.0
+#: Longest silence a command may ask for (seconds): the upper bound config/schema.py declares
+#: for alarm.silence_s, whose configured value caps it further (in the engine).
+MAX_SILENCE_S = float(next(f.metadata["max"] for f in fields(AlarmConfig) if f.name == "silence_s"))
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
 
-#: Extra fields each command accepts, besides ``request_id``.
+#: Extra fields each command accepts, besides ``request_id`` (none but ``silence``'s).
 ARGS: Mapping[str, tuple[str, ...]] = {
-    "tare": (),
-    "sterilize": (),
-    "silence": ("duration_s",),
-    "new_roller": (),
-    "ping": (),
+    name: ("duration_s",) if name == CommandName.SILENCE else () for name in CommandName
 }
 
 
@@ -176,7 +174,7 @@ def _check_args(name: str, args: Mapping[str, Any]) -> None:
         )
         if not ok:
             raise _Refused(
-                f"silence: duration_s {show(value)} is not allowed: "
+                f"{CommandName.SILENCE}: duration_s {show(value)} is not allowed: "
                 f"must be a number of seconds from 1 to {MAX_SILENCE_S:g}"
             )
 

@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 from jsonschema import Draft202012Validator
 
 from dermaguard.common.timefmt import parse_utc
-from dermaguard.core.events import Event
+from dermaguard.core.events import EventType
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
 
@@ -270,18 +270,18 @@ def event_summary(etype: str, data: Mapping[str, Any]) -> str:
     The daemon's templates trust their data; here the data came over the network, so any
     failure falls back to ``key=value`` pairs rather than raising.
     """
-    from dermaguard.core.words import describe
+    from dermaguard.core.words import describe_data
 
     text: str | None = None
-    if etype == "command_result" and data.get("ok") is True:
+    if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
         text = f"command {data.get('command', '?')}: ok"
-    elif etype == "new_roller" and "roller_id" in data:
+    elif etype == EventType.NEW_ROLLER and "roller_id" in data:
         text = f"roller {data['roller_id']} is in use (0 uses)"
-    elif etype == "calibration_changed":
+    elif etype == EventType.CALIBRATION_CHANGED:
         text = "calibration changed"
     if text is None:
         try:
-            text = describe(Event(etype, 0.0, dict(data)))
+            text = describe_data(etype, dict(data))
         except Exception:  # the network's data, the daemon's templates: never fatal here
             text = None
     if text is None or text == f"{etype} {dict(data)}":

@@ -31,6 +31,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Final
 
+from dermaguard.core.events import ZONES, CommandName, EventType
 from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
 #: Device-level options Home Assistant copies into each component that does not set them.
@@ -45,24 +46,33 @@ SHARED_OPTIONS: Final[tuple[str, ...]] = (
     "state_topic",
 )
 
-#: Commands that get a button in Home Assistant (``ping`` is for scripts, not people).
-BUTTON_COMMANDS: Final[tuple[str, ...]] = ("tare", "sterilize", "silence", "new_roller")
+#: Commands that get a button in Home Assistant, and the button's name (``ping`` is for
+#: scripts, not people). Names are what a person reads; the component ids keep the command's.
+BUTTON_NAMES: Final[Mapping[CommandName, str]] = {
+    CommandName.TARE: "Tare",
+    CommandName.STERILIZE: "Disinfect (UV-C cycle)",
+    CommandName.SILENCE: "Silence buzzer",
+    CommandName.NEW_ROLLER: "New roller",
+}
+BUTTON_COMMANDS: Final[tuple[CommandName, ...]] = tuple(BUTTON_NAMES)
+#: Buttons shown among the device's configuration entities rather than its controls.
+_CONFIG_BUTTONS: Final = frozenset({CommandName.TARE, CommandName.NEW_ROLLER})
 
 #: Event types the ``alerts`` event entity fires; the rest of the event stream is ignored there.
-ALERT_EVENT_TYPES: Final[tuple[str, ...]] = (
-    "over_pressure",
-    "over_pressure_cleared",
-    "unsterile_use",
-    "too_soon",
-    "roller_replace_due",
-    "sensor_fault",
-    "sensor_recovered",
-    "sterilization_completed",
-    "sterilization_aborted",
+ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
+    EventType.OVER_PRESSURE,
+    EventType.OVER_PRESSURE_CLEARED,
+    EventType.UNSTERILE_USE,
+    EventType.TOO_SOON,
+    EventType.ROLLER_REPLACE_DUE,
+    EventType.SENSOR_FAULT,
+    EventType.SENSOR_RECOVERED,
+    EventType.STERILIZATION_COMPLETED,
+    EventType.STERILIZATION_ABORTED,
 )
 
 #: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
-ZONE_OPTIONS: Final[tuple[str, ...]] = ("none", "light", "ok", "high", "over", "unknown")
+ZONE_OPTIONS: Final[tuple[str, ...]] = (*ZONES, "unknown")
 
 #: The values of the ``state`` sensor (the device's session/case state).
 STATE_OPTIONS: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizing")
@@ -257,20 +267,14 @@ def discovery_config(
     )
 
     # Commands: never retained (a retained command would run again at every reconnect).
-    button_names = {
-        "tare": "Tare",
-        "sterilize": "Disinfect (UV-C cycle)",
-        "silence": "Silence buzzer",
-        "new_roller": "New roller",
-    }
-    for command in BUTTON_COMMANDS:
+    for command, button_name in BUTTON_NAMES.items():
         extra: dict[str, Any] = {}
-        if command in ("tare", "new_roller"):
+        if command in _CONFIG_BUTTONS:
             extra["entity_category"] = "config"
         add(
-            command,
+            command.value,
             "button",
-            button_names[command],
+            button_name,
             command_topic=topics.cmd(command),
             payload_press="{}",
             qos=1,
@@ -284,7 +288,7 @@ def discovery_config(
         "Alerts",
         state_topic=topics.event,
         qos=1,
-        event_types=list(ALERT_EVENT_TYPES),
+        event_types=[t.value for t in ALERT_EVENT_TYPES],
         value_template=_alerts_template(),
     )
 

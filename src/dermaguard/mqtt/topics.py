@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dermaguard.core.events import CommandName
+
 #: Version of the payload contract, carried as ``v`` in every JSON payload.
 CONTRACT_VERSION = 1
 
-#: Commands a device accepts on ``<base>/cmd/<name>``.
-COMMANDS: tuple[str, ...] = ("tare", "sterilize", "silence", "new_roller", "ping")
+#: Commands a device accepts on ``<base>/cmd/<name>``: the core's :class:`CommandName`.
+COMMANDS: tuple[CommandName, ...] = tuple(CommandName)
 
 ONLINE = "online"
 OFFLINE = "offline"

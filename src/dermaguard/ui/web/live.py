@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config.load import ZonesConfig
+from dermaguard.core.events import CommandName, EventType
 from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
@@ -36,7 +37,7 @@ CLIENT_QUEUE: Final = 64
 #: How long a POSTed command waits for its ``command_result`` before answering "sent".
 RESULT_WAIT_S: Final = 5.0
 #: Browser-facing commands (``ping`` is for machines).
-WEB_COMMANDS: Final = tuple(c for c in COMMANDS if c != "ping")
+WEB_COMMANDS: Final = tuple(c for c in COMMANDS if c != CommandName.PING)
 
 
 #: The daemon's refusal codes, as a person reads them on the Controls screen.
@@ -186,7 +187,7 @@ class Hub:
             and (len(m.events) != before or m.events[0].id != newest)
         ):
             line = m.events[0]
-            if line.type == "command_result":
+            if line.type == EventType.COMMAND_RESULT:
                 rid = line.data.get("request_id")
                 future = self._waiting.pop(rid, None) if isinstance(rid, str) else None
                 if future is not None and not future.done():

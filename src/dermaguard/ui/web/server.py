@@ -29,6 +29,7 @@ from aiohttp import web
 
 from dermaguard.common.timefmt import parse_utc
 from dermaguard.config.load import Config
+from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
 from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
 from dermaguard.ui.web.live import WEB_COMMANDS, Hub
@@ -284,7 +285,7 @@ async def command(request: web.Request) -> web.Response:
     if name not in WEB_COMMANDS:
         return _error(404, f"no command {name!r} (known: {', '.join(WEB_COMMANDS)})")
     args: dict[str, Any] = {}
-    if name == "silence":
+    if name == CommandName.SILENCE:
         args["duration_s"] = float(ctx.config.alarm.silence_s)
     result = await ctx.hub.command(name, args)
     log.info("command %s from %s: %s", name, _client_address(request), result.get("ok"))
