@@ -20,7 +20,7 @@ from typing import Any
 
 from dermaguard.common.clock import Clock
 from dermaguard.core.case import SterilizeRequested
-from dermaguard.hw.pins import BoundedMockPin
+from dermaguard.sim.pins import BoundedMockPin
 from dermaguard.sim.scenario import CaseEvent, CaseInitial
 
 log = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dermaguard.common.clock import Clock, RealClock
-from dermaguard.hw.pins import BoundedMockPin
+from dermaguard.sim.pins import BoundedMockPin
 
 log = logging.getLogger(__name__)
 
