@@ -36,14 +36,13 @@ from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
-from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+from dermaguard.hw.case_io import CaseIO, CaseWiring, install_uv_failsafe
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, real_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.discovery import MODEL
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-from dermaguard.sim.case_pins import CaseWiring
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.pins import mock_factory
 from dermaguard.sim.scenario import Scenario

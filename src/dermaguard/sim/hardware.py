@@ -5,7 +5,7 @@ makes it ready, and waits until the driver has clocked it out before going on. S
 machine makes the simulation run slower than asked, never drop samples or fake a sensor fault.
 It is paced so that virtual time runs at most ``speed`` times real time.
 
-With a :class:`~dermaguard.sim.case_pins.CaseWiring`, the same steps also play the scenario's
+With a :class:`~dermaguard.hw.case_io.CaseWiring`, the same steps also play the scenario's
 case events (lid, dock, sterilize requests, UV sensor failures) on the case's mock pins, at the
 resolution of one sample period.
 """
@@ -20,7 +20,8 @@ from collections.abc import Callable
 from gpiozero.pins.mock import MockFactory
 
 from dermaguard.common.clock import SimClock
-from dermaguard.sim.case_pins import CaseWiring, SimCase
+from dermaguard.hw.case_io import CaseWiring
+from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
 from dermaguard.sim.spi_bus import SimSpiBus
