@@ -1,9 +1,11 @@
 """GPIO backend selection: one gpiozero pin factory per process.
 
-gpiozero keeps its pin factory in the class attribute ``Device.pin_factory``; every device built
-without an explicit factory uses it. Setting it from several places makes it easy to mix a mock
-and a real backend in one process, so :func:`install_pin_factory` is the only place that does.
-The simulator's mock pins live in :mod:`dermaguard.sim.pins`: the real shell never loads them.
+gpiozero keeps a process-wide default in the class attribute ``Device.pin_factory``; every device
+built without an explicit factory uses it. The drivers here take the factory as an argument and
+give it to every device they build. The default is still set (the daemon's assembly says why),
+and only through :func:`install_pin_factory`: setting it from several places makes it easy to mix
+a mock and a real backend in one process. The simulator's mock pins live in
+:mod:`dermaguard.sim.pins`; the real shell never loads them.
 """
 
 from __future__ import annotations
