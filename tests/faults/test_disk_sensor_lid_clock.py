@@ -50,7 +50,8 @@ from dermaguard.core.events import (
     Priority,
     ShowIndicators,
 )
-from dermaguard.daemon.app import SWITCH_INTERVAL_S, build_engine, open_case
+from dermaguard.daemon.app import build_engine, open_case
+from dermaguard.daemon.run import SWITCH_INTERVAL_S
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
