@@ -29,8 +29,9 @@ from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
-from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
+from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.pins import BoundedMockPin, mock_factory
 from figures import line, pct
 
 LID, DOCK, UV = 23, 24, 25

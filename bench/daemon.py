@@ -49,8 +49,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
 from dermaguard.config.load import default_config, simulation_device_id
 from dermaguard.hw.hx711_spi import HX711Spi
-from dermaguard.hw.pins import install_pin_factory, mock_factory
+from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip
+from dermaguard.sim.pins import mock_factory
 from dermaguard.sim.spi_bus import SimSpiBus
 from figures import line
 

@@ -53,7 +53,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
 from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import EmitEvent, Event
-from dermaguard.daemon.app import SWITCH_INTERVAL_S
+from dermaguard.daemon.run import SWITCH_INTERVAL_S
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.client import MAX_INFLIGHT
 from dermaguard.mqtt.outbox import OutEvent
@@ -89,7 +89,7 @@ def settings(port: int, client_id: str) -> MqttSettings:
 
 
 def open_bridge(path: Path, port: int, client_id: str) -> tuple[MqttBridge, StoreSink]:
-    """Store, sink and bridge wired as ``app.run_daemon`` wires them (not started)."""
+    """Store, sink and bridge wired as ``run.run_daemon`` wires them (not started)."""
     store = Store.open(path, DEVICE)
     bridge = MqttBridge(
         settings(port, client_id),

@@ -34,7 +34,7 @@ whole run under a minute.
   it measured) with 1-3 ms gaps, plus one CPU-bound child process, for the whole run.
 
 The gpio runs use the daemon's switch interval (``SWITCH_INTERVAL_S``), the spi runs Python's
-default, as ``app.run_daemon`` does.
+default, as ``run.run_daemon`` does.
 """
 
 from __future__ import annotations
@@ -62,13 +62,15 @@ from dermaguard.config.load import Config, default_config, parse_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import ForceRead
-from dermaguard.daemon.app import SWITCH_INTERVAL_S, build_engine
+from dermaguard.daemon.app import build_engine
+from dermaguard.daemon.run import SWITCH_INTERVAL_S
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.indicators import Indicators
-from dermaguard.hw.pins import BoundedMockPin, install_pin_factory, mock_factory
+from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.pins import BoundedMockPin, mock_factory
 from dermaguard.sim.spi_bus import SimSpiBus
 from figures import line, pct
 

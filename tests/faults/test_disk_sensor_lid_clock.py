@@ -50,12 +50,14 @@ from dermaguard.core.events import (
     Priority,
     ShowIndicators,
 )
-from dermaguard.daemon.app import SWITCH_INTERVAL_S, build_engine, open_case
+from dermaguard.daemon.app import build_engine, open_case
+from dermaguard.daemon.run import SWITCH_INTERVAL_S
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
-from dermaguard.hw.pins import BoundedMockPin, install_pin_factory
+from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import SETTLE_S, HX711Chip, LoadModel
+from dermaguard.sim.pins import BoundedMockPin
 from dermaguard.store import Store, StoreSink, open_readonly
 from dermaguard.store.codec import dumps, loads
 

@@ -17,8 +17,9 @@ from gpiozero import Device
 
 from dermaguard.common.clock import SimClock
 from dermaguard.hw.hx711 import HX711, ReadDiscarded
-from dermaguard.hw.pins import install_pin_factory, mock_factory
+from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.pins import mock_factory
 
 DOUT = 5
 SCK = 6

@@ -291,7 +291,8 @@ S3_SCRIPT = textwrap.dedent(
     import atexit, signal, sys, threading
     from dermaguard.common.clock import RealClock
     from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
-    from dermaguard.hw.pins import install_pin_factory, mock_factory
+    from dermaguard.hw.pins import install_pin_factory
+    from dermaguard.sim.pins import mock_factory
 
     mode = sys.argv[1]
     factory = mock_factory()

@@ -26,9 +26,9 @@ from dermaguard.core.case import (
     SterilizeRequested,
 )
 from dermaguard.core.events import Event, Tick
-from dermaguard.hw.case_io import CaseIO
+from dermaguard.hw.case_io import CaseIO, CaseWiring
 from dermaguard.hw.hx711 import HX711, HX711Error
-from dermaguard.sim.case_pins import CaseWiring, SimCase
+from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import CaseEvent, CaseInitial, Scenario, load_scenario, parse_scenario
 

@@ -11,14 +11,8 @@ from gpiozero import Device, DigitalOutputDevice
 from gpiozero.exc import BadPinFactory, PinFactoryFallback
 from pytest_mock import MockerFixture
 
-from dermaguard.hw.pins import (
-    STATE_HISTORY,
-    BoundedMockPin,
-    PinFactoryUnavailable,
-    install_pin_factory,
-    mock_factory,
-    real_pin_factory,
-)
+from dermaguard.hw.pins import PinFactoryUnavailable, install_pin_factory, real_pin_factory
+from dermaguard.sim.pins import STATE_HISTORY, BoundedMockPin, mock_factory
 
 
 def test_mock_factory_uses_bounded_pins(pin_factory: Any) -> None:

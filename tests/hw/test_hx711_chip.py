@@ -10,8 +10,8 @@ import pytest
 from gpiozero import DigitalInputDevice
 
 from dermaguard.common.clock import SimClock
-from dermaguard.hw.pins import STATE_HISTORY
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.pins import STATE_HISTORY
 
 
 def bits_to_code(bits: list[int]) -> int:

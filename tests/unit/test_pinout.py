@@ -24,7 +24,7 @@ import pytest
 
 from dermaguard.config.load import Config, PinsConfig, default_config
 from dermaguard.config.sections.hardware import SPI0_PINS
-from dermaguard.hw.pins import mock_factory
+from dermaguard.sim.pins import mock_factory
 
 ROOT = Path(__file__).resolve().parents[2]
 PINOUT = ROOT / "hardware" / "pinout.md"

@@ -1,61 +1,83 @@
-"""Assembling the daemon from a config: hardware (real or simulated), engine and runtime."""
+"""The daemon's assembly from a config: hardware (real or simulated), history, MQTT, calibration.
+
+This is the one module that chooses between the real hardware and the simulator
+(docs/ARCHITECTURE.md, Layers): it imports ``dermaguard.sim`` only inside the simulated path, so
+a run on the device never loads the simulator. Everything above it (the run loop in
+:mod:`dermaguard.daemon.run`, the ui) gets scenarios and simulated hardware from here and never
+imports ``dermaguard.sim`` itself.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import signal
-import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import TextIO
-
-from gpiozero import Device
+from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
 
 from dermaguard import __version__
 from dermaguard.common.clock import Clock, RealClock
 from dermaguard.common.line_writer import LineWriter
-from dermaguard.config.calibration_file import (
-    CalibrationFileError,
-    load_calibration,
-    save_calibration,
-)
-from dermaguard.config.load import Config, simulation_config
+from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
+from dermaguard.config.load import Config
 from dermaguard.config.params import case_params, engine_params
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.engine import Engine, History
-from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.core.filters import build_filter
 from dermaguard.daemon.calibrate import add_reference, tare
-from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
-from dermaguard.daemon.runtime import Runtime
-from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
-from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
-from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+from dermaguard.hw.case_io import CaseIO, CaseWiring
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
-from dermaguard.hw.pins import install_pin_factory, mock_factory, real_pin_factory
+from dermaguard.hw.pins import install_pin_factory, real_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.discovery import MODEL
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-from dermaguard.sim.case_pins import CaseWiring
-from dermaguard.sim.hardware import SimHardware
-from dermaguard.sim.scenario import Scenario
-from dermaguard.store import Store, StoreError, StoreSink, open_readonly
+from dermaguard.store import Store, StoreSink, open_readonly
+
+if TYPE_CHECKING:
+    from dermaguard.sim import scenario as _scenario
+    from dermaguard.sim.hardware import SimHardware
+
+#: A simulation's scenario, under the name the modules above use: they take scenarios from here
+#: (:func:`load_scenario`, :func:`steady_scenario`) and may not import ``dermaguard.sim``.
+Scenario: TypeAlias = "_scenario.Scenario"
 
 log = logging.getLogger(__name__)
 
 SIM_REFERENCE = "500g"
-SWITCH_INTERVAL_S = 0.05
+DB_NAME = "dermaguard.db"
+#: At shutdown, how long the outbox may take to deliver what is still waiting.
+MQTT_FLUSH_S = 3.0
 
 
 class StartupError(Exception):
     """The daemon cannot start for a reason a person can fix; the message says how."""
+
+
+# -- where state lives ------------------------------------------------------------------------
+
+
+def simulation_state_dir(config: Config) -> Path:
+    """Simulation keeps its own state, so it never overwrites a real calibration or history."""
+    return config.resolved_state_dir() / "simulation"
+
+
+def store_path(config: Config, *, simulated: bool) -> Path:
+    """The history database: the simulation's lives apart from the device's."""
+    base = simulation_state_dir(config) if simulated else config.resolved_state_dir()
+    return base / DB_NAME
+
+
+def calibration_file(config: Config, *, simulated: bool) -> Path:
+    return (
+        simulation_state_dir(config) / "calibration.json"
+        if simulated
+        else config.calibration_path()
+    )
+
+
+# -- engine and history -----------------------------------------------------------------------
 
 
 def build_engine(
@@ -66,15 +88,6 @@ def build_engine(
         build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
     )
     return Engine(engine_params(config), calibration, spike, smoothing, history)
-
-
-DB_NAME = "dermaguard.db"
-
-
-def store_path(config: Config, *, simulated: bool) -> Path:
-    """The history database: the simulation's lives apart from the device's."""
-    base = simulation_state_dir(config) if simulated else config.resolved_state_dir()
-    return base / DB_NAME
 
 
 def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store, History]:
@@ -104,9 +117,7 @@ def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store
     return store, history
 
 
-def simulation_state_dir(config: Config) -> Path:
-    """Simulation keeps its own state, so it never overwrites a real calibration or history."""
-    return config.resolved_state_dir() / "simulation"
+# -- hardware, real or simulated --------------------------------------------------------------
 
 
 @dataclass
@@ -139,7 +150,7 @@ def case_wiring(config: Config) -> CaseWiring:
     )
 
 
-def open_case(config: Config, clock: Clock) -> CaseIO:
+def open_case(config: Config, clock: Clock, pin_factory: Any = None) -> CaseIO:
     """The case's devices, UV output first and off (S3); inputs go nowhere until wired.
 
     Pins and active levels come from :func:`case_wiring`, the same description the simulated
@@ -150,61 +161,106 @@ def open_case(config: Config, clock: Clock) -> CaseIO:
         clock,
         cap_s=case_params(config).cap_s,
         debounce_s=config.case.debounce_s,
+        pin_factory=pin_factory,
         **dataclasses.asdict(case_wiring(config)),
     )
     io.force_off()
     return io
 
 
+def load_scenario(path: Path) -> Scenario:
+    """The scenario file of ``run --simulate``; a bad one is a :class:`StartupError`."""
+    from dermaguard.sim.scenario import ScenarioError
+    from dermaguard.sim.scenario import load_scenario as load_file
+
+    try:
+        return load_file(path)
+    except ScenarioError as exc:
+        raise StartupError(str(exc)) from exc
+
+
+def steady_scenario(name: str, force_n: float, *, noise_counts: float = 0.0) -> Scenario:
+    """A scenario holding one force for as long as a command runs (calibrate, check-hardware)."""
+    from dermaguard.sim.scenario import Scenario as Steady
+
+    return Steady(name, "", 1e9, ((0.0, force_n),), noise_counts=noise_counts)
+
+
 def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Hardware:
-    """Choose the pin backend once for the process, then create the devices on it.
+    """Choose real or simulated hardware, once for the process, then open the devices on it.
 
     The UV-C output is created and driven off before any other device (S3).
     """
-    pins = config.pins
     sim: SimHardware | None = None
-    clock: Clock
-    if scenario is not None:
-        factory = mock_factory()
-        install_pin_factory(factory)
-        # The emulated chip must own its pins before the driver opens them.
-        dout, sck = chip_pins(config)
-        sim = SimHardware(
-            factory,
-            scenario,
-            dout=dout,
-            sck=sck,
-            rate_sps=config.hx711.rate_sps,
-            gain=config.hx711.gain,
-            speed=speed,
-            case=case_wiring(config),
-            bus_hz=config.hx711.spi.hz,
-            bus_mode=config.hx711.spi.mode,
-        )
-        clock = sim.clock
-    else:
+    bus: Any = None  # None: the driver opens the configured SPI bus
+    max_high_us: float | None = None  # None: the configured limit
+    if scenario is None:
         factory = real_pin_factory()
-        install_pin_factory(factory)
-        clock = RealClock()
-    case = open_case(config, clock)
+        clock: Clock = RealClock()
+    else:
+        factory, sim, bus, max_high_us = _simulation(config, scenario, speed)
+        clock = sim.clock
+    # Every device below is given the factory explicitly; it is also gpiozero's process-wide
+    # default because gpiozero's exit handler closes only that factory's devices, and because a
+    # device that ever misses the argument then lands on this backend, never on a real one
+    # gpiozero would load behind a simulation's back. This is the one place that sets it.
+    install_pin_factory(factory)
+    case = open_case(config, clock, factory)
     try:
-        driver = open_load_cell(config, factory, clock, sim)
+        driver = open_load_cell(config, factory, clock, bus=bus, max_clock_high_us=max_high_us)
     except BaseException:
         case.lock_out()
         case.close()
         if sim is not None:
             sim.stop()
         raise
+    pins, alarm = config.pins, config.alarm
     indicators = Indicators(
         pins.led_red,
         pins.led_green,
         pins.led_blue,
         pins.buzzer,
-        led_active_high=config.alarm.led_active_high,
-        buzzer_active_high=config.alarm.buzzer_active_high,
-        buzzer_enabled=config.alarm.buzzer,
+        led_active_high=alarm.led_active_high,
+        buzzer_active_high=alarm.buzzer_active_high,
+        buzzer_enabled=alarm.buzzer,
+        pin_factory=factory,
     )
     return Hardware(clock, driver, indicators, case, sim)
+
+
+def _simulation(
+    config: Config, scenario: Scenario, speed: float
+) -> tuple[Any, SimHardware, Any, float | None]:
+    """The mock pin factory, the emulated hardware on it, and for the driver: the simulated SPI
+    bus or the bit-banged clock-high limit (the emulated chip's power-down is relaxed).
+
+    The emulated chip and case must own their pins before the drivers open them.
+    """
+    from dermaguard.sim.hardware import SIM_MAX_CLOCK_HIGH_US, SimHardware
+    from dermaguard.sim.pins import mock_factory
+
+    factory = mock_factory()
+    dout, sck = chip_pins(config)
+    hx = config.hx711
+    sim = SimHardware(
+        factory,
+        scenario,
+        dout=dout,
+        sck=sck,
+        rate_sps=hx.rate_sps,
+        gain=hx.gain,
+        speed=speed,
+        case=case_wiring(config),
+        bus_hz=hx.spi.hz,
+        bus_mode=hx.spi.mode,
+    )
+    if hx.interface == "spi":
+        assert sim.bus is not None, "the simulation was built for the gpio interface"
+        return factory, sim, sim.bus, None
+    return factory, sim, None, max(hx.max_clock_high_us, SIM_MAX_CLOCK_HIGH_US)
+
+
+# -- calibration ------------------------------------------------------------------------------
 
 
 def sim_read(hw: Hardware, force_n: float) -> int:
@@ -268,8 +324,7 @@ def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO | LineWri
     return cal
 
 
-#: At shutdown, how long the outbox may take to deliver what is still waiting.
-MQTT_FLUSH_S = 3.0
+# -- MQTT -------------------------------------------------------------------------------------
 
 
 def open_mqtt(
@@ -311,192 +366,3 @@ def close_mqtt(bridge: MqttBridge, sink: StoreSink) -> None:
     if bridge.connected and not bridge.drain(MQTT_FLUSH_S):
         log.warning("MQTT: not every event was delivered before exit; they go at the next start")
     bridge.close()
-
-
-def calibration_file(config: Config, *, simulated: bool) -> Path:
-    return (
-        simulation_state_dir(config) / "calibration.json"
-        if simulated
-        else config.calibration_path()
-    )
-
-
-class CalibrationSaver:
-    """Writes a calibration changed by a command (a tare) to its file, off the engine thread:
-    an fsync on an SD card can take longer than the alarm path may wait."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-
-    def __call__(self, effect: Effect) -> None:
-        if isinstance(effect, SaveCalibration):
-            threading.Thread(
-                target=self._save, args=(effect.calibration,), name="save-calibration"
-            ).start()
-
-    def _save(self, cal: Calibration) -> None:
-        with self._lock:
-            try:
-                save_calibration(self.path, cal)
-            except OSError as exc:
-                log.error("the new tare could not be saved to %s: %s", self.path, exc)
-
-
-def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
-    """One line for ``systemctl status``: what the device does and whether MQTT is up."""
-    mqtt = (
-        "MQTT off"
-        if bridge is None
-        else ("MQTT connected" if bridge.connected else "MQTT not connected")
-    )
-    return f"{status.summary()}; {mqtt}"
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterator[None]:
-    """SIGTERM and SIGINT switch UV off at once (S3), then ask for a clean stop (exit 0)."""
-
-    def handler(signum: int, _frame: FrameType | None) -> None:
-        uv_off()
-        log.info("signal %s: stopping", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-
-
-def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
-    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
-    if config.hx711.interface == "gpio":
-        # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
-        # default 5 ms switch interval the interpreter hands the GIL to any waiting thread in
-        # the middle of a pulse, which stretched a high phase past the limit in a few percent
-        # of reads under load. Every thread here blocks on its own after a short burst, so a
-        # long interval costs no responsiveness and keeps each read in one piece. On the SPI
-        # bus a read is one transfer that the controller clocks, so none of this is needed.
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
-    if scenario is not None:
-        config = simulation_config(config)  # never poses as the real device
-    hw = open_hardware(config, scenario, speed)
-    uv_off = install_uv_failsafe(hw.case.lock_out)
-    sink: StoreSink | None = None
-    bridge: MqttBridge | None = None
-    notifier = Notifier.from_environ()  # under systemd (Type=notify) only
-    heartbeat: ServiceHeartbeat | None = None
-    console = LineWriter(out)  # never lets a blocked or closed stdout stop the engine thread
-    try:
-        cal = load_or_make_calibration(config, hw, console)
-        try:
-            store, history = open_history(
-                config, simulated=scenario is not None, wall=hw.clock.wall()
-            )
-        except StoreError as exc:
-            raise StartupError(str(exc)) from exc
-        last_stored = store.last_event_wall()
-        if hw.sim is not None and last_stored is not None:
-            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
-
-        def storage_fault(message: str | None) -> None:
-            if message is None:
-                log.warning("history storage works again")
-            else:
-                log.error("history storage failing (kept in memory, retrying): %s", message)
-
-        bridge = open_mqtt(
-            config,
-            store_path(config, simulated=scenario is not None),
-            hw.clock,
-            simulated=scenario is not None,
-        )
-        sink = StoreSink(
-            store,
-            hw.clock.wall,
-            on_fault=storage_fault,
-            on_stored=bridge.on_stored if bridge is not None else None,
-            trace_hz=config.session.trace_hz,
-        )
-        engine = build_engine(config, cal, history)
-        printer = ConsolePrinter(hw.clock.monotonic(), console)
-        status = StatusFile(
-            store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
-            hw.clock.wall,
-        )
-        runtime = Runtime(
-            engine,
-            hw.clock,
-            hw.indicators,
-            hw.driver,
-            hw.case,
-            rate_sps=config.hx711.rate_sps,
-            timeout_periods=config.hx711.ready_timeout_periods,
-            sinks=[
-                printer,
-                sink,
-                status,
-                CalibrationSaver(calibration_file(config, simulated=scenario is not None)),
-                *([bridge] if bridge is not None else []),
-            ],
-        )
-        if bridge is not None:
-            bridge.bind(put_command=runtime.put, mark_delivered=sink.mark_delivered)
-        hw.case.set_sink(runtime.put)
-        if hw.sim is not None and hw.sim.case is not None:
-            hw.sim.case.request_sink = runtime.put
-        stop = threading.Event()
-        with stop_on_signals(stop, uv_off):
-            if bridge is not None:
-                bridge.start()
-            runtime.start()
-            if notifier is not None:
-                heartbeat = ServiceHeartbeat(
-                    notifier, lambda: runtime.sampler.cycles, lambda: service_status(status, bridge)
-                )
-                heartbeat.start()
-            if hw.sim is not None:
-                hw.sim.start()
-            while not stop.is_set() and not runtime.stopping.is_set():
-                if hw.sim is not None and hw.sim.finished.is_set():
-                    break
-                stop.wait(0.1)
-            if heartbeat is not None:
-                heartbeat.stop("stopping: closing the session, writing history, sending events")
-            runtime.stop()
-            if bridge is not None:
-                close_mqtt(bridge, sink)
-                bridge = None
-        status.close()
-        if runtime.failed is None and hw.sim is not None and scenario is not None:
-            if hw.sim.finished.is_set():
-                console.write(
-                    f"simulation finished: {scenario.duration_s:g} s of scenario, "
-                    f"{runtime.sampler.samples} samples\n"
-                )
-            else:
-                console.write(
-                    f"simulation stopped after {hw.sim.played_s:.0f} s of the "
-                    f"{scenario.duration_s:g} s scenario\n"
-                )
-        console.close()
-        if runtime.failed is not None:
-            return 70  # EX_SOFTWARE: our bug, logged with its traceback
-        if console.error is not None:
-            log.error("standard output failed, part of the output is missing: %s", console.error)
-            return 1
-        return 0
-    finally:
-        console.close()
-        if heartbeat is not None:
-            heartbeat.stop()
-        if bridge is not None:
-            bridge.close(timeout=0.5)
-        if sink is not None and not sink.close(timeout=10.0):
-            log.error("history: not everything could be written before exit")
-        hw.close()
-        Device.pin_factory = None
-        if notifier is not None:
-            notifier.close()

@@ -21,7 +21,6 @@ from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
 
 if TYPE_CHECKING:
     from dermaguard.hw.case_io import CaseIO
-    from dermaguard.sim.hardware import SimHardware
 
 #: Conversions per second within this fraction of the configured rate count as right.
 RATE_TOLERANCE = 0.2
@@ -223,9 +222,8 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
     from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
     from dermaguard.config.load import load_config
     from dermaguard.daemon import pi_service
-    from dermaguard.daemon.app import open_hardware, simulation_state_dir
+    from dermaguard.daemon.app import open_hardware, simulation_state_dir, steady_scenario
     from dermaguard.hw.pins import PinFactoryUnavailable
-    from dermaguard.sim.scenario import Scenario
 
     out = sys.stdout
     if not 0.5 <= args.seconds <= 600:
@@ -245,7 +243,7 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
         return 2
     scenario = None
     if args.simulate:
-        scenario = Scenario("check-hardware", "", 1e9, ((0.0, 0.0),), noise_counts=150.0)
+        scenario = steady_scenario("check-hardware", 0.0, noise_counts=150.0)
     try:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:
@@ -263,7 +261,7 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
     try:
         hw.case.lock_out()  # S3: nothing below may light the UV-C lamp
         if hw.sim is not None:
-            _inject(hw.sim, args.sim_fault)
+            hw.sim.wiring_fault(args.sim_fault)
             hw.sim.start()
         cal_path = (
             simulation_state_dir(config) / "calibration.json"
@@ -305,15 +303,6 @@ def _hardware_refusal(exc: BaseException) -> bool:
 
     module = type(exc).__module__ or ""
     return isinstance(exc, GPIOPinInUse | OSError) or module.split(".")[0] == "lgpio"
-
-
-def _inject(sim: SimHardware, fault: str) -> None:
-    if fault == "none":
-        return
-    if sim.bus is not None:
-        sim.bus.miso_stuck = fault == "no-chip"
-    else:
-        sim.chip.unplug()
 
 
 class _SwitchWatch:

@@ -1,7 +1,8 @@
-"""Opening the HX711 driver for the configured interface, on real or simulated hardware.
+"""Opening the HX711 driver for the configured interface.
 
-``spi`` (the default) clocks PD_SCK from the SPI controller; ``gpio`` bit-banges it. In a
-simulation the emulated chip sits behind the same interface: a simulated SPI bus, or mock pins.
+``spi`` (the default) clocks PD_SCK from the SPI controller; ``gpio`` bit-banges it. Whether the
+chip is real or emulated is not decided here: the assembly (:mod:`dermaguard.daemon.app`) passes
+the simulation's bus and limits in, so this module never loads the simulator.
 """
 
 from __future__ import annotations
@@ -13,11 +14,6 @@ from dermaguard.config.load import Config
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.hx711_protocol import LoadCellADC
 from dermaguard.hw.hx711_spi import HX711Spi, open_spi
-from dermaguard.sim.hardware import SIM_POWER_DOWN_NS, SimHardware
-
-#: The driver's limit on a bit-banged clock-high phase in a simulation: below the emulated
-#: chip's relaxed power-down (see SimHardware), never below the configured limit.
-SIM_MAX_CLOCK_HIGH_US = SIM_POWER_DOWN_NS / 1000 * 0.8
 
 
 def chip_pins(config: Config) -> tuple[int, int | None]:
@@ -30,20 +26,25 @@ def chip_pins(config: Config) -> tuple[int, int | None]:
 
 
 def open_load_cell(
-    config: Config, pin_factory: Any, clock: Clock, sim: SimHardware | None
+    config: Config,
+    pin_factory: Any,
+    clock: Clock,
+    *,
+    bus: Any = None,
+    max_clock_high_us: float | None = None,
 ) -> LoadCellADC:
     """The HX711 driver for ``config``, reset so that its gain is known.
 
-    A previous process may have left the chip at another gain, hence the reset.
+    ``bus`` is an SPI bus already open (a simulated one); ``None`` opens the configured bus
+    through ``pin_factory``. ``max_clock_high_us`` replaces the configured limit on a
+    bit-banged clock-high phase. A previous process may have left the chip at another gain,
+    hence the reset.
     """
     hx = config.hx711
     driver: LoadCellADC
     if hx.interface == "spi":
         spi = hx.spi
-        if sim is not None:
-            assert sim.bus is not None, "the simulation was built for the gpio interface"
-            bus: Any = sim.bus
-        else:
+        if bus is None:
             bus = open_spi(pin_factory, port=spi.port, device=spi.device, hz=spi.hz, mode=spi.mode)
         try:
             driver = HX711Spi(
@@ -59,15 +60,14 @@ def open_load_cell(
             bus.close()
             raise
     else:
-        max_high_us = hx.max_clock_high_us
-        if sim is not None:
-            max_high_us = max(max_high_us, SIM_MAX_CLOCK_HIGH_US)
+        if max_clock_high_us is None:
+            max_clock_high_us = hx.max_clock_high_us
         driver = HX711(
             config.pins.hx711_dout,
             config.pins.hx711_sck,
             gain=hx.gain,
             rate_sps=hx.rate_sps,
-            max_clock_high_us=max_high_us,
+            max_clock_high_us=max_clock_high_us,
             pin_factory=pin_factory,
         )
     try:

@@ -30,6 +30,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -44,6 +45,24 @@ log = logging.getLogger(__name__)
 _FORCE_OFF_LOCK_S = 0.5
 #: Shortest real wait before the cap guard looks at the clock again (a stalled simulation).
 _CAP_RECHECK_MIN_S = 0.01
+
+
+@dataclass(frozen=True, slots=True)
+class CaseWiring:
+    """How the case is wired: BCM pins and active levels, as in the config.
+
+    :class:`CaseIO` opens these pins and the simulator's case (``sim/case_pins.py``) emulates the
+    same ones, so both read the one description.
+    """
+
+    lid: int
+    dock: int
+    uv_led: int
+    uv_sensor: int | None = None
+    lid_active_low: bool = True
+    dock_active_low: bool = True
+    uv_active_high: bool = True
+    uv_sensor_active_high: bool = True
 
 
 class CaseIO:

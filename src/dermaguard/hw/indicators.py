@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gpiozero import RGBLED, Buzzer
 
@@ -118,9 +119,13 @@ class Indicators:
         led_active_high: bool = True,
         buzzer_active_high: bool = True,
         buzzer_enabled: bool = True,
+        pin_factory: Any = None,
     ) -> None:
-        self.led = RGBLED(red, green, blue, active_high=led_active_high, pwm=False)
-        self.buzzer = Buzzer(buzzer, active_high=buzzer_active_high)
+        """``pin_factory`` is gpiozero's backend for the pins (``None``: gpiozero's default)."""
+        self.led = RGBLED(
+            red, green, blue, active_high=led_active_high, pwm=False, pin_factory=pin_factory
+        )
+        self.buzzer = Buzzer(buzzer, active_high=buzzer_active_high, pin_factory=pin_factory)
         self.buzzer_enabled = buzzer_enabled
         self._player = PatternPlayer(self.buzzer)
         self._current: ShowIndicators | None = None

@@ -1,50 +1,27 @@
 """GPIO backend selection: one gpiozero pin factory per process.
 
-gpiozero keeps its pin factory in the class attribute ``Device.pin_factory``; every device built
-without an explicit factory uses it. Setting it from several places makes it easy to mix a mock
-and a real backend in one process, so :func:`install_pin_factory` is the only place that does.
+gpiozero keeps a process-wide default in the class attribute ``Device.pin_factory``; every device
+built without an explicit factory uses it. The drivers here take the factory as an argument and
+give it to every device they build. The default is still set (the daemon's assembly says why),
+and only through :func:`install_pin_factory`: setting it from several places makes it easy to mix
+a mock and a real backend in one process. The simulator's mock pins live in
+:mod:`dermaguard.sim.pins`; the real shell never loads them.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import warnings
-from collections import deque
 from typing import Any
 
 from gpiozero import Device
 from gpiozero.exc import NativePinFactoryFallback
-from gpiozero.pins.mock import MockFactory, MockPin, PinState
 
 log = logging.getLogger(__name__)
-
-#: Pin-change history kept per mock pin. Enough for a test to inspect a whole HX711 read.
-STATE_HISTORY = 256
 
 
 class PinFactoryUnavailable(RuntimeError):
     """No real GPIO backend works here (not a Raspberry Pi, or no access to its GPIO)."""
-
-
-class BoundedMockPin(MockPin):  # type: ignore[misc]
-    """A ``MockPin`` that keeps only its last :data:`STATE_HISTORY` state changes.
-
-    ``MockPin`` appends every change to ``states`` forever; at 27 edges per HX711 read and 80
-    reads a second that is a leak in any simulation that runs for more than a few minutes.
-    """
-
-    def clear_states(self) -> None:
-        self._last_change = time.monotonic()
-        self.states: deque[Any] = deque(
-            [PinState(0.0, self._state)],
-            maxlen=STATE_HISTORY,
-        )
-
-
-def mock_factory() -> MockFactory:
-    """A fresh mock factory whose pins keep a bounded history."""
-    return MockFactory(pin_class=BoundedMockPin)
 
 
 def install_pin_factory(factory: Any) -> None:

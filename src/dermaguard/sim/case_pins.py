@@ -15,12 +15,12 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dermaguard.common.clock import Clock
 from dermaguard.core.case import SterilizeRequested
-from dermaguard.hw.pins import BoundedMockPin
+from dermaguard.hw.case_io import CaseWiring
+from dermaguard.sim.pins import BoundedMockPin
 from dermaguard.sim.scenario import CaseEvent, CaseInitial
 
 log = logging.getLogger(__name__)
@@ -85,20 +85,6 @@ class UvLedPin(BoundedMockPin):
         listener = self.listener
         if listener is not None:
             listener()
-
-
-@dataclass(frozen=True, slots=True)
-class CaseWiring:
-    """How the case is wired: BCM pins and active levels, as in the config."""
-
-    lid: int
-    dock: int
-    uv_led: int
-    uv_sensor: int | None = None
-    lid_active_low: bool = True
-    dock_active_low: bool = True
-    uv_active_high: bool = True
-    uv_sensor_active_high: bool = True
 
 
 class SimCase:

@@ -5,7 +5,7 @@ makes it ready, and waits until the driver has clocked it out before going on. S
 machine makes the simulation run slower than asked, never drop samples or fake a sensor fault.
 It is paced so that virtual time runs at most ``speed`` times real time.
 
-With a :class:`~dermaguard.sim.case_pins.CaseWiring`, the same steps also play the scenario's
+With a :class:`~dermaguard.hw.case_io.CaseWiring`, the same steps also play the scenario's
 case events (lid, dock, sterilize requests, UV sensor failures) on the case's mock pins, at the
 resolution of one sample period.
 """
@@ -20,7 +20,8 @@ from collections.abc import Callable
 from gpiozero.pins.mock import MockFactory
 
 from dermaguard.common.clock import SimClock
-from dermaguard.sim.case_pins import CaseWiring, SimCase
+from dermaguard.hw.case_io import CaseWiring
+from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
 from dermaguard.sim.spi_bus import SimSpiBus
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: PD_SCK high time that powers the emulated chip down in a bit-banged whole-daemon simulation.
 SIM_POWER_DOWN_NS = 5_000_000
+#: The driver's limit on a bit-banged clock-high phase in a simulation: below the emulated
+#: chip's relaxed power-down (see SimHardware), never below the configured limit.
+SIM_MAX_CLOCK_HIGH_US = SIM_POWER_DOWN_NS / 1000 * 0.8
 
 
 class SimHardware:
@@ -109,6 +113,17 @@ class SimHardware:
             self._thread.join(timeout=2.0)
         if self.case is not None:
             self.case.close()
+
+    def wiring_fault(self, fault: str) -> None:
+        """Fake a fault ``check-hardware`` must recognise: ``miswired`` (PD_SCK and DOUT swapped:
+        MISO reads low) or ``no-chip`` (nothing answers: MISO reads high); ``none`` does nothing.
+        Bit-banged, either one leaves DOUT high: the chip is unplugged."""
+        if fault == "none":
+            return
+        if self.bus is not None:
+            self.bus.miso_stuck = fault == "no-chip"
+        else:
+            self.chip.unplug()
 
     def convert_now(self, force_n: float) -> bool:
         """Outside the scenario thread: advance one period and make a conversion ready.

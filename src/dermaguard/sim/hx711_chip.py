@@ -16,10 +16,8 @@ Two ways to make conversions:
 * free-running: :meth:`HX711Chip.start` converts every ``1 / rate_sps`` seconds of real time.
 
 Edges: while bits are being clocked out, DOUT's level changes at once, but gpiozero's edge
-callbacks for it run after PD_SCK falls at the end of the read. On a Pi, lgpio reports edges
-from its own thread, which cannot run Python while the reader holds the GIL; running them inside
-the driver's PD_SCK write instead would about double every clock-high phase, and with it the
-chance that a host pause powers the chip down.
+callbacks for it run after PD_SCK falls at the end of the read (the pins, and why, are in
+:mod:`dermaguard.sim.hx711_pins`).
 
 Time: the 60 µs power-down threshold is measured in real time (``perf_counter_ns``) when the
 driver toggles PD_SCK as a GPIO pin, because it is a property of how fast the driver does so.
@@ -42,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from dermaguard.common.clock import Clock, RealClock
-from dermaguard.hw.pins import BoundedMockPin
+from dermaguard.sim.hx711_pins import ClockPin, DataPin
 
 log = logging.getLogger(__name__)
 
@@ -92,59 +90,6 @@ class LoadModel:
         if signal <= CODE_MIN:
             return CODE_MIN
         return round(signal)
-
-
-class _DataPin(BoundedMockPin):
-    """DOUT as the Pi sees it: an input driven push-pull by the chip.
-
-    A pull resistor cannot overpower a driven line, so setting the pull (gpiozero sets it to
-    floating when a device opens the pin) is recorded but never changes the level.
-
-    :meth:`shift` changes the level without running edge callbacks; :meth:`flush` (and any
-    ``drive_*``) reports the level reached since, once.
-    """
-
-    _unreported = False
-
-    def _set_pull(self, value: str) -> None:
-        self._pull = value
-
-    def shift(self, high: bool) -> None:
-        """Put a data bit on the line now; its edge is reported by the next :meth:`flush`."""
-        if self._change_state(high):
-            self._unreported = True
-
-    def flush(self) -> None:
-        """Report the current level to gpiozero if it changed without a report."""
-        if self._unreported:
-            self._unreported = False
-            edge = "rising" if self._state else "falling"
-            if self._edges in ("both", edge) and self._when_changed is not None:
-                self._call_when_changed()
-
-    def drive_high(self) -> None:
-        self._drive(True)
-
-    def drive_low(self) -> None:
-        self._drive(False)
-
-    def _drive(self, high: bool) -> None:
-        if self._change_state(high):
-            self._unreported = True
-        self.flush()
-
-
-class _ClockPin(BoundedMockPin):
-    """PD_SCK: tells the attached chip about every level change."""
-
-    listener: Callable[[bool], None] | None = None
-
-    def _change_state(self, value: Any) -> bool:
-        changed = bool(super()._change_state(value))
-        listener = self.listener
-        if changed and listener is not None:
-            listener(bool(value))
-        return changed
 
 
 class HX711Chip:
@@ -209,12 +154,12 @@ class HX711Chip:
         self._dout_before = True
         self._shift_ns = 0
 
-        self._dout = factory.pin(dout, pin_class=_DataPin)
-        self._sck: _ClockPin | None = None
-        pins: list[tuple[Any, type]] = [(self._dout, _DataPin)]
+        self._dout = factory.pin(dout, pin_class=DataPin)
+        self._sck: ClockPin | None = None
+        pins: list[tuple[Any, type]] = [(self._dout, DataPin)]
         if sck is not None:
-            self._sck = factory.pin(sck, pin_class=_ClockPin)
-            pins.append((self._sck, _ClockPin))
+            self._sck = factory.pin(sck, pin_class=ClockPin)
+            pins.append((self._sck, ClockPin))
         for pin, cls in pins:
             if not isinstance(pin, cls):
                 raise RuntimeError(

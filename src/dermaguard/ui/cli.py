@@ -54,9 +54,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dermaguard.daemon.app import StartupError, run_daemon, simulation_state_dir
+    from dermaguard.daemon.app import StartupError, load_scenario, simulation_state_dir
+    from dermaguard.daemon.run import run_daemon
     from dermaguard.hw.pins import PinFactoryUnavailable
-    from dermaguard.sim.scenario import ScenarioError, load_scenario
 
     config = _load(args.config)
     _setup_logging(args.log_level or config.log_level)
@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif args.mqtt is not None:
             config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
         return run_daemon(config, scenario, args.speed, sys.stdout)
-    except (ScenarioError, StartupError, PinFactoryUnavailable) as exc:
+    except (StartupError, PinFactoryUnavailable) as exc:
         return usage_error(str(exc))
 
 
@@ -135,16 +135,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.simulate and (clash := _service_clash(args, config)) is not None:
         return usage_error(clash)
     from dermaguard.config.calibration_file import in_effect
-    from dermaguard.daemon.app import calibration_file, open_hardware, sim_read
+    from dermaguard.daemon.app import calibration_file, open_hardware, sim_read, steady_scenario
     from dermaguard.hw.pins import PinFactoryUnavailable
-    from dermaguard.sim.scenario import Scenario
 
     path = calibration_file(config, simulated=args.simulate)
     if args.undo:
         return _undo_calibration(config, path, simulated=args.simulate)
     scenario = None
     if args.simulate:
-        scenario = Scenario("calibrate", "", 1e9, ((0.0, sim_load),))
+        scenario = steady_scenario("calibrate", sim_load)
     try:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:

@@ -1,0 +1,231 @@
+"""Running the assembled daemon: threads, signals and a clean stop.
+
+:mod:`dermaguard.daemon.app` builds the parts from the config (and chooses real or simulated
+hardware); this module starts them, waits for a signal or the end of a scenario, and stops them
+in an order that loses nothing the history or MQTT still needs.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, TextIO
+
+from dermaguard.common.line_writer import LineWriter
+from dermaguard.config.calibration_file import save_calibration
+from dermaguard.config.load import Config, simulation_config
+from dermaguard.core.calibration import Calibration
+from dermaguard.core.events import Effect, SaveCalibration
+from dermaguard.daemon.app import (
+    StartupError,
+    build_engine,
+    calibration_file,
+    close_mqtt,
+    load_or_make_calibration,
+    open_hardware,
+    open_history,
+    open_mqtt,
+    store_path,
+)
+from dermaguard.daemon.console import ConsolePrinter
+from dermaguard.daemon.runtime import Runtime
+from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
+from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
+from dermaguard.hw.case_io import install_uv_failsafe
+from dermaguard.hw.pins import install_pin_factory
+from dermaguard.mqtt.bridge import MqttBridge
+from dermaguard.store import StoreError, StoreSink
+
+if TYPE_CHECKING:
+    from dermaguard.daemon.app import Scenario
+
+log = logging.getLogger(__name__)
+
+SWITCH_INTERVAL_S = 0.05
+
+
+class CalibrationSaver:
+    """Writes a calibration changed by a command (a tare) to its file, off the engine thread:
+    an fsync on an SD card can take longer than the alarm path may wait."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def __call__(self, effect: Effect) -> None:
+        if isinstance(effect, SaveCalibration):
+            threading.Thread(
+                target=self._save, args=(effect.calibration,), name="save-calibration"
+            ).start()
+
+    def _save(self, cal: Calibration) -> None:
+        with self._lock:
+            try:
+                save_calibration(self.path, cal)
+            except OSError as exc:
+                log.error("the new tare could not be saved to %s: %s", self.path, exc)
+
+
+def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
+    """One line for ``systemctl status``: what the device does and whether MQTT is up."""
+    mqtt = (
+        "MQTT off"
+        if bridge is None
+        else ("MQTT connected" if bridge.connected else "MQTT not connected")
+    )
+    return f"{status.summary()}; {mqtt}"
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and SIGINT switch UV off at once (S3), then ask for a clean stop (exit 0)."""
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        uv_off()
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
+    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
+    if config.hx711.interface == "gpio":
+        # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
+        # default 5 ms switch interval the interpreter hands the GIL to any waiting thread in
+        # the middle of a pulse, which stretched a high phase past the limit in a few percent
+        # of reads under load. Every thread here blocks on its own after a short burst, so a
+        # long interval costs no responsiveness and keeps each read in one piece. On the SPI
+        # bus a read is one transfer that the controller clocks, so none of this is needed.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+    if scenario is not None:
+        config = simulation_config(config)  # never poses as the real device
+    hw = open_hardware(config, scenario, speed)
+    uv_off = install_uv_failsafe(hw.case.lock_out)
+    sink: StoreSink | None = None
+    bridge: MqttBridge | None = None
+    notifier = Notifier.from_environ()  # under systemd (Type=notify) only
+    heartbeat: ServiceHeartbeat | None = None
+    console = LineWriter(out)  # never lets a blocked or closed stdout stop the engine thread
+    try:
+        cal = load_or_make_calibration(config, hw, console)
+        try:
+            store, history = open_history(
+                config, simulated=scenario is not None, wall=hw.clock.wall()
+            )
+        except StoreError as exc:
+            raise StartupError(str(exc)) from exc
+        last_stored = store.last_event_wall()
+        if hw.sim is not None and last_stored is not None:
+            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
+
+        def storage_fault(message: str | None) -> None:
+            if message is None:
+                log.warning("history storage works again")
+            else:
+                log.error("history storage failing (kept in memory, retrying): %s", message)
+
+        bridge = open_mqtt(
+            config,
+            store_path(config, simulated=scenario is not None),
+            hw.clock,
+            simulated=scenario is not None,
+        )
+        sink = StoreSink(
+            store,
+            hw.clock.wall,
+            on_fault=storage_fault,
+            on_stored=bridge.on_stored if bridge is not None else None,
+            trace_hz=config.session.trace_hz,
+        )
+        engine = build_engine(config, cal, history)
+        printer = ConsolePrinter(hw.clock.monotonic(), console)
+        status = StatusFile(
+            store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
+            hw.clock.wall,
+        )
+        runtime = Runtime(
+            engine,
+            hw.clock,
+            hw.indicators,
+            hw.driver,
+            hw.case,
+            rate_sps=config.hx711.rate_sps,
+            timeout_periods=config.hx711.ready_timeout_periods,
+            sinks=[
+                printer,
+                sink,
+                status,
+                CalibrationSaver(calibration_file(config, simulated=scenario is not None)),
+                *([bridge] if bridge is not None else []),
+            ],
+        )
+        if bridge is not None:
+            bridge.bind(put_command=runtime.put, mark_delivered=sink.mark_delivered)
+        hw.case.set_sink(runtime.put)
+        if hw.sim is not None and hw.sim.case is not None:
+            hw.sim.case.request_sink = runtime.put
+        stop = threading.Event()
+        with stop_on_signals(stop, uv_off):
+            if bridge is not None:
+                bridge.start()
+            runtime.start()
+            if notifier is not None:
+                heartbeat = ServiceHeartbeat(
+                    notifier, lambda: runtime.sampler.cycles, lambda: service_status(status, bridge)
+                )
+                heartbeat.start()
+            if hw.sim is not None:
+                hw.sim.start()
+            while not stop.is_set() and not runtime.stopping.is_set():
+                if hw.sim is not None and hw.sim.finished.is_set():
+                    break
+                stop.wait(0.1)
+            if heartbeat is not None:
+                heartbeat.stop("stopping: closing the session, writing history, sending events")
+            runtime.stop()
+            if bridge is not None:
+                close_mqtt(bridge, sink)
+                bridge = None
+        status.close()
+        if runtime.failed is None and hw.sim is not None and scenario is not None:
+            if hw.sim.finished.is_set():
+                console.write(
+                    f"simulation finished: {scenario.duration_s:g} s of scenario, "
+                    f"{runtime.sampler.samples} samples\n"
+                )
+            else:
+                console.write(
+                    f"simulation stopped after {hw.sim.played_s:.0f} s of the "
+                    f"{scenario.duration_s:g} s scenario\n"
+                )
+        console.close()
+        if runtime.failed is not None:
+            return 70  # EX_SOFTWARE: our bug, logged with its traceback
+        if console.error is not None:
+            log.error("standard output failed, part of the output is missing: %s", console.error)
+            return 1
+        return 0
+    finally:
+        console.close()
+        if heartbeat is not None:
+            heartbeat.stop()
+        if bridge is not None:
+            bridge.close(timeout=0.5)
+        if sink is not None and not sink.close(timeout=10.0):
+            log.error("history: not everything could be written before exit")
+        hw.close()
+        install_pin_factory(None)  # open_hardware's choice ends with the devices on it
+        if notifier is not None:
+            notifier.close()
