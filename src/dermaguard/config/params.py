@@ -15,6 +15,7 @@ from typing import Any
 from dermaguard.config.load import Config, default_config
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import EngineParams
+from dermaguard.core.filters import Filter, build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
 from dermaguard.core.zones import ZoneThresholds
@@ -95,3 +96,11 @@ def default_session_params(**overrides: Any) -> SessionParams:
 
 def default_engine_params(**overrides: Any) -> EngineParams:
     return dataclasses.replace(engine_params(default_config()), **overrides)
+
+
+def filter_chains(config: Config) -> tuple[tuple[Filter, ...], tuple[Filter, ...]]:
+    """The spike-rejection and smoothing chains, in the order the config lists them."""
+    pressure = config.pressure
+    spike = tuple(build_filter(f.kind, f.window, f.alpha) for f in pressure.spike_filters)
+    smoothing = tuple(build_filter(f.kind, f.window, f.alpha) for f in pressure.smoothing_filters)
+    return spike, smoothing

@@ -20,10 +20,9 @@ from dermaguard.common.clock import Clock, RealClock
 from dermaguard.common.line_writer import LineWriter
 from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
 from dermaguard.config.load import Config
-from dermaguard.config.params import case_params, engine_params
+from dermaguard.config.params import case_params, engine_params, filter_chains
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.engine import Engine, History
-from dermaguard.core.filters import build_filter
 from dermaguard.daemon.calibrate import add_reference, tare
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.hw.case_io import CaseIO, CaseWiring
@@ -83,10 +82,7 @@ def calibration_file(config: Config, *, simulated: bool) -> Path:
 def build_engine(
     config: Config, calibration: Calibration, history: History | None = None
 ) -> Engine:
-    spike = tuple(build_filter(f.kind, f.window, f.alpha) for f in config.pressure.spike_filters)
-    smoothing = tuple(
-        build_filter(f.kind, f.window, f.alpha) for f in config.pressure.smoothing_filters
-    )
+    spike, smoothing = filter_chains(config)
     return Engine(engine_params(config), calibration, spike, smoothing, history)
 
 
