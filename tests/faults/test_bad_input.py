@@ -45,6 +45,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+from dermaguard.common.timefmt import iso_utc as iso
 from dermaguard.config.load import Config, ConfigError, config_to_data, default_config, load_config
 from dermaguard.config.load import parse_config as parse_config_data
 from dermaguard.config.params import default_case_params, default_engine_params
@@ -62,7 +63,6 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.session import iso
 from dermaguard.mqtt.commands import (
     ARGS,
     MAX_NAME,

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from dermaguard.common.timefmt import iso_utc as iso
 from dermaguard.config.params import default_session_params
-from dermaguard.core.session import SessionTracker, iso
+from dermaguard.core.session import SessionTracker
 from dermaguard.mqtt.schema_files import SCHEMA_NAMES, command_schema, load_schema
 from dermaguard.mqtt.topics import COMMANDS
 

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dermaguard.common.timefmt import iso_utc as iso
 from dermaguard.config.load import ConfigError, parse_config
 from dermaguard.config.params import default_engine_params, default_session_params
 from dermaguard.core.calibration import Calibration
@@ -13,7 +14,7 @@ from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine, History
 from dermaguard.core.events import EmitEvent, Event, ForceRead, Tick
 from dermaguard.core.filters import Median
-from dermaguard.core.session import SessionTracker, iso
+from dermaguard.core.session import SessionTracker
 
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
 DAY = 86_400.0

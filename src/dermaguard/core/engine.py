@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.calibration import Calibration, with_zero
 from dermaguard.core.case import (
     CaseInput,
@@ -42,7 +43,7 @@ from dermaguard.core.events import (
 )
 from dermaguard.core.filters import Filter
 from dermaguard.core.pressure import PressureMachine, PressureParams
-from dermaguard.core.session import RollerState, SessionParams, SessionTracker, iso
+from dermaguard.core.session import RollerState, SessionParams, SessionTracker
 
 EngineInput = Input | CaseInput
 
@@ -234,7 +235,7 @@ class Engine:
             return [_result(cmd, False, "no recent readings from the load cell")]
         old = pressure.calibration
         zero = sum(recent) / len(recent)
-        cal = with_zero(old, zero, iso(wall))
+        cal = with_zero(old, zero, iso_utc(wall))
         pressure.set_calibration(cal)
         self._pending_calibration = cal
         shift_n = (zero - old.offset) * old.scale_n_per_count

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
-
-
-def iso(wall: float) -> str:
-    """Epoch seconds → ISO-8601 UTC with milliseconds and a ``Z``."""
-    return datetime.fromtimestamp(wall, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def next_allowed_wall(last_end_wall: float, rest_s: float) -> float:
@@ -150,7 +145,7 @@ class SessionTracker:
                 t,
                 {
                     "session_no": s.session_no,
-                    "started_at": iso(wall_start),
+                    "started_at": iso_utc(wall_start),
                     "sterile": sterile,
                     "cycle_id": cycle_id,
                     "rest_interval_s": s.rest_interval_s,
@@ -173,7 +168,7 @@ class SessionTracker:
                         "session_no": s.session_no,
                         "rest_interval_s": s.rest_interval_s,
                         "min_rest_s": self.params.rest_s,
-                        "next_allowed_at": iso(allowed),
+                        "next_allowed_at": iso_utc(allowed),
                     },
                 )
             )
@@ -246,8 +241,8 @@ class SessionTracker:
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
         return {
             "session_no": s.session_no,
-            "started_at": iso(s.wall_start),
-            "ended_at": iso(wall),
+            "started_at": iso_utc(s.wall_start),
+            "ended_at": iso_utc(wall),
             "duration_s": round(t - s.t_start, 2),
             "contact_s": round(s.contact_s, 2),
             "zone_s": {k: round(v, 2) for k, v in s.zone_s.items()},

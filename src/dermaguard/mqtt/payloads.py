@@ -11,8 +11,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import DeviceState, ForceSample
-from dermaguard.core.session import iso
 from dermaguard.mqtt.topics import CONTRACT_VERSION
 
 
@@ -43,13 +43,13 @@ def state_payload(state: DeviceState) -> bytes:
     return dumps(
         {
             "v": CONTRACT_VERSION,
-            "ts": iso(state.wall),
+            "ts": iso_utc(state.wall),
             "state": state.state,
             "zone": state.zone,
             "force_n": None if force is None else round(force, 3),
             "sterile": state.sterile,
             "sterile_until": (
-                None if state.sterile_until_wall is None else iso(state.sterile_until_wall)
+                None if state.sterile_until_wall is None else iso_utc(state.sterile_until_wall)
             ),
             "uv_on": state.uv_on,
             "lid_closed": state.lid_closed,

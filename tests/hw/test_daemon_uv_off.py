@@ -1,0 +1,140 @@
+"""S3 at the UV pin through the daemon's own code: its signal handlers, an engine thread that
+raises, and the assembly that creates the UV output before anything else.
+
+tests/hw/test_case_io.py proves the fail-safe hooks of ``CaseIO`` in a child process; these
+tests close the gaps docs/ARCHITECTURE.md ("Safety rules") named: the handler the daemon
+installs (``daemon/run.py``), the lock-out in ``Runtime._fail`` and the order in
+``daemon/app.open_hardware``. Everything runs on gpiozero mock pins; waits are bounded only so a
+broken build fails instead of hanging.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+from pytest_mock import MockerFixture
+
+from dermaguard.common.clock import SimClock
+from dermaguard.config.load import default_config, parse_config
+from dermaguard.core.calibration import Calibration
+from dermaguard.daemon import app, load_cell
+from dermaguard.daemon.app import build_engine, open_case
+from dermaguard.daemon.run import stop_on_signals
+from dermaguard.daemon.runtime import Runtime
+from dermaguard.hw.case_io import CaseIO
+from dermaguard.hw.hx711 import HX711
+from dermaguard.hw.indicators import Indicators
+from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+
+CONFIG = default_config()
+PINS = CONFIG.pins
+MODEL = LoadModel()
+CAL = Calibration(offset=MODEL.offset_counts, scale_n_per_count=1 / MODEL.counts_per_newton)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    done = threading.Event()
+    timer = threading.Timer(timeout, done.set)
+    timer.start()
+    try:
+        while not done.is_set():
+            if predicate():
+                return True
+            done.wait(0.005)
+        return predicate()
+    finally:
+        timer.cancel()
+
+
+def shut_lid_and_dock(factory: Any) -> None:
+    """The switches as they read with the lid shut and a roller in the dock."""
+    case = CONFIG.case
+    lid, dock = factory.pin(PINS.lid), factory.pin(PINS.dock)
+    lid.drive_low() if case.lid_active_low else lid.drive_high()
+    dock.drive_low() if case.dock_active_low else dock.drive_high()
+
+
+@pytest.fixture
+def case(pin_factory: Any) -> Iterator[CaseIO]:
+    with open_case(CONFIG, SimClock(), pin_factory) as io:
+        yield io
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_s3_the_daemons_signal_handler_switches_uv_off_at_the_pin(
+    pin_factory: Any, case: CaseIO, signum: signal.Signals
+) -> None:
+    uv = pin_factory.pin(PINS.uv_led)
+    shut_lid_and_dock(pin_factory)
+    assert case.set_uv(True) and uv.state
+    stop = threading.Event()
+    before = signal.getsignal(signum)
+    # The daemon passes CaseIO.lock_out (through install_uv_failsafe, which only adds a guard).
+    with stop_on_signals(stop, case.lock_out):
+        signal.raise_signal(signum)  # Python runs the handler before the next line
+        assert not uv.state
+        assert stop.is_set()
+        # Locked out: the engine's shutdown, which runs next, cannot switch UV back on.
+        assert case.set_uv(True) is False and not uv.state
+    assert signal.getsignal(signum) is before
+
+
+def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
+    pin_factory: Any, case: CaseIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = SimClock()
+    chip = HX711Chip(pin_factory, PINS.hx711_dout, PINS.hx711_sck, clock=clock, load=MODEL)
+    driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
+    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
+    runtime = Runtime(build_engine(CONFIG, CAL), clock, indicators, driver, case, rate_sps=80)
+    case.set_sink(runtime.put)
+    uv = pin_factory.pin(PINS.uv_led)
+    try:
+        runtime.start()
+        shut_lid_and_dock(pin_factory)  # the default case starts a cycle on its own
+        assert wait_for(lambda: bool(uv.state)), "the cycle never switched UV on"
+        # A bug anywhere upstream: an input the engine cannot handle raises in its thread.
+        runtime.put(cast(Any, object()))
+        assert wait_for(lambda: runtime.failed is not None)
+        assert not uv.state
+        assert isinstance(runtime.failed, AttributeError)
+        assert case.set_uv(True) is False and not uv.state
+        assert "internal error, stopping" in caplog.text
+    finally:
+        runtime.stop()
+        indicators.close()
+        driver.close()
+        chip.close()
+
+
+class _Bus:
+    """The SPI bus of a Pi, as far as the assembly can tell: no chip answers."""
+
+    def transfer(self, data: list[int]) -> list[int]:
+        return [0xFF] * len(data)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("interface", ["spi", "gpio"])
+def test_s3_the_assembly_creates_the_uv_output_first_and_off(
+    mocker: MockerFixture, interface: str
+) -> None:
+    factory = MockFactory()  # stands for the Pi's GPIO backend (the OS edge)
+    mocker.patch.object(app, "real_pin_factory", return_value=factory)
+    mocker.patch.object(load_cell, "open_spi", return_value=_Bus())
+    hw = app.open_hardware(parse_config({"hx711": {"interface": interface}}), None, 1.0)
+    try:
+        created = list(factory.pins.values())
+        assert len(created) > 3  # the case, the load cell and the indicators all opened
+        assert created[0] is factory.pin(PINS.uv_led)
+        assert not created[0].state
+    finally:
+        hw.close()
+        factory.close()
