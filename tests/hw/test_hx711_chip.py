@@ -232,6 +232,9 @@ def test_dout_edges_of_data_bits_are_reported_after_the_read_not_inside_the_cloc
     emulator must not lengthen the driver's clock-high phases with gpiozero callbacks either.
     The level itself changes at once, so the driver still reads every bit."""
     chip.load = LoadModel(offset_counts=0x5A5A5A, counts_per_newton=0)
+    # About edges, not power-down: a host pause mid-pulse must not reset the chip (which
+    # drives DOUT high and reports it) and fail the count of reports below.
+    chip.power_down_ns = 10**12
     reported: list[bool] = []
 
     def note(ticks: int, state: bool) -> None:
