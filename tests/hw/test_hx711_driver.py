@@ -336,10 +336,11 @@ def test_a_read_with_a_stretched_pulse_is_exact_or_discarded_never_wrong(
         if pulse == 25:
             assert got == code
             assert driver.may_be_settling
-            assert chip.power_down_count == (1 if chip_resets else 0)
+            assert (chip.power_down_count >= 1) if chip_resets else chip.power_down_count == 0
         elif chip_resets:
             assert got is None  # a reset chip clocks out ones: nothing after proves anything
-            assert chip.power_down_count == 1
+            # At least the planted stretch; a loaded host may stretch another pulse too.
+            assert chip.power_down_count >= 1
             assert driver.may_be_settling
         else:
             assert chip.power_down_count == 0
