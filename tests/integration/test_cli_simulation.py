@@ -67,7 +67,7 @@ def test_over_pressure_scenario_prints_the_alarm_and_its_clearing(tmp_path: Path
 
 
 def test_gentle_session_raises_no_alarm(tmp_path: Path) -> None:
-    result = simulate("gentle_session", tmp_path, "10")
+    result = simulate("gentle_session", tmp_path, "20")
     assert result.returncode == 0, result.stderr
     assert "zone ok" in result.stdout
     assert "ALARM" not in result.stdout and "FAULT" not in result.stdout
@@ -171,7 +171,7 @@ def test_s8_unsterile_use_scenario_raises_the_alarm(tmp_path: Path) -> None:
 
 
 def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) -> None:
-    result = simulate("lid_opened_mid_cycle", tmp_path, "10")
+    result = simulate("lid_opened_mid_cycle", tmp_path, "20")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "UV-C cycle 1 started" in out
@@ -181,7 +181,7 @@ def test_lid_opened_mid_cycle_aborts_and_the_use_is_unsterile(tmp_path: Path) ->
 
 
 def test_history_report_and_status_after_a_simulated_session(tmp_path: Path) -> None:
-    run = simulate("gentle_session", tmp_path, "10")
+    run = simulate("gentle_session", tmp_path, "20")
     assert run.returncode == 0, run.stderr
     history = dermaguard("history", state=tmp_path)
     assert history.returncode == 0, history.stderr
@@ -238,7 +238,7 @@ def _wait_for_line(proc: subprocess.Popen[str], needle: str) -> list[str]:
 
 
 def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_path: Path) -> None:
-    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "5")
+    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "20")
     try:
         _wait_for_line(proc, "ALARM over-pressure")
         proc.send_signal(signal.SIGKILL)
@@ -246,7 +246,7 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
     finally:
         proc.kill()
     # The next start closes the session the kill left open, from what was stored.
-    rerun = simulate("unsterile_use", tmp_path, "10")
+    rerun = simulate("unsterile_use", tmp_path, "20")
     assert rerun.returncode == 0, rerun.stderr
     sessions = json.loads(dermaguard("history", "--json", state=tmp_path).stdout)
     by_no = {s["session_no"]: s for s in sessions}
@@ -256,7 +256,7 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
 
 
 def test_s3_sigterm_stops_cleanly_closing_the_session(tmp_path: Path) -> None:
-    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "5")
+    proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "20")
     try:
         _wait_for_line(proc, "session 1 started")
         proc.send_signal(signal.SIGTERM)

@@ -209,7 +209,7 @@ def test_commands_are_answered_and_a_bad_one_never_stops_the_daemon(
             "request_id": "s-1",
             "duration_s": 30.0,
         }
-        rc, _, err = daemon.finish(proc)
+        rc, _, err = daemon.stop(proc)  # answered: no need to play the rest of the minute
         assert rc == 0, err
         daemon.assert_valid_payloads(rec.messages())
 

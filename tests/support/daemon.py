@@ -90,6 +90,12 @@ def finish(proc: subprocess.Popen[str], timeout: float = 120.0) -> tuple[int, st
     return proc.returncode, out, err
 
 
+def stop(proc: subprocess.Popen[str], timeout: float = 60.0) -> tuple[int, str, str]:
+    """SIGTERM, as systemd stops the service, then :func:`finish`: a clean stop exits 0."""
+    proc.send_signal(signal.SIGTERM)
+    return finish(proc, timeout)
+
+
 def kill(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
