@@ -60,6 +60,7 @@ from dermaguard.sim.hx711_chip import SETTLE_S, HX711Chip, LoadModel
 from dermaguard.sim.pins import BoundedMockPin
 from dermaguard.store import Store, StoreSink, open_readonly
 from dermaguard.store.codec import dumps, loads
+from support.waiting import wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -142,20 +143,6 @@ class JumpClock(SimClock):
 
     def jump_wall(self, seconds: float) -> None:
         self._offset += seconds
-
-
-# --- waiting ---------------------------------------------------------------------------------
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` real seconds pass."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return bool(predicate())
-        time.sleep(0.0005)
 
 
 class Effects:

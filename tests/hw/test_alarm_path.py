@@ -6,7 +6,6 @@ build fails instead of hanging; nothing asserts on how fast things happen.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +20,7 @@ from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import PATTERNS, Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from support.waiting import wait_until
 
 CONFIG = default_config()
 PINS = CONFIG.pins
@@ -59,7 +59,7 @@ class Rig:
             seen = self._outcomes()
             if self.chip.convert():
                 self.chip.wait_read(2.0)
-                wait_for(lambda seen=seen: self._outcomes() > seen, 1.0)
+                wait_until(lambda seen=seen: self._outcomes() > seen, 1.0)
             if self.runtime.sampler.samples >= target:
                 return
             if not self.chip_plugged and _ >= n:
@@ -90,20 +90,6 @@ def rig_factory(pin_factory: Any) -> Iterator[Any]:
         rig.close()
 
 
-def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
-    done = threading.Event()
-    deadline = threading.Timer(timeout, done.set)
-    deadline.start()
-    try:
-        while not done.is_set():
-            if predicate():
-                return True
-            done.wait(0.005)
-        return bool(predicate())
-    finally:
-        deadline.cancel()
-
-
 def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
     rig_factory: Any,
 ) -> None:
@@ -119,31 +105,32 @@ def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
 
     rig = rig_factory([dead_broker, full_disk])
     rig.step(2.0, 10)
-    assert wait_for(lambda: rig.engine.pressure.zones.zone == "ok")
+    assert wait_until(lambda: rig.engine.pressure.zones.zone == "ok")
     rig.step(6.0, 4)
-    assert wait_for(lambda: rig.buzzer_pin.state == 1 or rig.engine.pressure.over_pressure)
-    assert wait_for(
-        lambda: (
-            rig.indicators.buzzer.is_active
-            or any(isinstance(e, ShowIndicators) and e.alarm is Priority.HIGH for e in seen)
-        )
-    )
-    shown = [e for e in seen if isinstance(e, ShowIndicators)]
-    assert shown[-1].alarm is Priority.HIGH and shown[-1].alarm_reason == "over_pressure"
+    assert wait_until(lambda: rig.buzzer_pin.state == 1 or rig.engine.pressure.over_pressure)
+
+    def last_shown() -> ShowIndicators | None:
+        shown = [e for e in seen if isinstance(e, ShowIndicators)]
+        return shown[-1] if shown else None
+
+    # The sinks hear of an effect after the pins have shown it: wait until they have it too.
+    assert wait_until(lambda: (s := last_shown()) is not None and s.alarm is Priority.HIGH)
+    shown = last_shown()
+    assert shown is not None and shown.alarm_reason == "over_pressure"
     assert rig.runtime.failed is None
     # The red channel of the LED is lit or flashing (the high-priority colour).
     assert PATTERNS[Priority.HIGH].colour[0] == 1.0
-    assert wait_for(lambda: rig.red_pin.state == 1)
+    assert wait_until(lambda: rig.red_pin.state == 1)
 
 
 def test_the_alarm_clears_and_the_buzzer_falls_silent_when_force_drops(rig_factory: Any) -> None:
     events: list[str] = []
     rig = rig_factory([lambda e: events.append(e.event.type) if isinstance(e, EmitEvent) else None])
     rig.step(6.0, 6)
-    assert wait_for(lambda: "over_pressure" in events)
+    assert wait_until(lambda: "over_pressure" in events)
     rig.step(1.0, 20)
-    assert wait_for(lambda: "over_pressure_cleared" in events)
-    assert wait_for(lambda: not rig.indicators.buzzer.is_active)
+    assert wait_until(lambda: "over_pressure_cleared" in events)
+    assert wait_until(lambda: not rig.indicators.buzzer.is_active)
 
 
 def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: Any) -> None:
@@ -154,10 +141,10 @@ def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: An
     rig.chip_plugged = False
     # Time passes with no data: the sampler's limit is kept on the virtual clock.
     rig.step(1.5, 6)
-    assert wait_for(lambda: rig.engine.pressure.fault == "not_ready")
-    assert wait_for(lambda: bool(shown) and shown[-1].alarm is Priority.MEDIUM)
+    assert wait_until(lambda: rig.engine.pressure.fault == "not_ready")
+    assert wait_until(lambda: bool(shown) and shown[-1].alarm is Priority.MEDIUM)
     assert rig.engine.pressure.force_n is None
     rig.chip.replug()
     rig.chip_plugged = True
     rig.step(1.5, 40)
-    assert wait_for(lambda: rig.engine.pressure.fault is None)
+    assert wait_until(lambda: rig.engine.pressure.fault is None)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
@@ -30,25 +30,12 @@ from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from support.waiting import wait_until
 
 CONFIG = default_config()
 PINS = CONFIG.pins
 MODEL = LoadModel()
 CAL = Calibration(offset=MODEL.offset_counts, scale_n_per_count=1 / MODEL.counts_per_newton)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    done = threading.Event()
-    timer = threading.Timer(timeout, done.set)
-    timer.start()
-    try:
-        while not done.is_set():
-            if predicate():
-                return True
-            done.wait(0.005)
-        return predicate()
-    finally:
-        timer.cancel()
 
 
 def shut_lid_and_dock(factory: Any) -> None:
@@ -97,10 +84,10 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
     try:
         runtime.start()
         shut_lid_and_dock(pin_factory)  # the default case starts a cycle on its own
-        assert wait_for(lambda: bool(uv.state)), "the cycle never switched UV on"
+        assert wait_until(lambda: bool(uv.state)), "the cycle never switched UV on"
         # A bug anywhere upstream: an input the engine cannot handle raises in its thread.
         runtime.put(cast(Any, object()))
-        assert wait_for(lambda: runtime.failed is not None)
+        assert wait_until(lambda: runtime.failed is not None)
         assert not uv.state
         assert isinstance(runtime.failed, AttributeError)
         assert case.set_uv(True) is False and not uv.state

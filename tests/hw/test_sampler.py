@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pytest_mock import MockerFixture
@@ -14,19 +13,9 @@ from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.daemon.runtime import Sampler
 from dermaguard.hw.hx711 import HX711, MICROCONTROLLER
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from support.waiting import wait_until
 
 PERIOD_S = 1 / 80
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll until ``predicate`` holds; the bound only turns a hang into a failure."""
-    done = threading.Event()
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        done.wait(0.002)
-    return True
 
 
 def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_fault(
@@ -56,7 +45,7 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
     try:
         sim_clock.advance(PERIOD_S)
         assert chip.convert()
-        assert wait_for(lambda: sampler.samples == 1)
+        assert wait_until(lambda: sampler.samples == 1)
 
         highs = [0]
 
@@ -69,7 +58,7 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
         mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=stretch_25th)
         sim_clock.advance(PERIOD_S)
         assert chip.convert()
-        assert wait_for(lambda: sampler.samples == 2)
+        assert wait_until(lambda: sampler.samples == 2)
         mocker.stopall()
         assert chip.power_down_count == 1
         assert driver.may_be_settling
@@ -80,9 +69,9 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
         for _ in range(5):
             sim_clock.advance(PERIOD_S)
         cycles = sampler.cycles
-        assert wait_for(lambda: sampler.cycles >= cycles + 3)
+        assert wait_until(lambda: sampler.cycles >= cycles + 3)
         assert chip.convert()
-        assert wait_for(lambda: sampler.samples == 3)
+        assert wait_until(lambda: sampler.samples == 3)
     finally:
         sampler.stop_event.set()
         thread.join(2.0)

@@ -1,0 +1,20 @@
+"""Bounded polling for tests that watch threads or child processes.
+
+The bound only turns a hang into a failure; no test asserts on how fast something happens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = 5.0, poll: float = 0.002) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` real seconds pass; its last verdict."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return bool(predicate())
+        time.sleep(poll)
