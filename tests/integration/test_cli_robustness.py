@@ -239,3 +239,32 @@ def test_positional_arguments_have_help(
     positional = capsys.readouterr().out.split("positional arguments:")[1]
     positional = positional.split("options:")[0]
     assert name in positional and help_text in " ".join(positional.split()), positional
+
+
+def closed_fd1(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI with descriptor 1 closed (``>&-``), not merely a pipe nobody reads."""
+    return subprocess.run(
+        ["sh", "-c", 'exec "$0" -m dermaguard "$@" >&-', sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env=daemon.env_for(state),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_command_started_without_standard_output_says_so_and_exits_1(history: Path) -> None:
+    result = closed_fd1(history, "status")
+    assert_clean_failure(result, "standard output is not open")
+    assert result.returncode == 1
+
+
+def test_the_daemon_started_without_standard_output_says_so_and_runs_to_the_end(
+    tmp_path: Path,
+) -> None:
+    scenario = daemon.write_scenario(tmp_path / "short.yaml", SHORT)
+    result = closed_fd1(tmp_path, "run", "--no-mqtt", "--simulate", str(scenario), "--speed", "5")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "standard output is not open" in result.stderr
+    assert any(e["type"] == "daemon_stopping" for e in daemon.stored_events(tmp_path))

@@ -283,6 +283,17 @@ def _setup_logging(level: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if sys.stdout is None:
+        # Started with descriptor 1 closed (`>&-`): Python has no standard output at all, and
+        # print() would drop every line without a word.
+        if args.command != "run":
+            return environment_error("standard output is not open: nothing could be shown")
+        print(
+            "dermaguard: standard output is not open: the daemon's lines go nowhere "
+            "(the history and MQTT still get everything)",
+            file=sys.stderr,
+        )
+        sys.stdout = Path(os.devnull).open("w", encoding="utf-8")  # noqa: SIM115 - lives as long as the process
     handlers = {
         "run": cmd_run,
         "check-config": cmd_check_config,
