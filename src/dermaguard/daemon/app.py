@@ -21,6 +21,7 @@ from dermaguard.common.line_writer import LineWriter
 from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
 from dermaguard.config.load import Config
 from dermaguard.config.params import case_params, engine_params, filter_chains
+from dermaguard.config.paths import calibration_file, store_path
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.engine import Engine, History
 from dermaguard.daemon.calibrate import add_reference, tare
@@ -45,35 +46,12 @@ Scenario: TypeAlias = "_scenario.Scenario"
 log = logging.getLogger(__name__)
 
 SIM_REFERENCE = "500g"
-DB_NAME = "dermaguard.db"
 #: At shutdown, how long the outbox may take to deliver what is still waiting.
 MQTT_FLUSH_S = 3.0
 
 
 class StartupError(Exception):
     """The daemon cannot start for a reason a person can fix; the message says how."""
-
-
-# -- where state lives ------------------------------------------------------------------------
-
-
-def simulation_state_dir(config: Config) -> Path:
-    """Simulation keeps its own state, so it never overwrites a real calibration or history."""
-    return config.resolved_state_dir() / "simulation"
-
-
-def store_path(config: Config, *, simulated: bool) -> Path:
-    """The history database: the simulation's lives apart from the device's."""
-    base = simulation_state_dir(config) if simulated else config.resolved_state_dir()
-    return base / DB_NAME
-
-
-def calibration_file(config: Config, *, simulated: bool) -> Path:
-    return (
-        simulation_state_dir(config) / "calibration.json"
-        if simulated
-        else config.calibration_path()
-    )
 
 
 # -- engine and history -----------------------------------------------------------------------
@@ -294,7 +272,7 @@ def calibrate_simulation(
 
 def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO | LineWriter) -> Calibration:
     if hw.sim is not None:
-        path = simulation_state_dir(config) / "calibration.json"
+        path = calibration_file(config, simulated=True)
         try:
             cal = load_calibration(path)
             if cal.is_complete and cal.gain == config.hx711.gain:

@@ -221,8 +221,9 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
     """Open the hardware with UV locked out, read it, print findings; 1 if anything is wrong."""
     from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
     from dermaguard.config.load import load_config
+    from dermaguard.config.paths import calibration_file
     from dermaguard.daemon import pi_service
-    from dermaguard.daemon.app import open_hardware, simulation_state_dir, steady_scenario
+    from dermaguard.daemon.app import open_hardware, steady_scenario
     from dermaguard.hw.pins import PinFactoryUnavailable
 
     out = sys.stdout
@@ -263,11 +264,7 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
         if hw.sim is not None:
             hw.sim.wiring_fault(args.sim_fault)
             hw.sim.start()
-        cal_path = (
-            simulation_state_dir(config) / "calibration.json"
-            if args.simulate
-            else config.calibration_path()
-        )
+        cal_path = calibration_file(config, simulated=args.simulate)
         try:
             cal = load_calibration(cal_path)
             n_per_count = cal.scale_n_per_count if cal.is_complete else None

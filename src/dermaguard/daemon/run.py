@@ -20,18 +20,17 @@ from typing import TYPE_CHECKING, TextIO
 from dermaguard.common.line_writer import LineWriter
 from dermaguard.config.calibration_file import save_calibration
 from dermaguard.config.load import Config, simulation_config
+from dermaguard.config.paths import calibration_file, store_path
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.daemon.app import (
     StartupError,
     build_engine,
-    calibration_file,
     close_mqtt,
     load_or_make_calibration,
     open_hardware,
     open_history,
     open_mqtt,
-    store_path,
 )
 from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.runtime import Runtime
@@ -109,8 +108,10 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         # long interval costs no responsiveness and keeps each read in one piece. On the SPI
         # bus a read is one transfer that the controller clocks, so none of this is needed.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-    if scenario is not None:
+    simulated = scenario is not None
+    if simulated:
         config = simulation_config(config)  # never poses as the real device
+    db_path = store_path(config, simulated=simulated)
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None
@@ -121,9 +122,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     try:
         cal = load_or_make_calibration(config, hw, console)
         try:
-            store, history = open_history(
-                config, simulated=scenario is not None, wall=hw.clock.wall()
-            )
+            store, history = open_history(config, simulated=simulated, wall=hw.clock.wall())
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
         last_stored = store.last_event_wall()
@@ -138,9 +137,9 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
 
         bridge = open_mqtt(
             config,
-            store_path(config, simulated=scenario is not None),
+            db_path,
             hw.clock,
-            simulated=scenario is not None,
+            simulated=simulated,
         )
         sink = StoreSink(
             store,
@@ -152,7 +151,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         engine = build_engine(config, cal, history)
         printer = ConsolePrinter(hw.clock.monotonic(), console)
         status = StatusFile(
-            store_path(config, simulated=scenario is not None).parent / STATUS_NAME,
+            db_path.parent / STATUS_NAME,
             hw.clock.wall,
         )
         runtime = Runtime(
@@ -167,7 +166,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                 printer,
                 sink,
                 status,
-                CalibrationSaver(calibration_file(config, simulated=scenario is not None)),
+                CalibrationSaver(calibration_file(config, simulated=simulated)),
                 *([bridge] if bridge is not None else []),
             ],
         )

@@ -54,7 +54,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from dermaguard.daemon.app import StartupError, load_scenario, simulation_state_dir
+    from dermaguard.config.paths import state_dir
+    from dermaguard.daemon.app import StartupError, load_scenario
     from dermaguard.daemon.run import run_daemon
     from dermaguard.hw.pins import PinFactoryUnavailable
 
@@ -66,9 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
             config = with_overrides(config, scenario.config_overrides, f"{args.simulate} (config:)")
-        _make_state_dir(
-            simulation_state_dir(config) if scenario is not None else config.resolved_state_dir()
-        )
+        _make_state_dir(state_dir(config, simulated=scenario is not None))
         if args.no_mqtt:
             config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
         elif args.mqtt is not None:
@@ -135,7 +134,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.simulate and (clash := _service_clash(args, config)) is not None:
         return usage_error(clash)
     from dermaguard.config.calibration_file import in_effect
-    from dermaguard.daemon.app import calibration_file, open_hardware, sim_read, steady_scenario
+    from dermaguard.config.paths import calibration_file
+    from dermaguard.daemon.app import open_hardware, sim_read, steady_scenario
     from dermaguard.hw.pins import PinFactoryUnavailable
 
     path = calibration_file(config, simulated=args.simulate)
@@ -226,7 +226,7 @@ def _report_calibration_change(
     """
     import time
 
-    from dermaguard.daemon.app import store_path
+    from dermaguard.config.paths import store_path
     from dermaguard.daemon.calibrate import change_event, describe_change
     from dermaguard.store import Store, StoreError
 

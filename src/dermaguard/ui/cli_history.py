@@ -28,7 +28,7 @@ def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     Without ``--simulation`` the device's history is read; on a machine that has only ever run
     the simulation, that history is shown instead, saying so, rather than nothing.
     """
-    from dermaguard.daemon.app import store_path
+    from dermaguard.config.paths import store_path
 
     device = store_path(config, simulated=False)
     simulated = store_path(config, simulated=True)
@@ -165,7 +165,7 @@ def cmd_new_roller(args: argparse.Namespace) -> int:
     """Record a new roller in an existing history; never creates one as a side effect."""
     import time
 
-    from dermaguard.daemon.app import store_path
+    from dermaguard.config.paths import store_path
     from dermaguard.store import Store, StoreError
 
     config = load_config(args.config)

@@ -105,7 +105,7 @@ def show_url(config: Config, token: str, out: TextIO | None = None) -> None:
 
 
 def cmd_web(args: argparse.Namespace) -> int:
-    from dermaguard.daemon.app import calibration_file, store_path
+    from dermaguard.config.paths import calibration_file, store_path
     from dermaguard.daemon.logs import setup_logging
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
     from dermaguard.ui.web.auth import FailureLimiter, TokenError, load_or_create_token
