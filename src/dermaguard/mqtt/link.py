@@ -23,6 +23,11 @@ class LinkState:
     """Turns connect and disconnect callbacks into the status to show, or ``None`` for none."""
 
     refused: bool = False
+    closing: bool = False
+
+    def close(self) -> None:
+        """We are disconnecting on purpose: the socket's end is ours, not news about the broker."""
+        self.closing = True
 
     def connected(self, reason_code: ReasonCode) -> tuple[LinkStatus, str | None]:
         """A CONNACK arrived: refused (with the broker's reason) or connected."""
@@ -30,7 +35,8 @@ class LinkState:
         return ("refused", str(reason_code)) if self.refused else ("connected", None)
 
     def disconnected(self, reason_code: ReasonCode) -> tuple[LinkStatus, str | None] | None:
-        """The socket closed: lost, unless it closed after a refusal (keep showing that)."""
-        if self.refused:
+        """The socket closed: lost, unless it closed after a refusal (keep showing that) or
+        because we closed it."""
+        if self.refused or self.closing:
             return None
         return "lost", None if reason_code.value in _NO_DETAIL else str(reason_code)

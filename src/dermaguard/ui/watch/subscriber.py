@@ -124,6 +124,7 @@ class _Subscriber:
             return
 
     def stop(self) -> None:
+        self._link.close()
         with self._lock:
             self._stopping.set()
             looping = self._looping
@@ -153,7 +154,7 @@ class _Subscriber:
         properties: Properties | None,
     ) -> None:
         change = self._link.disconnected(reason_code)
-        if change is not None and not self._stopping.is_set():
+        if change is not None:
             self.inbox.put(_Link(*change))
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:

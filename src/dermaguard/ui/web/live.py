@@ -118,7 +118,6 @@ class Hub:
         self._waiting: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
-        self._stopping = False
         self._link = LinkState()
 
     # --- the view the browsers get ------------------------------------------------------
@@ -231,8 +230,7 @@ class Hub:
         client.loop_start()
 
     def stop(self) -> None:
-        """Disconnect on purpose: the link's end is ours, not news about the broker."""
-        self._stopping = True
+        self._link.close()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -264,7 +262,7 @@ class Hub:
         properties: Properties | None,
     ) -> None:
         change = self._link.disconnected(reason_code)
-        if change is not None and not self._stopping:
+        if change is not None:
             self._call(self._on_link_loop, *change)
 
     def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
