@@ -28,7 +28,7 @@ from dermaguard.config.load import (
     with_overrides,
 )
 from dermaguard.daemon import hw_check
-from dermaguard.ui.cli_common import EXIT_USAGE, environment_error, usage_error
+from dermaguard.ui.cli_common import EXIT_USAGE, broker_address, environment_error, usage_error
 from dermaguard.ui.cli_history import (
     HistoryUnreadable,
     cmd_history,
@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.no_mqtt:
             config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
         elif args.mqtt is not None:
-            config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
+            config = with_overrides(config, {"mqtt": broker_address(args.mqtt)}, "--mqtt")
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (StartupError, PinFactoryUnavailable) as exc:
         return usage_error(str(exc))
@@ -95,20 +95,6 @@ def _make_state_dir(path: Path) -> None:
         return
     path.mkdir(parents=True, exist_ok=True)
     print(f"dermaguard: created the state directory {path}", file=sys.stderr)
-
-
-def _broker_address(text: str) -> dict[str, object]:
-    """``host``, ``host:port`` or ``[v6addr]:port`` → mqtt overrides (validated as config)."""
-    host, port = text, None
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else None
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    out: dict[str, object] = {"enabled": True, "host": host}
-    if port is not None:
-        out["port"] = int(port) if port.isdigit() else port
-    return out
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -260,7 +246,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if not args.timeout > 0:
         return usage_error("--timeout must be more than 0")
     if args.mqtt is not None:
-        config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
+        config = with_overrides(config, {"mqtt": broker_address(args.mqtt)}, "--mqtt")
     if args.device is not None:
         config = with_overrides(config, {"device_id": args.device}, "--device")
     elif args.simulation:

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Final, TextIO
 
 from dermaguard.config.load import Config, load_config, with_overrides
+from dermaguard.ui.cli_common import broker_address, usage_error
 
-EXIT_USAGE: Final = 2
 TOKEN_NAME: Final = "web-token"
 log = logging.getLogger(__name__)
 
@@ -50,11 +50,10 @@ def token_path(config: Config) -> Path:
 
 def _effective(args: argparse.Namespace) -> Config:
     from dermaguard.config.load import simulation_device_id
-    from dermaguard.ui.cli import _broker_address
 
     config = load_config(args.config)
     if args.mqtt is not None:
-        config = with_overrides(config, {"mqtt": _broker_address(args.mqtt)}, "--mqtt")
+        config = with_overrides(config, {"mqtt": broker_address(args.mqtt)}, "--mqtt")
     web: dict[str, object] = {}
     if args.listen is not None:
         web["listen"] = args.listen
@@ -116,7 +115,7 @@ def cmd_web(args: argparse.Namespace) -> int:
         # Never make a token here: one made in the wrong directory (not the service's) would
         # be a link that does not work.
         if not path.exists():
-            return _usage(
+            return usage_error(
                 f"no web token at {path} yet: start the dashboard once (systemctl start "
                 "dermaguard-web, or dermaguard web), or give the config whose state_dir or "
                 "web.token_file the service uses"
@@ -124,19 +123,19 @@ def cmd_web(args: argparse.Namespace) -> int:
         try:
             show_url(config, load_or_create_token(path))
         except TokenError as exc:
-            return _usage(str(exc))
+            return usage_error(str(exc))
         return 0
     try:
         token = load_or_create_token(path)
     except TokenError as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     setup_logging(args.log_level or config.log_level)
     try:
         settings = settings_from_config(config)
     except MqttSettingsError as exc:
-        return _usage(str(exc))
+        return usage_error(str(exc))
     if not config.mqtt.enabled:
-        return _usage(
+        return usage_error(
             "mqtt.enabled is false: the dashboard reads the device through the broker; "
             "enable MQTT (or give --mqtt HOST[:PORT])"
         )
@@ -146,7 +145,7 @@ def cmd_web(args: argparse.Namespace) -> int:
     try:
         tls = ssl_context(config.web.tls_cert_file, config.web.tls_key_file)
     except (OSError, ValueError) as exc:
-        return _usage(f"web.tls_cert_file/web.tls_key_file: cannot load them ({exc})")
+        return usage_error(f"web.tls_cert_file/web.tls_key_file: cannot load them ({exc})")
     ctx = WebContext(
         config=config,
         hub=Hub(settings, config.pressure.zones),
@@ -173,13 +172,8 @@ def cmd_web(args: argparse.Namespace) -> int:
     try:
         serve(ctx, config.web.listen, config.web.port, tls)
     except OSError as exc:
-        return _usage(
+        return usage_error(
             f"cannot listen on {config.web.listen}:{config.web.port}: {exc.strerror or exc} "
             "(another program on that port? set web.port or give --port)"
         )
     return 0
-
-
-def _usage(message: str) -> int:
-    print(f"dermaguard: {message}", file=sys.stderr)
-    return EXIT_USAGE
