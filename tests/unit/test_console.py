@@ -6,7 +6,8 @@ import io
 from datetime import timedelta, timezone
 
 from dermaguard.core.events import EmitEvent, Event, ForceSample
-from dermaguard.daemon.console import ConsolePrinter, describe
+from dermaguard.core.words import describe
+from dermaguard.daemon.console import ConsolePrinter
 
 TZ = timezone(timedelta(hours=1))
 

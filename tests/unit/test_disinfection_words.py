@@ -6,7 +6,8 @@ import io
 from pathlib import Path
 
 from dermaguard.core.events import CaseStatus, EmitEvent, Event
-from dermaguard.daemon.console import ConsolePrinter, describe
+from dermaguard.core.words import describe
+from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.status_file import StatusFile
 from dermaguard.mqtt.discovery import discovery_config
 from dermaguard.mqtt.topics import Topics

@@ -17,28 +17,16 @@ import yaml
 
 from dermaguard.config import reference as config_reference
 from dermaguard.config.schema import Config
-from dermaguard.config.sections.case import CaseConfig
-from dermaguard.config.sections.hardware import (
-    CalibrationConfig,
-    Hx711Config,
-    LoadCellConfig,
-    PinsConfig,
-)
-from dermaguard.config.sections.pressure import AlarmConfig, FilterSpec, PressureConfig, ZonesConfig
+from dermaguard.config.sections.hardware import PinsConfig
+from dermaguard.config.sections.pressure import FilterSpec, ZonesConfig
 from dermaguard.config.validate import parse_section
 
 __all__ = [
     "EXAMPLE_CONFIG",
-    "AlarmConfig",
-    "CalibrationConfig",
-    "CaseConfig",
     "Config",
     "ConfigError",
     "FilterSpec",
-    "Hx711Config",
-    "LoadCellConfig",
     "PinsConfig",
-    "PressureConfig",
     "ZonesConfig",
     "config_to_data",
     "default_config",

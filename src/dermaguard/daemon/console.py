@@ -1,6 +1,6 @@
 """Human-readable lines for what the daemon does: zone changes, alarms, faults.
 
-The wording itself is :mod:`dermaguard.core.words`; ``describe`` is re-exported for callers."""
+The wording itself is :mod:`dermaguard.core.words`."""
 
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ from dermaguard.core.events import (
     Zone,
 )
 from dermaguard.core.words import case_word, describe
-
-__all__ = ["ConsolePrinter", "describe"]
 
 
 def _minutes(seconds: float) -> str:

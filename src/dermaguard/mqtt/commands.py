@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
-from dermaguard.config.load import AlarmConfig
 from dermaguard.config.messages import show
+from dermaguard.config.sections.pressure import SILENCE_MAX_S
 from dermaguard.core.events import Command, CommandName
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
@@ -26,9 +26,9 @@ MAX_PAYLOAD = 1024
 MAX_REQUEST_ID = 64
 #: Longest command name echoed back in an answer (characters).
 MAX_NAME = 64
-#: Longest silence a command may ask for (seconds): the upper bound config/schema.py declares
-#: for alarm.silence_s, whose configured value caps it further (in the engine).
-MAX_SILENCE_S = float(next(f.metadata["max"] for f in fields(AlarmConfig) if f.name == "silence_s"))
+#: Longest silence a command may ask for (seconds): the config's upper bound for
+#: alarm.silence_s, whose configured value caps it further (in the engine).
+MAX_SILENCE_S = float(SILENCE_MAX_S)
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
 

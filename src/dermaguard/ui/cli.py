@@ -43,10 +43,6 @@ if TYPE_CHECKING:
     from dermaguard.core.calibration import Calibration
 
 
-def _load(path: Path | None) -> Config:
-    return load_config(path)
-
-
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = load_config(args.file)
     print(f"{args.file}: OK (device {config.device_id}, profile {config.profile})")
@@ -59,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dermaguard.daemon.run import run_daemon
     from dermaguard.hw.pins import PinFactoryUnavailable
 
-    config = _load(args.config)
+    config = load_config(args.config)
     _setup_logging(args.log_level or config.log_level)
     if args.speed <= 0:
         return usage_error("--speed must be more than 0")
@@ -103,7 +99,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from dermaguard.daemon.calibrate import add_reference as do_reference
     from dermaguard.daemon.calibrate import tare as do_tare
 
-    config = _load(args.config)
+    config = load_config(args.config)
     _setup_logging(args.log_level or config.log_level)
     if args.tare and args.reference:
         return usage_error(
@@ -242,7 +238,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
     from dermaguard.ui.watch.subscriber import WatchError, watch
 
-    config = _load(args.config)
+    config = load_config(args.config)
     if not args.timeout > 0:
         return usage_error("--timeout must be more than 0")
     if args.mqtt is not None:

@@ -199,6 +199,10 @@ class PressureConfig:
         return errors
 
 
+#: The longest silence a config may allow, and a command may ask for (mqtt/commands.py).
+SILENCE_MAX_S = 600
+
+
 @dataclass(frozen=True)
 class AlarmConfig:
     """How the over-pressure alarm is given; the visual (LED) alarm cannot be disabled."""
@@ -215,7 +219,7 @@ class AlarmConfig:
         default=120.0,
         metadata=meta(
             min=10,
-            max=600,
+            max=SILENCE_MAX_S,
             doc="Longest the silence command mutes the buzzer; the LED alarm is never muted.",
         ),
     )
