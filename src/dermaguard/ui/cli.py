@@ -1,7 +1,9 @@
-"""The ``dermaguard`` command: ``main``, and the commands that run the daemon, calibrate and watch.
+"""The ``dermaguard`` command: ``main``, and the commands that run the daemon, check a config,
+calibrate and watch.
 
 The grammar is in ``ui/cli_parser.py``, the commands that read the history in
-``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``.
+``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``; ``check-hardware`` and ``web``
+bring their own (``daemon/hw_check.py``, ``ui/web/cli.py``).
 
 A person's mistake (bad config, missing calibration, wrong scenario) prints a clear message and
 exits 2 without a traceback; what the machine refuses (an unwritable directory, an unreadable

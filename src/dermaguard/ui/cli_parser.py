@@ -1,7 +1,8 @@
 """The ``dermaguard`` command line: every subcommand, its options and their help.
 
 Only the grammar: what each command does lives in ``ui/cli.py`` (the daemon, calibration and
-watch commands, and ``main``) and ``ui/cli_history.py`` (the commands that read the history).
+watch commands, and ``main``) and ``ui/cli_history.py`` (the commands that read the history);
+``check-hardware`` and ``web`` add their own parsers (``daemon/hw_check.py``, ``ui/web/cli.py``).
 """
 
 from __future__ import annotations

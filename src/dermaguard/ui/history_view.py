@@ -21,7 +21,7 @@ DASH = "—"
 TRY_COMMAND = "dermaguard run --simulate scenarios/sterilize_then_use.yaml --speed 30"
 
 
-# --- small shared helpers (report.py uses them too) --------------------------------------
+# --- small shared helpers (the report uses them too) --------------------------------------
 
 
 def format_duration(seconds: object) -> str:
