@@ -119,8 +119,7 @@ class FirstSample:
 
 
 def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return cpu_s_path(Path(f"/proc/{pid}/stat"))
 
 
 #: Threads of the simulated hardware, not of the daemon: the scenario player, the chip's own
@@ -140,8 +139,9 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
 
 
 def cpu_s_path(stat: Path) -> float:
+    """CPU seconds (user + system) from a /proc stat file, of a process or of one thread."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
 
 
 def emulator_cpu_s(before: dict[str, float], after: dict[str, float], names: Path) -> float:
