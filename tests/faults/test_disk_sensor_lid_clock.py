@@ -775,8 +775,10 @@ def test_hx711_unplugged_mid_session_faults_shows_unknown_force_and_the_session_
     known = (fault.t - t_touch) + (t_dock - recovered.t)
     assert known - 8 * PERIOD <= summary["contact_s"] <= known + ROUNDING
     assert summary["contact_s"] <= summary["duration_s"] - (recovered.t - fault.t)
-    # An unknown force averaged in as 0 would drag the mean down.
-    assert summary["mean_n"] == pytest.approx(2.0, abs=0.1)
+    # An unknown force averaged in as 0 would drag the mean down, and so would time counted as
+    # contact without its force (the stretch before the fault, however long the host took to
+    # see it). Only the filter's ramps on the first touch and at the dock pull it below 2 N.
+    assert summary["mean_n"] == pytest.approx(2.0, abs=0.02)
     assert summary["peak_n"] == pytest.approx(2.0, abs=0.05)
     assert summary["over_episodes"] == 0
 

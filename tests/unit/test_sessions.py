@@ -172,3 +172,56 @@ def test_tracker_without_samples_keeps_unknown_figures_unknown() -> None:
     (ended,) = tracker.docked(2.0, WALL0 + 1)
     assert ended.data["peak_n"] is None and ended.data["mean_n"] is None
     assert ended.data["cycle_id"] == 7 and ended.data["sterile_at_start"] is True
+
+
+def test_a_sensor_fault_mid_contact_does_not_drag_the_mean_down() -> None:
+    """The stretch before a fault is known (the last reading held) and counts whole, force and
+    time together; the stretch while the force is unknown counts neither."""
+    tracker = SessionTracker(default_session_params())
+    tracker.undocked(0.0)
+    tracker.contact(1.0, WALL0, True, None)
+    t = 1.0
+    for _ in range(40):
+        tracker.sample(t, 2.0, "ok")
+        t += 1 / 80
+    for _ in range(6):  # unplugged: one unknown reading per timeout
+        t += 3 / 80
+        tracker.sample(t, None, None)
+    for _ in range(40):
+        t += 1 / 80
+        tracker.sample(t, 2.0, "ok")
+    (ended,) = tracker.docked(t, WALL0 + t)
+    assert ended.data["mean_n"] == pytest.approx(2.0, abs=1e-3)
+    # 39 intervals between readings, the last reading held until the fault showed (4 periods
+    # after it), nothing while unplugged, then 39 intervals again.
+    assert ended.data["contact_s"] == pytest.approx((39 + 4 + 39) / 80, abs=0.006)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    force=st.floats(0.5, 9.0),
+    steps=st.lists(
+        st.tuples(st.floats(0.001, 0.6), st.booleans(), st.sampled_from(["light", "ok", "high"])),
+        min_size=1,
+        max_size=60,
+    ),
+)
+def test_the_summary_accounts_each_interval_once_whatever_the_gaps_and_faults(
+    force: float, steps: list[tuple[float, bool, str]]
+) -> None:
+    """Zone times add up to the contact time, and a constant force has itself as the mean, with
+    any mix of unknown readings and gaps (over the gap limit, not counted at all)."""
+    tracker = SessionTracker(default_session_params())
+    tracker.undocked(0.0)
+    tracker.contact(0.0, WALL0, True, None)
+    tracker.sample(0.0, force, "ok")
+    t = 0.0
+    for dt, known, zone in steps:
+        t += dt
+        tracker.sample(t, force if known else None, zone if known else None)  # type: ignore[arg-type]
+    (ended,) = tracker.docked(t, WALL0 + t)
+    summary = ended.data
+    assert sum(summary["zone_s"].values()) == pytest.approx(summary["contact_s"], abs=0.03)
+    assert summary["contact_s"] <= round(t, 2) + 0.01
+    if summary["mean_n"] is not None:
+        assert summary["mean_n"] == pytest.approx(force, abs=1e-3)

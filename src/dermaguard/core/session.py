@@ -73,6 +73,7 @@ class _Open:
     over_since: float | None = None
     longest_over_s: float = 0.0
     last_zone: Zone | None = None
+    last_force_n: float | None = None
 
 
 class SessionTracker:
@@ -191,23 +192,27 @@ class SessionTracker:
         s = self.current
         if s is None:
             return
+        # Each interval belongs to the sample that began it (sample and hold), for the contact
+        # time, the zone times and the force integral alike: with one rule, a fault or a
+        # recovery cannot count time as contact without its force, and the mean is a mean.
         dt = t - s.last_t
         s.last_t = t
-        if 0.0 < dt <= MAX_SAMPLE_GAP_S and s.last_zone not in (None, "none"):
+        held_zone, held_force = s.last_zone, s.last_force_n
+        held_contact = held_zone not in (None, "none")
+        if 0.0 < dt <= MAX_SAMPLE_GAP_S and held_contact and held_force is not None:
             s.contact_s += dt
-            s.zone_s[str(s.last_zone)] += dt
+            s.zone_s[str(held_zone)] += dt
+            s.force_time += held_force * dt
         if zone not in (None, "none") and force_n is not None:
             s.last_contact_t = t
             s.peak_n = force_n if s.peak_n is None else max(s.peak_n, force_n)
-            if 0.0 < dt <= MAX_SAMPLE_GAP_S:
-                s.force_time += force_n * dt
         if zone == "over" and s.last_zone != "over":
             s.over_episodes += 1
             s.over_since = t
         elif zone != "over" and s.over_since is not None:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
             s.over_since = None
-        s.last_zone = zone
+        s.last_zone, s.last_force_n = zone, force_n
 
     def tick(self, t: float, wall: float) -> list[Event]:
         """Ends a session idle for longer than the timeout."""
