@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from datetime import timedelta, timezone
 
+import pytest
+
 from dermaguard.core.events import EmitEvent, Event, ForceSample
 from dermaguard.core.words import describe
 from dermaguard.daemon.console import ConsolePrinter
@@ -39,3 +41,27 @@ def test_the_zone_and_the_alarm_each_say_which_force_they_show() -> None:
     alarm, zone = out.getvalue().splitlines()
     assert alarm.endswith("ALARM over-pressure: 4.52 N before smoothing (limit 4.50 N)")
     assert zone.endswith("zone over   4.49 N smoothed")
+
+
+@pytest.mark.parametrize(
+    ("etype", "data", "words"),
+    [
+        ("command_result", {"command": "ping", "ok": True}, "command ping: ok"),
+        (
+            "command_result",
+            {"command": "tare", "ok": False, "error": "a session is running"},
+            "command tare: a session is running",
+        ),
+        ("new_roller", {"roller_id": 3}, "roller 3 is in use (0 uses)"),
+        (
+            "calibration_changed",
+            {"reason": "tare", "offset": 12, "shift_n": 0.1},
+            "calibration changed",
+        ),
+    ],
+)
+def test_events_without_a_number_to_show_still_read_as_words_not_as_their_data(
+    etype: str, data: dict[str, object], words: str
+) -> None:
+    """The terminal, watch and the dashboard share these lines: none may fall back to a dict."""
+    assert describe(Event(etype, 0.0, data), TZ) == words

@@ -49,6 +49,8 @@ _EVENT_TEXT: Mapping[str, str] = {
         "ALARM use without disinfection: the roller touched skin without a valid UV-C cycle"
     ),
     EventType.COMMAND_RESULT: "command {command}: {error}",
+    EventType.NEW_ROLLER: "roller {roller_id} is in use (0 uses)",
+    EventType.CALIBRATION_CHANGED: "calibration changed",
     EventType.SESSION_STARTED: "session {session_no} started (roller use {roller_use})",
     EventType.SESSION_ENDED: (
         "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
@@ -64,10 +66,18 @@ _EVENT_TEXT: Mapping[str, str] = {
     ),
     EventType.DAEMON_STOPPING: "stopping",
 }
-#: The wording of an event whose data carries a ``detail``, where it differs.
-_DETAIL_TEXT: Mapping[str, str] = {
-    EventType.SENSOR_FAULT: "FAULT force sensor: {reason}, {detail} (force unknown)",
-}
+_COMMAND_OK = "command {command}: ok"
+_FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
+
+
+def _template(etype: str, data: Mapping[str, Any]) -> str | None:
+    """The wording for this event, where its data picks a variant (an accepted command, a
+    fault with a detail)."""
+    if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
+        return _COMMAND_OK
+    if etype == EventType.SENSOR_FAULT and "detail" in data:
+        return _FAULT_DETAIL
+    return _EVENT_TEXT.get(etype)
 
 
 class _Readable(string.Formatter):
@@ -96,8 +106,7 @@ def describe(event: Event, tz: tzinfo | None = None) -> str:
 def describe_data(etype: str, data: Mapping[str, Any], tz: tzinfo | None = None) -> str:
     """:func:`describe` for an event known only by its type name and data (one received over
     MQTT, of a type this version may not know)."""
-    template = _DETAIL_TEXT.get(etype) if "detail" in data else None
-    template = template or _EVENT_TEXT.get(etype)
+    template = _template(etype, data)
     if template is None:
         extra = " ".join(f"{k}={v}" for k, v in data.items())
         return f"{etype} {extra}".strip()

@@ -21,7 +21,6 @@ from typing import Any, Final, Literal
 from jsonschema import Draft202012Validator
 
 from dermaguard.common.timefmt import parse_utc
-from dermaguard.core.events import EventType
 from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import CONTRACT_VERSION, OFFLINE, ONLINE, Topics
 
@@ -272,18 +271,11 @@ def event_summary(etype: str, data: Mapping[str, Any]) -> str:
     """
     from dermaguard.core.words import describe_data
 
-    text: str | None = None
-    if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
-        text = f"command {data.get('command', '?')}: ok"
-    elif etype == EventType.NEW_ROLLER and "roller_id" in data:
-        text = f"roller {data['roller_id']} is in use (0 uses)"
-    elif etype == EventType.CALIBRATION_CHANGED:
-        text = "calibration changed"
-    if text is None:
-        try:
-            text = describe_data(etype, dict(data))
-        except Exception:  # the network's data, the daemon's templates: never fatal here
-            text = None
+    text: str | None
+    try:
+        text = describe_data(etype, dict(data))
+    except Exception:  # the network's data, the daemon's templates: never fatal here
+        text = None
     if text is None or text == f"{etype} {dict(data)}":
         text = " ".join(f"{k}={_scalar(v)}" for k, v in data.items())
     elif text == etype or text.startswith(f"{etype} "):
