@@ -22,6 +22,7 @@ from dermaguard.daemon.calibrate import (
     change_event,
     check_reference,
     describe_change,
+    record_change,
     tare,
 )
 
@@ -155,3 +156,31 @@ def test_a_moved_scale_is_said_in_terms_of_the_alarm() -> None:
     assert event.type == "calibration_changed"
     assert event.data["old_scale_n_per_count"] == old.scale_n_per_count
     assert event.data["new_scale_n_per_count"] == halved.scale_n_per_count
+
+
+def test_a_change_is_recorded_in_the_history_for_the_daemon_to_publish(tmp_path: Path) -> None:
+    from dermaguard.config.load import parse_config
+    from dermaguard.store.reader import open_readonly
+
+    config = parse_config({"state_dir": str(tmp_path)})
+    record_change(config, "reference", line(5e-5), line(4e-5), simulated=False)
+    with open_readonly(tmp_path / "dermaguard.db") as history:
+        events = history.events()
+    assert [
+        (e["type"], e["data"]["reason"], e["data"]["new_scale_n_per_count"]) for e in events
+    ] == [("calibration_changed", "reference", 4e-5)]
+    assert not events[0]["delivered"]  # waiting in the outbox for the daemon
+
+
+def test_a_history_that_cannot_be_written_names_itself_and_keeps_the_calibration(
+    tmp_path: Path,
+) -> None:
+    from dermaguard.config.load import parse_config
+
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("a file where the state directory should be\n", encoding="utf-8")
+    config = parse_config({"state_dir": str(blocked)})
+    with pytest.raises(
+        CalibrateError, match=r"could not be recorded in the history .*not-a-directory"
+    ):
+        record_change(config, "tare", None, line(5e-5), simulated=False)

@@ -10,6 +10,7 @@ import contextlib
 import math
 import select
 import shutil
+import sqlite3
 import statistics
 import sys
 import threading
@@ -24,6 +25,9 @@ from dermaguard.config.calibration_file import (
     load_calibration,
     save_keeping_previous,
 )
+from dermaguard.config.load import simulation_config
+from dermaguard.config.paths import store_path
+from dermaguard.config.schema import Config
 from dermaguard.core.calibration import (
     Calibration,
     CalibrationError,
@@ -33,6 +37,7 @@ from dermaguard.core.calibration import (
 )
 from dermaguard.core.events import Event, EventType
 from dermaguard.hw.hx711_protocol import HX711Error
+from dermaguard.store import Store, StoreError
 
 ReadRaw = Callable[[], int]
 
@@ -153,6 +158,33 @@ def change_event(reason: str, old: Calibration | None, new: Calibration, t: floa
             "complete": new.is_complete,
         },
     )
+
+
+def record_change(
+    config: Config, reason: str, old: Calibration | None, new: Calibration, *, simulated: bool
+) -> None:
+    """Record the change as ``calibration_changed`` in the device's history (the simulation's
+    when ``simulated``).
+
+    ``calibrate`` runs apart from the daemon, so the event goes into the history: the daemon
+    publishes it from its outbox over MQTT when it next starts, which is also when it starts
+    using the new calibration. Raises :class:`CalibrateError` naming the history when the
+    record cannot be written (the calibration itself is already saved).
+    """
+    if simulated:
+        config = simulation_config(config)
+    history = store_path(config, simulated=simulated)
+    try:
+        store = Store.open(history, config.device_id, publish=config.mqtt.enabled)
+        try:
+            store.append_event(change_event(reason, old, new, time.monotonic()), time.time())
+        finally:
+            store.close()
+    except (StoreError, OSError, sqlite3.Error) as exc:
+        raise CalibrateError(
+            f"the calibration changed, but the change could not be recorded in the history "
+            f"{history}: {exc}"
+        ) from exc
 
 
 def summary(cal: Calibration) -> str:

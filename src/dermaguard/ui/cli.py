@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -202,36 +201,16 @@ def _report_calibration_change(
     *,
     simulated: bool,
 ) -> None:
-    """Say what the change does to the alarm, and record it as ``calibration_changed``.
-
-    ``calibrate`` runs apart from the daemon, so the event goes into the device's history
-    (the simulation's with ``--simulate``): the daemon publishes it from its outbox over MQTT
-    when it next starts, which is also when it starts using the new calibration.
-    """
-    import time
-
-    from dermaguard.config.paths import store_path
-    from dermaguard.daemon.calibrate import change_event, describe_change
-    from dermaguard.store import Store, StoreError
+    """Say what the change does to the alarm, and record it in the history."""
+    from dermaguard.daemon.calibrate import CalibrateError, describe_change, record_change
 
     change = describe_change(old, new, config.pressure.zones.over_n)
     if change is not None:
         print(change)
-    if simulated:
-        config = simulation_config(config)
-    history = store_path(config, simulated=simulated)
     try:
-        store = Store.open(history, config.device_id, publish=config.mqtt.enabled)
-        try:
-            store.append_event(change_event(reason, old, new, time.monotonic()), time.time())
-        finally:
-            store.close()
-    except (StoreError, OSError, sqlite3.Error) as exc:
-        print(
-            f"warning: the calibration changed, but the change could not be recorded in the "
-            f"history {history}: {exc}",
-            file=sys.stderr,
-        )
+        record_change(config, reason, old, new, simulated=simulated)
+    except CalibrateError as exc:
+        print(f"warning: {exc}", file=sys.stderr)
     if new.is_complete:
         print("a running daemon uses the new calibration from its next start")
 
