@@ -26,15 +26,12 @@ from dermaguard.core.case import CaseMachine, LidChanged, UvSensed
 from dermaguard.core.events import SetUv, Tick
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.runtime import Runtime
-from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.sim.pins import BoundedMockPin, mock_factory
 from figures import line, pct
-
-LID, DOCK, UV = 23, 24, 25
 
 
 class _TimedPin(BoundedMockPin):
@@ -50,11 +47,12 @@ class _TimedPin(BoundedMockPin):
 
 
 def bench_direct_path(episodes: int) -> None:
+    pins = default_config().pins
     factory = mock_factory()
     install_pin_factory(factory)
-    uv_pin = factory.pin(UV, pin_class=_TimedPin)
-    lid_pin = factory.pin(LID)
-    io = CaseIO(lambda inp: None, RealClock(), lid=LID, dock=DOCK, uv_led=UV, cap_s=3600)
+    uv_pin = factory.pin(pins.uv_led, pin_class=_TimedPin)
+    lid_pin = factory.pin(pins.lid)
+    io = open_case(default_config(), RealClock())  # the daemon's wiring and debounce
     latencies: list[float] = []
     try:
         # A closing lid is reported after the debounce; the direct path does not need that.

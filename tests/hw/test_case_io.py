@@ -19,9 +19,13 @@ from pytest_mock import MockerFixture
 
 from dermaguard.common.clock import SimClock
 from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
-from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+from dermaguard.hw.case_io import CaseIO, CaseWiring, install_uv_failsafe
 
 LID, DOCK, UV, SENSOR = 23, 24, 25, 26
+# The board as drawn in hardware/: switches close to GND, the UV LED's driver is active high.
+WIRING = CaseWiring(
+    LID, DOCK, UV, SENSOR, lid_active_low=True, dock_active_low=True, uv_active_high=True
+)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -53,16 +57,7 @@ def recorder(pin_factory: Any) -> Recorder:
 def make_io(
     recorder: Recorder, clock: SimClock, *, debounce_s: float = 0.0, cap_s: float = 600.0
 ) -> CaseIO:
-    return CaseIO(
-        recorder,
-        clock,
-        lid=LID,
-        dock=DOCK,
-        uv_led=UV,
-        uv_sensor=SENSOR,
-        cap_s=cap_s,
-        debounce_s=debounce_s,
-    )
+    return CaseIO(recorder, clock, WIRING, cap_s=cap_s, debounce_s=debounce_s)
 
 
 @pytest.fixture
@@ -290,7 +285,7 @@ S3_SCRIPT = textwrap.dedent(
     """
     import atexit, signal, sys, threading
     from dermaguard.common.clock import RealClock
-    from dermaguard.hw.case_io import CaseIO, install_uv_failsafe
+    from dermaguard.hw.case_io import CaseIO, CaseWiring, install_uv_failsafe
     from dermaguard.hw.pins import install_pin_factory
     from dermaguard.sim.pins import mock_factory
 
@@ -311,8 +306,8 @@ S3_SCRIPT = textwrap.dedent(
     sys.excepthook = sys_hook
     threading.excepthook = lambda args: report("thread_excepthook")
 
-    io = CaseIO(lambda inp: None, RealClock(), lid=23, dock=24, uv_led=25, cap_s=600,
-                debounce_s=0)
+    wiring = CaseWiring(23, 24, 25, None, True, True, True)
+    io = CaseIO(lambda inp: None, RealClock(), wiring, cap_s=600, debounce_s=0)
     factory.pin(23).drive_low()  # lid closed
     failsafe = install_uv_failsafe(io.lock_out)
 

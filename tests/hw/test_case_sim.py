@@ -4,6 +4,7 @@ through the real shell (CaseIO) and the pure machine on virtual time."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import textwrap
 import threading
@@ -33,7 +34,10 @@ from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import CaseEvent, CaseInitial, Scenario, load_scenario, parse_scenario
 
 LID, DOCK, UV, SENSOR = 23, 24, 25, 26
-WIRING = CaseWiring(LID, DOCK, UV, SENSOR)
+# The board as drawn in hardware/: switches close to GND, the UV LED's driver is active high.
+WIRING = CaseWiring(
+    LID, DOCK, UV, SENSOR, lid_active_low=True, dock_active_low=True, uv_active_high=True
+)
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 
@@ -56,18 +60,11 @@ def test_switches_follow_the_scenario_whatever_the_pull(pin_factory: Any) -> Non
 
 
 def test_an_active_high_switch_closes_to_3v3(pin_factory: Any, sim_clock: SimClock) -> None:
-    wiring = CaseWiring(LID, DOCK, UV, lid_active_low=False, dock_active_low=False)
+    wiring = dataclasses.replace(
+        WIRING, uv_sensor=None, lid_active_low=False, dock_active_low=False
+    )
     SimCase(pin_factory, sim_clock, wiring, initial=CaseInitial(lid="closed", dock="out"))
-    with CaseIO(
-        lambda inp: None,
-        sim_clock,
-        lid=LID,
-        dock=DOCK,
-        uv_led=UV,
-        cap_s=60,
-        lid_active_low=False,
-        dock_active_low=False,
-    ) as io:
+    with CaseIO(lambda inp: None, sim_clock, wiring, cap_s=60, debounce_s=0.02) as io:
         assert io.lid_closed and not io.docked
         assert pin_factory.pin(LID).state and pin_factory.pin(LID).pull == "down"
 
@@ -109,7 +106,7 @@ def test_a_dark_sensor_fault_and_its_recovery(pin_factory: Any) -> None:
 
 
 def test_an_active_low_sensor_is_high_when_dark(pin_factory: Any) -> None:
-    wiring = CaseWiring(LID, DOCK, UV, SENSOR, uv_sensor_active_high=False)
+    wiring = dataclasses.replace(WIRING, uv_sensor_active_high=False)
     SimCase(pin_factory, SimClock(), wiring)
     sensor = DigitalInputDevice(SENSOR, pull_up=True)
     try:
@@ -158,7 +155,7 @@ class Bench:
     sterile_at: dict[float, tuple[bool, int | None]] = field(default_factory=dict)
 
     def run(self, step: float = 0.1, probe: tuple[float, ...] = ()) -> CaseMachine:
-        wiring = CaseWiring(LID, DOCK, UV, SENSOR if self.sensor else None)
+        wiring = WIRING if self.sensor else dataclasses.replace(WIRING, uv_sensor=None)
         sim = SimCase(
             self.factory,
             self.clock,
@@ -169,16 +166,7 @@ class Bench:
         inputs: queue.SimpleQueue[CaseInput] = queue.SimpleQueue()
         sim.request_sink = inputs.put
         machine = CaseMachine(self.params)
-        with CaseIO(
-            inputs.put,
-            self.clock,
-            lid=LID,
-            dock=DOCK,
-            uv_led=UV,
-            uv_sensor=wiring.uv_sensor,
-            cap_s=self.params.cap_s,
-            debounce_s=0.0,
-        ) as io:
+        with CaseIO(inputs.put, self.clock, wiring, cap_s=self.params.cap_s, debounce_s=0.0) as io:
             for inp in io.initial_inputs():
                 inputs.put(inp)
             k = 0
@@ -310,7 +298,7 @@ def test_sim_hardware_plays_case_events_in_step_with_the_samples(pin_factory: An
     sim = SimHardware(pin_factory, scenario, dout=5, sck=6, speed=50.0, case=WIRING)
     assert sim.case is not None
     seen: list[CaseSignal] = []
-    io = CaseIO(seen.append, sim.clock, lid=LID, dock=DOCK, uv_led=UV, cap_s=60, debounce_s=0)
+    io = CaseIO(seen.append, sim.clock, WIRING, cap_s=60, debounce_s=0)
     driver = HX711(5, 6)
     stop = threading.Event()
 

@@ -9,7 +9,6 @@ imports ``dermaguard.sim`` itself.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +132,10 @@ def open_case(config: Config, clock: Clock, pin_factory: Any = None) -> CaseIO:
     io = CaseIO(
         lambda _signal: None,
         clock,
+        case_wiring(config),
         cap_s=case_params(config).cap_s,
         debounce_s=config.case.debounce_s,
         pin_factory=pin_factory,
-        **dataclasses.asdict(case_wiring(config)),
     )
     io.force_off()
     return io

@@ -52,16 +52,18 @@ class CaseWiring:
     """How the case is wired: BCM pins and active levels, as in the config.
 
     :class:`CaseIO` opens these pins and the simulator's case (``sim/case_pins.py``) emulates the
-    same ones, so both read the one description.
+    same ones, so both read the one description. No defaults: the config schema holds them
+    (``daemon/app.py: case_wiring`` builds this from a config). Only the UV sensor's level is
+    not configurable: the supported sensor boards drive their output high in UV light.
     """
 
     lid: int
     dock: int
     uv_led: int
-    uv_sensor: int | None = None
-    lid_active_low: bool = True
-    dock_active_low: bool = True
-    uv_active_high: bool = True
+    uv_sensor: int | None
+    lid_active_low: bool
+    dock_active_low: bool
+    uv_active_high: bool
     uv_sensor_active_high: bool = True
 
 
@@ -72,17 +74,10 @@ class CaseIO:
         self,
         put: Callable[[CaseSignal], None],
         clock: Clock,
+        wiring: CaseWiring,
         *,
-        lid: int,
-        dock: int,
-        uv_led: int,
         cap_s: float,
-        uv_sensor: int | None = None,
-        lid_active_low: bool = True,
-        dock_active_low: bool = True,
-        uv_active_high: bool = True,
-        uv_sensor_active_high: bool = True,
-        debounce_s: float = 0.02,
+        debounce_s: float,
         pin_factory: Any = None,
     ) -> None:
         """Create the UV output first (off), then the inputs; ``cap_s`` is in clock seconds."""
@@ -92,6 +87,7 @@ class CaseIO:
             raise ValueError(f"debounce_s must be >= 0, got {debounce_s}")
         self._put = put
         self.clock = clock
+        self.wiring = wiring
         self.cap_s = cap_s
         self.debounce_s = debounce_s
         self._lock = threading.RLock()
@@ -105,8 +101,8 @@ class CaseIO:
         try:
             self._uv = self._own(
                 DigitalOutputDevice(
-                    uv_led,
-                    active_high=uv_active_high,
+                    wiring.uv_led,
+                    active_high=wiring.uv_active_high,
                     initial_value=False,
                     pin_factory=pin_factory,
                 )
@@ -115,19 +111,24 @@ class CaseIO:
             # nothing here uses and that makes close() wait up to its hold time. The lid is
             # debounced here (see the module docstring), not by gpiozero.
             self._lid = self._own(
-                DigitalInputDevice(lid, pull_up=lid_active_low, pin_factory=pin_factory)
+                DigitalInputDevice(
+                    wiring.lid, pull_up=wiring.lid_active_low, pin_factory=pin_factory
+                )
             )
             self._dock = self._own(
                 DigitalInputDevice(
-                    dock, pull_up=dock_active_low, bounce_time=bounce, pin_factory=pin_factory
+                    wiring.dock,
+                    pull_up=wiring.dock_active_low,
+                    bounce_time=bounce,
+                    pin_factory=pin_factory,
                 )
             )
             self._sensor: DigitalInputDevice | None = None
-            if uv_sensor is not None:
+            if wiring.uv_sensor is not None:
                 self._sensor = self._own(
                     DigitalInputDevice(
-                        uv_sensor,
-                        pull_up=not uv_sensor_active_high,
+                        wiring.uv_sensor,
+                        pull_up=not wiring.uv_sensor_active_high,
                         bounce_time=bounce,
                         pin_factory=pin_factory,
                     )
