@@ -65,6 +65,7 @@ class _Open:
     roller_use: int
     last_t: float
     last_contact_t: float
+    contact_until: float  # the end of the contact counted so far (the last held interval's end)
     contact_s: float = 0.0
     zone_s: dict[str, float] = field(default_factory=lambda: dict.fromkeys(CONTACT_ZONES, 0.0))
     peak_n: float | None = None
@@ -93,6 +94,9 @@ class SessionTracker:
         self.roller = roller if roller is not None else RollerState()
         self.current: _Open | None = None
         self.out_of_dock_since: float | None = None
+        # After an idle end the roller is still out of the dock, but the next session dates
+        # from its own first contact, not from when the dock was left or the timeout fired.
+        self._from_contact = False
 
     # -- queries -----------------------------------------------------------------------------
 
@@ -110,9 +114,11 @@ class SessionTracker:
 
     def undocked(self, t: float) -> None:
         self.out_of_dock_since = t
+        self._from_contact = False
 
     def docked(self, t: float, wall: float) -> list[Event]:
         self.out_of_dock_since = None
+        self._from_contact = False
         return self._end(t, wall, "docked")
 
     def contact(self, t: float, wall: float, sterile: bool, cycle_id: int | None) -> list[Event]:
@@ -125,7 +131,8 @@ class SessionTracker:
         allowed = self.next_allowed_wall()
         too_soon = allowed is not None and wall < allowed
         # The session dates from leaving the dock (or, after an idle end, from this contact).
-        t_start = min(self.out_of_dock_since, t)
+        t_start = t if self._from_contact else min(self.out_of_dock_since, t)
+        self._from_contact = False
         wall_start = wall - (t - t_start)
         s = _Open(
             session_no=self.last_session_no,
@@ -138,6 +145,7 @@ class SessionTracker:
             roller_use=self.roller.uses,
             last_t=t,
             last_contact_t=t,
+            contact_until=t,
         )
         self.current = s
         events = [
@@ -203,6 +211,7 @@ class SessionTracker:
             s.contact_s += dt
             s.zone_s[str(held_zone)] += dt
             s.force_time += held_force * dt
+            s.contact_until = t
         if zone not in (None, "none") and force_n is not None:
             s.last_contact_t = t
             s.peak_n = force_n if s.peak_n is None else max(s.peak_n, force_n)
@@ -219,9 +228,12 @@ class SessionTracker:
         s = self.current
         if s is None or t - s.last_contact_t < self.params.idle_timeout_s:
             return []
-        events = self._end(s.last_contact_t, wall - (t - s.last_contact_t), "idle_timeout")
+        # The session ends where its contact ended: the last contact reading held until the
+        # reading after it, so the duration always covers the contact time.
+        end = max(s.last_contact_t, s.contact_until)
+        events = self._end(end, wall - (t - end), "idle_timeout")
         # Still out of the dock: the next contact starts a new session from that contact.
-        self.out_of_dock_since = t
+        self._from_contact = True
         return events
 
     def shutdown(self, t: float, wall: float) -> list[Event]:
@@ -300,6 +312,7 @@ def replay_summary(
         roller_use=at("roller_use"),
         last_t=trace[0][0] if trace else 0.0,
         last_contact_t=0.0,
+        contact_until=0.0,
     )
     tracker.current = s
     for t, force_n, zone in trace:
