@@ -56,7 +56,7 @@ def test_the_zone_and_the_alarm_each_say_which_force_they_show() -> None:
         (
             "calibration_changed",
             {"reason": "tare", "offset": 12, "shift_n": 0.1},
-            "calibration changed",
+            "calibration changed (tare)",
         ),
     ],
 )

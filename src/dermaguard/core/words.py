@@ -50,7 +50,7 @@ _EVENT_TEXT: Mapping[str, str] = {
     ),
     EventType.COMMAND_RESULT: "command {command}: {error}",
     EventType.NEW_ROLLER: "roller {roller_id} is in use (0 uses)",
-    EventType.CALIBRATION_CHANGED: "calibration changed",
+    EventType.CALIBRATION_CHANGED: "calibration changed ({reason})",
     EventType.SESSION_STARTED: "session {session_no} started (roller use {roller_use})",
     EventType.SESSION_ENDED: (
         "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
