@@ -184,3 +184,16 @@ def test_a_history_that_cannot_be_written_names_itself_and_keeps_the_calibration
         CalibrateError, match=r"could not be recorded in the history .*not-a-directory"
     ):
         record_change(config, "tare", None, line(5e-5), simulated=False)
+
+
+def test_a_simulated_change_goes_into_the_simulations_history_not_the_devices(
+    tmp_path: Path,
+) -> None:
+    from dermaguard.config.load import parse_config
+    from dermaguard.store.reader import open_readonly
+
+    config = parse_config({"state_dir": str(tmp_path)})
+    record_change(config, "tare", None, line(5e-5), simulated=True)
+    assert not (tmp_path / "dermaguard.db").exists()
+    with open_readonly(tmp_path / "simulation" / "dermaguard.db") as history:
+        assert [e["type"] for e in history.events()] == ["calibration_changed"]
