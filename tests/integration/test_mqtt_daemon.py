@@ -8,7 +8,6 @@ restarted) and checks what it got against the daemon's own event log.
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 from support import daemon
 from support.broker import Broker, BrokerFactory, Publisher, Received, Recorder, fetch_retained
 from support.daemon import DEVICE
+from support.ports import free_port
 
 pytestmark = [pytest.mark.subprocess, pytest.mark.broker]
 
@@ -248,13 +248,6 @@ def test_events_the_broker_refuses_by_acl_are_not_counted_as_delivered(
     assert stored and not any(e["delivered"] for e in stored)
     assert "the broker refused event" in err and "Not authorized" in err
     assert err.count("the broker refused event") == 1  # once per reason, not per event
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def make_tls_files(d: Path) -> tuple[Path, Path, Path]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from jsonschema import Draft202012Validator
 
 from dermaguard.mqtt.schema_files import load_schema
 from support.broker import Broker, BrokerFactory, Publisher, RecorderFactory
+from support.ports import free_port
 
 pytestmark = [pytest.mark.broker, pytest.mark.subprocess]
 
@@ -242,10 +242,7 @@ def test_once_without_a_state_says_so_and_exits_1(broker: Broker, tmp_path: Path
 
 
 def test_once_with_no_broker_names_the_address_and_exits_2(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    # Nobody listens on the port now (the socket is closed and was never listening).
+    port = free_port()  # nobody listens on it
     started = time.monotonic()
     result = subprocess.run(
         watch_cmd(port, "--timeout", "1"),

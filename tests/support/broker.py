@@ -50,6 +50,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from support.ports import free_port
+
 __all__ = [
     "MOSQUITTO_MISSING",
     "Broker",
@@ -153,13 +155,6 @@ def write_password_file(path: Path, users: Mapping[str, str], *, use_tool: bool 
     return "mosquitto_passwd"
 
 
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _tail(text: str, lines: int) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
@@ -250,7 +245,7 @@ class Broker(_ClosedOnExit):
         if any(c.isspace() for c in str(self.workdir)):
             raise ValueError(f"mosquitto.conf cannot hold paths with spaces: {self.workdir}")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._port = _free_loopback_port()
+        self._port = free_port()
         self.users = dict(users) if users is not None else None
         self.conf_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"

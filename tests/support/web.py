@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
 from support.daemon import env_for
+from support.ports import free_port
 
 CHROMIUM = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver")
@@ -32,12 +32,6 @@ def _first(paths: tuple[str, ...], name: str) -> str:
     if found is None:
         raise RuntimeError(f"{name} is missing: install it with '{APT_HINT}' (tests/run does)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class WebServer:

@@ -7,7 +7,6 @@ listens on, which is also how the page learns to say "no broker".
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,15 @@ from dermaguard.mqtt.settings import settings_from_config
 from dermaguard.ui.web.auth import COOKIE, FailureLimiter
 from dermaguard.ui.web.live import Hub
 from dermaguard.ui.web.server import WebContext, make_app
+from support.ports import free_port
 
 TOKEN = "t0ken-for-the-tests-0123456789"
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run(tmp_path: Path, body: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
     config = Config()
     config = type(config)(**{**config.__dict__, "mqtt": type(config.mqtt)(
-        **{**config.mqtt.__dict__, "host": "127.0.0.1", "port": _closed_port()}
+        **{**config.mqtt.__dict__, "host": "127.0.0.1", "port": free_port()}
     )})  # fmt: skip
     settings = settings_from_config(config)
     ctx = WebContext(
