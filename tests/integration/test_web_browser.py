@@ -2,11 +2,13 @@
 simulated daemon and a real Mosquitto started by the test.
 
 Screenshots of every screen at phone size (390 x 844) are written under the run's base
-temporary directory, in ``artifacts/web/``; the path is printed.
+temporary directory, in ``artifacts/web/`` (the same place whichever pytest-xdist worker runs
+them); ``pytest -rP`` shows the path.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -60,7 +62,10 @@ force:
 
 @pytest.fixture(scope="session")
 def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.getbasetemp() / "artifacts" / "web"
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # a worker's basetemp is popen-gwN inside the run's
+    path = base / "artifacts" / "web"
     path.mkdir(parents=True, exist_ok=True)
     print(f"\nweb screenshots: {path}")
     return path
