@@ -47,12 +47,12 @@ class _TimedPin(BoundedMockPin):
 
 
 def bench_direct_path(episodes: int) -> None:
-    pins = default_config().pins
+    config = default_config()
     factory = mock_factory()
     install_pin_factory(factory)
-    uv_pin = factory.pin(pins.uv_led, pin_class=_TimedPin)
-    lid_pin = factory.pin(pins.lid)
-    io = open_case(default_config(), RealClock())  # the daemon's wiring and debounce
+    uv_pin = factory.pin(config.pins.uv_led, pin_class=_TimedPin)
+    lid_pin = factory.pin(config.pins.lid)
+    io = open_case(config, RealClock())  # the daemon's wiring and debounce
     latencies: list[float] = []
     try:
         # A closing lid is reported after the debounce; the direct path does not need that.
