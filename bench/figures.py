@@ -53,4 +53,4 @@ class _StopWhenReaderGone:
 
 
 if sys.stdout is not None and not isinstance(sys.stdout, _StopWhenReaderGone):
-    sys.stdout = _StopWhenReaderGone(sys.stdout)  # type: ignore[assignment]
+    sys.stdout = _StopWhenReaderGone(sys.stdout)

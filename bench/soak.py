@@ -79,6 +79,7 @@ EXIT_TOO_FAST = 3
 
 _CONSOLE_T = re.compile(r"^\[\s*(-?[\d.]+) s\]")
 _FINISHED = re.compile(r"simulation finished: ([\d.]+) s of scenario, (\d+) samples")
+_STOPPING = re.compile(r"^\[\s*-?[\d.]+ s\] stopping$")
 _CONNECTED = "MQTT: connected to"
 
 
@@ -171,6 +172,7 @@ class Console:
     first: tuple[float, float] | None = None  # (real, virtual) of the first timed line
     last: tuple[float, float] | None = None
     finished: tuple[float, int] | None = None  # (scenario seconds, samples)
+    stopping: bool = False  # the daemon said it is stopping: it closes its descriptors now
     tail: deque[str] = field(default_factory=lambda: deque(maxlen=40))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -193,6 +195,8 @@ class Console:
                 self.last = (now, v)
             if done:
                 self.finished = (float(done.group(1)), int(done.group(2)))
+            if _STOPPING.match(text.rstrip("\n")):
+                self.stopping = True
 
     def now_virtual(self) -> float:
         """The simulated time now: the last line's, moved on at the asked speed since."""
@@ -344,7 +348,10 @@ def run(
                 if now >= next_sample:
                     rss, fds = rss_kb(proc.pid), fd_count(proc.pid)
                     if rss is not None and fds is not None and console.first:
-                        on = flapper.connected and flapper.connects() > 0
+                        # At the scenario's end the daemon stops and closes its store and its
+                        # socket: not the steady state the descriptor figures judge.
+                        running = virtual < duration and not console.stopping
+                        on = flapper.connected and flapper.connects() > 0 and running
                         samples.append(Sample(now - t0, virtual, rss, fds, on))
                     next_sample = now + sample_s
                 time.sleep(0.05)
