@@ -60,7 +60,7 @@ from dermaguard.sim.hx711_chip import SETTLE_S, HX711Chip, LoadModel
 from dermaguard.sim.pins import BoundedMockPin
 from dermaguard.store import Store, StoreSink, open_readonly
 from dermaguard.store.codec import dumps, loads
-from support.waiting import wait_until
+from support.waiting import RETRY_READS_S, wait_until
 
 pytestmark = pytest.mark.faults
 
@@ -74,8 +74,6 @@ WALL0 = 1_764_096_623.0  # 2025-11-25T18:50:23Z: both runs of the clock test sta
 #: The emulated HX711 powers down after PD_SCK stays high this long (datasheet: 60 µs); here a
 #: second, so a host hiccup never resets it and costs the settling time.
 NO_POWER_DOWN_NS = 1_000_000_000
-#: How long (real seconds) a sample may be retried while the driver discards the reads.
-RETRY_READS_S = 10.0
 #: Slack for values the core rounds to 2 decimals.
 ROUNDING = 0.011
 #: The defaults with a 0.6 s UV cycle (below the 1 min the config file allows), so a test can

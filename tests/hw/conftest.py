@@ -8,6 +8,7 @@ so the tests stay exact about values without depending on the host's timing.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from dermaguard.hw.hx711 import HX711, ReadDiscarded
 from dermaguard.hw.pins import install_pin_factory
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.sim.pins import mock_factory
+from support.waiting import RETRY_READS_S
 
 DOUT = 5
 SCK = 6
@@ -72,7 +74,7 @@ def driver(chip: HX711Chip) -> Iterator[HX711]:
         yield d
 
 
-def _timing_discard(exc: ReadDiscarded) -> bool:
+def timing_discard(exc: ReadDiscarded) -> bool:
     return exc.reason.startswith("PD_SCK stayed high")
 
 
@@ -85,15 +87,16 @@ def read_code(sim_clock: SimClock) -> ReadCode:
     """
 
     def read(chip: HX711Chip, driver: HX711) -> int:
-        for _ in range(50):
+        deadline = time.monotonic() + RETRY_READS_S
+        while time.monotonic() < deadline:
             if not chip.convert():  # the chip powered down and is settling
                 sim_clock.advance(chip.settle_s)
                 assert chip.convert(), "chip not ready after settling"
             try:
                 return driver.read_raw(1.0)
             except ReadDiscarded as exc:
-                if not (_timing_discard(exc) or driver.gain != 128):
+                if not (timing_discard(exc) or driver.gain != 128):
                     raise
-        raise AssertionError("50 reads in a row were discarded")
+        raise AssertionError(f"every read for {RETRY_READS_S:g} s was discarded")
 
     return read

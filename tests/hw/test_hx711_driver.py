@@ -23,6 +23,7 @@ from dermaguard.hw.hx711 import (
     stretched_read_verdict,
 )
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from support.waiting import RETRY_READS_S
 
 ReadCode = Callable[[HX711Chip, HX711], int]
 
@@ -51,7 +52,8 @@ def test_force_maps_through_load_model(chip: HX711Chip, driver: HX711, read_code
 
 def expect_gain_discard(chip: HX711Chip, driver: HX711, clock: SimClock) -> None:
     """The next conversion is read and discarded as made at gain 128 (timing discards aside)."""
-    for _ in range(50):
+    deadline = time.monotonic() + RETRY_READS_S
+    while time.monotonic() < deadline:
         if not chip.convert():  # powered down by a timing hiccup: settle
             clock.advance(chip.settle_s)
             assert chip.convert()
@@ -63,7 +65,7 @@ def expect_gain_discard(chip: HX711Chip, driver: HX711, clock: SimClock) -> None
             assert exc.reason.startswith("PD_SCK stayed high")
         else:
             pytest.fail("a conversion made at gain 128 was returned")
-    pytest.fail("no gain discard in 50 reads")
+    pytest.fail(f"no gain discard in {RETRY_READS_S:g} s of reads")
 
 
 @pytest.mark.parametrize("gain", [64, 32])
@@ -82,15 +84,13 @@ def test_other_gain_discards_first_conversion_then_reads_scaled(
             # as made at 128 again, and selects the gain).
             assert chip.power_down_count > before
             assert driver.may_be_settling
-        resets = chip.power_down_count
         assert read_code(chip, driver) == -120_000 * gain // 128
-        if chip.power_down_count == resets:
-            assert chip.next_gain == gain
-        else:
-            # The host stretched a gain-select pulse past 60 µs (the gpio interface's known
-            # weakness): the data was out and is kept, the chip reset to 128, and the driver
-            # knows it may be settling.
-            assert driver.may_be_settling
+        # The driver's belief matches the chip: it is at the configured gain, or the host
+        # stretched the last gain-select pulse past 60 µs (the gpio interface's known weakness:
+        # the data was out and is kept, the chip reset to 128) and the driver, which times every
+        # pulse, knows it may be settling. A reset during an earlier, discarded try is followed
+        # by a read that selects the gain again, so only the last read's pulses count here.
+        assert chip.next_gain == gain or driver.may_be_settling
         assert driver.discarded >= 1
 
 
