@@ -74,7 +74,7 @@ def driver(chip: HX711Chip) -> Iterator[HX711]:
         yield d
 
 
-def timing_discard(exc: ReadDiscarded) -> bool:
+def _timing_discard(exc: ReadDiscarded) -> bool:
     return exc.reason.startswith("PD_SCK stayed high")
 
 
@@ -95,7 +95,7 @@ def read_code(sim_clock: SimClock) -> ReadCode:
             try:
                 return driver.read_raw(1.0)
             except ReadDiscarded as exc:
-                if not (timing_discard(exc) or driver.gain != 128):
+                if not (_timing_discard(exc) or driver.gain != 128):
                     raise
         raise AssertionError(f"every read for {RETRY_READS_S:g} s was discarded")
 

@@ -14,6 +14,7 @@ from dermaguard.config.calibration_file import (
     load_calibration,
     restore_previous,
 )
+from dermaguard.config.load import parse_config
 from dermaguard.core.calibration import Calibration, CalibrationPoint, parse_reference
 from dermaguard.daemon.calibrate import (
     REFERENCE_TOLERANCE,
@@ -25,6 +26,7 @@ from dermaguard.daemon.calibrate import (
     record_change,
     tare,
 )
+from dermaguard.store.reader import open_readonly
 
 ZERO = 80_000
 COUNTS_PER_N = 40_000.0  # the emulator's load cell at gain 128
@@ -159,9 +161,6 @@ def test_a_moved_scale_is_said_in_terms_of_the_alarm() -> None:
 
 
 def test_a_change_is_recorded_in_the_history_for_the_daemon_to_publish(tmp_path: Path) -> None:
-    from dermaguard.config.load import parse_config
-    from dermaguard.store.reader import open_readonly
-
     config = parse_config({"state_dir": str(tmp_path)})
     record_change(config, "reference", line(5e-5), line(4e-5), simulated=False)
     with open_readonly(tmp_path / "dermaguard.db") as history:
@@ -172,11 +171,9 @@ def test_a_change_is_recorded_in_the_history_for_the_daemon_to_publish(tmp_path:
     assert not events[0]["delivered"]  # waiting in the outbox for the daemon
 
 
-def test_a_history_that_cannot_be_written_names_itself_and_keeps_the_calibration(
+def test_a_history_that_cannot_be_written_is_named_in_the_error(
     tmp_path: Path,
 ) -> None:
-    from dermaguard.config.load import parse_config
-
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("a file where the state directory should be\n", encoding="utf-8")
     config = parse_config({"state_dir": str(blocked)})
@@ -189,9 +186,6 @@ def test_a_history_that_cannot_be_written_names_itself_and_keeps_the_calibration
 def test_a_simulated_change_goes_into_the_simulations_history_not_the_devices(
     tmp_path: Path,
 ) -> None:
-    from dermaguard.config.load import parse_config
-    from dermaguard.store.reader import open_readonly
-
     config = parse_config({"state_dir": str(tmp_path)})
     record_change(config, "tare", None, line(5e-5), simulated=True)
     assert not (tmp_path / "dermaguard.db").exists()
