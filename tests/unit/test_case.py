@@ -20,14 +20,15 @@ from dermaguard.core.case import (
     UvFault,
     UvSensed,
 )
-from dermaguard.core.events import Event, Tick
+from dermaguard.core.events import Event, Tick, UvLockedOut, UvOutput, UvRefused
+from support.uv_echo import EchoingCase
 
 CYCLE = 600.0
 
 
 def docked_machine(**params: object) -> CaseMachine:
     """Roller in the dock, lid open: the usual moment before a cycle."""
-    return CaseMachine(default_case_params(**params), docked=True)
+    return EchoingCase(default_case_params(**params), docked=True)
 
 
 def types(update: CaseUpdate) -> list[str]:
@@ -67,7 +68,7 @@ def test_completion_makes_the_roller_sterile_with_its_cycle_id() -> None:
     assert m.sterility(CYCLE - 0.01) == (False, None)
     up = m.handle(Tick(CYCLE))
     done = only(up, "sterilization_completed")
-    assert done.data == {"cycle_id": 1, "duration_s": CYCLE}
+    assert done.data == {"cycle_id": 1, "duration_s": CYCLE, "uv_on_s": CYCLE}
     assert not up.uv_on and m.state == "sterile"
     assert m.sterility(CYCLE + 1) == (True, 1)
     assert m.sterile_until(CYCLE + 1) is None  # docked: no deadline runs
@@ -90,7 +91,7 @@ def test_s4_a_request_that_arrives_as_a_cycle_ends_does_not_keep_uv_on() -> None
 
 
 def test_cycle_ids_continue_a_stored_numbering() -> None:
-    m = CaseMachine(default_case_params(), docked=True, last_cycle_id=41)
+    m = EchoingCase(default_case_params(), docked=True, last_cycle_id=41)
     assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
 
 
@@ -112,7 +113,7 @@ def test_without_auto_start_a_request_starts_the_cycle() -> None:
 def test_s11_a_request_without_lid_closed_and_roller_docked_is_refused_and_uv_stays_off(
     lid: bool, docked: bool, reason: str
 ) -> None:
-    m = CaseMachine(default_case_params(), lid_closed=lid, docked=docked)
+    m = EchoingCase(default_case_params(), lid_closed=lid, docked=docked)
     up = m.handle(SterilizeRequested(5.0, "r"))
     assert up.refused == reason
     assert not up.uv_on and not m.uv_on and not up.events
@@ -142,7 +143,7 @@ def test_s1_anything_but_lid_closed_docked_and_no_fault_stops_uv_and_aborts(
 
 
 def test_s1_uv_is_never_commanded_before_the_lid_closes_or_without_the_roller() -> None:
-    m = CaseMachine(default_case_params())
+    m = EchoingCase(default_case_params())
     assert not m.handle(LidChanged(0.0, True)).uv_on  # closed on an empty dock
     assert not m.handle(DockChanged(1.0, True)).uv_on  # docking with the lid shut: no start
     assert m.state == "ready"
@@ -186,7 +187,7 @@ def test_s4_cap_in_dose_mode_follows_the_dose_time() -> None:
     params = default_case_params(uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0)
     assert params.dose_mode and params.length_s == 200.0
     assert params.cap_s == pytest.approx(220.0)
-    m = CaseMachine(params, docked=True)
+    m = EchoingCase(params, docked=True)
     m.handle(LidChanged(0.0, True))
     m.handle(UvSensed(1.0, True))
     m.handle(UvSensed(50.0, False))  # dark: the dose stops growing
@@ -204,7 +205,7 @@ def test_s4_dose_mode_still_capped_when_the_light_keeps_failing() -> None:
     params = default_case_params(
         uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5
     )
-    m = CaseMachine(params, docked=True)
+    m = EchoingCase(params, docked=True)
     m.handle(LidChanged(0.0, True))
     t = 0.0
     for _ in range(60):  # flickers: 3 s dark in every 5 s, never long enough to be uv_dark
@@ -231,7 +232,7 @@ def test_s5_no_light_within_the_confirm_time_aborts_as_uv_dark_and_not_sterile()
 
 def test_s5_a_sensor_stuck_lit_does_not_confirm_uv() -> None:
     """The sensor read lit before UV went on: with no change after, there is no proof."""
-    m = CaseMachine(default_case_params(uv_sensor=True), docked=True, uv_lit=True)
+    m = EchoingCase(default_case_params(uv_sensor=True), docked=True, uv_lit=True)
     m.handle(LidChanged(0.0, True))
     assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_dark"
 
@@ -349,7 +350,7 @@ def test_dose_mode_needs_the_sensor_and_an_irradiance() -> None:
 
 def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
     params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
-    m = CaseMachine(params, docked=True)
+    m = EchoingCase(params, docked=True)
     up = m.handle(LidChanged(0.0, True))
     data = only(up, "sterilization_started").data
     assert data["mode"] == "dose" and data["length_s"] == 120.0
@@ -358,6 +359,86 @@ def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
     m.handle(UvSensed(31.0, False))
     aborted = only(m.handle(LidChanged(32.0, False)), "sterilization_aborted")
     assert aborted.data["dose_mj_cm2"] == pytest.approx(15.0)
+
+
+# --- evidence that UV shone (docs/SAFETY.md, H17) -------------------------------------------
+
+
+def test_s5_a_cycle_whose_output_is_never_reported_driven_never_completes() -> None:
+    """The shell refusing silently (the old lock-out) must not let the command stand for UV."""
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)  # no shell reports
+    assert m.handle(LidChanged(0.0, True)).uv_on
+    assert m.handle(Tick(4.9)).events == []
+    up = m.handle(Tick(5.0))
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.data == {"cycle_id": 1, "reason": "uv_not_driven", "after_s": 5.0}
+    assert not up.uv_on and m.fault == "uv_not_driven"
+    assert m.handle(Tick(CYCLE + 1)).events == []
+    assert m.sterility(CYCLE + 1) == (False, None)
+
+
+def test_s5_a_cycle_completes_only_once_the_reported_uv_time_reaches_its_length() -> None:
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvOutput(1.0, True))  # the pin went high a second after the command
+    m.handle(UvOutput(100.0, False))  # and low for 3 s (within the grace)
+    m.handle(UvOutput(103.0, True))
+    assert m.remaining_s(103.0) == pytest.approx(CYCLE - 99.0)
+    assert m.handle(Tick(CYCLE + 3.99)).events == []  # 599.99 s of UV: not yet
+    assert m.sterility(CYCLE + 3.99) == (False, None)
+    done = only(m.handle(Tick(CYCLE + 4.0)), "sterilization_completed")
+    assert done.data == {"cycle_id": 1, "duration_s": CYCLE + 4.0, "uv_on_s": CYCLE}
+    assert m.sterility(CYCLE + 5.0) == (True, 1)
+
+
+def test_s5_uv_reported_off_for_longer_than_the_grace_aborts_as_not_driven() -> None:
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvOutput(0.0, True))
+    m.handle(UvOutput(50.0, False))
+    up = m.handle(Tick(55.0))
+    assert only(up, "sterilization_aborted").data["reason"] == "uv_not_driven"
+    assert m.sterility(CYCLE) == (False, None)
+
+
+@pytest.mark.parametrize(
+    ("inp", "reason", "detail"),
+    [
+        (UvRefused(30.0, "locked_out"), "uv_refused", "locked_out"),
+        (UvRefused(30.0, "cap_latched"), "uv_refused", "cap_latched"),
+        (UvLockedOut(30.0, "thread_failed:mqtt"), "uv_locked_out", "thread_failed:mqtt"),
+    ],
+)
+def test_s3_a_refusal_or_lock_out_aborts_the_cycle_with_its_reason_and_latches_a_fault(
+    inp: CaseInput, reason: str, detail: str
+) -> None:
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    up = m.handle(inp)
+    assert not up.uv_on
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.data == {"cycle_id": 1, "reason": reason, "after_s": 30.0, "detail": detail}
+    assert m.fault == reason and m.state == "aborted"
+    assert m.handle(SterilizeRequested(31.0)).refused == f"fault:{reason}"
+    assert m.handle(Tick(2 * CYCLE)).events == []
+    assert m.sterility(2 * CYCLE) == (False, None)
+    m.handle(LidChanged(2 * CYCLE + 1, False))  # opening the case acknowledges it
+    assert m.fault is None
+
+
+def test_a_refusal_because_the_lid_reads_open_is_the_lid_abort_not_an_output_fault() -> None:
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    up = m.handle(UvRefused(2.0, "lid_open"))
+    assert only(up, "sterilization_aborted").data["reason"] == "lid_opened"
+    assert m.fault is None
+
+
+def test_a_lock_out_with_no_cycle_running_aborts_nothing() -> None:
+    m = docked_machine()
+    assert m.handle(UvLockedOut(1.0, "thread_failed:status-file")).events == []
+    assert m.fault is None
+    assert m.handle(LidChanged(2.0, True)).uv_on
 
 
 # --- properties -----------------------------------------------------------------------------
@@ -396,7 +477,13 @@ def scripts(draw: st.DrawFn) -> tuple[CaseParams, list[CaseInput]]:
         elif kind == "tick":
             inputs.append(Tick(t))
         elif draw(st.integers(0, 9)) == 0:  # faults are rare, so cycles get to finish
-            inputs.append(UvFault(t, "test"))
+            inputs.append(
+                draw(
+                    st.sampled_from(
+                        [UvFault(t, "test"), UvRefused(t, "locked_out"), UvLockedOut(t, "test")]
+                    )
+                )
+            )
     return params, inputs
 
 
@@ -413,7 +500,7 @@ class Observer:
     ended: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.machine = CaseMachine(self.params)
+        self.machine = EchoingCase(self.params)
 
     def feed(self, inp: CaseInput) -> CaseUpdate:
         up = self.machine.handle(inp)
@@ -432,6 +519,8 @@ class Observer:
             self.on_since = None
         for event in up.events:
             cycle_id = event.data["cycle_id"]
+            if event.type == "sterilization_completed":  # only on UV reported driven (H17)
+                assert event.data["uv_on_s"] >= self.params.length_s
             if event.type == "sterilization_started":
                 assert cycle_id not in self.started
                 self.started.append(cycle_id)

@@ -13,16 +13,19 @@ from dermaguard.core.events import (
     Priority,
     SetUv,
     ShowIndicators,
+    ThreadFailed,
     Tick,
+    UvLockedOut,
 )
 from dermaguard.core.filters import Median
+from support.uv_echo import EchoingEngine
 
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
 
 
 def engine(cycle_s: float = 60.0) -> Engine:
     params = default_engine_params(case=default_case_params(cycle_s=cycle_s))
-    return Engine(params, CAL, (Median(3),), ())
+    return EchoingEngine(params, CAL, (Median(3),), ())
 
 
 def touch(e: Engine, t0: float, force_n: float = 2.0, n: int = 6) -> list[str]:
@@ -124,3 +127,40 @@ def test_stopping_with_no_cycle_running_aborts_nothing() -> None:
     effects = e.shutdown(5.0)
     types = [x.event.type for x in effects if isinstance(x, EmitEvent)]
     assert types == ["daemon_stopping"]
+
+
+def test_s3_a_lock_out_aborts_the_cycle_uv_off_first_and_the_alarm_shows() -> None:
+    e = engine(cycle_s=600.0)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(1.0, True))
+    effects = e.handle(UvLockedOut(20.0, "thread_failed:mqtt"))
+    assert effects[0] == SetUv(False)
+    aborted = next(x.event for x in effects if isinstance(x, EmitEvent))
+    assert aborted.type == "sterilization_aborted"
+    assert aborted.data["reason"] == "uv_locked_out"
+    assert aborted.data["detail"] == "thread_failed:mqtt"
+    shown = next(x for x in effects if isinstance(x, ShowIndicators))
+    assert shown.alarm is not None and shown.alarm_reason == "sterilization_aborted"
+    assert e.case.sterility(700.0) == (False, None)
+
+
+def test_s3_a_lock_out_with_no_cycle_is_answered_with_uv_off_to_release_the_shell() -> None:
+    """The shell holds UV off after a trip until the engine commands off: it must say so even
+    when it never commanded on, or the next cycle would be refused."""
+    e = engine()
+    effects = e.handle(UvLockedOut(1.0, "thread_failed:status-file"))
+    assert effects[0] == SetUv(False)
+    assert not [x for x in effects if isinstance(x, EmitEvent)]
+
+
+def test_a_failed_thread_is_an_event() -> None:
+    e = engine()
+    effects = e.handle(ThreadFailed(3.0, "store-writer", "RuntimeError('x')", 1.0, 1))
+    [event] = [x.event for x in effects if isinstance(x, EmitEvent)]
+    assert event.type == "thread_failed"
+    assert dict(event.data) == {
+        "thread": "store-writer",
+        "error": "RuntimeError('x')",
+        "failures": 1,
+        "restart_in_s": 1.0,
+    }

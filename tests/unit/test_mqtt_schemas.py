@@ -37,6 +37,7 @@ EVENT_TYPES = (
     "calibration_changed",
     "command_result",
     "new_roller",
+    "thread_failed",
 )
 
 
@@ -287,6 +288,19 @@ EVENT_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("command_result", {"command": "silence", "ok": True, "request_id": "r1", "duration_s": 60}),
     ("command_result", {"command": "tare", "ok": False, "error": "a session is running"}),
     ("new_roller", {"roller_id": 2, "request_id": "ha-1"}),
+    (
+        "sterilization_aborted",
+        {"cycle_id": 5, "reason": "uv_locked_out", "after_s": 3.0, "detail": "thread_failed:mqtt"},
+    ),
+    ("sterilization_completed", {"cycle_id": 5, "duration_s": 600.2, "uv_on_s": 600.0}),
+    (
+        "thread_failed",
+        {"thread": "mqtt", "error": "RuntimeError('x')", "failures": 1, "restart_in_s": 1.0},
+    ),
+    (
+        "thread_failed",
+        {"thread": "uv-cap", "error": "OSError(5)", "failures": 1, "restart_in_s": None},
+    ),
 ]
 
 

@@ -20,13 +20,19 @@ Safety rules held here (docs/ARCHITECTURE.md, "Safety rules"):
   the LED the instant the lid opens, so the sensor's "dark" may be queued before the lid's
   "open", and the abort must still say ``lid_opened``. Dark time adds no dose.
 * S11: a sterilize request with the lid open is refused and UV stays off.
+* H17 (docs/SAFETY.md): a cycle counts UV time only from the shell's reports of what it really
+  drove on the output (``UvOutput``), never from its own command, and completes only once that
+  time reaches the cycle's length. A refusal (``UvRefused``) or a lock-out (``UvLockedOut``)
+  aborts it (``uv_refused``, ``uv_locked_out``, the shell's reason as ``detail``) and latches a
+  fault; no report of the output driven within ``uv_confirm_s`` aborts it as ``uv_not_driven``.
 
 Sterility: a completed cycle makes the roller sterile while it stays docked; once it leaves the
 dock the window ``validity_after_undock_s`` starts, and docking it again does not stop that
 clock (only a new cycle does). A session spends it (:meth:`CaseMachine.consume`). Opening the lid
 over a docked roller does not: the design keys sterility to the dock, not the lid.
 
-A latched fault (``uv_dark``, ``cap_reached`` or one reported by the shell) refuses new cycles
+A latched fault (``uv_dark``, ``cap_reached``, ``uv_not_driven``, ``uv_refused``,
+``uv_locked_out`` or one reported by the shell) refuses new cycles
 until the lid is opened: opening the case is the acknowledgement that someone looked at it.
 """
 
@@ -35,7 +41,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from dermaguard.core.events import Event, EventType, Tick
+from dermaguard.core.events import Event, EventType, Tick, UvLockedOut, UvOutput, UvRefused
 
 CaseState = Literal["open", "ready", "sterilizing", "sterile", "aborted"]
 CycleMode = Literal["time", "dose"]
@@ -83,7 +89,7 @@ class UvFault:
     reason: str
 
 
-CaseSignal = LidChanged | DockChanged | UvSensed | UvFault
+CaseSignal = LidChanged | DockChanged | UvSensed | UvFault | UvOutput | UvRefused | UvLockedOut
 """What the hardware shell queues for the case."""
 
 CaseInput = CaseSignal | SterilizeRequested | Tick
@@ -164,6 +170,10 @@ class _Cycle:
     dark_since: float | None  # light expected but not seen since (None: lit, or no sensor)
     lit_since: float | None = None  # seen lit since (None: dark)
     lit_s: float = 0.0  # lit time before lit_since
+    # The UV output as the shell reported driving it (UvOutput): the cycle's evidence.
+    off_since: float | None = None  # commanded on, not seen driven since (None: driven)
+    on_since: float | None = None  # seen driven since (None: off)
+    on_s: float = 0.0  # driven time before on_since
 
 
 # --- the machine --------------------------------------------------------------------------
@@ -186,6 +196,7 @@ class CaseMachine:
         self.lid_closed = lid_closed
         self.docked = docked
         self.uv_lit = uv_lit
+        self.uv_driven = False  # the UV output as the shell last reported it
         self.fault: str | None = None
         self.abort_reason: str | None = None
         self.now: float | None = None
@@ -231,7 +242,7 @@ class CaseMachine:
         if self.params.dose_mode:
             lit = self._lit_s(cycle, t)
             return max(0.0, self.params.length_s - lit)
-        return max(0.0, cycle.started + self.params.cycle_s - t)
+        return max(0.0, self.params.cycle_s - self._on_s(cycle, t))
 
     def sterility(self, t: float) -> tuple[bool, int | None]:
         """Whether the roller counts as sterile at ``t``, and by which cycle."""
@@ -280,6 +291,16 @@ class CaseMachine:
         elif isinstance(inp, UvFault):
             self.fault = inp.reason
             self._abort(t, f"fault:{inp.reason}", out)
+        elif isinstance(inp, UvOutput):
+            self._on_output(t, inp.on)
+        elif isinstance(inp, UvRefused):
+            if inp.reason == "lid_open":
+                # The lid-open edge is on its way: this is that abort, no fault of the output.
+                self._abort(t, "lid_opened", out)
+            else:
+                self._output_fault(t, "uv_refused", inp.reason, out)
+        elif isinstance(inp, UvLockedOut):
+            self._output_fault(t, "uv_locked_out", inp.reason, out)
         # A Tick only advances time.
 
     def _advance(self, t: float, out: CaseUpdate) -> None:
@@ -289,6 +310,11 @@ class CaseMachine:
             if on_s >= self.params.cap_s:  # S4, whatever else holds
                 self.fault = "cap_reached"
                 self._abort(t, "cap_reached", out)
+            elif cycle.off_since is not None and t - cycle.off_since >= self.params.uv_confirm_s:
+                # Commanded on, but the shell never said it drove the output (or said it went
+                # off): no evidence of UV, so no cycle (docs/SAFETY.md, H17).
+                self.fault = "uv_not_driven"
+                self._abort(t, "uv_not_driven", out)
             elif cycle.dark_since is not None and t - cycle.dark_since >= self.params.uv_confirm_s:
                 self.fault = "uv_dark"  # S5
                 self._abort(t, "uv_dark", out)
@@ -299,11 +325,20 @@ class CaseMachine:
             self._sterile_deadline = None
 
     def _done(self, cycle: _Cycle, t: float) -> bool:
+        """Complete only on evidence: the output reported driven for the cycle's UV time (and,
+        with a sensor, lit now; for a dose, lit for the dose time)."""
+        if cycle.on_since is None:
+            return False
         if self.params.uv_sensor and cycle.lit_since is None:
             return False
-        if self.params.dose_mode:
-            return self._lit_s(cycle, t) >= self.params.length_s
-        return t - cycle.started >= self.params.cycle_s
+        if self._on_s(cycle, t) < self.params.length_s:
+            return False
+        return not self.params.dose_mode or self._lit_s(cycle, t) >= self.params.length_s
+
+    @staticmethod
+    def _on_s(cycle: _Cycle, t: float) -> float:
+        extra = t - cycle.on_since if cycle.on_since is not None else 0.0
+        return cycle.on_s + extra
 
     @staticmethod
     def _lit_s(cycle: _Cycle, t: float) -> float:
@@ -344,6 +379,25 @@ class CaseMachine:
             cycle.lit_s += t - cycle.lit_since
             cycle.lit_since, cycle.dark_since = None, t
 
+    def _on_output(self, t: float, on: bool) -> None:
+        self.uv_driven = on
+        cycle = self._cycle
+        if cycle is None:
+            return
+        if on and cycle.on_since is None:
+            cycle.on_since, cycle.off_since = t, None
+        elif not on and cycle.on_since is not None:
+            cycle.on_s += t - cycle.on_since
+            cycle.on_since, cycle.off_since = None, t
+
+    def _output_fault(self, t: float, reason: str, detail: str, out: CaseUpdate) -> None:
+        """The shell could not, or would not, drive UV for the running cycle: it ends here, not
+        sterile, with a fault latched until the lid is opened (like S4's and S5's)."""
+        if self._cycle is None:
+            return  # no cycle relied on the output
+        self.fault = reason
+        self._abort(t, reason, out, detail=detail)
+
     def _on_request(self, t: float, request_id: str | None, out: CaseUpdate) -> str | None:
         if self._cycle is not None or self._ended_now:
             # A cycle that ended on this very input would otherwise run straight into the next:
@@ -375,7 +429,12 @@ class CaseMachine:
         self.abort_reason = None
         p = self.params
         self._cycle = _Cycle(
-            self._last_id, t, trigger, request_id, dark_since=t if p.uv_sensor else None
+            self._last_id,
+            t,
+            trigger,
+            request_id,
+            dark_since=t if p.uv_sensor else None,
+            off_since=t,  # UV time counts from the shell's report that it drove the output
         )
         data: dict[str, object] = {
             "cycle_id": self._last_id,
@@ -398,6 +457,7 @@ class CaseMachine:
         data: dict[str, object] = {
             "cycle_id": cycle.cycle_id,
             "duration_s": round(t - cycle.started, 3),
+            "uv_on_s": round(self._on_s(cycle, t), 3),
         }
         dose = self._dose(cycle, t)
         if dose is not None:
@@ -410,7 +470,9 @@ class CaseMachine:
             return None
         return irradiance * self._lit_s(cycle, t)
 
-    def _abort(self, t: float, reason: str, out: CaseUpdate) -> None:
+    def _abort(
+        self, t: float, reason: str, out: CaseUpdate, *, detail: str | None = None
+    ) -> None:
         cycle = self._cycle
         if cycle is None:
             return
@@ -422,6 +484,8 @@ class CaseMachine:
             "reason": reason,
             "after_s": round(t - cycle.started, 3),
         }
+        if detail is not None:
+            data["detail"] = detail
         dose = self._dose(cycle, t)
         if dose is not None:
             data["dose_mj_cm2"] = round(dose, 3)

@@ -39,7 +39,10 @@ from dermaguard.core.events import (
     SaveCalibration,
     SetUv,
     ShowIndicators,
+    ThreadFailed,
     Tick,
+    UvLockedOut,
+    UvRefused,
 )
 from dermaguard.core.filters import Filter
 from dermaguard.core.pressure import PressureMachine, PressureParams
@@ -109,6 +112,7 @@ class Engine:
         self.wall: float | None = None
         self._shown: ShowIndicators | None = None
         self._uv = False
+        self._uv_ack = False  # the shell held UV off on its own: command off again to release
         self._status: CaseStatus | None = None
         self._countdown_mark: int | None = None
         self._case_ticked = -math.inf
@@ -129,6 +133,8 @@ class Engine:
         sample: ForceSample | None = None
         if isinstance(inp, Command):
             events.extend(self._command(inp, wall))
+        elif isinstance(inp, ThreadFailed):
+            events.append(_thread_failed(inp))
         elif isinstance(inp, ForceRead | ReadFailed):
             if isinstance(inp, ForceRead):
                 self._raws.append((inp.t, inp.raw))
@@ -149,6 +155,8 @@ class Engine:
             if sample is not None:
                 self.sessions.sample(inp.t, sample.force_n, sample.zone)
         else:
+            if isinstance(inp, UvLockedOut | UvRefused):
+                self._uv_ack = True
             events.extend(self._case(inp))
             if isinstance(inp, Tick):
                 events.extend(self.sessions.tick(inp.t, wall))
@@ -295,8 +303,8 @@ class Engine:
     ) -> list[Effect]:
         effects: list[Effect] = []
         uv = self.case.uv_on
-        if uv != self._uv:
-            self._uv = uv
+        if uv != self._uv or self._uv_ack:
+            self._uv, self._uv_ack = uv, False
             effects.append(SetUv(uv))
         shown = self.indicators()
         if shown != self._shown:
@@ -406,6 +414,17 @@ _HANDLERS: Mapping[str, Callable[[Engine, Command, float], list[Event]]] = {
     CommandName.NEW_ROLLER: Engine._cmd_new_roller,
     CommandName.PING: Engine._cmd_ping,
 }
+
+
+def _thread_failed(inp: ThreadFailed) -> Event:
+    """The ``thread_failed`` event: a helper thread died, and when it starts again."""
+    data: dict[str, Any] = {
+        "thread": inp.thread,
+        "error": inp.error,
+        "failures": inp.failures,
+        "restart_in_s": None if inp.restart_in_s is None else round(inp.restart_in_s, 3),
+    }
+    return Event(EventType.THREAD_FAILED, inp.t, data)
 
 
 def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> Event:

@@ -47,6 +47,7 @@ class EventType(StrEnum):
     CALIBRATION_CHANGED = "calibration_changed"
     COMMAND_RESULT = "command_result"
     NEW_ROLLER = "new_roller"
+    THREAD_FAILED = "thread_failed"
 
 
 class CommandName(StrEnum):
@@ -114,7 +115,49 @@ class Command:
     error: str | None = None
 
 
-Input = ForceRead | ReadFailed | Tick | Command
+@dataclass(frozen=True, slots=True)
+class UvOutput:
+    """What the shell really drove on the UV-C output, reported at every change of the pin.
+
+    The engine commands UV; only this says whether it shone. A cycle counts its UV time from
+    these reports, never from its own command (docs/SAFETY.md, H17).
+    """
+
+    t: float
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UvRefused:
+    """The shell refused to switch UV-C on: ``lid_open``, ``locked_out`` (the daemon stops),
+    ``cap_latched`` (S4 tripped) or ``tripped`` (see :class:`UvLockedOut`)."""
+
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UvLockedOut:
+    """The shell switched UV-C off on its own and holds it off until the engine commands off:
+    an exception in a thread (``reason`` ``thread_failed:<name>``)."""
+
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadFailed:
+    """A helper thread of the shell died; ``restart_in_s`` is when it is started again
+    (``None``: a one-shot thread, nothing to restart); ``failures`` counts its deaths."""
+
+    t: float
+    thread: str
+    error: str
+    restart_in_s: float | None
+    failures: int
+
+
+Input = ForceRead | ReadFailed | Tick | Command | ThreadFailed
 
 
 # --- effects ------------------------------------------------------------------------------

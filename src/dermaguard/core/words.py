@@ -65,9 +65,14 @@ _EVENT_TEXT: Mapping[str, str] = {
         "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it"
     ),
     EventType.DAEMON_STOPPING: "stopping",
+    EventType.THREAD_FAILED: (
+        "FAULT thread {thread} failed ({error}): UV-C off, restarting it in {restart_in_s:.0f} s"
+    ),
 }
 _COMMAND_OK = "command {command}: ok"
 _FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
+_ABORT_DETAIL = "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason} ({detail})"
+_THREAD_ONCE = "FAULT thread {thread} failed ({error}): UV-C off"
 
 
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
@@ -77,6 +82,10 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
         return _COMMAND_OK
     if etype == EventType.SENSOR_FAULT and "detail" in data:
         return _FAULT_DETAIL
+    if etype == EventType.STERILIZATION_ABORTED and "detail" in data:
+        return _ABORT_DETAIL
+    if etype == EventType.THREAD_FAILED and data.get("restart_in_s") is None:
+        return _THREAD_ONCE
     return _EVENT_TEXT.get(etype)
 
 

@@ -69,6 +69,7 @@ ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
     EventType.SENSOR_RECOVERED,
     EventType.STERILIZATION_COMPLETED,
     EventType.STERILIZATION_ABORTED,
+    EventType.THREAD_FAILED,
 )
 
 #: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.

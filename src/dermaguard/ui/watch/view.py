@@ -53,6 +53,7 @@ _EVENT_STYLE: Final[Mapping[str, str]] = {
     EventType.UNSTERILE_USE: "bold red",
     EventType.SENSOR_FAULT: "bold red",
     EventType.STERILIZATION_ABORTED: "bold red",
+    EventType.THREAD_FAILED: "bold red",
     EventType.TOO_SOON: "yellow",
     EventType.ROLLER_REPLACE_DUE: "yellow",
     EventType.OVER_PRESSURE_CLEARED: "green",
