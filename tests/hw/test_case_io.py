@@ -19,6 +19,7 @@ from pytest_mock import MockerFixture
 
 from dermaguard.common.clock import SimClock
 from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
+from dermaguard.core.events import UvLockedOut, UvOutput, UvRefused
 from dermaguard.hw.case_io import CaseIO, CaseWiring, install_uv_failsafe
 
 LID, DOCK, UV, SENSOR = 23, 24, 25, 26
@@ -35,8 +36,13 @@ class Recorder:
     def __init__(self, uv_pin: Any) -> None:
         self.uv_pin = uv_pin
         self.items: queue.SimpleQueue[tuple[CaseSignal, bool]] = queue.SimpleQueue()
+        #: The driven levels reported (``UvOutput``), kept apart: most tests are about the rest.
+        self.outputs: list[tuple[UvOutput, bool]] = []
 
     def __call__(self, inp: CaseSignal) -> None:
+        if isinstance(inp, UvOutput):
+            self.outputs.append((inp, bool(self.uv_pin.state)))
+            return
         self.items.put((inp, bool(self.uv_pin.state)))
 
     def get(self, timeout: float = 2.0) -> tuple[CaseSignal, bool]:
@@ -174,6 +180,49 @@ def test_s11_set_uv_is_refused_while_the_lid_reads_open(pin_factory: Any, io: Ca
     close_lid(pin_factory)
     assert io.set_uv(True) is True and pin_factory.pin(UV).state
     assert io.set_uv(False) is True and not pin_factory.pin(UV).state
+
+
+def test_s5_every_change_of_the_driven_level_is_reported_with_the_pin_as_it_was(
+    pin_factory: Any, io: CaseIO, recorder: Recorder, sim_clock: SimClock
+) -> None:
+    """The engine counts a cycle's UV time from these reports alone (docs/SAFETY.md, H17)."""
+    close_lid(pin_factory)
+    sim_clock.advance_to(3.0)
+    assert io.set_uv(True)
+    assert io.set_uv(True)  # no change, no report
+    sim_clock.advance_to(9.0)
+    open_lid(pin_factory)  # S2 switches off: reported too
+    assert recorder.outputs == [(UvOutput(3.0, True), True), (UvOutput(9.0, False), False)]
+
+
+def test_s5_a_refused_on_is_reported_with_its_reason(
+    pin_factory: Any, io: CaseIO, recorder: Recorder
+) -> None:
+    """The old lock-out refused silently, and the engine took its command for UV."""
+    close_lid(pin_factory)
+    recorder.drain()
+    io.lock_out()
+    assert io.set_uv(True) is False and not pin_factory.pin(UV).state
+    assert recorder.drain() == [UvRefused(0.0, "locked_out")]
+    assert recorder.outputs == []  # never driven
+
+
+def test_s3_a_trip_switches_uv_off_reports_it_and_holds_it_off_until_the_engine_says_off(
+    pin_factory: Any, io: CaseIO, recorder: Recorder
+) -> None:
+    close_lid(pin_factory)
+    assert io.set_uv(True)
+    recorder.drain()
+    io.trip("thread_failed:mqtt")
+    assert not pin_factory.pin(UV).state
+    assert recorder.drain() == [UvLockedOut(0.0, "thread_failed:mqtt")]
+    assert recorder.outputs[-1] == (UvOutput(0.0, False), False)
+    # The engine may still act on inputs from before it heard of the trip: "on" is refused.
+    assert io.set_uv(True) is False and not pin_factory.pin(UV).state
+    assert recorder.drain() == [UvRefused(0.0, "tripped")]
+    # Once it has commanded off, the case works again: no lock-out for the process's life.
+    assert io.set_uv(False)
+    assert io.set_uv(True) and pin_factory.pin(UV).state
 
 
 def test_lock_out_refuses_uv_until_the_device_is_rebuilt(pin_factory: Any, io: CaseIO) -> None:

@@ -470,9 +470,7 @@ class CaseMachine:
             return None
         return irradiance * self._lit_s(cycle, t)
 
-    def _abort(
-        self, t: float, reason: str, out: CaseUpdate, *, detail: str | None = None
-    ) -> None:
+    def _abort(self, t: float, reason: str, out: CaseUpdate, *, detail: str | None = None) -> None:
         cycle = self._cycle
         if cycle is None:
             return

@@ -36,6 +36,7 @@ from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
+from dermaguard.daemon.supervisor import Supervisor
 from dermaguard.hw.case_io import install_uv_failsafe
 from dermaguard.hw.pins import install_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
@@ -51,24 +52,49 @@ SWITCH_INTERVAL_S = 0.05
 
 class CalibrationSaver:
     """Writes a calibration changed by a command (a tare) to its file, off the engine thread:
-    an fsync on an SD card can take longer than the alarm path may wait."""
+    an fsync on an SD card can take longer than the alarm path may wait.
+
+    The newest calibration not yet written is kept until a save ends: a save thread that dies
+    on an error leaves it pending, and the supervisor's :meth:`restart` writes it again.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._pending: Calibration | None = None
+        self._thread: threading.Thread | None = None
 
     def __call__(self, effect: Effect) -> None:
         if isinstance(effect, SaveCalibration):
-            threading.Thread(
-                target=self._save, args=(effect.calibration,), name="save-calibration"
-            ).start()
+            self._pending = effect.calibration
+            self._start()
 
-    def _save(self, cal: Calibration) -> None:
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._save, name="save-calibration", daemon=True)
+        self._thread = thread
+        thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """False only when a save died with a calibration still to write."""
+        thread = self._thread
+        return self._pending is None or (thread is not None and thread.is_alive())
+
+    def restart(self) -> None:
+        if self._pending is not None:
+            self._start()
+
+    def _save(self) -> None:
         with self._lock:
+            cal = self._pending
+            if cal is None:
+                return
             try:
                 save_calibration(self.path, cal)
             except OSError as exc:
                 log.error("the new tare could not be saved to %s: %s", self.path, exc)
+            if self._pending is cal:
+                self._pending = None
 
 
 def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
@@ -79,6 +105,27 @@ def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
         else ("MQTT connected" if bridge.connected else "MQTT not connected")
     )
     return f"{status.summary()}; {mqtt}"
+
+
+def watch_threads(
+    supervisor: Supervisor,
+    runtime: Runtime,
+    *,
+    sink: StoreSink,
+    status: StatusFile,
+    saver: CalibrationSaver,
+    bridge: MqttBridge | None,
+) -> None:
+    """What the supervisor restarts, and what stops the daemon (docs/ARCHITECTURE.md, Threads)."""
+    supervisor.watch_critical("engine", lambda: runtime.alive("engine"))
+    supervisor.watch_critical("sampler", lambda: runtime.alive("sampler"))
+    supervisor.watch("ticker", lambda: runtime.alive("ticker"), runtime.restart_ticker)
+    supervisor.watch("store-writer", lambda: sink.writer_alive, sink.restart_writer)
+    supervisor.watch("status-file", lambda: status.alive, status.restart)
+    supervisor.watch("save-calibration", lambda: saver.alive, saver.restart)
+    if bridge is not None:
+        supervisor.watch("mqtt", lambda: bridge.alive, bridge.restart)
+        supervisor.watch("paho-mqtt-client", lambda: bridge.network_alive, bridge.restart_network)
 
 
 @contextmanager
@@ -113,7 +160,8 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         config = simulation_config(config)  # never poses as the real device
     db_path = store_path(config, simulated=simulated)
     hw = open_hardware(config, scenario, speed)
-    uv_off = install_uv_failsafe(hw.case.lock_out)
+    supervisor = Supervisor(hw.case, hw.clock)
+    uv_off = install_uv_failsafe(hw.case.lock_out, supervisor.thread_failed)
     sink: StoreSink | None = None
     bridge: MqttBridge | None = None
     notifier = Notifier.from_environ()  # under systemd (Type=notify) only
@@ -154,6 +202,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             db_path.parent / STATUS_NAME,
             hw.clock.wall,
         )
+        saver = CalibrationSaver(calibration_file(config, simulated=simulated))
         runtime = Runtime(
             engine,
             hw.clock,
@@ -166,12 +215,13 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
                 printer,
                 sink,
                 status,
-                CalibrationSaver(calibration_file(config, simulated=simulated)),
+                saver,
                 *([bridge] if bridge is not None else []),
             ],
         )
         if bridge is not None:
             bridge.bind(put_command=runtime.put, mark_delivered=sink.mark_delivered)
+        supervisor.bind(runtime.put, runtime.fail)
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
             hw.sim.case.request_sink = runtime.put
@@ -180,6 +230,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             if bridge is not None:
                 bridge.start()
             runtime.start()
+            watch_threads(supervisor, runtime, sink=sink, status=status, saver=saver, bridge=bridge)
             if notifier is not None:
                 heartbeat = ServiceHeartbeat(
                     notifier, lambda: runtime.sampler.cycles, lambda: service_status(status, bridge)
@@ -190,6 +241,7 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             while not stop.is_set() and not runtime.stopping.is_set():
                 if hw.sim is not None and hw.sim.finished.is_set():
                     break
+                supervisor.poll()
                 stop.wait(0.1)
             if heartbeat is not None:
                 heartbeat.stop("stopping: closing the session, writing history, sending events")

@@ -138,6 +138,7 @@ class Runtime:
             sampler_driver, clock, self.inputs.put, rate_sps, timeout_periods, self.stopping
         )
         self._threads: list[threading.Thread] = []
+        self._named: dict[str, threading.Thread] = {}
         self._failing_sinks: set[int] = set()
 
     def start(self) -> None:
@@ -155,6 +156,21 @@ class Runtime:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+            self._named[name] = thread
+
+    def alive(self, name: str) -> bool:
+        """Whether the runtime's thread ``name`` (engine, sampler, ticker) runs."""
+        thread = self._named.get(name)
+        return thread is not None and thread.is_alive()
+
+    def restart_ticker(self) -> None:
+        """Start the ticker again after it died (the supervisor's restart)."""
+        if self.alive("ticker") or self.stopping.is_set():
+            return
+        thread = threading.Thread(target=self._tick_loop, name="ticker", daemon=True)
+        thread.start()
+        self._threads[self._threads.index(self._named["ticker"])] = thread
+        self._named["ticker"] = thread
 
     def put(self, inp: EngineInput) -> None:
         self.inputs.put(inp)
@@ -206,8 +222,10 @@ class Runtime:
 
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, SetUv):
-            if self.case is not None:
-                self.case.set_uv(effect.on)
+            # A refusal is the engine's to act on: CaseIO queues it (UvRefused) with the level
+            # it really drove (UvOutput), and the cycle counts only that (H17).
+            if self.case is not None and not self.case.set_uv(effect.on):
+                log.warning("UV-C on refused by the output's own checks")
         elif isinstance(effect, ShowIndicators):
             self.indicators.show(effect)
         for i, sink in enumerate(self.sinks):
@@ -223,6 +241,10 @@ class Runtime:
                 if i in self._failing_sinks:
                     self._failing_sinks.discard(i)
                     log.warning("output %d works again", i)
+
+    def fail(self, exc: BaseException) -> None:
+        """The alarm path cannot run (the engine or the sampler died): UV off, stop, exit 70."""
+        self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
         if self.case is not None:

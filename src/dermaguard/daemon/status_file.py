@@ -52,6 +52,14 @@ class StatusFile:
             update = {"session_open": effect.event.data.get("session_no")}
         elif isinstance(effect, EmitEvent) and effect.event.type == EventType.SESSION_ENDED:
             update = {"session_open": None}
+        elif isinstance(effect, EmitEvent) and effect.event.type == EventType.THREAD_FAILED:
+            # Which helper threads died and were restarted, and how often: a daemon that
+            # restarts one in a loop must not look healthy (docs/ARCHITECTURE.md, "Threads").
+            data = effect.event.data
+            with self._dirty:
+                failed = dict(self._state.get("threads_failed") or {})
+            failed[str(data.get("thread"))] = data.get("failures")
+            update = {"threads_failed": failed}
         if not update:
             return
         with self._dirty:
@@ -72,7 +80,23 @@ class StatusFile:
         parts.append(f"zone {st.get('zone') or 'unknown'}")
         if st.get("alarm"):
             parts.append(f"ALARM {st['alarm']}")
+        if st.get("threads_failed"):
+            parts.append("threads restarted: " + ", ".join(sorted(st["threads_failed"])))
         return ", ".join(parts)
+
+    @property
+    def alive(self) -> bool:
+        """Whether the writer thread runs (the daemon's supervisor restarts it when not)."""
+        return self._thread.is_alive() or self._closing
+
+    def restart(self) -> None:
+        """Start the writer thread again after it died, and write the state as it is now."""
+        with self._dirty:
+            if self._thread.is_alive() or self._closing:
+                return
+            self._pending = True
+            self._thread = threading.Thread(target=self._run, name="status-file", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         with self._dirty:

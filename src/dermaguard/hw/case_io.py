@@ -8,6 +8,9 @@ defences that must not depend on the engine thread being alive or its queue bein
 * S4: a timer forces UV off after the cap and queues ``UvFault(t, 'cap_reached')``, whatever the
   engine believes. The cap is measured on the clock (virtual in simulation), the timer only
   says when to look.
+* H17 (docs/SAFETY.md): the engine learns what the pin really did. Every change of the driven
+  level is queued as ``UvOutput``, a refused "on" as ``UvRefused`` and a trip (an exception in
+  some thread) as ``UvLockedOut``: a cycle counts only the UV time reported here.
 * S3: the output is created off (``initial_value=False``); the runtime must still call
   :meth:`CaseIO.force_off` first thing at start-up, before any other device or thread, and pass
   :meth:`CaseIO.lock_out` to :func:`install_uv_failsafe` so exit paths switch UV off too.
@@ -38,6 +41,7 @@ from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from dermaguard.common.clock import Clock
 from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
+from dermaguard.core.events import UvLockedOut, UvOutput, UvRefused
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +96,9 @@ class CaseIO:
         self.debounce_s = debounce_s
         self._lock = threading.RLock()
         self._locked_out = False
+        self._tripped = False  # a trip: no UV until the engine has said "off"
+        self._report_lock = threading.RLock()
+        self._reported_on = False  # the level last queued as UvOutput
         self._cap_timer: threading.Timer | None = None
         self._on_since = 0.0  # clock time UV last went on
         self._cap_latched = False  # the cap tripped: no UV until the engine has said "off"
@@ -209,29 +216,56 @@ class CaseIO:
         """Apply the engine's UV command; returns whether UV is now as asked.
 
         Switching on is refused (``False``) while the lid pin reads open (S11), after
-        :meth:`lock_out`, and after the cap tripped until the engine has commanded off once (it
-        may still be acting on inputs from before its ``UvFault``). A refusal needs no report of
-        its own: the lid-open edge or the ``UvFault`` that explains it is already queued.
+        :meth:`lock_out`, and after the cap tripped or a :meth:`trip` until the engine has
+        commanded off once (it may still be acting on inputs from before its ``UvFault`` or
+        ``UvLockedOut``). A refusal is queued as ``UvRefused`` with its reason, and the level
+        driven as ``UvOutput``: the engine never takes its command for the pin (H17).
         """
         if not on:
             with self._lock:
                 self._cap_latched = False
+                self._tripped = False
                 self._switch_off()
+            self._report_output()
             return True
         with self._lock:
-            if self._locked_out or self._cap_latched or not self.lid_closed:
+            refused = self._refusal()
+            if refused is None:
+                was_on = self.uv_on
+                self._uv.on()
+                # Re-check after the write: a lid opening or a lock-out between the check and
+                # the write switched off before our write, so their own off may have been
+                # overwritten.
+                refused = self._refusal()
+                if refused is None and not was_on:
+                    self._start_cap_timer()
+            if refused is not None:
                 self._switch_off()
-                return False
-            was_on = self.uv_on
-            self._uv.on()
-            # Re-check after the write: a lid opening or a lock-out between the check and the
-            # write switched off before our write, so their own off may have been overwritten.
-            if self._locked_out or not self.lid_closed:
-                self._switch_off()
-                return False
-            if not was_on:
-                self._start_cap_timer()
-            return True
+        self._report_output()
+        if refused is not None:
+            self._put(UvRefused(self.clock.monotonic(), refused))
+            return False
+        return True
+
+    def _refusal(self) -> str | None:
+        """Why UV may not be on now (``None``: it may)."""
+        if self._locked_out:
+            return "locked_out"
+        if self._tripped:
+            return "tripped"
+        if self._cap_latched:
+            return "cap_latched"
+        if not self.lid_closed:
+            return "lid_open"
+        return None
+
+    def _report_output(self) -> None:
+        """Queue the driven level as ``UvOutput`` if it changed since the last report."""
+        with self._report_lock:
+            on = self.uv_on
+            if on != self._reported_on:
+                self._reported_on = on
+                self._put(UvOutput(self.clock.monotonic(), on))
 
     def force_off(self) -> None:
         """Switch UV off now, from any thread, even one that holds the state lock (failsafe).
@@ -246,9 +280,26 @@ class CaseIO:
                 self._lock.release()
 
     def lock_out(self) -> None:
-        """Switch UV off and refuse to switch it on again (shutdown: stays off until exit)."""
+        """Switch UV off and refuse to switch it on again (shutdown: stays off until exit).
+
+        Queues nothing: it runs in signal handlers and exit paths, where the engine is told by
+        the shutdown itself (``daemon_stopped``); a later "on" is refused and reported.
+        """
         self._locked_out = True
         self._safe_off()
+
+    def trip(self, reason: str) -> None:
+        """S3 for an exception in any thread the daemon outlives: UV off now, the engine told
+        (``UvLockedOut``), and "on" refused until the engine has commanded off, so a cycle
+        cannot go on past the fault. Unlike :meth:`lock_out` it ends with that acknowledgement:
+        a restarted helper thread must not leave the case unusable for the process's life.
+        """
+        self._tripped = True
+        self._safe_off()
+        try:
+            self._put(UvLockedOut(self.clock.monotonic(), reason))  # the why before the level
+        finally:
+            self._report_output()
 
     def _safe_off(self) -> None:
         try:
@@ -293,6 +344,7 @@ class CaseIO:
             self._cap_timer = None
             self._cap_latched = True
             self._uv.off()
+        self._report_output()
         log.warning("UV on-time cap (%.0f s) reached: UV forced off", self.cap_s)
         self._put(UvFault(self.clock.monotonic(), "cap_reached"))
 
@@ -307,6 +359,7 @@ class CaseIO:
             if self._reported_lid_closed:
                 self._reported_lid_closed = False
                 self._put(LidChanged(self.clock.monotonic(), False))
+        self._report_output()
 
     def _on_lid_closed(self) -> None:
         with self._lock:
@@ -363,8 +416,16 @@ class CaseIO:
         self.close()
 
 
-def install_uv_failsafe(uv_off: Callable[[], None]) -> Callable[[], None]:
+def install_uv_failsafe(
+    uv_off: Callable[[], None],
+    thread_failed: Callable[[threading.ExceptHookArgs], None] | None = None,
+) -> Callable[[], None]:
     """S3: switch UV off at exit and on any unhandled exception, in any thread.
+
+    ``thread_failed``, when given, handles an exception in a thread other than the main one
+    instead of ``uv_off``: the daemon's supervisor, which switches UV off at once with
+    :meth:`CaseIO.trip` (not for the process's life: the thread is restarted) and reports it.
+    Should it raise, ``uv_off`` runs after all.
 
     Registers ``uv_off`` with :mod:`atexit` and wraps ``sys.excepthook`` and
     ``threading.excepthook`` so UV goes off *before* the previous hook runs (it may log slowly
@@ -389,7 +450,14 @@ def install_uv_failsafe(uv_off: Callable[[], None]) -> Callable[[], None]:
         previous_sys(exc_type, exc, tb)
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:
-        off()
+        if thread_failed is None:
+            off()
+        else:
+            try:
+                thread_failed(args)
+            except BaseException:
+                off()
+                log.exception("reporting a failed thread failed: UV locked out")
         previous_thread(args)
 
     atexit.register(off)

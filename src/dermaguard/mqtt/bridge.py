@@ -280,8 +280,13 @@ class MqttBridge:
     # -- bridge thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
-        reader = self._open_events()
+        """The publisher. An error ends the thread through the thread exception hook, which
+        the daemon's supervisor turns into a report and a restart (a fresh outbox reads the
+        undelivered events back: nothing is lost, consumers de-duplicate by ``id``)."""
+        opened: EventLog | None = None
         try:
+            # Inside the try: one bad history must not end the thread unreported.
+            reader = opened = self._open_events()
             self.outbox = Outbox(
                 lambda after, limit: [
                     OutEvent.from_row(row) for row in reader.undelivered(after, limit)
@@ -291,9 +296,40 @@ class MqttBridge:
             while self._step():
                 pass
         except Exception:
-            log.exception("MQTT: publisher stopped by an internal error; the daemon goes on")
+            log.exception("MQTT: publisher stopped by an internal error; it is restarted")
+            raise
         finally:
-            reader.close()
+            if opened is not None:
+                opened.close()
+
+    # -- supervision (main thread) ---------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """Whether the publisher thread runs (once started)."""
+        return self._thread.is_alive() or self._stopping
+
+    def restart(self) -> None:
+        """Start the publisher again after it died."""
+        with self._cond:
+            if self._thread.is_alive() or self._stopping:
+                return
+            self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+            self._thread.start()
+
+    @property
+    def network_alive(self) -> bool:
+        """Whether paho's network thread runs. It runs with ``suppress_exceptions`` off, so an
+        error in a callback ends it and reaches the supervisor instead of being only logged."""
+        thread = getattr(self.client, "_thread", None)
+        return self._stopping or (thread is not None and thread.is_alive())
+
+    def restart_network(self) -> None:
+        """Start paho's network loop again after its thread died."""
+        if self._stopping:
+            return
+        self.client.loop_stop()
+        self.client.loop_start()
 
     def _step(self) -> bool:
         outbox = self.outbox

@@ -233,6 +233,19 @@ class StoreSink:
         """Events and samples held in memory because the disk refused them."""
         return len(self._backlog)
 
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the writer thread runs (the daemon's supervisor restarts it when not)."""
+        return self._thread.is_alive()
+
+    def restart_writer(self) -> None:
+        """Start the writer thread again after it died; what is queued is still queued."""
+        with self._cond:
+            if self._thread.is_alive() or self._closing:
+                return
+            self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
+            self._thread.start()
+
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
