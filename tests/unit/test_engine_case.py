@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     CaseStatus,
+    DeviceState,
     EmitEvent,
     ForceRead,
     Priority,
@@ -18,6 +21,8 @@ from dermaguard.core.events import (
     UvLockedOut,
 )
 from dermaguard.core.filters import Median
+from dermaguard.mqtt.decode import check_schema
+from dermaguard.mqtt.payloads import state_payload
 from support.uv_echo import EchoingEngine
 
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
@@ -164,3 +169,7 @@ def test_a_failed_thread_is_an_event() -> None:
         "failures": 1,
         "restart_in_s": 1.0,
     }
+    # ... and the dashboards' state says so (published on the change).
+    [state] = [x for x in effects if isinstance(x, DeviceState)]
+    assert state.thread_failures == 1
+    check_schema("state", json.loads(state_payload(state)))  # raises if outside the contract

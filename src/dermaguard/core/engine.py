@@ -113,6 +113,7 @@ class Engine:
         self._shown: ShowIndicators | None = None
         self._uv = False
         self._uv_ack = False  # the shell held UV off on its own: command off again to release
+        self.thread_failures = 0
         self._status: CaseStatus | None = None
         self._countdown_mark: int | None = None
         self._case_ticked = -math.inf
@@ -134,6 +135,7 @@ class Engine:
         if isinstance(inp, Command):
             events.extend(self._command(inp, wall))
         elif isinstance(inp, ThreadFailed):
+            self.thread_failures += 1
             events.append(_thread_failed(inp))
         elif isinstance(inp, ForceRead | ReadFailed):
             if isinstance(inp, ForceRead):
@@ -361,6 +363,7 @@ class Engine:
             fault=self.pressure.fault,
             alarm=shown.alarm_reason,
             silenced=shown.silenced,
+            thread_failures=self.thread_failures,
         )
 
     def _case_status(self, t: float) -> CaseStatus | None:

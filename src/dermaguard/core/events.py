@@ -254,6 +254,9 @@ class DeviceState:
     fault: str | None
     alarm: str | None
     silenced: bool
+    #: Helper threads that died since the daemon started (each reported, restarted if it can
+    #: be): a daemon that keeps losing one must not look healthy.
+    thread_failures: int = 0
 
     def key(self) -> tuple[object, ...]:
         """What counts as a change: everything but the times, the force and the countdown
@@ -275,6 +278,7 @@ class DeviceState:
             self.fault,
             self.alarm,
             self.silenced,
+            self.thread_failures,
         )
 
 

@@ -78,6 +78,7 @@ class Snapshot:
     fault: str | None
     alarm: str | None
     silenced: bool
+    thread_failures: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +218,7 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         fault=_field(obj, "fault", "string", null=True),
         alarm=_field(obj, "alarm", "string", null=True),
         silenced=_field(obj, "silenced", "boolean"),
+        thread_failures=_optional(obj, "thread_failures", "integer") or 0,
     )
 
 

@@ -62,6 +62,7 @@ def state_payload(state: DeviceState) -> bytes:
             "fault": state.fault,
             "alarm": state.alarm,
             "silenced": state.silenced,
+            "thread_failures": state.thread_failures,
         }
     )
 

@@ -87,6 +87,14 @@ function renderHeader() {
 
 function renderAlarm() {
   const el = $("alarm"), st = view && view.state;
+  if (st && !st.alarm && st.thread_failures) {
+    // No alarm, but a part of the daemon died and was restarted: say so, never look healthy.
+    el.hidden = false;
+    el.className = "alarm low";
+    el.dataset.alarm = "";
+    text(el, `The device restarted a failed part of itself (${st.thread_failures}×): see its log`);
+    return;
+  }
   if (!st || !st.alarm) { el.hidden = true; el.dataset.alarm = ""; return; }
   const [priority, words] = ALARM_TEXT[st.alarm] || ["medium", st.alarm];
   el.hidden = false;
@@ -94,6 +102,7 @@ function renderAlarm() {
   el.dataset.alarm = st.alarm;
   let message = words + (st.silenced ? " (buzzer silenced)" : "");
   if (st.fault) message += ` · fault: ${st.fault}`;
+  if (st.thread_failures) message += ` · restarted failed parts: ${st.thread_failures}×`;
   if (!deviceOnline()) message += " · last known";
   text(el, message);
 }
