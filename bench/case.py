@@ -23,7 +23,7 @@ from dermaguard.config.load import default_config
 from dermaguard.config.params import default_case_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import CaseMachine, LidChanged, UvSensed
-from dermaguard.core.events import SetUv, Tick
+from dermaguard.core.events import SetUv, Tick, UvOutput
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
@@ -153,6 +153,7 @@ def bench_core(n: int) -> None:
     params = default_case_params(cycle_s=1e9, uv_sensor=True, uv_confirm_s=5.0)
     machine = CaseMachine(params, docked=True)
     machine.handle(LidChanged(0.0, True))
+    machine.handle(UvOutput(0.005, True))  # the shell reports the pin it drove (H17)
     machine.handle(UvSensed(0.01, True))
     times: list[float] = []
     for i in range(n):

@@ -49,6 +49,7 @@ from dermaguard.core.events import (
     ForceSample,
     Priority,
     ShowIndicators,
+    UvOutput,
 )
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.run import SWITCH_INTERVAL_S
@@ -315,7 +316,10 @@ class Rig:
         stack.callback(self.runtime.stop)
 
     def _case_put(self, signal: CaseSignal) -> None:
-        self.case_inputs.append(signal)  # list.append is atomic: called from pin callbacks
+        # list.append is atomic: called from pin callbacks. The UV output's reports of what it
+        # drove (UvOutput) go to the engine but are not switch inputs: kept apart.
+        if not isinstance(signal, UvOutput):
+            self.case_inputs.append(signal)
         self.runtime.put(signal)
 
     # -- switches (active low: a closed switch pulls its line to GND) ------------------------
