@@ -39,6 +39,7 @@ from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.store import StoreSink
 from dermaguard.store.db import Store
 from dermaguard.store.reader import open_readonly
+from support.ports import free_port
 from support.waiting import wait_until
 
 #: The exceptions these tests raise in threads are the point: the hook is what is tested.
@@ -306,3 +307,41 @@ def test_a_bad_history_is_reported_and_the_mqtt_publisher_restarted(
         assert supervisor.restarts == {"mqtt": 1}
     finally:
         bridge.close(timeout=1.0)
+
+
+def test_a_callback_error_on_pahos_network_thread_is_reported_and_the_loop_restarted(
+    hooks: None,
+) -> None:
+    """paho runs callbacks with ``suppress_exceptions`` off: an error ends its thread. The
+    supervisor sees it through the hook and starts the loop again."""
+    reports: list[Any] = []
+    supervisor = Supervisor(None, SimClock(), backoff_min_s=0.01, backoff_max_s=0.05)
+    supervisor.bind(reports.append, reports.append)
+    install_uv_failsafe(lambda: None, supervisor.thread_failed)
+    # Nothing listens on the port: paho keeps trying, calling on_pre_connect before each try
+    # (like on_connect, on_message and the rest, an error there ends its thread).
+    settings = MqttSettings("127.0.0.1", free_port(), "5", "c", 30, Topics("dev"), discovery=False)
+    bridge = MqttBridge(settings, open_events=_no_history, device_name="d", sw_version="0")
+    calls = [0]
+
+    def buggy(_client: Any, _userdata: Any) -> None:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError("a bug in a callback")
+
+    bridge.client.on_pre_connect = buggy  # the fault, at paho's edge
+    supervisor.watch("paho-mqtt-client", lambda: bridge.network_alive, bridge.restart_network)
+    try:
+        bridge.client.connect_async(settings.host, settings.port)
+        bridge.client.loop_start()
+        assert wait_until(lambda: reports)
+        assert reports[0].thread == "paho-mqtt-client" and "a bug" in reports[0].error
+        assert wait_until(lambda: (supervisor.poll(), calls[0] >= 2)[1])
+        assert bridge.network_alive
+        assert supervisor.restarts == {"paho-mqtt-client": 1}
+    finally:
+        bridge.client.loop_stop()
+
+
+def _no_history() -> Any:
+    raise AssertionError("the publisher is not started in this test")
