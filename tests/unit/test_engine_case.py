@@ -12,6 +12,8 @@ from dermaguard.core.events import (
     CaseStatus,
     DeviceState,
     EmitEvent,
+    Event,
+    EventType,
     ForceRead,
     Priority,
     SetUv,
@@ -21,6 +23,7 @@ from dermaguard.core.events import (
     UvLockedOut,
 )
 from dermaguard.core.filters import Median
+from dermaguard.core.words import describe
 from dermaguard.mqtt.decode import check_schema
 from dermaguard.mqtt.payloads import state_payload
 from support.uv_echo import EchoingEngine
@@ -173,3 +176,21 @@ def test_a_failed_thread_is_an_event() -> None:
     [state] = [x for x in effects if isinstance(x, DeviceState)]
     assert state.thread_failures == 1
     check_schema("state", json.loads(state_payload(state)))  # raises if outside the contract
+
+
+def test_a_failed_thread_and_an_output_abort_are_said_in_words() -> None:
+    failed = Event(
+        EventType.THREAD_FAILED,
+        1.0,
+        {"thread": "mqtt", "error": "ValueError()", "failures": 2, "restart_in_s": 2.0},
+    )
+    assert (
+        describe(failed)
+        == "FAULT thread mqtt failed (ValueError()): UV-C off, restarting it in 2 s"
+    )
+    aborted = Event(
+        EventType.STERILIZATION_ABORTED,
+        1.0,
+        {"cycle_id": 3, "reason": "uv_refused", "after_s": 0.0, "detail": "locked_out"},
+    )
+    assert describe(aborted) == "UV-C cycle 3 ABORTED after 0 s: uv_refused (locked_out)"

@@ -66,7 +66,7 @@ _EVENT_TEXT: Mapping[str, str] = {
     ),
     EventType.DAEMON_STOPPING: "stopping",
     EventType.THREAD_FAILED: (
-        "FAULT thread {thread} failed ({error}): UV-C off, restarting it in {restart_in_s:.0f} s"
+        "FAULT thread {thread} failed ({error}): UV-C off, restarting it in {restart_in_s:g} s"
     ),
 }
 _COMMAND_OK = "command {command}: ok"
