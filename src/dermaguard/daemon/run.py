@@ -70,7 +70,8 @@ class CalibrationSaver:
             self._start()
 
     def _start(self) -> None:
-        thread = threading.Thread(target=self._save, name="save-calibration", daemon=True)
+        # Not a daemon thread: the process waits at exit for a calibration being written.
+        thread = threading.Thread(target=self._save, name="save-calibration")
         self._thread = thread
         thread.start()
 
