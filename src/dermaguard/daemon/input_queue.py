@@ -74,19 +74,27 @@ class InputQueue:
 
     def put(self, item: EngineInput | None) -> None:
         """Queue ``item``, or drop it by the policy (a force sample when full, a second tick)."""
+        spell_starts = False
         with self._ready:
-            if isinstance(item, ForceRead):
-                if self._samples >= self.bound:
-                    self._drop(item.t)
-                    return
-                self._samples += 1
-                self.peak = max(self.peak, self._samples)
-            elif isinstance(item, Tick):
-                if self._tick_waiting:
-                    return
-                self._tick_waiting = True
-            self._items.append(item)
-            self._ready.notify()
+            if isinstance(item, ForceRead) and self._samples >= self.bound:
+                spell_starts = self._drop(item.t)
+            elif isinstance(item, Tick) and self._tick_waiting:
+                return
+            else:
+                if isinstance(item, ForceRead):
+                    self._samples += 1
+                    self.peak = max(self.peak, self._samples)
+                elif isinstance(item, Tick):
+                    self._tick_waiting = True
+                self._items.append(item)
+                self._ready.notify()
+        # Logged outside the lock: a slow log must not hold up the engine's next input.
+        if spell_starts:
+            log.warning(
+                "input queue full (%d force samples): the engine is not keeping up; dropping "
+                "force samples until it catches up",
+                self.bound,
+            )
 
     def get(self, timeout: float | None = None) -> EngineInput | None:
         """The next input, waiting for one (``queue.Empty`` after ``timeout`` seconds).
@@ -94,6 +102,7 @@ class InputQueue:
         Calling it means the engine is done with the previous input: from here until it returns
         the engine counts as idle, and from then on as busy with the input it returns.
         """
+        ended: tuple[int, int] | None = None
         with self._ready:
             self._busy_since = None
             if not self._ready.wait_for(lambda: bool(self._items), timeout):
@@ -102,11 +111,16 @@ class InputQueue:
             if isinstance(item, ForceRead):
                 self._samples -= 1
                 if self._spell_dropped and self._samples <= self.bound // 2:
-                    self._end_spell()
+                    ended = (self._spell_dropped, self.dropped)
+                    self._spell_dropped = 0
             elif isinstance(item, Tick):
                 self._tick_waiting = False
             self._busy_since = self._now()
-            return item
+        if ended is not None:
+            log.warning(
+                "the engine caught up: %d force samples were dropped (%d since start)", *ended
+            )
+        return item
 
     def qsize(self) -> int:
         """Inputs waiting (force samples and the rest)."""
@@ -129,29 +143,19 @@ class InputQueue:
             dropped = self.dropped
         return f"{dropped} force samples dropped (engine stalled)" if dropped else ""
 
-    def _drop(self, t: float) -> None:
+    def _drop(self, t: float) -> bool:
+        """Count a dropped sample (lock held); whether it starts a spell (then queue the fault)."""
         self.dropped += 1
-        if self._spell_dropped == 0:
-            log.warning(
-                "input queue full (%d force samples): the engine is not keeping up; dropping "
-                "force samples until it catches up",
-                self.bound,
-            )
+        self._spell_dropped += 1
+        if self._spell_dropped == 1:
             detail = (
                 f"the engine fell {self.bound} force samples behind: samples dropped, the force "
                 "was unknown meanwhile"
             )
             self._items.append(ReadFailed(t, "engine_stalled", detail))
             self._ready.notify()
-        self._spell_dropped += 1
-
-    def _end_spell(self) -> None:
-        log.warning(
-            "the engine caught up: %d force samples were dropped (%d since start)",
-            self._spell_dropped,
-            self.dropped,
-        )
-        self._spell_dropped = 0
+            return True
+        return False
 
 
 __all__ = ["MIN_BOUND", "QUEUE_REAL_S", "InputQueue", "sample_bound"]
