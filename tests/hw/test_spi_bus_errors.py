@@ -227,3 +227,40 @@ def test_a_failed_reopen_is_retried_later_and_the_sampler_runs_on(chip: Chip) ->
     failed = [i for i in got if isinstance(i, ReadFailed)]
     assert failed and {i.reason for i in failed} == {"bus_error"}
     assert sampler.reopens == 1
+
+
+class _SpidevFactory:
+    """A pin factory whose hardware SPI is the emulated controller: each ``spi()`` call is a
+    fresh handle on it, as opening ``/dev/spidev0.0`` again would be (the edge)."""
+
+    def __init__(self, bus: SimSpiBus) -> None:
+        self.bus = bus
+        self.opened: list[dict[str, Any]] = []
+
+    def spi(self, **kwargs: Any) -> SimSpiBus:
+        self.opened.append(kwargs)
+        return self.bus.reopen() if self.opened[1:] else self.bus
+
+
+def test_reopening_the_device_bus_goes_through_open_spi_again(pin_factory: Any) -> None:
+    clock = SimClock()
+    dout, _ = chip_pins(CONFIG)
+    chip = HX711Chip(pin_factory, dout, None, clock=clock, load=MODEL)
+    spi = CONFIG.hx711.spi
+    bus = SimSpiBus(chip, hz=spi.hz + 1, mode=spi.mode)
+    factory = _SpidevFactory(bus)
+    driver = open_load_cell(CONFIG, factory, clock)  # no bus given: the configured one
+    try:
+        assert isinstance(driver, HX711Spi)
+        assert factory.opened == [{"port": spi.port, "device": spi.device}]
+        bus.rate = 1  # whatever the handle was left at, the opening sets it again
+        bus.wedge()
+        driver.reopen()
+        assert factory.opened == [{"port": spi.port, "device": spi.device}] * 2
+        assert bus.rate == spi.hz and bus.reopens == 1
+        clock.advance(chip.settle_s + PERIOD_S)
+        assert chip.convert()
+        assert driver.read_raw(0.05) == round(MODEL.offset_counts)
+    finally:
+        driver.close()
+        chip.close()
