@@ -8,17 +8,22 @@ condition, never for a time.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_mock import MockerFixture
 
 from dermaguard.common.clock import SimClock
-from dermaguard.config.load import default_config
+from dermaguard.config.load import default_config, parse_config
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import Effect, EmitEvent, Event, ForceRead, Input, ReadFailed
-from dermaguard.daemon.app import build_engine
+from dermaguard.daemon import run as run_module
+from dermaguard.daemon.app import build_engine, steady_scenario
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sampler import REOPEN_AFTER_ERRORS, Sampler
@@ -264,3 +269,44 @@ def test_reopening_the_device_bus_goes_through_open_spi_again(pin_factory: Any) 
     finally:
         driver.close()
         chip.close()
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_the_running_daemon_rides_out_bus_errors_reporting_the_fault_then_the_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
+    """The whole daemon (``run_daemon`` on the simulation): a burst of bus errors mid-run
+    shows as ``sensor_fault`` (``bus_error``) then ``force sensor recovered``, and the run
+    ends normally (exit 0) instead of exit 70. The spy only hands the test the simulated bus.
+    """
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    config = parse_config({"mqtt": {"enabled": False}})
+    scenario = steady_scenario("bus errors", 1.0)
+    scenario = dataclasses.replace(scenario, duration_s=6.0)
+    opened = mocker.spy(run_module, "open_hardware")
+    injected = threading.Event()
+
+    def inject() -> None:
+        assert wait_until(lambda: opened.spy_return is not None, 30.0)
+        sim = opened.spy_return.sim
+        assert wait_until(lambda: sim.played_s >= 2.0, 30.0)
+        # The simulation waits (up to 2 s of real time) for each conversion to be read before
+        # its virtual time moves on, so a fault needs a burst lasting several such waits:
+        # 1,500 failures take at least 7.5 s (a retry every 5 ms).
+        sim.bus.fail_transfers(1500)
+        injected.set()
+
+    injector = threading.Thread(target=inject, daemon=True)
+    injector.start()
+    out = io.StringIO()
+    code = run_module.run_daemon(config, scenario, 1.0, out)
+    injector.join(5.0)
+    text = out.getvalue()
+    assert injected.is_set()
+    assert code == 0, text
+    fault = text.index("FAULT force sensor: bus_error")
+    assert text.index("force sensor recovered", fault) > fault
+    assert "simulation finished" in text
