@@ -2,10 +2,11 @@
 
 Under ``Type=notify`` systemd considers the daemon started only when it says ``READY=1``, and
 with ``WatchdogSec=`` it restarts the daemon when ``WATCHDOG=1`` stops arriving. Both are only
-worth something if they are tied to the work that matters: the alarm path. :class:`ServiceHeartbeat`
-says ready once the force sampler turns and the engine handles inputs, and pats the watchdog
-only while both keep going (:func:`engine_verdict`): a hung sampler, or an engine that is stuck
-or cannot keep up with its queue, ends in a restart rather than a silent alarm.
+worth something if they are tied to the work that matters, the alarm path:
+:class:`ServiceHeartbeat` says ready once the force sampler turns, and pats the watchdog only
+while it keeps turning and the engine keeps up with its input queue (:func:`engine_verdict`). A
+hung sampler, or an engine that is stuck or falling behind, ends in a restart rather than a
+silent alarm.
 
 The protocol is one ``AF_UNIX`` datagram of ``KEY=VALUE`` lines to ``$NOTIFY_SOCKET``. Nothing
 here may stop the daemon: a send that fails (systemd restarted, socket gone) is logged once at
