@@ -19,6 +19,9 @@ whole run under a minute.
     that a GIL burst longer than a period overlapped (no Python reader could have read them) are
     counted apart from the rest;
   - reads the driver discarded, per 10,000 conversions;
+  - the engine's input queue: the most force samples ever waiting (``..._input_queue_peak``)
+    against its bound, and the samples it dropped (``..._inputs_dropped``; the bound is sized so
+    that this is 0 here, stall load included);
   - alert latency (median, p99, max; in ms and in sample periods), from the emulator making the
     first over-threshold conversion ready to the buzzer pin going high. The floor is the median
     filter's one-period delay (the alarm needs a second over-threshold conversion). Episodes in
@@ -461,6 +464,7 @@ def run_variant(
         after = Tally.take(chip, driver)
         reads = driver.reads - reads0
         counters = {k: v - counters0[k] for k, v in driver_counters(driver).items()}
+        peak = runtime.inputs.peak
     finally:
         if stall is not None:
             stall.stop()
@@ -481,6 +485,9 @@ def run_variant(
     discarded = after.discarded - before.discarded
     line(f"{prefix}_reads_discarded_per_10k", per_10k(discarded, conversions), "per_10k")
     line(f"{prefix}_chip_resets", after.chip_resets - before.chip_resets, "resets")
+    line(f"{prefix}_input_queue_peak", peak, "samples")
+    line(f"{prefix}_input_queue_bound", runtime.inputs.bound, "samples")
+    line(f"{prefix}_inputs_dropped", runtime.inputs.dropped, "samples")
     for name, count in counters.items():
         line(f"{prefix}_driver_{name}", count, name)
     if isinstance(driver, HX711Spi) and driver.data_ready == "poll":

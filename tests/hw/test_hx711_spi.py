@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
-from dermaguard.daemon.runtime import Sampler
+from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711_protocol import NotReady, ReadDiscarded
 from dermaguard.hw.hx711_spi import (
     FRAME_LEN,

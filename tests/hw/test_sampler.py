@@ -10,7 +10,7 @@ from pytest_mock import MockerFixture
 
 from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
-from dermaguard.daemon.runtime import Sampler
+from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711 import HX711, MICROCONTROLLER
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until

@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat, watchdog_interval_s
+from dermaguard.daemon.sd_notify import (
+    ENGINE_STALL_S,
+    EngineProgress,
+    Notifier,
+    ServiceHeartbeat,
+    engine_verdict,
+    watchdog_interval_s,
+)
 
 RECV_TIMEOUT_S = 5.0
 
@@ -193,15 +200,23 @@ def test_watchdog_pid_defaults_to_this_process(server: tuple[socket.socket, str]
 # -- ServiceHeartbeat.tick: the decisions, on a fake clock ------------------------------------
 
 
+#: An engine waiting for input with an empty queue: it keeps up.
+IDLE_ENGINE = EngineProgress(busy_since=None, queued=0, bound=160)
+
+
 class Sampler:
-    """A sample counter and a status text the test moves by hand."""
+    """A sample counter, the engine's progress and a status text the test moves by hand."""
 
     def __init__(self) -> None:
         self.count = 0
         self.text = "sampling"
+        self.progress = IDLE_ENGINE
 
     def samples(self) -> int:
         return self.count
+
+    def engine(self) -> EngineProgress:
+        return self.progress
 
     def status(self) -> str:
         return self.text
@@ -213,7 +228,12 @@ def heartbeat(
     # Never sends in these tests: tick() only decides.
     notifier = Notifier("@dermaguard-unused", watchdog_interval_s=watchdog_s)
     return ServiceHeartbeat(
-        notifier, sampler.samples, sampler.status, interval_s=interval_s, clock=lambda: 0.0
+        notifier,
+        sampler.samples,
+        sampler.status,
+        engine=sampler.engine,
+        interval_s=interval_s,
+        clock=lambda: 0.0,
     )
 
 
@@ -271,6 +291,45 @@ def test_watchdog_only_while_samples_grow() -> None:
     t += 5.0 * 9
     s.count += 1
     assert hb.tick(t + 5.0) == ["WATCHDOG=1"]
+
+
+def test_engine_verdict_keeps_up_only_when_recent_or_idle_and_below_the_bound() -> None:
+    assert engine_verdict(IDLE_ENGINE, 100.0) == ""
+    busy = EngineProgress(busy_since=100.0, queued=3, bound=160)
+    assert engine_verdict(busy, 100.0 + ENGINE_STALL_S) == ""
+    assert "no input for" in engine_verdict(busy, 100.0 + ENGINE_STALL_S + 0.01)
+    full = EngineProgress(busy_since=100.0, queued=160, bound=160)
+    assert "queue is full" in engine_verdict(full, 100.0)
+
+
+def test_watchdog_starves_while_the_engine_is_stuck_though_the_sampler_runs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The sampler keeps turning while the engine is blocked: that alone must not feed the
+    watchdog (the over-pressure alarm is decided by the engine)."""
+    s = Sampler()
+    hb, t = ready_heartbeat(s)
+    with caplog.at_level(logging.ERROR, logger="dermaguard.daemon.sd_notify"):
+        s.count += 80
+        s.progress = EngineProgress(busy_since=t + 4.8, queued=3, bound=160)
+        assert hb.tick(t + 5.0) == ["WATCHDOG=1"]  # took its input 0.2 s ago: keeping up
+        t += 5.0
+        # The engine blocks on that input; the sampler turns on and its queue fills.
+        s.count += 80
+        s.progress = EngineProgress(busy_since=t - 0.2, queued=83, bound=160)
+        assert hb.tick(t + 5.0) == []
+        # It moves again but cannot keep up: the queue is full, samples are being dropped.
+        s.count += 80
+        s.progress = EngineProgress(busy_since=t + 9.99, queued=160, bound=160)
+        assert hb.tick(t + 10.0) == []
+    starving = [r.getMessage() for r in caplog.records if "watchdog" in r.getMessage()]
+    assert starving == [
+        "not feeding the service watchdog: the engine does not keep up: it has handled no "
+        "input for 5.20 s"
+    ]
+    s.count += 80
+    s.progress = IDLE_ENGINE
+    assert hb.tick(t + 15.0) == ["WATCHDOG=1"]
 
 
 def test_checks_are_counted_from_the_last_check_not_from_start() -> None:
@@ -333,7 +392,7 @@ def test_stop_sends_stopping_once_even_if_never_started(
 ) -> None:
     sock, address = server
     s = Sampler()
-    hb = ServiceHeartbeat(notifier_for(address), s.samples, s.status)
+    hb = ServiceHeartbeat(notifier_for(address), s.samples, s.status, engine=s.engine)
     hb.stop("shutting down")
     hb.stop()
     assert pending(sock) == [b"STOPPING=1\nSTATUS=shutting down"]
@@ -390,7 +449,7 @@ def test_thread_sends_ready_watchdog_status_and_stopping(
     # WATCHDOG_USEC=100 ms: the default interval is 50 ms.
     notifier = notifier_for(address, WATCHDOG_USEC="100000", WATCHDOG_PID=str(os.getpid()))
     s = LiveSampler()
-    hb = ServiceHeartbeat(notifier, s.samples, s.status)
+    hb = ServiceHeartbeat(notifier, s.samples, s.status, engine=lambda: IDLE_ENGINE)
     assert hb.interval_s == pytest.approx(0.05)
     hb.start()
     try:

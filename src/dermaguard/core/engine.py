@@ -54,6 +54,12 @@ EngineInput = Input | CaseInput
 COUNTDOWN_STEP_S = 30.0
 #: Samples advance the case's timers at most this often (input time), to keep samples cheap.
 CASE_TICK_S = 0.05
+#: The ``sensor_fault`` reason of each way a read fails (``timeout`` keeps its old name).
+_FAULT_REASON = {
+    "timeout": "not_ready",
+    "bus_error": "bus_error",
+    "engine_stalled": "engine_stalled",
+}
 #: A tare averages the raw codes of this last stretch of time (seconds)...
 TARE_WINDOW_S = 0.5
 #: ...and needs at least this many of them (4 at 10 samples/s).
@@ -143,7 +149,7 @@ class Engine:
             update = (
                 self.pressure.on_read(inp.t, inp.raw)
                 if isinstance(inp, ForceRead)
-                else self.pressure.on_timeout(inp.t, inp.detail)
+                else self.pressure.on_timeout(inp.t, inp.detail, _FAULT_REASON[inp.reason])
             )
             events.extend(update.events)
             if any(e.type == EventType.OVER_PRESSURE for e in update.events):

@@ -86,10 +86,15 @@ class ForceRead:
 
 @dataclass(frozen=True, slots=True)
 class ReadFailed:
-    """No usable conversion within the time limit (``detail`` says what the shell saw)."""
+    """No usable conversion within the time limit (``detail`` says what the shell saw).
+
+    ``reason``: ``timeout`` (the chip gave nothing; the fault is ``not_ready``), ``bus_error``
+    (the SPI transfers failed) or ``engine_stalled`` (the engine fell so far behind that force
+    samples were dropped from its queue). Each is a sensor fault: the force is unknown.
+    """
 
     t: float
-    reason: Literal["timeout"]
+    reason: Literal["timeout", "bus_error", "engine_stalled"]
     detail: str = ""
 
 

@@ -140,9 +140,10 @@ class PressureMachine:
         out.force_n, out.zone, out.sample = smooth, zone, True
         return out
 
-    def on_timeout(self, t: float, detail: str = "") -> PressureUpdate:
-        """No conversion came within the limit (already several sample periods late)."""
-        return self._raise_fault(t, "not_ready", None, detail)
+    def on_timeout(self, t: float, detail: str = "", reason: str = "not_ready") -> PressureUpdate:
+        """No conversion came within the limit (already several sample periods late);
+        ``reason`` says why when the shell knows (``bus_error``, ``engine_stalled``)."""
+        return self._raise_fault(t, reason, None, detail)
 
     def _negative(self, t: float, raw: int, force: float) -> PressureUpdate:
         """A force below the negative margin is held back from the filters and zones (a

@@ -7,13 +7,21 @@ the simulation's bus and limits in, so this module never loads the simulator.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
 
 from dermaguard.common.clock import Clock
 from dermaguard.config.load import Config
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.hx711_protocol import LoadCellADC
-from dermaguard.hw.hx711_spi import HX711Spi, open_spi
+from dermaguard.hw.hx711_spi import HX711Spi, SpiBus, open_spi
+
+
+class ReopenableBus(SpiBus, Protocol):
+    """A bus handed in already open (the simulation's) that can be opened again."""
+
+    def reopen(self) -> SpiBus: ...
 
 
 def chip_pins(config: Config) -> tuple[int, int | None]:
@@ -30,34 +38,42 @@ def open_load_cell(
     pin_factory: Any,
     clock: Clock,
     *,
-    bus: Any = None,
+    bus: ReopenableBus | None = None,
     max_clock_high_us: float | None = None,
 ) -> LoadCellADC:
     """The HX711 driver for ``config``, reset so that its gain is known.
 
     ``bus`` is an SPI bus already open (a simulated one); ``None`` opens the configured bus
-    through ``pin_factory``. ``max_clock_high_us`` replaces the configured limit on a
-    bit-banged clock-high phase. A previous process may have left the chip at another gain,
-    hence the reset.
+    through ``pin_factory``. Either way the driver can open it again the same way
+    (:meth:`HX711Spi.reopen`, after repeated bus errors). ``max_clock_high_us`` replaces the
+    configured limit on a bit-banged clock-high phase. A previous process may have left the
+    chip at another gain, hence the reset.
     """
     hx = config.hx711
     driver: LoadCellADC
     if hx.interface == "spi":
         spi = hx.spi
+        open_bus: Callable[[], SpiBus]
         if bus is None:
-            bus = open_spi(pin_factory, port=spi.port, device=spi.device, hz=spi.hz, mode=spi.mode)
+            open_bus = partial(
+                open_spi, pin_factory, port=spi.port, device=spi.device, hz=spi.hz, mode=spi.mode
+            )
+            first: SpiBus = open_bus()
+        else:
+            first, open_bus = bus, bus.reopen
         try:
             driver = HX711Spi(
-                bus,
+                first,
                 gain=hx.gain,
                 rate_sps=hx.rate_sps,
                 hz=spi.hz,
                 ready_pin=config.pins.hx711_ready,
                 pin_factory=pin_factory,
                 clock=clock,
+                open_bus=open_bus,
             )
         except BaseException:
-            bus.close()
+            first.close()
             raise
     else:
         if max_clock_high_us is None:

@@ -98,14 +98,15 @@ class CalibrationSaver:
                 self._pending = None
 
 
-def service_status(status: StatusFile, bridge: MqttBridge | None) -> str:
-    """One line for ``systemctl status``: what the device does and whether MQTT is up."""
+def service_status(status: StatusFile, bridge: MqttBridge | None, inputs: str = "") -> str:
+    """One line for ``systemctl status``: what the device does, whether MQTT is up, and
+    ``inputs`` (the input queue's note of dropped force samples, if any)."""
     mqtt = (
         "MQTT off"
         if bridge is None
         else ("MQTT connected" if bridge.connected else "MQTT not connected")
     )
-    return f"{status.summary()}; {mqtt}"
+    return f"{status.summary()}; {mqtt}" + (f"; {inputs}" if inputs else "")
 
 
 def watch_threads(
@@ -234,7 +235,10 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             watch_threads(supervisor, runtime, sink=sink, status=status, saver=saver, bridge=bridge)
             if notifier is not None:
                 heartbeat = ServiceHeartbeat(
-                    notifier, lambda: runtime.sampler.cycles, lambda: service_status(status, bridge)
+                    notifier,
+                    lambda: runtime.sampler.cycles,
+                    lambda: service_status(status, bridge, runtime.inputs.summary()),
+                    engine=runtime.inputs.progress,
                 )
                 heartbeat.start()
             if hw.sim is not None:

@@ -1,114 +1,40 @@
 """The shell: threads that turn hardware into inputs and effects into the world.
 
-``sampler`` reads the HX711 and queues inputs; ``engine`` drains the one queue, calls the pure
-core and applies its effects in order (indicators first). Nothing slow runs on the engine thread.
+``sampler`` reads the HX711 and queues inputs (:mod:`dermaguard.daemon.sampler`); ``engine``
+drains the one queue (:mod:`dermaguard.daemon.input_queue`, bounded for force samples), calls
+the pure core and applies its effects in order (indicators first). Nothing slow runs on the
+engine thread.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import queue
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 
 from dermaguard.common.clock import Clock
 from dermaguard.core.engine import Engine, EngineInput
 from dermaguard.core.events import (
     Effect,
     EmitEvent,
-    ForceRead,
     ForceSample,
     Input,
-    ReadFailed,
     SetUv,
     ShowIndicators,
     Tick,
 )
+from dermaguard.daemon.input_queue import InputQueue, sample_bound
+from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.case_io import CaseIO
-from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
+from dermaguard.hw.hx711_protocol import LoadCellADC
 from dermaguard.hw.indicators import Indicators
 
-#: Longest time (clock seconds) without a good conversion while reads are being discarded
-#: (our own timing hiccups, not the sensor's) before it is reported as a sensor fault.
-MAX_BLIND_S = 0.25
 #: Virtual seconds between ticks, so the case's timers run even when no sample arrives.
 TICK_S = 0.1
 
 log = logging.getLogger(__name__)
 
 EffectSink = Callable[[Effect], None]
-
-
-@dataclass
-class Sampler:
-    """Reads conversions and queues them; no good conversion within the limit is a fault.
-
-    The limit is ``timeout_periods`` sample periods after the last good conversion, plus the
-    chip's settling time when a read was discarded since, or the driver says the chip may be
-    settling (a clock-high phase that ran long may have reset the chip, and a reset chip is
-    silent while it settles: that is our hiccup, not a sensor fault). Limits are kept on the
-    clock's time (virtual in simulation) while each driver wait is short in real time, so a
-    stalled simulator never fakes a fault either.
-    """
-
-    driver: LoadCellADC
-    clock: Clock
-    put: Callable[[Input], None]
-    rate_sps: int
-    timeout_periods: int = 3
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    samples: int = 0
-    discarded: int = 0
-    #: Passes of the read loop: grows while the sampler runs, good sensor or not. The service
-    #: watchdog follows it, so a hung sampler gets the daemon restarted while a dead sensor
-    #: is reported as a sensor fault (S7) instead of restarting the daemon in a loop.
-    cycles: int = 0
-
-    def run(self) -> None:
-        limit = self.timeout_periods / self.rate_sps
-        settle = self.driver.settle_s
-        # The runtime resets the chip at start-up: it is silent while it settles.
-        last_good = last_discard = self.clock.monotonic()
-        discards = 0
-        starting = True
-        settling = False
-        while not self.stop_event.is_set():
-            self.cycles += 1
-            now = self.clock.monotonic()
-            deadline = last_good + limit
-            if discards or starting or settling:
-                # The chip may be resetting after a stretched pulse, but never stay blind for
-                # longer than MAX_BLIND_S: then the force is unknown and a person must know.
-                deadline = max(deadline, last_discard + settle + limit)
-                deadline = min(deadline, last_good + max(MAX_BLIND_S, settle + 2 * limit))
-            remaining = deadline - now
-            if remaining <= 0:
-                detail = f"{discards} reads discarded" if discards else "no data"
-                self.put(ReadFailed(now, "timeout", detail))
-                last_good, discards, starting, settling = now, 0, False, False
-                last_discard = -math.inf
-                continue
-            try:
-                raw = self.driver.read_raw(
-                    min(max(self.clock.to_real(remaining), 0.001), 0.05), exact_timeout=True
-                )
-            except NotReady:
-                continue
-            except ReadDiscarded as exc:
-                self.discarded += 1
-                discards += 1
-                last_discard = self.clock.monotonic()
-                log.debug("HX711 read discarded: %s", exc.reason)
-                continue
-            self.samples += 1
-            last_good, discards, starting = self.clock.monotonic(), 0, False
-            # The data was good, but a stretched gain-select pulse may have reset the chip.
-            settling = self.driver.may_be_settling
-            if settling:
-                last_discard = last_good
-            self.put(ForceRead(last_good, raw))
 
 
 class Runtime:
@@ -125,13 +51,17 @@ class Runtime:
         rate_sps: int,
         timeout_periods: int = 3,
         sinks: Sequence[EffectSink] = (),
+        queue_bound: int | None = None,
     ) -> None:
+        """``queue_bound``: force samples the input queue holds (default: ``sample_bound``)."""
         self.engine = engine
         self.clock = clock
         self.indicators = indicators
         self.sinks = list(sinks)
         self.case = case
-        self.inputs: queue.SimpleQueue[EngineInput | None] = queue.SimpleQueue()
+        if queue_bound is None:
+            queue_bound = sample_bound(rate_sps, clock.speed)
+        self.inputs = InputQueue(queue_bound)
         self.stopping = threading.Event()
         self.failed: BaseException | None = None
         self.sampler = Sampler(
@@ -255,4 +185,4 @@ class Runtime:
         self.inputs.put(None)
 
 
-__all__ = ["EffectSink", "EmitEvent", "ForceSample", "Input", "Runtime", "Sampler"]
+__all__ = ["EffectSink", "EmitEvent", "ForceSample", "Input", "Runtime"]

@@ -2,9 +2,11 @@
 
 Under ``Type=notify`` systemd considers the daemon started only when it says ``READY=1``, and
 with ``WatchdogSec=`` it restarts the daemon when ``WATCHDOG=1`` stops arriving. Both are only
-worth something if they are tied to the work that matters: :class:`ServiceHeartbeat` says ready
-once the force sampler produces readings and pats the watchdog only while it keeps producing
-them, so a hung sampler (a deadlock, a stuck read) ends in a restart rather than a silent alarm.
+worth something if they are tied to the work that matters, the alarm path:
+:class:`ServiceHeartbeat` says ready once the force sampler turns, and pats the watchdog only
+while it keeps turning and the engine keeps up with its input queue (:func:`engine_verdict`). A
+hung sampler, or an engine that is stuck or falling behind, ends in a restart rather than a
+silent alarm.
 
 The protocol is one ``AF_UNIX`` datagram of ``KEY=VALUE`` lines to ``$NOTIFY_SOCKET``. Nothing
 here may stop the daemon: a send that fails (systemd restarted, socket gone) is logged once at
@@ -19,11 +21,14 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
 #: Poll period before READY=1, so "ready" follows the first readings closely.
 READY_POLL_S = 0.05
+#: The engine keeps up only if it handled an input within this many seconds (or is idle).
+ENGINE_STALL_S = 0.5
 #: Longest STATUS= text sent; systemd keeps a short line, the journal shows it in full anyway.
 MAX_STATUS_CHARS = 400
 
@@ -70,6 +75,32 @@ def _one_line(text: str) -> str:
     """A value must not start a new ``KEY=VALUE`` line."""
     flat = " ".join(text.split())
     return flat[:MAX_STATUS_CHARS]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineProgress:
+    """The engine thread as the watchdog sees it (its input queue reports this)."""
+
+    #: When (heartbeat clock) the engine took the input it is handling; None while it waits
+    #: for one. The engine handled its previous input at that moment.
+    busy_since: float | None
+    #: Force samples waiting in its queue, and the most the queue holds.
+    queued: int
+    bound: int
+
+
+def engine_verdict(progress: EngineProgress, now: float) -> str:
+    """``''`` while the engine keeps up, else why it does not (the watchdog then starves).
+
+    It keeps up when it handled an input within :data:`ENGINE_STALL_S` (or has none to handle)
+    and its queue is below its bound. A full queue means samples are being dropped: the
+    over-pressure alarm can no longer follow the force, whatever the engine is doing.
+    """
+    if progress.queued >= progress.bound:
+        return f"its input queue is full ({progress.queued} of {progress.bound} force samples)"
+    if progress.busy_since is not None and now - progress.busy_since > ENGINE_STALL_S:
+        return f"it has handled no input for {now - progress.busy_since:.2f} s"
+    return ""
 
 
 class Notifier:
@@ -157,13 +188,15 @@ class Notifier:
 
 
 class ServiceHeartbeat(threading.Thread):
-    """Ties READY=1 and WATCHDOG=1 to the sampler making progress.
+    """Ties READY=1 and WATCHDOG=1 to the alarm path making progress.
 
-    ``samples`` returns a counter that grows while sampling works (e.g. the sampler's count of
-    readings); ``status`` returns the text for ``systemctl status``. READY=1 goes out once the
-    counter has grown since the first check; after that, every ``interval_s``, WATCHDOG=1 goes
-    out only if it grew since the previous check, and STATUS= when the text changed. The
-    decisions are in :meth:`tick`, which the thread calls and tests call directly.
+    ``samples`` returns a counter that grows while the sampler runs (its loop count);
+    ``engine`` the engine's :class:`EngineProgress`, on the same clock as ``clock``; ``status``
+    the text for ``systemctl status``. READY=1 goes out once the counter has grown since the
+    first check; after that, every ``interval_s``, WATCHDOG=1 goes out only if the counter grew
+    since the previous check *and* the engine keeps up (:func:`engine_verdict`), and STATUS=
+    when the text changed. The decisions are in :meth:`tick`, which the thread calls and tests
+    call directly.
     """
 
     def __init__(
@@ -172,6 +205,7 @@ class ServiceHeartbeat(threading.Thread):
         samples: Callable[[], int],
         status: Callable[[], str],
         *,
+        engine: Callable[[], EngineProgress],
         interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -186,7 +220,9 @@ class ServiceHeartbeat(threading.Thread):
         self.interval_s = interval_s
         self.ready_poll_s = min(READY_POLL_S, interval_s)
         self._samples = samples
+        self._engine = engine
         self._status = status
+        self._starving: str | None = None
         self._clock = clock
         self._halt = threading.Event()
         self._stop_lock = threading.Lock()
@@ -224,17 +260,44 @@ class ServiceHeartbeat(threading.Thread):
             return ["READY=1", f"STATUS={self._last_status}"]
         self._due = now + self.interval_s
         lines: list[str] = []
-        # No WATCHDOG=1 when the counter did not move (or could not be read): systemd then
-        # restarts a daemon whose sampler has stopped, which is the point of the watchdog.
+        # No WATCHDOG=1 when the counter did not move or the engine does not keep up (or either
+        # could not be read): systemd then restarts a daemon whose alarm path has stopped,
+        # which is the point of the watchdog.
+        why = self._why_not_alive(count, now)
         if count is not None and count > self._last_count:
-            if self.notifier.watchdog_interval_s is not None:
-                lines.append("WATCHDOG=1")
             self._last_count = count
+        if self.notifier.watchdog_interval_s is not None:
+            if not why:
+                lines.append("WATCHDOG=1")
+            self._note_starving(why)
         text = self._call_status()
         if text is not None and text != self._last_status:
             self._last_status = text
             lines.append(f"STATUS={text}")
         return lines
+
+    def _why_not_alive(self, count: int | None, now: float) -> str:
+        """``''`` when the alarm path made progress since the last check, else why not."""
+        if count is None:
+            return "the sampler's progress could not be read"
+        if count <= self._last_count:
+            return "the sampler made no progress"
+        try:
+            progress = self._engine()
+        except Exception:
+            self._log_failure("engine")
+            return "the engine's progress could not be read"
+        self._failed_callables.discard("engine")
+        verdict = engine_verdict(progress, now)
+        return f"the engine does not keep up: {verdict}" if verdict else ""
+
+    def _note_starving(self, why: str) -> None:
+        # Once per spell: the journal then says why systemd is about to restart the daemon.
+        if why and self._starving is None:
+            log.error("not feeding the service watchdog: %s", why)
+        elif not why and self._starving is not None:
+            log.warning("feeding the service watchdog again")
+        self._starving = why or None
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -280,4 +343,11 @@ class ServiceHeartbeat(threading.Thread):
             log.exception("sd_notify heartbeat: the %s callable failed", name)
 
 
-__all__ = ["Notifier", "ServiceHeartbeat", "watchdog_interval_s"]
+__all__ = [
+    "ENGINE_STALL_S",
+    "EngineProgress",
+    "Notifier",
+    "ServiceHeartbeat",
+    "engine_verdict",
+    "watchdog_interval_s",
+]

@@ -42,11 +42,12 @@ time and two periods makes the driver reset the chip itself.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from dermaguard.common.clock import Clock, RealClock
@@ -54,6 +55,7 @@ from dermaguard.hw.hx711_protocol import (
     DATA_BITS,
     RESET_GAIN,
     HX711Driver,
+    HX711Error,
     ReadDiscarded,
     signed24,
 )
@@ -87,6 +89,16 @@ class SpiBus(Protocol):
     def transfer(self, data: list[int]) -> list[int]: ...
 
     def close(self) -> None: ...
+
+
+class _LostBus:
+    """Stands in for a bus that was closed and could not be opened again: a bus error."""
+
+    def transfer(self, data: list[int]) -> list[int]:
+        raise OSError(errno.EIO, "the SPI bus was closed and could not be opened again")
+
+    def close(self) -> None:
+        pass
 
 
 class SpiUnavailable(PinFactoryUnavailable):
@@ -182,7 +194,8 @@ class HX711Spi(HX711Driver):
     ``spi`` is an open bus (:func:`open_spi`, or a simulated one); ``ready_pin`` an optional
     GPIO also wired to DOUT. ``clock`` times silences, so that a simulation on a virtual clock
     never mistakes its own pauses for a chip reset. Call :meth:`reset` at start-up: a previous
-    process may have left the chip at another gain.
+    process may have left the chip at another gain. ``open_bus`` opens the bus again the way
+    ``spi`` was opened, for :meth:`reopen` after repeated bus errors.
     """
 
     def __init__(
@@ -195,9 +208,13 @@ class HX711Spi(HX711Driver):
         ready_pin: int | str | None = None,
         pin_factory: Any = None,
         clock: Clock | None = None,
+        open_bus: Callable[[], SpiBus] | None = None,
     ) -> None:
         super().__init__(gain, rate_sps)
         self._spi = spi
+        self._open_bus = open_bus
+        #: Times the bus was closed and opened again (:meth:`reopen`).
+        self.reopens = 0
         self._period_s = 1.0 / rate_sps
         self._frame = read_frame(gain)
         self._reset_frame = reset_bytes(hz)
@@ -236,6 +253,27 @@ class HX711Spi(HX711Driver):
         """Power-cycle the chip: MOSI high for over 60 µs, then low."""
         with self._lock:
             self._check_open()
+            self._reset()
+
+    def reopen(self) -> None:
+        """Close the bus, open it again through ``open_bus``, and reset the chip.
+
+        What a person would try after repeated bus errors (a wedged ``spidev`` handle, a
+        controller left in a bad state), through the same code that opened it at start-up.
+        Raises what opening or the reset raises; the old handle stays closed either way, so
+        the next read fails as a bus error and the caller tries again later.
+        """
+        if self._open_bus is None:
+            raise HX711Error("the driver was given a bus it cannot open again")
+        with self._lock:
+            self._check_open()
+            try:
+                self._spi.close()
+            except OSError as exc:  # closing a broken handle may fail too; it is gone anyway
+                log.debug("closing the SPI bus failed: %s", exc)
+            self._spi = _LostBus()  # until the new one is open: every transfer fails as EIO
+            self._spi = self._open_bus()
+            self.reopens += 1
             self._reset()
 
     def close(self) -> None:

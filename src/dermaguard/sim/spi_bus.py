@@ -16,11 +16,20 @@ rest high: the chip then powers down between transfers, as a real one would.
 
 It offers the part of gpiozero's SPI interface the driver uses (``transfer``, ``rate``,
 ``clock_mode``, ``close``); gpiozero's own mock SPI clocks at a fixed rate with the host's
-timing, which is exactly what this must not do.
+timing, which is exactly what this must not do. :meth:`SimSpiBus.reopen` stands for opening
+``/dev/spidev`` again: the same controller and chip, a fresh handle.
+
+Bus errors are injected here, at the edge, so the real driver and sampler meet them as they
+would on a Pi (``spidev``'s ioctl failing with ``EIO``): :meth:`SimSpiBus.fail_transfers` makes
+the next transfers raise ``OSError(EIO)`` before anything is clocked, and :meth:`SimSpiBus.wedge`
+makes every transfer fail until the bus is reopened.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -58,6 +67,12 @@ class SimSpiBus:
         self.on_bit: Callable[[int], None] | None = None
         self.transfers = 0
         self.bytes = 0
+        #: Transfers that raised an injected bus error; times the bus was opened again.
+        self.errors_raised = 0
+        self.reopens = 0
+        self._fail_next = 0
+        self._wedged = False
+        self._fault_lock = threading.Lock()
         self._mosi = False
         self._end_ns = 0
         self._closed = False
@@ -90,10 +105,50 @@ class SimSpiBus:
     def close(self) -> None:
         self._closed = True
 
+    def reopen(self) -> SimSpiBus:
+        """Open the bus again (a fresh ``/dev/spidev`` handle); a wedged bus works again."""
+        with self._fault_lock:
+            self._wedged = False
+            self.reopens += 1
+        self._closed = False
+        return self
+
+    # -- fault injection -----------------------------------------------------------------
+
+    def fail_transfers(self, count: int) -> None:
+        """The next ``count`` transfers raise ``OSError(EIO)`` (a burst of bus errors)."""
+        if count < 0:
+            raise ValueError(f"count must be >= 0, got {count}")
+        with self._fault_lock:
+            self._fail_next = count
+
+    def wedge(self) -> None:
+        """Every transfer raises ``OSError(EIO)`` until :meth:`reopen` (a stuck handle)."""
+        with self._fault_lock:
+            self._wedged = True
+
+    @property
+    def failing(self) -> bool:
+        """Whether the next transfer would raise an injected bus error."""
+        with self._fault_lock:
+            return self._wedged or self._fail_next > 0
+
+    def _injected_error(self) -> OSError | None:
+        with self._fault_lock:
+            if not self._wedged and self._fail_next <= 0:
+                return None
+            if not self._wedged:
+                self._fail_next -= 1
+            self.errors_raised += 1
+        return OSError(errno.EIO, os.strerror(errno.EIO))
+
     def transfer(self, data: Sequence[int]) -> list[int]:
         """Clock ``data`` out on MOSI (MSB first) and return what MISO read, byte for byte."""
         if self._closed:
             raise OSError("SPI bus is closed")
+        error = self._injected_error()
+        if error is not None:
+            raise error  # as spidev's ioctl fails: nothing reaches the wire
         bit_ns = 1_000_000_000 / self._hz
         sample_ns = bit_ns / 2
         chip = self.chip

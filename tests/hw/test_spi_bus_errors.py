@@ -1,0 +1,312 @@
+"""SPI bus errors (``OSError(EIO)`` from a transfer) through the real driver, sampler and runtime.
+
+The errors are injected at the edge, in the emulated SPI controller (``SimSpiBus``), and the
+driver is opened as the daemon opens it (``open_load_cell``), so a reopen goes through the same
+code. The chip runs on virtual time stepped by the test; waits are bounded and wait for a
+condition, never for a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_mock import MockerFixture
+
+from dermaguard.common.clock import SimClock
+from dermaguard.config.load import default_config, parse_config
+from dermaguard.core.calibration import Calibration
+from dermaguard.core.events import Effect, EmitEvent, Event, ForceRead, Input, ReadFailed
+from dermaguard.daemon import run as run_module
+from dermaguard.daemon.app import build_engine, steady_scenario
+from dermaguard.daemon.load_cell import chip_pins, open_load_cell
+from dermaguard.daemon.runtime import Runtime
+from dermaguard.daemon.sampler import REOPEN_AFTER_ERRORS, Sampler
+from dermaguard.hw.hx711_protocol import LoadCellADC
+from dermaguard.hw.hx711_spi import HX711Spi
+from dermaguard.hw.indicators import Indicators
+from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
+from dermaguard.sim.spi_bus import SimSpiBus
+from support.waiting import wait_until
+
+CONFIG = default_config()
+PINS = CONFIG.pins
+PERIOD_S = 1 / CONFIG.hx711.rate_sps
+MODEL = LoadModel()
+CAL = Calibration(offset=MODEL.offset_counts, scale_n_per_count=1 / MODEL.counts_per_newton)
+
+
+class Chip:
+    """The emulated chip behind the emulated SPI controller, with the daemon's driver on it."""
+
+    def __init__(self, factory: Any, clock: SimClock) -> None:
+        assert CONFIG.hx711.interface == "spi"
+        self.clock = clock
+        dout, _ = chip_pins(CONFIG)
+        self.chip = HX711Chip(factory, dout, None, clock=clock, load=MODEL)
+        spi = CONFIG.hx711.spi
+        self.bus = SimSpiBus(self.chip, hz=spi.hz, mode=spi.mode)
+        self.driver: LoadCellADC = open_load_cell(CONFIG, factory, clock, bus=self.bus)
+        assert isinstance(self.driver, HX711Spi)
+        self.clock.advance(self.chip.settle_s)  # the reset at opening
+
+    def step(self, sampler: Sampler, force_n: float = 1.0) -> None:
+        """One sample period: the chip converts, and the sampler has looked at the clock since.
+
+        A read that fails stays unread (the next conversion replaces it), as on a real chip.
+        """
+        cycles, samples = sampler.cycles, sampler.samples
+        self.clock.advance(PERIOD_S)
+        self.chip.force_n = force_n
+        self.chip.convert()
+        assert wait_until(lambda: sampler.samples > samples or sampler.cycles >= cycles + 3, 5.0), (
+            "the sampler stopped"
+        )
+
+    def close(self) -> None:
+        self.driver.close()
+        self.chip.close()
+
+
+@pytest.fixture
+def chip(pin_factory: Any) -> Iterator[Chip]:
+    c = Chip(pin_factory, SimClock())
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_one_failed_transfer_is_counted_and_retried_and_is_no_fault(chip: Chip) -> None:
+    """One EIO (say on the 3,000th transfer) used to end the sampler thread and the daemon."""
+    got: list[Input] = []
+    sampler = Sampler(chip.driver, chip.clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        chip.step(sampler)
+        assert wait_until(lambda: sampler.samples == 1)
+        chip.bus.fail_transfers(1)
+        chip.step(sampler)
+        assert wait_until(lambda: sampler.samples == 2)
+        assert thread.is_alive()
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    assert chip.bus.errors_raised == 1 and sampler.bus_errors == 1
+    assert sampler.reopens == 0
+    assert [type(i) for i in got] == [ForceRead, ForceRead]
+
+
+def test_a_wedged_bus_is_reopened_through_the_opening_code_and_reads_resume(chip: Chip) -> None:
+    """A handle on which every transfer fails until it is opened again: the sampler reopens
+    it after a few errors in a row (the driver's ``open_bus``, from ``open_load_cell``)."""
+    got: list[Input] = []
+    sampler = Sampler(chip.driver, chip.clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        chip.step(sampler)
+        assert wait_until(lambda: sampler.samples == 1)
+        chip.bus.wedge()
+        for _ in range(100):
+            chip.step(sampler)
+            if sampler.samples > 1:
+                break
+        assert sampler.samples > 1, "reads never resumed"
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    assert chip.bus.reopens == 1 and sampler.reopens == 1
+    assert isinstance(chip.driver, HX711Spi) and chip.driver.reopens == 1
+    assert sampler.bus_errors == chip.bus.errors_raised == REOPEN_AFTER_ERRORS
+    raws = [i.raw for i in got if isinstance(i, ForceRead)]
+    assert raws and all(r == raws[0] for r in raws)  # the same force before and after
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[Event] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, effect: Effect) -> None:
+        if isinstance(effect, EmitEvent):
+            with self.lock:
+                self.items.append(effect.event)
+
+    def types(self) -> list[str]:
+        with self.lock:
+            return [e.type.value for e in self.items]
+
+    def of(self, etype: str) -> list[Event]:
+        with self.lock:
+            return [e for e in self.items if e.type.value == etype]
+
+
+def test_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs_on(
+    chip: Chip,
+) -> None:
+    """Transfers fail for longer than the fault limit: ``sensor_fault`` (``bus_error``) shows
+    while it lasts, the daemon keeps running, and once the bus works ``sensor_recovered``."""
+    events = Events()
+    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
+    engine = build_engine(CONFIG, CAL)
+    runtime = Runtime(engine, chip.clock, indicators, chip.driver, rate_sps=80, sinks=[events])
+    sampler = runtime.sampler
+    runtime.start()
+    try:
+        for _ in range(5):
+            chip.step(sampler)
+        assert wait_until(lambda: engine.pressure.force_n is not None)
+        chip.bus.fail_transfers(60)  # far past three periods' worth of tries
+        for _ in range(200):
+            chip.step(sampler)
+            if events.of("sensor_fault"):
+                break
+        assert wait_until(lambda: engine.pressure.fault == "bus_error")
+        fault = events.of("sensor_fault")[0]
+        assert fault.data["reason"] == "bus_error"
+        assert "SPI transfers failed" in str(fault.data["detail"])
+        assert engine.pressure.force_n is None  # unknown while it lasts, never 0 (S7)
+        for _ in range(400):
+            chip.step(sampler)
+            if events.of("sensor_recovered"):
+                break
+        assert wait_until(lambda: events.of("sensor_recovered"))
+        assert events.of("sensor_recovered")[0].data["after"] == "bus_error"
+        assert runtime.failed is None and not runtime.stopping.is_set()
+        assert all(t.is_alive() for t in runtime._threads)
+        # Every injected error was met: by a read, or by the chip reset of a reopen (which
+        # then failed, and was tried again later).
+        assert chip.bus.errors_raised == 60
+        assert sampler.bus_errors + sampler.reopen_failures == 60
+        assert sampler.reopen_failures >= 1
+    finally:
+        runtime.stop()
+        indicators.close()
+    assert events.types().count("sensor_fault") == 1
+    assert not [i for i in events.of("sensor_fault") if i.data["reason"] != "bus_error"]
+
+
+def test_a_failed_reopen_is_retried_later_and_the_sampler_runs_on(chip: Chip) -> None:
+    """The bus cannot be opened again for a while (the device node is gone): every later
+    transfer is a bus error, reported, and a later reopen brings the reads back."""
+    got: list[Input] = []
+    sampler = Sampler(chip.driver, chip.clock, got.append, rate_sps=80)
+    opening_fails = threading.Event()
+    opening_fails.set()
+    reopen = chip.bus.reopen
+
+    def flaky_reopen() -> SimSpiBus:
+        if opening_fails.is_set():
+            raise OSError(19, "No such device")
+        return reopen()
+
+    assert isinstance(chip.driver, HX711Spi)
+    chip.driver._open_bus = flaky_reopen  # the edge: opening /dev/spidev fails
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        chip.step(sampler)
+        assert wait_until(lambda: sampler.samples == 1)
+        chip.bus.wedge()
+        for _ in range(100):
+            chip.step(sampler)
+            if any(isinstance(i, ReadFailed) for i in got) and sampler.reopen_failures >= 2:
+                break
+        assert sampler.reopen_failures >= 2 and thread.is_alive()
+        opening_fails.clear()
+        for _ in range(400):
+            chip.step(sampler)
+            if sampler.samples > 1:
+                break
+        assert sampler.samples > 1, "reads never resumed"
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    failed = [i for i in got if isinstance(i, ReadFailed)]
+    assert failed and {i.reason for i in failed} == {"bus_error"}
+    assert sampler.reopens == 1
+
+
+class _SpidevFactory:
+    """A pin factory whose hardware SPI is the emulated controller: each ``spi()`` call is a
+    fresh handle on it, as opening ``/dev/spidev0.0`` again would be (the edge)."""
+
+    def __init__(self, bus: SimSpiBus) -> None:
+        self.bus = bus
+        self.opened: list[dict[str, Any]] = []
+
+    def spi(self, **kwargs: Any) -> SimSpiBus:
+        self.opened.append(kwargs)
+        return self.bus.reopen() if self.opened[1:] else self.bus
+
+
+def test_reopening_the_device_bus_goes_through_open_spi_again(pin_factory: Any) -> None:
+    clock = SimClock()
+    dout, _ = chip_pins(CONFIG)
+    chip = HX711Chip(pin_factory, dout, None, clock=clock, load=MODEL)
+    spi = CONFIG.hx711.spi
+    bus = SimSpiBus(chip, hz=spi.hz + 1, mode=spi.mode)
+    factory = _SpidevFactory(bus)
+    driver = open_load_cell(CONFIG, factory, clock)  # no bus given: the configured one
+    try:
+        assert isinstance(driver, HX711Spi)
+        assert factory.opened == [{"port": spi.port, "device": spi.device}]
+        bus.rate = 1  # whatever the handle was left at, the opening sets it again
+        bus.wedge()
+        driver.reopen()
+        assert factory.opened == [{"port": spi.port, "device": spi.device}] * 2
+        assert bus.rate == spi.hz and bus.reopens == 1
+        clock.advance(chip.settle_s + PERIOD_S)
+        assert chip.convert()
+        assert driver.read_raw(0.05) == round(MODEL.offset_counts)
+    finally:
+        driver.close()
+        chip.close()
+
+
+@pytest.mark.slow
+@pytest.mark.faults
+def test_the_running_daemon_rides_out_bus_errors_reporting_the_fault_then_the_recovery(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mocker: MockerFixture
+) -> None:
+    """The whole daemon (``run_daemon`` on the simulation): a burst of bus errors mid-run
+    shows as ``sensor_fault`` (``bus_error``) then ``force sensor recovered``, and the run
+    ends normally (exit 0) instead of exit 70. The spy only hands the test the simulated bus.
+    """
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    config = parse_config({"mqtt": {"enabled": False}})
+    scenario = steady_scenario("bus errors", 1.0)
+    scenario = dataclasses.replace(scenario, duration_s=6.0)
+    opened = mocker.spy(run_module, "open_hardware")
+    injected = threading.Event()
+
+    def inject() -> None:
+        assert wait_until(lambda: opened.spy_return is not None, 30.0)
+        sim = opened.spy_return.sim
+        assert wait_until(lambda: sim.played_s >= 2.0, 30.0)
+        # The simulation waits (up to 2 s of real time) for each conversion to be read before
+        # its virtual time moves on, so a fault needs a burst lasting several such waits:
+        # 1,500 failures take at least 7.5 s (a retry every 5 ms).
+        sim.bus.fail_transfers(1500)
+        injected.set()
+
+    injector = threading.Thread(target=inject, daemon=True)
+    injector.start()
+    out = io.StringIO()
+    code = run_module.run_daemon(config, scenario, 1.0, out)
+    injector.join(5.0)
+    text = out.getvalue()
+    assert injected.is_set()
+    assert code == 0, text
+    fault = text.index("FAULT force sensor: bus_error")
+    assert text.index("force sensor recovered", fault) > fault
+    assert "simulation finished" in text
