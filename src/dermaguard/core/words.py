@@ -68,6 +68,8 @@ _EVENT_TEXT: Mapping[str, str] = {
 }
 _COMMAND_OK = "command {command}: ok"
 _FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
+#: A reading pinned at the top of the range: the force is known to be high, not unknown.
+_FAULT_PINNED_HIGH = "FAULT force sensor: {reason}, {detail}"
 
 
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
@@ -76,7 +78,7 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
         return _COMMAND_OK
     if etype == EventType.SENSOR_FAULT and "detail" in data:
-        return _FAULT_DETAIL
+        return _FAULT_PINNED_HIGH if "at_least_n" in data else _FAULT_DETAIL
     return _EVENT_TEXT.get(etype)
 
 
