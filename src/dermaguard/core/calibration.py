@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -114,6 +116,71 @@ def stored_scale_problem(cal: Calibration) -> str | None:
 
 def _has_reference(cal: Calibration) -> bool:
     return any(p.force_n != 0.0 for p in cal.points)
+
+
+#: A field tare (the ``tare`` command) is refused when the force it would call zero reads more
+#: than this above zero (N)... A load cell's zero drifts by hundredths of a newton with
+#: temperature and creep, so more than this is a load on the roller, and taring it away would
+#: move the over-pressure alarm up by as much.
+TARE_BAND_MIN_N = 0.1
+#: ...or than this many times the measured noise, where the noise is larger.
+TARE_BAND_NOISES = 3.0
+#: A tare is taken only from a steady reading: its spread (highest code less lowest) over the
+#: window at most this many times the measured noise (white noise stays well inside; a hand,
+#: a roller being set down or picked up does not).
+TARE_STEADY_NOISES = 10.0
+#: The median of |x[i+1] - x[i]| over sqrt(2) times this is the standard deviation of white
+#: noise (the median of a half-normal is 0.6745 sigma).
+_MEDIAN_ABS_NORMAL = 0.6745
+
+
+def sample_noise(codes: Sequence[float]) -> float:
+    """The noise of a run of codes (standard deviation, counts), at least one count.
+
+    Estimated from the median step between neighbours, which a slow change of load (a hand
+    resting on the roller) or a single step barely moves, so a spread can be judged against it.
+    """
+    steps = [abs(b - a) for a, b in itertools.pairwise(codes)]
+    if not steps:
+        return NOISE_FLOOR_COUNTS
+    sigma = statistics.median(steps) / (math.sqrt(2.0) * _MEDIAN_ABS_NORMAL)
+    return max(sigma, NOISE_FLOOR_COUNTS)
+
+
+def check_tare(cal: Calibration, codes: Sequence[float]) -> float:
+    """The zero a field tare takes from ``codes`` (their mean), or :class:`CalibrationError`
+    saying why not and what to do.
+
+    The reading must be steady (:data:`TARE_STEADY_NOISES`) and not positive beyond
+    max(:data:`TARE_BAND_MIN_N`, :data:`TARE_BAND_NOISES` times the noise) on ``cal``. A negative
+    reading is accepted: nothing pressing on the roller reads lower, and it is what a zero
+    taken under load looks like (the remedy for ``negative_force``).
+    """
+    problem = stored_scale_problem(cal)
+    if problem is not None or cal.scale_n_per_count <= 0:
+        raise CalibrationError(
+            "the calibration in use has no usable scale: calibrate with a known weight "
+            "(`dermaguard calibrate`)"
+        )
+    scale = cal.scale_n_per_count
+    noise = sample_noise(codes)
+    spread = max(codes) - min(codes)
+    if spread > TARE_STEADY_NOISES * noise:
+        raise CalibrationError(
+            f"the reading is not steady (it moved {spread * scale:.3f} N in the last second, "
+            f"{spread / noise:.0f} times its noise of {noise * scale:.4f} N): let the roller "
+            "rest untouched, docked or on a table, and tare again"
+        )
+    zero = statistics.fmean(codes)
+    reads = cal.force(zero)
+    band = max(TARE_BAND_MIN_N, TARE_BAND_NOISES * noise * scale)
+    if reads > band:
+        raise CalibrationError(
+            f"the roller reads {reads:.3f} N, more than the {band:.3f} N a tare may take as "
+            "zero: take everything off the roller so that nothing touches it, and tare "
+            "again (a tare under load would raise the over-pressure alarm by as much)"
+        )
+    return zero
 
 
 #: A reference weight added to a finished calibration must read, on the line it refines, within

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
-from dermaguard.core.calibration import Calibration, with_zero
+from dermaguard.core.calibration import Calibration, CalibrationError, check_tare, with_zero
 from dermaguard.core.case import (
     CaseInput,
     CaseMachine,
@@ -51,10 +51,11 @@ EngineInput = Input | CaseInput
 COUNTDOWN_STEP_S = 30.0
 #: Samples advance the case's timers at most this often (input time), to keep samples cheap.
 CASE_TICK_S = 0.05
-#: A tare averages the raw codes of this last stretch of time (seconds)...
-TARE_WINDOW_S = 0.5
-#: ...and needs at least this many of them (4 at 10 samples/s).
-TARE_MIN_SAMPLES = 4
+#: A tare judges and averages the raw codes of about the last second (core/calibration.py,
+#: ``check_tare``)...
+TARE_WINDOW_S = 1.0
+#: ...and needs at least this many of them (8 of the 10 at 10 samples/s).
+TARE_MIN_SAMPLES = 8
 #: The alarms :meth:`Engine.indicators` can show. Each is named for the event that starts it,
 #: so an event of one of these types is a new alarm, and a new alarm ends any silence.
 ALARM_REASONS = frozenset(
@@ -265,7 +266,10 @@ class Engine:
         if len(recent) < TARE_MIN_SAMPLES:
             return [_result(cmd, False, "no recent readings from the load cell")]
         old = pressure.calibration
-        zero = sum(recent) / len(recent)
+        try:
+            zero = check_tare(old, recent)
+        except CalibrationError as exc:
+            return [_result(cmd, False, str(exc))]
         cal = with_zero(old, zero, iso_utc(wall))
         pressure.set_calibration(cal)
         self._pending_calibration = cal
