@@ -257,6 +257,9 @@ class Engine:
         pressure = self.pressure
         # A negative force may come from a tare taken under load: a tare is its remedy.
         if pressure.fault is not None and pressure.fault != "negative_force":
+            if not pressure.blind:  # pinned at the top of the range: far from zero
+                why = f"the load cell reads at the top of its range ({pressure.fault})"
+                return [_result(cmd, False, f"{why}: take everything off the roller")]
             return [_result(cmd, False, f"sensor fault ({pressure.fault}): the force is unknown")]
         if self.sessions.active:
             return [_result(cmd, False, "a session is running: tare with the roller unused")]
