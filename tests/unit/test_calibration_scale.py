@@ -7,6 +7,7 @@ checks"); a stored scale that is not positive is refused at load.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -20,6 +21,7 @@ from dermaguard.config.calibration_file import (
     load_calibration,
     save_calibration,
 )
+from dermaguard.config.params import default_engine_params
 from dermaguard.core.calibration import (
     Calibration,
     CalibrationError,
@@ -29,7 +31,10 @@ from dermaguard.core.calibration import (
     with_checked_reference,
     with_tare,
 )
-from dermaguard.daemon.calibrate import CalibrateError, add_reference, tare
+from dermaguard.core.engine import Engine
+from dermaguard.core.events import Command, EmitEvent, ForceRead, SaveCalibration
+from dermaguard.core.filters import Median
+from dermaguard.daemon.calibrate import CalibrateError, add_reference, interactive, tare
 
 CAPACITY_N = 50.0  # load_cell.capacity_n by default
 EMULATOR_COUNTS_PER_N = 40_000.0  # the emulated cell at gain 128 (sim/hx711_chip.py)
@@ -174,3 +179,47 @@ def test_a_bare_tare_keeps_its_zero_scale_meaning_no_scale_yet(tmp_path: Path) -
     cal = load_calibration(path)
     assert cal.scale_n_per_count == 0.0 and not cal.is_complete
     assert json.loads(path.read_text("utf-8"))["points"] == [{"raw": 80_000.0, "force_n": 0.0}]
+
+
+class Script(io.StringIO):
+    """What a person types at the interactive calibration; each line read can change the load
+    on the roller first (``loads``: the load from that line on)."""
+
+    def __init__(self, lines: list[str], roller: Roller, loads: list[float]) -> None:
+        super().__init__("".join(f"{line}\n" for line in lines))
+        self.roller, self.loads = roller, list(loads)
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        if self.loads:
+            self.roller.load_n = self.loads.pop(0)
+        return super().readline(size)
+
+
+def test_the_interactive_calibration_refuses_a_reference_lighter_than_its_tare(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "calibration.json"
+    roller = Roller(0.0)
+    grams_200 = 0.2 * 9.80665
+    # Enter for the tare with 200 g still on the roller, then "200g" typed with nothing on it,
+    # then Enter to finish.
+    script = Script(["", "200g", ""], roller, [grams_200, 0.0, 0.0])
+    monkeypatch.setattr("sys.stdin", script)
+    out = io.StringIO()
+    with pytest.raises(CalibrateError, match="no reference weight"):
+        interactive(path, roller.read, 8, 128, out, capacity_n=CAPACITY_N)
+    assert "lower than at the tare" in out.getvalue()
+    assert load_calibration(path).scale_n_per_count == 0.0  # still the bare tare
+
+
+def test_the_tare_command_refuses_a_calibration_without_a_positive_scale() -> None:
+    bad = Calibration(
+        0.0, -25e-6, points=(CalibrationPoint(0.0, 0.0), CalibrationPoint(-80_000.0, 2.0))
+    )
+    engine = Engine(default_engine_params(), bad, (Median(3),), ())
+    for i in range(80):
+        engine.handle(ForceRead(i / 80, 0))
+    effects = engine.handle(Command(1.0, "tare"))
+    results = [x.event.data for x in effects if isinstance(x, EmitEvent)]
+    assert results[0]["ok"] is False and "no usable scale" in results[0]["error"]
+    assert not any(isinstance(x, SaveCalibration) for x in effects)
