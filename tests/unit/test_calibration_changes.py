@@ -15,9 +15,13 @@ from dermaguard.config.calibration_file import (
     restore_previous,
 )
 from dermaguard.config.load import parse_config
-from dermaguard.core.calibration import Calibration, CalibrationPoint, parse_reference
-from dermaguard.daemon.calibrate import (
+from dermaguard.core.calibration import (
     REFERENCE_TOLERANCE,
+    Calibration,
+    CalibrationPoint,
+    parse_reference,
+)
+from dermaguard.daemon.calibrate import (
     CalibrateError,
     add_reference,
     change_event,
@@ -30,6 +34,7 @@ from dermaguard.store.reader import open_readonly
 
 ZERO = 80_000
 COUNTS_PER_N = 40_000.0  # the emulator's load cell at gain 128
+CAPACITY_N = 50.0  # load_cell.capacity_n by default
 
 
 class Roller:
@@ -53,7 +58,7 @@ def calibrated(path: Path, roller: Roller) -> Calibration:
     roller.load_n = 0.0
     tare(path, roller.read, 8, 128)
     roller.load_n = parse_reference("200g")
-    cal = add_reference(path, roller.read, "200g", 8)
+    cal = add_reference(path, roller.read, "200g", 8, capacity_n=CAPACITY_N)
     roller.load_n = 0.0
     return cal
 
@@ -66,7 +71,8 @@ def test_a_second_reference_with_nothing_on_the_roller_is_refused_and_changes_no
     good = calibrated(path, roller)
     before = path.read_bytes()
     with pytest.raises(CalibrateError) as refused:
-        add_reference(path, roller.read, "200g", 8)  # the weight is not on the roller
+        # The weight is not on the roller.
+        add_reference(path, roller.read, "200g", 8, capacity_n=CAPACITY_N)
     message = str(refused.value)
     assert "refused" in message and "reads 0.000 N" in message
     assert "rests on the roller" in message and "calibrate --tare" in message
@@ -79,7 +85,7 @@ def test_a_reference_that_agrees_with_the_line_refines_it(tmp_path: Path) -> Non
     roller = Roller()
     calibrated(path, roller)
     roller.load_n = parse_reference("500g")
-    cal = add_reference(path, roller.read, "500g", 8)
+    cal = add_reference(path, roller.read, "500g", 8, capacity_n=CAPACITY_N)
     assert [p.force_n for p in cal.points] == pytest.approx([0.0, 1.96133, 4.903325])
     assert cal.force(ZERO + 4.5 * COUNTS_PER_N) == pytest.approx(4.5, rel=1e-4)
 
@@ -107,7 +113,7 @@ def test_a_tare_starts_a_new_calibration_whose_first_weight_is_not_checked(
     roller.load_n = 0.0
     tare(path, roller.read, 8, 128)
     roller.load_n = 2 * parse_reference("200g")
-    cal = add_reference(path, roller.read, "200g", 8)
+    cal = add_reference(path, roller.read, "200g", 8, capacity_n=CAPACITY_N)
     assert cal.scale_n_per_count == pytest.approx(0.5 / COUNTS_PER_N, rel=1e-4)
     kept = load_calibration(backup_path(path))
     assert kept.scale_n_per_count == pytest.approx(1 / COUNTS_PER_N, rel=1e-4)
@@ -120,7 +126,7 @@ def test_undo_restores_the_replaced_calibration_and_undo_again_goes_back(
     roller = Roller()
     first = calibrated(path, roller)
     roller.load_n = parse_reference("510g")  # a heavier weight than its label: accepted, 2 %
-    second = add_reference(path, roller.read, "500g", 8)
+    second = add_reference(path, roller.read, "500g", 8, capacity_n=CAPACITY_N)
     assert second.scale_n_per_count != first.scale_n_per_count
     restored, replaced = restore_previous(path)
     assert restored == first and replaced == second

@@ -164,11 +164,11 @@ def test_a_new_over_pressure_episode_sounds_again_after_a_silence() -> None:
 
 def test_tare_rezeroes_and_keeps_the_calibration_complete() -> None:
     e = engine()
-    drift = 8_000  # 0.2 N of zero drift, unloaded
+    drift = 3_000  # 0.075 N of zero drift, unloaded: inside the 0.1 N a tare may take as zero
     feed(e, 0.0, 0.0, n=40, offset=drift)
     effects = e.handle(Command(0.6, "tare", "t-1"))
     r = result(effects)
-    assert r["ok"] is True and r["shift_n"] == pytest.approx(0.2, abs=1e-3)
+    assert r["ok"] is True and r["shift_n"] == pytest.approx(0.075, abs=1e-3)
     saved = [x.calibration for x in effects if isinstance(x, SaveCalibration)]
     assert len(saved) == 1 and saved[0].is_complete
     assert saved[0].offset == pytest.approx(drift)
@@ -185,6 +185,7 @@ def test_tare_rezeroes_and_keeps_the_calibration_complete() -> None:
         ("loaded", "loaded"),
         ("no_readings", "no recent readings"),
         ("fault", "sensor fault"),
+        ("pinned", "top of its range"),
     ],
 )
 def test_tare_is_refused_when_it_would_be_wrong(setup: str, error: str) -> None:
@@ -192,10 +193,11 @@ def test_tare_is_refused_when_it_would_be_wrong(setup: str, error: str) -> None:
     e.handle(DockChanged(0.0, True))  # docked: no session starts on contact
     if setup == "loaded":
         feed(e, 0.0, 2.0, n=40)
-    elif setup == "fault":
+    elif setup in ("fault", "pinned"):
         feed(e, 0.0, 0.0, n=10)
+        code = -(2**23) if setup == "fault" else 2**23 - 1  # saturated low or high
         for i in range(10):
-            e.handle(ForceRead(0.2 + i / 80, 2**23 - 1))  # saturated
+            e.handle(ForceRead(0.2 + i / 80, code))
     effects = e.handle(Command(0.6 if setup != "no_readings" else 5.0, "tare"))
     r = result(effects)
     assert r["ok"] is False and error in r["error"]

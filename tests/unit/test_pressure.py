@@ -17,7 +17,7 @@ from dermaguard.core.events import (
     ShowIndicators,
 )
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.pressure import SATURATED_HIGH
+from dermaguard.core.pressure import SATURATED_LOW
 from dermaguard.core.zones import ZoneClassifier
 
 COUNTS_PER_N = 40_000
@@ -95,9 +95,11 @@ def test_s7_sensor_timeout_is_a_fault_and_force_is_unknown_not_zero() -> None:
 
 
 def test_s7_saturated_codes_in_a_row_raise_a_fault() -> None:
+    # Saturated low: the bottom of the range proves no force, so it is a fault (the top of the
+    # range is at least over-pressure: tests/unit/test_pinned_high.py).
     engine = make_engine()
     feed(engine, [1.0] * 5)
-    effects = [engine.handle(ForceRead((5 + i) * PERIOD, SATURATED_HIGH)) for i in range(3)]
+    effects = [engine.handle(ForceRead((5 + i) * PERIOD, SATURATED_LOW)) for i in range(3)]
     assert events_of(effects) == ["sensor_fault"]
     assert engine.pressure.fault == "saturated"
 
@@ -105,7 +107,7 @@ def test_s7_saturated_codes_in_a_row_raise_a_fault() -> None:
 def test_an_isolated_invalid_sample_is_skipped_without_fault() -> None:
     engine = make_engine()
     feed(engine, [1.0] * 5)
-    effects = engine.handle(ForceRead(5 * PERIOD, SATURATED_HIGH))
+    effects = engine.handle(ForceRead(5 * PERIOD, SATURATED_LOW))
     assert effects == []
     assert engine.pressure.fault is None
 

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dermaguard.core.calibration import Calibration, CalibrationPoint
+from dermaguard.core.calibration import Calibration, CalibrationPoint, stored_scale_problem
 
 FORMAT_VERSION = 1
 
@@ -33,13 +33,15 @@ def to_dict(cal: Calibration) -> dict[str, Any]:
 
 
 def from_dict(data: Any, source: str) -> Calibration:
+    """The calibration a file holds; one whose scale cannot be right (zero with a reference
+    weight, negative, not a number) is refused, so no force is ever read through it."""
     try:
         if data.get("version") != FORMAT_VERSION:
             raise CalibrationFileError(
                 f"{source}: unsupported calibration format {data.get('version')!r} "
                 f"(this version reads {FORMAT_VERSION})"
             )
-        return Calibration(
+        cal = Calibration(
             offset=float(data["offset"]),
             scale_n_per_count=float(data["scale_n_per_count"]),
             gain=int(data.get("gain", 128)),
@@ -51,6 +53,10 @@ def from_dict(data: Any, source: str) -> Calibration:
         )
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise CalibrationFileError(f"{source}: not a valid calibration file ({exc})") from exc
+    problem = stored_scale_problem(cal)
+    if problem is not None:
+        raise CalibrationFileError(f"{source}: {problem}")
+    return cal
 
 
 def load_calibration(path: Path) -> Calibration:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
-from dermaguard.core.calibration import Calibration, with_zero
+from dermaguard.core.calibration import Calibration, CalibrationError, check_tare, with_zero
 from dermaguard.core.case import (
     CaseInput,
     CaseMachine,
@@ -60,10 +60,21 @@ _FAULT_REASON = {
     "bus_error": "bus_error",
     "engine_stalled": "engine_stalled",
 }
-#: A tare averages the raw codes of this last stretch of time (seconds)...
-TARE_WINDOW_S = 0.5
-#: ...and needs at least this many of them (4 at 10 samples/s).
-TARE_MIN_SAMPLES = 4
+#: A tare judges and averages the raw codes of about the last second (core/calibration.py,
+#: ``check_tare``)...
+TARE_WINDOW_S = 1.0
+#: ...and needs at least this many of them (8 of the 10 at 10 samples/s).
+TARE_MIN_SAMPLES = 8
+#: The alarms :meth:`Engine.indicators` can show. Each is named for the event that starts it,
+#: so an event of one of these types is a new alarm, and a new alarm ends any silence.
+ALARM_REASONS = frozenset(
+    {
+        EventType.OVER_PRESSURE,
+        EventType.SENSOR_FAULT,
+        EventType.UNSTERILE_USE,
+        EventType.STERILIZATION_ABORTED,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +135,9 @@ class Engine:
         self._countdown_mark: int | None = None
         self._case_ticked = -math.inf
         self._raws: deque[tuple[float, int]] = deque(maxlen=80)
-        self.silenced_until: float | None = None
+        #: The silence in force: the alarm it mutes (the one sounding when it was received)
+        #: and until when. Any new alarm, or the end of that one, ends it.
+        self.silence: tuple[str, float] | None = None
         self._state_key: tuple[object, ...] | None = None
         self._pending_calibration: Calibration | None = None
 
@@ -152,8 +165,6 @@ class Engine:
                 else self.pressure.on_timeout(inp.t, inp.detail, _FAULT_REASON[inp.reason])
             )
             events.extend(update.events)
-            if any(e.type == EventType.OVER_PRESSURE for e in update.events):
-                self.silenced_until = None  # a new alarm sounds again: silence acknowledged one
             if update.sample:
                 sample = ForceSample(inp.t, update.force_n, update.zone)
             if inp.t - self._case_ticked >= CASE_TICK_S:
@@ -175,7 +186,20 @@ class Engine:
                 else:
                     self.sessions.undocked(inp.t)
                     events.extend(self._use_gate(inp.t, wall))
+        self._end_silence(events)
         return self._effects(inp.t, wall, events, sample)
+
+    def _end_silence(self, events: list[Event]) -> None:
+        """A silence mutes only the alarm sounding when it came: a new alarm (another one, or
+        the same kind starting anew) sounds, and once the muted alarm ends nothing stays muted."""
+        if self.silence is None:
+            return
+        if any(e.type in ALARM_REASONS for e in events):
+            self.silence = None
+            return
+        reason, until = self.silence
+        if self._alarm()[1] != reason or self.now is None or self.now >= until:
+            self.silence = None
 
     def shutdown(self, t: float, wall: float | None = None) -> list[Effect]:
         """The daemon stops: UV off, a running UV-C cycle is aborted (``daemon_stopped``) and an
@@ -221,11 +245,19 @@ class Engine:
         return [*events, _result(cmd, True, cycle_id=cycle_id)]
 
     def _cmd_silence(self, cmd: Command, _wall: float) -> list[Event]:
+        """Mute the buzzer for the alarm sounding now, and only that one (docs/MQTT.md).
+
+        With no alarm sounding it is refused: accepting it would read as "the buzzer is
+        muted" while it would mute nothing, and no silence is ever kept for a later alarm.
+        """
+        _, reason = self._alarm()
+        if reason is None:
+            return [_result(cmd, False, NOTHING_TO_SILENCE)]
         limit = self.params.silence_s
         asked = cmd.args.get("duration_s", limit)
         duration = min(float(asked), limit)
-        self.silenced_until = cmd.t + duration
-        return [_result(cmd, True, duration_s=round(duration, 3))]
+        self.silence = (reason, cmd.t + duration)
+        return [_result(cmd, True, duration_s=round(duration, 3), alarm=reason)]
 
     def _cmd_new_roller(self, cmd: Command, _wall: float) -> list[Event]:
         if self.sessions.active:
@@ -241,6 +273,9 @@ class Engine:
         pressure = self.pressure
         # A negative force may come from a tare taken under load: a tare is its remedy.
         if pressure.fault is not None and pressure.fault != "negative_force":
+            if not pressure.blind:  # pinned at the top of the range: far from zero
+                why = f"the load cell reads at the top of its range ({pressure.fault})"
+                return [_result(cmd, False, f"{why}: take everything off the roller")]
             return [_result(cmd, False, f"sensor fault ({pressure.fault}): the force is unknown")]
         if self.sessions.active:
             return [_result(cmd, False, "a session is running: tare with the roller unused")]
@@ -250,7 +285,10 @@ class Engine:
         if len(recent) < TARE_MIN_SAMPLES:
             return [_result(cmd, False, "no recent readings from the load cell")]
         old = pressure.calibration
-        zero = sum(recent) / len(recent)
+        try:
+            zero = check_tare(old, recent)
+        except CalibrationError as exc:
+            return [_result(cmd, False, str(exc))]
         cal = with_zero(old, zero, iso_utc(wall))
         pressure.set_calibration(cal)
         self._pending_calibration = cal
@@ -389,20 +427,26 @@ class Engine:
         self._status = CaseStatus(t, case.state, case.uv_on, remaining, sterile, case.abort_reason)
         return self._status
 
-    def indicators(self) -> ShowIndicators:
-        """The highest-priority alarm wins; the zone colour shows when nothing alarms."""
-        alarm: Priority | None = None
-        reason: str | None = None
+    def _alarm(self) -> tuple[Priority | None, str | None]:
+        """The alarm that sounds: the highest priority wins (``None`` when nothing alarms)."""
         if self.pressure.over_pressure:
-            alarm, reason = Priority.HIGH, EventType.OVER_PRESSURE
-        elif self.pressure.fault is not None:
-            alarm, reason = Priority.MEDIUM, EventType.SENSOR_FAULT
-        elif self.unsterile_use:
-            alarm, reason = Priority.MEDIUM, EventType.UNSTERILE_USE
-        elif self.case.state == "aborted":
-            alarm, reason = Priority.LOW, EventType.STERILIZATION_ABORTED
-        until = self.silenced_until
-        silenced = until is not None and self.now is not None and self.now < until
+            return Priority.HIGH, EventType.OVER_PRESSURE
+        if self.pressure.fault is not None:
+            return Priority.MEDIUM, EventType.SENSOR_FAULT
+        if self.unsterile_use:
+            return Priority.MEDIUM, EventType.UNSTERILE_USE
+        if self.case.state == "aborted":
+            return Priority.LOW, EventType.STERILIZATION_ABORTED
+        return None, None
+
+    def indicators(self) -> ShowIndicators:
+        """The highest-priority alarm wins; the zone colour shows when nothing alarms. The
+        buzzer is silenced only while the alarm a silence was sent for still sounds."""
+        alarm, reason = self._alarm()
+        silenced = False
+        if self.silence is not None and reason is not None and self.now is not None:
+            muted, until = self.silence
+            silenced = muted == reason and self.now < until
         return ShowIndicators(self.pressure.zone, alarm, reason, silenced)
 
     def startup_effects(self, t: float, wall: float | None = None) -> list[Effect]:
@@ -434,6 +478,13 @@ def _thread_failed(inp: ThreadFailed) -> Event:
         "restart_in_s": None if inp.restart_in_s is None else round(inp.restart_in_s, 3),
     }
     return Event(EventType.THREAD_FAILED, inp.t, data)
+
+
+#: The answer to a ``silence`` with no alarm sounding (docs/MQTT.md).
+NOTHING_TO_SILENCE = (
+    "nothing to silence: no alarm is sounding (a silence mutes only the alarm sounding when it "
+    "is received; a later alarm sounds)"
+)
 
 
 def _result(cmd: Command, ok: bool, error: str | None = None, **extra: Any) -> Event:

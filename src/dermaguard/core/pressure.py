@@ -54,6 +54,22 @@ class PressureUpdate:
     events: list[Event] = field(default_factory=list)
 
 
+#: What a reading pinned at the top of the range means (the ``detail`` of its fault).
+PINNED_HIGH_DETAIL = (
+    "it reads at the top of its range: the force is at least {capacity:g} N, so the "
+    "over-pressure alarm stays on; if nothing presses that hard, check the load cell's wires "
+    "to A+ and A- and load_cell.capacity_n"
+)
+
+
+def pinned_high(raw: int, force_n: float, capacity_n: float) -> bool:
+    """A reading at the top of the range: a code saturated high, or a force beyond the cell's
+    capacity in the pressing direction. The real force is at least that high, so it is at
+    least over-pressure (``over_n`` < ``capacity_n``, checked by the config), never a mere
+    fault. The bottom of the range proves nothing of the kind and stays a fault."""
+    return raw >= SATURATED_HIGH or (raw > SATURATED_LOW and force_n > capacity_n)
+
+
 def invalid_reason(raw: int, force_n: float, last_force_n: float | None, capacity_n: float) -> str:
     """Why a conversion cannot be a real reading ('' when it can)."""
     if raw >= SATURATED_HIGH or raw <= SATURATED_LOW:
@@ -81,9 +97,13 @@ class PressureMachine:
         self.smoothing = Chain(smoothing)
         self.zones = ZoneClassifier(params.zones)
         self.fault: str | None = None
+        #: The force is unknown (a fault other than a reading pinned at the top of the range):
+        #: no zone, no alarm from the force, until good readings return.
+        self.blind = False
         self.force_n: float | None = None
         self._last_valid: float | None = None
         self._invalid_run = 0
+        self._high_run = 0
         self._valid_run = 0
         self._negative_run = 0
         self._over_since: float | None = None
@@ -96,11 +116,13 @@ class PressureMachine:
 
     @property
     def zone(self) -> Zone | None:
-        return None if self.fault else self.zones.zone
+        return None if self.blind else self.zones.zone
 
     @property
     def over_pressure(self) -> bool:
-        return self.fault is None and self.zones.zone == "over"
+        """The force is at or over ``over_n``: also while it reads pinned at the top of the
+        range, when a fault stands beside the alarm (the force is known to be high)."""
+        return not self.blind and self.zones.zone == "over"
 
     def set_calibration(self, calibration: Calibration) -> None:
         """A new tare or calibration: restart the filters so old counts do not leak in."""
@@ -114,6 +136,9 @@ class PressureMachine:
 
     def on_read(self, t: float, raw: int) -> PressureUpdate:
         force = self.calibration.force(raw)
+        if pinned_high(raw, force, self.params.capacity_n):
+            return self._pinned_high(t, raw)
+        self._high_run = 0
         reason = invalid_reason(raw, force, self._last_valid, self.params.capacity_n)
         if reason:
             return self._invalid(t, reason, raw)
@@ -125,12 +150,21 @@ class PressureMachine:
         if self.fault is not None:
             self._valid_run += 1
             if self._valid_run < self.params.valid_samples_for_recovery:
-                return out
-            out.events.append(Event(EventType.SENSOR_RECOVERED, t, {"after": self.fault}))
-            self.fault = None
-            self._reset_signal()
-            self.zones.reset()
+                if self.blind:
+                    return out
+            else:
+                out.events.append(Event(EventType.SENSOR_RECOVERED, t, {"after": self.fault}))
+                self.fault = None
+                if self.blind:
+                    self.blind = False
+                    self._reset_signal()
+                    self.zones.reset()
         self._last_valid = force
+        self._process(t, force, out)
+        return out
+
+    def _process(self, t: float, force: float, out: PressureUpdate) -> None:
+        """Filters, zones and the over-pressure events for one force the alarm can trust."""
         fast = self.spike(force)
         smooth = self.smoothing(fast)
         before = self.zones.zone
@@ -138,6 +172,33 @@ class PressureMachine:
         self.force_n = smooth
         self._over_events(t, before, zone, fast, out)
         out.force_n, out.zone, out.sample = smooth, zone, True
+
+    def _pinned_high(self, t: float, raw: int) -> PressureUpdate:
+        """A reading pinned at the top of the range goes down the alarm path as the capacity
+        (the least the force can be), through the spike filter like any sample; a run of them
+        adds a fault beside the alarm, which stays."""
+        self._valid_run = 0
+        self._negative_run = 0
+        self._invalid_run = 0
+        self._high_run += 1
+        out = PressureUpdate()
+        if self.blind:  # the force was unknown; now it is known to be high
+            self.blind = False
+            self._reset_signal()
+            self.zones.reset()
+        self._process(t, self.params.capacity_n, out)
+        self._last_valid = None  # from beyond the range, any fall is possible
+        if self.fault is None and self._high_run >= self.params.invalid_samples_for_fault:
+            reason = "saturated" if raw >= SATURATED_HIGH else "beyond_capacity"
+            self.fault = reason
+            capacity = self.params.capacity_n
+            data = {
+                "reason": reason,
+                "raw": raw,
+                "detail": PINNED_HIGH_DETAIL.format(capacity=capacity),
+                "at_least_n": capacity,
+            }
+            out.events.append(Event(EventType.SENSOR_FAULT, t, data))
         return out
 
     def on_timeout(self, t: float, detail: str = "", reason: str = "not_ready") -> PressureUpdate:
@@ -172,12 +233,14 @@ class PressureMachine:
         force_n: float | None = None,
     ) -> PressureUpdate:
         self._valid_run = 0
+        self._high_run = 0
         out = PressureUpdate(force_n=None, zone=None, sample=True)
-        if self.fault is not None:
+        if self.blind:
             return out
         if self.zones.zone == "over":
             self._end_over(t, out, cause="sensor_fault")
         self.fault = reason
+        self.blind = True
         self.force_n = None
         self._reset_signal()
         data: dict[str, object] = {"reason": reason}

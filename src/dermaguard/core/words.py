@@ -73,6 +73,8 @@ _COMMAND_OK = "command {command}: ok"
 _FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
 _ABORT_DETAIL = "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason} ({detail})"
 _THREAD_ONCE = "FAULT thread {thread} failed ({error}): UV-C off"
+#: A reading pinned at the top of the range: the force is known to be high, not unknown.
+_FAULT_PINNED_HIGH = "FAULT force sensor: {reason}, {detail}"
 
 
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
@@ -81,7 +83,7 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
         return _COMMAND_OK
     if etype == EventType.SENSOR_FAULT and "detail" in data:
-        return _FAULT_DETAIL
+        return _FAULT_PINNED_HIGH if "at_least_n" in data else _FAULT_DETAIL
     if etype == EventType.STERILIZATION_ABORTED and "detail" in data:
         return _ABORT_DETAIL
     if etype == EventType.THREAD_FAILED and data.get("restart_in_s") is None:

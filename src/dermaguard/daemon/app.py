@@ -251,7 +251,7 @@ def sim_read(hw: Hardware, force_n: float) -> int:
 
 
 def calibrate_simulation(
-    hw: Hardware, path: Path, gain: int, out: TextIO | LineWriter
+    hw: Hardware, path: Path, gain: int, out: TextIO | LineWriter, capacity_n: float
 ) -> Calibration:
     """Calibrate against the emulated load cell with the real procedure: tare, then 500 g."""
     sim = hw.sim
@@ -263,7 +263,7 @@ def calibrate_simulation(
 
     tare(path, read, 40, gain)
     load = parse_reference(SIM_REFERENCE)
-    cal = add_reference(path, read, SIM_REFERENCE, 40)
+    cal = add_reference(path, read, SIM_REFERENCE, 40, capacity_n=capacity_n)
     sim.chip.force_n = 0.0
     out.write(f"simulation: calibrated the emulated load cell (tare, then {SIM_REFERENCE})\n")
     return cal
@@ -278,7 +278,7 @@ def load_or_make_calibration(config: Config, hw: Hardware, out: TextIO | LineWri
                 return cal
         except CalibrationFileError:
             pass
-        return calibrate_simulation(hw, path, config.hx711.gain, out)
+        return calibrate_simulation(hw, path, config.hx711.gain, out, config.load_cell.capacity_n)
     path = config.calibration_path()
     try:
         cal = load_calibration(path)

@@ -31,8 +31,9 @@ from dermaguard.config.schema import Config
 from dermaguard.core.calibration import (
     Calibration,
     CalibrationError,
+    check_on_line,
     parse_reference,
-    with_reference,
+    with_checked_reference,
     with_tare,
 )
 from dermaguard.core.events import Event, EventType
@@ -40,13 +41,6 @@ from dermaguard.hw.hx711_protocol import HX711Error
 from dermaguard.store import Store, StoreError
 
 ReadRaw = Callable[[], int]
-
-#: A reference weight added to a finished calibration must read, on the line it refines, within
-#: this fraction of its force (or within REFERENCE_TOLERANCE_MIN_N, for light weights). A weight
-#: that is not on the roller, a wrong mass or a hand on the handle is far outside it; a good
-#: weight on a good line is well inside (a load cell is linear to a fraction of a percent).
-REFERENCE_TOLERANCE = 0.05
-REFERENCE_TOLERANCE_MIN_N = 0.05
 
 
 class CalibrateError(Exception):
@@ -86,38 +80,32 @@ def tare(path: Path, read: ReadRaw, samples: int, gain: int) -> Calibration:
 
 
 def check_reference(cal: Calibration, raw: float, force_n: float, weight: str) -> None:
-    """Refuse a reference weight that the finished calibration it refines disagrees with.
+    """:func:`~dermaguard.core.calibration.check_on_line`, saying what to check as a
+    :class:`CalibrateError`."""
+    try:
+        check_on_line(cal, raw, force_n, weight)
+    except CalibrationError as exc:
+        raise CalibrateError(str(exc)) from exc
 
-    Refitting through such a point would move the scale, and with it the force at which the
-    over-pressure alarm trips, with no more than a warning. A new calibration (a tare first)
-    starts without this check.
+
+def add_reference(
+    path: Path, read: ReadRaw, weight: str, samples: int, *, capacity_n: float
+) -> Calibration:
+    """Add a known weight and refit the line through the tare and every weight so far.
+
+    The weight is judged by :func:`~dermaguard.core.calibration.with_checked_reference`
+    against ``capacity_n`` (``load_cell.capacity_n``); a refused one writes nothing.
     """
-    if not cal.is_complete:
-        return
-    reads = cal.force(raw)
-    allowed = max(REFERENCE_TOLERANCE * force_n, REFERENCE_TOLERANCE_MIN_N)
-    if abs(reads - force_n) > allowed:
-        raise CalibrateError(
-            f"refused: {weight} is {force_n:.3f} N, but the calibration you have reads "
-            f"{reads:.3f} N now (off by {reads - force_n:+.3f} N; at most {allowed:.3f} N is "
-            "accepted). Check that the weight rests on the roller, that nothing else touches "
-            "it and that its mass is right. Nothing was changed. To start a new calibration "
-            "instead: `dermaguard calibrate --tare` with nothing on the roller, then "
-            "`--reference` with each weight"
-        )
-
-
-def add_reference(path: Path, read: ReadRaw, weight: str, samples: int) -> Calibration:
-    """Add a known weight and refit the line through the tare and every weight so far."""
     force_n = parse_reference(weight)
     try:
         cal = load_calibration(path)
     except CalibrationFileError as exc:
         raise CalibrateError(f"{exc}; tare first: `dermaguard calibrate --tare`") from exc
-    mean, _ = read_mean(read, samples)
-    check_reference(cal, mean, force_n, weight)
+    mean, noise = read_mean(read, samples)
     try:
-        cal = with_reference(cal, mean, force_n, now_iso())
+        cal = with_checked_reference(
+            cal, mean, noise, force_n, weight=weight, capacity_n=capacity_n, created=now_iso()
+        )
     except CalibrationError as exc:
         raise CalibrateError(str(exc)) from exc
     save_keeping_previous(path, cal)
@@ -277,7 +265,13 @@ class LiveReading:
 
 
 def interactive(
-    path: Path, read: ReadRaw, samples: int, gain: int, out: TextIO = sys.stdout
+    path: Path,
+    read: ReadRaw,
+    samples: int,
+    gain: int,
+    out: TextIO = sys.stdout,
+    *,
+    capacity_n: float,
 ) -> Calibration:
     """Walk a person through tare and one or more weights."""
     out.write("Calibration — take everything off the roller's handle.\n")
@@ -292,7 +286,7 @@ def interactive(
         if not weight:
             break
         try:
-            cal = add_reference(path, read, weight, samples)
+            cal = add_reference(path, read, weight, samples, capacity_n=capacity_n)
         except (ValueError, CalibrateError) as exc:
             out.write(f"{exc}\n")
             continue

@@ -149,10 +149,18 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     "`dermaguard calibrate --reference 200g`"
                 )
         elif args.reference:
-            cal = do_reference(path, read, args.reference, args.samples)
+            cal = do_reference(
+                path, read, args.reference, args.samples, capacity_n=config.load_cell.capacity_n
+            )
             print(f"calibration stored in {path}")
         elif sys.stdin.isatty():
-            cal = interactive(path, read, args.samples, config.hx711.gain)
+            cal = interactive(
+                path,
+                read,
+                args.samples,
+                config.hx711.gain,
+                capacity_n=config.load_cell.capacity_n,
+            )
             print(f"calibration stored in {path}")
         else:
             return usage_error("no terminal: give --tare or --reference WEIGHT")
