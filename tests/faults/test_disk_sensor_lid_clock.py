@@ -876,15 +876,12 @@ def test_lid_bouncing_at_1khz_aborts_the_cycle_uv_never_on_with_the_lid_open(
     # The lid bounces: an edge every 0.5 ms for 1 s of virtual time, opening first; the load
     # cell keeps sampling (a conversion every period) while it does.
     t_first_edge = rig.clock.monotonic() + BOUNCE_EDGE_S
-    opened_in = float("inf")
     uv_after_first_edge = True
     for i in range(BOUNCE_EDGES):
         rig.clock.advance(BOUNCE_EDGE_S)
         if i % 2 == 0:
-            started = time.perf_counter()
             rig.open_lid()
             if i == 0:
-                opened_in = time.perf_counter() - started
                 uv_after_first_edge = bool(rig.uv_pin.state)
         else:
             rig.close_lid()
@@ -893,9 +890,9 @@ def test_lid_bouncing_at_1khz_aborts_the_cycle_uv_never_on_with_the_lid_open(
     t_last_edge = rig.clock.monotonic()
     assert not rig.lid_pin.state  # it stopped closed
 
-    # S2: UV went off at the first opening edge, through the shell alone, within 50 ms.
+    # S2: UV went off at the first opening edge, through the shell alone: low when the call
+    # that drove the edge returned, before the engine could have acted on anything.
     assert not uv_after_first_edge
-    assert opened_in < 0.050
 
     # The bouncing is reported once (the first opening); the close once it has settled.
     assert wait_until(lambda: len(rig.case_inputs) >= inputs_before + 2)

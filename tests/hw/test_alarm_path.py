@@ -6,6 +6,7 @@ build fails instead of hanging; nothing asserts on how fast things happen.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from dermaguard.core.events import Effect, EmitEvent, Priority, ShowIndicators
 from dermaguard.daemon.app import build_engine
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
-from dermaguard.hw.indicators import PATTERNS, Indicators
+from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until
 
@@ -44,6 +45,8 @@ class Rig:
         )
         self.buzzer_pin = factory.pin(PINS.buzzer)
         self.red_pin = factory.pin(PINS.led_red)
+        self.green_pin = factory.pin(PINS.led_green)
+        self.blue_pin = factory.pin(PINS.led_blue)
         self.chip_plugged = True
 
     def step(self, force_n: float, n: int) -> None:
@@ -90,10 +93,27 @@ def rig_factory(pin_factory: Any) -> Iterator[Any]:
         rig.close()
 
 
+def sounded(pin: Any) -> bool:
+    """Whether the pin was driven high since its history was last cleared."""
+    return any(change.state for change in pin.states)
+
+
+def flashed_red_alone(rig: Rig) -> bool:
+    """Red went on and off (flashing) while green and blue stayed off: red, not yellow (which
+    lights red and green) nor any zone colour."""
+    red = [change.state for change in rig.red_pin.states]
+    return red.count(True) >= 2 and False in red[1:] and not sounded(rig.green_pin)
+
+
+def buzzer_thread_alive() -> bool:
+    return any(t.name == "buzzer" and t.is_alive() for t in threading.enumerate())
+
+
 def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
     rig_factory: Any,
 ) -> None:
-    """Sinks standing for MQTT and the disk raise on every effect; the alarm still sounds."""
+    """Sinks standing for MQTT and the disk raise on every effect; the alarm still sounds: the
+    buzzer pin is seen high and the LED flashes red (never yellow), from the pins' histories."""
     seen: list[Effect] = []
 
     def dead_broker(effect: Effect) -> None:
@@ -106,8 +126,8 @@ def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
     rig = rig_factory([dead_broker, full_disk])
     rig.step(2.0, 10)
     assert wait_until(lambda: rig.engine.pressure.zones.zone == "ok")
+    assert not sounded(rig.buzzer_pin)
     rig.step(6.0, 4)
-    assert wait_until(lambda: rig.buzzer_pin.state == 1 or rig.engine.pressure.over_pressure)
 
     def last_shown() -> ShowIndicators | None:
         shown = [e for e in seen if isinstance(e, ShowIndicators)]
@@ -117,20 +137,40 @@ def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
     assert wait_until(lambda: (s := last_shown()) is not None and s.alarm is Priority.HIGH)
     shown = last_shown()
     assert shown is not None and shown.alarm_reason == "over_pressure"
+    assert rig.engine.pressure.over_pressure
+    assert sounded(rig.buzzer_pin), "the buzzer pin never went high"
+    # From here on the LED must only flash red: green and blue stay off.
+    for pin in (rig.red_pin, rig.green_pin, rig.blue_pin):
+        pin.clear_states()
+    assert wait_until(lambda: flashed_red_alone(rig), timeout=10), (
+        list(rig.red_pin.states),
+        list(rig.green_pin.states),
+    )
+    assert not sounded(rig.green_pin) and not sounded(rig.blue_pin)
     assert rig.runtime.failed is None
-    # The red channel of the LED is lit or flashing (the high-priority colour).
-    assert PATTERNS[Priority.HIGH].colour[0] == 1.0
-    assert wait_until(lambda: rig.red_pin.state == 1)
 
 
 def test_the_alarm_clears_and_the_buzzer_falls_silent_when_force_drops(rig_factory: Any) -> None:
+    """The buzzer pin is seen sounding during the alarm, then is low with its pattern stopped."""
     events: list[str] = []
-    rig = rig_factory([lambda e: events.append(e.event.type) if isinstance(e, EmitEvent) else None])
+    shown: list[ShowIndicators] = []
+
+    def sink(effect: Effect) -> None:
+        if isinstance(effect, EmitEvent):
+            events.append(effect.event.type)
+        elif isinstance(effect, ShowIndicators):
+            shown.append(effect)
+
+    rig = rig_factory([sink])
     rig.step(6.0, 6)
     assert wait_until(lambda: "over_pressure" in events)
+    assert sounded(rig.buzzer_pin), "the buzzer never sounded"
     rig.step(1.0, 20)
     assert wait_until(lambda: "over_pressure_cleared" in events)
-    assert wait_until(lambda: not rig.indicators.buzzer.is_active)
+    # Pins first, then sinks: once a sink has the alarm-free state, the pins show it.
+    assert wait_until(lambda: bool(shown) and shown[-1].alarm is None)
+    assert rig.buzzer_pin.state == 0 and not rig.indicators.buzzer.is_active
+    assert not buzzer_thread_alive(), "the buzzer pattern still plays"
 
 
 def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: Any) -> None:

@@ -99,6 +99,30 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
         chip.close()
 
 
+def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(pin_factory: Any, case: CaseIO) -> None:
+    """``Runtime.stop`` locks UV out before the engine shuts down: nothing still queued (a
+    request, a late lid edge) can switch it back on while the daemon stops."""
+    clock = SimClock()
+    chip = HX711Chip(pin_factory, PINS.hx711_dout, PINS.hx711_sck, clock=clock, load=MODEL)
+    driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
+    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
+    runtime = Runtime(build_engine(CONFIG, CAL), clock, indicators, driver, case, rate_sps=80)
+    case.set_sink(runtime.put)
+    uv = pin_factory.pin(PINS.uv_led)
+    try:
+        runtime.start()
+        shut_lid_and_dock(pin_factory)  # the default case starts a cycle on its own
+        assert wait_until(lambda: bool(uv.state)), "the cycle never switched UV on"
+        runtime.stop()
+        assert not uv.state
+        assert case.set_uv(True) is False and not uv.state, "UV not locked out by the stop"
+    finally:
+        runtime.stop()
+        indicators.close()
+        driver.close()
+        chip.close()
+
+
 class _Bus:
     """The SPI bus of a Pi, as far as the assembly can tell: no chip answers."""
 

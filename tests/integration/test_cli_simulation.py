@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -255,7 +256,69 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
     assert by_no[2]["status"] == "completed" and by_no[2]["sterile_at_start"] is False
 
 
-def test_s3_sigterm_stops_cleanly_closing_the_session(tmp_path: Path) -> None:
+#: ``dermaguard`` as ``python -m dermaguard`` runs it, then, once ``main`` has returned and
+#: before the interpreter's exit hooks (the UV failsafe among them) run, one line on the
+#: simulated UV output: its level and every level it took. The pin is picked up by reference
+#: while the daemon runs, since the daemon closes its pin factory on the way out.
+UV_PIN_WITNESS = textwrap.dedent(
+    """
+    import sys, threading, time
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+    from dermaguard.config.load import default_config
+    from dermaguard.ui.cli import main
+
+    UV = default_config().pins.uv_led
+    found = []
+
+    def watch():
+        while not found:
+            factory = Device.pin_factory
+            if isinstance(factory, MockFactory):
+                found.extend(p for info, p in list(factory.pins.items()) if UV in info.names)
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    rc = main(sys.argv[1:])
+    if found:
+        levels = "".join(str(int(change.state)) for change in found[0].states)
+        print(f"UV pin at return: {int(found[0].state)}, levels {levels}", flush=True)
+    else:
+        print("UV pin never seen", flush=True)
+    sys.exit(rc)
+    """
+)
+
+
+def test_s3_sigterm_mid_cycle_switches_the_uv_pin_off_and_stops_cleanly(tmp_path: Path) -> None:
+    """SIGTERM while a UV-C cycle runs: the UV output was high and is low when the daemon's
+    own stop path returns (before any exit hook), the cycle is aborted, and the exit is 0."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    env.pop("STATE_DIRECTORY", None)
+    scenario = SCENARIOS / "sterilize_then_use.yaml"
+    args = ["run", "--no-mqtt", "--simulate", str(scenario), "--speed", "30"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", UV_PIN_WITNESS, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        _wait_for_line(proc, "UV-C cycle 1 started")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "UV-C cycle 1 ABORTED" in out and "case aborted (daemon_stopped), UV off" in out, out
+    [witness] = [line for line in out.splitlines() if line.startswith("UV pin")]
+    # Low at start, high for the cycle, low again: and low before any exit hook ran.
+    assert witness == "UV pin at return: 0, levels 010", witness
+
+
+def test_sigterm_stops_cleanly_closing_the_session(tmp_path: Path) -> None:
     proc = _start_daemon(SCENARIOS / "over_pressure.yaml", tmp_path, "20")
     try:
         _wait_for_line(proc, "session 1 started")

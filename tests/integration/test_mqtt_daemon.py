@@ -347,3 +347,57 @@ def test_sigterm_mid_session_closes_it_and_publishes_daemon_stopping(
     assert retained[f"{BASE}/availability"].payload == b"offline"
     assert retained[f"{BASE}/state"].json()["state"] == "idle"
     assert retained[f"{BASE}/session/last"].json()["end_reason"] == "shutdown"
+
+
+#: Nothing happens: the roller rests in its open case, so a command is all that can act.
+IDLE = """
+name: idle
+description: the roller rests in its dock, nothing touches it
+duration_s: 600
+initial: {lid: open, dock: in}
+force:
+  - {t: 0, n: 0}
+  - {t: 600, n: 0}
+"""
+
+
+def test_a_retained_command_is_refused_at_every_start_and_left_on_the_broker(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """docs/MQTT.md: a command acts only when it is fresh. A retained ``new_roller`` would
+    otherwise renew the roller at every start, silently resetting its use count."""
+    topic = f"{BASE}/cmd/new_roller"
+    with Publisher(broker) as pub:
+        pub.publish(topic, {"request_id": "old"}, retain=True)
+    scenario = daemon.write_scenario(tmp_path / "idle.yaml", IDLE)
+    state = tmp_path / "state"
+    for start in (1, 2):
+        with recorder(broker) as rec:
+            proc = daemon.start(state, scenario, port=broker.port, speed=1)
+            try:
+
+                def answered(messages: list[Received]) -> bool:
+                    return any(
+                        x.topic == EVENT
+                        and x.json()["type"] == "command_result"
+                        and x.json()["data"].get("request_id") == "old"
+                        for x in messages
+                    )
+
+                got = rec.wait_for(answered, timeout=60)
+            finally:
+                rc, _, err = daemon.stop(proc)
+            assert rc == 0, err
+        answers = [
+            x.json()["data"]
+            for x in got
+            if x.topic == EVENT and x.json()["type"] == "command_result"
+        ]
+        assert len(answers) == 1, (start, answers)
+        assert answers[0]["ok"] is False and "retained" in answers[0]["error"], answers
+        assert answers[0]["command"] == "new_roller"
+        stored = [e["type"] for e in daemon.stored_events(state)]
+        assert "new_roller" not in stored, (start, stored)
+        assert stored.count("command_result") == start, (start, stored)
+    left = fetch_retained(broker, topic)
+    assert [(m.topic, m.json()) for m in left] == [(topic, {"request_id": "old"})]

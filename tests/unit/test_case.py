@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass, field
 
 import pytest
@@ -181,6 +183,28 @@ def test_s4_uv_on_time_is_capped_whatever_else_holds() -> None:
     assert not up.uv_on and m.fault == "cap_reached"
     assert m.sterility(111.0) == (False, None)
     assert "sterilization_completed" not in types(up)
+
+
+def test_s4_uv_is_off_at_the_cap_exactly_while_the_dose_is_still_short() -> None:
+    """The boundary: UV on for exactly ``cap_s`` is the limit, so an input at that instant
+    aborts the cycle. Dose mode with a flickering light keeps the cycle from completing first."""
+    params = default_case_params(
+        uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5.0
+    )
+    cap = params.cap_s
+    m = CaseMachine(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    t = 0.0
+    while t + 20.0 < cap:  # lit 6 s in every 10: dark spells shorter than uv_confirm_s
+        m.handle(UvSensed(t + 0.5, True))
+        m.handle(UvSensed(t + 6.5, False))
+        t += 10.0
+    m.handle(UvSensed(t + 0.5, True))
+    assert m.handle(Tick(math.nextafter(cap, 0.0))).uv_on  # on for just under the cap
+    up = m.handle(Tick(cap))
+    assert not up.uv_on and not m.uv_on
+    assert only(up, "sterilization_aborted").data["reason"] == "cap_reached"
+    assert m.fault == "cap_reached"
 
 
 def test_s4_cap_in_dose_mode_follows_the_dose_time() -> None:
@@ -515,6 +539,12 @@ class Observer:
             if self.on_since is None:
                 self.on_since = inp.t
             assert inp.t - self.on_since < self.params.cap_s  # S4
+            # S4 between inputs too: whatever comes next, at the cap at the latest UV is off.
+            at_cap = self.on_since + self.params.cap_s
+            while at_cap - self.on_since < self.params.cap_s:  # the sum may round down
+                at_cap = math.nextafter(at_cap, math.inf)
+            probe = copy.deepcopy(self.machine)
+            assert not probe.handle(Tick(at_cap)).uv_on
         else:
             self.on_since = None
         for event in up.events:

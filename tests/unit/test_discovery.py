@@ -15,6 +15,7 @@ import re
 from datetime import datetime
 from typing import Any
 
+import jinja2.sandbox
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -112,8 +113,7 @@ def envelope(etype: str, data: dict[str, Any]) -> bytes:
 
 def render(template: str, payload: bytes) -> str:
     """HA's ``Template.async_render_with_possible_json_value``: the text, stripped."""
-    sandbox = pytest.importorskip("jinja2.sandbox")  # only the template tests need Jinja2
-    env = sandbox.ImmutableSandboxedEnvironment()
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment()
     value = payload.decode("utf-8")
     variables: dict[str, Any] = {"value": value}
     with contextlib.suppress(ValueError):

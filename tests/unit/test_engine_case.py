@@ -113,6 +113,23 @@ def test_countdown_is_reported_every_step_while_sterilizing() -> None:
     assert remaining == [90.0, 60.0, 30.0]  # every 30 s after the start
 
 
+def test_s3_the_engine_starts_with_uv_off_before_any_other_effect() -> None:
+    """Whatever the pin was left at (a crash, a previous run), the first thing done is UV off."""
+    effects = engine().startup_effects(0.0, 1000.0)
+    assert effects[0] == SetUv(False)
+    assert [x for x in effects if isinstance(x, SetUv)] == [SetUv(False)]
+
+
+def test_s3_the_engine_stops_with_uv_off_first_while_a_cycle_has_it_on() -> None:
+    e = engine(cycle_s=600.0)
+    e.handle(DockChanged(0.0, True))
+    assert e.handle(LidChanged(1.0, True))[0] == SetUv(True)
+    e.handle(Tick(50.0))
+    effects = e.shutdown(51.0)
+    assert effects[0] == SetUv(False)
+    assert [x for x in effects if isinstance(x, SetUv)] == [SetUv(False)]
+
+
 def test_stopping_during_a_cycle_aborts_it_and_the_last_case_status_says_so() -> None:
     e = engine(cycle_s=600.0)
     e.handle(DockChanged(0.0, True))

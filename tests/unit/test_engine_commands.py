@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config.params import default_case_params, default_engine_params
@@ -99,26 +99,53 @@ def test_s11_no_command_turns_uv_on_with_the_lid_open(name: str) -> None:
         assert result(effects)["ok"] is False
 
 
-@settings(max_examples=200, deadline=None)
+_s11_inputs = st.lists(
+    st.one_of(
+        # sterilize often, so that cycles start; the lid as often as everything else.
+        st.builds(Command, st.just(0.0), st.sampled_from(["sterilize", "sterilize", *COMMANDS])),
+        st.builds(LidChanged, st.just(0.0), st.booleans()),
+        st.builds(LidChanged, st.just(0.0), st.booleans()),
+        st.builds(DockChanged, st.just(0.0), st.booleans()),
+        st.builds(Tick, st.just(0.0)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
 @given(
-    st.lists(
-        st.one_of(
-            st.builds(Command, st.floats(0, 1), st.sampled_from(COMMANDS)),
-            st.builds(LidChanged, st.floats(0, 1), st.just(False)),
-            st.builds(DockChanged, st.floats(0, 1), st.booleans()),
-        ),
-        max_size=30,
-    )
+    auto_start=st.booleans(),
+    inputs=_s11_inputs,
+    gaps=st.lists(st.sampled_from([0.0, 0.5, 30.0, 700.0]), min_size=40, max_size=40),
 )
 def test_s11_uv_is_never_on_with_the_lid_open_whatever_the_commands(
-    inputs: list[Command | LidChanged | DockChanged],
+    auto_start: bool,
+    inputs: list[Command | LidChanged | DockChanged | Tick],
+    gaps: list[float],
 ) -> None:
-    e = engine(auto_start=False)
+    """Every sequence of lid and dock changes (both ways), commands and time: the UV output,
+    followed through the ``SetUv`` effects as the shell applies them, is never on while the
+    lid is open; opening the lid switches it off in the same step."""
+    e = engine(auto_start=auto_start)
+    e.handle(DockChanged(0.0, True))  # the roller starts in its dock, the lid open
+    lid_closed = False
+    uv = False  # the output as the SetUv effects left it
+    for effect in e.startup_effects(0.0, 1000.0):
+        if isinstance(effect, SetUv):
+            uv = effect.on
     t = 0.0
-    for inp in inputs:
-        t += 0.5
-        e.handle(dataclasses.replace(inp, t=t))
-        assert not e.case.uv_on
+    was_on = False
+    for inp, gap in zip(inputs, gaps, strict=False):
+        t += gap
+        if isinstance(inp, LidChanged):
+            lid_closed = inp.closed
+        for effect in e.handle(dataclasses.replace(inp, t=t)):
+            if isinstance(effect, SetUv):
+                assert lid_closed or not effect.on, f"SetUv(True) with the lid open: {inp}"
+                uv = effect.on
+                was_on = was_on or uv
+        assert lid_closed or not uv, f"UV left on with the lid open after {inp}"
+    event(f"UV was on: {was_on}")
 
 
 def over_pressure(e: Engine, t0: float) -> list[Effect]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dermaguard.core.events import Command
-from dermaguard.mqtt.commands import MAX_PAYLOAD, REPLIES_PER_MIN, CommandParser
+from dermaguard.mqtt.commands import MAX_PAYLOAD, REPLIES_PER_MIN, RETAINED, CommandParser
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
 TOPICS = Topics("dev1")
@@ -58,6 +58,17 @@ def test_a_bad_command_is_refused_with_a_clear_error(
     cmd = parse(name, payload)
     assert cmd is not None and cmd.error is not None
     assert error in cmd.error, cmd.error
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_a_retained_command_is_refused_with_why_and_a_live_one_acts(name: str) -> None:
+    """A retained message may be old: acting on it would repeat it at every start."""
+    parser = CommandParser(TOPICS, 600)
+    old = parser.parse(TOPICS.cmd(name), b'{"request_id": "r1"}', 0.0, retained=True)
+    assert old == Command(0.0, name, "r1", error=RETAINED)
+    assert "retained" in RETAINED and "fresh" in RETAINED
+    live = parser.parse(TOPICS.cmd(name), b'{"request_id": "r2"}', 1.0)
+    assert live is not None and live.error is None
 
 
 def test_a_refused_command_still_echoes_a_valid_request_id() -> None:

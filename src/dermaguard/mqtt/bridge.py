@@ -271,7 +271,9 @@ class MqttBridge:
                         self._discovery_due = self._monotonic() + HA_REANNOUNCE_DELAY_S
                         self._cond.notify()
                 return
-            command = self.parser.parse(msg.topic, bytes(msg.payload), self._monotonic())
+            command = self.parser.parse(
+                msg.topic, bytes(msg.payload), self._monotonic(), retained=bool(msg.retain)
+            )
             if command is not None:
                 self._put_command(command)
         except Exception:  # never let one message take the network thread down

@@ -32,6 +32,12 @@ MAX_SILENCE_S = float(SILENCE_MAX_S)
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
 
+#: The answer to a retained command (it may be old; it would run again at every start).
+RETAINED = (
+    "not run: a retained message (a command acts only when it is fresh); publish it without "
+    "the retain flag, and clear the retained one by publishing an empty retained message"
+)
+
 #: Extra fields each command accepts, besides ``request_id`` (none but ``silence``'s).
 ARGS: Mapping[str, tuple[str, ...]] = {
     name: ("duration_s",) if name == CommandName.SILENCE else () for name in CommandName
@@ -71,7 +77,15 @@ class CommandParser:
         #: Commands dropped without a reply (a flood past both budgets).
         self.dropped = 0
 
-    def parse(self, topic: str, payload: bytes, t: float) -> Command | None:
+    def parse(
+        self, topic: str, payload: bytes, t: float, *, retained: bool = False
+    ) -> Command | None:
+        """``retained``: the broker delivered a stored message (MQTT's retain flag), not a live one.
+
+        A retained command was sent some time ago, perhaps before the last start: acting on it
+        would run it again at every start (docs/MQTT.md: a command acts only when it is fresh).
+        It is refused with an answer, never cleared: the retained message is not the daemon's.
+        """
         name = self.topics.command_name(topic)
         # The answer must name something: a message on the bare .../cmd/ topic has no name.
         # Echoed in the answer, so bounded: a 60 KB topic must not become a 60 KB event.
@@ -84,6 +98,8 @@ class CommandParser:
                 return None
             error = f"rate limit: at most {self.limit} commands a minute; try again shortly"
             return Command(t, shown_name, _request_id(payload), error=error)
+        if retained:
+            return Command(t, shown_name, _request_id(payload), error=RETAINED)
         request_id: str | None = None
         try:
             if name not in COMMANDS:
