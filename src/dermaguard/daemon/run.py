@@ -33,6 +33,7 @@ from dermaguard.daemon.app import (
     open_mqtt,
 )
 from dermaguard.daemon.console import ConsolePrinter
+from dermaguard.daemon.instance_lock import acquire as lock_state_dir
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
@@ -99,7 +100,23 @@ def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterat
 
 
 def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
-    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
+    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code.
+
+    One daemon per state directory: a second one raises
+    :class:`~dermaguard.daemon.instance_lock.StateDirInUse` before it touches any hardware.
+    """
+    simulated = scenario is not None
+    if simulated:
+        config = simulation_config(config)  # never poses as the real device
+    db_path = store_path(config, simulated=simulated)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_state_dir(db_path.parent, "run"):
+        return _run_locked(config, db_path, scenario, speed, out)
+
+
+def _run_locked(
+    config: Config, db_path: Path, scenario: Scenario | None, speed: float, out: TextIO
+) -> int:
     if config.hx711.interface == "gpio":
         # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
         # default 5 ms switch interval the interpreter hands the GIL to any waiting thread in
@@ -109,9 +126,6 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         # bus a read is one transfer that the controller clocks, so none of this is needed.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     simulated = scenario is not None
-    if simulated:
-        config = simulation_config(config)  # never poses as the real device
-    db_path = store_path(config, simulated=simulated)
     hw = open_hardware(config, scenario, speed)
     uv_off = install_uv_failsafe(hw.case.lock_out)
     sink: StoreSink | None = None
