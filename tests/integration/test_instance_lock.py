@@ -7,7 +7,6 @@ show it holds.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,10 @@ def _running_daemon(state: Path, tmp_path: Path) -> daemon.subprocess.Popen[str]
     scenario = daemon.pushes_scenario(tmp_path / "long.yaml", duration=600)
     proc = daemon.start(state, scenario, port=None, speed=1.0)
     daemon.wait_until(
-        lambda: proc.poll() is not None
-        or any(e["type"] == "daemon_started" for e in daemon.stored_events(state)),
+        lambda: (
+            proc.poll() is not None
+            or any(e["type"] == "daemon_started" for e in daemon.stored_events(state))
+        ),
         60.0,
         "the first daemon's start in the history",
     )
@@ -77,7 +78,7 @@ def test_the_lock_dies_with_a_killed_daemon(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = _running_daemon(state, tmp_path)
     daemon.kill(first)  # SIGKILL: no clean-up of any kind
-    assert not os.path.exists(f"/proc/{first.pid}")
+    assert not Path(f"/proc/{first.pid}").exists()
     # The stale note names a dead process; it never keeps anyone out.
     assert (daemon.db_path(state).parent / NOTE_NAME).read_text().split()[0] == str(first.pid)
     check = run_cli("check-hardware", "--simulate", "--seconds", "0.5", state=state)

@@ -24,6 +24,7 @@ from dermaguard.config.paths import calibration_file, store_path
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.daemon.app import (
+    HistoryOpener,
     StartupError,
     build_engine,
     close_mqtt,
@@ -135,19 +136,32 @@ def _run_locked(
     console = LineWriter(out)  # never lets a blocked or closed stdout stop the engine thread
     try:
         cal = load_or_make_calibration(config, hw, console)
+        # A full, read-only or failing disk, or a corrupt database, never stops the start: the
+        # alarm and the interlocks need no history (docs/RELIABILITY.md).
+        opener = HistoryOpener(config, db_path, hw.clock.wall)
         try:
-            store, history = open_history(config, simulated=simulated, wall=hw.clock.wall())
+            start = open_history(opener)
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
-        last_stored = store.last_event_wall()
-        if hw.sim is not None and last_stored is not None:
-            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
+        if hw.sim is not None and start.last_event_wall is not None:
+            # never before what an earlier run stored
+            hw.sim.clock.resume_after(start.last_event_wall)
+        status = StatusFile(
+            db_path.parent / STATUS_NAME,
+            hw.clock.wall,
+        )
+        opener.on_set_aside = status.history_set_aside
+        if opener.set_aside is not None:
+            status.history_set_aside(opener.set_aside)
 
         def storage_fault(message: str | None) -> None:
             if message is None:
                 log.warning("history storage works again")
             else:
                 log.error("history storage failing (kept in memory, retrying): %s", message)
+            status.set_history(message)
+            if bridge is not None:
+                bridge.set_history(message)
 
         bridge = open_mqtt(
             config,
@@ -156,18 +170,16 @@ def _run_locked(
             simulated=simulated,
         )
         sink = StoreSink(
-            store,
+            start.store,
             hw.clock.wall,
+            opener=opener,
+            unavailable=start.problem,
             on_fault=storage_fault,
             on_stored=bridge.on_stored if bridge is not None else None,
             trace_hz=config.session.trace_hz,
         )
-        engine = build_engine(config, cal, history)
+        engine = build_engine(config, cal, start.history)
         printer = ConsolePrinter(hw.clock.monotonic(), console)
-        status = StatusFile(
-            db_path.parent / STATUS_NAME,
-            hw.clock.wall,
-        )
         runtime = Runtime(
             engine,
             hw.clock,

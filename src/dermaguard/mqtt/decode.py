@@ -78,6 +78,8 @@ class Snapshot:
     fault: str | None
     alarm: str | None
     silenced: bool
+    #: Why the device's history is unavailable (its alarm and interlocks still work).
+    history_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +219,7 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         fault=_field(obj, "fault", "string", null=True),
         alarm=_field(obj, "alarm", "string", null=True),
         silenced=_field(obj, "silenced", "boolean"),
+        history_problem=_optional(obj, "history_problem", "string"),
     )
 
 

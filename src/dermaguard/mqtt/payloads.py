@@ -37,8 +37,9 @@ def event_envelope(
     )
 
 
-def state_payload(state: DeviceState) -> bytes:
-    """The retained ``…/state`` snapshot."""
+def state_payload(state: DeviceState, *, history_problem: str | None = None) -> bytes:
+    """The retained ``…/state`` snapshot; ``history_problem`` says why the history is
+    unavailable (the device still runs its alarm and interlocks; events wait in memory)."""
     force = state.force_n
     return dumps(
         {
@@ -62,6 +63,8 @@ def state_payload(state: DeviceState) -> bytes:
             "fault": state.fault,
             "alarm": state.alarm,
             "silenced": state.silenced,
+            "history": "available" if history_problem is None else "unavailable",
+            "history_problem": history_problem,
         }
     )
 

@@ -82,6 +82,7 @@ def snapshot_json(s: Snapshot | None) -> dict[str, Any] | None:
         "fault": s.fault,
         "alarm": s.alarm,
         "silenced": s.silenced,
+        "history_problem": s.history_problem,
     }
 
 
