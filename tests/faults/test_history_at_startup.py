@@ -21,6 +21,7 @@ import pytest
 
 from dermaguard.daemon.status_file import STATUS_NAME, read_status
 from support import daemon
+from support.broker import Broker, Recorder
 from support.daemon import run_cli
 
 pytestmark = [pytest.mark.faults, pytest.mark.subprocess]
@@ -182,3 +183,64 @@ def test_a_corrupt_history_is_kept_aside_and_a_new_one_started(tmp_path: Path) -
     types = [e["type"] for e in daemon.stored_events(state)]
     assert types[0] == "daemon_started" and "over_pressure" in types
     assert _status(state)["history_set_aside"] == str(aside)
+
+
+@pytest.mark.broker
+def test_with_mqtt_the_state_says_the_history_is_unavailable_and_its_events_go_out_later(
+    small_fs: Path, tmp_path: Path, broker: Broker
+) -> None:
+    """No history at all (the file is gone and the full disk cannot make one): the publisher
+    keeps running, the retained state says why, and once space returns every event of the run
+    is published from the new history, once and in order."""
+    state = small_fs
+    _prepare(state, tmp_path)
+    db = daemon.db_path(state)
+    for name in (db.name, db.name + "-wal", db.name + "-shm"):
+        db.with_name(name).unlink(missing_ok=True)
+    disk = BrokenDisk(small_fs, "full")
+    disk.breaks()
+    base = f"dermaguard/{daemon.DEVICE}"
+    scenario = daemon.pushes_scenario(tmp_path / "long.yaml", duration=600)
+    with Recorder(broker, [f"{base}/#"]) as rec:
+        proc = daemon.start(state, scenario, port=broker.port, speed=1.0)
+        try:
+
+            def states() -> list[dict[str, Any]]:
+                return [m.json() for m in rec.messages(f"{base}/state")]
+
+            rec.wait_for(
+                lambda _m: any(
+                    s["history"] == "unavailable" and s["alarm"] == "over_pressure"
+                    for s in states()
+                ),
+                timeout=90,
+            )
+            assert proc.poll() is None
+            down = next(s for s in states() if s["history"] == "unavailable")
+            assert "cannot" in down["history_problem"]
+            assert not rec.messages(f"{base}/event")  # nothing stored, so nothing published
+
+            disk.repair()
+            rec.wait_for(
+                lambda m: (
+                    any(
+                        x.topic == f"{base}/event" and x.json()["type"] == "over_pressure"
+                        for x in m
+                    )
+                    and states()[-1]["history"] == "available"
+                ),
+                timeout=120,
+            )
+        finally:
+            code, _, err = daemon.stop(proc)
+        assert code == 0, err
+        stored = daemon.stored_events(state)
+        rec.wait_for(
+            lambda m: len({x.json()["id"] for x in m if x.topic == f"{base}/event"}) >= len(stored)
+        )
+        seen: dict[str, dict[str, Any]] = {}
+        for body in rec.json(f"{base}/event"):
+            seen.setdefault(body["id"], body)
+        assert [e["id"] for e in seen.values()] == [e["id"] for e in stored]
+        assert stored[0]["type"] == "daemon_started"
+        daemon.assert_valid_payloads(rec.messages())
