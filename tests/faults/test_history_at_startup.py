@@ -27,6 +27,16 @@ from support.daemon import run_cli
 pytestmark = [pytest.mark.faults, pytest.mark.subprocess]
 
 
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where a status the broken disk refuses goes (the service's RuntimeDirectory), for the
+    daemon, ``dermaguard status`` and this test alike (child processes inherit it)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(run))
+    return run
+
+
 @pytest.fixture
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """An 8 MiB tmpfs under tmp_path; skipped where mounting is not allowed (not root, or no
