@@ -177,6 +177,44 @@ def test_state_accepts_realistic_snapshots() -> None:
     )
 
 
+def test_state_says_when_the_history_is_unavailable_and_why() -> None:
+    from dermaguard.core.events import DeviceState
+    from dermaguard.mqtt.payloads import state_payload
+
+    problem = "cannot open the history database /var/lib/dermaguard/dermaguard.db: disk full"
+    ok("state", changed(STATE, history="available", history_problem=None))
+    ok("state", changed(STATE, history="unavailable", history_problem=problem))
+    bad("state", changed(STATE, history="unavailable", history_problem=None))
+    bad("state", changed(STATE, history="available", history_problem=problem))
+    device = DeviceState(
+        t=1.0,
+        wall=WALL0,
+        state="in_use",
+        zone="over",
+        force_n=5.2,
+        sterile=False,
+        sterile_until_t=None,
+        sterile_until_wall=None,
+        uv_on=False,
+        lid_closed=False,
+        docked=False,
+        case="open",
+        remaining_s=None,
+        session_no=3,
+        roller_id=1,
+        roller_uses=2,
+        fault=None,
+        alarm="over_pressure",
+        silenced=False,
+    )
+    for history_problem in (None, problem):
+        payload = json.loads(state_payload(device, history_problem=history_problem))
+        ok("state", payload)
+        assert payload["history_problem"] == history_problem
+        assert payload["history"] == ("available" if history_problem is None else "unavailable")
+        assert payload["alarm"] == "over_pressure"  # the alarm is untouched by it
+
+
 def test_state_force_zero_and_null_are_both_valid_but_a_string_is_not() -> None:
     ok("state", changed(STATE, force_n=0, zone="none"))
     ok("state", changed(STATE, force_n=None, zone=None))

@@ -10,6 +10,8 @@ imports ``dermaguard.sim`` itself.
 from __future__ import annotations
 
 import logging
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO, TypeAlias
@@ -20,7 +22,7 @@ from dermaguard.common.line_writer import LineWriter
 from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
 from dermaguard.config.load import Config
 from dermaguard.config.params import case_params, engine_params, filter_chains
-from dermaguard.config.paths import calibration_file, store_path
+from dermaguard.config.paths import calibration_file
 from dermaguard.core.calibration import Calibration, parse_reference
 from dermaguard.core.engine import Engine, History
 from dermaguard.daemon.calibrate import add_reference, tare
@@ -32,7 +34,8 @@ from dermaguard.hw.pins import install_pin_factory, real_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.discovery import MODEL
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-from dermaguard.store import Store, StoreSink, open_readonly
+from dermaguard.store import Store, StoreError, StoreReader, StoreSink, open_readonly
+from dermaguard.store.db import StoreCorrupt, StoreUnavailable, classify, set_aside
 
 if TYPE_CHECKING:
     from dermaguard.sim import scenario as _scenario
@@ -63,31 +66,145 @@ def build_engine(
     return Engine(engine_params(config), calibration, spike, smoothing, history)
 
 
-def open_history(config: Config, *, simulated: bool, wall: float) -> tuple[Store, History]:
-    """Open the store, close sessions a crash left open, and read what the engine needs."""
-    store = Store.open(
-        store_path(config, simulated=simulated), config.device_id, publish=config.mqtt.enabled
-    )
-    try:
-        closed = store.close_interrupted(wall)
-        if closed:
-            log.warning(
-                "sessions left open by a crash or power cut closed as interrupted: %s", closed
+class HistoryOpener:
+    """Opens the daemon's history: at start-up, and again from the store's writer for as long
+    as it is unavailable (docs/RELIABILITY.md, "The history at start-up").
+
+    Opening closes what a crash left open (sessions, cycles) before anything new is written.
+    A corrupt database is never deleted: it is renamed aside (:func:`set_aside`), logged, and a
+    new one started; ``on_set_aside`` hears of it. The full, read-only or failing disk is a
+    :class:`StoreUnavailable`, for the caller to retry.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        path: Path,
+        wall: Callable[[], float],
+        on_set_aside: Callable[[Path], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.path = path
+        self._wall = wall
+        self.on_set_aside = on_set_aside
+        #: Where the corrupt database went, if one was set aside by this process.
+        self.set_aside: Path | None = None
+
+    def __call__(self) -> Store:
+        try:
+            return self._open()
+        except StoreCorrupt as exc:
+            log.error("%s", exc)
+            try:
+                aside = set_aside(self.path, self._wall())
+            except OSError as move:
+                raise StoreUnavailable(f"{exc}; it cannot be set aside: {move}") from move
+            self.set_aside = aside
+            log.error(
+                "the corrupt history database is kept as %s (nothing deleted); "
+                "a new history starts at %s",
+                aside,
+                self.path,
             )
-        last = store.last_session()
-        ended = last.get("ended_wall") if last else None
-        roller_id, uses = store.current_roller(wall)
-        history = History(
-            last_session_no=store.last_session_no(),
-            last_session_end_wall=float(ended) if ended is not None else None,
-            roller_id=roller_id,
-            roller_uses=uses,
-            last_cycle_id=store.last_cycle_id(),
-        )
-    except BaseException:
-        store.close()
-        raise
-    return store, history
+            if self.on_set_aside is not None:
+                self.on_set_aside(aside)
+            return self._open()
+
+    def _open(self) -> Store:
+        config = self.config
+        store = Store.open(self.path, config.device_id, publish=config.mqtt.enabled)
+        try:
+            wall = self._wall()
+            closed = store.close_interrupted(wall)
+            if closed:
+                log.warning(
+                    "sessions left open by a crash or power cut closed as interrupted: %s", closed
+                )
+            store.current_roller(wall)  # the first roller is made with the history
+        except (OSError, sqlite3.Error) as exc:
+            store.close()
+            raise classify(exc, f"cannot prepare the history database {self.path}") from exc
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+
+@dataclass(frozen=True)
+class HistoryStart:
+    """The history as the daemon starts: open (``store``), or unavailable (``problem``) with
+    what could still be read of it for the engine."""
+
+    store: Store | None
+    history: History
+    last_event_wall: float | None
+    problem: str | None = None
+
+
+def read_history(reader: StoreReader) -> History:
+    """What the engine needs from the stored past."""
+    last = reader.last_session()
+    ended = last.get("ended_wall") if last else None
+    rollers = reader.rollers()
+    roller_id, uses = (
+        (int(rollers[-1]["roller_id"]), int(rollers[-1]["uses"])) if rollers else (1, 0)
+    )
+    return History(
+        last_session_no=reader.last_session_no(),
+        last_session_end_wall=float(ended) if ended is not None else None,
+        roller_id=roller_id,
+        roller_uses=uses,
+        last_cycle_id=reader.last_cycle_id(),
+    )
+
+
+def open_history(opener: HistoryOpener) -> HistoryStart:
+    """Open the store and read what the engine needs; a disk that refuses is no reason not to
+    start (the alarm and the interlocks need no history).
+
+    Unavailable, the history is read read-only where it still can be (a full disk, usually),
+    so session and cycle numbers go on where they were; where it cannot, the engine starts
+    from the defaults and a clash of numbers is logged when the history returns. A schema
+    newer than this version is still a :class:`StoreError` (a person's fix).
+    """
+    try:
+        store = opener()
+    except StoreUnavailable as exc:
+        log.error("history unavailable at start-up: %s", exc)
+        history, last_wall = _read_what_remains(opener.path)
+        return HistoryStart(None, history, last_wall, str(exc))
+    return HistoryStart(store, read_history(store), store.last_event_wall())
+
+
+def _read_what_remains(path: Path) -> tuple[History, float | None]:
+    try:
+        with open_readonly(path) as reader:
+            return read_history(reader), reader.last_event_wall()
+    except (StoreError, sqlite3.Error) as exc:
+        log.warning("the history cannot be read either (%s): numbering starts afresh", exc)
+        return History(), None
+
+
+class HistoryEvents:
+    """The MQTT outbox's read side of the history, opened when the history exists: until then
+    (unavailable at start-up) it has nothing to send, and asks again at the next page."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._reader: StoreReader | None = None
+
+    def undelivered(self, after_seq: int, limit: int, /) -> list[dict[str, Any]]:
+        if self._reader is None:
+            try:
+                self._reader = open_readonly(self.path)
+            except StoreError:
+                return []
+        return self._reader.undelivered(after_seq, limit)
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 # -- hardware, real or simulated --------------------------------------------------------------
@@ -323,7 +440,7 @@ def open_mqtt(
         name, model = f"{name} (simulation)", f"{MODEL} (simulation)"
     return MqttBridge(
         settings,
-        open_events=lambda: open_readonly(db_path),
+        open_events=lambda: HistoryEvents(db_path),
         device_name=name,
         model=model,
         sw_version=__version__,

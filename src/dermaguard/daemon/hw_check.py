@@ -219,12 +219,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def cmd_check_hardware(args: argparse.Namespace) -> int:
     """Open the hardware with UV locked out, read it, print findings; 1 if anything is wrong."""
-    from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
     from dermaguard.config.load import load_config
-    from dermaguard.config.paths import calibration_file
     from dermaguard.daemon import pi_service
-    from dermaguard.daemon.app import open_hardware, steady_scenario
-    from dermaguard.hw.pins import PinFactoryUnavailable
 
     out = sys.stdout
     if not 0.5 <= args.seconds <= 600:
@@ -242,6 +238,31 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from dermaguard.config.paths import state_dir
+    from dermaguard.daemon.instance_lock import EXIT_IN_USE, StateDirInUse
+    from dermaguard.daemon.instance_lock import acquire as lock_state_dir
+
+    # A daemon on this state directory holds the hardware (and a simulated one the emulated
+    # device): one process per state directory. None there yet: nobody can hold it.
+    directory = state_dir(config, simulated=args.simulate)
+    try:
+        lock = lock_state_dir(directory, "check-hardware") if directory.is_dir() else None
+    except StateDirInUse as exc:
+        print(f"dermaguard: {exc}", file=sys.stderr)
+        return EXIT_IN_USE
+    try:
+        return _check_locked(args, config, out)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _check_locked(args: argparse.Namespace, config: Config, out: TextIO) -> int:
+    from dermaguard.config.calibration_file import CalibrationFileError, load_calibration
+    from dermaguard.config.paths import calibration_file
+    from dermaguard.daemon.app import open_hardware, steady_scenario
+    from dermaguard.hw.pins import PinFactoryUnavailable
+
     scenario = None
     if args.simulate:
         scenario = steady_scenario("check-hardware", 0.0, noise_counts=150.0)

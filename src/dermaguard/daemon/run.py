@@ -24,6 +24,7 @@ from dermaguard.config.paths import calibration_file, store_path
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import Effect, SaveCalibration
 from dermaguard.daemon.app import (
+    HistoryOpener,
     StartupError,
     build_engine,
     close_mqtt,
@@ -33,6 +34,7 @@ from dermaguard.daemon.app import (
     open_mqtt,
 )
 from dermaguard.daemon.console import ConsolePrinter
+from dermaguard.daemon.instance_lock import acquire as lock_state_dir
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sd_notify import Notifier, ServiceHeartbeat
 from dermaguard.daemon.status_file import STATUS_NAME, StatusFile
@@ -148,7 +150,23 @@ def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterat
 
 
 def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
-    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code."""
+    """Run until the scenario ends (simulation) or a signal arrives; returns the exit code.
+
+    One daemon per state directory: a second one raises
+    :class:`~dermaguard.daemon.instance_lock.StateDirInUse` before it touches any hardware.
+    """
+    simulated = scenario is not None
+    if simulated:
+        config = simulation_config(config)  # never poses as the real device
+    db_path = store_path(config, simulated=simulated)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_state_dir(db_path.parent, "run"):
+        return _run_locked(config, db_path, scenario, speed, out)
+
+
+def _run_locked(
+    config: Config, db_path: Path, scenario: Scenario | None, speed: float, out: TextIO
+) -> int:
     if config.hx711.interface == "gpio":
         # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
         # default 5 ms switch interval the interpreter hands the GIL to any waiting thread in
@@ -158,9 +176,6 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
         # bus a read is one transfer that the controller clocks, so none of this is needed.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     simulated = scenario is not None
-    if simulated:
-        config = simulation_config(config)  # never poses as the real device
-    db_path = store_path(config, simulated=simulated)
     hw = open_hardware(config, scenario, speed)
     supervisor = Supervisor(hw.case, hw.clock)
     uv_off = install_uv_failsafe(hw.case.lock_out, supervisor.thread_failed)
@@ -171,19 +186,32 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     console = LineWriter(out)  # never lets a blocked or closed stdout stop the engine thread
     try:
         cal = load_or_make_calibration(config, hw, console)
+        # A full, read-only or failing disk, or a corrupt database, never stops the start: the
+        # alarm and the interlocks need no history (docs/RELIABILITY.md).
+        opener = HistoryOpener(config, db_path, hw.clock.wall)
         try:
-            store, history = open_history(config, simulated=simulated, wall=hw.clock.wall())
+            start = open_history(opener)
         except StoreError as exc:
             raise StartupError(str(exc)) from exc
-        last_stored = store.last_event_wall()
-        if hw.sim is not None and last_stored is not None:
-            hw.sim.clock.resume_after(last_stored)  # never before what an earlier run stored
+        if hw.sim is not None and start.last_event_wall is not None:
+            # never before what an earlier run stored
+            hw.sim.clock.resume_after(start.last_event_wall)
+        status = StatusFile(
+            db_path.parent / STATUS_NAME,
+            hw.clock.wall,
+        )
+        opener.on_set_aside = status.history_set_aside
+        if opener.set_aside is not None:
+            status.history_set_aside(opener.set_aside)
 
         def storage_fault(message: str | None) -> None:
             if message is None:
                 log.warning("history storage works again")
             else:
                 log.error("history storage failing (kept in memory, retrying): %s", message)
+            status.set_history(message)
+            if bridge is not None:
+                bridge.set_history(message)
 
         bridge = open_mqtt(
             config,
@@ -192,18 +220,16 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
             simulated=simulated,
         )
         sink = StoreSink(
-            store,
+            start.store,
             hw.clock.wall,
+            opener=opener,
+            unavailable=start.problem,
             on_fault=storage_fault,
             on_stored=bridge.on_stored if bridge is not None else None,
             trace_hz=config.session.trace_hz,
         )
-        engine = build_engine(config, cal, history)
+        engine = build_engine(config, cal, start.history)
         printer = ConsolePrinter(hw.clock.monotonic(), console)
-        status = StatusFile(
-            db_path.parent / STATUS_NAME,
-            hw.clock.wall,
-        )
         saver = CalibrationSaver(calibration_file(config, simulated=simulated))
         runtime = Runtime(
             engine,

@@ -3,10 +3,17 @@
 Only the newest state matters, so the sink keeps one slot and a thread writes it atomically
 (temporary file + rename): the engine thread never waits for the disk, and a reader never sees
 half a file.
+
+The file lives beside the history, so the disk that refuses the history (full, read-only)
+refuses it too: then it is written to a fallback in memory-backed ``/run`` (see
+:func:`fallback_path`), where ``dermaguard status`` also looks, so the status can still say
+that the history is unavailable.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -29,10 +36,18 @@ class StatusFile:
     def __init__(self, path: Path, wall: Any) -> None:
         self.path = path
         self._wall = wall
-        self._state: dict[str, Any] = {"running": True, **process_identity()}
+        self.fallback = fallback_path(path)
+        self._state: dict[str, Any] = {
+            "running": True,
+            **process_identity(),
+            "history": "available",
+            "history_problem": None,
+            "history_set_aside": None,
+        }
         self._dirty = threading.Condition()
         self._pending = False
         self._closing = False
+        self._on_fallback = False  # status-file thread only
         self._thread = threading.Thread(target=self._run, name="status-file", daemon=True)
         self._thread.start()
 
@@ -60,8 +75,23 @@ class StatusFile:
                 failed = dict(self._state.get("threads_failed") or {})
             failed[str(data.get("thread"))] = data.get("failures")
             update = {"threads_failed": failed}
-        if not update:
-            return
+        if update:
+            self._update(update)
+
+    def set_history(self, problem: str | None) -> None:
+        """The history is unavailable (``problem`` says why) or available again (``None``)."""
+        self._update(
+            {
+                "history": "available" if problem is None else "unavailable",
+                "history_problem": problem,
+            }
+        )
+
+    def history_set_aside(self, path: Path) -> None:
+        """A corrupt history was renamed to ``path`` and a new one started."""
+        self._update({"history_set_aside": str(path)})
+
+    def _update(self, update: dict[str, Any]) -> None:
         with self._dirty:
             self._state.update(update)
             self._state["updated_wall"] = self._wall()
@@ -82,6 +112,8 @@ class StatusFile:
             parts.append(f"ALARM {st['alarm']}")
         if st.get("threads_failed"):
             parts.append("threads restarted: " + ", ".join(sorted(st["threads_failed"])))
+        if st.get("history") == "unavailable":
+            parts.append("history unavailable")
         return ", ".join(parts)
 
     @property
@@ -115,12 +147,31 @@ class StatusFile:
                 snapshot = dict(self._state)
                 self._pending = False
                 closing = self._closing
-            try:
-                write_atomic(self.path, json.dumps(snapshot, sort_keys=True))
-            except OSError as exc:  # a full disk: the next change tries again
-                log.warning("cannot write %s: %s", self.path, exc)
+            self._write(json.dumps(snapshot, sort_keys=True))
             if closing:
                 return
+
+    def _write(self, text: str) -> None:
+        """The state directory's file, else the fallback; the one not written is removed, so a
+        reader never takes an old copy for the current one."""
+        try:
+            write_atomic(self.path, text)
+        except OSError as exc:  # a full or read-only disk: the next change tries again
+            try:
+                write_atomic(self.fallback, text)
+            except OSError as also:
+                log.warning("cannot write %s (%s) nor %s (%s)", self.path, exc, self.fallback, also)
+                return
+            if not self._on_fallback:
+                log.warning(
+                    "cannot write %s (%s): the status goes to %s", self.path, exc, self.fallback
+                )
+            self._on_fallback = True
+            return
+        if self._on_fallback:
+            self._on_fallback = False
+            with contextlib.suppress(OSError):
+                self.fallback.unlink()
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -135,9 +186,49 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def fallback_path(path: Path) -> Path:
+    """Where the status of state file ``path`` goes when its disk refuses it: the service's
+    runtime directory (``$RUNTIME_DIRECTORY``, ``/run/dermaguard``), else the user's
+    (``/run/user/UID``), else the temporary directory; named for the state directory, so a
+    simulation and the device never share one."""
+    digest = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:12]
+    return _runtime_dir() / f"dermaguard-status-{digest}.json"
+
+
+def _runtime_dir() -> Path:
+    for candidate in (
+        os.environ.get("RUNTIME_DIRECTORY", "").split(":")[0],
+        "/run/dermaguard",
+        f"/run/user/{os.getuid()}",
+    ):
+        if candidate and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    return Path(tempfile.gettempdir())
+
+
 def read_status(path: Path) -> dict[str, Any] | None:
     """The last state written, with ``running`` corrected for a daemon that died without saying
-    so (SIGKILL, power cut): a file is only as live as the process that wrote it."""
+    so (SIGKILL, power cut): a file is only as live as the process that wrote it.
+
+    A live daemon's fallback copy (its disk refused ``path``) wins over ``path``; otherwise
+    the newer of the two.
+    """
+    fallback = _read_one(fallback_path(path))
+    main = _read_one(path)
+    if fallback is None or main is None:
+        return main if fallback is None else fallback
+    if fallback.get("running"):
+        return fallback
+    newer = _wall_of(fallback) > _wall_of(main)
+    return fallback if newer and not main.get("running") else main
+
+
+def _wall_of(data: dict[str, Any]) -> float:
+    wall = data.get("updated_wall")
+    return float(wall) if isinstance(wall, int | float) else 0.0
+
+
+def _read_one(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -88,6 +88,8 @@ class MqttBridge:
         self._acks: deque[tuple[int, bool, str]] = deque()
         self._state: bytes | None = None
         self._state_dirty = False
+        self._device_state: DeviceState | None = None
+        self._history_problem: str | None = None  # the history is unavailable: why
         self._force: bytes | None = None
         self._connected = False
         self._announce = False  # a new connection: birth, discovery, state
@@ -162,9 +164,10 @@ class MqttBridge:
         """Effect sink: only appends to memory (the engine thread never waits on the net)."""
         if isinstance(effect, DeviceState):
             self._in_use = effect.state == "in_use"
-            payload = state_payload(effect)
             with self._cond:
-                self._state, self._state_dirty = payload, True
+                self._device_state = effect
+                self._state = state_payload(effect, history_problem=self._history_problem)
+                self._state_dirty = True
                 self._cond.notify()
         elif isinstance(effect, ForceSample):
             if not self._in_use or effect.t - self._last_force_t < self._telemetry_period * 0.95:
@@ -173,6 +176,16 @@ class MqttBridge:
             payload = force_payload(effect, self._wall())
             with self._cond:
                 self._force = payload
+                self._cond.notify()
+
+    def set_history(self, problem: str | None) -> None:
+        """The history became unavailable (``problem`` says why) or available again (``None``):
+        the retained state says so at once (docs/MQTT.md, ``history``)."""
+        with self._cond:
+            self._history_problem = problem
+            if self._device_state is not None:
+                self._state = state_payload(self._device_state, history_problem=problem)
+                self._state_dirty = True
                 self._cond.notify()
 
     # -- writer thread -----------------------------------------------------------------------

@@ -79,6 +79,8 @@ class Snapshot:
     alarm: str | None
     silenced: bool
     thread_failures: int = 0
+    #: Why the device's history is unavailable (its alarm and interlocks still work).
+    history_problem: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +221,7 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         alarm=_field(obj, "alarm", "string", null=True),
         silenced=_field(obj, "silenced", "boolean"),
         thread_failures=_optional(obj, "thread_failures", "integer") or 0,
+        history_problem=_optional(obj, "history_problem", "string"),
     )
 
 

@@ -37,8 +37,9 @@ def event_envelope(
     )
 
 
-def state_payload(state: DeviceState) -> bytes:
-    """The retained ``…/state`` snapshot."""
+def state_payload(state: DeviceState, *, history_problem: str | None = None) -> bytes:
+    """The retained ``…/state`` snapshot; ``history_problem`` says why the history is
+    unavailable (the device still runs its alarm and interlocks; events wait in memory)."""
     force = state.force_n
     return dumps(
         {
@@ -63,6 +64,8 @@ def state_payload(state: DeviceState) -> bytes:
             "alarm": state.alarm,
             "silenced": state.silenced,
             "thread_failures": state.thread_failures,
+            "history": "available" if history_problem is None else "unavailable",
+            "history_problem": history_problem,
         }
     )
 

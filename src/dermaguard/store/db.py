@@ -19,7 +19,9 @@ Readers on other threads (the CLI, the MQTT outbox) use their own
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
@@ -50,6 +52,64 @@ TRACE_BUFFER_MAX = 36_000
 SESSION_BOUNDARIES = frozenset(
     {EventType.SESSION_STARTED, EventType.SESSION_ENDED, EventType.DAEMON_STARTED}
 )
+
+
+class StoreUnavailable(StoreError):
+    """The storage refuses the history for now (full, read-only, an I/O error): it may clear
+    by itself, so the daemon runs without it and tries again (docs/RELIABILITY.md)."""
+
+
+class StoreCorrupt(StoreError):
+    """The file is not a usable SQLite database (damaged, or something else entirely)."""
+
+
+#: SQLite's words for a file it cannot read as a database, whatever the disk does.
+_CORRUPT_WORDS = ("file is not a database", "malformed", "file is encrypted")
+
+
+def classify(exc: BaseException, what: str) -> StoreError:
+    """The :class:`StoreError` for a failure to open or read the history: corrupt, or the
+    storage refusing (retry later); ``what`` opens the message."""
+    text = str(exc) or type(exc).__name__
+    if isinstance(exc, sqlite3.DatabaseError) and any(w in text for w in _CORRUPT_WORDS):
+        return StoreCorrupt(f"{what}: {text}")
+    return StoreUnavailable(f"{what}: {text}")
+
+
+def _writable(path: Path) -> None:
+    """Raise if the database (or, for a new one, its directory) cannot be written: SQLite then
+    opens it read-only without a word, and that connection stays read-only after the disk is
+    writable again, so it must not be the one the daemon keeps."""
+    target = path if path.exists() else path.parent
+    if not os.access(target, os.W_OK):
+        code = errno.EROFS if _read_only_fs(target) else errno.EACCES
+        raise OSError(code, f"{os.strerror(code)}: {target} cannot be written")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def set_aside(path: Path, wall: float) -> Path:
+    """Rename a corrupt database (and its WAL and shared-memory files) out of the way, never
+    deleting it: ``dermaguard.db`` becomes ``dermaguard.db.corrupt-20261206T031500Z``, which
+    can still be inspected or salvaged (``sqlite3 … .recover``). Returns the new name; an
+    OSError (a read-only disk) leaves everything where it was."""
+    stamp = iso_utc(wall).replace("-", "").replace(":", "").split(".")[0] + "Z"
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+    path.rename(target)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(target.with_name(target.name + suffix))
+    return target
 
 
 @dataclass(slots=True)
@@ -98,13 +158,17 @@ class Store(StoreReader):
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
+            _writable(path)
             conn = connect(path, readonly=False)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the history database {path}: {exc}") from exc
+            raise classify(exc, f"cannot open the history database {path}") from exc
         try:
             schema.configure(conn)
             before, after = schema.migrate(conn)
-        except (sqlite3.Error, schema.SchemaError) as exc:
+        except (OSError, sqlite3.Error) as exc:
+            conn.close()
+            raise classify(exc, f"cannot prepare the history database {path}") from exc
+        except schema.SchemaError as exc:
             conn.close()
             raise StoreError(f"cannot prepare the history database {path}: {exc}") from exc
         if before != after:

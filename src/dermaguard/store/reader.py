@@ -206,6 +206,8 @@ def open_readonly(path: Path) -> StoreReader:
         conn = connect(path, readonly=True)
         conn.execute("PRAGMA query_only = ON")
         version = schema.version(conn)
+    except sqlite3.OperationalError as exc:
+        conn, version = _open_immutable(path, exc)
     except sqlite3.Error as exc:
         raise StoreError(f"cannot read {path}: {exc}") from exc
     if version > schema.SCHEMA_VERSION:
@@ -217,3 +219,21 @@ def open_readonly(path: Path) -> StoreReader:
         conn.close()
         raise StoreError(f"{path} is not a dermaguard history (no schema)")
     return StoreReader(conn, path)
+
+
+def _open_immutable(path: Path, first: sqlite3.Error) -> tuple[sqlite3.Connection, int]:
+    """A full or read-only disk cannot take the shared-memory file a WAL reader needs, while
+    the file itself still reads: read it as immutable. Nobody can be writing it then (a writer
+    needs that same file), so nothing changes under the reader."""
+    try:
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro&immutable=1",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
+        )
+        conn.row_factory = sqlite3.Row
+        return conn, schema.version(conn)
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot read {path}: {first}; read as immutable: {exc}") from exc

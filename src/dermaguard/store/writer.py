@@ -10,6 +10,11 @@ events and the session trace are held in memory in their order (up to 10,000 eve
 of trace; past that new ones are dropped and counted), ``on_fault`` reports
 the problem once, a retry runs every ``retry_s``, and when the disk accepts writes again the
 backlog is written in order and ``on_fault(None)`` says so. Nothing already committed is touched.
+
+The same holds from the start: a sink made without a store (the history could not be opened
+at start-up: a full or read-only disk, an I/O error) begins in that fault, holds what comes in
+the same way, and calls ``opener`` to open the history, first after ``retry_s`` and then with
+a doubling backoff up to ``OPEN_RETRY_MAX_S``; once it opens, the backlog is written as above.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 
 from dermaguard.core.events import Effect, EmitEvent, Event, EventType, ForceSample
 from dermaguard.store.db import Store
-from dermaguard.store.reader import StoredEvent
+from dermaguard.store.reader import StoredEvent, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +42,8 @@ BACKLOG_EVENTS = 10_000
 BACKLOG_SAMPLES = 36_000
 #: Seconds between attempts to write again after a storage fault.
 RETRY_S = 5.0
+#: Longest wait between attempts to open a history that could not be opened at start-up.
+OPEN_RETRY_MAX_S = 60.0
 #: The writer wakes at least this often to see whether samples are waiting (samples alone do
 #: not wake it: they only fill a memory buffer, so there is no hurry).
 IDLE_WAKE_S = 0.5
@@ -115,13 +122,19 @@ class StoreSink:
     fault). ``on_stored(event, stored)`` runs on the writer thread after each event commits —
     the hook for publishing it. ``on_fault(message)`` runs there too when writes start failing,
     and ``on_fault(None)`` when they work again.
+
+    ``store=None`` starts without a history: ``unavailable`` says why (reported through
+    ``on_fault`` as the thread starts) and ``opener`` is retried with a backoff until it
+    returns the store.
     """
 
     def __init__(
         self,
-        store: Store,
+        store: Store | None,
         wall: Callable[[], float],
         *,
+        opener: Callable[[], Store] | None = None,
+        unavailable: str | None = None,
         on_fault: Callable[[str | None], None] | None = None,
         on_stored: Callable[[Event, StoredEvent], None] | None = None,
         trace_hz: float = 10.0,
@@ -130,7 +143,10 @@ class StoreSink:
         backlog_samples: int = BACKLOG_SAMPLES,
         retry_s: float = RETRY_S,
     ) -> None:
+        if store is None and opener is None:
+            raise ValueError("a sink without a store needs an opener")
         self.store = store
+        self._opener = opener
         self._wall = wall
         self._on_fault = on_fault
         self._on_stored = on_stored
@@ -158,6 +174,10 @@ class StoreSink:
         self._waiting: list[_Flush] = []
         self._next_retry = 0.0
         self._marks_since: float | None = None
+        self._open_wait = retry_s
+        self._unavailable = (unavailable or "history unavailable") if store is None else None
+        if self._unavailable is not None:
+            self._next_retry = time.monotonic() + retry_s
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._thread.start()
 
@@ -249,6 +269,13 @@ class StoreSink:
     # -- writer thread -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        if self._unavailable is not None:
+            log.error(
+                "%s: holding events in memory, trying to open it again in %g s",
+                self._unavailable,
+                self.retry_s,
+            )
+            self._report(self._unavailable)
         while True:
             with self._cond:
                 while not self._items and not self._closing and not self._kick:
@@ -280,7 +307,7 @@ class StoreSink:
     def _handle(self, item: _Item) -> None:
         if isinstance(item, _Flush):
             self._waiting.append(item)
-            if self.fault is None:
+            if self.fault is None and self.store is not None:
                 self._guarded(self.store.flush)
             self._release_waiters()
             return
@@ -313,29 +340,32 @@ class StoreSink:
         return item
 
     def _persist(self, item: _Persistable) -> None:
+        store = self.store
+        assert store is not None, "nothing is persisted before the history is open"
         if isinstance(item, ForceSample):
-            self.store.add_trace(item.t, item.force_n, item.zone)
+            store.add_trace(item.t, item.force_n, item.zone)
         elif isinstance(item, _Ev):
-            stored = self.store.append_event(item.event, item.wall)
+            stored = store.append_event(item.event, item.wall)
             if self._on_stored is not None:
                 try:
                     self._on_stored(item.event, stored)
                 except Exception:
                     log.exception("on_stored failed for event %d", stored.seq)
         else:
-            self.store.defer_delivered(item.seqs, item.wall)
+            store.defer_delivered(item.seqs, item.wall)
             if self._marks_since is None:
                 self._marks_since = time.monotonic()
 
     def _flush_marks_when_due(self) -> None:
-        if not self.store.marks_pending:
+        store = self.store
+        if store is None or not store.marks_pending:
             self._marks_since = None
         elif (
             self.fault is None
             and self._marks_since is not None
             and time.monotonic() - self._marks_since >= MARKS_FLUSH_S
         ):
-            self._guarded(self.store.flush)
+            self._guarded(store.flush)
 
     def _guarded(self, action: Callable[[], object]) -> bool:
         try:
@@ -374,9 +404,27 @@ class StoreSink:
             log.error("%s: holding events in memory, retrying every %g s", message, self.retry_s)
             self._report(message)
 
+    def _open(self) -> Store | None:
+        """Try the opener once; on failure, wait twice as long before the next try."""
+        assert self._opener is not None
+        try:
+            self.store = self._opener()
+        except Exception as exc:
+            if not isinstance(exc, StoreError) and not is_storage_fault(exc):
+                log.exception("store writer: opening the history failed")
+            self._open_wait = min(self._open_wait * 2, max(OPEN_RETRY_MAX_S, self.retry_s))
+            self._next_retry = time.monotonic() + self._open_wait
+            log.info("history still unavailable (%s): next try in %g s", exc, self._open_wait)
+            return None
+        log.warning("history database opened: writing what was held in memory")
+        return self.store
+
     def _retry(self) -> None:
         """Write what the store buffered, then the backlog in order; stop at the first fault."""
-        if not self._retry_step(self.store.flush):
+        store = self.store if self.store is not None else self._open()
+        if store is None:
+            return
+        if not self._retry_step(store.flush):
             return
         while self._backlog:
             item = self._backlog.popleft()
@@ -395,7 +443,7 @@ class StoreSink:
                     self._backlog_events += 1
                 self._next_retry = time.monotonic() + self.retry_s
                 return
-        if not self._retry_step(self.store.flush):
+        if not self._retry_step(store.flush):
             return
         log.warning("storage works again: backlog written")
         self._report(None)
@@ -435,7 +483,8 @@ class StoreSink:
                 self.fault,
             )
         try:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
         except sqlite3.Error as exc:
             log.error("closing the store: %s", exc)
         self._release_waiters()

@@ -53,6 +53,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from dermaguard.config.paths import state_dir
     from dermaguard.daemon.app import StartupError, load_scenario
+    from dermaguard.daemon.instance_lock import EXIT_IN_USE, StateDirInUse
     from dermaguard.daemon.run import run_daemon
     from dermaguard.hw.pins import PinFactoryUnavailable
 
@@ -72,6 +73,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return run_daemon(config, scenario, args.speed, sys.stdout)
     except (StartupError, PinFactoryUnavailable) as exc:
         return usage_error(str(exc))
+    except StateDirInUse as exc:
+        environment_error(str(exc))
+        return EXIT_IN_USE
 
 
 def _service_clash(args: argparse.Namespace, config: Config) -> str | None:
@@ -96,9 +100,6 @@ def _make_state_dir(path: Path) -> None:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from dermaguard.core.calibration import parse_reference
-    from dermaguard.daemon.calibrate import CalibrateError, check_plausible, interactive, summary
-    from dermaguard.daemon.calibrate import add_reference as do_reference
-    from dermaguard.daemon.calibrate import tare as do_tare
 
     config = load_config(args.config)
     _setup_logging(args.log_level or config.log_level)
@@ -116,9 +117,30 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         return usage_error(f"--sim-load: {exc}")
     if not args.simulate and (clash := _service_clash(args, config)) is not None:
         return usage_error(clash)
+    from dermaguard.config.paths import state_dir
+    from dermaguard.daemon.instance_lock import EXIT_IN_USE, StateDirInUse
+    from dermaguard.daemon.instance_lock import acquire as lock_state_dir
+
+    # What calibrate writes (the calibration, a history event) is the daemon's: never while a
+    # daemon runs on the same state directory (a running daemon tares through cmd/tare).
+    directory = state_dir(config, simulated=args.simulate)
+    try:
+        _make_state_dir(directory)
+        lock = lock_state_dir(directory, "calibrate")
+    except StateDirInUse as exc:
+        environment_error(str(exc))
+        return EXIT_IN_USE
+    with lock:
+        return _calibrate_locked(args, config, sim_load)
+
+
+def _calibrate_locked(args: argparse.Namespace, config: Config, sim_load: float) -> int:
     from dermaguard.config.calibration_file import in_effect
     from dermaguard.config.paths import calibration_file
     from dermaguard.daemon.app import open_hardware, sim_read, steady_scenario
+    from dermaguard.daemon.calibrate import CalibrateError, check_plausible, interactive, summary
+    from dermaguard.daemon.calibrate import add_reference as do_reference
+    from dermaguard.daemon.calibrate import tare as do_tare
     from dermaguard.hw.pins import PinFactoryUnavailable
 
     path = calibration_file(config, simulated=args.simulate)

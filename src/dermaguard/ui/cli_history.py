@@ -106,7 +106,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         ended = utc_epoch(str(last["ended_at"]))
         if ended is not None:
             next_allowed = iso_utc(next_allowed_wall(ended, config.care.rest_s))
-    case_state, sterile = live_case(read_status(path.parent / STATUS_NAME))
+    live = read_status(path.parent / STATUS_NAME)
+    case_state, sterile = live_case(live)
     status = {
         "case_state": case_state,
         "sterile": sterile,
@@ -118,8 +119,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         "next_allowed_at": next_allowed,
         "needle_mm": config.care.needle_mm,
     }
-    print(note + format_status(status, now_wall=time.time()))
+    print(note + format_status(status, now_wall=time.time()) + _history_lines(live))
     return 0
+
+
+def _history_lines(live: dict[str, object] | None) -> str:
+    """What the running daemon says of its history: unavailable (why; events wait in memory),
+    or a corrupt file it set aside. Nothing when all is well."""
+    if live is None or live.get("running") is not True:
+        return ""
+    out = ""
+    if live.get("history") == "unavailable":
+        out += (
+            f"\nHistory:       UNAVAILABLE ({live.get('history_problem') or 'unknown reason'}); "
+            "the alarm and the UV-C interlocks work, events are kept in memory and written "
+            "when it returns"
+        )
+    if live.get("history_set_aside"):
+        out += (
+            f"\nHistory:       the corrupt history was kept as {live['history_set_aside']}; "
+            "a new one was started"
+        )
+    return out
 
 
 def cmd_report(args: argparse.Namespace) -> int:

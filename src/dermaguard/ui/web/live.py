@@ -83,6 +83,7 @@ def snapshot_json(s: Snapshot | None) -> dict[str, Any] | None:
         "alarm": s.alarm,
         "silenced": s.silenced,
         "thread_failures": s.thread_failures,
+        "history_problem": s.history_problem,
     }
 
 

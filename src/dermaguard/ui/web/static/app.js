@@ -222,7 +222,17 @@ function renderReady(ready) {
   }
 }
 
-function renderAll() { renderHeader(); renderAlarm(); renderForce(); renderCase(); renderEvents(); }
+// The device runs without its history (full or read-only disk, I/O error): the alarm and the
+// UV-C interlocks still work; events wait in the device's memory until the history returns.
+function renderHistoryDown() {
+  const el = $("history-down"), st = view && view.state;
+  const problem = st && st.history_problem;
+  el.hidden = !problem;
+  text(el, problem ? `History unavailable (${problem}): the pressure alarm and the UV-C ` +
+    "interlocks work; events are kept on the device and written when storage recovers." : "");
+}
+
+function renderAll() { renderHeader(); renderAlarm(); renderHistoryDown(); renderForce(); renderCase(); renderEvents(); }
 
 function connect() {
   const source = new EventSource("/api/stream");
