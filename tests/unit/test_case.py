@@ -192,7 +192,7 @@ def test_s4_uv_is_off_at_the_cap_exactly_while_the_dose_is_still_short() -> None
         uv_sensor=True, irradiance_mw_cm2=2.0, dose_mj_cm2=400.0, uv_confirm_s=5.0
     )
     cap = params.cap_s
-    m = CaseMachine(params, docked=True)
+    m = EchoingCase(params, docked=True)
     m.handle(LidChanged(0.0, True))
     t = 0.0
     while t + 20.0 < cap:  # lit 6 s in every 10: dark spells shorter than uv_confirm_s
