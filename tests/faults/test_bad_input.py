@@ -75,6 +75,7 @@ from dermaguard.mqtt.schema_files import load_schema
 from dermaguard.mqtt.topics import COMMANDS, Topics
 from support import daemon
 from support.broker import BrokerFactory, Publisher, Received, Recorder
+from support.uv_echo import EchoingEngine
 from support.waiting import wait_until
 
 pytestmark = [pytest.mark.faults]
@@ -129,7 +130,8 @@ def _new_engine(auto_start: bool) -> Engine:
     params = default_engine_params(
         case=default_case_params(cycle_s=60.0, auto_start=auto_start), silence_s=120.0
     )
-    engine = Engine(params, CAL, (Median(3),), (Ema(0.5),))
+    # a working shell reports the UV it drove, so the sterile setups really complete a cycle
+    engine = EchoingEngine(params, CAL, (Median(3),), (Ema(0.5),))
     engine.startup_effects(0.0, WALL0)
     return engine
 
