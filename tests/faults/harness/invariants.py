@@ -1,0 +1,293 @@
+"""The invariants, judged over what one run recorded: pins, applied events, reads, pings, the
+history and what a subscriber received. Each returns the violations it found, in words."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .catalogue import CYCLE_S, FATAL_KINDS
+from .inproc import CALIBRATION, WATCHDOG_S, RunResult
+from .record import Applied, PinChange
+
+#: S2: UV off within 50 ms (real time) of the lid opening, through software alone.
+LID_TO_UV_OFF_S = 0.050
+#: The engine may be this far (real seconds) behind an alarm that is due before the watchdog
+#: must have stopped: its 0.5 s bound on the last input handled, one ping interval, and the
+#: watchdog timeout itself.
+WATCHDOG_GRACE_S = 0.5 + 0.2 + 0.4
+#: A completed cycle's UV time may fall short of the cycle by this (one sample period of
+#: timestamping, in virtual seconds).
+UV_TIME_SLACK_S = 2 / 80
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    detail: str
+
+
+def _level_at(changes: list[PinChange], seq: int) -> bool | None:
+    level = None
+    for c in changes:
+        if c.seq > seq:
+            break
+        level = c.level
+    return level
+
+
+def _cycle_running(applied: list[Applied], starts: list[Applied], seq: int) -> bool:
+    """A cycle runs at ``seq``: the last start before it is not over, or the effects being
+    applied at ``seq`` start one (UV is switched before the event that says so)."""
+    before = [a for a in applied if a.seq < seq]
+    for a in reversed(before):
+        if a.event.type in ("sterilization_completed", "sterilization_aborted"):
+            break
+        if a.event.type == "sterilization_started":
+            return True
+    after = [a for a in applied if a.seq > seq]
+    begun = next((a for a in after if a.event.type == "sterilization_started"), None)
+    if begun is None:
+        return False
+    return all(a.event.t == begun.event.t for a in after if a.seq < begun.seq)
+
+
+def uv_interlocks(r: RunResult) -> list[Violation]:
+    """UV pin high ⇒ lid closed, roller docked, a cycle running and no fault (S1/S11), but for
+    S2's lid-to-UV-off delay after the lid opens."""
+    c = r.config
+    uv_pin, lid_pin, dock_pin = c.pins.uv_led, c.pins.lid, c.pins.dock
+    uv_on_level = c.case.uv_active_high
+    lid_closed_level = not c.case.lid_active_low
+    dock_in_level = not c.case.dock_active_low
+    pins = r.recording.pins
+    out: list[Violation] = []
+    # Cycle windows, in the order of the one timeline: from the UV-on that starts a cycle's
+    # effects to the event that ends it (its SetUv(False) is applied before that event).
+    starts = [a for a in r.recording.applied if a.event.type == "sterilization_started"]
+    ends = [
+        a
+        for a in r.recording.applied
+        if a.event.type in ("sterilization_completed", "sterilization_aborted")
+    ]
+    lid = dock = uv = None
+    lid_opened_real: float | None = None
+    for p in pins:
+        if p.pin == lid_pin:
+            lid = p.level == lid_closed_level
+            if not lid:
+                lid_opened_real = p.real
+        elif p.pin == dock_pin:
+            dock = p.level == dock_in_level
+        elif p.pin == uv_pin:
+            uv = p.level == uv_on_level
+        if not uv:
+            continue
+        if p.pin == uv_pin:
+            # UV switched on: a cycle must start with this very effect list, and none be over.
+            if not _cycle_running(r.recording.applied, starts, p.seq):
+                out.append(Violation("uv_interlocks", f"UV on at t={p.t:.3f} with no cycle starting"))
+        if lid is False:
+            late = lid_opened_real is not None and p.real - lid_opened_real > LID_TO_UV_OFF_S
+            if p.pin == uv_pin or late:
+                out.append(Violation("uv_interlocks", f"UV on with the lid open at t={p.t:.3f}"))
+        if dock is False:
+            out.append(Violation("uv_interlocks", f"UV on without the roller docked at t={p.t:.3f}"))
+    # Still on after a cycle ended (the end event is applied after the UV-off effect).
+    for e in ends:
+        level = _level_at([p for p in pins if p.pin == uv_pin], e.seq)
+        if level == uv_on_level:
+            out.append(
+                Violation("uv_interlocks", f"UV still on after {e.event.type} at t={e.t:.3f}")
+            )
+    return out
+
+
+def completed_means_uv(r: RunResult) -> list[Violation]:
+    """A cycle reported completed ⇒ the UV pin was high for at least the cycle time in it."""
+    c = r.config
+    uv = [p for p in r.recording.pins if p.pin == c.pins.uv_led]
+    on = c.case.uv_active_high
+    out = []
+    started: Applied | None = None
+    for a in r.recording.applied:
+        if a.event.type == "sterilization_started":
+            started = a
+        elif a.event.type == "sterilization_completed" and started is not None:
+            lit = 0.0
+            since: float | None = None
+            for p in uv:
+                if p.seq > a.seq:
+                    break
+                if p.level == on and since is None:
+                    since = max(p.t, started.event.t)
+                elif p.level != on and since is not None:
+                    if p.seq > started.seq - 10:
+                        lit += max(0.0, p.t - since)
+                    since = None
+            if since is not None:
+                lit += max(0.0, a.t - since)
+            if lit < CYCLE_S - UV_TIME_SLACK_S:
+                out.append(
+                    Violation(
+                        "completed_means_uv",
+                        f"cycle completed at t={a.event.t:.3f} with UV on {lit:.3f} s of {CYCLE_S} s",
+                    )
+                )
+            started = None
+    return out
+
+
+def _alarm_active(applied: list[Applied], t0: float, t1: float) -> bool:
+    """Was the over-pressure alarm on at some time in [t0, t1] (event times)?"""
+    state = False
+    for a in sorted(applied, key=lambda a: a.event.t):
+        if a.event.t > t1:
+            break
+        if a.event.type == "over_pressure":
+            state = True
+            if a.event.t >= t0:
+                return True
+        elif a.event.type == "over_pressure_cleared":
+            state = False
+    return state
+
+
+def _watchdog_fed_while_late(r: RunResult, due: float, given: list[float]) -> str:
+    """In real time: when the alarm was applied more than the engine's allowance after it was
+    due, systemd must have seen a ping-less stretch of the watchdog timeout before it was
+    (before the daemon said STOPPING=1: from then on it is not watched). Words if not."""
+    if not given or not r.recording.pings:
+        return ""
+    end = min([given[-1], *r.recording.stopping])
+    if end - due <= WATCHDOG_GRACE_S:
+        return ""
+    marks = [due, *(p for p in r.recording.pings if due < p < end), end]
+    if max(b - a for a, b in zip(marks, marks[1:], strict=False)) >= WATCHDOG_S:
+        return ""
+    return f"applied {given[-1] - due:.2f} s late while the watchdog kept being fed"
+
+
+def over_pressure_alarm(r: RunResult) -> list[Violation]:
+    """Force ≥ the limit for 3 periods while the sensor reads ⇒ the alarm within 2 periods;
+    the watchdog stops being fed while that cannot hold (the engine too far behind)."""
+    c = r.config
+    limit = c.pressure.zones.over_n
+    period = 1.0 / c.hx711.rate_sps
+    reads = r.recording.reads
+    applied = r.recording.events()
+    horizon = min(
+        [a.event.t for a in applied if a.event.type == "daemon_stopping"]
+        + ([r.failed_at] if r.failed_at is not None else [])
+        + [reads[-1].t - 3 * period if reads else 0.0]
+    )
+    out: list[Violation] = []
+    run = 0
+    for i, rd in enumerate(reads):
+        force = (rd.raw - CALIBRATION.offset) * CALIBRATION.scale_n_per_count
+        consecutive = i > 0 and rd.t - reads[i - 1].t < 1.5 * period
+        run = run + 1 if force >= limit and (consecutive or run == 0) else int(force >= limit)
+        if run < 3 or rd.t + 2 * period > horizon:
+            continue
+        if not _alarm_active(applied, rd.t, rd.t + 2 * period + 1e-6):
+            out.append(
+                Violation(
+                    "over_pressure_alarm",
+                    f"{force:.1f} N for {run} periods to t={rd.t:.3f}, no over-pressure alarm",
+                )
+            )
+            return out  # one per run is enough
+        if run == 3:
+            late = _watchdog_fed_while_late(r, rd.real, [
+                a.real
+                for a in applied
+                if a.event.type == "over_pressure" and a.event.t <= rd.t + 2 * period + 1e-6
+            ])
+            if late:
+                out.append(Violation("over_pressure_alarm", f"alarm due at t={rd.t:.3f} {late}"))
+                return out
+    return out
+
+
+def exits(r: RunResult) -> list[Violation]:
+    """The daemon never exits on a transient fault; when it exits, UV is off."""
+    out = []
+    c = r.config
+    uv = [p for p in r.recording.pins if p.pin == c.pins.uv_led]
+    if uv and uv[-1].level == c.case.uv_active_high:
+        out.append(Violation("exits", "UV left on at exit"))
+    if r.hung:
+        out.append(Violation("exits", f"the daemon did not stop: {r.exit_reason}"))
+    elif not r.finished and not (
+        r.exit_code == 70 and any(r.landed.get(k) for k in FATAL_KINDS)
+    ):
+        out.append(
+            Violation("exits", f"exit {r.exit_code} on a transient fault: {r.exit_reason[:160]}")
+        )
+    return out
+
+
+def received_are_stored(r: RunResult) -> list[Violation]:
+    """Every event a subscriber received is in the history after restart, with increasing seq."""
+    if not r.received:
+        return []
+    if r.stored_events is None:
+        return [Violation("received_are_stored", f"history unreadable: {r.db_error}")]
+    by_id = {e["id"]: e["seq"] for e in r.stored_events}
+    out = []
+    seen: set[str] = set()
+    last = 0
+    for m in r.received:
+        eid, seq = m.get("id"), m.get("seq")
+        if eid in seen:
+            continue
+        seen.add(eid)
+        if by_id.get(eid) != seq:
+            out.append(Violation("received_are_stored", f"event {eid} seq {seq} not in the history"))
+            break
+        if seq <= last:
+            out.append(Violation("received_are_stored", f"seq {seq} received after {last}"))
+            break
+        last = seq
+    return out
+
+
+def history(r: RunResult) -> list[Violation]:
+    """No stored scale ≤ 0; no command acted on twice."""
+    out = [
+        Violation("no_bad_scale", f"stored scale {s} ≤ 0") for s in r.stored_scales if s <= 0
+    ]
+    acted: dict[str, int] = {}
+    for e in r.stored_events or ():
+        d = e["data"]
+        if e["type"] == "command_result" and d.get("ok") and d.get("request_id"):
+            acted[d["request_id"]] = acted.get(d["request_id"], 0) + 1
+    out += [
+        Violation("command_once", f"command {rid} acted on {n} times")
+        for rid, n in acted.items()
+        if n > 1
+    ]
+    return out
+
+
+INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
+    uv_interlocks,
+    completed_means_uv,
+    over_pressure_alarm,
+    exits,
+    received_are_stored,
+    history,
+)
+NAMES = (
+    "uv_interlocks",
+    "completed_means_uv",
+    "over_pressure_alarm",
+    "exits",
+    "received_are_stored",
+    "no_bad_scale",
+    "command_once",
+)
+
+
+def check(r: RunResult) -> list[Violation]:
+    return [v for inv in INVARIANTS for v in inv(r)]
