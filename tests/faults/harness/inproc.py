@@ -44,7 +44,7 @@ from .record import Recording, WatchdogListener, recording_factory
 log = logging.getLogger(__name__)
 
 #: Virtual seconds per real second asked of the simulator (it slows down if the host cannot).
-SPEED = 8.0
+SPEED = 20.0
 #: Real seconds a run may take before it counts as hung (a daemon that does not stop).
 RUN_LIMIT_S = 15.0
 #: The watchdog timeout given to the daemon (real seconds): pings every half of it.

@@ -4,6 +4,7 @@ history and what a subscriber received. Each returns the violations it found, in
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 from .catalogue import CYCLE_S, FATAL_KINDS
@@ -71,12 +72,9 @@ def uv_interlocks(r: RunResult) -> list[Violation]:
         if a.event.type in ("sterilization_completed", "sterilization_aborted")
     ]
     lid = dock = uv = None
-    lid_opened_real: float | None = None
     for p in pins:
         if p.pin == lid_pin:
             lid = p.level == lid_closed_level
-            if not lid:
-                lid_opened_real = p.real
         elif p.pin == dock_pin:
             dock = p.level == dock_in_level
         elif p.pin == uv_pin:
@@ -87,10 +85,16 @@ def uv_interlocks(r: RunResult) -> list[Violation]:
             # UV switched on: a cycle must start with this very effect list, and none be over.
             if not _cycle_running(r.recording.applied, starts, p.seq):
                 out.append(Violation("uv_interlocks", f"UV on at t={p.t:.3f} with no cycle starting"))
-        if lid is False:
-            late = lid_opened_real is not None and p.real - lid_opened_real > LID_TO_UV_OFF_S
-            if p.pin == uv_pin or late:
-                out.append(Violation("uv_interlocks", f"UV on with the lid open at t={p.t:.3f}"))
+        if lid is False and p.pin == uv_pin:
+            out.append(Violation("uv_interlocks", f"UV switched on with the lid open at t={p.t:.3f}"))
+        elif lid is False and p.pin == lid_pin:
+            off = next((q for q in pins if q.seq > p.seq and q.pin == uv_pin), None)
+            delay = None if off is None else off.real - p.real
+            if delay is None or delay > LID_TO_UV_OFF_S:
+                took = "never" if delay is None else f"{delay * 1000:.0f} ms"
+                out.append(
+                    Violation("uv_interlocks", f"lid opened at t={p.t:.3f}, UV off {took} after")
+                )
         if dock is False:
             out.append(Violation("uv_interlocks", f"UV on without the roller docked at t={p.t:.3f}"))
     # Still on after a cycle ended (the end event is applied after the UV-off effect).
@@ -227,29 +231,33 @@ def exits(r: RunResult) -> list[Violation]:
     return out
 
 
-def received_are_stored(r: RunResult) -> list[Violation]:
-    """Every event a subscriber received is in the history after restart, with increasing seq."""
-    if not r.received:
+def received_are_stored_in(
+    received: list[dict[str, Any]], stored: list[dict[str, Any]] | None, db_error: str | None = None
+) -> list[Violation]:
+    """Every event received is stored under its seq, and first arrivals come in seq order."""
+    if not received:
         return []
-    if r.stored_events is None:
-        return [Violation("received_are_stored", f"history unreadable: {r.db_error}")]
-    by_id = {e["id"]: e["seq"] for e in r.stored_events}
-    out = []
+    if stored is None:
+        return [Violation("received_are_stored", f"history unreadable: {db_error}")]
+    by_id = {e["id"]: e["seq"] for e in stored}
     seen: set[str] = set()
     last = 0
-    for m in r.received:
+    for m in received:
         eid, seq = m.get("id"), m.get("seq")
         if eid in seen:
             continue
         seen.add(eid)
         if by_id.get(eid) != seq:
-            out.append(Violation("received_are_stored", f"event {eid} seq {seq} not in the history"))
-            break
+            return [Violation("received_are_stored", f"event {eid} seq {seq} not in the history")]
         if seq <= last:
-            out.append(Violation("received_are_stored", f"seq {seq} received after {last}"))
-            break
+            return [Violation("received_are_stored", f"seq {seq} received after {last}")]
         last = seq
-    return out
+    return []
+
+
+def received_are_stored(r: RunResult) -> list[Violation]:
+    """Every event a subscriber received is in the history after restart, with increasing seq."""
+    return received_are_stored_in(r.received, r.stored_events, r.db_error)
 
 
 def history(r: RunResult) -> list[Violation]:
@@ -267,7 +275,16 @@ def history(r: RunResult) -> list[Violation]:
         for rid, n in acted.items()
         if n > 1
     ]
-    return out
+    return out + sessions_unique(r.stored_events or [])
+
+
+def sessions_unique(events: list[dict[str, Any]]) -> list[Violation]:
+    """One history, one writer: no session number started twice."""
+    numbers = [
+        e["data"].get("session_no") for e in events if e["type"] == "session_started"
+    ]
+    twice = sorted({n for n in numbers if numbers.count(n) > 1})
+    return [Violation("history_consistent", f"session {n} started twice") for n in twice]
 
 
 INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
@@ -286,6 +303,7 @@ NAMES = (
     "received_are_stored",
     "no_bad_scale",
     "command_once",
+    "history_consistent",
 )
 
 
