@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
 from harness.catalogue import KINDS  # noqa: E402
 from harness.invariants import NAMES  # noqa: E402
 from harness.runner import Tally, run_many  # noqa: E402
+
 from figures import line, pct  # noqa: E402
 
 SMOKE_SCHEDULES = 12
@@ -54,7 +55,9 @@ def report(tally: Tally, kinds: tuple[str, ...], elapsed: float) -> None:
     for name in NAMES:
         listed = seeds[name]
         shown = " ".join(str(s) for s in listed[:12]) + (" ..." if len(listed) > 12 else "")
-        print(f"violations_{name}: {len(listed)} schedules" + (f" (seeds {shown})" if listed else ""))
+        print(
+            f"violations_{name}: {len(listed)} schedules" + (f" (seeds {shown})" if listed else "")
+        )
     drawn = tally.drawn()
     landed: Counter[str] = Counter()
     for o in tally.outcomes:

@@ -48,11 +48,9 @@ def _synthetic(pins: list[tuple[int, bool, float]], events: list[tuple[str, floa
     """A recording as a run would leave it: pin changes and applied events in one order."""
     config = default_config()
     rec = Recording()
-    seq = 0
     items: list[tuple[float, object]] = [(t, (p, lv)) for p, lv, t in pins]
     items += [(t, e) for e, t in events]
-    for t, item in sorted(items, key=lambda x: x[0]):
-        seq += 1
+    for seq, (t, item) in enumerate(sorted(items, key=lambda x: x[0]), start=1):
         if isinstance(item, tuple):
             rec.pins.append(PinChange(seq, item[0], item[1], t, t))
         else:
@@ -86,6 +84,7 @@ def test_fault_schedules_break_no_invariant(tmp_path: Path) -> None:
     kinds = _kinds()
     tally = run_many(range(FIRST, FIRST + SCHEDULES), kinds)
     failing = tally.failing()
-    assert not failing, f"{len(failing)} of {SCHEDULES} schedules broke an invariant:\n" + "\n".join(
-        describe(o, kinds) for o in failing
+    assert not failing, (
+        f"{len(failing)} of {SCHEDULES} schedules broke an invariant:\n"
+        + "\n".join(describe(o, kinds) for o in failing)
     )

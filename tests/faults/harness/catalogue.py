@@ -85,7 +85,7 @@ def draw_fault(rng: random.Random, kind: str) -> Fault:
         return Fault(kind, 0.0, rng.uniform(1.0, 6.0))
     if kind == "engine_stall":
         # On the first push, so that an alarm is due while the engine cannot give it.
-        return Fault(kind, 2.8, rng.uniform(1.0, 2.0))
+        return Fault(kind, 2.8, rng.uniform(1.5, 2.5))
     if kind == "spi_burst":
         return Fault(kind, rng.uniform(0.3, 7.0), 0.0, float(rng.choice((1, 2, 5, 20, 200))))
     if kind == "clock_step":

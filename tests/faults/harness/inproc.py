@@ -9,6 +9,7 @@ the systemd notify socket. Faults fire from the simulator's per-period step, at 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -45,8 +46,11 @@ log = logging.getLogger(__name__)
 
 #: Virtual seconds per real second asked of the simulator (it slows down if the host cannot).
 SPEED = 20.0
+#: With an engine stall the scenario runs slower, so that the stall (1.5-2.5 real seconds)
+#: sits inside it and the watchdog has a chance to be seen fed or not while the alarm is late.
+STALL_SPEED = 2.0
 #: Real seconds a run may take before it counts as hung (a daemon that does not stop).
-RUN_LIMIT_S = 15.0
+RUN_LIMIT_S = 10.0
 #: The watchdog timeout given to the daemon (real seconds): pings every half of it.
 WATCHDOG_S = 0.4
 MODEL = LoadModel()
@@ -238,7 +242,7 @@ class Player:
             def lose() -> None:
                 def cycle() -> None:
                     self.broker.stop()
-                    time.sleep(f.duration_s / SPEED + 0.2)
+                    time.sleep(f.duration_s / SPEED + 0.2)  # real seconds, roughly
                     self.broker.start()
 
                 threading.Thread(target=cycle, name="harness-broker", daemon=True).start()
@@ -358,10 +362,8 @@ def _stored(db: Path) -> tuple[list[dict[str, Any]] | None, str | None]:
 def _scales(state: Path, events: list[dict[str, Any]] | None) -> list[float]:
     scales = []
     path = state / "simulation" / "calibration.json"
-    try:
+    with contextlib.suppress(OSError, ValueError, KeyError):
         scales.append(float(json.loads(path.read_text())["scale_n_per_count"]))
-    except (OSError, ValueError, KeyError):
-        pass
     for e in events or ():
         if e["type"] == "calibration_changed" and "scale_n_per_count" in e["data"]:
             scales.append(float(e["data"]["scale_n_per_count"]))
@@ -394,7 +396,8 @@ def run_once(
         stack.enter_context(patched(result, player))
         try:
             with time_limit(RUN_LIMIT_S, lambda: setattr(result, "hung", True)):
-                code = run_module.run_daemon(config, scenario_of(schedule), SPEED, io.StringIO())
+                speed = STALL_SPEED if "engine_stall" in schedule.kinds else SPEED
+                code = run_module.run_daemon(config, scenario_of(schedule), speed, io.StringIO())
         except RunHung:
             result.exit_code, result.exit_reason = None, f"still running after {RUN_LIMIT_S:g} s"
         except StartupError as exc:
@@ -415,7 +418,9 @@ def run_once(
                     os.environ[k] = v
 
 
-def run_schedule(schedule: Schedule, workdir: Path, broker: Any, watchdog: WatchdogListener) -> RunResult:
+def run_schedule(
+    schedule: Schedule, workdir: Path, broker: Any, watchdog: WatchdogListener
+) -> RunResult:
     """Run ``schedule`` (twice for a retained command: a restart) and collect what it left."""
     from support.daemon import DEVICE
 
@@ -433,7 +438,9 @@ def run_schedule(schedule: Schedule, workdir: Path, broker: Any, watchdog: Watch
 
             recorder = Recorder(broker, f"dermaguard/{DEVICE}/event")
             if retained:
-                publish(broker, cmd_topic, {"request_id": f"h{schedule.seed}-retained"}, retain=True)
+                publish(
+                    broker, cmd_topic, {"request_id": f"h{schedule.seed}-retained"}, retain=True
+                )
         run_once(schedule, state, broker, watchdog, result)
         if retained and result.finished:
             result.runs = 2

@@ -3,9 +3,10 @@ history and what a subscriber received. Each returns the violations it found, in
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass
+from typing import Any
 
 from .catalogue import CYCLE_S, FATAL_KINDS
 from .inproc import CALIBRATION, WATCHDOG_S, RunResult
@@ -81,12 +82,13 @@ def uv_interlocks(r: RunResult) -> list[Violation]:
             uv = p.level == uv_on_level
         if not uv:
             continue
-        if p.pin == uv_pin:
-            # UV switched on: a cycle must start with this very effect list, and none be over.
-            if not _cycle_running(r.recording.applied, starts, p.seq):
-                out.append(Violation("uv_interlocks", f"UV on at t={p.t:.3f} with no cycle starting"))
+        # UV switched on: a cycle must start with this very effect list, and none be over.
+        if p.pin == uv_pin and not _cycle_running(r.recording.applied, starts, p.seq):
+            out.append(Violation("uv_interlocks", f"UV on at t={p.t:.3f} with no cycle starting"))
         if lid is False and p.pin == uv_pin:
-            out.append(Violation("uv_interlocks", f"UV switched on with the lid open at t={p.t:.3f}"))
+            out.append(
+                Violation("uv_interlocks", f"UV switched on with the lid open at t={p.t:.3f}")
+            )
         elif lid is False and p.pin == lid_pin:
             off = next((q for q in pins if q.seq > p.seq and q.pin == uv_pin), None)
             delay = None if off is None else off.real - p.real
@@ -96,7 +98,9 @@ def uv_interlocks(r: RunResult) -> list[Violation]:
                     Violation("uv_interlocks", f"lid opened at t={p.t:.3f}, UV off {took} after")
                 )
         if dock is False:
-            out.append(Violation("uv_interlocks", f"UV on without the roller docked at t={p.t:.3f}"))
+            out.append(
+                Violation("uv_interlocks", f"UV on without the roller docked at t={p.t:.3f}")
+            )
     # Still on after a cycle ended (the end event is applied after the UV-off effect).
     for e in ends:
         level = _level_at([p for p in pins if p.pin == uv_pin], e.seq)
@@ -135,7 +139,8 @@ def completed_means_uv(r: RunResult) -> list[Violation]:
                 out.append(
                     Violation(
                         "completed_means_uv",
-                        f"cycle completed at t={a.event.t:.3f} with UV on {lit:.3f} s of {CYCLE_S} s",
+                        f"cycle completed at t={a.event.t:.3f} "
+                        f"with UV on {lit:.3f} s of {CYCLE_S} s",
                     )
                 )
             started = None
@@ -167,7 +172,7 @@ def _watchdog_fed_while_late(r: RunResult, due: float, given: list[float]) -> st
     if end - due <= WATCHDOG_GRACE_S:
         return ""
     marks = [due, *(p for p in r.recording.pings if due < p < end), end]
-    if max(b - a for a, b in zip(marks, marks[1:], strict=False)) >= WATCHDOG_S:
+    if max(b - a for a, b in itertools.pairwise(marks)) >= WATCHDOG_S:
         return ""
     return f"applied {given[-1] - due:.2f} s late while the watchdog kept being fed"
 
@@ -202,11 +207,15 @@ def over_pressure_alarm(r: RunResult) -> list[Violation]:
             )
             return out  # one per run is enough
         if run == 3:
-            late = _watchdog_fed_while_late(r, rd.real, [
-                a.real
-                for a in applied
-                if a.event.type == "over_pressure" and a.event.t <= rd.t + 2 * period + 1e-6
-            ])
+            late = _watchdog_fed_while_late(
+                r,
+                rd.real,
+                [
+                    a.real
+                    for a in applied
+                    if a.event.type == "over_pressure" and a.event.t <= rd.t + 2 * period + 1e-6
+                ],
+            )
             if late:
                 out.append(Violation("over_pressure_alarm", f"alarm due at t={rd.t:.3f} {late}"))
                 return out
@@ -222,9 +231,7 @@ def exits(r: RunResult) -> list[Violation]:
         out.append(Violation("exits", "UV left on at exit"))
     if r.hung:
         out.append(Violation("exits", f"the daemon did not stop: {r.exit_reason}"))
-    elif not r.finished and not (
-        r.exit_code == 70 and any(r.landed.get(k) for k in FATAL_KINDS)
-    ):
+    elif not r.finished and not (r.exit_code == 70 and any(r.landed.get(k) for k in FATAL_KINDS)):
         out.append(
             Violation("exits", f"exit {r.exit_code} on a transient fault: {r.exit_reason[:160]}")
         )
@@ -262,9 +269,7 @@ def received_are_stored(r: RunResult) -> list[Violation]:
 
 def history(r: RunResult) -> list[Violation]:
     """No stored scale ≤ 0; no command acted on twice."""
-    out = [
-        Violation("no_bad_scale", f"stored scale {s} ≤ 0") for s in r.stored_scales if s <= 0
-    ]
+    out = [Violation("no_bad_scale", f"stored scale {s} ≤ 0") for s in r.stored_scales if s <= 0]
     acted: dict[str, int] = {}
     for e in r.stored_events or ():
         d = e["data"]
@@ -280,9 +285,7 @@ def history(r: RunResult) -> list[Violation]:
 
 def sessions_unique(events: list[dict[str, Any]]) -> list[Violation]:
     """One history, one writer: no session number started twice."""
-    numbers = [
-        e["data"].get("session_no") for e in events if e["type"] == "session_started"
-    ]
+    numbers = [e["data"].get("session_no") for e in events if e["type"] == "session_started"]
     twice = sorted({n for n in numbers if numbers.count(n) > 1})
     return [Violation("history_consistent", f"session {n} started twice") for n in twice]
 

@@ -80,7 +80,9 @@ def _second_daemon(s: Schedule, state: Path, broker: Any, rng: random.Random) ->
     return out + _acted_twice(stored) + sessions_unique(stored)
 
 
-def _reversed_reference(s: Schedule, state: Path, broker: Any, rng: random.Random) -> list[Violation]:
+def _reversed_reference(
+    s: Schedule, state: Path, broker: Any, rng: random.Random
+) -> list[Violation]:
     load = rng.choice(("100g", "200g", "500g"))
     dd.run_cli("calibrate", "--simulate", "--tare", "--sim-load", load, state=state)
     dd.run_cli("calibrate", "--simulate", "--reference", load, state=state)

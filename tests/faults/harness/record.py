@@ -3,6 +3,7 @@ conversion the driver read, every watchdog ping, each stamped with virtual and r
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import tempfile
@@ -161,8 +162,6 @@ class WatchdogListener:
         self._stop.set()
         self._thread.join(timeout=1.0)
         self.sock.close()
-        try:
-            os.unlink(self.path)
-            os.rmdir(self.dir)
-        except OSError:
-            pass
+        with contextlib.suppress(OSError):
+            Path(self.path).unlink()
+            Path(self.dir).rmdir()

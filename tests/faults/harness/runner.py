@@ -1,4 +1,4 @@
-"""Many schedules in one process: the shared broker and notify socket, the tally, the replay line."""
+"""Many schedules in one process: the shared broker and notify socket, the tally, replays."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def harness(workdir: Path | None = None, *, broker: bool = True) -> Iterator[Any
 
 
 def run_one(schedule: Schedule, base: Path, watchdog: WatchdogListener, broker: Any) -> Outcome:
-    from .procs import run_proc_schedule  # noqa: PLC0415
+    from .procs import run_proc_schedule
 
     start = time.perf_counter()
     if schedule.in_process:
