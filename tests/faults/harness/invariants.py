@@ -284,10 +284,14 @@ def history(r: RunResult) -> list[Violation]:
 
 
 def sessions_unique(events: list[dict[str, Any]]) -> list[Violation]:
-    """One history, one writer: no session number started twice."""
-    numbers = [e["data"].get("session_no") for e in events if e["type"] == "session_started"]
-    twice = sorted({n for n in numbers if numbers.count(n) > 1})
-    return [Violation("history_consistent", f"session {n} started twice") for n in twice]
+    """One history, one writer: no session number started twice, nor ended twice (a session
+    closed as interrupted while its daemon went on ends twice)."""
+    out = []
+    for etype, verb in (("session_started", "started"), ("session_ended", "ended")):
+        numbers = [e["data"].get("session_no") for e in events if e["type"] == etype]
+        twice = sorted({n for n in numbers if numbers.count(n) > 1})
+        out += [Violation("history_consistent", f"session {n} {verb} twice") for n in twice]
+    return out
 
 
 INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
