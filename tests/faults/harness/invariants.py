@@ -162,24 +162,18 @@ def _alarm_active(applied: list[Applied], t0: float, t1: float) -> bool:
     return state
 
 
-def _watchdog_fed_while_late(r: RunResult, due: float, given: list[float]) -> str:
-    """In real time: when the alarm was applied more than the engine's allowance after it was
-    due, systemd must have seen a ping-less stretch of the watchdog timeout before it was
-    (before the daemon said STOPPING=1: from then on it is not watched). Words if not."""
-    if not given or not r.recording.pings:
-        return ""
-    end = min([given[-1], *r.recording.stopping])
-    if end - due <= WATCHDOG_GRACE_S:
-        return ""
+def _watchdog_starved(r: RunResult, due: float, until: float) -> bool:
+    """Did systemd see a stretch of the watchdog timeout without WATCHDOG=1 between ``due``
+    and ``until`` (real times; it stops watching at STOPPING=1)?"""
+    end = min([until, *r.recording.stopping])
     marks = [due, *(p for p in r.recording.pings if due < p < end), end]
-    if max(b - a for a, b in itertools.pairwise(marks)) >= WATCHDOG_S:
-        return ""
-    return f"applied {given[-1] - due:.2f} s late while the watchdog kept being fed"
+    return max((y - x for x, y in itertools.pairwise(marks)), default=0.0) >= WATCHDOG_S
 
 
 def over_pressure_alarm(r: RunResult) -> list[Violation]:
     """Force ≥ the limit for 3 periods while the sensor reads ⇒ the alarm within 2 periods;
-    the watchdog stops being fed while that cannot hold (the engine too far behind)."""
+    the watchdog stops being fed while that cannot hold (the engine too far behind, or the
+    samples never reaching it)."""
     c = r.config
     limit = c.pressure.zones.over_n
     period = 1.0 / c.hx711.rate_sps
@@ -198,27 +192,31 @@ def over_pressure_alarm(r: RunResult) -> list[Violation]:
         run = run + 1 if force >= limit and (consecutive or run == 0) else int(force >= limit)
         if run < 3 or rd.t + 2 * period > horizon:
             continue
-        if not _alarm_active(applied, rd.t, rd.t + 2 * period + 1e-6):
+        deadline = rd.t + 2 * period + 1e-6
+        if not _alarm_active(applied, rd.t, deadline):
+            if not _watchdog_starved(r, rd.real, reads[-1].real):
+                out.append(
+                    Violation(
+                        "over_pressure_alarm",
+                        f"{force:.1f} N for {run} periods to t={rd.t:.3f}, no over-pressure "
+                        "alarm, and the watchdog kept being fed",
+                    )
+                )
+                return out  # one per run is enough
+            continue
+        given = [
+            a.real for a in applied if a.event.type == "over_pressure" and a.event.t <= deadline
+        ]
+        late = given[-1] - rd.real if given else 0.0
+        if run == 3 and late > WATCHDOG_GRACE_S and not _watchdog_starved(r, rd.real, given[-1]):
             out.append(
                 Violation(
                     "over_pressure_alarm",
-                    f"{force:.1f} N for {run} periods to t={rd.t:.3f}, no over-pressure alarm",
+                    f"alarm due at t={rd.t:.3f} applied {late:.2f} s late while the watchdog "
+                    "kept being fed",
                 )
             )
-            return out  # one per run is enough
-        if run == 3:
-            late = _watchdog_fed_while_late(
-                r,
-                rd.real,
-                [
-                    a.real
-                    for a in applied
-                    if a.event.type == "over_pressure" and a.event.t <= rd.t + 2 * period + 1e-6
-                ],
-            )
-            if late:
-                out.append(Violation("over_pressure_alarm", f"alarm due at t={rd.t:.3f} {late}"))
-                return out
+            return out
     return out
 
 
