@@ -161,11 +161,13 @@ def time_limit(seconds: float, hung: Callable[[], None]) -> Iterator[None]:
     done = threading.Event()
 
     def watch() -> None:
-        if not done.wait(seconds):
+        # Once, and again only if the first did not end it: an exception raised into the
+        # daemon's own clean-up could leave a lock of its devices held.
+        for _ in range(3):
+            if done.wait(seconds):
+                return
             hung()
-            while not done.is_set():
-                raise_in_thread(me, RunHung)
-                done.wait(1.0)
+            raise_in_thread(me, RunHung)
 
     watcher = threading.Thread(target=watch, name="harness-time-limit", daemon=True)
     watcher.start()

@@ -25,6 +25,7 @@ class Outcome:
     violations: list[Violation]
     wall_s: float
     landed: dict[str, int]
+    kinds: tuple[str, ...] = KINDS  # what the schedule was drawn from (for its replay)
 
 
 @dataclass
@@ -96,23 +97,35 @@ def run_one(schedule: Schedule, base: Path, watchdog: WatchdogListener, broker: 
 def run_many(
     seeds: Iterable[int], kinds: tuple[str, ...] = KINDS, *, log_each: bool = False
 ) -> Tally:
+    """The schedules of ``seeds``, each drawn from ``kinds``."""
+    return run_drawn(((seed, kinds) for seed in seeds), log_each=log_each)
+
+
+def run_drawn(drawn: Iterable[tuple[int, tuple[str, ...]]], *, log_each: bool = False) -> Tally:
+    """The schedule of each (seed, kinds drawn from), in one process."""
     tally = Tally()
-    logging.getLogger("dermaguard").setLevel(logging.CRITICAL + 1)
-    with harness() as (base, watchdog, broker):
-        for seed in seeds:
-            outcome = run_one(make_schedule(seed, kinds), base, watchdog, broker)
-            tally.outcomes.append(outcome)
-            if log_each or outcome.violations:
-                print(describe(outcome, kinds), flush=True)
+    logger = logging.getLogger("dermaguard")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)  # the faults are meant: their logs are noise here
+    try:
+        with harness() as (base, watchdog, broker):
+            for seed, kinds in drawn:
+                outcome = run_one(make_schedule(seed, kinds), base, watchdog, broker)
+                outcome.kinds = kinds
+                tally.outcomes.append(outcome)
+                if log_each or outcome.violations:
+                    print(describe(outcome), flush=True)
+    finally:
+        logger.setLevel(level)
     return tally
 
 
-def describe(o: Outcome, kinds: tuple[str, ...] = KINDS) -> str:
+def describe(o: Outcome) -> str:
     s = o.schedule
     faults = ", ".join(f"{f.kind}@{f.t:.2f}" for f in s.faults)
     head = f"seed {s.seed} [{faults}] {o.wall_s:.2f} s"
     if not o.violations:
         return head + " ok"
-    lines = [head + f" VIOLATED; replay: {replay_command(s.seed, kinds)}"]
+    lines = [head + f" VIOLATED; replay: {replay_command(s.seed, o.kinds)}"]
     lines += [f"  {v.invariant}: {v.detail}" for v in o.violations]
     return "\n".join(lines)
