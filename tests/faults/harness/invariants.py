@@ -130,8 +130,7 @@ def completed_means_uv(r: RunResult) -> list[Violation]:
                 if p.level == on and since is None:
                     since = max(p.t, started.event.t)
                 elif p.level != on and since is not None:
-                    if p.seq > started.seq - 10:
-                        lit += max(0.0, p.t - since)
+                    lit += max(0.0, p.t - since)  # 0 for a stretch before this cycle
                     since = None
             if since is not None:
                 lit += max(0.0, a.t - since)
