@@ -1,0 +1,92 @@
+"""Seeded fault schedules against the whole daemon, judged by invariants (docs/RELIABILITY.md,
+"Fault schedules"). The fast set for every run; ``bench/faults.py`` runs a thousand.
+
+The set is one single-fault schedule of each kind, then ``DERMAGUARD_FAULT_SCHEDULES`` (16)
+drawn from every kind, seeds from ``DERMAGUARD_FAULT_FIRST`` (1) on.
+``DERMAGUARD_FAULT_KINDS`` / ``DERMAGUARD_FAULT_EXCLUDE`` (comma-separated) choose the kinds.
+A failure lists each failing seed with the one-line command that replays it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from harness.catalogue import INPROC_KINDS, KINDS, PROC_KINDS, make_schedule
+from harness.inproc import RunResult
+from harness.invariants import check, completed_means_uv, uv_interlocks
+from harness.record import Applied, PinChange, Recording
+from harness.runner import describe, run_drawn
+
+from dermaguard.config.load import default_config
+from dermaguard.core.events import Event, EventType
+
+pytestmark = pytest.mark.faults
+
+#: The fast set: one single-fault schedule of each kind in the catalogue, then this many drawn
+#: from all of them (about 1 min in all on two cores).
+RANDOM_SCHEDULES = int(os.environ.get("DERMAGUARD_FAULT_SCHEDULES", "16"))
+FIRST = int(os.environ.get("DERMAGUARD_FAULT_FIRST", "1"))
+
+
+def _kinds() -> tuple[str, ...]:
+    chosen = os.environ.get("DERMAGUARD_FAULT_KINDS")
+    dropped = set(filter(None, os.environ.get("DERMAGUARD_FAULT_EXCLUDE", "").split(",")))
+    kinds = tuple(chosen.split(",")) if chosen else KINDS
+    return tuple(k for k in kinds if k not in dropped)
+
+
+def test_a_seed_draws_the_same_schedule_and_every_kind_is_drawn() -> None:
+    assert make_schedule(1234) == make_schedule(1234)
+    drawn = {k for seed in range(1, 1001) for k in make_schedule(seed).kinds}
+    assert drawn == set(KINDS)
+    assert all(make_schedule(s, PROC_KINDS).kinds[0] in PROC_KINDS for s in range(50))
+    assert all(set(make_schedule(s, INPROC_KINDS).kinds) <= set(INPROC_KINDS) for s in range(50))
+
+
+def _synthetic(pins: list[tuple[int, bool, float]], events: list[tuple[str, float]]) -> RunResult:
+    """A recording as a run would leave it: pin changes and applied events in one order."""
+    config = default_config()
+    rec = Recording()
+    items: list[tuple[float, object]] = [(t, (p, lv)) for p, lv, t in pins]
+    items += [(t, e) for e, t in events]
+    for seq, (t, item) in enumerate(sorted(items, key=lambda x: x[0]), start=1):
+        if isinstance(item, tuple):
+            rec.pins.append(PinChange(seq, item[0], item[1], t, t))
+        else:
+            rec.applied.append(Applied(seq, Event(EventType(item), t), t, t))
+    return RunResult(make_schedule(1), config, rec, finished=True)
+
+
+def test_the_invariants_catch_uv_with_the_lid_open_and_a_cycle_completed_in_the_dark() -> None:
+    """The checker itself: a recording that breaks S1 and a dark 'completed' cycle is caught."""
+    c = default_config()
+    uv, lid, dock = c.pins.uv_led, c.pins.lid, c.pins.dock
+    closed, docked = not c.case.lid_active_low, not c.case.dock_active_low
+    dark = _synthetic(
+        [(lid, closed, 0.0), (dock, docked, 0.0), (uv, False, 0.0)],
+        [("sterilization_started", 0.1), ("sterilization_completed", 1.6)],
+    )
+    assert [v.invariant for v in completed_means_uv(dark)] == ["completed_means_uv"]
+    lit_open = _synthetic(
+        [(lid, closed, 0.0), (dock, docked, 0.0), (uv, True, 0.1), (lid, not closed, 0.5)],
+        [("sterilization_started", 0.1)],
+    )
+    assert any("UV off never after" in v.detail for v in uv_interlocks(lit_open))
+    good = _synthetic(
+        [(lid, closed, 0.0), (dock, docked, 0.0), (uv, True, 0.1), (uv, False, 1.6)],
+        [("sterilization_started", 0.1), ("sterilization_completed", 1.6)],
+    )
+    assert check(good) == []
+
+
+def test_fault_schedules_break_no_invariant() -> None:
+    kinds = _kinds()
+    each = [(FIRST + i, (kind,)) for i, kind in enumerate(kinds)]
+    drawn = [(FIRST + len(kinds) + i, kinds) for i in range(RANDOM_SCHEDULES)]
+    tally = run_drawn([*each, *drawn])
+    failing = tally.failing()
+    assert not failing, (
+        f"{len(failing)} of {len(tally.outcomes)} schedules broke an invariant:\n"
+        + ("\n".join(describe(o) for o in failing))
+    )
