@@ -451,8 +451,16 @@ def open_mqtt(
 
 def close_mqtt(bridge: MqttBridge, sink: StoreSink) -> None:
     """Shutdown: commit the last events (daemon_stopping), let the outbox deliver them for a
-    bounded time, then say offline. What is left is replayed at the next start."""
+    bounded time, then say offline. What is left is replayed at the next start.
+
+    A writer or publisher thread that died and is still waiting out its restart back-off is
+    started again first: the main loop that restarts it has ended, and the last events need it.
+    """
+    if not sink.writer_alive:
+        sink.restart_writer()
     sink.flush(timeout=5.0)
+    if not bridge.alive:
+        bridge.restart()
     if bridge.connected and not bridge.drain(MQTT_FLUSH_S):
         log.warning("MQTT: not every event was delivered before exit; they go at the next start")
     bridge.close()

@@ -127,14 +127,19 @@ class MqttBridge:
         self._thread.start()
 
     def drain(self, timeout: float) -> bool:
-        """Wait until every stored event so far is acknowledged (``False`` on timeout)."""
-        deadline = self._monotonic() + timeout
+        """Wait until every stored event so far is acknowledged (``False`` on timeout).
+
+        ``timeout`` is real time, whatever the clock the bridge was given: a stopping simulation
+        no longer advances its virtual clock. A publisher thread that is not running cannot
+        drain anything, so that is ``False`` at once rather than a wait for nothing.
+        """
+        deadline = time.monotonic() + timeout
         with self._cond:
             while True:
                 if self._connected and not self._fresh and not self._acks and self._idle:
                     return True
-                remaining = deadline - self._monotonic()
-                if remaining <= 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
                     return False
                 self._cond.wait(min(remaining, 0.05))
 
