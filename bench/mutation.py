@@ -48,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -467,7 +468,9 @@ def preload() -> None:
     assert not any(m == "dermaguard" or m.startswith("dermaguard.") for m in sys.modules)
 
 
-def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[bool, float]:
+def run_tests(
+    tree: Path, tests: list[str], timeout: float, extra: tuple[str, ...] = ("-x",)
+) -> tuple[bool, float]:
     """Run ``tests`` against ``tree`` in a forked child; (all passed, seconds)."""
     start = time.monotonic()
     pid = os.fork()
@@ -484,7 +487,7 @@ def run_tests(tree: Path, tests: list[str], timeout: float) -> tuple[bool, float
             os.dup2(devnull, 2)
             import pytest
 
-            args = ["-x", "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "--no-header"]
+            args = [*extra, "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "--no-header"]
             code = int(pytest.main([*args, "-o", "addopts=", *tests]))
         finally:
             os._exit(code)
@@ -531,46 +534,62 @@ def git_commit() -> str:
     return out.stdout.strip() + ("+changes" if dirty else "")
 
 
+class Durations:
+    """How long each test takes unmutated, from one run of every test the mutants will use
+    (which must pass): a set's time, three times over, is its mutants' timeout."""
+
+    def __init__(self, tree: Path, tests: list[str]) -> None:
+        self.seconds: dict[str, float] = {}
+        junit = tree / "mutation-baseline.xml"
+        ok, _ = run_tests(tree, tests, timeout=3600, extra=(f"--junitxml={junit}",))
+        cases = ET.parse(junit).getroot().iter("testcase") if junit.exists() else iter(())
+        failed = []
+        for case in cases:
+            module = case.get("classname", "").replace(".", "/")
+            node = f"{module}.py::{case.get('name', '')}"
+            self.seconds[node] = float(case.get("time", "0"))
+            if case.find("failure") is not None or case.find("error") is not None:
+                failed.append(node)
+        if not ok:
+            sys.exit(f"the tests fail without a mutant: {failed or 'see pytest'}")
+
+    def of(self, tests: list[str]) -> float:
+        total = 0.0
+        for node, took in self.seconds.items():
+            name = node.split("[", 1)[0]
+            if any(name == t or name.startswith(f"{t}::") for t in tests):
+                total += took
+        return total
+
+    def timeout(self, tests: list[str]) -> float:
+        return max(60.0, 3 * self.of(tests) + 30)
+
+
 def run(
-    selected: list[Mutant], tree: Path, log: io.TextIOBase | None, *, baseline: bool = True
+    selected: list[Mutant], tree: Path, log: io.TextIOBase | None, durations: Durations | None
 ) -> None:
     """Each mutant in turn: written into ``tree``, its tests run, the original put back.
 
-    With ``baseline`` each set of tests first runs unmutated (it must pass; its time sets the
-    timeout). ``--quick`` skips that: the suite that runs it runs those tests anyway."""
+    Without ``durations`` (``--quick``: the suite that runs it runs those tests anyway) the
+    timeout is 10 minutes."""
     from cosmic_ray.mutating import use_mutation
 
-    took_unmutated: dict[tuple[str, ...], float] = {}
+    def timeout(tests: list[str]) -> float:
+        return durations.timeout(tests) if durations else 600.0
+
     started = time.monotonic()
     for i, mutant in enumerate(selected, 1):
-        key = tuple(mutant.tests)
-        if key not in took_unmutated:
-            took_unmutated[key] = 100.0
-            if baseline:
-                ok, took_unmutated[key] = run_tests(tree, mutant.tests, timeout=900)
-                if not ok:
-                    sys.exit(f"the tests fail without a mutant: {' '.join(mutant.tests)}")
         path = tree / PACKAGE / mutant.module
         op = operator_instance(mutant.operator)
         with use_mutation(path, op, mutant.occurrence) as (_, mutated):
             if mutated is None:
                 mutant.outcome = "no-mutation"
                 continue
-            timeout = max(30.0, 3 * took_unmutated[key])
-            passed, took = run_tests(tree, mutant.tests, timeout=timeout)
-        if passed and mutant.fallback:
-            fb = tuple(mutant.fallback)
-            if fb not in took_unmutated:
-                took_unmutated[fb] = 100.0
-                if baseline:
-                    ok, took_unmutated[fb] = run_tests(tree, mutant.fallback, timeout=900)
-                    if not ok:
-                        sys.exit(f"the tests fail without a mutant: {' '.join(fb)}")
-            with use_mutation(path, op, mutant.occurrence):
-                timeout = max(30.0, 3 * took_unmutated[fb])
-                passed, more = run_tests(tree, mutant.fallback, timeout=timeout)
-            took += more
-            mutant.killed_by_other_rules = not passed
+            passed, took = run_tests(tree, mutant.tests, timeout=timeout(mutant.tests))
+            if passed and mutant.fallback:
+                passed, more = run_tests(tree, mutant.fallback, timeout(mutant.fallback))
+                took += more
+                mutant.killed_by_other_rules = not passed
         mutant.outcome = "survived" if passed else "killed"
         if log is not None:
             other = " (by another rule's tests)" if mutant.killed_by_other_rules else ""
@@ -587,6 +606,17 @@ def run_sharded(
     selected: list[Mutant], jobs: int, log: io.TextIOBase | None, *, baseline: bool
 ) -> None:
     """``jobs`` processes, each with its own scratch copy, share the mutants round-robin."""
+    durations = None
+    if baseline:
+        tree = scratch_copy()
+        try:
+            every = ordered(t for m in selected for t in [*m.tests, *m.fallback])
+            every = [t for t in every if "::" not in t or t.split("::")[0] not in every]
+            durations = Durations(tree, every)
+        finally:
+            shutil.rmtree(tree, ignore_errors=True)
+        if log is not None:
+            print(f"baseline: {len(durations.seconds)} tests pass unmutated", file=log)
     shards: dict[int, Path] = {}
     for k in range(jobs):
         out = Path(tempfile.mkstemp(prefix="dermaguard-mutation-", suffix=".json")[1])
@@ -597,7 +627,7 @@ def run_sharded(
                 tree = scratch_copy()
                 try:
                     mine = selected[k::jobs]
-                    run(mine, tree, log, baseline=baseline)
+                    run(mine, tree, log, durations)
                     results = [(m.outcome, m.killed_by_other_rules) for m in mine]
                     out.write_text(json.dumps(results), encoding="utf-8")
                     code = 0
