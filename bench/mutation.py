@@ -140,6 +140,9 @@ QUICK: tuple[tuple[str, str, str, str], ...] = (
     ("hw/case_io.py", "CaseIO._on_lid_opened", "RemoveCall", "self._uv.off()"),
 )
 
+#: The fallback runs only these (in-process) tests: the daemon in a child process takes seconds
+#: per test, and a rule's own tests already include those the docs name for it.
+FAST_TESTS = ("tests/unit/", "tests/hw/")
 TEST_DIR_ORDER = ("tests/unit/", "tests/hw/", "tests/store/", "tests/integration/", "tests/faults/")
 
 
@@ -369,9 +372,9 @@ class Mutant:
     code: str
     rules: list[str]
     tests: list[str]
-    #: For a rule's mutant: the tests named for the module's other rules, run if ``tests`` let
-    #: it live (a line in a function named for one rule may hold up another, as the undocking
-    #: in ``CaseMachine._on_dock`` starts S8's expiry).
+    #: For a rule's mutant: the unit and hw tests named for the module's other rules, run if
+    #: ``tests`` let it live (a line in a function named for one rule may hold up another, as
+    #: the undocking in ``CaseMachine._on_dock`` starts S8's expiry).
     fallback: list[str] = field(default_factory=list)
     outcome: str = ""
     killed_by_other_rules: bool = False
@@ -418,8 +421,11 @@ def mutants(root: Path) -> tuple[list[Mutant], dict[str, Source], dict[str, list
                     for r, fns in by_rule_fn.items()
                     if rules and r not in rules and any(m == module for m, _ in fns)
                 ]
-                fallback = [t for t in ordered(t for r in others for t in tests_of[r])]
-                fallback = [t for t in fallback if t not in tests]
+                fallback = [
+                    t
+                    for t in ordered(t for r in others for t in tests_of[r])
+                    if t not in tests and t.startswith(FAST_TESTS)
+                ]
                 found.append(
                     Mutant(
                         module,
@@ -538,8 +544,11 @@ class Durations:
     """How long each test takes unmutated, from one run of every test the mutants will use
     (which must pass): a set's time, three times over, is its mutants' timeout."""
 
-    def __init__(self, tree: Path, tests: list[str]) -> None:
+    def __init__(self, tree: Path, tests: list[str], saved: Path | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        if saved is not None and saved.exists():  # --baseline: a run of the same tree, resumed
+            self.seconds = json.loads(saved.read_text(encoding="utf-8"))
+            return
         junit = tree / "mutation-baseline.xml"
         ok, _ = run_tests(tree, tests, timeout=3600, extra=(f"--junitxml={junit}",))
         cases = ET.parse(junit).getroot().iter("testcase") if junit.exists() else iter(())
@@ -552,6 +561,8 @@ class Durations:
                 failed.append(node)
         if not ok:
             sys.exit(f"the tests fail without a mutant: {failed or 'see pytest'}")
+        if saved is not None:
+            saved.write_text(json.dumps(self.seconds), encoding="utf-8")
 
     def of(self, tests: list[str]) -> float:
         total = 0.0
@@ -603,7 +614,12 @@ def run(
 
 
 def run_sharded(
-    selected: list[Mutant], jobs: int, log: io.TextIOBase | None, *, baseline: bool
+    selected: list[Mutant],
+    jobs: int,
+    log: io.TextIOBase | None,
+    *,
+    baseline: bool,
+    saved: Path | None = None,
 ) -> None:
     """``jobs`` processes, each with its own scratch copy, share the mutants round-robin."""
     durations = None
@@ -612,7 +628,7 @@ def run_sharded(
         try:
             every = ordered(t for m in selected for t in [*m.tests, *m.fallback])
             every = [t for t in every if "::" not in t or t.split("::")[0] not in every]
-            durations = Durations(tree, every)
+            durations = Durations(tree, every, saved)
         finally:
             shutil.rmtree(tree, ignore_errors=True)
         if log is not None:
@@ -711,6 +727,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule", action="append", help="only the mutants of these rules (S4)")
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--jobs", type=int, default=1, help="test runs at a time (default 1)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="keep the unmutated run's test times in this file, or read them if it exists "
+        "(to resume a run of the same tree without running every test again)",
+    )
     parser.add_argument("--progress", action="store_true", help="a line per mutant on stderr")
     parser.add_argument(
         "--report",
@@ -752,7 +774,7 @@ def main(argv: list[str] | None = None) -> int:
     selected.sort(key=lambda m: not m.rules)  # a rule's mutants first: they matter most
     started = time.monotonic()
     run_sharded(selected, max(1, args.jobs), sys.stderr if args.progress else None,
-                baseline=not args.quick)  # fmt: skip
+                baseline=not args.quick, saved=args.baseline)  # fmt: skip
     wall = time.monotonic() - started
     equivalent = equivalent_mutants()
     figures = tally(selected, equivalent)
