@@ -60,6 +60,9 @@ ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
 SAFETY = ROOT / "docs" / "SAFETY.md"
 REPORT = ROOT / "docs" / "mutation-report.json"
 TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(test_\w+)`")
+#: A line of docs/SAFETY.md, "Equivalent mutants": module, function, operator, the line's code
+#: (and which of its repeats in the function, ``#2``), then why it changes nothing.
+EQUIVALENT = re.compile(r"^- `([^`]+)` `([^`]+)` `([^`]+)` `(.+?)`(?: #(\d+))?: (.+)$")
 
 #: The safety-critical modules and their own test files (run for a mutant that is not inside a
 #: function a safety rule names), in-process tests first.
@@ -184,10 +187,11 @@ def equivalent_mutants() -> dict[str, str]:
     for line in section.splitlines():
         if line.startswith("## "):
             break
-        match = re.match(r"- `([^`]+)` `([^`]+)` `([^`]+)` `(.+?)`: (.+)$", line)
+        match = EQUIVALENT.match(line)
         if match:
-            module, function, operator, code, why = match.groups()
-            out[f"{module} {function} {operator} {code}"] = why
+            module, function, operator, code, nth, why = match.groups()
+            key = f"{module} {function} {operator} {code}"
+            out[key if nth in {None, "1"} else f"{key} #{nth}"] = why
     return out
 
 
@@ -378,10 +382,14 @@ class Mutant:
     fallback: list[str] = field(default_factory=list)
     outcome: str = ""
     killed_by_other_rules: bool = False
+    #: Which of the same operator on the same code in the same function (1, 2, ...): an
+    #: equivalent mutant is named by its key, and a function may repeat a line.
+    nth: int = 1
 
     @property
     def key(self) -> str:
-        return f"{self.module} {self.function or '-'} {self.short_operator} {self.code}"
+        key = f"{self.module} {self.function or '-'} {self.short_operator} {self.code}"
+        return key if self.nth == 1 else f"{key} #{self.nth}"
 
     @property
     def short_operator(self) -> str:
@@ -439,6 +447,10 @@ def mutants(root: Path) -> tuple[list[Mutant], dict[str, Source], dict[str, list
                         fallback,
                     )
                 )
+    seen: dict[str, int] = {}
+    for m in sorted(found, key=lambda m: (m.module, m.line)):
+        first = m.key  # nth is still 1 here
+        m.nth = seen[first] = seen.get(first, 0) + 1
     return found, sources, tests_of
 
 
@@ -690,7 +702,7 @@ def report(
     wall: float,
     commit: str,
 ) -> dict[str, Any]:
-    import cosmic_ray
+    from importlib.metadata import version
 
     rules = {}
     for rule in sorted(tests_of, key=lambda r: int(r[1:])):
@@ -699,7 +711,9 @@ def report(
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit,
-        "tool": f"cosmic-ray {getattr(cosmic_ray, '__version__', '')}".strip(),
+        "tool": f"cosmic-ray {version('cosmic-ray')}",
+        "planned": len(ms),
+        "complete": all(m.outcome for m in ms),
         "wall_time_s": round(wall),
         "total": tally(ms, equivalent),
         "modules": {m: tally([x for x in ms if x.module == m], equivalent) for m in MODULES},
@@ -712,6 +726,7 @@ def report(
                 "function": m.function,
                 "rules": m.rules,
                 "code": m.code,
+                "nth": m.nth,
                 "equivalent": m.key in equivalent,
             }
             for m in ms

@@ -80,6 +80,31 @@ def test_s4_the_cap_counts_from_when_uv_went_on_on_a_clock_that_lags(
         assert queued == [UvFault(110.0, "cap_reached")]
 
 
+def test_s4_the_cap_trips_at_the_cap_not_a_second_before_or_after(
+    pin_factory: Any, queued: list[CaseSignal]
+) -> None:
+    """The timer fires half a second of clock time early (the clock ran ahead of real time):
+    the shell waits out the half second, then trips exactly at the cap."""
+    clock = SimClock(speed=10.0)  # the 10 s cap is 1 s of real time
+    lid = pin_factory.pin(LID)
+    with CaseIO(queued.append, clock, WIRING, cap_s=10.0, debounce_s=0.0) as dev:
+        lid.drive_low()
+        clock.advance_to(100.0)
+        queued.clear()
+        assert dev.set_uv(True)
+        first = dev._cap_timer
+        assert first is not None
+        clock.advance_to(109.5)  # long before the timer fires, a second of real time away
+        first.join(5.0)
+        assert dev.uv_on and queued == []  # 0.5 s of the cap left: re-armed, not tripped
+        clock.advance_to(110.0)
+        second = dev._cap_timer
+        assert second is not None and second is not first
+        second.join(5.0)
+        assert not dev.uv_on
+        assert queued == [UvFault(110.0, "cap_reached")]
+
+
 def test_s3_a_failing_uv_off_never_breaks_the_failsafe_or_the_hooks_it_wraps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
