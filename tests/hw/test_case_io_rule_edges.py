@@ -105,6 +105,31 @@ def test_s4_the_cap_trips_at_the_cap_not_a_second_before_or_after(
         assert queued == [UvFault(110.0, "cap_reached")]
 
 
+@pytest.mark.parametrize("way_off", ["lid_opens", "force_off"])
+def test_s2_s3_uv_switched_off_outside_the_engine_leaves_no_cap_timer_to_report_later(
+    pin_factory: Any, queued: list[CaseSignal], way_off: str
+) -> None:
+    """The lid callback (S2) and the failsafe's ``force_off`` (S3) switch UV off without the
+    engine: they cancel the cap timer too, or it would report ``cap_reached`` for an on-period
+    that ended long ago."""
+    clock = SimClock(speed=1000.0)
+    lid = pin_factory.pin(LID)
+    with CaseIO(queued.append, clock, WIRING, cap_s=10.0, debounce_s=0.0) as dev:
+        lid.drive_low()
+        queued.clear()
+        assert dev.set_uv(True)
+        timer = dev._cap_timer
+        assert timer is not None
+        if way_off == "lid_opens":
+            lid.drive_high()
+        else:
+            dev.force_off()
+        assert not dev.uv_on and dev._cap_timer is None
+        clock.advance(20.0)  # well past the cap
+        timer.join(2.0)
+        assert not [q for q in queued if isinstance(q, UvFault)]
+
+
 def test_s3_a_failing_uv_off_never_breaks_the_failsafe_or_the_hooks_it_wraps(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
