@@ -739,7 +739,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the fixed subset CI runs")
     parser.add_argument("--module", action="append", choices=sorted(MODULES), help="only these")
-    parser.add_argument("--rule", action="append", help="only the mutants of these rules (S4)")
+    parser.add_argument(
+        "--rule",
+        action="append",
+        help="only the mutants of these rules (S4; - for those outside every rule)",
+    )
     parser.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     parser.add_argument("--jobs", type=int, default=1, help="test runs at a time (default 1)")
     parser.add_argument(
@@ -780,7 +784,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.module:
         selected = [m for m in selected if m.module in args.module]
     if args.rule:
-        selected = [m for m in selected if set(m.rules) & set(args.rule)]
+        selected = [
+            m
+            for m in selected
+            if set(m.rules) & set(args.rule) or ("-" in args.rule and not m.rules)
+        ]
     if args.list:
         for m in selected:
             print(f"{m.module}:{m.line} {m.short_operator} {m.function} {'/'.join(m.rules)}")
