@@ -359,11 +359,22 @@ def _stored(db: Path) -> tuple[list[dict[str, Any]] | None, str | None]:
     return out, None
 
 
+def stored_scale(data: dict[str, Any]) -> float | None:
+    """The scale a calibration file holds, or ``None`` for a tare alone: that stores scale 0,
+    "no scale yet", which no force is read through (the daemon refuses to start on it). Any
+    reference weight makes a scale, and that must be positive."""
+    scale = float(data.get("scale_n_per_count", 1.0))
+    tare_only = not any(float(p["force_n"]) for p in data.get("points", []))
+    return None if scale == 0 and tare_only else scale
+
+
 def _scales(state: Path, events: list[dict[str, Any]] | None) -> list[float]:
     scales = []
     path = state / "simulation" / "calibration.json"
     with contextlib.suppress(OSError, ValueError, KeyError):
-        scales.append(float(json.loads(path.read_text())["scale_n_per_count"]))
+        scale = stored_scale(json.loads(path.read_text()))
+        if scale is not None:
+            scales.append(scale)
     for e in events or ():
         if e["type"] == "calibration_changed" and "scale_n_per_count" in e["data"]:
             scales.append(float(e["data"]["scale_n_per_count"]))

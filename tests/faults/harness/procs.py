@@ -19,6 +19,7 @@ from support import daemon as dd
 from support.broker import Recorder, publish
 
 from .catalogue import Schedule
+from .inproc import stored_scale
 from .invariants import Violation, received_are_stored_in, sessions_unique
 
 #: Scenario seconds of the pushes scenario, played at this speed (about 2 s of real time).
@@ -88,8 +89,8 @@ def _reversed_reference(
     dd.run_cli("calibrate", "--simulate", "--reference", load, state=state)
     out = []
     for path in state.rglob("calibration.json"):
-        scale = float(json.loads(path.read_text()).get("scale_n_per_count", 1.0))
-        if scale <= 0:
+        scale = stored_scale(json.loads(path.read_text()))
+        if scale is not None and scale <= 0:
             out.append(Violation("no_bad_scale", f"stored scale {scale} ≤ 0 in {path.name}"))
     return out
 
