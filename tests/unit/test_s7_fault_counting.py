@@ -12,7 +12,7 @@ from dermaguard.config.params import default_pressure_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.events import EventType
 from dermaguard.core.filters import Ema, Median
-from dermaguard.core.pressure import SATURATED_HIGH, PressureMachine, PressureUpdate
+from dermaguard.core.pressure import SATURATED_LOW, PressureMachine, PressureUpdate
 
 COUNTS_PER_N = 40_000
 PERIOD = 1 / 80
@@ -40,7 +40,8 @@ class Feed:
         ]
 
     def saturated(self, times: int = 1) -> list[PressureUpdate]:
-        return [self.machine.on_read(self._next(), SATURATED_HIGH) for _ in range(times)]
+        # pinned at the bottom: a fault; pinned at the top is at least over-pressure (H21)
+        return [self.machine.on_read(self._next(), SATURATED_LOW) for _ in range(times)]
 
     def timeout(self) -> PressureUpdate:
         return self.machine.on_timeout(self._next(), "no data")
@@ -111,7 +112,7 @@ def test_s7_the_fault_event_says_the_raw_code_and_force_when_there_are_some() ->
     saturated = Feed()
     saturated.force(1.0, 5)
     event = saturated.saturated(TO_FAULT)[-1].events[0]
-    assert event.data == {"reason": "saturated", "raw": SATURATED_HIGH}
+    assert event.data == {"reason": "saturated", "raw": SATURATED_LOW}
 
     timeout = Feed()
     event = timeout.timeout().events[0]
