@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, cast
 
 import pytest
@@ -71,9 +72,9 @@ def test_s3_the_daemons_signal_handler_switches_uv_off_at_the_pin(
     assert signal.getsignal(signum) is before
 
 
-def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
-    pin_factory: Any, case: CaseIO, caplog: pytest.LogCaptureFixture
-) -> None:
+@contextmanager
+def uv_on_in_a_cycle(pin_factory: Any, case: CaseIO) -> Iterator[tuple[Runtime, Any]]:
+    """The daemon's runtime on the emulated chip, with a cycle running and the UV pin high."""
     clock = SimClock()
     chip = HX711Chip(pin_factory, PINS.hx711_dout, PINS.hx711_sck, clock=clock, load=MODEL)
     driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
@@ -85,6 +86,18 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
         runtime.start()
         shut_lid_and_dock(pin_factory)  # the default case starts a cycle on its own
         assert wait_until(lambda: bool(uv.state)), "the cycle never switched UV on"
+        yield runtime, uv
+    finally:
+        runtime.stop()
+        indicators.close()
+        driver.close()
+        chip.close()
+
+
+def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
+    pin_factory: Any, case: CaseIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    with uv_on_in_a_cycle(pin_factory, case) as (runtime, uv):
         # A bug anywhere upstream: an input the engine cannot handle raises in its thread.
         runtime.put(cast(Any, object()))
         assert wait_until(lambda: runtime.failed is not None)
@@ -92,35 +105,15 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
         assert isinstance(runtime.failed, AttributeError)
         assert case.set_uv(True) is False and not uv.state
         assert "internal error, stopping" in caplog.text
-    finally:
-        runtime.stop()
-        indicators.close()
-        driver.close()
-        chip.close()
 
 
 def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(pin_factory: Any, case: CaseIO) -> None:
     """``Runtime.stop`` locks UV out before the engine shuts down: nothing still queued (a
     request, a late lid edge) can switch it back on while the daemon stops."""
-    clock = SimClock()
-    chip = HX711Chip(pin_factory, PINS.hx711_dout, PINS.hx711_sck, clock=clock, load=MODEL)
-    driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
-    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
-    runtime = Runtime(build_engine(CONFIG, CAL), clock, indicators, driver, case, rate_sps=80)
-    case.set_sink(runtime.put)
-    uv = pin_factory.pin(PINS.uv_led)
-    try:
-        runtime.start()
-        shut_lid_and_dock(pin_factory)  # the default case starts a cycle on its own
-        assert wait_until(lambda: bool(uv.state)), "the cycle never switched UV on"
+    with uv_on_in_a_cycle(pin_factory, case) as (runtime, uv):
         runtime.stop()
         assert not uv.state
         assert case.set_uv(True) is False and not uv.state, "UV not locked out by the stop"
-    finally:
-        runtime.stop()
-        indicators.close()
-        driver.close()
-        chip.close()
 
 
 class _Bus:

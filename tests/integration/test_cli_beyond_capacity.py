@@ -3,14 +3,13 @@ keeps the over-pressure alarm on (a fault beside it), never downgrades it to a f
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "beyond_capacity.yaml"
+from support import daemon
+
+SCENARIO = daemon.SCENARIOS / "beyond_capacity.yaml"
 
 pytestmark = pytest.mark.subprocess
 
@@ -18,16 +17,15 @@ pytestmark = pytest.mark.subprocess
 def test_s7_sixty_newtons_held_past_the_cells_capacity_keeps_the_over_pressure_alarm(
     tmp_path: Path,
 ) -> None:
-    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    env.pop("STATE_DIRECTORY", None)
-    command = ["run", "--no-mqtt", "--simulate", str(SCENARIO), "--speed", "10"]
-    result = subprocess.run(
-        [sys.executable, "-m", "dermaguard", *command],
-        capture_output=True,
-        text=True,
-        env=env,
+    result = daemon.run_cli(
+        "run",
+        "--no-mqtt",
+        "--simulate",
+        str(SCENARIO),
+        "--speed",
+        "10",
+        state=tmp_path,
         timeout=120,
-        check=False,
     )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()

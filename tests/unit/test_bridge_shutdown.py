@@ -42,7 +42,9 @@ class _Client:
         return SimpleNamespace(rc=0, mid=self.mid, wait_for_publish=lambda _t: None)
 
 
-def test_drain_with_a_dead_publisher_and_a_stopped_clock_returns_false(tmp_path: Path) -> None:
+def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
+    """A bridge on an empty history, connected, whose publisher thread is not running (it
+    died, or was never started)."""
     db = tmp_path / "dg.db"
     Store.open(db, "dev").close()
     client = _Client()
@@ -52,10 +54,15 @@ def test_drain_with_a_dead_publisher_and_a_stopped_clock_returns_false(tmp_path:
         device_name="d",
         sw_version="0",
         client=client,  # type: ignore[arg-type]
-        monotonic=lambda: 100.0,  # a simulation's clock after its scenario ended
+        **kwargs,
     )
-    # Connected, but the publisher thread is not running (died, not yet restarted).
     client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+    return bridge
+
+
+def test_drain_with_a_dead_publisher_and_a_stopped_clock_returns_false(tmp_path: Path) -> None:
+    # a simulation's clock after its scenario ended
+    bridge = connected_bridge(tmp_path, monotonic=lambda: 100.0)
     assert bridge.connected and not bridge.alive
 
     answers: list[bool] = []
@@ -68,17 +75,7 @@ def test_drain_with_a_dead_publisher_and_a_stopped_clock_returns_false(tmp_path:
 
 def test_a_restarted_publisher_drains_what_the_dead_one_left(tmp_path: Path) -> None:
     """``close_mqtt`` starts a dead publisher again before it drains (daemon/app.py)."""
-    db = tmp_path / "dg.db"
-    Store.open(db, "dev").close()
-    client = _Client()
-    bridge = MqttBridge(
-        MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False),
-        open_events=lambda: open_readonly(db),
-        device_name="d",
-        sw_version="0",
-        client=client,  # type: ignore[arg-type]
-    )
-    client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+    bridge = connected_bridge(tmp_path)
     assert not bridge.alive
     bridge.restart()
     try:
