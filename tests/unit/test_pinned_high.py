@@ -2,7 +2,8 @@
 
 A reading pinned at the top of the range (a code saturated high, a force beyond ``capacity``)
 is at least over-pressure: the high-priority alarm stays, a fault may stand beside it, and the
-alarm clears only when the force drops. A reading pinned at the bottom stays a fault.
+alarm clears only when the force drops. A reading pinned at the bottom stays a fault (beside
+an over-pressure alarm already sounding, which it never ends).
 """
 
 from __future__ import annotations
@@ -85,14 +86,29 @@ def test_s7_a_reading_pinned_high_after_the_sensor_went_quiet_sounds_the_high_al
 def test_s7_a_reading_pinned_at_the_bottom_stays_a_fault() -> None:
     for raw in (SATURATED_LOW, round(-60.0 * COUNTS_PER_N)):
         run = Run()
-        run.force(5.0, 20)
-        assert run.engine.pressure.over_pressure
+        run.force(2.0, 20)  # a good press, no alarm
         run.read(raw, 40)
         shown = run.engine.indicators()
         assert shown.alarm is Priority.MEDIUM and shown.alarm_reason == "sensor_fault"
         assert run.engine.pressure.force_n is None and run.engine.pressure.zone is None
+        assert "over_pressure" not in run.types()
+
+
+def test_s7_a_reading_pinned_at_the_bottom_during_over_pressure_keeps_the_high_alarm() -> None:
+    """The force was last known too high and nothing says it dropped: the fault stands beside
+    the alarm, which only a known force below the limit ends."""
+    for raw in (SATURATED_LOW, round(-60.0 * COUNTS_PER_N)):
+        run = Run()
+        run.force(5.0, 20)
+        run.read(raw, 40)
+        shown = run.engine.indicators()
+        assert shown.alarm is Priority.HIGH and shown.alarm_reason == "over_pressure"
+        assert run.engine.pressure.fault is not None and run.engine.pressure.force_n is None
+        assert "over_pressure_cleared" not in run.types()
+        run.force(1.0, 40)
         cleared = [e for e in run.events if e.type == "over_pressure_cleared"]
-        assert cleared and cleared[0].data["cause"] == "sensor_fault"
+        assert [e.data["cause"] for e in cleared] == ["force_dropped"]
+        assert run.engine.indicators().alarm is None
 
 
 #: A reading held for some samples: a force (valid, beyond the range either way) or a code

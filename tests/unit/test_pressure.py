@@ -112,14 +112,14 @@ def test_an_isolated_invalid_sample_is_skipped_without_fault() -> None:
     assert engine.pressure.fault is None
 
 
-def test_a_fault_during_over_pressure_clears_it_with_a_cause() -> None:
+def test_a_fault_during_over_pressure_keeps_the_high_alarm() -> None:
     engine = make_engine()
     feed(engine, [5.0] * 5)
     assert engine.pressure.over_pressure
     effects = engine.handle(ReadFailed(5 * PERIOD, "timeout"))
     evs = [e.event for e in effects if isinstance(e, EmitEvent)]
-    assert [e.type for e in evs] == ["over_pressure_cleared", "sensor_fault"]
-    assert evs[0].data["cause"] == "sensor_fault"
+    assert [e.type for e in evs] == ["sensor_fault"]
+    assert engine.pressure.over_pressure and engine.indicators().alarm_reason == "over_pressure"
 
 
 @settings(max_examples=300, deadline=None)

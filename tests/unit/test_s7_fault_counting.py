@@ -95,17 +95,40 @@ def test_s7_a_fault_forgets_the_force_read_before_it() -> None:
     feed.force(PARAMS.capacity_n - 0.2, 5)
     feed.timeout()
     near_zero = -(PARAMS.negative_margin_n - 0.1)  # 50.2 N away from the last reading
-    assert kinds(feed.force(near_zero, TO_RECOVER)) == [EventType.SENSOR_RECOVERED]
+    # It recovers, and the over-pressure episode the first reading opened ends with it.
+    assert kinds(feed.force(near_zero, TO_RECOVER)) == [
+        EventType.SENSOR_RECOVERED,
+        EventType.OVER_PRESSURE_CLEARED,
+    ]
 
 
-def test_s7_a_fault_during_over_pressure_ends_the_episode_with_the_fault_as_cause() -> None:
+def test_s7_a_fault_during_over_pressure_keeps_the_episode_until_a_known_force_ends_it() -> None:
     feed = Feed()
     feed.force(6.0, 6)
     assert feed.machine.over_pressure
     update = feed.timeout()
-    assert kinds([update]) == [EventType.OVER_PRESSURE_CLEARED, EventType.SENSOR_FAULT]
-    assert update.events[0].data["cause"] == "sensor_fault"
-    assert update.force_n is None and update.zone is None and not feed.machine.over_pressure
+    assert kinds([update]) == [EventType.SENSOR_FAULT]
+    assert update.force_n is None and update.zone is None and feed.machine.over_pressure
+    # Good reads below the limit: the episode stays open until the fault is over, then the
+    # first known force ends it, with the force as the cause.
+    recovering = feed.force(1.0, TO_RECOVER - 1)
+    assert kinds(recovering) == [] and feed.machine.over_pressure
+    last = feed.force(1.0)
+    assert kinds(last) == [EventType.SENSOR_RECOVERED, EventType.OVER_PRESSURE_CLEARED]
+    assert last[0].events[1].data["cause"] == "force_dropped"
+    assert not feed.machine.over_pressure
+
+
+def test_s7_a_force_still_over_after_a_fault_continues_the_episode_without_a_new_alarm() -> None:
+    feed = Feed()
+    feed.force(6.0, 6)
+    feed.timeout()
+    updates = feed.force(7.0, TO_RECOVER + 5)
+    assert kinds(updates) == [EventType.SENSOR_RECOVERED]
+    assert feed.machine.over_pressure
+    cleared = feed.force(1.0, 5)
+    ended = [e for u in cleared for e in u.events if e.type == EventType.OVER_PRESSURE_CLEARED]
+    assert len(ended) == 1 and ended[0].data["peak_n"] >= 7.0 - 1e-9
 
 
 def test_s7_the_fault_event_says_the_raw_code_and_force_when_there_are_some() -> None:

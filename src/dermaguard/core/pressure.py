@@ -120,9 +120,10 @@ class PressureMachine:
 
     @property
     def over_pressure(self) -> bool:
-        """The force is at or over ``over_n``: also while it reads pinned at the top of the
-        range, when a fault stands beside the alarm (the force is known to be high)."""
-        return not self.blind and self.zones.zone == "over"
+        """An over-pressure episode is open: the force reached ``over_n`` and no known force
+        below it has come since. A fault that makes the force unknown keeps it open (the
+        force was last known too high), as does a reading pinned at the top of the range."""
+        return self._over_since is not None
 
     def set_calibration(self, calibration: Calibration) -> None:
         """A new tare or calibration: restart the filters so old counts do not leak in."""
@@ -167,10 +168,9 @@ class PressureMachine:
         """Filters, zones and the over-pressure events for one force the alarm can trust."""
         fast = self.spike(force)
         smooth = self.smoothing(fast)
-        before = self.zones.zone
         zone = self.zones.update(fast, smooth)
         self.force_n = smooth
-        self._over_events(t, before, zone, fast, out)
+        self._over_events(t, zone, fast, out)
         out.force_n, out.zone, out.sample = smooth, zone, True
 
     def _pinned_high(self, t: float, raw: int) -> PressureUpdate:
@@ -237,8 +237,7 @@ class PressureMachine:
         out = PressureUpdate(force_n=None, zone=None, sample=True)
         if self.blind:
             return out
-        if self.zones.zone == "over":
-            self._end_over(t, out, cause="sensor_fault")
+        # An open over-pressure episode stays open: only a known force below the limit ends it.
         self.fault = reason
         self.blind = True
         self.force_n = None
@@ -253,10 +252,10 @@ class PressureMachine:
         out.events.append(Event(EventType.SENSOR_FAULT, t, data))
         return out
 
-    def _over_events(
-        self, t: float, before: Zone, zone: Zone, fast: float, out: PressureUpdate
-    ) -> None:
-        if zone == "over" and before != "over":
+    def _over_events(self, t: float, zone: Zone, fast: float, out: PressureUpdate) -> None:
+        """Opens, follows and ends the episode; it is open across a fault (``_over_since``),
+        so a force still over the limit when readings return continues it, silently."""
+        if zone == "over" and self._over_since is None:
             self._over_since = t
             self._over_peak = fast
             out.events.append(
@@ -268,7 +267,7 @@ class PressureMachine:
             )
         elif zone == "over":
             self._over_peak = max(self._over_peak, fast)
-        elif before == "over":
+        elif self._over_since is not None:
             self._end_over(t, out, cause="force_dropped")
 
     def _end_over(self, t: float, out: PressureUpdate, cause: str) -> None:
