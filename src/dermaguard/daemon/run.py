@@ -87,6 +87,20 @@ class CalibrationSaver:
         if self._pending is not None:
             self._start()
 
+    def close(self, timeout: float = 5.0) -> None:
+        """At stop: wait for a save under way, then write a calibration still pending (its
+        thread died and the supervisor had no time to restart it), here; an accepted tare is
+        never lost to a stop."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            thread.join(timeout)
+        if self._pending is None:
+            return
+        try:
+            self._save()
+        except Exception:
+            log.exception("the new tare could not be saved to %s", self.path)
+
     def _save(self) -> None:
         with self._lock:
             cal = self._pending
@@ -274,9 +288,16 @@ def _run_locked(
                     break
                 supervisor.poll()
                 stop.wait(0.1)
-            if heartbeat is not None:
+            # STOPPING=1 ends systemd's watchdog. After a clean stop request, say it first: the
+            # alarm path closes the session in order. After an internal error, say it only once
+            # the alarm path's threads are down (UV is already off): a stalled engine then keeps
+            # starving the watchdog, so systemd's kill still bounds how long no alarm can sound.
+            if heartbeat is not None and runtime.failed is None:
                 heartbeat.stop("stopping: closing the session, writing history, sending events")
             runtime.stop()
+            if heartbeat is not None:
+                heartbeat.stop("stopping after an internal error: writing history, sending events")
+            saver.close()
             if bridge is not None:
                 close_mqtt(bridge, sink)
                 bridge = None

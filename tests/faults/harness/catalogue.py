@@ -79,6 +79,11 @@ class Schedule:
         return not any(k in PROC_KINDS for k in self.kinds)
 
 
+#: When the schedule's tare is sent: docked, a second of rest after the last push (which ends by
+#: 4.8 s), so the daemon accepts it and a ``save-calibration`` thread exists for its fault.
+TARE_AT_S = 6.0
+
+
 def draw_fault(rng: random.Random, kind: str) -> Fault:
     """One fault of ``kind`` at a random time of the scenario."""
     if kind.endswith("_start") or kind == "retained_command":
@@ -110,4 +115,4 @@ def make_schedule(seed: int, kinds: tuple[str, ...] = KINDS) -> Schedule:
     overload = next((f for f in faults if f.kind == "overload"), None)
     if overload is not None:
         pushes = ((2.9, overload.amount), pushes[1])
-    return Schedule(seed, faults, pushes, lid_early=rng.random() < 0.15, tare_at=5.4)
+    return Schedule(seed, faults, pushes, lid_early=rng.random() < 0.15, tare_at=TARE_AT_S)

@@ -63,6 +63,12 @@ CALIBRATION = Calibration(
         CalibrationPoint(MODEL.offset_counts + 4.903325 * MODEL.counts_per_newton, 4.903325),
     ),
 )
+#: The calibration the daemon starts with: its zero 0.05 N off the cell's true one (the daemon
+#: reads a little high, on the safe side), so the schedule's tare really changes what the file
+#: must hold (``tare_saved``).
+STORED_CALIBRATION = dataclasses.replace(
+    CALIBRATION, offset=CALIBRATION.offset - 0.05 * MODEL.counts_per_newton
+)
 THREAD_OF_KIND = {
     "exc_engine": "engine",
     "exc_sampler": "sampler",
@@ -89,6 +95,8 @@ class RunResult:
     db_error: str | None = None
     received: list[dict[str, Any]] = field(default_factory=list)
     stored_scales: list[float] = field(default_factory=list)
+    #: The offset in the calibration file after the run (None: no file, or unreadable).
+    saved_offset: float | None = None
     wall_s: float = 0.0
     runs: int = 1
     hung: bool = False
@@ -320,6 +328,7 @@ def patched(result: RunResult, player: Player) -> Iterator[None]:
 
     def save(path: Path, cal: Calibration) -> None:
         if player.save_fault.is_set():
+            player.save_fault.clear()  # transient: the restarted thread's save goes through
             player.landed("exc_save_calibration")
             raise RuntimeError("injected fault in save-calibration")
         real_save(path, cal)
@@ -381,6 +390,12 @@ def _scales(state: Path, events: list[dict[str, Any]] | None) -> list[float]:
     return scales
 
 
+def _saved_offset(state: Path) -> float | None:
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return float(json.loads((state / "simulation" / "calibration.json").read_text())["offset"])
+    return None
+
+
 def run_once(
     schedule: Schedule,
     state: Path,
@@ -394,7 +409,7 @@ def run_once(
     config = harness_config(state, broker.port if broker is not None else None)
     if first:
         cal_path = calibration_file(sim_config(config), simulated=True)
-        save_calibration(cal_path, CALIBRATION)
+        save_calibration(cal_path, STORED_CALIBRATION)
     player = Player(result, broker, state)
     env = watchdog.environ(WATCHDOG_S)
     saved = {k: os.environ.get(k) for k in env}
@@ -474,5 +489,6 @@ def run_schedule(
     db = store_path(sim_config(config), simulated=True)
     result.stored_events, result.db_error = _stored(db)
     result.stored_scales = _scales(state, result.stored_events)
+    result.saved_offset = _saved_offset(state)
     result.wall_s = time.perf_counter() - start
     return result

@@ -280,6 +280,23 @@ def history(r: RunResult) -> list[Violation]:
     return out + sessions_unique(r.stored_events or [])
 
 
+def tare_saved(r: RunResult) -> list[Violation]:
+    """An accepted tare ends up in the calibration file, whatever happened to the thread that
+    writes it (it is restarted with the tare still pending)."""
+    tares = [
+        a.event.data
+        for a in r.recording.events()
+        if a.event.type == "calibration_changed" and a.event.data.get("reason") == "tare"
+    ]
+    if not tares or r.exit_code == 70:
+        return []
+    want = float(tares[-1]["offset"])
+    if r.saved_offset is None or abs(r.saved_offset - want) > 1e-6:
+        held = r.saved_offset
+        return [Violation("tare_saved", f"tare offset {want} accepted, the file holds {held}")]
+    return []
+
+
 def sessions_unique(events: list[dict[str, Any]]) -> list[Violation]:
     """One history, one writer: no session number started twice, nor ended twice (a session
     closed as interrupted while its daemon went on ends twice)."""
@@ -298,6 +315,7 @@ INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
     exits,
     received_are_stored,
     history,
+    tare_saved,
 )
 NAMES = (
     "uv_interlocks",
@@ -308,6 +326,7 @@ NAMES = (
     "no_bad_scale",
     "command_once",
     "history_consistent",
+    "tare_saved",
 )
 
 
