@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from dermaguard.config.params import default_engine_params
 from dermaguard.core.calibration import Calibration
+from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import EmitEvent, Event, ForceRead, Priority
 from dermaguard.core.filters import Ema, Median
@@ -109,6 +110,25 @@ def test_s7_a_reading_pinned_at_the_bottom_during_over_pressure_keeps_the_high_a
         cleared = [e for e in run.events if e.type == "over_pressure_cleared"]
         assert [e.data["cause"] for e in cleared] == ["force_dropped"]
         assert run.engine.indicators().alarm is None
+
+
+def test_an_episode_held_through_a_fault_is_one_episode_in_the_session() -> None:
+    """The session counts the alarm's episodes: one over-pressure event, one episode, even
+    when a fault came in its middle and the force was still over when readings returned."""
+    run = Run()
+    run.engine.handle(DockChanged(0.0, True))
+    run.engine.handle(DockChanged(0.001, False))  # out of the dock: contact starts a session
+    run.force(2.0, 20)
+    run.force(6.0, 40)
+    run.read(SATURATED_LOW, 40)  # a fault in the middle of the episode
+    run.force(6.0, 40)
+    run.force(1.0, 40)
+    effects = run.engine.shutdown(run.n * PERIOD, 1_000.0)
+    ended = [x.event for x in effects if isinstance(x, EmitEvent)]
+    summary = next(e.data for e in ended if e.type == "session_ended")
+    assert "session_started" in run.types() and run.types().count("over_pressure") == 1
+    assert summary["over_episodes"] == 1
+    assert summary["longest_over_s"] >= 120 * PERIOD - 1e-6
 
 
 #: A reading held for some samples: a force (valid, beyond the range either way) or a code

@@ -172,7 +172,8 @@ class Engine:
                 events.extend(self.sessions.tick(inp.t, wall))
             events.extend(self._use_gate(inp.t, wall))
             if sample is not None:
-                self.sessions.sample(inp.t, sample.force_n, sample.zone)
+                over = self.pressure.over_pressure
+                self.sessions.sample(inp.t, sample.force_n, sample.zone, over)
         else:
             if isinstance(inp, UvLockedOut | UvRefused):
                 self._uv_ack = True

@@ -195,8 +195,12 @@ class SessionTracker:
             )
         return events
 
-    def sample(self, t: float, force_n: float | None, zone: Zone | None) -> None:
-        """Accumulate one processed sample into the open session."""
+    def sample(
+        self, t: float, force_n: float | None, zone: Zone | None, over: bool | None = None
+    ) -> None:
+        """Accumulate one processed sample into the open session. ``over``: an over-pressure
+        episode is open (the engine's alarm, which a fault does not end); by default, the zone
+        is ``over``."""
         s = self.current
         if s is None:
             return
@@ -215,10 +219,12 @@ class SessionTracker:
         if zone not in (None, "none") and force_n is not None:
             s.last_contact_t = t
             s.peak_n = force_n if s.peak_n is None else max(s.peak_n, force_n)
-        if zone == "over" and s.last_zone != "over":
+        if over is None:
+            over = zone == "over"
+        if over and s.over_since is None:
             s.over_episodes += 1
             s.over_since = t
-        elif zone != "over" and s.over_since is not None:
+        elif not over and s.over_since is not None:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
             s.over_since = None
         s.last_zone, s.last_force_n = zone, force_n
