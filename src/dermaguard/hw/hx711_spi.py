@@ -47,8 +47,12 @@ conversion falls due during a read is not in the datasheet (finish the word, res
 new one, switch to it from the current bit). The driver knows the earliest moment the
 conversion it reads can have become ready (the last poll that found DOUT high, the data-ready
 edge, or one period after the conversion before), and a read that may not have ended
-:data:`OSCILLATOR_TOLERANCE` short of a period after that moment is discarded (``races``) and
-the chip reset, since it may be left part-way through the new word.
+:data:`OSCILLATOR_TOLERANCE` short of a period after that moment is discarded (``races``). No
+reset is needed: a race that left the chip out of step fails the tail check (and resets it);
+one that passes it saw DOUT high after the last pulse, so the chip is in step (it finished the
+word, or switched to the new one) or holds a 1 bit part-way through the new word (it
+restarted), and then its next conversion starts a word afresh: either way the next fall of
+DOUT is a new conversion, read from its first bit.
 
 A silence longer than :data:`SILENCE_PERIODS` periods makes the driver assume a reset (gain
 128, settling). A chip left part-way through a read holds DOUT at a data bit and may never look
@@ -486,15 +490,17 @@ class HX711Spi(HX711Driver):
             self.sync_errors += 1
             self._reset()
             raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
+        # The tail read DOUT high after the last pulse: no conversion was waiting then, and
+        # the next fall of DOUT is a new conversion, whatever the chip did mid-read.
+        self._quiet_seen = end
         if end > ready_from + self._shortest_period_s:
             self.discarded += 1
             self.races += 1
-            self._reset()
+            self._drop_held()
             raise ReadDiscarded(
                 "the read may have ended after the next conversion fell due "
                 f"({(end - ready_from) * 1000:.2f} ms after the conversion may have become "
-                f"ready, a period is at least {self._shortest_period_s * 1000:.2f} ms): "
-                "reset the chip"
+                f"ready, a period is at least {self._shortest_period_s * 1000:.2f} ms)"
             )
         confirmed = self._held is not None and (
             self._ready_at - self._held_end <= SILENCE_PERIODS * self._period_s
