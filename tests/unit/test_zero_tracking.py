@@ -19,7 +19,8 @@ from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import Command, EmitEvent, Event, EventType, ForceRead
 from dermaguard.core.filters import Median
-from dermaguard.core.zero_tracking import ZERO_DRIFT, ZeroTracker
+from dermaguard.core.words import describe
+from dermaguard.core.zero_tracking import ZERO_DRIFT, ZERO_TRACKING, ZeroTracker
 from dermaguard.sim.hx711_chip import LoadModel, ThermalDrift
 
 PARAMS = default_zero_tracking_params()
@@ -92,12 +93,13 @@ def test_corrections_are_recorded_at_most_every_record_interval_and_add_up() -> 
         events.extend(got)
         t += 1200.0
     records = [e for e in events if e.type == EventType.CALIBRATION_CHANGED]
-    assert all(e.data["reason"] == "zero_tracking" for e in records)
+    assert all(e.data["reason"] == ZERO_TRACKING for e in records)
     times = [e.t for e in records]
     assert all(b - a >= PARAMS.record_interval_s for a, b in pairwise(times))
     assert len(records) <= 3600 / PARAMS.record_interval_s + 1
     recorded = sum(e.data["shift_n"] for e in records)
     assert tracker.total_n - recorded < 0.05  # only what came since the last record is unsaid
+    assert describe(records[0]).startswith("zero followed a drift: +0.0")
     assert records[-1].data["total_n"] == pytest.approx(recorded, abs=1e-3)
 
 
@@ -107,6 +109,7 @@ def test_a_correction_beyond_the_range_is_a_fault_until_a_restart() -> None:
     faults = [e for e in events if e.type == EventType.SENSOR_FAULT]
     assert len(faults) == 1 and faults[0].data["reason"] == ZERO_DRIFT
     assert "tare" in faults[0].data["detail"] and "reference" in faults[0].data["detail"]
+    assert "force unknown" not in describe(faults[0])  # the force is known, off by the drift
     assert tracker.fault and abs(tracker.total_n) <= 0.05
     shifts, _ = feed(tracker, 600.0, 120.0, 0.0)
     assert not any(shifts)  # nothing is followed while the fault stands

@@ -25,6 +25,8 @@ from dermaguard.core.events import Event, EventType
 
 #: The ``sensor_fault`` reason of a zero that drifted beyond the tracking range.
 ZERO_DRIFT = "zero_drift"
+#: The ``calibration_changed`` reason of a correction.
+ZERO_TRACKING = "zero_tracking"
 #: A block needs at least this many readings to be judged steady.
 MIN_BLOCK_READINGS = 3
 #: What the zero-drift fault asks for (its ``detail``).
@@ -122,7 +124,7 @@ class ZeroTracker:
         if t - self._recorded_at >= p.record_interval_s:
             self._recorded_at = t
             data = {
-                "reason": "zero_tracking",
+                "reason": ZERO_TRACKING,
                 "shift_n": round(self._unrecorded_n, 4),
                 "total_n": round(self.total_n, 4),
             }
