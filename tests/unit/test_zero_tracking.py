@@ -137,7 +137,7 @@ def events_of(effects: list[object]) -> list[Event]:
 def alarm_force_after_drift(e: Engine, drift_n: float, hours: float = 2.0) -> float:
     """The roller rests in the dock while the zero drifts by ``drift_n`` over ``hours`` (a room
     warming), then it is taken out and pressed ever harder: the real force when the
-    over-pressure alarm trips. Two readings a second while docked keep the test fast."""
+    over-pressure alarm trips. One reading a second while docked keeps the test fast."""
     rng = random.Random(76)
     span = hours * 3600
     model = LoadModel(
@@ -147,7 +147,7 @@ def alarm_force_after_drift(e: Engine, drift_n: float, hours: float = 2.0) -> fl
     t = 0.0
     while t < span:
         e.handle(ForceRead(t, model.code_for(0.0, t, 128, rng)))
-        t += 0.5
+        t += 1.0
     e.handle(DockChanged(t, False))
     for i in range(800):  # 0 to 8 N at 4 N/s, 80 readings a second
         force = i * 0.01
