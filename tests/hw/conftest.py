@@ -63,8 +63,14 @@ def sim_clock() -> SimClock:
 
 @pytest.fixture
 def chip(pin_factory: Any, sim_clock: SimClock) -> Iterator[HX711Chip]:
-    """A noiseless chip on virtual time (so settling is skipped by advancing the clock)."""
-    with HX711Chip(pin_factory, DOUT, SCK, clock=sim_clock, load=LoadModel()) as c:
+    """A noiseless chip on virtual time (so settling is skipped by advancing the clock).
+
+    The bit-banged driver times a gain change's settling on the real clock, these tests step
+    the chip's virtual one: the chip applies a new gain at once here (the SPI tests, whose
+    driver shares the chip's clock, cover settling)."""
+    with HX711Chip(
+        pin_factory, DOUT, SCK, clock=sim_clock, load=LoadModel(), gain_settling=False
+    ) as c:
         yield c
 
 

@@ -92,9 +92,12 @@ def test_shifts_24_bits_msb_first_then_dout_high(hand: Hand, chip: HX711Chip, co
 
 
 @pytest.mark.parametrize(("pulses", "gain"), [(25, 128), (26, 32), (27, 64)])
-def test_pulse_count_selects_next_gain(hand: Hand, chip: HX711Chip, pulses: int, gain: int) -> None:
+def test_pulse_count_selects_next_gain(
+    hand: Hand, chip: HX711Chip, sim_clock: SimClock, pulses: int, gain: int
+) -> None:
     hand.read(pulses)
     assert chip.next_gain == gain
+    sim_clock.advance(chip.settle_s)  # a new gain settles as after a reset
     assert chip.convert()
     assert chip.last_code == 80_000 * gain // 128
 

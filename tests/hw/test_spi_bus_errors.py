@@ -27,11 +27,11 @@ from dermaguard.daemon.app import build_engine, steady_scenario
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.daemon.sampler import REOPEN_AFTER_ERRORS, Sampler
-from dermaguard.hw.hx711_protocol import LoadCellADC
+from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
-from dermaguard.sim.spi_bus import SimSpiBus
+from dermaguard.sim.spi_bus import LOOK_AHEAD_S, SimSpiBus
 from support.waiting import wait_until
 
 CONFIG = default_config()
@@ -61,7 +61,11 @@ class Chip:
         A read that fails stays unread (the next conversion replaces it), as on a real chip.
         """
         cycles, samples = sampler.cycles, sampler.samples
-        self.clock.advance(PERIOD_S)
+        self.clock.advance(PERIOD_S - LOOK_AHEAD_S)
+        # The sampler polls and sees DOUT high just before the conversion (not while the
+        # chip settles, nor while transfers fail).
+        self.bus.await_look(self.clock.monotonic(), 0.05)
+        self.clock.advance(LOOK_AHEAD_S)
         self.chip.force_n = force_n
         self.chip.convert()
         assert wait_until(lambda: sampler.samples > samples or sampler.cycles >= cycles + 3, 5.0), (
@@ -263,7 +267,10 @@ def test_reopening_the_device_bus_goes_through_open_spi_again(pin_factory: Any) 
         driver.reopen()
         assert factory.opened == [{"port": spi.port, "device": spi.device}] * 2
         assert bus.rate == spi.hz and bus.reopens == 1
-        clock.advance(chip.settle_s + PERIOD_S)
+        clock.advance(chip.settle_s + PERIOD_S - LOOK_AHEAD_S)
+        with pytest.raises(NotReady):  # a poll sees DOUT high just before the conversion
+            driver.read_raw(0.0, exact_timeout=True)
+        clock.advance(LOOK_AHEAD_S)
         assert chip.convert()
         assert driver.read_raw(0.05) == round(MODEL.offset_counts)
     finally:

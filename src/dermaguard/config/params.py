@@ -18,6 +18,7 @@ from dermaguard.core.engine import EngineParams
 from dermaguard.core.filters import Filter, build_filter
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
+from dermaguard.core.zero_tracking import ZeroTrackingParams
 from dermaguard.core.zones import ZoneThresholds
 
 
@@ -41,6 +42,19 @@ def pressure_params(config: Config) -> PressureParams:
         valid_samples_for_recovery=config.pressure.valid_samples_for_recovery,
         negative_margin_n=config.pressure.negative_margin_n,
         negative_samples_for_fault=config.pressure.negative_samples_for_fault,
+    )
+
+
+def zero_tracking_params(config: Config) -> ZeroTrackingParams:
+    z = config.pressure.zero_tracking
+    return ZeroTrackingParams(
+        enabled=z.enabled,
+        band_n=z.band_n,
+        steady_n=z.steady_n,
+        window_s=z.window_s,
+        max_rate_n_per_min=z.max_rate_n_per_min,
+        max_total_n=z.max_total_n,
+        record_interval_s=z.record_interval_s,
     )
 
 
@@ -71,6 +85,7 @@ def engine_params(config: Config) -> EngineParams:
         case_params(config),
         session_params(config),
         silence_s=config.alarm.silence_s,
+        zero_tracking=zero_tracking_params(config),
     )
 
 
@@ -84,6 +99,10 @@ def default_zone_thresholds(**overrides: Any) -> ZoneThresholds:
 
 def default_pressure_params(**overrides: Any) -> PressureParams:
     return dataclasses.replace(pressure_params(default_config()), **overrides)
+
+
+def default_zero_tracking_params(**overrides: Any) -> ZeroTrackingParams:
+    return dataclasses.replace(zero_tracking_params(default_config()), **overrides)
 
 
 def default_case_params(**overrides: Any) -> CaseParams:

@@ -47,6 +47,7 @@ from dermaguard.core.events import (
 from dermaguard.core.filters import Filter
 from dermaguard.core.pressure import PressureMachine, PressureParams
 from dermaguard.core.session import RollerState, SessionParams, SessionTracker
+from dermaguard.core.zero_tracking import ZERO_DRIFT, ZeroTracker, ZeroTrackingParams
 
 EngineInput = Input | CaseInput
 
@@ -90,6 +91,7 @@ class EngineParams:
     session: SessionParams
     #: Longest the ``silence`` command mutes the buzzer (seconds).
     silence_s: float
+    zero_tracking: ZeroTrackingParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Engine:
         self.params = params
         h = history if history is not None else History()
         self.pressure = PressureMachine(params.pressure, calibration, spike, smoothing)
+        self.zero = ZeroTracker(params.zero_tracking)
         self.case = CaseMachine(params.case, last_cycle_id=h.last_cycle_id)
         self.sessions = SessionTracker(
             params.session,
@@ -165,6 +168,8 @@ class Engine:
                 else self.pressure.on_timeout(inp.t, inp.detail, _FAULT_REASON[inp.reason])
             )
             events.extend(update.events)
+            if isinstance(inp, ForceRead):
+                events.extend(self._track_zero(inp.t, inp.raw))
             if update.sample:
                 sample = ForceSample(inp.t, update.force_n, update.zone)
             if inp.t - self._case_ticked >= CASE_TICK_S:
@@ -292,6 +297,8 @@ class Engine:
             return [_result(cmd, False, str(exc))]
         cal = with_zero(old, zero, iso_utc(wall))
         pressure.set_calibration(cal)
+        drift_fault = self.zero.fault
+        self.zero.restart()
         self._pending_calibration = cal
         shift_n = (zero - old.offset) * old.scale_n_per_count
         data: dict[str, Any] = {
@@ -302,9 +309,36 @@ class Engine:
         }
         if cmd.request_id is not None:
             data["request_id"] = cmd.request_id
+        events = [Event(EventType.CALIBRATION_CHANGED, cmd.t, data)]
+        if drift_fault:
+            events.append(Event(EventType.SENSOR_RECOVERED, cmd.t, {"after": ZERO_DRIFT}))
+        return [*events, _result(cmd, True, shift_n=data["shift_n"])]
+
+    # -- zero tracking ---------------------------------------------------------------------------
+
+    def _track_zero(self, t: float, raw: int) -> list[Event]:
+        """Follow the zero while the roller rests in the dock with nothing pressing on it
+        (core/zero_tracking.py); the filters keep running across a correction."""
+        pressure, zero = self.pressure, self.zero
+        if not (
+            self.case.docked
+            and not self.sessions.active
+            and pressure.fault is None
+            and pressure.zone == "none"
+        ):
+            zero.interrupt()
+            return []
+        cal = pressure.calibration
+        update = zero.on_force(t, cal.force(raw))
+        if not update.shift_n:
+            return update.events
+        offset = cal.offset + update.shift_n / cal.scale_n_per_count
+        pressure.shift_zero(offset)
         return [
-            Event(EventType.CALIBRATION_CHANGED, cmd.t, data),
-            _result(cmd, True, shift_n=data["shift_n"]),
+            Event(e.type, e.t, {**e.data, "offset": round(offset, 1)})
+            if e.type == EventType.CALIBRATION_CHANGED
+            else e
+            for e in update.events
         ]
 
     # -- the case and the sterility gate -------------------------------------------------------
@@ -405,7 +439,7 @@ class Engine:
             session_no=None if current is None else current.session_no,
             roller_id=sessions.roller.roller_id,
             roller_uses=sessions.roller.uses,
-            fault=self.pressure.fault,
+            fault=self.pressure.fault or (ZERO_DRIFT if self.zero.fault else None),
             alarm=shown.alarm_reason,
             silenced=shown.silenced,
             thread_failures=self.thread_failures,
@@ -432,7 +466,7 @@ class Engine:
         """The alarm that sounds: the highest priority wins (``None`` when nothing alarms)."""
         if self.pressure.over_pressure:
             return Priority.HIGH, EventType.OVER_PRESSURE
-        if self.pressure.fault is not None:
+        if self.pressure.fault is not None or self.zero.fault:
             return Priority.MEDIUM, EventType.SENSOR_FAULT
         if self.unsterile_use:
             return Priority.MEDIUM, EventType.UNSTERILE_USE

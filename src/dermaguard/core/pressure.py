@@ -6,6 +6,7 @@ never 0 (safety rule S7).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -129,6 +130,10 @@ class PressureMachine:
         """A new tare or calibration: restart the filters so old counts do not leak in."""
         self.calibration = calibration
         self._reset_signal()
+
+    def shift_zero(self, offset: float) -> None:
+        """Zero tracking moved the zero a little: unlike a tare, the filters keep running."""
+        self.calibration = dataclasses.replace(self.calibration, offset=offset)
 
     def _reset_signal(self) -> None:
         self.spike.reset()

@@ -13,6 +13,7 @@ from typing import Any
 
 from dermaguard.common.timefmt import format_span, local_time, parse_utc
 from dermaguard.core.events import Event, EventType
+from dermaguard.core.zero_tracking import ZERO_DRIFT, ZERO_TRACKING
 
 #: Words a person reads for the case's states. The state names stay as MQTT, the status file
 #: and the history have them, but a UV-C cycle disinfects a roller; it does not make it sterile
@@ -73,8 +74,10 @@ _COMMAND_OK = "command {command}: ok"
 _FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
 _ABORT_DETAIL = "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason} ({detail})"
 _THREAD_ONCE = "FAULT thread {thread} failed ({error}): UV-C off"
-#: A reading pinned at the top of the range: the force is known to be high, not unknown.
+#: A reading pinned at the top of the range: the force is known to be high, not unknown; a
+#: zero drifted beyond the tracking range: the force is known, but off by the drift.
 _FAULT_PINNED_HIGH = "FAULT force sensor: {reason}, {detail}"
+_ZERO_TRACKED = "zero followed a drift: {shift_n:+.3f} N ({total_n:+.3f} N since the last tare)"
 
 
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
@@ -83,7 +86,10 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     if etype == EventType.COMMAND_RESULT and data.get("ok") is True:
         return _COMMAND_OK
     if etype == EventType.SENSOR_FAULT and "detail" in data:
-        return _FAULT_PINNED_HIGH if "at_least_n" in data else _FAULT_DETAIL
+        known = "at_least_n" in data or data.get("reason") == ZERO_DRIFT
+        return _FAULT_PINNED_HIGH if known else _FAULT_DETAIL
+    if etype == EventType.CALIBRATION_CHANGED and data.get("reason") == ZERO_TRACKING:
+        return _ZERO_TRACKED
     if etype == EventType.STERILIZATION_ABORTED and "detail" in data:
         return _ABORT_DETAIL
     if etype == EventType.THREAD_FAILED and data.get("restart_in_s") is None:

@@ -9,6 +9,7 @@ imports ``dermaguard.sim`` itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from dermaguard.core.engine import Engine, History
 from dermaguard.daemon.calibrate import add_reference, tare
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.hw.case_io import CaseIO, CaseWiring
-from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
+from dermaguard.hw.hx711_protocol import HX711Error, LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, real_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
@@ -343,6 +344,7 @@ def _simulation(
         case=case_wiring(config),
         bus_hz=hx.spi.hz,
         bus_mode=hx.spi.mode,
+        polled=config.pins.hx711_ready is None,
     )
     if hx.interface == "spi":
         assert sim.bus is not None, "the simulation was built for the gpio interface"
@@ -361,8 +363,14 @@ def sim_read(hw: Hardware, force_n: float) -> int:
     """
     sim = hw.sim
     assert sim is not None
+
+    def look() -> None:
+        """A poll just before the conversion: the driver sees DOUT high, as it would."""
+        with contextlib.suppress(HX711Error):
+            hw.driver.read_raw(0.0, exact_timeout=True)
+
     for _ in range(int(sim.chip.settle_s / sim.period) + 8):
-        if sim.convert_now(force_n):
+        if sim.convert_now(force_n, look):
             return hw.driver.read_raw(1.0)
     raise NotReady("the emulated HX711 never became ready")
 

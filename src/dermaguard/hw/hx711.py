@@ -384,7 +384,6 @@ class HX711(HX711Driver):
             # The data was out before the stretched gain-select pulse, but the chip may have
             # powered down on it: then it comes back at gain 128 after settling.
             self._after_reset()
-        if made_at != self._gain:
-            raise self._wrong_gain(made_at)
+        self._check_gain(made_at, self._now())
         self.reads += 1
         return signed24(code24)

@@ -8,7 +8,9 @@ calibration and ``check-hardware`` talk to either through this interface.
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from typing import Protocol, Self
 
 #: Settling time after reset or power-up, by output data rate (datasheet).
@@ -106,9 +108,14 @@ class HX711Driver:
         self._chip_gain = RESET_GAIN
         self._extra_wait_s = 0.0
         self._closed = False
+        # Time (see _now) the last read switched the chip to another gain: the datasheet's
+        # settling time applies to a gain change as to a reset.
+        self._gain_changed_at = -math.inf
         self.reads = 0
         self.discarded = 0
         self.timeouts = 0
+        #: Conversions discarded because the chip was still settling after a gain change.
+        self.unsettled = 0
 
     @property
     def gain(self) -> int:
@@ -160,11 +167,35 @@ class HX711Driver:
     def _after_reset(self) -> None:
         self._chip_gain = RESET_GAIN
         self._extra_wait_s = self._settle_s
+        # The reset's own settling covers the gain it comes back at.
+        self._gain_changed_at = -math.inf
+
+    def _now(self) -> float:
+        """The time the chip's settling is measured in (the SPI driver's clock)."""
+        return time.monotonic()
 
     def _take_gain(self) -> int:
         """The gain the conversion being read was made at; the read selects the configured one."""
         made_at, self._chip_gain = self._chip_gain, self._gain
+        if made_at != self._gain:
+            self._gain_changed_at = self._now()
         return made_at
+
+    def _check_gain(self, made_at: int, ready_from: float) -> None:
+        """Refuse a conversion made at another gain, or one that may have become ready (at
+        ``ready_from`` at the earliest) within the settling time of a gain change: the chip's
+        first conversions after one are on their way from the old gain to the new."""
+        if made_at != self._gain:
+            raise self._wrong_gain(made_at)
+        since = ready_from - self._gain_changed_at
+        if since < self._settle_s:
+            self.discarded += 1
+            self.unsettled += 1
+            raise ReadDiscarded(
+                f"conversion may have been made {max(since, 0.0) * 1000:.0f} ms after the gain "
+                f"changed to {self._gain}, within the {self._settle_s * 1000:.0f} ms the chip "
+                "takes to settle"
+            )
 
     def _wrong_gain(self, made_at: int) -> ReadDiscarded:
         self.discarded += 1

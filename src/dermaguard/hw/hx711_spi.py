@@ -30,14 +30,34 @@ Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, 
 schedule taken from the last conversion, or, when ``ready_pin`` names a GPIO also wired to DOUT,
 from its falling edge through gpiozero.
 
-Limits, stated plainly: a chip that resets part-way through a transfer (a power glitch) turns
-the bits after the reset into ones, which the checks above catch only when a high-half and a
-low-half sample straddle it. What gives the reset away is the silence after it: the chip holds
-DOUT high while it settles (50 ms at 80 samples/s), and a silence longer than
-:data:`SILENCE_PERIODS` periods makes the driver assume a reset (gain 128, settling). The
-median filter in front of the alarm absorbs the one sample. A chip left part-way through a read
-holds DOUT at a data bit and may never look ready again, so a silence longer than the settling
-time and two periods makes the driver reset the chip itself.
+A chip that resets part-way through a transfer (a power glitch) turns every bit after the reset
+into a one, in both halves, and the tail reads ``0xFF`` as it should: the checks above catch it
+only when a high-half and a low-half sample straddle the reset. What gives the reset away is the
+silence after it: the chip holds DOUT high while it settles (50 ms at 80 samples/s). So a read
+whose last :data:`DOUBT_BITS` or more bits are ones (all a reset could have touched) is held
+until the next conversion comes on time (within :data:`SILENCE_PERIODS` periods of the read),
+which proves the chip did not reset; a read with fewer trailing ones is used at once, and a
+reset inside it can only have raised its last ``DOUBT_BITS - 1`` bits: an error of at most
+``2**(DOUBT_BITS - 1) - 1`` counts, upwards (:data:`RESET_ERROR_BOUND_COUNTS`). Of a stream of
+noisy readings about one in ``2**DOUBT_BITS`` is held; while every reading is doubtful (the
+full-scale code) each one comes out a period late, once the next has confirmed it.
+
+The chip converts on its own oscillator whatever the bus does, and what it does when a
+conversion falls due during a read is not in the datasheet (finish the word, restart with the
+new one, switch to it from the current bit). The driver knows the earliest moment the
+conversion it reads can have become ready (the last poll that found DOUT high, the data-ready
+edge, or one period after the conversion before), and a read that may not have ended
+:data:`OSCILLATOR_TOLERANCE` short of a period after that moment is discarded (``races``). No
+reset is needed: a race that left the chip out of step fails the tail check (and resets it);
+one that passes it saw DOUT high after the last pulse, so the chip is in step (it finished the
+word, or switched to the new one) or holds a 1 bit part-way through the new word (it
+restarted), and then its next conversion starts a word afresh: either way the next fall of
+DOUT is a new conversion, read from its first bit.
+
+A silence longer than :data:`SILENCE_PERIODS` periods makes the driver assume a reset (gain
+128, settling). A chip left part-way through a read holds DOUT at a data bit and may never look
+ready again, so a silence longer than the settling time and two periods makes the driver reset
+the chip itself.
 """
 
 from __future__ import annotations
@@ -80,6 +100,18 @@ SILENCE_PERIODS = 2
 SETTLE_QUIET_SHARE = 0.9
 #: Interval between data-ready polls once a conversion is due.
 POLL_INTERVAL_S = 0.00025
+#: A read whose last this many bits (or more) are ones may hide a chip reset: it is held until
+#: the next conversion confirms it.
+DOUBT_BITS = 8
+#: The most a reset inside a read that is used at once can have added to it, in counts.
+RESET_ERROR_BOUND_COUNTS = (1 << (DOUBT_BITS - 1)) - 1
+#: How much shorter than the nominal period the chip's oscillator may make a conversion: an
+#: engineering estimate (the datasheet gives the rates, not their spread).
+OSCILLATOR_TOLERANCE = 0.1
+#: Latest a data-ready edge callback is assumed to run after the edge (``ready_pin`` only).
+EDGE_SLACK_S = 0.001
+#: Bus bits per byte on the wire: 8 and the controller's idle bit.
+BITS_PER_BYTE_ON_WIRE = 9
 _STALE_EVENT_BACKOFF_S = 0.0005
 
 
@@ -142,6 +174,11 @@ def decode_frame(miso: Sequence[int]) -> int:
             f"{check:#04x}): the chip is not where the read ended"
         )
     return code
+
+
+def trailing_ones(code24: int) -> int:
+    """How many of a 24-bit code's last bits are ones (all a reset mid-read could set)."""
+    return ((code24 ^ (code24 + 1)) & 0x1FFFFFF).bit_length() - 1
 
 
 def reset_bytes(hz: int) -> list[int]:
@@ -226,8 +263,28 @@ class HX711Spi(HX711Driver):
         self._silent_since: float | None = None
         # Clock time before which a reset chip is still settling: no point in looking.
         self._quiet_until = -math.inf
+        self._frame_s = FRAME_LEN * BITS_PER_BYTE_ON_WIRE / hz
+        self._shortest_period_s = self._period_s * (1.0 - OSCILLATOR_TOLERANCE)
+        # When the conversion being read can have become ready, at the earliest and latest;
+        # the last time DOUT was seen high since the last read; the earliest the next
+        # conversion can become ready (one period after the last, or a reset's settling).
+        self._ready_from = -math.inf
+        self._ready_at = -math.inf
+        self._quiet_seen = -math.inf
+        self._next_from = -math.inf
+        self._edge_at: float | None = None
+        # A doubtful code held until the next conversion confirms it, and when its read ended.
+        self._held: int | None = None
+        self._held_end = -math.inf
         #: Reads whose bits did not hang together (each followed by a reset).
         self.sync_errors = 0
+        #: Reads a conversion may have fallen due in (each discarded, the chip reset).
+        self.races = 0
+        #: Doubtful codes held; of those, confirmed by the next conversion and used, and dropped
+        #: (a silence followed, or a fresher good code took their place).
+        self.held = 0
+        self.confirmed = 0
+        self.unconfirmed = 0
         #: Silences long enough that the chip must have reset.
         self.silences = 0
         self.resets = 0
@@ -239,6 +296,7 @@ class HX711Spi(HX711Driver):
             self._ready_dev = DigitalInputDevice(
                 ready_pin, pull_up=None, active_state=True, pin_factory=pin_factory
             )
+            self._ready_dev.when_deactivated = self._on_ready_edge
 
     @property
     def interface(self) -> str:
@@ -297,7 +355,33 @@ class HX711Spi(HX711Driver):
         super()._after_reset()
         self._due = None
         self._silent_since = None
-        self._quiet_until = self._clock.monotonic() + self._settle_s * SETTLE_QUIET_SHARE
+        now = self._clock.monotonic()
+        self._quiet_until = now + self._settle_s * SETTLE_QUIET_SHARE
+        # A reset chip converts again only once it has settled.
+        self._next_from = self._quiet_until
+        self._quiet_seen = -math.inf
+        self._drop_held()
+
+    def _now(self) -> float:
+        return self._clock.monotonic()
+
+    def _on_ready_edge(self) -> None:
+        self._edge_at = self._clock.monotonic()
+
+    def _drop_held(self) -> None:
+        if self._held is not None:
+            self._held = None
+            self.unconfirmed += 1
+
+    def _found_ready(self) -> None:
+        """Bracket when the conversion found ready became so (see the module)."""
+        now = self._clock.monotonic()
+        self._ready_at = now
+        start = max(self._quiet_seen, self._next_from)
+        edge = self._edge_at
+        if edge is not None and edge > self._quiet_seen:
+            start = max(start, edge - EDGE_SLACK_S)
+        self._ready_from = start
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -313,6 +397,8 @@ class HX711Spi(HX711Driver):
         else:
             found = self._wait_polling(deadline)
         now_clock = self._clock.monotonic()
+        if found:
+            self._found_ready()
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
@@ -335,7 +421,11 @@ class HX711Spi(HX711Driver):
     def _probe(self) -> bool:
         """DOUT low, read over the bus with MOSI held low (no pulse)."""
         self.polls += 1
-        return not (self._spi.transfer([QUIET_BYTE])[0] & 1)
+        before = self._clock.monotonic()
+        if self._spi.transfer([QUIET_BYTE])[0] & 1:
+            self._quiet_seen = before  # DOUT high: no conversion was ready before this
+            return False
+        return True
 
     def _wait_polling(self, deadline: float) -> bool:
         """Poll from a little before the conversion is due; learn how early to start.
@@ -371,8 +461,10 @@ class HX711Spi(HX711Driver):
         dev = self._ready_dev
         while True:
             remaining = deadline - time.monotonic()
-            if dev.value and self._silent_since is None:
-                self._silent_since = self._clock.monotonic()
+            if dev.value:
+                self._quiet_seen = self._clock.monotonic()
+                if self._silent_since is None:
+                    self._silent_since = self._quiet_seen
             if not dev.wait_for_inactive(max(0.0, remaining)):
                 return False
             if not dev.value:
@@ -382,8 +474,15 @@ class HX711Spi(HX711Driver):
             time.sleep(_STALE_EVENT_BACKOFF_S)
 
     def _read_conversion(self) -> int:
+        clock = self._clock
+        start = clock.monotonic()
         miso = self._spi.transfer(list(self._frame))
+        end = max(clock.monotonic(), start + self._frame_s)
+        ready_from = self._ready_from
         made_at = self._take_gain()
+        self._quiet_seen = -math.inf
+        self._edge_at = None
+        self._next_from = ready_from + self._shortest_period_s
         try:
             code24 = decode_frame(miso)
         except FrameError as exc:
@@ -391,7 +490,47 @@ class HX711Spi(HX711Driver):
             self.sync_errors += 1
             self._reset()
             raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
-        if made_at != self._gain:
-            raise self._wrong_gain(made_at)
-        self.reads += 1
-        return signed24(code24)
+        # The tail read DOUT high after the last pulse: no conversion was waiting then, and
+        # the next fall of DOUT is a new conversion, whatever the chip did mid-read.
+        self._quiet_seen = end
+        if end > ready_from + self._shortest_period_s:
+            self.discarded += 1
+            self.races += 1
+            self._drop_held()
+            raise ReadDiscarded(
+                "the read may have ended after the next conversion fell due "
+                f"({(end - ready_from) * 1000:.2f} ms after the conversion may have become "
+                f"ready, a period is at least {self._shortest_period_s * 1000:.2f} ms)"
+            )
+        confirmed = self._held is not None and (
+            self._ready_at - self._held_end <= SILENCE_PERIODS * self._period_s
+        )
+        try:
+            self._check_gain(made_at, ready_from)
+        except ReadDiscarded:
+            self._drop_held()
+            raise
+        return self._doubt(signed24(code24), trailing_ones(code24), end, confirmed=confirmed)
+
+    def _doubt(self, code: int, ones: int, end: float, *, confirmed: bool) -> int:
+        """Use ``code`` at once, or hold it while a reset may hide in its trailing ones."""
+        held = self._held
+        self._held = None
+        if ones < DOUBT_BITS:
+            if held is not None:
+                self.unconfirmed += 1  # confirmed or not, the fresher code takes its place
+            self.reads += 1
+            return code
+        self.held += 1
+        self._held, self._held_end = code, end
+        if held is not None and confirmed:
+            self.confirmed += 1
+            self.reads += 1
+            return held
+        if held is not None:
+            self.unconfirmed += 1
+        self.discarded += 1
+        raise ReadDiscarded(
+            f"its last {ones} bits read as ones, as the bits after a chip reset part-way "
+            "through the read would: held until the next conversion comes on time"
+        )

@@ -24,7 +24,7 @@ from dermaguard.hw.case_io import CaseWiring
 from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
-from dermaguard.sim.spi_bus import SimSpiBus
+from dermaguard.sim.spi_bus import LOOK_AHEAD_S, SimSpiBus
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,9 @@ SIM_POWER_DOWN_NS = 5_000_000
 #: The driver's limit on a bit-banged clock-high phase in a simulation: below the emulated
 #: chip's relaxed power-down (see SimHardware), never below the configured limit.
 SIM_MAX_CLOCK_HIGH_US = SIM_POWER_DOWN_NS / 1000 * 0.8
+#: Longest real wait for the driver's poll before a lockstep conversion: it does not poll
+#: while a reset chip settles, and the conversion goes ahead without the look then.
+LOOK_WAIT_REAL_S = 0.005
 
 
 class SimHardware:
@@ -53,6 +56,7 @@ class SimHardware:
         case: CaseWiring | None = None,
         bus_hz: int = 1_000_000,
         bus_mode: int = 0,
+        polled: bool = True,
     ) -> None:
         """Create every emulated device's pins; do it before any gpiozero device on them.
 
@@ -87,6 +91,9 @@ class SimHardware:
             power_down_ns=POWER_DOWN_NS if sck is None else SIM_POWER_DOWN_NS,
         )
         self.bus = SimSpiBus(self.chip, hz=bus_hz, mode=bus_mode) if sck is None else None
+        # A driver polling the bus is let see DOUT high just before each conversion (see
+        # SimSpiBus.await_look); one woken by a data-ready edge learns the time from the edge.
+        self._look_first = self.bus is not None and polled
         self.finished = threading.Event()
         #: Scenario seconds played so far (the whole scenario once ``finished`` is set).
         self.played_s = 0.0
@@ -125,12 +132,18 @@ class SimHardware:
         else:
             self.chip.unplug()
 
-    def convert_now(self, force_n: float) -> bool:
+    def convert_now(self, force_n: float, look: Callable[[], object] | None = None) -> bool:
         """Outside the scenario thread: advance one period and make a conversion ready.
 
-        Used by calibration, which reads the emulator step by step instead of in real time.
+        Used by calibration, which reads the emulator step by step instead of in real time;
+        ``look`` (a poll of the driver) runs just before the conversion, as a sampler's would.
         """
-        self.clock.advance(self.period)
+        if look is not None:
+            self.clock.advance(self.period - LOOK_AHEAD_S)
+            look()
+            self.clock.advance(LOOK_AHEAD_S)
+        else:
+            self.clock.advance(self.period)
         self.chip.force_n = force_n
         return self.chip.convert()
 
@@ -152,6 +165,10 @@ class SimHardware:
                 # no conversion (an unplugged or settling chip) in no real time at all, and
                 # the sampler, which judges silence by the clock, would never see it pass.
                 real_start -= lag
+            if self._look_first and self.bus is not None:
+                look_at = base + t - LOOK_AHEAD_S
+                self.clock.advance_to(look_at)
+                self.bus.await_look(look_at, LOOK_WAIT_REAL_S)
             self.clock.advance_to(base + t)
             self.played_s = t
             self._apply_faults(t)

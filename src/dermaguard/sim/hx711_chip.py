@@ -19,6 +19,21 @@ Edges: while bits are being clocked out, DOUT's level changes at once, but gpioz
 callbacks for it run after PD_SCK falls at the end of the read (the pins, and why, are in
 :mod:`dermaguard.sim.hx711_pins`).
 
+Conversions on the chip's own clock: :meth:`HX711Chip.run_on_clock` makes the chip convert every
+``period_s`` of its clock whatever the bus does, as the real chip's oscillator does. Time is then
+read lazily: :meth:`HX711Chip.tick` catches up to the clock, and a bus model passes each bit's
+time on the chip's clock (:meth:`drive_sck`, :meth:`sample_dout`), so a conversion can fall due
+between two bits of a read. What the chip then does is not in the datasheet; ``mid_read`` picks
+one of the three things it may do (:data:`MID_READ`): ``finish`` the word it is sending (the new
+one waits for the read to end), ``restart`` with the new word (the remaining pulses clock out its
+first bits and the chip is left part-way through it) or ``switch`` to the new word from the
+current bit (the read ends in step, with the old word's high bits and the new word's low ones).
+
+Settling: after a reset nothing converts for the settling time; after a read selects another
+gain, conversions within the settling time of it are unsettled: they move linearly from the
+old gain's signal to the new one's (``gain_settling``; the datasheet gives the same settling
+time for a gain change as for a reset, and says nothing of the values in between).
+
 Time: the 60 µs power-down threshold is measured in real time (``perf_counter_ns``) when the
 driver toggles PD_SCK as a GPIO pin, because it is a property of how fast the driver does so.
 On the SPI interface PD_SCK is the bus's MOSI line, and :mod:`dermaguard.sim.spi_bus` drives it
@@ -62,6 +77,9 @@ _DEFER_POLL_S = 0.0001
 _DEFER_GIVE_UP_S = 1.0
 
 Saturation = Literal["high", "low"]
+MidRead = Literal["finish", "restart", "switch"]
+#: What a chip converting on its own clock may do when a conversion falls due during a read.
+MID_READ: tuple[MidRead, ...] = ("finish", "restart", "switch")
 
 
 @dataclass
@@ -76,11 +94,24 @@ class LoadModel:
     counts_per_newton: float = 40_000.0
     noise_counts: float = 0.0
     drift_counts_per_s: float = 0.0
+    #: A temperature-like drift (:class:`ThermalDrift`), on top of the linear one.
+    thermal: ThermalDrift | None = None
+
+    def signal_for(self, force_n: float, t: float, gain: int) -> float:
+        """The noiseless signal in counts at ``gain`` (not yet clamped to 24 bits)."""
+        scale = self.counts_per_newton
+        offset = self.offset_counts + self.drift_counts_per_s * t
+        if self.thermal is not None:
+            offset += self.thermal.offset_counts(t)
+            scale *= 1.0 + self.thermal.scale_share(t)
+        return (offset + scale * force_n) * gain / 128
 
     def code_for(self, force_n: float, t: float, gain: int, rng: random.Random) -> int:
         """The 24-bit code for ``force_n`` at ``t`` seconds, saturating like the real chip."""
-        signal = self.offset_counts + self.counts_per_newton * force_n + self.drift_counts_per_s * t
-        signal *= gain / 128
+        return self.clamp(self.signal_for(force_n, t, gain), rng)
+
+    def clamp(self, signal: float, rng: random.Random) -> int:
+        """Add the noise and saturate like the real chip."""
         if self.noise_counts > 0:
             signal += rng.gauss(0.0, self.noise_counts)
         if math.isnan(signal):
@@ -90,6 +121,30 @@ class LoadModel:
         if signal <= CODE_MIN:
             return CODE_MIN
         return round(signal)
+
+
+@dataclass(frozen=True)
+class ThermalDrift:
+    """A room warming and cooling: the offset and, a little, the scale follow a slow ramp.
+
+    The offset moves by ``offset_counts_span`` (input-referred at gain 128) and the scale by
+    ``scale_share_span`` over ``ramp_s`` seconds, then back over as long, and so on: a
+    triangle, as a bathroom warms while it is used and cools after.
+    """
+
+    offset_counts_span: float
+    ramp_s: float
+    scale_share_span: float = 0.0
+
+    def _phase(self, t: float) -> float:
+        cycle = (t / self.ramp_s) % 2.0
+        return cycle if cycle <= 1.0 else 2.0 - cycle
+
+    def offset_counts(self, t: float) -> float:
+        return self.offset_counts_span * self._phase(t)
+
+    def scale_share(self, t: float) -> float:
+        return self.scale_share_span * self._phase(t)
 
 
 class HX711Chip:
@@ -106,17 +161,21 @@ class HX711Chip:
         load: LoadModel | None = None,
         seed: int | None = 0,
         power_down_ns: int = POWER_DOWN_NS,
+        gain_settling: bool = True,
     ) -> None:
         """``dout`` is the GPIO that sees DOUT; ``sck`` the GPIO driving PD_SCK, or ``None`` when
         an SPI bus model drives it (:meth:`drive_sck`). ``power_down_ns`` is the datasheet's
         60 µs; only a bit-banged simulation of the whole daemon on a busy desktop has reason to
-        relax it (see :class:`dermaguard.sim.hardware.SimHardware`).
+        relax it (see :class:`dermaguard.sim.hardware.SimHardware`). ``gain_settling`` models
+        the settling after a gain change (see the module); tests whose driver keeps time on
+        another clock than the chip's turn it off.
         """
         if rate_sps not in SETTLE_S:
             raise ValueError(f"rate_sps must be 10 or 80, got {rate_sps}")
         self.rate_sps = rate_sps
         self.settle_s = SETTLE_S[rate_sps]
         self.power_down_ns = power_down_ns
+        self.gain_settling = gain_settling
         self.clock: Clock = clock if clock is not None else RealClock()
         self.load = load if load is not None else LoadModel()
         self.on_ready: Callable[[int, int], None] | None = None
@@ -153,6 +212,23 @@ class HX711Chip:
         # DOUT's level before the last data-bit shift, and when that shift happened.
         self._dout_before = True
         self._shift_ns = 0
+        # Own-clock conversions (run_on_clock): when the next one falls due, what a conversion
+        # falling due mid-read does, and a conversion waiting for the read to end ("finish").
+        self.period_s = 1.0 / rate_sps
+        self.mid_read: MidRead = "finish"
+        self._due_at: float | None = None
+        self._pending: int | None = None
+        self._fall_at = -math.inf  # clock time of the last falling PD_SCK edge
+        self._bus_at: float | None = None  # clock time of the bus bit being clocked now
+        #: Conversions that fell due during a read, by what the chip did.
+        self.mid_read_conversions = 0
+        # Gain settling: the gain of the front end now, the one before, and when it changed.
+        self._front_gain = 128
+        self._front_gain_before = 128
+        self._front_changed_at = -math.inf
+        self._gain_set_at = -math.inf  # clock time of the last gain-select pulse
+        #: Conversions made while the front end was still settling after a gain change.
+        self.unsettled_conversions = 0
 
         self._dout = factory.pin(dout, pin_class=DataPin)
         self._sck: ClockPin | None = None
@@ -226,6 +302,7 @@ class HX711Chip:
     def dout(self) -> bool:
         """DOUT's level now (high: no conversion waiting to be read)."""
         with self._lock:
+            self._catch_up(self.clock.monotonic())
             return bool(self._dout.state)
 
     @property
@@ -286,19 +363,51 @@ class HX711Chip:
         unless a test puts one there on purpose."""
         return self._lock
 
-    def drive_sck(self, high: bool, t_ns: int) -> None:
-        """PD_SCK changes level at ``t_ns`` (``perf_counter_ns`` time, or later)."""
+    def drive_sck(self, high: bool, t_ns: int, at: float | None = None) -> None:
+        """PD_SCK changes level at ``t_ns`` (``perf_counter_ns`` time, or later); ``at`` is the
+        same moment on the chip's clock (a bus model's bit time), for own-clock conversions."""
         with self._lock:
-            if high != self._sck_high:
-                self._on_sck(high, t_ns)
+            if at is not None:
+                self._catch_up(at)
+                self._bus_at = at
+            try:
+                if high != self._sck_high:
+                    self._on_sck(high, t_ns)
+            finally:
+                self._bus_at = None
 
-    def sample_dout(self, t_ns: int) -> bool:
+    def sample_dout(self, t_ns: int, at: float | None = None) -> bool:
         """DOUT as a receiver sampling at ``t_ns`` sees it: a data bit shifted out by a rising
-        edge becomes valid :data:`DOUT_DELAY_NS` later."""
+        edge becomes valid :data:`DOUT_DELAY_NS` later. ``at``: as for :meth:`drive_sck`."""
         with self._lock:
+            if at is not None:
+                self._catch_up(at)
             if self._pulses and t_ns - self._shift_ns < DOUT_DELAY_NS:
                 return self._dout_before
             return bool(self._dout.state)
+
+    def run_on_clock(self, *, mid_read: MidRead = "finish", first_at: float | None = None) -> None:
+        """Convert every :attr:`period_s` of the chip's clock from ``first_at`` (default: one
+        period from now), whatever the bus does; ``mid_read`` says what a conversion falling
+        due during a read does (see the module). Conversions are made when the chip is next
+        touched (a bus bit, :meth:`tick`, :attr:`dout`), at the times they fell due."""
+        if mid_read not in MID_READ:
+            raise ValueError(f"mid_read must be one of {', '.join(MID_READ)}, got {mid_read!r}")
+        with self._lock:
+            self.mid_read = mid_read
+            now = self.clock.monotonic()
+            self._due_at = now + self.period_s if first_at is None else first_at
+
+    @property
+    def next_due(self) -> float | None:
+        """Clock time the next own-clock conversion falls due (``None``: lockstep)."""
+        with self._lock:
+            return self._due_at
+
+    def tick(self) -> None:
+        """Make the own-clock conversions that fell due up to the clock's time now."""
+        with self._lock:
+            self._catch_up(self.clock.monotonic())
 
     def convert_mid_read(self) -> None:
         """A conversion completes in the middle of a read and restarts the shift register.
@@ -378,25 +487,80 @@ class HX711Chip:
             return True
         return respect_tail and pulses < 27 and now_ns - self._fall_ns < GAIN_TAIL_NS
 
-    def _complete(self) -> tuple[int, int]:
-        t = self.clock.monotonic() - self._t0
-        code = self.load.code_for(self._force, t, self._next_gain, self._rng)
+    def _catch_up(self, now: float) -> None:
+        """Make the own-clock conversions due by ``now``; a waiting one lands after a read."""
+        if self._due_at is None:
+            return
+        if (
+            self._pending is not None
+            and self._pulses >= 25
+            and not self._sck_high
+            and (self._pulses >= 27 or now - self._fall_at >= GAIN_TAIL_NS * 1e-9)
+        ):
+            pending, self._pending = self._pending, None
+            self._latch(pending)
+        if now < self._due_at:
+            return
+        # Only the last conversion due matters: each one replaces the one before it.
+        missed = math.floor((now - self._due_at) / self.period_s)
+        at = self._due_at + missed * self.period_s
+        self._due_at = at + self.period_s
+        self._check_power_down(time.perf_counter_ns())
+        if not self._plugged or self._down or at < self._settled_at:
+            return
+        code = self._make_code(at)
+        if not (self._ready and 0 < self._pulses < 25):
+            self._latch(code)
+            return
+        self.mid_read_conversions += 1
+        if self.mid_read == "finish":
+            self._pending = code
+        elif self.mid_read == "restart":
+            self._latch(code)
+        else:  # switch: the next rising edge shifts out the new word's next bit
+            self._shift = code & 0xFFFFFF
+            self.last_code = code
+
+    def _make_code(self, at: float) -> int:
+        """The code of a conversion completing at clock time ``at``."""
+        t = at - self._t0
+        gain = self._next_gain
+        if gain != self._front_gain:  # the front end switched when the read selected it
+            self._front_gain_before, self._front_gain = self._front_gain, gain
+            self._front_changed_at = self._gain_set_at
+        signal = self.load.signal_for(self._force, t, gain)
+        since = at - self._front_changed_at
+        if self.gain_settling and since < self.settle_s:
+            # Unsettled: on the way from the old gain's signal to the new one's.
+            share = max(0.0, since / self.settle_s)
+            before = self.load.signal_for(self._force, t, self._front_gain_before)
+            signal = before + (signal - before) * share
+            self.unsettled_conversions += 1
+        code = self.load.clamp(signal, self._rng)
         if self._spike_left > 0:
             self._spike_left -= 1
             code = max(CODE_MIN, min(CODE_MAX, code + self._spike_counts))
         if self._saturation is not None:
             code = CODE_MAX if self._saturation == "high" else CODE_MIN
+        self.conversions += 1
+        return code
+
+    def _complete(self) -> tuple[int, int]:
+        code = self._make_code(self.clock.monotonic())
+        return code, self._latch(code)
+
+    def _latch(self, code: int) -> int:
+        """A conversion's word is ready: DOUT falls, the next pulse shifts out its first bit."""
         self._deferred = False
         self._shift = code & 0xFFFFFF
         self._pulses = 0
         self._ready = True
         self._read_done.clear()
-        self.conversions += 1
         self.last_code = code
         ready_ns = time.perf_counter_ns()
         self.last_ready_ns = ready_ns
         self._dout.drive_low()
-        return code, ready_ns
+        return ready_ns
 
     def _on_sck(self, high: bool, at_ns: int | None = None) -> None:
         now_ns = time.perf_counter_ns() if at_ns is None else at_ns
@@ -410,6 +574,7 @@ class HX711Chip:
             self._check_power_down(now_ns)
             self._sck_high = False
             self._fall_ns = now_ns
+            self._fall_at = self._bus_at if self._bus_at is not None else self.clock.monotonic()
             if self._down:  # PD_SCK low again: power up and reset
                 self._reset()
             elif self._pulses >= 25 and not self._read_done.is_set():
@@ -432,6 +597,7 @@ class HX711Chip:
             self._dout.shift(True)
             self.reads_completed += 1
         self._next_gain = GAIN_BY_PULSES[min(pulses, 27)]
+        self._gain_set_at = self._bus_at if self._bus_at is not None else self.clock.monotonic()
 
     def _check_power_down(self, now_ns: int) -> None:
         if (
@@ -449,6 +615,7 @@ class HX711Chip:
         self._ready = False
         self._pulses = 0
         self._deferred = False
+        self._pending = None
         self._read_done.set()
         self._dout.drive_high()
 
@@ -456,4 +623,10 @@ class HX711Chip:
         self._down = False
         self._next_gain = 128
         self._lose_data()
-        self._settled_at = self.clock.monotonic() + self.settle_s
+        now = self._bus_at if self._bus_at is not None else self.clock.monotonic()
+        self._settled_at = now + self.settle_s
+        # The reset's own settling covers the gain it returns to.
+        self._front_gain = self._front_gain_before = 128
+        self._front_changed_at = -math.inf
+        if self._due_at is not None:  # the oscillator starts again once settled
+            self._due_at = self._settled_at

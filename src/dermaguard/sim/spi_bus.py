@@ -8,7 +8,10 @@ its start, and MISO is sampled half a bit later. In SPI mode 0 that is the risin
 the middle of the bit; in mode 1 MOSI changes on the rising edge and MISO is sampled on the
 falling one, also half a bit on. The host only decides when a transfer *starts* (``t0`` is the
 host's ``perf_counter_ns`` when :meth:`SimSpiBus.transfer` runs, never earlier than the end of
-the previous transfer), which is how pre-emption affects the real bus too.
+the previous transfer), which is how pre-emption affects the real bus too. Each bit's time is
+also given on the chip's clock (the clock's time when the transfer starts, never earlier than
+the previous transfer's end, plus the bus time since), so a chip converting on its own clock
+(:meth:`HX711Chip.run_on_clock`) can have a conversion fall due between two bits of a read.
 
 Between transfers MOSI keeps the level of the last bit sent (the bytes the driver sends end in
 ``0``, so PD_SCK rests low). ``idle_high`` models a controller or a wiring fault that lets MOSI
@@ -37,6 +40,12 @@ from dermaguard.sim.hx711_chip import HX711Chip
 
 #: The controller's idle bit after each byte (BCM2835, outside DMA mode).
 IDLE_BITS_PER_BYTE = 1
+#: How long before a lockstep conversion a polling driver is let see DOUT still high: its poll
+#: interval. A driver can only rule out a conversion falling due during its read when it saw
+#: DOUT high shortly before the one it reads (see :mod:`dermaguard.hw.hx711_spi`), as it does
+#: on a chip converting in real time; a lockstep simulation that jumps a whole period gives it
+#: that look first (:meth:`SimSpiBus.await_look`).
+LOOK_AHEAD_S = 0.00025
 
 
 class SimSpiBus:
@@ -75,6 +84,9 @@ class SimSpiBus:
         self._fault_lock = threading.Lock()
         self._mosi = False
         self._end_ns = 0
+        self._end_at = -float("inf")  # the last transfer's end on the chip's clock
+        self._looked = threading.Condition()
+        self._last_start_at = -float("inf")
         self._closed = False
 
     @property
@@ -112,6 +124,14 @@ class SimSpiBus:
             self.reopens += 1
         self._closed = False
         return self
+
+    def await_look(self, since: float, timeout_real_s: float) -> bool:
+        """Wait until a transfer starts at clock time ``since`` or later (a poll that sees the
+        clock's time now), for at most ``timeout_real_s`` real seconds; whether one did."""
+        with self._looked:
+            return self._looked.wait_for(
+                lambda: self._last_start_at >= since, timeout=timeout_real_s
+            )
 
     # -- fault injection -----------------------------------------------------------------
 
@@ -153,9 +173,11 @@ class SimSpiBus:
         sample_ns = bit_ns / 2
         chip = self.chip
         received: list[int] = []
+        bit_s = 1.0 / self._hz
         with chip.hold():
             t0 = max(time.perf_counter_ns(), self._end_ns)
             t = float(t0)
+            at = at0 = max(chip.clock.monotonic(), self._end_at)
             k = 0
             for byte in data:
                 if not 0 <= byte <= 0xFF:
@@ -167,19 +189,26 @@ class SimSpiBus:
                     level = bool((byte >> bit) & 1)
                     if level != self._mosi:
                         self._mosi = level
-                        chip.drive_sck(level, int(t))
-                    sample = chip.sample_dout(int(t + sample_ns))
+                        chip.drive_sck(level, int(t), at)
+                    sample = chip.sample_dout(int(t + sample_ns), at + bit_s / 2)
                     if self.miso_stuck is not None:
                         sample = self.miso_stuck
                     value = (value << 1) | sample
                     t += bit_ns
+                    at += bit_s
                     k += 1
                 received.append(value)
                 t += self.idle_bits * bit_ns  # MOSI keeps its level through the idle bit
+                at += self.idle_bits * bit_s
             if self.idle_high and not self._mosi:
                 self._mosi = True
-                chip.drive_sck(True, int(t))
+                chip.drive_sck(True, int(t), at)
             self._end_ns = int(t)
+            self._end_at = at
+            start_at = at0
         self.transfers += 1
         self.bytes += len(received)
+        with self._looked:
+            self._last_start_at = start_at
+            self._looked.notify_all()
         return received

@@ -140,6 +140,60 @@ class ZonesConfig:
 
 
 @dataclass(frozen=True)
+class ZeroTrackingConfig:
+    """Follow the zero's slow drift while the roller rests in the dock (core/zero_tracking.py).
+
+    Every number is an engineering estimate (docs/CARE.md), after weighing instruments'
+    automatic zero-tracking: steady, near zero, rate-limited, within a bounded total.
+    """
+
+    enabled: bool = field(
+        default=True, metadata=meta(doc="Follow the zero while the roller rests in the dock.")
+    )
+    band_n: float = field(
+        default=0.1,
+        metadata=meta(min_exclusive=0, max=1, doc="Follow only readings within this of zero (N)."),
+    )
+    steady_n: float = field(
+        default=0.03,
+        metadata=meta(
+            min_exclusive=0, max=0.5, doc="A block is steady when its readings span at most this."
+        ),
+    )
+    window_s: float = field(
+        default=10.0,
+        metadata=meta(min=1, max=600, doc="Readings are judged in blocks this long (s)."),
+    )
+    max_rate_n_per_min: float = field(
+        default=0.02,
+        metadata=meta(
+            min_exclusive=0, max=1, doc="The zero moves at most this fast (N per minute)."
+        ),
+    )
+    max_total_n: float = field(
+        default=1.0,
+        metadata=meta(
+            min_exclusive=0,
+            max=5,
+            doc="Beyond this from the last tare (N) is a fault asking for a tare and reference.",
+        ),
+    )
+    record_interval_s: float = field(
+        default=600.0,
+        metadata=meta(
+            min=10, max=86400, doc="Corrections are recorded as an event at most this often."
+        ),
+    )
+
+    def _check(self, path: str) -> list[str]:
+        """A block must be able to be steady inside the band."""
+        if self.steady_n > 2 * self.band_n:
+            requirement = f"must be <= 2 * {join_path(path, 'band_n')} ({2 * self.band_n:g})"
+            return [not_allowed(join_path(path, "steady_n"), self.steady_n, requirement)]
+        return []
+
+
+@dataclass(frozen=True)
 class PressureConfig:
     """From force to zones: the filter chain, the zones and the sensor-fault rules."""
 
@@ -174,6 +228,10 @@ class PressureConfig:
         metadata=meta(
             min=1, max=80, doc="Samples in a row below -negative_margin_n that raise sensor_fault."
         ),
+    )
+    zero_tracking: ZeroTrackingConfig = field(
+        default_factory=ZeroTrackingConfig,
+        metadata=meta(doc="Follow the zero's drift while the roller rests in the dock."),
     )
 
     @property
