@@ -1,11 +1,13 @@
 """The SQLite store's writer: an append-only event log, the records derived from it, the trace.
 
-Every domain event is appended to ``events`` with a per-device sequence number and committed at
-once, before anyone announces it. Sessions, sterilization cycles and rollers are projections of
-those events (:mod:`dermaguard.store.projections`), written in the same transaction as the event
-that changes them; if a projection cannot be applied (a malformed event, a duplicate number)
-the event is still stored and the problem logged — the log is the record, the tables are views
-of it.
+Every domain event is appended to ``events`` with a per-device sequence number that is never used
+twice (:mod:`dermaguard.store.seqs`) and committed — on the card, ``synchronous=FULL`` — before
+anyone announces it. The writer thread commits a burst of events in one transaction
+(:meth:`Store.batch`), so a burst costs one fsync. Sessions, sterilization cycles and rollers are
+projections of those events (:mod:`dermaguard.store.projections`), written in the same transaction
+as the event that changes them; if a projection cannot be applied (a malformed event, a duplicate
+number) the event is still stored and the problem logged — the log is the record, the tables are
+views of it.
 
 The force trace is buffered in memory and written in chunks (every ``trace_flush_s`` of samples,
 and with the event that ends the session), so an SD card sees a page every twenty seconds rather
@@ -24,15 +26,16 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from dermaguard.common.boot import boot_id
 from dermaguard.common.timefmt import iso_utc, utc_epoch
 from dermaguard.core.events import Event, EventType, Zone
-from dermaguard.store import projections, schema
+from dermaguard.store import projections, schema, seqs
 from dermaguard.store.codec import dumps, loads
 from dermaguard.store.reader import LOCAL_ONLY, StoredEvent, StoreError, StoreReader, connect
 from dermaguard.store.recover import LoggedEvent, interrupted_summary
@@ -119,6 +122,27 @@ class _OpenSession:
     next_chunk: int = 0
 
 
+class _Snapshot(NamedTuple):
+    """The store's memory before a batch: what a rolled-back batch puts back."""
+
+    session: _OpenSession | None
+    buf: list[TraceSample]
+    marks: dict[int, str]
+    trace_dropped: int
+
+
+def _reserve_seqs(conn: sqlite3.Connection, boot: str | None) -> None:
+    """Commit this opening's sequence numbers before any event uses one."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seqs.open_run(conn, boot)
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Store(StoreReader):
     """The writer's view: appends events, projects them, and buffers the force trace."""
 
@@ -141,6 +165,8 @@ class Store(StoreReader):
         self._session: _OpenSession | None = None
         self._buf: list[TraceSample] = []
         self._marks: dict[int, str] = {}  # seq -> delivered_at, written with the next commit
+        self._batch: _Snapshot | None = None  # what to restore if the open batch rolls back
+        self._batch_begun = False  # the open batch has begun its transaction
 
     @classmethod
     def open(
@@ -151,10 +177,13 @@ class Store(StoreReader):
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
         publish: bool = True,
+        boot: Callable[[], str | None] = boot_id,
     ) -> Store:
-        """Open (creating it and its directory if needed), migrate, and switch to WAL.
+        """Open (creating it and its directory if needed), migrate, switch to WAL, and reserve
+        sequence numbers for this opening (:func:`dermaguard.store.seqs.open_run`).
 
         ``publish=False`` (MQTT off) stores every event of this store as :data:`LOCAL_ONLY`.
+        ``boot`` tells the machine's boot id (a test stands in for a reboot with another one).
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +194,7 @@ class Store(StoreReader):
         try:
             schema.configure(conn)
             before, after = schema.migrate(conn)
+            _reserve_seqs(conn, boot())
         except (OSError, sqlite3.Error) as exc:
             conn.close()
             raise classify(exc, f"cannot prepare the history database {path}") from exc
@@ -192,11 +222,14 @@ class Store(StoreReader):
         return len(self._buf)
 
     def close(self) -> None:
-        """Write the buffered trace if the disk allows, then close the connection."""
+        """Write the buffered trace and hand back unused sequence numbers if the disk allows,
+        then close the connection."""
         try:
             self.flush()
+            with self._tx():
+                seqs.release(self.conn)
         except sqlite3.Error as exc:
-            log.warning("trace not written at close: %s", exc)
+            log.warning("trace or sequence numbers not written at close: %s", exc)
         finally:
             self.conn.close()
 
@@ -208,26 +241,91 @@ class Store(StoreReader):
             self.conn.execute("ROLLBACK")
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One write transaction; deferred delivery marks ride along with it."""
+    def batch(self) -> Iterator[None]:
+        """Make every write inside one transaction, committed (and fsynced) once at the end.
+
+        The writer thread wraps each burst it takes from its queue in one batch and publishes
+        the burst's events only after it commits: one fsync for the burst instead of one per
+        event. Inside, each write is a savepoint, so a write that fails on its own (a bug, a
+        constraint) is undone alone and the others still commit. If the batch cannot commit,
+        everything in it is rolled back, the store's memory (open session, trace buffer,
+        delivery marks) is put back as it was before the batch, and the exception propagates:
+        the caller can write the same items again later. A batch that wrote nothing does not
+        touch the database.
+        """
+        if self._batch is not None:
+            raise RuntimeError("batches do not nest")
+        snapshot = self._batch = _Snapshot(
+            None if self._session is None else replace(self._session),
+            list(self._buf),
+            dict(self._marks),
+            self.trace_dropped,
+        )
+        try:
+            yield
+            if self._batch_begun:
+                self._check_batch_open()
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if self._batch_begun:
+                self._rollback_quietly()
+            self._session, self._buf, self._marks, self.trace_dropped = snapshot
+            raise
+        finally:
+            self._batch = None
+            self._batch_begun = False
+
+    def _check_batch_open(self) -> None:
+        """SQLite rolls a transaction back by itself on some errors (a full disk, an I/O
+        error); a batch must not go on in autocommit mode then, committing piece by piece."""
+        if not self.conn.in_transaction:
+            raise sqlite3.OperationalError("the batch's transaction was rolled back by SQLite")
+
+    def _begin(self) -> None:
         if self.conn.in_transaction:  # left over from a failure we could not roll back
             self._rollback_quietly()
         self.conn.execute("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction (a savepoint inside a batch); deferred delivery marks ride
+        along with it."""
+        if self._batch is not None:
+            if not self._batch_begun:
+                self._begin()
+                self._batch_begun = True
+            self._check_batch_open()
+            self.conn.execute("SAVEPOINT tx")
+            try:
+                yield
+                self._write_marks()
+                self.conn.execute("RELEASE tx")
+            except BaseException:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back the whole batch
+                    self.conn.execute("ROLLBACK TO tx")
+                    self.conn.execute("RELEASE tx")
+                raise
+            self._marks = {}  # the batch's snapshot has them if it rolls back
+            return
+        self._begin()
         try:
             yield
-            marks = self._marks
-            for seq, when in marks.items():
-                self.conn.execute(
-                    "UPDATE events SET delivered = 1, delivered_at = ? "
-                    "WHERE seq = ? AND delivered = 0",
-                    (when, seq),
-                )
+            marks = self._write_marks()
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback_quietly()
             raise
         if marks:
             self._marks = {}
+
+    def _write_marks(self) -> int:
+        marks = self._marks
+        for seq, when in marks.items():
+            self.conn.execute(
+                "UPDATE events SET delivered = 1, delivered_at = ? WHERE seq = ? AND delivered = 0",
+                (when, seq),
+            )
+        return len(marks)
 
     @contextmanager
     def _projection(self, what: str) -> Iterator[None]:
@@ -250,10 +348,12 @@ class Store(StoreReader):
     ) -> StoredEvent:
         event_id = str(uuid.uuid4())
         ts = iso_utc(wall)
-        cur = self.conn.execute(
-            "INSERT INTO events (id, device, type, ts, wall, t_mono, data, delivered) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        seq = seqs.take(self.conn)
+        self.conn.execute(
+            "INSERT INTO events (seq, id, device, type, ts, wall, t_mono, data, delivered) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                seq,
                 event_id,
                 self.device_id,
                 etype,
@@ -264,8 +364,6 @@ class Store(StoreReader):
                 0 if self.publish else LOCAL_ONLY,
             ),
         )
-        seq = cur.lastrowid
-        assert seq is not None
         return StoredEvent(seq, event_id, ts)
 
     def append_event(self, event: Event, wall: float) -> StoredEvent:
