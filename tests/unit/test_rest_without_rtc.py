@@ -168,3 +168,10 @@ def test_an_unknown_rest_is_valid_under_the_mqtt_contract() -> None:
             data=dict(event.data),
         )
         Draft202012Validator(load_schema("event")).validate(json.loads(envelope))
+
+
+def test_a_clock_synchronised_from_the_start_adds_no_event() -> None:
+    d = Device()
+    d.send(ClockSync(0.0, True))
+    d.send(ClockSync(5.0, True))
+    assert not d.of("clock_sync")

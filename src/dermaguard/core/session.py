@@ -140,9 +140,10 @@ class SessionTracker:
     # -- inputs ------------------------------------------------------------------------------
 
     def clock(self, t: float, synced: bool) -> list[Event]:
-        """The shell's report on the wall clock: ``clock_sync`` at the first report and at
-        every change, so the history and MQTT say when times are guesses."""
-        changed = synced != self.clock_synced or not self._clock_reported
+        """The shell's report on the wall clock: ``clock_sync`` at every change, and at the
+        first report if it is not synchronised, so the history and MQTT say when times are
+        guesses."""
+        changed = synced != self.clock_synced or (not self._clock_reported and not synced)
         self.clock_synced = synced
         self._clock_reported = True
         if self.current is not None and not synced:
