@@ -13,6 +13,7 @@ import uuid
 
 from jsonschema import Draft202012Validator
 
+from dermaguard.common.timefmt import iso_utc
 from dermaguard.config.params import default_engine_params, default_session_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged
@@ -175,3 +176,19 @@ def test_a_clock_synchronised_from_the_start_adds_no_event() -> None:
     d.send(ClockSync(0.0, True))
     d.send(ClockSync(5.0, True))
     assert not d.of("clock_sync")
+
+
+def test_a_sync_mid_session_dates_its_start_truly() -> None:
+    d = Device()
+    d.error = -3 * DAY
+    d.send(ClockSync(0.0, False))
+    d.send(DockChanged(10.0, False))
+    for i in range(80):
+        d.send(ForceRead(11.0 + i / 80, 2 * 40_000))
+    d.error = 0.0
+    d.send(ClockSync(20.0, True))
+    d.send(DockChanged(30.0, True))
+    summary = d.of("session_ended")[0].data
+    assert summary["started_at"] == iso_utc(TRUE_WALL0 + 10.0)
+    assert summary["ended_at"] == iso_utc(TRUE_WALL0 + 30.0)
+    assert "clock_synced" not in summary

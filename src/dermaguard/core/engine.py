@@ -162,7 +162,7 @@ class Engine:
             self.thread_failures += 1
             events.append(_thread_failed(inp))
         elif isinstance(inp, ClockSync):
-            events.extend(self.sessions.clock(inp.t, inp.synced))
+            events.extend(self.sessions.clock(inp.t, wall, inp.synced))
         elif isinstance(inp, ForceRead | ReadFailed):
             if isinstance(inp, ForceRead):
                 self._raws.append((inp.t, inp.raw))

@@ -139,11 +139,19 @@ class SessionTracker:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def clock(self, t: float, synced: bool) -> list[Event]:
+    def clock(self, t: float, wall: float, synced: bool) -> list[Event]:
         """The shell's report on the wall clock: ``clock_sync`` at every change, and at the
         first report if it is not synchronised, so the history and MQTT say when times are
-        guesses."""
+        guesses. When it becomes synchronised, what this run dated by the guess (the last end,
+        the open session's start) is dated again from the monotonic clock."""
         changed = synced != self.clock_synced or (not self._clock_reported and not synced)
+        if synced and not self.clock_synced:
+            if self.last_end_t is not None and not self.last_end_synced:
+                self.last_end_wall = wall - (t - self.last_end_t)
+                self.last_end_synced = True
+            if self.current is not None and not self.current.clock_synced:
+                self.current.wall_start = wall - (t - self.current.t_start)
+                self.current.clock_synced = True
         self.clock_synced = synced
         self._clock_reported = True
         if self.current is not None and not synced:

@@ -39,6 +39,7 @@ from dermaguard.store import projections, schema, seqs
 from dermaguard.store.codec import dumps, loads
 from dermaguard.store.reader import LOCAL_ONLY, StoredEvent, StoreError, StoreReader, connect
 from dermaguard.store.recover import LoggedEvent, interrupted_summary
+from dermaguard.store.redate import redate_boot
 from dermaguard.store.trace import TraceSample, pack
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class _Snapshot(NamedTuple):
     buf: list[TraceSample]
     marks: dict[int, str]
     trace_dropped: int
+    clock_synced: bool | None
 
 
 def _reserve_seqs(conn: sqlite3.Connection, boot: str | None) -> None:
@@ -155,9 +157,14 @@ class Store(StoreReader):
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
         publish: bool = True,
+        boot_id: str | None = None,
     ) -> None:
         super().__init__(conn, path)
         self.device_id = device_id
+        self.boot_id = boot_id  # the kernel boot this store records in (None: unknown)
+        #: Whether the wall clock stamping events is synchronised, as the event stream's
+        #: ``clock_sync`` says (``None``: not said yet in this run).
+        self.clock_synced: bool | None = None
         self.publish = publish  # False: events are stored LOCAL_ONLY, never for the outbox
         self.trace_flush_s = trace_flush_s
         self.trace_chunk_max = trace_chunk_max
@@ -194,7 +201,8 @@ class Store(StoreReader):
         try:
             schema.configure(conn)
             before, after = schema.migrate(conn)
-            _reserve_seqs(conn, boot())
+            boot_now = boot()
+            _reserve_seqs(conn, boot_now)
         except (OSError, sqlite3.Error) as exc:
             conn.close()
             raise classify(exc, f"cannot prepare the history database {path}") from exc
@@ -210,6 +218,7 @@ class Store(StoreReader):
             trace_flush_s=trace_flush_s,
             trace_chunk_max=trace_chunk_max,
             publish=publish,
+            boot_id=boot_now,
         )
 
     @property
@@ -260,6 +269,7 @@ class Store(StoreReader):
             list(self._buf),
             dict(self._marks),
             self.trace_dropped,
+            self.clock_synced,
         )
         try:
             yield
@@ -269,7 +279,9 @@ class Store(StoreReader):
         except BaseException:
             if self._batch_begun:
                 self._rollback_quietly()
-            self._session, self._buf, self._marks, self.trace_dropped = snapshot
+            (self._session, self._buf, self._marks, self.trace_dropped, self.clock_synced) = (
+                snapshot
+            )
             raise
         finally:
             self._batch = None
@@ -344,14 +356,21 @@ class Store(StoreReader):
     # -- events ------------------------------------------------------------------------------
 
     def _insert_event(
-        self, etype: str, t: float | None, data: Mapping[str, Any], wall: float
+        self,
+        etype: str,
+        t: float | None,
+        data: Mapping[str, Any],
+        wall: float,
+        synced: bool | None,
     ) -> StoredEvent:
+        """``synced``: whether the clock that gave ``wall`` was synchronised (``None``: not
+        known)."""
         event_id = str(uuid.uuid4())
         ts = iso_utc(wall)
         seq = seqs.take(self.conn)
         self.conn.execute(
-            "INSERT INTO events (seq, id, device, type, ts, wall, t_mono, data, delivered) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO events (seq, id, device, type, ts, wall, t_mono, data, delivered, "
+            "boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 seq,
                 event_id,
@@ -362,6 +381,8 @@ class Store(StoreReader):
                 t,
                 dumps(data),
                 0 if self.publish else LOCAL_ONLY,
+                self.boot_id,
+                None if synced is None else int(synced),
             ),
         )
         return StoredEvent(seq, event_id, ts)
@@ -376,8 +397,13 @@ class Store(StoreReader):
         data = dict(event.data)
         changes_session = event.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED)
         new_session: _OpenSession | None = None
+        synced = self.clock_synced
+        if event.type == EventType.CLOCK_SYNC:
+            synced = data.get("synced") is True
         with self._tx():
-            stored = self._insert_event(event.type, event.t, data, wall)
+            stored = self._insert_event(event.type, event.t, data, wall, synced)
+            if synced and self.clock_synced is False:
+                self._redate(event.t, wall)
             if changes_session:
                 with self._projection(f"the trace before {event.type}"):
                     self._write_trace()
@@ -387,10 +413,20 @@ class Store(StoreReader):
                 self._end_session(data, stored, wall)
             else:
                 self._project(event.type, data, stored, wall)
+        self.clock_synced = synced
         if changes_session:
             self._session = new_session
             self._buf = []
         return stored
+
+    def _redate(self, t: float | None, wall: float) -> None:
+        """The clock is synchronised now: date again this boot's guesses (store/redate.py)."""
+        if self.boot_id is None or t is None:
+            return
+        with self._projection("re-dating the records made before the clock was synchronised"):
+            n = redate_boot(self.conn, self.boot_id, wall - t)
+            if n:
+                log.info("clock synchronised: %d events of this boot dated again", n)
 
     def _start_session(
         self, data: Mapping[str, Any], stored: StoredEvent, event: Event, wall: float
@@ -580,7 +616,7 @@ class Store(StoreReader):
             summary["session_no"] = no
             ended_wall = utc_epoch(str(summary["ended_at"]))
             with self._tx():
-                self._insert_event(EventType.SESSION_ENDED, t, summary, wall)
+                self._insert_event(EventType.SESSION_ENDED, t, summary, wall, self.clock_synced)
                 projections.session_interrupted(self.conn, no, summary, ended_wall)
             closed.append(no)
         self._close_interrupted_cycles(wall, t, last_alive)
@@ -616,6 +652,8 @@ class Store(StoreReader):
             after = round(end - started, 3) if started is not None else None
             data = {"cycle_id": int(row["cycle_id"]), "reason": "interrupted", "after_s": after}
             with self._tx():
-                stored = self._insert_event(EventType.STERILIZATION_ABORTED, t, data, wall)
+                stored = self._insert_event(
+                    EventType.STERILIZATION_ABORTED, t, data, wall, self.clock_synced
+                )
                 ended = StoredEvent(stored.seq, stored.id, iso_utc(end))
                 projections.cycle_ended(self.conn, data, ended, wall)

@@ -134,6 +134,12 @@ V3: tuple[str, ...] = (
     INSERT INTO seq_reserve (id, floor, reserved, boot_id)
     SELECT 1, COALESCE(MAX(seq), 0), COALESCE(MAX(seq), 0), NULL FROM events
     """,
+    # Each event's kernel boot, and whether the wall clock that dated it was synchronised
+    # (1), a guess (0: a Pi has no real-time clock) or not known (NULL: older rows, or before
+    # the daemon's first report). Guesses of the current boot are dated again from t_mono once
+    # the clock is synchronised (dermaguard.store.redate).
+    "ALTER TABLE events ADD COLUMN boot_id TEXT",
+    "ALTER TABLE events ADD COLUMN clock_synced INTEGER",
 )
 
 MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2, V3)
