@@ -8,10 +8,13 @@ from unittest import mock
 import pytest
 from pytest_mock import MockerFixture
 
-from dermaguard.core.events import ClockSync, Input
+from dermaguard.core.events import ClockSync, EmitEvent, Event, EventType, Input
 from dermaguard.daemon import clock_sync
 from dermaguard.daemon.app import read_history
 from dermaguard.daemon.clock_sync import ClockWatch, clock_synchronised, kernel_synced
+from dermaguard.daemon.status_file import STATUS_NAME, StatusFile, read_status
+from dermaguard.ui.cli_history import _history_lines
+from support.waiting import wait_until
 
 
 def test_timesyncds_flag_file_says_synchronised(tmp_path: Path) -> None:
@@ -81,3 +84,20 @@ def test_the_last_sessions_clock_flag_reaches_the_engine() -> None:
     assert read_history(Reader(unsynced)).last_session_end_synced is False  # type: ignore[arg-type]
     assert read_history(Reader({"ended_wall": 1.0e9})).last_session_end_synced is True  # type: ignore[arg-type]
     assert read_history(Reader(None)).last_session_end_synced is True  # type: ignore[arg-type]
+
+
+def test_status_says_while_the_clock_is_not_synchronised(tmp_path: Path) -> None:
+    path = tmp_path / STATUS_NAME
+    status = StatusFile(path, lambda: 1_790_000_000.0)
+    try:
+        status(EmitEvent(Event(EventType.CLOCK_SYNC, 1.0, {"synced": False})))
+        assert wait_until(lambda: (read_status(path) or {}).get("clock_synced") is False)
+        assert "clock not synchronised" in status.summary()
+        live = read_status(path)
+        assert "NOT SYNCHRONISED" in _history_lines(live)
+        status(EmitEvent(Event(EventType.CLOCK_SYNC, 9.0, {"synced": True})))
+        assert wait_until(lambda: (read_status(path) or {}).get("clock_synced") is True)
+        assert "clock" not in status.summary()
+        assert "NOT SYNCHRONISED" not in _history_lines(read_status(path))
+    finally:
+        status.close()
