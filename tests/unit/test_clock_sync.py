@@ -13,6 +13,7 @@ from dermaguard.daemon import clock_sync
 from dermaguard.daemon.app import read_history
 from dermaguard.daemon.clock_sync import ClockWatch, clock_synchronised, kernel_synced
 from dermaguard.daemon.status_file import STATUS_NAME, StatusFile, read_status
+from dermaguard.mqtt.decode import parse_session
 from dermaguard.ui.cli_history import _history_lines
 from support.waiting import wait_until
 
@@ -101,3 +102,17 @@ def test_status_says_while_the_clock_is_not_synchronised(tmp_path: Path) -> None
         assert "NOT SYNCHRONISED" not in _history_lines(read_status(path))
     finally:
         status.close()
+
+
+def test_the_live_summary_says_whether_its_times_are_real() -> None:
+    summary = {
+        "session_no": 4,
+        "ended_at": "2026-12-06T06:00:00.000Z",
+        "duration_s": 60.0,
+        "contact_s": 50.0,
+        "peak_n": 2.5,
+        "over_episodes": 0,
+        "end_reason": "docked",
+    }
+    assert parse_session(summary).clock_synced is True
+    assert parse_session({**summary, "clock_synced": False}).clock_synced is False
