@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from store_helpers import ended_data, started_data
 
 from dermaguard.common.timefmt import iso_utc
@@ -19,11 +20,11 @@ def put(store: Store, etype: str, t: float, wall: float, **data: Any) -> None:
     store.append_event(Event(etype, t, data), wall)  # type: ignore[arg-type]
 
 
-def record_a_session_on_a_guessed_clock(store: Store, t0: float) -> None:
-    """A cycle and a session recorded while the clock reads ``GUESS`` off."""
+def record_a_session_on_a_guessed_clock(store: Store, t0: float, guess: float = GUESS) -> None:
+    """A cycle and a session recorded while the clock reads ``guess`` off."""
 
     def at(t: float) -> float:
-        return TRUE0 + GUESS + t
+        return TRUE0 + guess + t
 
     put(store, "clock_sync", t0, at(t0), synced=False)
     put(store, "sterilization_started", t0 + 1, at(t0 + 1), cycle_id=1, mode="time")
@@ -36,9 +37,10 @@ def record_a_session_on_a_guessed_clock(store: Store, t0: float) -> None:
     put(store, "session_ended", t0 + 80, at(t0 + 80), **end)
 
 
-def test_a_sync_in_the_same_boot_dates_the_guesses_again(db_path: Path) -> None:
+@pytest.mark.parametrize("guess", [GUESS, -TRUE0], ids=["days-behind", "1970"])
+def test_a_sync_in_the_same_boot_dates_the_guesses_again(db_path: Path, guess: float) -> None:
     store = Store.open(db_path, "dg-1", boot=lambda: "boot-1")
-    record_a_session_on_a_guessed_clock(store, 100.0)
+    record_a_session_on_a_guessed_clock(store, 100.0, guess)
     put(store, "clock_sync", 500.0, TRUE0 + 500.0, synced=True)  # NTP: the true time now
     store.close()
     with open_readonly(db_path) as db:
