@@ -231,10 +231,12 @@ def test_an_unknown_boot_counts_as_a_new_one(db_path: Path) -> None:
 
 def test_the_reservation_is_committed_ahead_of_the_numbers_used(db_path: Path) -> None:
     store = Store.open(db_path, "dg-1", boot=lambda: "boot-1")
+    db = open_readonly(db_path)  # what another connection, or the card, has after each commit
     try:
-        for seq in append(store, 2 * seqs.RESERVE):
-            with open_readonly(db_path) as db:  # what another connection, or the card, has
-                reserved = db.conn.execute("SELECT reserved FROM seq_reserve").fetchone()[0]
+        for i in range(2 * seqs.RESERVE):
+            seq = store.append_event(Event("command_result", float(i)), WALL0 + i).seq
+            reserved = db.conn.execute("SELECT reserved FROM seq_reserve").fetchone()[0]
             assert reserved >= seq + seqs.RESERVE // 2
     finally:
+        db.close()
         store.close()
