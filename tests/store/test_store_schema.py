@@ -80,7 +80,7 @@ def test_schema_from_an_empty_file(db_path: Path) -> None:
     db_path.touch()  # an empty file is a valid, empty SQLite database
     store = Store.open(db_path, "dev")
     try:
-        assert store.schema_version == SCHEMA_VERSION == 2
+        assert store.schema_version == SCHEMA_VERSION == 3
         rows = store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         tables = {r[0] for r in rows}
         assert {"events", "sessions", "trace", "cycles", "rollers"} <= tables
@@ -98,9 +98,11 @@ def test_open_creates_the_directory(tmp_path: Path) -> None:
     assert path.exists()
 
 
-def test_wal_mode_synchronous_normal_and_foreign_keys(store: Store, db_path: Path) -> None:
+def test_wal_mode_synchronous_full_and_foreign_keys(store: Store, db_path: Path) -> None:
     assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    # FULL: in WAL mode each commit fsyncs the WAL before it returns (events are published
+    # after their commit, so never before they are on the card).
+    assert store.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     other = sqlite3.connect(db_path)  # WAL is a property of the file
     assert other.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -116,7 +118,7 @@ def test_migration_from_v1_keeps_data(db_path: Path) -> None:
     make_v1(db_path)
     store = Store.open(db_path, "dev")
     try:
-        assert store.schema_version == 2
+        assert store.schema_version == 3
         events = store.events()
         assert [(e["seq"], e["id"], e["type"]) for e in events] == [
             (1, "a1", "daemon_started"),
@@ -137,7 +139,8 @@ def test_migration_from_v1_keeps_data(db_path: Path) -> None:
         assert store.mark_delivered([2], 1735689700.0) == 1
         assert [e["seq"] for e in store.undelivered()] == [3]
         assert store.events()[1]["delivered_at"] == "2025-01-01T00:01:40.000Z"
-        # New events continue the sequence.
+        # New events continue the sequence, whose reservation starts from the history's.
+        assert store.conn.execute("SELECT floor FROM seq_reserve").fetchone()[0] == 3
         stored = store.append_event(Event("daemon_started", 0.0), 1735689800.0)
         assert stored.seq == 4
     finally:
@@ -177,7 +180,8 @@ def test_a_failing_migration_leaves_the_previous_version(db_path: Path) -> None:
     broken = (*schema.MIGRATIONS, ("ALTER TABLE events ADD COLUMN x", "NOT SQL"))
     with pytest.raises(sqlite3.OperationalError):
         schema.migrate(conn, broken)
-    assert schema.version(conn) == 2  # v1 -> v2 committed, the broken v3 rolled back
+    # v1 -> v2 -> v3 committed, the broken last step rolled back
+    assert schema.version(conn) == schema.SCHEMA_VERSION
     columns = [r[1] for r in conn.execute("PRAGMA table_info(events)")]
     assert "x" not in columns
     conn.close()

@@ -429,6 +429,7 @@ def test_alerts_event_entity_ignores_every_other_event_quietly() -> None:
         "new_roller": {"roller_id": 3},
         "command_result": {"command": "ping", "ok": True},
         "calibration_changed": {"reason": "tare", "offset": 8123.0, "shift_n": 0.01},
+        "clock_sync": {"synced": True},
     }
     contract_types = load_schema("event")["properties"]["type"]["enum"]
     for etype in contract_types:

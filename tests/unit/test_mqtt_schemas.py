@@ -28,6 +28,7 @@ EVENT_TYPES = (
     "over_pressure_cleared",
     "unsterile_use",
     "too_soon",
+    "rest_unknown",
     "roller_replace_due",
     "sterilization_started",
     "sterilization_completed",
@@ -38,6 +39,7 @@ EVENT_TYPES = (
     "command_result",
     "new_roller",
     "thread_failed",
+    "clock_sync",
 )
 
 
@@ -304,6 +306,8 @@ EVENT_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("over_pressure_cleared", {"duration_s": 0.4, "peak_n": 7.1, "cause": "force_dropped"}),
     ("unsterile_use", {"last_cycle_id": None, "session_no": 3}),
     ("too_soon", {"session_no": 3, "rest_interval_s": 3600.0, "min_rest_s": 172800.0}),
+    ("rest_unknown", {"session_no": 3, "reason": "clock_not_synchronized", "min_rest_s": 3600}),
+    ("clock_sync", {"synced": False}),
     ("roller_replace_due", {"roller_id": 1, "uses": 10, "limit": 10}),
     ("sterilization_started", {"cycle_id": 4, "mode": "time", "trigger": "lid_closed"}),
     ("sterilization_completed", {"cycle_id": 4, "duration_s": 300.0}),

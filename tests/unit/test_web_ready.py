@@ -114,3 +114,12 @@ def test_offline_cannot_tell_rather_than_yes() -> None:
     nothing = ready(None, online=False)
     assert nothing.verdict == "unknown"
     assert reason(nothing, "device")[1] == "no data from the device"
+
+
+def test_a_last_session_dated_before_the_clock_was_synchronised_is_no_yes() -> None:
+    r = ready(last_ended=NOW - timedelta(days=5), rest_known=False)
+    assert r.verdict != "yes"
+    ok, text, todo = reason(r, "rest")
+    assert ok is None
+    assert "cannot be checked" in text and "clock was synchronised" in text
+    assert todo == "wait 24 h 00 min after it yourself"

@@ -24,6 +24,7 @@ from dermaguard.core.case import (
 )
 from dermaguard.core.events import (
     CaseStatus,
+    ClockSync,
     Command,
     CommandName,
     DeviceState,
@@ -100,6 +101,9 @@ class History:
 
     last_session_no: int = 0
     last_session_end_wall: float | None = None
+    #: The last session's times came from a synchronised clock (its ``clock_synced``; records
+    #: without it predate the flag and count as right).
+    last_session_end_synced: bool = True
     roller_id: int = 1
     roller_uses: int = 0
     last_cycle_id: int = 0
@@ -125,6 +129,7 @@ class Engine:
             params.session,
             last_session_no=h.last_session_no,
             last_end_wall=h.last_session_end_wall,
+            last_end_synced=h.last_session_end_synced,
             roller=RollerState(h.roller_id, h.roller_uses),
         )
         self.unsterile_use = False
@@ -159,6 +164,8 @@ class Engine:
         elif isinstance(inp, ThreadFailed):
             self.thread_failures += 1
             events.append(_thread_failed(inp))
+        elif isinstance(inp, ClockSync):
+            events.extend(self.sessions.clock(inp.t, wall, inp.synced))
         elif isinstance(inp, ForceRead | ReadFailed):
             if isinstance(inp, ForceRead):
                 self._raws.append((inp.t, inp.raw))

@@ -38,6 +38,7 @@ class EventType(StrEnum):
     OVER_PRESSURE_CLEARED = "over_pressure_cleared"
     UNSTERILE_USE = "unsterile_use"
     TOO_SOON = "too_soon"
+    REST_UNKNOWN = "rest_unknown"
     ROLLER_REPLACE_DUE = "roller_replace_due"
     STERILIZATION_STARTED = "sterilization_started"
     STERILIZATION_COMPLETED = "sterilization_completed"
@@ -48,6 +49,7 @@ class EventType(StrEnum):
     COMMAND_RESULT = "command_result"
     NEW_ROLLER = "new_roller"
     THREAD_FAILED = "thread_failed"
+    CLOCK_SYNC = "clock_sync"
 
 
 class CommandName(StrEnum):
@@ -162,7 +164,17 @@ class ThreadFailed:
     failures: int
 
 
-Input = ForceRead | ReadFailed | Tick | Command | ThreadFailed
+@dataclass(frozen=True, slots=True)
+class ClockSync:
+    """Whether the wall clock is synchronised to real time (NTP and the like), as the shell
+    finds it: once at start, then at every change. A Pi has no real-time clock: until this says
+    ``synced``, wall times are a stale guess (the last saved time, or 1970)."""
+
+    t: float
+    synced: bool
+
+
+Input = ForceRead | ReadFailed | Tick | Command | ThreadFailed | ClockSync
 
 
 # --- effects ------------------------------------------------------------------------------

@@ -6,7 +6,11 @@ after ``idle_timeout_s`` without contact; a later contact out of the dock starts
 
 Durations use the monotonic input time, so a wall-clock jump mid-session changes nothing; the
 wall time (an input, for records) dates the session and measures the rest between sessions,
-which spans reboots.
+which spans reboots. A Pi has no real-time clock, so the wall time is trusted only while the
+shell reports it synchronised (:class:`~dermaguard.core.events.ClockSync`). The rest (S10) is
+the wall-time difference when both ends were on a synchronised clock, else the monotonic one
+when the last session ended in this run, else unknown: then ``too_soon`` is ``None`` and
+``rest_unknown`` says why — never a guess that the rest was long or short.
 """
 
 from __future__ import annotations
@@ -20,6 +24,10 @@ from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
+#: Why the rest since the last session is unknown (``rest_unknown``): the clock is not
+#: synchronised now, or the last session (in an earlier run) was dated by one that was not.
+REST_CLOCK_NOT_SYNCED = "clock_not_synchronized"
+REST_LAST_TIME_UNKNOWN = "last_session_time_unknown"
 
 
 def next_allowed_wall(last_end_wall: float, rest_s: float) -> float:
@@ -61,7 +69,7 @@ class _Open:
     sterile: bool
     cycle_id: int | None
     rest_interval_s: float | None
-    too_soon: bool
+    too_soon: bool | None  # None: the rest is unknown (rest_unknown says why)
     roller_use: int
     last_t: float
     last_contact_t: float
@@ -75,6 +83,8 @@ class _Open:
     longest_over_s: float = 0.0
     last_zone: Zone | None = None
     last_force_n: float | None = None
+    clock_synced: bool = True  # the wall clock was synchronised all through (its times are real)
+    rest_unknown: str | None = None
 
 
 class SessionTracker:
@@ -86,11 +96,16 @@ class SessionTracker:
         *,
         last_session_no: int = 0,
         last_end_wall: float | None = None,
+        last_end_synced: bool = True,
         roller: RollerState | None = None,
     ) -> None:
         self.params = params
         self.last_session_no = last_session_no
         self.last_end_wall = last_end_wall
+        self.last_end_synced = last_end_synced  # last_end_wall came from a synchronised clock
+        self.last_end_t: float | None = None  # the last end on this run's monotonic clock
+        self.clock_synced = True  # until the shell reports otherwise (tests, replays)
+        self._clock_reported = False
         self.roller = roller if roller is not None else RollerState()
         self.current: _Open | None = None
         self.out_of_dock_since: float | None = None
@@ -105,12 +120,45 @@ class SessionTracker:
         return self.current is not None
 
     def next_allowed_wall(self) -> float | None:
-        """When the minimum rest after the last session ends (S10)."""
-        if self.last_end_wall is None:
+        """When the minimum rest after the last session ends (S10); ``None`` when unknown."""
+        if self.last_end_wall is None or not (self.clock_synced and self.last_end_synced):
             return None
         return next_allowed_wall(self.last_end_wall, self.params.rest_s)
 
+    def rest(self, t: float, wall: float) -> tuple[float | None, str | None]:
+        """The rest since the last session: (seconds, ``None``), or (``None``, why it is
+        unknown); (``None``, ``None``) when there was no earlier session."""
+        trusted = self.clock_synced and self.last_end_synced
+        if self.last_end_t is not None and not trusted:
+            return t - self.last_end_t, None  # ended in this run: the monotonic clock knows
+        if self.last_end_wall is None:
+            return None, None
+        if trusted:
+            return wall - self.last_end_wall, None
+        return None, REST_CLOCK_NOT_SYNCED if not self.clock_synced else REST_LAST_TIME_UNKNOWN
+
     # -- inputs ------------------------------------------------------------------------------
+
+    def clock(self, t: float, wall: float, synced: bool) -> list[Event]:
+        """The shell's report on the wall clock: ``clock_sync`` at every change, and at the
+        first report if it is not synchronised, so the history and MQTT say when times are
+        guesses. When it becomes synchronised, what this run dated by the guess (the last end,
+        the open session's start) is dated again from the monotonic clock."""
+        changed = synced != self.clock_synced or (not self._clock_reported and not synced)
+        if synced and not self.clock_synced:
+            if self.last_end_t is not None and not self.last_end_synced:
+                self.last_end_wall = wall - (t - self.last_end_t)
+                self.last_end_synced = True
+            if self.current is not None and not self.current.clock_synced:
+                self.current.wall_start = wall - (t - self.current.t_start)
+                self.current.clock_synced = True
+        self.clock_synced = synced
+        self._clock_reported = True
+        if self.current is not None and not synced:
+            self.current.clock_synced = False
+        if not changed:
+            return []
+        return [Event(EventType.CLOCK_SYNC, t, {"synced": synced})]
 
     def undocked(self, t: float) -> None:
         self.out_of_dock_since = t
@@ -127,9 +175,9 @@ class SessionTracker:
             return []
         self.last_session_no += 1
         self.roller.uses += 1
-        rest = None if self.last_end_wall is None else wall - self.last_end_wall
-        allowed = self.next_allowed_wall()
-        too_soon = allowed is not None and wall < allowed
+        rest, unknown = self.rest(t, wall)
+        too_soon: bool | None = None if unknown else rest is not None and rest < self.params.rest_s
+        allowed = None if rest is None else wall + (self.params.rest_s - rest)
         # The session dates from leaving the dock (or, after an idle end, from this contact).
         t_start = t if self._from_contact else min(self.out_of_dock_since, t)
         self._from_contact = False
@@ -146,27 +194,37 @@ class SessionTracker:
             last_t=t,
             last_contact_t=t,
             contact_until=t,
+            clock_synced=self.clock_synced,
+            rest_unknown=unknown,
         )
         self.current = s
-        events = [
-            Event(
-                EventType.SESSION_STARTED,
-                t,
-                {
-                    "session_no": s.session_no,
-                    "started_at": iso_utc(wall_start),
-                    "sterile": sterile,
-                    "cycle_id": cycle_id,
-                    "rest_interval_s": s.rest_interval_s,
-                    "too_soon": too_soon,
-                    "roller_id": self.roller.roller_id,
-                    "roller_use": s.roller_use,
-                    # The start on this process's monotonic clock, which the stored force
-                    # trace is timed from (the wall clock may jump; this does not).
-                    "t_start": round(s.t_start, 6),
-                },
+        data: dict[str, Any] = {
+            "session_no": s.session_no,
+            "started_at": iso_utc(wall_start),
+            "sterile": sterile,
+            "cycle_id": cycle_id,
+            "rest_interval_s": s.rest_interval_s,
+            "too_soon": too_soon,
+            "roller_id": self.roller.roller_id,
+            "roller_use": s.roller_use,
+            # The start on this process's monotonic clock, which the stored force
+            # trace is timed from (the wall clock may jump; this does not).
+            "t_start": round(s.t_start, 6),
+        }
+        data.update(_clock_fields(s))
+        events = [Event(EventType.SESSION_STARTED, t, data)]
+        if unknown is not None:
+            events.append(
+                Event(
+                    EventType.REST_UNKNOWN,
+                    t,
+                    {
+                        "session_no": s.session_no,
+                        "reason": unknown,
+                        "min_rest_s": self.params.rest_s,
+                    },
+                )
             )
-        ]
         if too_soon:
             assert allowed is not None
             events.append(
@@ -258,6 +316,8 @@ class SessionTracker:
         if s.over_since is not None:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
         self.last_end_wall = wall
+        self.last_end_t = t
+        self.last_end_synced = self.clock_synced
         summary = self.summary(s, t, wall, reason)
         return [Event(EventType.SESSION_ENDED, t, summary)]
 
@@ -280,7 +340,18 @@ class SessionTracker:
             "roller_id": self.roller.roller_id,
             "roller_use": s.roller_use,
             "end_reason": reason,
-        }
+        } | _clock_fields(s)
+
+
+def _clock_fields(s: _Open) -> dict[str, Any]:
+    """``clock_synced: false`` (its times are the unsynchronised clock's) and ``rest_unknown``
+    (why the rest could not be checked), each only when it applies."""
+    out: dict[str, Any] = {}
+    if not s.clock_synced:
+        out["clock_synced"] = False
+    if s.rest_unknown is not None:
+        out["rest_unknown"] = s.rest_unknown
+    return out
 
 
 def replay_summary(
@@ -319,6 +390,8 @@ def replay_summary(
         last_t=trace[0][0] if trace else 0.0,
         last_contact_t=0.0,
         contact_until=0.0,
+        clock_synced=at("clock_synced") is not False,
+        rest_unknown=at("rest_unknown"),
     )
     tracker.current = s
     for t, force_n, zone in trace:

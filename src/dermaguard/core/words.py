@@ -62,6 +62,11 @@ _EVENT_TEXT: Mapping[str, str] = {
         "WARNING too soon: next allowed {next_allowed_at:local} "
         "(only {rest_interval_s:span} since the last session)"
     ),
+    EventType.REST_UNKNOWN: (
+        "WARNING rest not checked: {reason:rest} (wait {min_rest_s:span} after the last "
+        "session yourself)"
+    ),
+    EventType.CLOCK_SYNC: "clock synchronised: times are real from now on",
     EventType.ROLLER_REPLACE_DUE: (
         "WARNING roller {roller_id} has {uses} uses (limit {limit}): replace it"
     ),
@@ -71,6 +76,15 @@ _EVENT_TEXT: Mapping[str, str] = {
     ),
 }
 _COMMAND_OK = "command {command}: ok"
+_CLOCK_UNSYNCED = (
+    "WARNING the clock is not synchronised: times are guesses and the rest between sessions "
+    "cannot be checked until it is"
+)
+#: Why the rest could not be checked, for people (``rest_unknown``'s ``reason``).
+_REST_WHY: Mapping[str, str] = {
+    "clock_not_synchronized": "the clock is not synchronised yet",
+    "last_session_time_unknown": "the last session was dated before the clock was synchronised",
+}
 _FAULT_DETAIL = "FAULT force sensor: {reason}, {detail} (force unknown)"
 _ABORT_DETAIL = "UV-C cycle {cycle_id} ABORTED after {after_s:.0f} s: {reason} ({detail})"
 _THREAD_ONCE = "FAULT thread {thread} failed ({error}): UV-C off"
@@ -94,12 +108,15 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
         return _ABORT_DETAIL
     if etype == EventType.THREAD_FAILED and data.get("restart_in_s") is None:
         return _THREAD_ONCE
+    if etype == EventType.CLOCK_SYNC and data.get("synced") is not True:
+        return _CLOCK_UNSYNCED
     return _EVENT_TEXT.get(etype)
 
 
 class _Readable(string.Formatter):
-    """``{x:local}`` shows an ISO-8601 UTC stamp as local time (``Sat 5 Dec 09:02``) and
-    ``{x:span}`` seconds as a human span (``12 min``): times for people, never raw UTC."""
+    """``{x:local}`` shows an ISO-8601 UTC stamp as local time (``Sat 5 Dec 09:02``),
+    ``{x:span}`` seconds as a human span (``12 min``): times for people, never raw UTC; and
+    ``{x:rest}`` why a rest is unknown, in words."""
 
     def __init__(self, tz: tzinfo | None = None) -> None:
         self.tz = tz
@@ -112,6 +129,8 @@ class _Readable(string.Formatter):
             return local_time(moment.timestamp(), self.tz)
         if format_spec == "span":
             return format_span(float(value))
+        if format_spec == "rest":
+            return _REST_WHY.get(str(value), str(value))
         return str(super().format_field(value, format_spec))
 
 

@@ -153,6 +153,7 @@ def read_history(reader: StoreReader) -> History:
     return History(
         last_session_no=reader.last_session_no(),
         last_session_end_wall=float(ended) if ended is not None else None,
+        last_session_end_synced=last is None or last.get("clock_synced") is not False,
         roller_id=roller_id,
         roller_uses=uses,
         last_cycle_id=reader.last_cycle_id(),

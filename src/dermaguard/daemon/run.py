@@ -17,6 +17,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, TextIO
 
+from dermaguard.common.clock import SimClock
 from dermaguard.common.line_writer import LineWriter
 from dermaguard.config.calibration_file import save_calibration
 from dermaguard.config.load import Config, simulation_config
@@ -33,6 +34,7 @@ from dermaguard.daemon.app import (
     open_history,
     open_mqtt,
 )
+from dermaguard.daemon.clock_sync import ClockWatch, clock_synchronised
 from dermaguard.daemon.console import ConsolePrinter
 from dermaguard.daemon.instance_lock import acquire as lock_state_dir
 from dermaguard.daemon.runtime import Runtime
@@ -267,6 +269,13 @@ def _run_locked(
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
             hw.sim.case.request_sink = runtime.put
+        # A simulation's clock is its own calendar: synchronised by definition.
+        clock_watch = ClockWatch(
+            runtime.put,
+            hw.clock.monotonic,
+            probe=(lambda: True) if isinstance(hw.clock, SimClock) else clock_synchronised,
+        )
+        clock_watch.poll()  # queued before the first sample: the engine knows from the start
         stop = threading.Event()
         with stop_on_signals(stop, uv_off):
             if bridge is not None:
@@ -287,6 +296,7 @@ def _run_locked(
                 if hw.sim is not None and hw.sim.finished.is_set():
                     break
                 supervisor.poll()
+                clock_watch.poll()
                 stop.wait(0.1)
             # STOPPING=1 ends systemd's watchdog. After a clean stop request, say it first: the
             # alarm path closes the session in order. After an internal error, say it only once

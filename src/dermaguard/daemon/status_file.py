@@ -67,6 +67,8 @@ class StatusFile:
             update = {"session_open": effect.event.data.get("session_no")}
         elif isinstance(effect, EmitEvent) and effect.event.type == EventType.SESSION_ENDED:
             update = {"session_open": None}
+        elif isinstance(effect, EmitEvent) and effect.event.type == EventType.CLOCK_SYNC:
+            update = {"clock_synced": effect.event.data.get("synced") is True}
         elif isinstance(effect, EmitEvent) and effect.event.type == EventType.THREAD_FAILED:
             # Which helper threads died and were restarted, and how often: a daemon that
             # restarts one in a loop must not look healthy (docs/ARCHITECTURE.md, "Threads").
@@ -114,6 +116,8 @@ class StatusFile:
             parts.append("threads restarted: " + ", ".join(sorted(st["threads_failed"])))
         if st.get("history") == "unavailable":
             parts.append("history unavailable")
+        if st.get("clock_synced") is False:
+            parts.append("clock not synchronised")
         return ", ".join(parts)
 
     @property

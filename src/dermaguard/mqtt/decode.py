@@ -111,6 +111,8 @@ class LastSession:
     roller_id: int | None
     roller_use: int | None
     end_reason: str
+    #: False when the session was dated by an unsynchronised clock: the rest after it is unknown.
+    clock_synced: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +249,7 @@ def parse_session(obj: Mapping[str, Any]) -> LastSession:
         roller_id=_optional(obj, "roller_id", "integer"),
         roller_use=_optional(obj, "roller_use", "integer"),
         end_reason=_field(obj, "end_reason", "string"),
+        clock_synced=_optional(obj, "clock_synced", "boolean") is not False,
     )
 
 

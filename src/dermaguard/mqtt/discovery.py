@@ -64,6 +64,7 @@ ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
     EventType.OVER_PRESSURE_CLEARED,
     EventType.UNSTERILE_USE,
     EventType.TOO_SOON,
+    EventType.REST_UNKNOWN,
     EventType.ROLLER_REPLACE_DUE,
     EventType.SENSOR_FAULT,
     EventType.SENSOR_RECOVERED,

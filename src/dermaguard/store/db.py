@@ -1,11 +1,13 @@
 """The SQLite store's writer: an append-only event log, the records derived from it, the trace.
 
-Every domain event is appended to ``events`` with a per-device sequence number and committed at
-once, before anyone announces it. Sessions, sterilization cycles and rollers are projections of
-those events (:mod:`dermaguard.store.projections`), written in the same transaction as the event
-that changes them; if a projection cannot be applied (a malformed event, a duplicate number)
-the event is still stored and the problem logged — the log is the record, the tables are views
-of it.
+Every domain event is appended to ``events`` with a per-device sequence number that is never used
+twice (:mod:`dermaguard.store.seqs`) and committed — on the card, ``synchronous=FULL`` — before
+anyone announces it. The writer thread commits a burst of events in one transaction
+(:meth:`Store.batch`), so a burst costs one fsync. Sessions, sterilization cycles and rollers are
+projections of those events (:mod:`dermaguard.store.projections`), written in the same transaction
+as the event that changes them; if a projection cannot be applied (a malformed event, a duplicate
+number) the event is still stored and the problem logged — the log is the record, the tables are
+views of it.
 
 The force trace is buffered in memory and written in chunks (every ``trace_flush_s`` of samples,
 and with the event that ends the session), so an SD card sees a page every twenty seconds rather
@@ -24,18 +26,20 @@ import logging
 import os
 import sqlite3
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
+from dermaguard.common.boot import boot_id
 from dermaguard.common.timefmt import iso_utc, utc_epoch
 from dermaguard.core.events import Event, EventType, Zone
-from dermaguard.store import projections, schema
+from dermaguard.store import projections, schema, seqs
 from dermaguard.store.codec import dumps, loads
 from dermaguard.store.reader import LOCAL_ONLY, StoredEvent, StoreError, StoreReader, connect
 from dermaguard.store.recover import LoggedEvent, interrupted_summary
+from dermaguard.store.redate import redate_boot
 from dermaguard.store.trace import TraceSample, pack
 
 log = logging.getLogger(__name__)
@@ -119,6 +123,28 @@ class _OpenSession:
     next_chunk: int = 0
 
 
+class _Snapshot(NamedTuple):
+    """The store's memory before a batch: what a rolled-back batch puts back."""
+
+    session: _OpenSession | None
+    buf: list[TraceSample]
+    marks: dict[int, str]
+    trace_dropped: int
+    clock_synced: bool | None
+
+
+def _reserve_seqs(conn: sqlite3.Connection, boot: str | None) -> None:
+    """Commit this opening's sequence numbers before any event uses one."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        seqs.open_run(conn, boot)
+        conn.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        raise
+
+
 class Store(StoreReader):
     """The writer's view: appends events, projects them, and buffers the force trace."""
 
@@ -131,9 +157,14 @@ class Store(StoreReader):
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
         publish: bool = True,
+        boot_id: str | None = None,
     ) -> None:
         super().__init__(conn, path)
         self.device_id = device_id
+        self.boot_id = boot_id  # the kernel boot this store records in (None: unknown)
+        #: Whether the wall clock stamping events is synchronised, as the event stream's
+        #: ``clock_sync`` says (``None``: not said yet in this run).
+        self.clock_synced: bool | None = None
         self.publish = publish  # False: events are stored LOCAL_ONLY, never for the outbox
         self.trace_flush_s = trace_flush_s
         self.trace_chunk_max = trace_chunk_max
@@ -141,6 +172,8 @@ class Store(StoreReader):
         self._session: _OpenSession | None = None
         self._buf: list[TraceSample] = []
         self._marks: dict[int, str] = {}  # seq -> delivered_at, written with the next commit
+        self._batch: _Snapshot | None = None  # what to restore if the open batch rolls back
+        self._batch_begun = False  # the open batch has begun its transaction
 
     @classmethod
     def open(
@@ -151,10 +184,13 @@ class Store(StoreReader):
         trace_flush_s: float = TRACE_FLUSH_S,
         trace_chunk_max: int = TRACE_CHUNK_MAX,
         publish: bool = True,
+        boot: Callable[[], str | None] = boot_id,
     ) -> Store:
-        """Open (creating it and its directory if needed), migrate, and switch to WAL.
+        """Open (creating it and its directory if needed), migrate, switch to WAL, and reserve
+        sequence numbers for this opening (:func:`dermaguard.store.seqs.open_run`).
 
         ``publish=False`` (MQTT off) stores every event of this store as :data:`LOCAL_ONLY`.
+        ``boot`` tells the machine's boot id (a test stands in for a reboot with another one).
         """
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +201,8 @@ class Store(StoreReader):
         try:
             schema.configure(conn)
             before, after = schema.migrate(conn)
+            boot_now = boot()
+            _reserve_seqs(conn, boot_now)
         except (OSError, sqlite3.Error) as exc:
             conn.close()
             raise classify(exc, f"cannot prepare the history database {path}") from exc
@@ -180,6 +218,7 @@ class Store(StoreReader):
             trace_flush_s=trace_flush_s,
             trace_chunk_max=trace_chunk_max,
             publish=publish,
+            boot_id=boot_now,
         )
 
     @property
@@ -192,11 +231,14 @@ class Store(StoreReader):
         return len(self._buf)
 
     def close(self) -> None:
-        """Write the buffered trace if the disk allows, then close the connection."""
+        """Write the buffered trace and hand back unused sequence numbers if the disk allows,
+        then close the connection."""
         try:
             self.flush()
+            with self._tx():
+                seqs.release(self.conn)
         except sqlite3.Error as exc:
-            log.warning("trace not written at close: %s", exc)
+            log.warning("trace or sequence numbers not written at close: %s", exc)
         finally:
             self.conn.close()
 
@@ -208,26 +250,94 @@ class Store(StoreReader):
             self.conn.execute("ROLLBACK")
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
-        """One write transaction; deferred delivery marks ride along with it."""
+    def batch(self) -> Iterator[None]:
+        """Make every write inside one transaction, committed (and fsynced) once at the end.
+
+        The writer thread wraps each burst it takes from its queue in one batch and publishes
+        the burst's events only after it commits: one fsync for the burst instead of one per
+        event. Inside, each write is a savepoint, so a write that fails on its own (a bug, a
+        constraint) is undone alone and the others still commit. If the batch cannot commit,
+        everything in it is rolled back, the store's memory (open session, trace buffer,
+        delivery marks) is put back as it was before the batch, and the exception propagates:
+        the caller can write the same items again later. A batch that wrote nothing does not
+        touch the database.
+        """
+        if self._batch is not None:
+            raise RuntimeError("batches do not nest")
+        snapshot = self._batch = _Snapshot(
+            None if self._session is None else replace(self._session),
+            list(self._buf),
+            dict(self._marks),
+            self.trace_dropped,
+            self.clock_synced,
+        )
+        try:
+            yield
+            if self._batch_begun:
+                self._check_batch_open()
+                self.conn.execute("COMMIT")
+        except BaseException:
+            if self._batch_begun:
+                self._rollback_quietly()
+            (self._session, self._buf, self._marks, self.trace_dropped, self.clock_synced) = (
+                snapshot
+            )
+            raise
+        finally:
+            self._batch = None
+            self._batch_begun = False
+
+    def _check_batch_open(self) -> None:
+        """SQLite rolls a transaction back by itself on some errors (a full disk, an I/O
+        error); a batch must not go on in autocommit mode then, committing piece by piece."""
+        if not self.conn.in_transaction:
+            raise sqlite3.OperationalError("the batch's transaction was rolled back by SQLite")
+
+    def _begin(self) -> None:
         if self.conn.in_transaction:  # left over from a failure we could not roll back
             self._rollback_quietly()
         self.conn.execute("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction (a savepoint inside a batch); deferred delivery marks ride
+        along with it."""
+        if self._batch is not None:
+            if not self._batch_begun:
+                self._begin()
+                self._batch_begun = True
+            self._check_batch_open()
+            self.conn.execute("SAVEPOINT tx")
+            try:
+                yield
+                self._write_marks()
+                self.conn.execute("RELEASE tx")
+            except BaseException:
+                with suppress(sqlite3.Error):  # SQLite may have rolled back the whole batch
+                    self.conn.execute("ROLLBACK TO tx")
+                    self.conn.execute("RELEASE tx")
+                raise
+            self._marks = {}  # the batch's snapshot has them if it rolls back
+            return
+        self._begin()
         try:
             yield
-            marks = self._marks
-            for seq, when in marks.items():
-                self.conn.execute(
-                    "UPDATE events SET delivered = 1, delivered_at = ? "
-                    "WHERE seq = ? AND delivered = 0",
-                    (when, seq),
-                )
+            marks = self._write_marks()
             self.conn.execute("COMMIT")
         except BaseException:
             self._rollback_quietly()
             raise
         if marks:
             self._marks = {}
+
+    def _write_marks(self) -> int:
+        marks = self._marks
+        for seq, when in marks.items():
+            self.conn.execute(
+                "UPDATE events SET delivered = 1, delivered_at = ? WHERE seq = ? AND delivered = 0",
+                (when, seq),
+            )
+        return len(marks)
 
     @contextmanager
     def _projection(self, what: str) -> Iterator[None]:
@@ -246,14 +356,23 @@ class Store(StoreReader):
     # -- events ------------------------------------------------------------------------------
 
     def _insert_event(
-        self, etype: str, t: float | None, data: Mapping[str, Any], wall: float
+        self,
+        etype: str,
+        t: float | None,
+        data: Mapping[str, Any],
+        wall: float,
+        synced: bool | None,
     ) -> StoredEvent:
+        """``synced``: whether the clock that gave ``wall`` was synchronised (``None``: not
+        known)."""
         event_id = str(uuid.uuid4())
         ts = iso_utc(wall)
-        cur = self.conn.execute(
-            "INSERT INTO events (id, device, type, ts, wall, t_mono, data, delivered) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        seq = seqs.take(self.conn)
+        self.conn.execute(
+            "INSERT INTO events (seq, id, device, type, ts, wall, t_mono, data, delivered, "
+            "boot_id, clock_synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
+                seq,
                 event_id,
                 self.device_id,
                 etype,
@@ -262,10 +381,10 @@ class Store(StoreReader):
                 t,
                 dumps(data),
                 0 if self.publish else LOCAL_ONLY,
+                self.boot_id,
+                None if synced is None else int(synced),
             ),
         )
-        seq = cur.lastrowid
-        assert seq is not None
         return StoredEvent(seq, event_id, ts)
 
     def append_event(self, event: Event, wall: float) -> StoredEvent:
@@ -278,8 +397,13 @@ class Store(StoreReader):
         data = dict(event.data)
         changes_session = event.type in (EventType.SESSION_STARTED, EventType.SESSION_ENDED)
         new_session: _OpenSession | None = None
+        synced = self.clock_synced
+        if event.type == EventType.CLOCK_SYNC:
+            synced = data.get("synced") is True
         with self._tx():
-            stored = self._insert_event(event.type, event.t, data, wall)
+            stored = self._insert_event(event.type, event.t, data, wall, synced)
+            if synced and self.clock_synced is False:
+                self._redate(event.t, wall)
             if changes_session:
                 with self._projection(f"the trace before {event.type}"):
                     self._write_trace()
@@ -289,10 +413,20 @@ class Store(StoreReader):
                 self._end_session(data, stored, wall)
             else:
                 self._project(event.type, data, stored, wall)
+        self.clock_synced = synced
         if changes_session:
             self._session = new_session
             self._buf = []
         return stored
+
+    def _redate(self, t: float | None, wall: float) -> None:
+        """The clock is synchronised now: date again this boot's guesses (store/redate.py)."""
+        if self.boot_id is None or t is None:
+            return
+        with self._projection("re-dating the records made before the clock was synchronised"):
+            n = redate_boot(self.conn, self.boot_id, wall - t)
+            if n:
+                log.info("clock synchronised: %d events of this boot dated again", n)
 
     def _start_session(
         self, data: Mapping[str, Any], stored: StoredEvent, event: Event, wall: float
@@ -482,7 +616,7 @@ class Store(StoreReader):
             summary["session_no"] = no
             ended_wall = utc_epoch(str(summary["ended_at"]))
             with self._tx():
-                self._insert_event(EventType.SESSION_ENDED, t, summary, wall)
+                self._insert_event(EventType.SESSION_ENDED, t, summary, wall, self.clock_synced)
                 projections.session_interrupted(self.conn, no, summary, ended_wall)
             closed.append(no)
         self._close_interrupted_cycles(wall, t, last_alive)
@@ -518,6 +652,8 @@ class Store(StoreReader):
             after = round(end - started, 3) if started is not None else None
             data = {"cycle_id": int(row["cycle_id"]), "reason": "interrupted", "after_s": after}
             with self._tx():
-                stored = self._insert_event(EventType.STERILIZATION_ABORTED, t, data, wall)
+                stored = self._insert_event(
+                    EventType.STERILIZATION_ABORTED, t, data, wall, self.clock_synced
+                )
                 ended = StoredEvent(stored.seq, stored.id, iso_utc(end))
                 projections.cycle_ended(self.conn, data, ended, wall)

@@ -9,10 +9,13 @@ Connection settings (:func:`configure`):
 
 - ``journal_mode=WAL``: readers (the CLI, the MQTT outbox) never block the writer, and a commit
   appends to one file instead of rewriting pages in place.
-- ``synchronous=NORMAL``: in WAL mode a commit is not fsynced; only checkpoints are. That is
-  durable against a crash of the process (the commit is in the OS page cache), and a power cut
-  can lose the last commits but never corrupts the database. ``FULL`` would fsync every commit,
-  which an SD card pays for in latency and wear, for the few seconds it would save.
+- ``synchronous=FULL``: in WAL mode every commit fsyncs the WAL before it returns (and before
+  other connections can see it), so a committed event is on the card when it is published and
+  a power cut loses only a transaction still in progress. ``NORMAL`` would leave commits in the
+  page cache until the next checkpoint, and a power cut would lose events the broker had
+  already acknowledged. The cost is one fsync per transaction, so the writer commits whatever
+  it finds queued in one transaction (:meth:`dermaguard.store.db.Store.batch`), and the trace
+  and delivery marks ride along with events or go every 20 s and 60 s.
 - ``foreign_keys=ON``: a trace chunk can only belong to a stored session.
 """
 
@@ -32,8 +35,8 @@ TRACE_CHUNK_BITS = 20
 JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 V1: tuple[str, ...] = (
-    # seq is the rowid: append-only and never deleted at the top, so max(seq) + 1 never repeats
-    # a number (AUTOINCREMENT would write sqlite_sequence on every event for nothing).
+    # seq is the rowid, handed out by dermaguard.store.seqs (never max(seq) + 1 alone: a card
+    # that loses the last commits would make the next events repeat their numbers).
     """
     CREATE TABLE events (
         seq       INTEGER PRIMARY KEY,
@@ -114,7 +117,32 @@ V2: tuple[str, ...] = (
     "ALTER TABLE events ADD COLUMN delivered_at TEXT",
 )
 
-MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2)
+V3: tuple[str, ...] = (
+    # Sequence numbers reserved ahead of use (dermaguard.store.seqs): every seq ever handed out
+    # is at most ``reserved``, which was committed before it was used; numbers above ``floor``
+    # belong to the history's current opening; ``boot_id`` is the kernel boot that made the
+    # reservation. One row. An existing history starts with nothing reserved beyond its events.
+    """
+    CREATE TABLE seq_reserve (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        floor    INTEGER NOT NULL,
+        reserved INTEGER NOT NULL,
+        boot_id  TEXT
+    )
+    """,
+    """
+    INSERT INTO seq_reserve (id, floor, reserved, boot_id)
+    SELECT 1, COALESCE(MAX(seq), 0), COALESCE(MAX(seq), 0), NULL FROM events
+    """,
+    # Each event's kernel boot, and whether the wall clock that dated it was synchronised
+    # (1), a guess (0: a Pi has no real-time clock) or not known (NULL: older rows, or before
+    # the daemon's first report). Guesses of the current boot are dated again from t_mono once
+    # the clock is synchronised (dermaguard.store.redate).
+    "ALTER TABLE events ADD COLUMN boot_id TEXT",
+    "ALTER TABLE events ADD COLUMN clock_synced INTEGER",
+)
+
+MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2, V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -129,7 +157,7 @@ def configure(conn: sqlite3.Connection) -> None:
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise SchemaError(f"cannot put the database in WAL mode (journal_mode is {mode})")
-    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA synchronous = FULL")
     conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
 
 

@@ -49,6 +49,8 @@ OPEN_RETRY_MAX_S = 60.0
 IDLE_WAKE_S = 0.5
 #: Longest a delivery mark waits for another commit to ride along with before it gets its own.
 MARKS_FLUSH_S = 60.0
+#: Backlog items written per transaction when the disk works again.
+RETRY_BATCH = 500
 #: Slack when downsampling, for sample times that are multiples of the period in theory only.
 _EPSILON_S = 1e-6
 
@@ -119,9 +121,11 @@ class StoreSink:
     Construct it (it starts its thread) before the runtime starts; it owns ``store`` from then
     on, so nothing else may use that object until :meth:`close` returns. ``wall`` stamps each
     event when it is emitted (not when it reaches the disk, which may be much later during a
-    fault). ``on_stored(event, stored)`` runs on the writer thread after each event commits —
-    the hook for publishing it. ``on_fault(message)`` runs there too when writes start failing,
-    and ``on_fault(None)`` when they work again.
+    fault). ``on_stored(event, stored)`` runs on the writer thread for each event once the
+    transaction holding it is committed and on the disk — the hook for publishing it. The writer
+    commits what it finds queued in one transaction (a burst of events costs one fsync), then
+    calls ``on_stored`` for each of its events in order. ``on_fault(message)`` runs there too
+    when writes start failing, and ``on_fault(None)`` when they work again.
 
     ``store=None`` starts without a history: ``unavailable`` says why (reported through
     ``on_fault`` as the thread starts) and ``opener`` is retried with a backoff until it
@@ -289,11 +293,10 @@ class StoreSink:
                 self._queued_samples = 0
                 closing, kick = self._closing, self._kick
                 self._kick = False
-            for item in batch:
-                try:
-                    self._handle(item)
-                except Exception:  # a bug must not stop the writer; the item is skipped
-                    log.exception("store writer: cannot handle %s", type(item).__name__)
+            try:
+                self._take(batch)
+            except Exception:  # a bug must not stop the writer; the batch is skipped
+                log.exception("store writer: cannot handle a batch of %d items", len(batch))
             if self.fault is not None and (kick or time.monotonic() >= self._next_retry):
                 self._retry()
             self._flush_marks_when_due()
@@ -304,27 +307,26 @@ class StoreSink:
                 self._finish()
                 return
 
-    def _handle(self, item: _Item) -> None:
-        if isinstance(item, _Flush):
-            self._waiting.append(item)
-            if self.fault is None and self.store is not None:
-                self._guarded(self.store.flush)
-            self._release_waiters()
-            return
-        admitted = self._admit(item)
-        if admitted is None:
-            return
-        if self.fault is not None:
-            self._hold(admitted)
-            return
-        try:
-            self._persist(admitted)
-        except Exception as exc:
-            if not is_storage_fault(exc):
-                raise
-            if not isinstance(admitted, ForceSample):  # a sample is already in the buffer
-                self._hold(admitted, first=True)
-            self._enter_fault(exc)
+    def _take(self, batch: Iterable[_Item]) -> None:
+        """Admit what the queue held, in stream order, and write it in one transaction."""
+        items: list[_Persistable] = []
+        flush = False
+        for item in batch:
+            if isinstance(item, _Flush):
+                self._waiting.append(item)
+                flush = True
+            elif (admitted := self._admit(item)) is not None:
+                items.append(admitted)
+        if self.fault is not None or self.store is None:
+            for admitted in items:
+                self._hold(admitted)
+        elif items or flush:
+            error = self._write(self.store, items, flush=flush)
+            if error is not None:
+                self._enter_fault(error)
+                for admitted in items:  # all of them: the batch was rolled back
+                    self._hold(admitted)
+        self._release_waiters()
 
     def _admit(self, item: _Persistable) -> _Persistable | None:
         """Decisions made in stream order, once: which samples belong to a session's trace."""
@@ -339,18 +341,51 @@ class StoreSink:
                 self._recording = False
         return item
 
-    def _persist(self, item: _Persistable) -> None:
-        store = self.store
-        assert store is not None, "nothing is persisted before the history is open"
+    def _write(
+        self, store: Store, items: Iterable[_Persistable], *, flush: bool = False
+    ) -> Exception | None:
+        """Write ``items`` (and the buffered trace, with ``flush``) in one transaction, then
+        hand its events to ``on_stored``: nothing is published before the commit holding it is
+        on the disk. Returns the storage fault that rolled the whole batch back, so that the
+        caller keeps every item for later; ``None`` once written.
+        """
+        stored: list[tuple[Event, StoredEvent]] = []
+        try:
+            with store.batch():
+                for item in items:
+                    self._skip_bugs(self._persist, store, item, stored)
+                if flush:
+                    self._skip_bugs(store.flush)
+        except Exception as exc:
+            if not is_storage_fault(exc):
+                raise
+            return exc
+        if self._on_stored is not None:
+            for event, where in stored:
+                try:
+                    self._on_stored(event, where)
+                except Exception:
+                    log.exception("on_stored failed for event %d", where.seq)
+        return None
+
+    @staticmethod
+    def _skip_bugs(action: Callable[..., object], *args: object) -> None:
+        """Run one write of a batch: a storage fault fails the batch, anything else is a bug
+        that skips this write alone (its savepoint is rolled back) and is logged."""
+        try:
+            action(*args)
+        except Exception as exc:
+            if is_storage_fault(exc):
+                raise
+            log.exception("store writer: %s skipped", getattr(action, "__name__", "a write"))
+
+    def _persist(
+        self, store: Store, item: _Persistable, stored: list[tuple[Event, StoredEvent]]
+    ) -> None:
         if isinstance(item, ForceSample):
             store.add_trace(item.t, item.force_n, item.zone)
         elif isinstance(item, _Ev):
-            stored = store.append_event(item.event, item.wall)
-            if self._on_stored is not None:
-                try:
-                    self._on_stored(item.event, stored)
-                except Exception:
-                    log.exception("on_stored failed for event %d", stored.seq)
+            stored.append((item.event, store.append_event(item.event, item.wall)))
         else:
             store.defer_delivered(item.seqs, item.wall)
             if self._marks_since is None:
@@ -377,7 +412,7 @@ class StoreSink:
             return False
         return True
 
-    def _hold(self, item: _Persistable, *, first: bool = False) -> None:
+    def _hold(self, item: _Persistable) -> None:
         """Keep an item for later, in order; past the bounds new ones are dropped."""
         if isinstance(item, ForceSample):
             if self._backlog_samples >= self._backlog_samples_max:
@@ -392,10 +427,7 @@ class StoreSink:
                 log.error("storage fault: event lost (%d so far)", self.lost_events)
                 return
             self._backlog_events += 1
-        if first:
-            self._backlog.appendleft(item)
-        else:
-            self._backlog.append(item)
+        self._backlog.append(item)
 
     def _enter_fault(self, exc: BaseException) -> None:
         self._next_retry = time.monotonic() + self.retry_s
@@ -420,29 +452,27 @@ class StoreSink:
         return self.store
 
     def _retry(self) -> None:
-        """Write what the store buffered, then the backlog in order; stop at the first fault."""
+        """Write what the store buffered, then the backlog in order, ``RETRY_BATCH`` items a
+        transaction; stop at the first fault."""
         store = self.store if self.store is not None else self._open()
         if store is None:
             return
         if not self._retry_step(store.flush):
             return
         while self._backlog:
-            item = self._backlog.popleft()
-            if isinstance(item, ForceSample):
-                self._backlog_samples -= 1
-            else:
-                self._backlog_events -= 1
+            chunk = [self._backlog.popleft() for _ in range(min(RETRY_BATCH, len(self._backlog)))]
             try:
-                self._persist(item)
-            except Exception as exc:
-                if not is_storage_fault(exc):
-                    log.exception("store writer: backlog item skipped")
-                    continue
-                if not isinstance(item, ForceSample):  # a sample is already in the buffer
-                    self._backlog.appendleft(item)
-                    self._backlog_events += 1
+                error = self._write(store, chunk)
+            except Exception:
+                log.exception("store writer: %d backlog items skipped", len(chunk))
+                error = None
+            if error is not None:
+                self._backlog.extendleft(reversed(chunk))
                 self._next_retry = time.monotonic() + self.retry_s
                 return
+            samples = sum(isinstance(item, ForceSample) for item in chunk)
+            self._backlog_samples -= samples
+            self._backlog_events -= len(chunk) - samples
         if not self._retry_step(store.flush):
             return
         log.warning("storage works again: backlog written")

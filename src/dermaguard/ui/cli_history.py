@@ -102,7 +102,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         note += "(nothing recorded there yet)\n"
     next_allowed = None
-    if last is not None and isinstance(last.get("ended_at"), str):
+    if last is not None and last.get("clock_synced") is False:
+        note += (
+            "The last session was dated before the clock was synchronised: the rest since it "
+            "cannot be checked.\n"
+        )
+    elif last is not None and isinstance(last.get("ended_at"), str):
         ended = utc_epoch(str(last["ended_at"]))
         if ended is not None:
             next_allowed = iso_utc(next_allowed_wall(ended, config.care.rest_s))
@@ -134,6 +139,11 @@ def _history_lines(live: dict[str, object] | None) -> str:
             f"\nHistory:       UNAVAILABLE ({live.get('history_problem') or 'unknown reason'}); "
             "the alarm and the UV-C interlocks work, events are kept in memory and written "
             "when it returns"
+        )
+    if live.get("clock_synced") is False:
+        out += (
+            "\nClock:         NOT SYNCHRONISED (no NTP yet): times are guesses and the rest "
+            "between sessions cannot be checked until it is"
         )
     if live.get("history_set_aside"):
         out += (

@@ -70,6 +70,7 @@ def readiness(
     sterile_left_s: float | None,
     last_ended: datetime | None,
     rest_s: float,
+    rest_known: bool = True,
     replace_after_uses: int,
     calibrated: bool,
     tz: tzinfo | None = None,
@@ -117,6 +118,16 @@ def readiness(
     # Rest since the last session.
     if last_ended is None:
         reasons.append(Reason("rest", True, "no earlier session recorded"))
+    elif not rest_known:
+        reasons.append(
+            Reason(
+                "rest",
+                None,
+                "the rest since the last session cannot be checked: it was dated before the "
+                "clock was synchronised",
+                f"wait {_span(rest_s)} after it yourself",
+            )
+        )
     else:
         allowed = next_allowed_wall(last_ended.timestamp(), rest_s)
         next_at = datetime.fromtimestamp(allowed, UTC)

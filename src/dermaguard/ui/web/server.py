@@ -245,9 +245,11 @@ def _ready_frame(ctx: WebContext) -> str:
     return f"event: ready\ndata: {json.dumps(_ready(ctx), separators=(',', ':'))}\n\n"
 
 
-def _last_ended(ctx: WebContext) -> datetime | None:
-    """The end of the last finished session: the history database, or the live summary."""
+def _last_ended(ctx: WebContext) -> tuple[datetime | None, bool]:
+    """The end of the last finished session (the history database, or the live summary), and
+    whether it was dated by a synchronised clock."""
     ended: datetime | None = None
+    known = True
     with contextlib.suppress(StoreError):
         reader = open_readonly(ctx.history_path)
         try:
@@ -256,22 +258,25 @@ def _last_ended(ctx: WebContext) -> datetime | None:
             reader.close()
         if last is not None and isinstance(last.get("ended_at"), str):
             ended = parse_utc(str(last["ended_at"]))
+            known = last.get("clock_synced") is not False
     live = ctx.hub.model.last_session
     if live is not None and (ended is None or live.ended_at > ended):
-        ended = live.ended_at
-    return ended
+        ended, known = live.ended_at, live.clock_synced
+    return ended, known
 
 
 def _ready(ctx: WebContext) -> dict[str, Any]:
     hub = ctx.hub
     m = hub.model
     online = hub.link == "connected" and m.availability == "online"
+    last_ended, rest_known = _last_ended(ctx)
     result = readiness(
         m.snapshot,
         online=online,
         now=datetime.now(UTC),
         sterile_left_s=m.sterile_left_s(time.monotonic()),
-        last_ended=_last_ended(ctx),
+        last_ended=last_ended,
+        rest_known=rest_known,
         rest_s=ctx.config.care.rest_s,
         replace_after_uses=ctx.config.care.replace_after_uses,
         calibrated=ctx.calibration_path.is_file(),
