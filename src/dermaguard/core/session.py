@@ -17,6 +17,7 @@ from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
+from dermaguard.core.passes import GoodBandTimer, PassParams, PassSegmenter, technique_summary
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
@@ -43,6 +44,8 @@ class SessionParams:
     idle_timeout_s: float
     rest_s: float
     replace_after_uses: int
+    #: How the force is cut into passes; ``None``: no technique summary (it reads as unknown).
+    passes: PassParams | None
 
 
 @dataclass(slots=True)
@@ -75,6 +78,9 @@ class _Open:
     longest_over_s: float = 0.0
     last_zone: Zone | None = None
     last_force_n: float | None = None
+    #: Passes and the longest time in the good zone (``None``: not measured, see SessionParams).
+    segmenter: PassSegmenter | None = None
+    good_band: GoodBandTimer = field(default_factory=GoodBandTimer)
 
 
 class SessionTracker:
@@ -146,6 +152,7 @@ class SessionTracker:
             last_t=t,
             last_contact_t=t,
             contact_until=t,
+            segmenter=None if self.params.passes is None else PassSegmenter(self.params.passes),
         )
         self.current = s
         events = [
@@ -222,6 +229,9 @@ class SessionTracker:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
             s.over_since = None
         s.last_zone, s.last_force_n = zone, force_n
+        if s.segmenter is not None:
+            s.segmenter.feed(t, force_n, zone)
+            s.good_band.feed(t, zone)
 
     def tick(self, t: float, wall: float) -> list[Event]:
         """Ends a session idle for longer than the timeout."""
@@ -256,6 +266,11 @@ class SessionTracker:
         return [Event(EventType.SESSION_ENDED, t, summary)]
 
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
+        technique = None
+        if s.segmenter is not None:
+            s.segmenter.finish()
+            longest_ok = s.good_band.finish()
+            technique = technique_summary(s.segmenter.passes, s.zone_s, s.contact_s, longest_ok)
         return {
             "session_no": s.session_no,
             "started_at": iso_utc(s.wall_start),
@@ -274,6 +289,7 @@ class SessionTracker:
             "roller_id": self.roller.roller_id,
             "roller_use": s.roller_use,
             "end_reason": reason,
+            "technique": technique,
         }
 
 
@@ -299,7 +315,8 @@ def replay_summary(
 
     # A replay only accumulates samples and writes the summary: no rule (idle, rest, roller
     # limit) is consulted, so the parameters are inert.
-    inert = SessionParams(idle_timeout_s=math.inf, rest_s=0.0, replace_after_uses=0)
+    # Without the config's pass thresholds the technique is left unknown.
+    inert = SessionParams(idle_timeout_s=math.inf, rest_s=0.0, replace_after_uses=0, passes=None)
     tracker = SessionTracker(inert, roller=RollerState(at("roller_id"), 0))
     s = _Open(
         session_no=at("session_no"),

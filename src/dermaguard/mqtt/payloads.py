@@ -84,5 +84,9 @@ def force_payload(sample: ForceSample, wall: float) -> bytes:
 
 
 def session_last_payload(summary: Mapping[str, Any]) -> bytes:
-    """The retained ``…/session/last``: the summary a ``session_ended`` event carries."""
-    return dumps({"v": CONTRACT_VERSION, **summary})
+    """The retained ``…/session/last``: the summary a ``session_ended`` event carries.
+
+    A summary from before passes were measured has no ``technique``: it is sent as ``null``,
+    unknown, so the payload always has every key.
+    """
+    return dumps({"v": CONTRACT_VERSION, **summary, "technique": summary.get("technique")})
