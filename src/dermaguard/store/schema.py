@@ -114,7 +114,15 @@ V2: tuple[str, ...] = (
     "ALTER TABLE events ADD COLUMN delivered_at TEXT",
 )
 
-MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2)
+V3: tuple[str, ...] = (
+    # The technique of each session (core/passes.py) as columns, for trends over many sessions
+    # without parsing every summary. Sessions stored before have NULL: unknown, never zero.
+    "ALTER TABLE sessions ADD COLUMN passes INTEGER",
+    "ALTER TABLE sessions ADD COLUMN pass_force_n REAL",
+    "ALTER TABLE sessions ADD COLUMN steadiness_cv REAL",
+)
+
+MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2, V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
