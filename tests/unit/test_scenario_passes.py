@@ -16,7 +16,7 @@ from dermaguard.config.params import default_pass_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine
-from dermaguard.core.events import EmitEvent, EventType, ForceRead, ReadFailed
+from dermaguard.core.events import DeviceState, EmitEvent, EventType, ForceRead, ReadFailed
 from dermaguard.daemon.app import build_engine
 from dermaguard.sim.hx711_chip import LoadModel
 from dermaguard.sim.scenario import Scenario, ScenarioError, load_scenario, parse_scenario
@@ -151,3 +151,23 @@ def test_bad_strokes_are_refused_naming_the_key(
 def _out_of_dock(scenario: Scenario) -> Scenario:
     assert not scenario.initial.docked
     return scenario
+
+
+def test_the_state_snapshot_carries_the_passes_without_following_the_force() -> None:
+    """The retained snapshot gives the pass count and the latest pass's force, and is not sent
+    for every sample: a few snapshots a pass (zone changes, a pass counted, a pass ended)."""
+    strokes = [{"t": 1, "passes": 3, "pass_s": 2.0, "lift_s": 1.0, "force_n": 2.0}]
+    scenario = parse_scenario({"strokes": strokes, "duration_s": 10})
+    engine = build_engine(default_config(), CALIBRATION)
+    engine.handle(DockChanged(0.0, False))
+    states: list[DeviceState] = []
+    rng = random.Random(0)
+    for n in range(80 * 10):
+        t = n / 80
+        code = MODEL.code_for(scenario.force_at(t), t, 128, rng)
+        states += [e for e in engine.handle(ForceRead(t, code)) if isinstance(e, DeviceState)]
+    assert [s.passes for s in states if s.passes is not None][-1] == 3
+    finished = [s for s in states if s.passes is not None and not s.pass_open]
+    # 2 N held, less the 0.2 s ramps at each end of the 2 s pass.
+    assert finished[-1].pass_force_n == pytest.approx(1.85, abs=0.05)
+    assert len(states) < 10 * 3  # not one per sample (800 here)

@@ -81,6 +81,9 @@ class Snapshot:
     thread_failures: int = 0
     #: Why the device's history is unavailable (its alarm and interlocks still work).
     history_problem: str | None = None
+    #: Passes so far in the open session and the force of the latest (None: unknown).
+    passes: int | None = None
+    pass_force_n: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,10 @@ class LastSession:
     roller_id: int | None
     roller_use: int | None
     end_reason: str
+    #: The technique (None: not measured, as for a session from before it was).
+    passes: int | None = None
+    pass_force_n: float | None = None
+    steadiness_cv: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +229,8 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         silenced=_field(obj, "silenced", "boolean"),
         thread_failures=_optional(obj, "thread_failures", "integer") or 0,
         history_problem=_optional(obj, "history_problem", "string"),
+        passes=_optional(obj, "passes", "integer"),
+        pass_force_n=_optional(obj, "pass_force_n", "number"),
     )
 
 
@@ -233,6 +242,10 @@ def parse_force(obj: Mapping[str, Any], now: float) -> Reading:
 
 
 def parse_session(obj: Mapping[str, Any]) -> LastSession:
+    technique = obj.get("technique")
+    if technique is not None and not isinstance(technique, dict):
+        raise Malformed("technique is not an object")
+    technique = technique or {}
     return LastSession(
         session_no=_field(obj, "session_no", "integer"),
         ended_at=_field(obj, "ended_at", "timestamp"),
@@ -247,6 +260,13 @@ def parse_session(obj: Mapping[str, Any]) -> LastSession:
         roller_id=_optional(obj, "roller_id", "integer"),
         roller_use=_optional(obj, "roller_use", "integer"),
         end_reason=_field(obj, "end_reason", "string"),
+        passes=_check("technique.passes", technique.get("passes"), "integer", True),
+        pass_force_n=_check(
+            "technique.pass_force_n", technique.get("pass_force_n"), "number", True
+        ),
+        steadiness_cv=_check(
+            "technique.steadiness_cv", technique.get("steadiness_cv"), "number", True
+        ),
     )
 
 

@@ -64,6 +64,8 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "alarm": state.alarm,
             "silenced": state.silenced,
             "thread_failures": state.thread_failures,
+            "passes": state.passes,
+            "pass_force_n": None if state.pass_force_n is None else round(state.pass_force_n, 3),
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }

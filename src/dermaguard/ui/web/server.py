@@ -31,6 +31,7 @@ from dermaguard.common.timefmt import parse_utc
 from dermaguard.config.load import Config
 from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
+from dermaguard.ui.history_view import technique_figures
 from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
 from dermaguard.ui.web.live import WEB_COMMANDS, Hub
 from dermaguard.ui.web.ready import readiness
@@ -315,7 +316,8 @@ async def history(request: web.Request) -> web.Response:
         "mean_n", "over_episodes", "longest_over_s", "sterile_at_start", "too_soon",
         "roller_id", "roller_use", "end_reason",
     )  # fmt: skip
-    return web.json_response({"sessions": [{k: s.get(k) for k in keep} for s in sessions]})
+    rows = [{**{k: s.get(k) for k in keep}, **technique_figures(s)} for s in sessions]
+    return web.json_response({"sessions": rows})
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
