@@ -22,6 +22,7 @@ from dermaguard.core.passes import (
     technique_summary,
 )
 from dermaguard.core.session import SessionTracker, replay_summary
+from dermaguard.core.words import describe_data
 
 P = default_pass_params()  # lift 0.3 N, hysteresis 0.1 N, lift >= 0.3 s, pass >= 0.5 s
 DT = 0.125  # exact in binary, so durations at a threshold compare exactly
@@ -285,3 +286,19 @@ def test_a_replayed_summary_leaves_the_technique_unknown() -> None:
     )
     assert summary["technique"] is None
     assert summary["contact_s"] > 0
+
+
+def test_the_terminal_line_of_a_session_says_its_passes() -> None:
+    data = {
+        "session_no": 3,
+        "end_reason": "docked",
+        "duration_s": 130.4,
+        "contact_s": 92.2,
+        "over_episodes": 0,
+        "technique": {"passes": 46},
+    }
+    assert describe_data("session_ended", data) == (
+        "session 3 ended (docked): 130 s, 92 s in contact, 46 passes, 0 over-pressure episode(s)"
+    )
+    old = describe_data("session_ended", {**data, "technique": None})
+    assert "passes" not in old and old.startswith("session 3 ended (docked): 130 s")

@@ -77,6 +77,14 @@ _THREAD_ONCE = "FAULT thread {thread} failed ({error}): UV-C off"
 _FAULT_PINNED_HIGH = "FAULT force sensor: {reason}, {detail}"
 
 
+#: A session whose passes were measured (core/passes.py) says how many.
+_SESSION_PASSES = (
+    "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
+    "{contact_s:.0f} s in contact, {technique[passes]} passes, "
+    "{over_episodes} over-pressure episode(s)"
+)
+
+
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     """The wording for this event, where its data picks a variant (an accepted command, a
     fault with a detail)."""
@@ -88,6 +96,8 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
         return _ABORT_DETAIL
     if etype == EventType.THREAD_FAILED and data.get("restart_in_s") is None:
         return _THREAD_ONCE
+    if etype == EventType.SESSION_ENDED and isinstance(data.get("technique"), Mapping):
+        return _SESSION_PASSES
     return _EVENT_TEXT.get(etype)
 
 
