@@ -15,7 +15,6 @@ from dermaguard.config.params import (
 )
 from dermaguard.core.events import Zone
 from dermaguard.core.passes import (
-    GoodBandTimer,
     PassParams,
     PassSegmenter,
     segment,
@@ -79,7 +78,7 @@ def test_the_live_count_includes_the_running_pass_once_it_is_long_enough() -> No
     for t, f, z in trace(press(0.3), t0=0.4):
         seg.feed(t, f, z)
     assert seg.count == 1
-    assert seg.current_force_n == pytest.approx(2.0)
+    assert seg.force_n == pytest.approx(2.0)
 
 
 def test_a_pass_records_its_peak_and_highest_zone() -> None:
@@ -121,13 +120,14 @@ def test_one_pass_has_no_steadiness() -> None:
     assert technique_summary(seg.passes, {"ok": 2.0}, 2.0, 2.0)["steadiness_cv"] is None
 
 
-def test_good_band_timer_is_broken_by_another_zone_and_by_a_gap() -> None:
-    timer = GoodBandTimer()
+def test_the_longest_time_in_ok_is_broken_by_another_zone_and_by_a_gap() -> None:
+    seg = PassSegmenter(P)
     zones = ["ok"] * 11 + ["high"] + ["ok"] * 6
     for i, zone in enumerate(zones):
-        timer.feed(i * DT, zone)  # type: ignore[arg-type]
-    timer.feed(5.0, "ok")  # a gap of over 3 s: the stretch ended at the last sample
-    assert timer.finish() == pytest.approx(11 * DT)
+        seg.feed(i * DT, 2.0, zone)  # type: ignore[arg-type]
+    seg.feed(5.0, 2.0, "ok")  # a gap of over 3 s: the stretch ended at the last sample
+    seg.finish()
+    assert seg.longest_ok_s == pytest.approx(11 * DT)
 
 
 def test_params_refuse_a_lift_below_zero() -> None:

@@ -410,7 +410,7 @@ class Engine:
             silenced=shown.silenced,
             thread_failures=self.thread_failures,
             passes=None if passes is None else passes.count,
-            pass_force_n=None if passes is None else passes.current_force_n,
+            pass_force_n=None if passes is None else passes.force_n,
             pass_open=passes is not None and passes.pass_open,
         )
 

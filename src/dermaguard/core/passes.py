@@ -74,14 +74,23 @@ class Pass:
 
 
 class PassSegmenter:
-    """Cuts a stream of ``(t, force, zone)`` samples into passes, one sample at a time."""
+    """Cuts a stream of ``(t, force, zone)`` samples into passes, one sample at a time.
+
+    It also keeps the longest unbroken time in the good zone (:data:`GOOD_ZONE`): one call per
+    sample for both, as it runs on the engine's per-sample path. What the live view reads
+    (``count``, ``pass_open``, ``force_n``) is kept as plain attributes for the same reason.
+    """
 
     __slots__ = (
+        "_counted",
         "_down",
         "_held_n",
         "_in_contact",
         "_last_t",
         "_lift_since",
+        "_min_lift",
+        "_min_pass",
+        "_ok_since",
         "_pass_contact_s",
         "_pass_force_time",
         "_pass_peak",
@@ -89,7 +98,11 @@ class PassSegmenter:
         "_start",
         "_up",
         "contact_s",
+        "count",
+        "force_n",
+        "longest_ok_s",
         "params",
+        "pass_open",
         "passes",
     )
 
@@ -97,75 +110,76 @@ class PassSegmenter:
         self.params = params
         #: The passes finished so far (touches shorter than ``min_pass_s`` are not passes).
         self.passes: list[Pass] = []
+        #: Passes so far: the finished ones, and the running one once it is long enough.
+        self.count = 0
+        #: A pass is running (its lift, if any, is not yet long enough to end it).
+        self.pass_open = False
+        #: The running pass's mean force so far; between passes, the last pass's.
+        self.force_n: float | None = None
         #: All contact time so far, touches and wobble-free pass time alike.
         self.contact_s = 0.0
+        #: The longest unbroken time in the good zone so far (up to the last stretch ended).
+        self.longest_ok_s = 0.0
         self._up = params.lift_n
         self._down = params.lift_n - params.hysteresis_n
+        self._min_lift = params.min_lift_s
+        self._min_pass = params.min_pass_s
         self._in_contact = False
         self._last_t: float | None = None
         self._held_n: float | None = None  # the force held over the interval now running
         self._start: float | None = None  # the running pass's start (None: between passes)
         self._lift_since: float | None = None  # a lift not yet long enough to end the pass
+        self._counted = False  # the running pass is in ``count``
+        self._ok_since: float | None = None
         self._pass_contact_s = 0.0
         self._pass_force_time = 0.0
         self._pass_peak: float | None = None
         self._pass_top: Zone | None = None
-
-    # -- queries ---------------------------------------------------------------------------
-
-    @property
-    def count(self) -> int:
-        """Passes so far: the finished ones, and the running one once it is long enough."""
-        running = self._start is not None and self._running_long_enough()
-        return len(self.passes) + running
-
-    @property
-    def pass_open(self) -> bool:
-        """A pass is running (its lift, if any, is not yet long enough to end it)."""
-        return self._start is not None
-
-    @property
-    def current_force_n(self) -> float | None:
-        """The running pass's mean force so far; between passes, the last pass's."""
-        if self._start is not None and self._pass_contact_s > 0:
-            return self._pass_force_time / self._pass_contact_s
-        if self._start is not None:
-            return self._held_n
-        return self.passes[-1].mean_n if self.passes else None
 
     # -- input -----------------------------------------------------------------------------
 
     def feed(self, t: float, force_n: float | None, zone: Zone | None = None) -> None:
         """One sample: ``force_n`` ``None`` when the force is unknown."""
         last_t, held = self._last_t, self._held_n
-        self._last_t = t
-        if last_t is not None and held is not None and self._in_contact:
+        self._last_t, self._held_n = t, force_n
+        if last_t is not None:
             dt = t - last_t
-            if 0.0 < dt <= MAX_SAMPLE_GAP_S:
+            if dt > MAX_SAMPLE_GAP_S:
+                if self._ok_since is not None:  # a sensor gap breaks the stretch
+                    self._end_ok(last_t)
+            elif dt > 0.0 and held is not None and self._in_contact:
                 self.contact_s += dt
-                if self._start is not None:
-                    self._pass_contact_s += dt
-                    self._pass_force_time += held * dt
-        self._held_n = force_n
+                self._pass_contact_s += dt
+                self._pass_force_time += held * dt
+                self.force_n = self._pass_force_time / self._pass_contact_s
+        if zone == GOOD_ZONE:
+            if self._ok_since is None:
+                self._ok_since = t
+        elif self._ok_since is not None:
+            self._end_ok(t)
         if force_n is None:
             return
         if self._in_contact:
             if force_n < self._down:
                 self._in_contact = False
                 self._lift_since = t
+                self._count_if_long_enough(t)
                 return
         elif force_n >= self._up:
             self._in_contact = True
-            self._contact_started(t)
-        elif self._lift_since is not None and t - self._lift_since >= self.params.min_lift_s:
-            self._close()
-            return
+            self._contact_started(t, force_n)
         else:
+            lift = self._lift_since
+            if lift is not None and t - lift >= self._min_lift:
+                self._close()
             return
-        # In contact: the pass's peak and highest zone.
-        if self._pass_peak is None or force_n > self._pass_peak:
+        # In contact.
+        if not self._counted:
+            self._count_if_long_enough(t)
+        peak = self._pass_peak
+        if peak is None or force_n > peak:
             self._pass_peak = force_n
-        if zone is not None and _RANK[zone] > _RANK[self._pass_top]:
+        if zone is not None and zone != self._pass_top and _RANK[zone] > _RANK[self._pass_top]:
             self._pass_top = zone
 
     def finish(self, t: float | None = None) -> None:
@@ -180,6 +194,8 @@ class PassSegmenter:
                 self._pass_contact_s += dt
                 self._pass_force_time += self._held_n * dt
             self._last_t = end
+        if self._ok_since is not None and end is not None:
+            self._end_ok(end)
         if self._start is not None:
             if self._lift_since is None:
                 self._lift_since = end
@@ -188,19 +204,24 @@ class PassSegmenter:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _running_long_enough(self) -> bool:
-        assert self._start is not None and self._last_t is not None
-        end = self._lift_since if self._lift_since is not None else self._last_t
-        return end - self._start >= self.params.min_pass_s
+    def _count_if_long_enough(self, t: float) -> None:
+        """The running pass counts once it has lasted ``min_pass_s`` (to ``t``)."""
+        start = self._start
+        if not self._counted and start is not None and t - start >= self._min_pass:
+            self._counted = True
+            self.count += 1
 
-    def _contact_started(self, t: float) -> None:
+    def _contact_started(self, t: float, force_n: float) -> None:
         lift = self._lift_since
         if self._start is not None and lift is not None:
-            if t - lift < self.params.min_lift_s:  # a wobble: the pass goes on
+            if t - lift < self._min_lift:  # a wobble: the pass goes on
                 self._lift_since = None
                 return
             self._close()
         self._start, self._lift_since = t, None
+        self._counted = False
+        self.pass_open = True
+        self.force_n = force_n
         self._pass_contact_s = self._pass_force_time = 0.0
         self._pass_peak, self._pass_top = None, None
 
@@ -208,11 +229,19 @@ class PassSegmenter:
         start, end = self._start, self._lift_since
         assert start is not None and end is not None
         self._start = self._lift_since = None
-        if end - start < self.params.min_pass_s:
-            return  # a touch, not a pass
-        contact = self._pass_contact_s
-        mean = self._pass_force_time / contact if contact > 0 else None
-        self.passes.append(Pass(start, end, contact, mean, self._pass_peak, self._pass_top))
+        self.pass_open = False
+        if end - start >= self._min_pass:
+            contact = self._pass_contact_s
+            mean = self._pass_force_time / contact if contact > 0 else None
+            self.passes.append(Pass(start, end, contact, mean, self._pass_peak, self._pass_top))
+        # A touch is no pass; a pass long enough only with the end of the trace counts now.
+        self.count = len(self.passes)
+        self.force_n = self.passes[-1].mean_n if self.passes else None
+
+    def _end_ok(self, t: float) -> None:
+        assert self._ok_since is not None
+        self.longest_ok_s = max(self.longest_ok_s, t - self._ok_since)
+        self._ok_since = None
 
 
 def segment(
@@ -226,40 +255,6 @@ def segment(
         seg.feed(t, force_n, zone)
     seg.finish(end)
     return seg
-
-
-class GoodBandTimer:
-    """The longest unbroken time in the good zone (``ok``), by sample and hold."""
-
-    __slots__ = ("_last_t", "_since", "longest_s")
-
-    def __init__(self) -> None:
-        self.longest_s = 0.0
-        self._since: float | None = None
-        self._last_t: float | None = None
-
-    def feed(self, t: float, zone: Zone | None) -> None:
-        last = self._last_t
-        self._last_t = t
-        if self._since is not None and last is not None and t - last > MAX_SAMPLE_GAP_S:
-            # A sensor gap breaks the stretch: it ended with the sample before the gap.
-            self._end(last)
-        if zone == GOOD_ZONE:
-            if self._since is None:
-                self._since = t
-        elif self._since is not None:
-            self._end(t)
-
-    def finish(self, t: float | None = None) -> float:
-        end = self._last_t if t is None else t
-        if self._since is not None and end is not None:
-            self._end(end)
-        return self.longest_s
-
-    def _end(self, t: float) -> None:
-        assert self._since is not None
-        self.longest_s = max(self.longest_s, t - self._since)
-        self._since = None
 
 
 def technique_summary(

@@ -17,7 +17,7 @@ from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
-from dermaguard.core.passes import GoodBandTimer, PassParams, PassSegmenter, technique_summary
+from dermaguard.core.passes import PassParams, PassSegmenter, technique_summary
 
 #: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
 MAX_SAMPLE_GAP_S = 0.5
@@ -80,7 +80,6 @@ class _Open:
     last_force_n: float | None = None
     #: Passes and the longest time in the good zone (``None``: not measured, see SessionParams).
     segmenter: PassSegmenter | None = None
-    good_band: GoodBandTimer = field(default_factory=GoodBandTimer)
 
 
 class SessionTracker:
@@ -231,7 +230,6 @@ class SessionTracker:
         s.last_zone, s.last_force_n = zone, force_n
         if s.segmenter is not None:
             s.segmenter.feed(t, force_n, zone)
-            s.good_band.feed(t, zone)
 
     def tick(self, t: float, wall: float) -> list[Event]:
         """Ends a session idle for longer than the timeout."""
@@ -268,9 +266,9 @@ class SessionTracker:
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
         technique = None
         if s.segmenter is not None:
-            s.segmenter.finish()
-            longest_ok = s.good_band.finish()
-            technique = technique_summary(s.segmenter.passes, s.zone_s, s.contact_s, longest_ok)
+            seg = s.segmenter
+            seg.finish()
+            technique = technique_summary(seg.passes, s.zone_s, s.contact_s, seg.longest_ok_s)
         return {
             "session_no": s.session_no,
             "started_at": iso_utc(s.wall_start),
