@@ -72,6 +72,14 @@ def test_a_touch_shorter_than_min_pass_s_is_contact_but_no_pass() -> None:
 
 def test_the_live_count_includes_the_running_pass_once_it_is_long_enough() -> None:
     seg = PassSegmenter(P)
+    seg.feed(-1.0, 3.0)
+    seg.feed(-0.5, 0.0)
+    seg.feed(0.0, 0.0)  # a pass of 3 N is over
+    assert (seg.count, seg.force_n) == (1, pytest.approx(3.0))
+    seg = PassSegmenter(P)
+    seg.feed(0.0, 0.4)
+    # A pass's first reading says nothing of its force yet (not the last pass's, not 0.4 N).
+    assert (seg.pass_open, seg.force_n) == (True, None)
     for t, f, z in trace(press(0.4)):
         seg.feed(t, f, z)
     assert (seg.count, seg.pass_open) == (0, True)

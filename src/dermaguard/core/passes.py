@@ -114,7 +114,8 @@ class PassSegmenter:
         self.count = 0
         #: A pass is running (its lift, if any, is not yet long enough to end it).
         self.pass_open = False
-        #: The running pass's mean force so far; between passes, the last pass's.
+        #: The running pass's mean force so far (``None`` at its first sample); between
+        #: passes, the last pass's.
         self.force_n: float | None = None
         #: All contact time so far, touches and wobble-free pass time alike.
         self.contact_s = 0.0
@@ -167,7 +168,7 @@ class PassSegmenter:
                 return
         elif force_n >= self._up:
             self._in_contact = True
-            self._contact_started(t, force_n)
+            self._contact_started(t)
         else:
             lift = self._lift_since
             if lift is not None and t - lift >= self._min_lift:
@@ -211,7 +212,7 @@ class PassSegmenter:
             self._counted = True
             self.count += 1
 
-    def _contact_started(self, t: float, force_n: float) -> None:
+    def _contact_started(self, t: float) -> None:
         lift = self._lift_since
         if self._start is not None and lift is not None:
             if t - lift < self._min_lift:  # a wobble: the pass goes on
@@ -221,7 +222,7 @@ class PassSegmenter:
         self._start, self._lift_since = t, None
         self._counted = False
         self.pass_open = True
-        self.force_n = force_n
+        self.force_n = None  # nothing held yet: known from the next sample on
         self._pass_contact_s = self._pass_force_time = 0.0
         self._pass_peak, self._pass_top = None, None
 
