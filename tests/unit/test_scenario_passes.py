@@ -155,7 +155,8 @@ def _out_of_dock(scenario: Scenario) -> Scenario:
 
 def test_the_state_snapshot_carries_the_passes_without_following_the_force() -> None:
     """The retained snapshot gives the pass count and the latest pass's force, and is not sent
-    for every sample: a few snapshots a pass (zone changes, a pass counted, a pass ended)."""
+    for every sample: a few snapshots a pass (zone changes, a pass starting, counted, ended,
+    its force moving by half a newton)."""
     strokes = [{"t": 1, "passes": 3, "pass_s": 2.0, "lift_s": 1.0, "force_n": 2.0}]
     scenario = parse_scenario({"strokes": strokes, "duration_s": 10})
     engine = build_engine(default_config(), CALIBRATION)
@@ -170,4 +171,32 @@ def test_the_state_snapshot_carries_the_passes_without_following_the_force() -> 
     finished = [s for s in states if s.passes is not None and not s.pass_open]
     # 2 N held, less the 0.2 s ramps at each end of the 2 s pass.
     assert finished[-1].pass_force_n == pytest.approx(1.85, abs=0.05)
-    assert len(states) < 10 * 3  # not one per sample (800 here)
+    # While a pass runs, the force shown follows it to within the half-newton step.
+    before_end = [s for s in states if s.pass_open and s.t < finished[-1].t][-1]
+    assert before_end.pass_force_n == pytest.approx(1.85, abs=0.25)
+    assert len(states) < 15 * 3  # a few a pass, not one per sample (800 here)
+
+
+def test_the_snapshot_follows_a_pass_whose_force_changes_within_its_zone() -> None:
+    """A pass that presses 1.3 N, then 2.7 N (both in ok): while it runs, the force in the last
+    snapshot sent is never half a newton or more from the pass's force, though neither the
+    zone nor the count changes."""
+    keyframes = [(0, 0), (1, 0), (1.1, 1.3), (3, 1.3), (3.1, 2.7), (7, 2.7), (7.1, 0), (9, 0)]
+    scenario = parse_scenario({"force": [{"t": t, "n": n} for t, n in keyframes]})
+    engine = build_engine(default_config(), CALIBRATION)
+    engine.handle(DockChanged(0.0, False))
+    shown: DeviceState | None = None
+    rng = random.Random(0)
+    worst = 0.0
+    for n in range(80 * 9):
+        t = n / 80
+        code = MODEL.code_for(scenario.force_at(t), t, 128, rng)
+        for effect in engine.handle(ForceRead(t, code)):
+            if isinstance(effect, DeviceState):
+                shown = effect
+        current = engine.sessions.current
+        seg = None if current is None else current.segmenter
+        if seg is not None and seg.pass_open and seg.force_n is not None and 2 < t < 7:
+            assert shown is not None and shown.pass_force_n is not None
+            worst = max(worst, abs(shown.pass_force_n - seg.force_n))
+    assert 0.2 < worst < 0.5  # it moved (by 0.9 N in all), and the snapshot kept up

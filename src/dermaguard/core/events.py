@@ -266,7 +266,8 @@ class DeviceState:
     #: running (or, between passes, of the last one): core/passes.py.
     passes: int | None = None
     pass_force_n: float | None = None
-    #: A pass is running: with ``passes``, what makes a new snapshot (not the force).
+    #: A pass is running: with ``passes`` and a change of the pass's force by half a newton,
+    #: what makes a new snapshot.
     pass_open: bool = False
 
     def key(self) -> tuple[object, ...]:
@@ -292,6 +293,9 @@ class DeviceState:
             self.thread_failures,
             self.passes,
             self.pass_open,
+            # The running pass's force in half-newton steps: a pass's first readings move it
+            # fast, a steady pass rarely; the exact value goes out with the snapshot.
+            None if self.pass_force_n is None else round(self.pass_force_n * 2),
         )
 
 
