@@ -29,7 +29,8 @@ from typing import Any
 
 from dermaguard.core.events import CONTACT_ZONES, ZONES, Zone
 
-#: A gap between samples longer than this is not counted as time (the session's own rule).
+#: A gap between samples longer than this is not counted as time in a zone, as contact or in
+#: a pass (sensor gaps); the session's accounting uses the same value.
 MAX_SAMPLE_GAP_S = 0.5
 #: The zone in which the force is right: the longest unbroken time in it is reported.
 GOOD_ZONE: Zone = "ok"
@@ -264,7 +265,7 @@ def technique_summary(
     contact_s: float,
     longest_ok_s: float,
 ) -> dict[str, Any]:
-    """The ``technique`` object of a session summary (docs/MQTT.md, "Session summary").
+    """The ``technique`` object of a session summary (docs/MQTT.md, "Technique").
 
     ``pass_force_n`` is the median over the passes of each pass's mean force; ``steadiness_cv``
     the coefficient of variation of those means (population standard deviation over mean; 0

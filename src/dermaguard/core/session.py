@@ -17,10 +17,12 @@ from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
-from dermaguard.core.passes import PassParams, PassSegmenter, technique_summary
-
-#: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
-MAX_SAMPLE_GAP_S = 0.5
+from dermaguard.core.passes import (
+    MAX_SAMPLE_GAP_S,  # a gap longer than this counts as no time (sensor gaps)
+    PassParams,
+    PassSegmenter,
+    technique_summary,
+)
 
 
 def next_allowed_wall(last_end_wall: float, rest_s: float) -> float:
