@@ -323,7 +323,7 @@ def test_passes_live_and_the_last_sessions_technique() -> None:
     feed(m, TOPICS.session_last, "session_last", session_last(technique=technique))
     text = shown(m)
     lines = [line for line in text.splitlines() if "Passes" in line]
-    assert any("12, this pass 1.87 N" in line for line in lines), text
+    assert any("12, latest pass 1.87 N" in line for line in lines), text
     assert any("46, median 1.92 N, spread 15 %" in line for line in lines), text
 
 

@@ -289,8 +289,8 @@ def _session_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
 
 
 def _passes_now(passes: int, force_n: float | None) -> str:
-    """The open session's passes and the force of the pass running (or just finished)."""
-    force = "" if force_n is None else f", this pass {_newtons(force_n)}"
+    """The open session's passes and the force of the latest pass (running or just over)."""
+    force = "" if force_n is None else f", latest pass {_newtons(force_n)}"
     return f"{passes}{force}"
 
 

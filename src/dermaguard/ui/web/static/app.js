@@ -178,7 +178,7 @@ function renderCase() {
   text($("roller"), `roller ${st.roller_id}, ${st.roller_uses} use(s)`);
   // Passes: contacts between lifts; the force is the running pass's mean (or the last one's).
   text($("passes"), st.state !== "in_use" || st.passes == null ? "–"
-    : String(st.passes) + (st.pass_force_n == null ? "" : `, this pass ${fmtN(st.pass_force_n)}`));
+    : String(st.passes) + (st.pass_force_n == null ? "" : `, latest pass ${fmtN(st.pass_force_n)}`));
 }
 
 function renderEvents() {
