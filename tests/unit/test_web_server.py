@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -168,17 +169,23 @@ def test_the_history_api_gives_passes_and_steadiness_unknown_for_old_sessions(
         "passes_over": 0,
         "longest_ok_s": 8.0,
     }
-    store.append_event(Event(EventType.SESSION_ENDED, 1.0, {"session_no": 1}), 1.8e9)
+    yesterday = time.time() - 86_400
+    store.append_event(Event(EventType.SESSION_ENDED, 1.0, {"session_no": 1}), yesterday)
     store.append_event(
-        Event(EventType.SESSION_ENDED, 2.0, {"session_no": 2, "technique": technique}), 1.8e9 + 9
+        Event(EventType.SESSION_ENDED, 2.0, {"session_no": 2, "technique": technique}),
+        yesterday + 9,
     )
     store.close()
 
     async def body(client: TestClient[Any, Any]) -> None:
         client.session.cookie_jar.update_cookies({COOKIE: TOKEN})
-        sessions = (await (await client.get("/api/history")).json())["sessions"]
-        figures = {s["session_no"]: (s["passes"], s["steadiness_cv"]) for s in sessions}
+        answer = await (await client.get("/api/history")).json()
+        figures = {s["session_no"]: (s["passes"], s["steadiness_cv"]) for s in answer["sessions"]}
         assert figures == {2: (46, 0.12), 1: (None, None)}
+        # The trend leaves out the session whose technique is unknown (not counted as 0).
+        assert answer["trend"] == (
+            "Technique, median of the last 4 weeks: 46 passes, spread 12% (1 session)"
+        )
 
     run(tmp_path, body)
 

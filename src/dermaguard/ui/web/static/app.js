@@ -293,6 +293,8 @@ async function loadHistory() {
     const response = await fetch("/api/history?limit=30", { credentials: "same-origin" });
     const data = await response.json();
     text($("history-note"), data.note || (data.sessions.length ? "Tap a session for its force trace." : "No sessions yet."));
+    $("trend").hidden = !data.trend;
+    text($("trend"), data.trend || "");
     body.replaceChildren();
     for (const s of data.sessions) {
       const tr = document.createElement("tr");
