@@ -5,7 +5,11 @@ whole run under a minute.
 
 - host pauses: how often this machine stops a busy Python thread for over 50 µs. Bit-banged,
   a pause inside a PD_SCK high phase over 60 µs powers the chip down (50 ms of settling).
-- core: ``Engine.handle`` on a realistic rolling signal (median and p99, µs per sample).
+- core: ``Engine.handle`` on a realistic rolling signal (median and p99, µs per sample);
+  ``core_in_session_...``: the same with the roller out of the dock, so a session is open and
+  every sample also goes through the session's accounting and the pass segmentation, on a
+  signal of passes (1.6 s) and lifts (0.6 s). ``--core-only`` prints just these (for A/B runs of
+  two source trees, ``bench/core_ab.py``).
 - three variants, each without the stall load (``<variant>_...``) and with it
   (``<variant>_stall_...``): ``spi`` (the SPI controller clocks PD_SCK; data-ready by polling
   DOUT over the bus), ``spi_edge`` (the same, data-ready from a GPIO also wired to DOUT) and
@@ -63,6 +67,7 @@ from gpiozero import Device
 from dermaguard.common.clock import RealClock
 from dermaguard.config.load import Config, default_config, parse_config
 from dermaguard.core.calibration import Calibration
+from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import ForceRead
 from dermaguard.daemon.app import build_engine
@@ -112,21 +117,36 @@ def per_10k(count: float, of: float) -> float:
 
 
 def bench_core(n: int) -> None:
-    engine = build_engine(default_config(), calibration())
     rng = random.Random(1)
     raws = []
     for i in range(n):
         force = 2.5 + 1.5 * math.sin(i / 40) + (3.0 if (i // 400) % 5 == 4 else 0.0)
         raws.append(int(OFFSET + (force + rng.gauss(0, 0.02)) * COUNTS_PER_N))
+    times = _time_core(raws, in_session=False)
+    line("core_per_sample_median", statistics.median(times), "us")
+    line("core_per_sample_p99", pct(times, 0.99), "us")
+    line("core_p99_share_of_80sps_period", pct(times, 0.99) / (PERIOD_MS * 1000), "fraction")
+    # Passes of 128 samples (1.6 s at 80/s) and lifts of 48 (0.6 s), the force swaying.
+    raws = []
+    for i in range(n):
+        force = 0.0 if i % 176 >= 128 else 2.0 + 0.8 * math.sin(i / 30)
+        raws.append(int(OFFSET + (force + rng.gauss(0, 0.02)) * COUNTS_PER_N))
+    times = _time_core(raws, in_session=True)
+    line("core_in_session_per_sample_median", statistics.median(times), "us")
+    line("core_in_session_per_sample_p99", pct(times, 0.99), "us")
+
+
+def _time_core(raws: list[int], *, in_session: bool) -> list[float]:
+    """µs per ``Engine.handle`` of each code at 80/s, the first tenth left out (warm-up)."""
+    engine = build_engine(default_config(), calibration())
+    if in_session:
+        engine.handle(DockChanged(0.0, False))  # out of the dock: the first contact opens one
     times: list[float] = []
     for i, raw in enumerate(raws):
         t0 = time.perf_counter_ns()
         engine.handle(ForceRead(i / 80, raw))
         times.append((time.perf_counter_ns() - t0) / 1000)
-    times = times[n // 10 :]  # skip warm-up
-    line("core_per_sample_median", statistics.median(times), "us")
-    line("core_per_sample_p99", pct(times, 0.99), "us")
-    line("core_p99_share_of_80sps_period", pct(times, 0.99) / (PERIOD_MS * 1000), "fraction")
+    return times[len(raws) // 10 :]
 
 
 def bench_host_pauses(seconds: float) -> None:
@@ -558,6 +578,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer episodes, under a minute")
     parser.add_argument(
+        "--core-only", type=int, metavar="N", help="only the core figures, over N samples"
+    )
+    parser.add_argument(
         "--episodes", type=int, help="alarm episodes per run (default: 30 quick, 300 full)"
     )
     parser.add_argument(
@@ -591,6 +614,9 @@ def main() -> None:
         parser.error(f"--episodes: {episodes} must be at least 1")
     default_switch = sys.getswitchinterval()
     print(f"# {os.cpu_count()} CPUs; load average {load_average()}")
+    if args.core_only is not None:
+        bench_core(args.core_only)
+        return
     bench_host_pauses(1.0 if args.quick else 5.0)
     bench_core(20_000 if args.quick else 200_000)
     data, lo, hi = calibrate_stall()

@@ -91,6 +91,7 @@ SESSION_LAST = {
     "roller_id": 3,
     "roller_use": 4,
     "end_reason": "docked",
+    "technique": None,  # a session from before passes were measured
 }
 
 

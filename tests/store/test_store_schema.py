@@ -180,8 +180,8 @@ def test_a_failing_migration_leaves_the_previous_version(db_path: Path) -> None:
     broken = (*schema.MIGRATIONS, ("ALTER TABLE events ADD COLUMN x", "NOT SQL"))
     with pytest.raises(sqlite3.OperationalError):
         schema.migrate(conn, broken)
-    # v1 -> v2 -> v3 committed, the broken last step rolled back
-    assert schema.version(conn) == schema.SCHEMA_VERSION
+    # Every real step committed, the broken last one rolled back.
+    assert schema.version(conn) == len(schema.MIGRATIONS)
     columns = [r[1] for r in conn.execute("PRAGMA table_info(events)")]
     assert "x" not in columns
     conn.close()
@@ -220,3 +220,36 @@ def test_a_file_that_is_not_a_database(db_path: Path) -> None:
     db_path.write_bytes(b"this is not SQLite" * 100)
     with pytest.raises(StoreError):
         Store.open(db_path, "dev")
+
+
+def test_migration_keeps_old_sessions_technique_unknown_and_stores_new_ones(
+    db_path: Path,
+) -> None:
+    """A session from before passes were measured reads as unknown (None, never 0); a new one
+    keeps its technique in the summary and in the trend columns."""
+    make_v1(db_path)
+    store = Store.open(db_path, "dev")
+    try:
+        old = store.session(1)
+        assert old is not None and old["technique"] is None
+        row = store.conn.execute("SELECT passes, steadiness_cv FROM sessions").fetchone()
+        assert tuple(row) == (None, None)
+        technique = {
+            "passes": 12,
+            "pass_force_n": 1.8,
+            "steadiness_cv": 0.15,
+            "zone_share": {"light": 0.1, "ok": 0.8, "high": 0.1, "over": 0.0},
+            "passes_high": 2,
+            "passes_over": 0,
+            "longest_ok_s": 9.5,
+        }
+        summary = {"session_no": 2, "duration_s": 60.0, "technique": technique}
+        store.append_event(Event("session_ended", 100.0, summary), 1735689900.0)
+        new = store.session(2)
+        assert new is not None and new["technique"] == technique
+        row = store.conn.execute(
+            "SELECT passes, pass_force_n, steadiness_cv FROM sessions WHERE session_no = 2"
+        ).fetchone()
+        assert tuple(row) == (12, 1.8, 0.15)
+    finally:
+        store.close()

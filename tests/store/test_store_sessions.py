@@ -67,6 +67,7 @@ def test_session_lifecycle(db_path: Path) -> None:
         assert first == {
             **ended_data(1, 700.0, 720.0, over_episodes=1, longest_over_s=1.0, peak_n=5.0),
             "status": "completed",
+            "technique": None,  # these summaries carry none: unknown
             "started_wall": WALL0 + 700.0,
             "ended_wall": WALL0 + 720.0,
         }

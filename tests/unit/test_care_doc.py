@@ -27,6 +27,10 @@ CARE_KEYS = (
     "case.dose_mj_cm2",
     "case.irradiance_mw_cm2",
     "case.validity_after_undock_min",
+    "session.passes.lift_n",
+    "session.passes.hysteresis_n",
+    "session.passes.min_lift_s",
+    "session.passes.min_pass_s",
 )
 
 

@@ -77,6 +77,7 @@ SESSION_LAST: dict[str, Any] = {
     "roller_id": 2,
     "roller_use": 4,
     "end_reason": "docked",
+    "technique": None,
 }
 
 
@@ -226,6 +227,8 @@ def test_the_expected_entities_are_there() -> None:
         "last_session_over_episodes": "sensor",
         "last_session_contact_time": "sensor",
         "last_session_end": "sensor",
+        "last_session_passes": "sensor",
+        "last_session_steadiness": "sensor",
         "tare": "button",
         "sterilize": "button",
         "silence": "button",
@@ -399,6 +402,33 @@ def test_last_session_sensors() -> None:
     assert sensor_state(end, payload) == datetime.fromisoformat("2026-11-25T10:00:00.123+00:00")
     no_force = json.dumps({**SESSION_LAST, "peak_n": None, "mean_n": None}).encode()
     assert sensor_state(c["last_session_peak_force"], no_force) is None
+
+
+def test_last_session_passes_and_steadiness_with_long_term_statistics() -> None:
+    c = comps()
+    passes, spread = c["last_session_passes"], c["last_session_steadiness"]
+    assert passes["state_class"] == spread["state_class"] == "measurement"
+    assert spread["unit_of_measurement"] == "%"
+    technique = {
+        "passes": 46,
+        "pass_force_n": 1.92,
+        "steadiness_cv": 0.1534,
+        "zone_share": {"light": 0.05, "ok": 0.85, "high": 0.1, "over": 0.0},
+        "passes_high": 5,
+        "passes_over": 0,
+        "longest_ok_s": 12.4,
+    }
+    measured = {**SESSION_LAST, "technique": technique}
+    assert list(Draft202012Validator(load_schema("session_last")).iter_errors(measured)) == []
+    payload = json.dumps(measured).encode()
+    assert sensor_state(passes, payload) == 46
+    assert sensor_state(spread, payload) == 15.3
+    # One pass: no spread; an old session: nothing known. Unknown, never 0.
+    one = {**technique, "passes": 1, "steadiness_cv": None}
+    single = json.dumps({**SESSION_LAST, "technique": one}).encode()
+    assert (sensor_state(passes, single), sensor_state(spread, single)) == (1, None)
+    old = json.dumps({**SESSION_LAST, "technique": None}).encode()
+    assert (sensor_state(passes, old), sensor_state(spread, old)) == (None, None)
 
 
 def test_alerts_event_entity_fires_alerts_with_their_data() -> None:

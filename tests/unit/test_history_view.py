@@ -89,6 +89,8 @@ def test_history_is_newest_first_in_local_time() -> None:
         "Peak",
         "N",
         "Over",
+        "Passes",
+        "Spread",
         "Disinfected",
         "Too",
         "soon",
@@ -107,7 +109,7 @@ def test_history_columns_line_up() -> None:
     assert set(rule) <= {"-", " "}
     # Every column starts where its rule segment starts, in every row.
     starts = [i for i, ch in enumerate(rule) if ch == "-" and (i == 0 or rule[i - 1] == " ")]
-    assert len(starts) == 10
+    assert len(starts) == 12
     date_col = starts[1]
     for row in rows:
         assert row[date_col : date_col + 16].startswith("2026-11-")
@@ -119,9 +121,10 @@ def test_history_columns_line_up() -> None:
 def test_history_cells_show_markers_and_unknowns() -> None:
     rows = table_lines(format_history(three_sessions(), tz=TZ))[2:]
     newest, interrupted, first = (row.split() for row in rows)
-    assert newest[3:] == ["1:00", "2.50", "0", "yes", "—", "1", "5"]
-    assert interrupted[3:] == ["78:00", "—", "0", "no", "yes", "interrupted", "1", "4"]
-    assert first[3:] == ["3:12", "4.82", "1", "yes", "—", "1", "3"]
+    # No technique in these records (older sessions): passes and spread unknown, never 0.
+    assert newest[3:] == ["1:00", "2.50", "0", "—", "—", "yes", "—", "1", "5"]
+    assert interrupted[3:] == ["78:00", "—", "0", "—", "—", "no", "yes", "interrupted", "1", "4"]
+    assert first[3:] == ["3:12", "4.82", "1", "—", "—", "yes", "—", "1", "3"]
 
 
 def test_history_survives_missing_and_broken_values() -> None:
@@ -129,7 +132,7 @@ def test_history_survives_missing_and_broken_values() -> None:
     text = format_history([odd, session()], tz=TZ)
     rows = table_lines(text)[2:]
     assert rows[0].split()[0] == "1"  # a readable start sorts before an unreadable one
-    assert rows[1].split() == ["9", "—", "—", "—", "—", "—", "—", "open", "—", "—"]
+    assert rows[1].split() == ["9", "—", "—", "—", "—", "—", "—", "—", "—", "open", "—", "—"]
 
 
 def test_history_footer_counts_and_age() -> None:
@@ -308,3 +311,39 @@ def test_a_stopped_daemons_other_states_are_marked_last_known() -> None:
 def test_local_time_is_short_and_readable() -> None:
     wall = datetime(2026, 12, 5, 8, 2, 30, tzinfo=UTC).timestamp()
     assert local_time(wall, TZ) == "Sat 5 Dec 09:02"
+
+
+def technique(passes: int, cv: float | None) -> dict[str, Any]:
+    return {
+        "passes": passes,
+        "pass_force_n": 1.9,
+        "steadiness_cv": cv,
+        "zone_share": {"light": 0.1, "ok": 0.8, "high": 0.1, "over": 0.0},
+        "passes_high": 1,
+        "passes_over": 0,
+        "longest_ok_s": 8.0,
+    }
+
+
+def test_history_shows_passes_and_spread_and_their_trend_over_weeks() -> None:
+    day = 86_400.0
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC).timestamp()
+
+    def at(days_ago: float) -> str:
+        moment = datetime.fromtimestamp(now - days_ago * day, UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    sessions = [
+        session(session_no=1, started_at=at(40), technique=technique(30, 0.30)),
+        session(session_no=2, started_at=at(35), technique=technique(34, 0.20)),
+        session(session_no=3, started_at=at(10), technique=technique(44, 0.12)),
+        session(session_no=4, started_at=at(3), technique=technique(46, 0.10)),
+        session(session_no=5, started_at=at(2)),  # technique unknown: left out, not 0
+    ]
+    text = format_history(sessions, now, tz=TZ)
+    newest_with = next(r for r in table_lines(text)[2:] if r.split()[0] == "4").split()
+    assert newest_with[6:8] == ["46", "10%"]
+    assert text.splitlines()[-1] == (
+        "Technique, median of the last 4 weeks: 45 passes, spread 11% (2 sessions); "
+        "the 4 weeks before: 32 passes, spread 25% (2 sessions)"
+    )

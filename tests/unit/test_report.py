@@ -20,7 +20,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.patches import Rectangle
 from pytest_mock import MockerFixture
 
-from dermaguard.config.params import default_zone_thresholds
+from dermaguard.config.params import default_pass_params, default_zone_thresholds
 from dermaguard.ui.report import (
     SESSION_SIZE_PX,
     build_calendar_figure,
@@ -384,3 +384,31 @@ def test_the_high_and_over_bands_are_clearly_different_colours() -> None:
     # Over a white background, at least a fifth of the full scale apart (the old pair: ~0.05).
     assert np.linalg.norm(high - over) > 0.2
     assert np.linalg.norm(ok - high) > 0.1
+
+
+def test_the_passes_found_in_the_trace_are_marked_and_counted() -> None:
+    """Three strokes between lifts: three numbered marks, and the summary's count and spread
+    in the details line."""
+    stroke = [2.0] * 20
+    lift = [0.0] * 10
+    forces = lift + stroke + lift + stroke + lift + stroke + lift
+    trace = [(i / 10, f, "ok" if f else "none") for i, f in enumerate(forces)]
+    technique = {"passes": 3, "steadiness_cv": 0.12}
+    fig = build_session_figure(
+        summary(duration_s=len(forces) / 10, technique=technique),
+        trace,
+        ZONES,
+        tz=TZ,
+        passes=default_pass_params(),
+    )
+    ax = fig.axes[0]
+    assert "passes (3, from the stored trace)" in [t.get_text() for t in fig.legends[0].get_texts()]
+    texts = [t.get_text() for t in ax.texts]
+    assert {"1", "2", "3"} <= set(texts)
+    assert any("3 passes, spread 12%" in t for t in texts)
+
+
+def test_without_pass_thresholds_no_pass_is_marked() -> None:
+    fig = build_session_figure(summary(), realistic_trace(), ZONES, tz=TZ)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert not any(label.startswith("passes") for label in labels)

@@ -110,6 +110,7 @@ def session_last(**changes: Any) -> dict[str, Any]:
         "roller_id": 2,
         "roller_use": 4,
         "end_reason": "docked",
+        "technique": None,  # a session from before passes were measured
     }
     out.update(changes)
     return out
@@ -305,6 +306,31 @@ def test_session_in_use_and_the_last_sessions_figures() -> None:
     assert "41 s, 34 s in contact" in line_with(text, "Length")
     assert "peak 6.00 N, mean 2.86 N" in line_with(text, "peak")
     assert "2 episode(s), longest 5.5 s" in line_with(text, "episode")
+
+
+def test_passes_live_and_the_last_sessions_technique() -> None:
+    m = model()
+    feed(m, TOPICS.state, "state", state(passes=12, pass_force_n=1.874))
+    technique = {
+        "passes": 46,
+        "pass_force_n": 1.92,
+        "steadiness_cv": 0.153,
+        "zone_share": {"light": 0.05, "ok": 0.85, "high": 0.1, "over": 0.0},
+        "passes_high": 5,
+        "passes_over": 0,
+        "longest_ok_s": 12.4,
+    }
+    feed(m, TOPICS.session_last, "session_last", session_last(technique=technique))
+    text = shown(m)
+    lines = [line for line in text.splitlines() if "Passes" in line]
+    assert any("12, latest pass 1.87 N" in line for line in lines), text
+    assert any("46, median 1.92 N, spread 15 %" in line for line in lines), text
+
+
+def test_a_last_session_from_before_passes_says_unknown_not_zero() -> None:
+    m = model()
+    feed(m, TOPICS.session_last, "session_last", session_last())
+    assert "unknown (not measured)" in line_with(shown(m), "Passes")
 
 
 def test_a_session_flagged_too_soon_and_unsterile_says_so() -> None:

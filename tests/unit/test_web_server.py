@@ -7,6 +7,8 @@ listens on, which is also how the page learns to say "no broker".
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,9 +16,12 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 
 from dermaguard.config.load import Config
+from dermaguard.core.events import Event, EventType
+from dermaguard.mqtt.decode import json_object, parse_state
 from dermaguard.mqtt.settings import settings_from_config
+from dermaguard.store import Store
 from dermaguard.ui.web.auth import COOKIE, FailureLimiter
-from dermaguard.ui.web.live import Hub
+from dermaguard.ui.web.live import Hub, snapshot_json
 from dermaguard.ui.web.server import WebContext, make_app
 from support.ports import free_port
 
@@ -149,3 +154,64 @@ def test_guessing_cookies_is_rate_limited_too(tmp_path: Path) -> None:
         assert codes == [403] * 5 + [429] * 2
 
     run(tmp_path, body)
+
+
+def test_the_history_api_gives_passes_and_steadiness_unknown_for_old_sessions(
+    tmp_path: Path,
+) -> None:
+    store = Store.open(tmp_path / "none.sqlite", "dev")
+    technique = {
+        "passes": 46,
+        "pass_force_n": 1.9,
+        "steadiness_cv": 0.12,
+        "zone_share": {"light": 0.1, "ok": 0.8, "high": 0.1, "over": 0.0},
+        "passes_high": 3,
+        "passes_over": 0,
+        "longest_ok_s": 8.0,
+    }
+    yesterday = time.time() - 86_400
+    store.append_event(Event(EventType.SESSION_ENDED, 1.0, {"session_no": 1}), yesterday)
+    store.append_event(
+        Event(EventType.SESSION_ENDED, 2.0, {"session_no": 2, "technique": technique}),
+        yesterday + 9,
+    )
+    store.close()
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        client.session.cookie_jar.update_cookies({COOKIE: TOKEN})
+        answer = await (await client.get("/api/history")).json()
+        figures = {s["session_no"]: (s["passes"], s["steadiness_cv"]) for s in answer["sessions"]}
+        assert figures == {2: (46, 0.12), 1: (None, None)}
+        # The trend leaves out the session whose technique is unknown (not counted as 0).
+        assert answer["trend"] == (
+            "Technique, median of the last 4 weeks: 46 passes, spread 12% (1 session)"
+        )
+
+    run(tmp_path, body)
+
+
+def test_the_live_view_carries_the_passes_of_the_state_snapshot() -> None:
+    payload = {
+        "v": 1,
+        "ts": "2026-11-25T10:00:00.123Z",
+        "state": "in_use",
+        "zone": "ok",
+        "force_n": 2.0,
+        "sterile": False,
+        "sterile_until": None,
+        "uv_on": False,
+        "lid_closed": False,
+        "docked": False,
+        "case": "open",
+        "remaining_s": None,
+        "session_no": 3,
+        "roller_id": 1,
+        "roller_uses": 3,
+        "fault": None,
+        "alarm": None,
+        "silenced": False,
+        "passes": 12,
+        "pass_force_n": 1.87,
+    }
+    shown = snapshot_json(parse_state(json_object(json.dumps(payload).encode(), "state")))
+    assert shown is not None and (shown["passes"], shown["pass_force_n"]) == (12, 1.87)

@@ -16,6 +16,7 @@ from dermaguard.config.load import Config, default_config
 from dermaguard.core.case import CaseParams
 from dermaguard.core.engine import EngineParams
 from dermaguard.core.filters import Filter, build_filter
+from dermaguard.core.passes import PassParams
 from dermaguard.core.pressure import PressureParams
 from dermaguard.core.session import SessionParams
 from dermaguard.core.zero_tracking import ZeroTrackingParams
@@ -76,6 +77,17 @@ def session_params(config: Config) -> SessionParams:
         idle_timeout_s=config.session.idle_timeout_s,
         rest_s=config.care.rest_s,
         replace_after_uses=config.care.replace_after_uses,
+        passes=pass_params(config),
+    )
+
+
+def pass_params(config: Config) -> PassParams:
+    p = config.session.passes
+    return PassParams(
+        lift_n=p.lift_threshold(config.pressure.zones.contact_n),
+        hysteresis_n=p.hysteresis_n,
+        min_lift_s=p.min_lift_s,
+        min_pass_s=p.min_pass_s,
     )
 
 
@@ -111,6 +123,10 @@ def default_case_params(**overrides: Any) -> CaseParams:
 
 def default_session_params(**overrides: Any) -> SessionParams:
     return dataclasses.replace(session_params(default_config()), **overrides)
+
+
+def default_pass_params(**overrides: Any) -> PassParams:
+    return dataclasses.replace(pass_params(default_config()), **overrides)
 
 
 def default_engine_params(**overrides: Any) -> EngineParams:

@@ -118,6 +118,8 @@ class Config:
             )
             errors.append(not_allowed(join_path(path, "care.needle_mm"), needle, requirement))
         errors.extend(self._hx711_pin_errors(path))
+        passes_path = join_path(path, "session.passes")
+        errors.extend(self.session.passes.check_against(self.pressure.zones.contact_n, passes_path))
         # Dose mode has one definition, the core's (CaseParams.dose_mode: an irradiance and a UV
         # sensor); an irradiance asks for it, so here it must come with the sensor.
         if self.case.irradiance_mw_cm2 is not None and self.pins.uv_sensor is None:

@@ -428,6 +428,7 @@ class Engine:
         until = case.sterile_until(t)
         shown = self._shown if self._shown is not None else self.indicators()
         current = sessions.current
+        passes = None if current is None else current.segmenter
         return DeviceState(
             t=t,
             wall=wall,
@@ -450,6 +451,9 @@ class Engine:
             alarm=shown.alarm_reason,
             silenced=shown.silenced,
             thread_failures=self.thread_failures,
+            passes=None if passes is None else passes.count,
+            pass_force_n=None if passes is None else passes.force_n,
+            pass_open=passes is not None and passes.pass_open,
         )
 
     def _case_status(self, t: float) -> CaseStatus | None:

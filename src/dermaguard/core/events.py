@@ -274,9 +274,16 @@ class DeviceState:
     #: Helper threads that died since the daemon started (each reported, restarted if it can
     #: be): a daemon that keeps losing one must not look healthy.
     thread_failures: int = 0
+    #: Passes so far in the open session (``None``: no session), and the force of the pass
+    #: running (or, between passes, of the last one): core/passes.py.
+    passes: int | None = None
+    pass_force_n: float | None = None
+    #: A pass is running: with ``passes`` and a change of the pass's force by half a newton,
+    #: what makes a new snapshot.
+    pass_open: bool = False
 
     def key(self) -> tuple[object, ...]:
-        """What counts as a change: everything but the times, the force and the countdown
+        """What counts as a change: everything but the times, the forces and the countdown
         (the countdown moves in steps: whole multiples of 30 s)."""
         remaining = None if self.remaining_s is None else int(self.remaining_s // 30)
         return (
@@ -296,6 +303,11 @@ class DeviceState:
             self.alarm,
             self.silenced,
             self.thread_failures,
+            self.passes,
+            self.pass_open,
+            # The running pass's force in half-newton steps: a pass's first readings move it
+            # fast, a steady pass rarely; the exact value goes out with the snapshot.
+            None if self.pass_force_n is None else round(self.pass_force_n * 2),
         )
 
 

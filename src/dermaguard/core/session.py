@@ -21,9 +21,13 @@ from typing import Any
 
 from dermaguard.common.timefmt import iso_utc
 from dermaguard.core.events import CONTACT_ZONES, Event, EventType, Zone
+from dermaguard.core.passes import (
+    MAX_SAMPLE_GAP_S,  # a gap longer than this counts as no time (sensor gaps)
+    PassParams,
+    PassSegmenter,
+    technique_summary,
+)
 
-#: A gap between samples longer than this is not counted as time in a zone (sensor gaps).
-MAX_SAMPLE_GAP_S = 0.5
 #: Why the rest since the last session is unknown (``rest_unknown``): the clock is not
 #: synchronised now, or the last session (in an earlier run) was dated by one that was not.
 REST_CLOCK_NOT_SYNCED = "clock_not_synchronized"
@@ -51,6 +55,8 @@ class SessionParams:
     idle_timeout_s: float
     rest_s: float
     replace_after_uses: int
+    #: How the force is cut into passes; ``None``: no technique summary (it reads as unknown).
+    passes: PassParams | None
 
 
 @dataclass(slots=True)
@@ -85,6 +91,8 @@ class _Open:
     last_force_n: float | None = None
     clock_synced: bool = True  # the wall clock was synchronised all through (its times are real)
     rest_unknown: str | None = None
+    #: Passes and the longest time in the good zone (``None``: not measured, see SessionParams).
+    segmenter: PassSegmenter | None = None
 
 
 class SessionTracker:
@@ -196,6 +204,7 @@ class SessionTracker:
             contact_until=t,
             clock_synced=self.clock_synced,
             rest_unknown=unknown,
+            segmenter=None if self.params.passes is None else PassSegmenter(self.params.passes),
         )
         self.current = s
         data: dict[str, Any] = {
@@ -286,6 +295,8 @@ class SessionTracker:
             s.longest_over_s = max(s.longest_over_s, t - s.over_since)
             s.over_since = None
         s.last_zone, s.last_force_n = zone, force_n
+        if s.segmenter is not None:
+            s.segmenter.feed(t, force_n, zone)
 
     def tick(self, t: float, wall: float) -> list[Event]:
         """Ends a session idle for longer than the timeout."""
@@ -322,6 +333,11 @@ class SessionTracker:
         return [Event(EventType.SESSION_ENDED, t, summary)]
 
     def summary(self, s: _Open, t: float, wall: float, reason: str) -> dict[str, Any]:
+        technique = None
+        if s.segmenter is not None:
+            seg = s.segmenter
+            seg.finish()
+            technique = technique_summary(seg.passes, s.zone_s, s.contact_s, seg.longest_ok_s)
         return {
             "session_no": s.session_no,
             "started_at": iso_utc(s.wall_start),
@@ -340,6 +356,7 @@ class SessionTracker:
             "roller_id": self.roller.roller_id,
             "roller_use": s.roller_use,
             "end_reason": reason,
+            "technique": technique,
         } | _clock_fields(s)
 
 
@@ -376,7 +393,8 @@ def replay_summary(
 
     # A replay only accumulates samples and writes the summary: no rule (idle, rest, roller
     # limit) is consulted, so the parameters are inert.
-    inert = SessionParams(idle_timeout_s=math.inf, rest_s=0.0, replace_after_uses=0)
+    # Without the config's pass thresholds the technique is left unknown.
+    inert = SessionParams(idle_timeout_s=math.inf, rest_s=0.0, replace_after_uses=0, passes=None)
     tracker = SessionTracker(inert, roller=RollerState(at("roller_id"), 0))
     s = _Open(
         session_no=at("session_no"),

@@ -94,6 +94,14 @@ _FAULT_PINNED_HIGH = "FAULT force sensor: {reason}, {detail}"
 _ZERO_TRACKED = "zero followed a drift: {shift_n:+.3f} N ({total_n:+.3f} N since the last tare)"
 
 
+#: A session whose passes were measured (core/passes.py) says how many.
+_SESSION_PASSES = (
+    "session {session_no} ended ({end_reason}): {duration_s:.0f} s, "
+    "{contact_s:.0f} s in contact, {technique[passes]} passes, "
+    "{over_episodes} over-pressure episode(s)"
+)
+
+
 def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     """The wording for this event, where its data picks a variant (an accepted command, a
     fault with a detail)."""
@@ -110,6 +118,8 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
         return _THREAD_ONCE
     if etype == EventType.CLOCK_SYNC and data.get("synced") is not True:
         return _CLOCK_UNSYNCED
+    if etype == EventType.SESSION_ENDED and isinstance(data.get("technique"), Mapping):
+        return _SESSION_PASSES
     return _EVENT_TEXT.get(etype)
 
 

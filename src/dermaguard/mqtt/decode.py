@@ -81,6 +81,9 @@ class Snapshot:
     thread_failures: int = 0
     #: Why the device's history is unavailable (its alarm and interlocks still work).
     history_problem: str | None = None
+    #: Passes so far in the open session and the force of the latest (None: unknown).
+    passes: int | None = None
+    pass_force_n: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +116,10 @@ class LastSession:
     end_reason: str
     #: False when the session was dated by an unsynchronised clock: the rest after it is unknown.
     clock_synced: bool = True
+    #: The technique (None: not measured, as for a session from before it was).
+    passes: int | None = None
+    pass_force_n: float | None = None
+    steadiness_cv: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +231,8 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         silenced=_field(obj, "silenced", "boolean"),
         thread_failures=_optional(obj, "thread_failures", "integer") or 0,
         history_problem=_optional(obj, "history_problem", "string"),
+        passes=_optional(obj, "passes", "integer"),
+        pass_force_n=_optional(obj, "pass_force_n", "number"),
     )
 
 
@@ -235,6 +244,10 @@ def parse_force(obj: Mapping[str, Any], now: float) -> Reading:
 
 
 def parse_session(obj: Mapping[str, Any]) -> LastSession:
+    technique = obj.get("technique")
+    if technique is not None and not isinstance(technique, dict):
+        raise Malformed("technique is not an object")
+    technique = technique or {}
     return LastSession(
         session_no=_field(obj, "session_no", "integer"),
         ended_at=_field(obj, "ended_at", "timestamp"),
@@ -250,6 +263,13 @@ def parse_session(obj: Mapping[str, Any]) -> LastSession:
         roller_use=_optional(obj, "roller_use", "integer"),
         end_reason=_field(obj, "end_reason", "string"),
         clock_synced=_optional(obj, "clock_synced", "boolean") is not False,
+        passes=_check("technique.passes", technique.get("passes"), "integer", True),
+        pass_force_n=_check(
+            "technique.pass_force_n", technique.get("pass_force_n"), "number", True
+        ),
+        steadiness_cv=_check(
+            "technique.steadiness_cv", technique.get("steadiness_cv"), "number", True
+        ),
     )
 
 

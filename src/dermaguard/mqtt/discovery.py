@@ -101,6 +101,15 @@ def _bool_template(field: str) -> str:
     return "{{ 'ON' if value_json." + field + " else 'OFF' }}"
 
 
+def _technique_template(expression: str, key: str = "passes") -> str:
+    """``expression`` of the last session's technique, or None (unknown) when the session has
+    no technique or the value itself is unknown (a spread needs two passes)."""
+    return (
+        f"{{{{ {expression} if value_json.technique and "
+        f"value_json.technique.{key} is not none else None }}}}"
+    )
+
+
 def _alerts_template() -> str:
     """Turns the event envelope into what HA's MQTT event entity wants, or into nothing.
 
@@ -266,6 +275,28 @@ def discovery_config(
         **session,
         value_template="{{ value_json.ended_at }}",
         device_class="timestamp",
+    )
+    # The technique: a session from before it was measured has ``technique: null``, which
+    # renders None (unknown), never 0, so long-term statistics are not dragged down by it.
+    add(
+        "last_session_passes",
+        "sensor",
+        "Last session passes",
+        **session,
+        value_template=_technique_template("value_json.technique.passes"),
+        state_class="measurement",
+    )
+    add(
+        "last_session_steadiness",
+        "sensor",
+        "Last session pass force spread",
+        **session,
+        value_template=_technique_template(
+            "(value_json.technique.steadiness_cv * 100) | round(1)", "steadiness_cv"
+        ),
+        unit_of_measurement="%",
+        state_class="measurement",
+        suggested_display_precision=0,
     )
 
     # Commands: never retained (a retained command would run again at every reconnect).

@@ -64,6 +64,8 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "alarm": state.alarm,
             "silenced": state.silenced,
             "thread_failures": state.thread_failures,
+            "passes": state.passes,
+            "pass_force_n": None if state.pass_force_n is None else round(state.pass_force_n, 3),
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }
@@ -84,5 +86,9 @@ def force_payload(sample: ForceSample, wall: float) -> bytes:
 
 
 def session_last_payload(summary: Mapping[str, Any]) -> bytes:
-    """The retained ``…/session/last``: the summary a ``session_ended`` event carries."""
-    return dumps({"v": CONTRACT_VERSION, **summary})
+    """The retained ``…/session/last``: the summary a ``session_ended`` event carries.
+
+    A summary from before passes were measured has no ``technique``: it is sent as ``null``,
+    unknown, so the payload always has every key.
+    """
+    return dumps({"v": CONTRACT_VERSION, **summary, "technique": summary.get("technique")})

@@ -14,6 +14,11 @@ events, each ``t`` plus exactly one action::
       - {t: 30, uv_sensor: dark}        # uv_sensor: dark (the sensor fails) | ok (recovers)
 
 With a ``case`` list, ``force`` may be left out (no force on the roller).
+
+Passes can be described rather than drawn: a ``strokes`` list (:mod:`dermaguard.sim.strokes`)
+makes them, and the scenario knows how many it made. A scenario drawn with keyframes states
+its count as its author counted it: ``expect: {passes: N}``. :attr:`Scenario.expected_passes`
+is that count, which tests hold the segmentation to.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from dermaguard.sim.strokes import Strokes, overlap_errors, parse_strokes
 
 SensorFaultKind = Literal["unplug", "spike", "saturate"]
 CaseEventKind = Literal["lid", "dock", "sterilize", "uv_sensor"]
@@ -102,6 +109,22 @@ class Scenario:
     case: tuple[CaseEvent, ...] = field(default_factory=tuple)
     #: Config keys the scenario needs (e.g. a short UV cycle), laid over the user's config.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    #: The blocks of passes the force keyframes include (already merged into ``keyframes``).
+    strokes: tuple[Strokes, ...] = field(default_factory=tuple)
+    #: ``expect: {passes: N}`` as the author wrote it (``None``: not stated).
+    stated_passes: int | None = None
+    #: Some force comes from hand-drawn ``force`` keyframes (not only from strokes).
+    drawn_force: bool = True
+
+    @property
+    def expected_passes(self) -> int | None:
+        """How many passes the scenario holds: as stated, or as its strokes made them when
+        it has no hand-drawn force (``None``: unknown)."""
+        if self.stated_passes is not None:
+            return self.stated_passes
+        if self.strokes and not self.drawn_force:
+            return sum(b.passes for b in self.strokes)
+        return None
 
     def force_at(self, t: float) -> float:
         """The commanded force at ``t`` (newtons), linear between keyframes."""
@@ -125,6 +148,8 @@ _TOP_KEYS = {
     "initial",
     "case",
     "config",
+    "strokes",
+    "expect",
 }
 _SENSOR_KEYS = {"noise_counts", "drift_counts_per_s"}
 
@@ -265,9 +290,14 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         overrides = {}
     initial = _initial(data.get("initial"), errors)
     case = _case_events(data.get("case"), errors)
-    # A case-only scenario may leave out the force: nothing presses on the roller.
-    case_only = "force" not in data and data.get("case") is not None
-    frames = [(0.0, 0.0)] if case_only else _keyframes(data.get("force"), errors)
+    # A case-only or strokes-only scenario may leave out the force keyframes.
+    strokes = parse_strokes(data.get("strokes"), errors)
+    no_force = "force" not in data and (data.get("case") is not None or bool(strokes))
+    frames = [(0.0, 0.0)] if no_force else _keyframes(data.get("force"), errors)
+    errors.extend(overlap_errors(strokes, frames if not no_force else []))
+    drawn = any(n != 0.0 for _, n in frames)
+    frames = sorted({*frames, *(f for b in strokes for f in b.keyframes())})
+    stated = _expect(data.get("expect"), errors)
     sensor = data.get("sensor") or {}
     if not isinstance(sensor, dict):
         errors.append("sensor: must be a mapping")
@@ -301,7 +331,27 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         faults=tuple(sorted(faults, key=lambda f: f.t)),
         initial=initial,
         case=tuple(sorted(case, key=lambda e: e.t)),
+        strokes=tuple(strokes),
+        stated_passes=stated,
+        drawn_force=drawn,
     )
+
+
+def _expect(raw: Any, errors: list[str]) -> int | None:
+    """``expect: {passes: N}``: what the author counted in the scenario."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.append("expect: must be a mapping such as {passes: 3}")
+        return None
+    _unknown(raw, {"passes"}, "expect", errors)
+    passes = raw.get("passes")
+    if passes is None:
+        return None
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 0:
+        errors.append(f"expect.passes: {passes!r} is not allowed: must be an integer >= 0")
+        return None
+    return passes
 
 
 def load_scenario(path: Path) -> Scenario:

@@ -106,8 +106,8 @@ def session_ended(
         "INSERT INTO sessions (session_no, status, started_at, started_wall, ended_at, "
         "ended_wall, duration_s, contact_s, peak_n, mean_n, over_episodes, "
         "longest_over_s, sterile_at_start, cycle_id, rest_interval_s, too_soon, "
-        "roller_id, roller_use, end_reason, summary) "
-        "VALUES (?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "roller_id, roller_use, end_reason, summary, passes, pass_force_n, steadiness_cv) "
+        "VALUES (?, 'completed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (session_no) DO UPDATE SET status = 'completed', "
         "ended_at = excluded.ended_at, ended_wall = excluded.ended_wall, "
         "duration_s = excluded.duration_s, contact_s = excluded.contact_s, "
@@ -117,7 +117,9 @@ def session_ended(
         "sterile_at_start = excluded.sterile_at_start, cycle_id = excluded.cycle_id, "
         "rest_interval_s = excluded.rest_interval_s, too_soon = excluded.too_soon, "
         "roller_id = excluded.roller_id, roller_use = excluded.roller_use, "
-        "end_reason = excluded.end_reason, summary = excluded.summary",
+        "end_reason = excluded.end_reason, summary = excluded.summary, "
+        "passes = excluded.passes, pass_force_n = excluded.pass_force_n, "
+        "steadiness_cv = excluded.steadiness_cv",
         (
             no,
             started_at,
@@ -138,7 +140,20 @@ def session_ended(
             _opt_int(data.get("roller_use")),
             None if data.get("end_reason") is None else str(data["end_reason"]),
             dumps(data),
+            *technique_columns(data),
         ),
+    )
+
+
+def technique_columns(data: Mapping[str, Any]) -> tuple[int | None, float | None, float | None]:
+    """(passes, pass_force_n, steadiness_cv) of a summary; all ``None`` when not measured."""
+    technique = data.get("technique")
+    if not isinstance(technique, Mapping):
+        return None, None, None
+    return (
+        _opt_int(technique.get("passes")),
+        _opt_float(technique.get("pass_force_n")),
+        _opt_float(technique.get("steadiness_cv")),
     )
 
 

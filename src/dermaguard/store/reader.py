@@ -69,6 +69,8 @@ def _session_dict(row: sqlite3.Row) -> dict[str, Any]:
     summary.setdefault("started_at", row["started_at"])
     summary["started_wall"] = row["started_wall"]
     summary["ended_wall"] = row["ended_wall"]
+    # A session stored before passes were measured has no technique: unknown, never zero.
+    summary.setdefault("technique", None)
     return summary
 
 

@@ -140,6 +140,11 @@ V3: tuple[str, ...] = (
     # the clock is synchronised (dermaguard.store.redate).
     "ALTER TABLE events ADD COLUMN boot_id TEXT",
     "ALTER TABLE events ADD COLUMN clock_synced INTEGER",
+    # The technique of each session (core/passes.py) as columns, for trends over many sessions
+    # without parsing every summary. Sessions stored before have NULL: unknown, never zero.
+    "ALTER TABLE sessions ADD COLUMN passes INTEGER",
+    "ALTER TABLE sessions ADD COLUMN pass_force_n REAL",
+    "ALTER TABLE sessions ADD COLUMN steadiness_cv REAL",
 )
 
 MIGRATIONS: tuple[Sequence[str], ...] = (V1, V2, V3)

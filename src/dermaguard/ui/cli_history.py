@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from dermaguard.config.load import Config, load_config
+from dermaguard.config.params import pass_params
 from dermaguard.ui.cli_common import environment_error, usage_error
 
 if TYPE_CHECKING:
@@ -183,7 +184,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                 held = f"it holds sessions 1 to {last}" if last else "it holds no session yet"
                 return usage_error(f"there is no session {args.session} in {path}: {held}")
             trace = reader.trace(args.session)
-            out = session_figure(summary, trace, config.pressure.zones, args.output)
+            out = session_figure(
+                summary, trace, config.pressure.zones, args.output, passes=pass_params(config)
+            )
     except ReportError as exc:
         return usage_error(str(exc))
     finally:

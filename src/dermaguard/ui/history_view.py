@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections.abc import Mapping, Sequence
 from datetime import tzinfo
@@ -78,12 +79,31 @@ _COLUMNS: tuple[tuple[str, bool], ...] = (
     ("Duration", True),
     ("Peak N", True),
     ("Over", True),
+    ("Passes", True),
+    ("Spread", True),
     ("Disinfected", False),
     ("Too soon", False),
     ("Status", False),
     ("Roller", True),
     ("Use", True),
 )
+
+
+def technique_figures(session: Mapping[str, Any]) -> dict[str, Any]:
+    """A session's passes, median pass force and steadiness (the spread of the passes' forces,
+    a coefficient of variation); ``None`` each when not measured (an older session)."""
+    technique = session.get("technique")
+    if not isinstance(technique, Mapping):
+        technique = {}
+    return {
+        "passes": _as_int(technique.get("passes")),
+        "pass_force_n": as_float(technique.get("pass_force_n")),
+        "steadiness_cv": as_float(technique.get("steadiness_cv")),
+    }
+
+
+def _percent(value: float | None) -> str:
+    return DASH if value is None else f"{value * 100:.0f}%"
 
 
 def _yes_no(value: object) -> str:
@@ -101,12 +121,16 @@ def _row(session: Mapping[str, Any], tz: tzinfo | None) -> list[str]:
     status = session.get("status")
     roller = _as_int(session.get("roller_id"))
     use = _as_int(session.get("roller_use"))
+    technique = technique_figures(session)
+    passes = technique["passes"]
     return [
         str(number) if number is not None else DASH,
         _local_stamp(session.get("started_at"), tz),
         format_duration(session.get("duration_s")),
         f"{peak:.2f}" if peak is not None else DASH,
         str(over) if over is not None else DASH,
+        str(passes) if passes is not None else DASH,
+        _percent(technique["steadiness_cv"]),
         _yes_no(session.get("sterile_at_start")),
         "yes" if session.get("too_soon") is True else DASH,
         "" if status == "completed" else str(status or DASH),
@@ -148,7 +172,45 @@ def _footer(ordered: list[Mapping[str, Any]], now_wall: float | None) -> str:
         newest = parse_utc(ordered[0].get("started_at"))
         if newest is not None and now_wall >= newest.timestamp():
             parts.append(f"last started {format_span(now_wall - newest.timestamp())} ago")
-    return " · ".join(parts)
+    footer = " · ".join(parts)
+    trend = steadiness_trend(ordered, now_wall)
+    return footer if trend is None else f"{footer}\n{trend}"
+
+
+#: The trend compares the sessions of the last this many days with those of the days before.
+TREND_DAYS = 28
+
+
+def steadiness_trend(sessions: Sequence[Mapping[str, Any]], now_wall: float | None) -> str | None:
+    """One line: the median passes and spread of the last four weeks against the four weeks
+    before (``now_wall``, or else the newest session's start, ends the window). Sessions whose
+    technique is unknown are left out, not counted as 0; ``None`` without any to compare."""
+    dated = [
+        (moment.timestamp(), technique_figures(s))
+        for s in sessions
+        if (moment := parse_utc(s.get("started_at"))) is not None
+    ]
+    dated = [(t, f) for t, f in dated if f["passes"] is not None]
+    if not dated:
+        return None
+    end = now_wall if now_wall is not None else max(t for t, _ in dated)
+    span = TREND_DAYS * 86400.0
+    recent = [f for t, f in dated if end - span < t <= end]
+    before = [f for t, f in dated if end - 2 * span < t <= end - span]
+
+    def describe(figures: list[dict[str, Any]]) -> str:
+        passes = statistics.median(f["passes"] for f in figures)
+        spreads = [f["steadiness_cv"] for f in figures if f["steadiness_cv"] is not None]
+        spread = _percent(statistics.median(spreads)) if spreads else DASH
+        count = f"{len(figures)} session{'s' if len(figures) != 1 else ''}"
+        return f"{passes:g} passes, spread {spread} ({count})"
+
+    if not recent:
+        return None
+    line = f"Technique, median of the last {TREND_DAYS // 7} weeks: {describe(recent)}"
+    if before:
+        line += f"; the {TREND_DAYS // 7} weeks before: {describe(before)}"
+    return line
 
 
 def format_history(

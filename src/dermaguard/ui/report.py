@@ -27,6 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch, Rectangle
 
 from dermaguard.common.timefmt import format_span, parse_utc, to_local
+from dermaguard.core.passes import Pass, PassParams, segment
 from dermaguard.ui.history_view import as_float, format_duration
 from dermaguard.ui.report_data import (
     Day,
@@ -59,6 +60,8 @@ _ALERT = "#c0151b"
 _UNSTERILE = "#7b2cbf"
 _TOO_SOON = "#e67e00"
 _EN_DASH = "\u2013"
+#: Passes are marked as a strip along the foot of the chart, in two alternating shades.
+_PASS_SHADES = ("#1f78b4", "#a6cee3")
 
 
 def _new_figure(width_px: int, height_px: int) -> Figure:
@@ -128,6 +131,12 @@ def _sterility_line(summary: Mapping[str, Any]) -> tuple[str, str]:
 
 def _session_details(summary: Mapping[str, Any], episodes: int) -> str:
     parts = [f"{episodes} over-pressure episode{'s' if episodes != 1 else ''}"]
+    technique = summary.get("technique")
+    if isinstance(technique, Mapping) and isinstance(technique.get("passes"), int):
+        spread = as_float(technique.get("steadiness_cv"))
+        count = technique["passes"]
+        text = f"{count} pass" if count == 1 else f"{count} passes"
+        parts.append(text if spread is None else f"{text}, spread {spread * 100:.0f}%")
     longest = as_float(summary.get("longest_over_s"))
     if episodes and longest:
         parts[0] += f" (longest {longest:.1f} s)"
@@ -143,12 +152,42 @@ def _session_details(summary: Mapping[str, Any], episodes: int) -> str:
     return " · ".join(parts)
 
 
+def _draw_passes(ax: Axes, passes: Sequence[Pass]) -> None:
+    """Each pass as a numbered stretch of a strip along the foot of the chart."""
+    for i, p in enumerate(passes):
+        ax.axvspan(
+            p.start,
+            p.end,
+            ymin=0.0,
+            ymax=0.035,
+            color=_PASS_SHADES[i % 2],
+            lw=0,
+            label=f"passes ({len(passes)}, from the stored trace)" if i == 0 else None,
+        )
+    step = max(1, len(passes) // 20)  # at most about twenty numbers, so they never overlap
+    for i in range(0, len(passes), step):
+        p = passes[i]
+        ax.annotate(
+            str(i + 1),
+            ((p.start + p.end) / 2, 0.035),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 2),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=_PASS_SHADES[0],
+        )
+
+
 def _draw_session(
     ax: Axes,
     summary: Mapping[str, Any],
     data: Trace,
     limits: tuple[float, float, float, float],
     tz: tzinfo | None,
+    *,
+    passes: Sequence[Pass] = (),
 ) -> str:
     """Draw everything on ``ax``; returns the title (also used as PNG metadata)."""
     contact, ok, high, over = limits
@@ -197,6 +236,8 @@ def _draw_session(
         )
 
     ax.plot(data.t, data.force, color=_FORCE_LINE, lw=1.4, label="force")
+    if passes:
+        _draw_passes(ax, passes)
     if trace_peak is not None:
         i_peak = int(np.nanargmax(data.force))
         t_peak = float(data.t[i_peak])
@@ -273,13 +314,15 @@ def session_figure(
     out: Path,
     *,
     tz: tzinfo | None = None,
+    passes: PassParams | None = None,
 ) -> Path:
     """Draw one session's force over time to a 1200 x 600 px PNG at ``out``; returns ``out``.
 
-    ``summary`` is ``None`` for a session the store does not know. Raises :class:`ReportError`
-    for an unknown session, a missing or empty trace, bad thresholds or an unwritable ``out``.
+    ``summary`` is ``None`` for a session the store does not know. With ``passes`` the passes
+    found in the stored trace are marked. Raises :class:`ReportError` for an unknown session,
+    a missing or empty trace, bad thresholds or an unwritable ``out``.
     """
-    fig = build_session_figure(summary, trace, zones, tz=tz)
+    fig = build_session_figure(summary, trace, zones, tz=tz, passes=passes)
     return _save_png(fig, out, str(fig.get_label()))
 
 
@@ -289,6 +332,7 @@ def build_session_figure(
     zones: ZoneLimits,
     *,
     tz: tzinfo | None = None,
+    passes: PassParams | None = None,
 ) -> Figure:
     """The session chart as an unsaved figure (for embedding, and for tests)."""
     if summary is None:
@@ -299,7 +343,9 @@ def build_session_figure(
     limits = zone_limits(zones)
     data = prepare_trace(trace)
     fig = _new_figure(*SESSION_SIZE_PX)
-    title = _draw_session(fig.add_subplot(), summary, data, limits, tz)
+    # The passes as the core cuts them, from the stored (downsampled) trace.
+    cut = [] if passes is None else segment(passes, ((t, f, None) for t, f, _ in trace)).passes
+    title = _draw_session(fig.add_subplot(), summary, data, limits, tz, passes=cut)
     fig.set_label(title)
     return fig
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dermaguard.config.fields import meta
+from dermaguard.config.sections.passes import PassesConfig
 
 #: Minimum rest between sessions by needle length (docs/CARE.md): up to 0.25 mm a day, up to
 #: 0.5 mm two days, up to 1.0 mm three days (two to three sessions a week), deeper a week.
@@ -69,4 +70,8 @@ class SessionConfig:
     trace_hz: float = field(
         default=10.0,
         metadata=meta(min=1, max=80, doc="Rate of the force trace stored with each session."),
+    )
+    passes: PassesConfig = field(
+        default_factory=PassesConfig,
+        metadata=meta(doc="How the force is cut into passes (contacts between lifts)."),
     )

@@ -255,6 +255,8 @@ def _session_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
     elif snap.state == "in_use":
         number = f"session {snap.session_no}" if snap.session_no is not None else "session"
         grid.add_row("Now", Text(f"IN USE: {number}", style="bold"))
+        if snap.passes is not None:
+            grid.add_row("Passes", _passes_now(snap.passes, snap.pass_force_n))
     else:
         grid.add_row("Now", f"not in use ({snap.state})")
     if snap is not None:
@@ -277,12 +279,32 @@ def _session_panel(model: WatchModel, tz: tzinfo | None) -> Panel:
             if last.longest_over_s is not None:
                 over.append(f", longest {_duration(last.longest_over_s)}")
         grid.add_row("Over", over)
+        grid.add_row("Passes", _passes_last(last.passes, last.pass_force_n, last.steadiness_cv))
         # One note a row: together they would wrap in half of an 80-column terminal.
         if last.sterile_at_start is False:
             grid.add_row("Note", Text("not disinfected at start", style="yellow"))
         if last.too_soon:
             grid.add_row("Note", Text("too soon after the one before", style="yellow"))
     return Panel(grid, title="Session", title_align="left", box=box.ROUNDED)
+
+
+def _passes_now(passes: int, force_n: float | None) -> str:
+    """The open session's passes and the force of the latest pass (running or just over)."""
+    force = "" if force_n is None else f", latest pass {_newtons(force_n)}"
+    return f"{passes}{force}"
+
+
+def _passes_last(passes: int | None, force_n: float | None, cv: float | None) -> Text:
+    """The last session's passes and steadiness; a session from before they were measured
+    says unknown, never 0."""
+    if passes is None:
+        return Text("unknown (not measured)", style="dim")
+    text = Text(str(passes))
+    if force_n is not None:
+        text.append(f", median {_newtons(force_n)}")
+    if cv is not None:
+        text.append(f", spread {cv * 100:.0f} %")
+    return text
 
 
 def _events_panel(model: WatchModel, tz: tzinfo | None, once: bool) -> Panel:

@@ -84,6 +84,8 @@ def snapshot_json(s: Snapshot | None) -> dict[str, Any] | None:
         "silenced": s.silenced,
         "thread_failures": s.thread_failures,
         "history_problem": s.history_problem,
+        "passes": s.passes,
+        "pass_force_n": s.pass_force_n,
     }
 
 

@@ -31,6 +31,7 @@ from dermaguard.common.timefmt import parse_utc
 from dermaguard.config.load import Config
 from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
+from dermaguard.ui.history_view import steadiness_trend, technique_figures
 from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
 from dermaguard.ui.web.live import WEB_COMMANDS, Hub
 from dermaguard.ui.web.ready import readiness
@@ -320,7 +321,10 @@ async def history(request: web.Request) -> web.Response:
         "mean_n", "over_episodes", "longest_over_s", "sterile_at_start", "too_soon",
         "roller_id", "roller_use", "end_reason",
     )  # fmt: skip
-    return web.json_response({"sessions": [{k: s.get(k) for k in keep} for s in sessions]})
+    rows = [{**{k: s.get(k) for k in keep}, **technique_figures(s)} for s in sessions]
+    # Passes and their spread over the last four weeks against the four before (or None).
+    trend = steadiness_trend(sessions, time.time())
+    return web.json_response({"sessions": rows, "trend": trend})
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:

@@ -154,7 +154,7 @@ function remaining() {
 function renderCase() {
   const st = view && view.state;
   if (!st) {
-    for (const id of ["case-state", "uv", "lid", "countdown", "disinfected", "session", "roller"]) text($(id), "no data yet");
+    for (const id of ["case-state", "uv", "lid", "countdown", "disinfected", "session", "passes", "roller"]) text($(id), "no data yet");
     return;
   }
   text($("case-state"), CASE_WORD[st.case] || st.case);
@@ -176,6 +176,9 @@ function renderCase() {
   text($("disinfected"), dis);
   text($("session"), st.state === "in_use" ? `in use (session ${st.session_no ?? ""})` : "not in use");
   text($("roller"), `roller ${st.roller_id}, ${st.roller_uses} use(s)`);
+  // Passes: contacts between lifts; the force is the running pass's mean (or the last one's).
+  text($("passes"), st.state !== "in_use" || st.passes == null ? "–"
+    : String(st.passes) + (st.pass_force_n == null ? "" : `, latest pass ${fmtN(st.pass_force_n)}`));
 }
 
 function renderEvents() {
@@ -290,6 +293,8 @@ async function loadHistory() {
     const response = await fetch("/api/history?limit=30", { credentials: "same-origin" });
     const data = await response.json();
     text($("history-note"), data.note || (data.sessions.length ? "Tap a session for its force trace." : "No sessions yet."));
+    $("trend").hidden = !data.trend;
+    text($("trend"), data.trend || "");
     body.replaceChildren();
     for (const s of data.sessions) {
       const tr = document.createElement("tr");
@@ -297,8 +302,11 @@ async function loadHistory() {
       if (s.sterile_at_start === false) notes.push("not disinfected");
       if (s.too_soon) notes.push("too soon");
       if (s.status === "interrupted") notes.push("interrupted");
+      // Passes and their spread (steadiness); "–" is unknown (not measured), never 0.
       const cells = [String(s.session_no), shortDay(s.started_at), duration(s.duration_s),
-        s.peak_n == null ? "–" : fmtN(s.peak_n), String(s.over_episodes ?? 0)];
+        s.peak_n == null ? "–" : fmtN(s.peak_n), String(s.over_episodes ?? 0),
+        s.passes == null ? "–" : String(s.passes),
+        s.steadiness_cv == null ? "–" : Math.round(s.steadiness_cv * 100) + " %"];
       cells.forEach((c, i) => {
         const td = document.createElement("td"); td.textContent = c;
         if (i === 4 && s.over_episodes) td.className = "flag";
