@@ -12,6 +12,7 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dermaguard.common.timefmt import iso_utc
 from support import daemon
-from support.broker import Broker, Received, RecorderFactory
+from support.broker import Broker, Received, RecorderFactory, publish
 from support.web import WebServer, chromium
 
 pytestmark = [pytest.mark.broker, pytest.mark.subprocess, pytest.mark.slow]
@@ -213,12 +215,20 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
         browser, "the gauge back in ok", lambda: attr(browser, "force-zone", "data-zone") == "ok", 2
     )
 
-    # Ready to roll? No: never disinfected, and the page says what to do.
+    # Ready to roll? A session is in progress, and it says how it started (never
+    # disinfected), for which device and history.
     screen(browser, "ready")
-    wait(browser, "the verdict", lambda: attr(browser, "verdict", "data-verdict") == "no", 5)
-    reason = _reason(browser, "disinfected")[1]
-    assert "not disinfected" in reason and "close the lid to start a cycle" in reason
-    shot(browser, artifacts, "1-ready-no")
+    wait(browser, "the verdict", lambda: attr(browser, "verdict", "data-verdict") == "session", 5)
+    assert visible_text(browser, "verdict-text") == "A session is in progress"
+    cls, words = _reason(browser, "disinfected")
+    assert cls == "no" and "session 1 started without disinfection" in words
+    assert "→ after this session, put the roller in the case and close the lid" in words
+    cls, words = _reason(browser, "rest")
+    assert cls == "ok" and words.endswith("this session started after a full rest")
+    assert visible_text(browser, "ready-about") == (
+        f"Device {daemon.DEVICE}: no session in its history yet"
+    )
+    shot(browser, artifacts, "1-ready-session")
 
     # Sterilize with the lid open: refused, and the reason is shown.
     screen(browser, "controls")
@@ -231,6 +241,12 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
     broker.stop()
     wait(browser, "offline", lambda: "OFFLINE" in visible_text(browser, "availability"), 15)
     assert "No connection to the MQTT broker" in visible_text(browser, "link-note")
+    # The last known values are not a verdict: Cannot tell, as WEB.md says.
+    screen(browser, "ready")
+    wait(browser, "cannot tell", lambda: attr(browser, "verdict", "data-verdict") == "unknown", 5)
+    assert visible_text(browser, "verdict-text") == "Cannot tell"
+    assert _reason(browser, "disinfected")[0] == "unknown"
+    assert "last known: session 1 started without" in _reason(browser, "disinfected")[1]
     screen(browser, "live")
     assert by_id(browser, "stale").is_displayed()
     shot(browser, artifacts, "4-live-broker-down")
@@ -267,8 +283,12 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     artifacts: Path,
 ) -> None:
     rec = recorder_factory(broker, [f"{BASE}/event", f"{BASE}/cmd/#"])
+    # The broker still holds another history's last session, a minute old (a reinstall, a new
+    # SD card): this device has none, and its own rule is what the page follows.
+    ended = datetime.now(UTC) - timedelta(minutes=1)
+    publish(broker, f"{BASE}/session/last", _other_history(ended), retain=True)
     web = web_factory(broker)
-    run_daemon(DOCKED, broker, 10.0)
+    proc = run_daemon(DOCKED, broker, 10.0)
     sign_in(browser, web)
 
     screen(browser, "ready")
@@ -281,6 +301,13 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     wait(browser, "the result", lambda: "done" in visible_text(browser, "result-sterilize"), 10)
     assert events_of(rec.messages(), "sterilization_started")
 
+    # Ready? shows the running cycle's time left.
+    screen(browser, "ready")
+    wait(
+        browser, "the cycle's time left", lambda: " left)" in _reason(browser, "disinfected")[1], 5
+    )
+    assert "a UV-C cycle is running (" in _reason(browser, "disinfected")[1]
+
     screen(browser, "live")
     first = wait(browser, "the countdown", lambda: _countdown(browser), 5)
     shot(browser, artifacts, "5-live-sterilizing")
@@ -290,7 +317,17 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     screen(browser, "ready")
     wait(browser, "yes", lambda: attr(browser, "verdict", "data-verdict") == "yes", 10)
     assert _reason(browser, "disinfected")[1].startswith("✓ yes")
+    cls, words = _reason(browser, "rest")
+    assert cls == "ok" and words.endswith("no earlier session recorded")
     shot(browser, artifacts, "6-ready-yes")
+
+    # The daemon stops: what it said last is no green yes any more.
+    proc.terminate()
+    daemon.finish(proc, 30)
+    wait(browser, "cannot tell", lambda: attr(browser, "verdict", "data-verdict") == "unknown", 10)
+    assert _reason(browser, "disinfected")[0] == "unknown"
+    assert "last known: disinfected" in _reason(browser, "disinfected")[1]
+    shot(browser, artifacts, "6-ready-daemon-stopped")
 
     # The same page on a desktop.
     browser.execute_cdp_cmd(
@@ -299,6 +336,18 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     )
     screen(browser, "live")
     shot(browser, artifacts, "9-desktop-live")
+
+
+def _other_history(ended: datetime) -> dict[str, Any]:
+    """A ``session/last`` of another device history, ended at ``ended``."""
+    return {
+        "v": 1, "session_no": 40, "started_at": iso_utc(ended.timestamp() - 120),
+        "ended_at": iso_utc(ended.timestamp()), "duration_s": 120.0, "contact_s": 100.0,
+        "zone_s": {"light": 0.0, "ok": 100.0, "high": 0.0, "over": 0.0}, "peak_n": 3.0,
+        "mean_n": 2.0, "over_episodes": 0, "longest_over_s": 0.0, "sterile_at_start": True,
+        "cycle_id": 3, "rest_interval_s": 90000.0, "too_soon": False, "roller_id": 1,
+        "roller_use": 3, "end_reason": "docked",
+    }  # fmt: skip
 
 
 def _rows(driver: webdriver.Chrome) -> list[Any]:

@@ -262,6 +262,14 @@ class DeviceState:
     #: Helper threads that died since the daemon started (each reported, restarted if it can
     #: be): a daemon that keeps losing one must not look healthy.
     thread_failures: int = 0
+    #: The device's own history and rest rule (S10), so a dashboard never judges from another
+    #: history: sessions it has recorded, when the last one ended, the next allowed start.
+    last_session_no: int = 0
+    last_ended_wall: float | None = None
+    next_allowed_wall: float | None = None
+    #: How the open session started (None while none is open).
+    session_sterile_at_start: bool | None = None
+    session_too_soon: bool | None = None
 
     def key(self) -> tuple[object, ...]:
         """What counts as a change: everything but the times, the force and the countdown
@@ -284,6 +292,11 @@ class DeviceState:
             self.alarm,
             self.silenced,
             self.thread_failures,
+            self.last_session_no,
+            self.last_ended_wall,
+            self.next_allowed_wall,
+            self.session_sterile_at_start,
+            self.session_too_soon,
         )
 
 

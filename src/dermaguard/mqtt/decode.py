@@ -81,6 +81,14 @@ class Snapshot:
     thread_failures: int = 0
     #: Why the device's history is unavailable (its alarm and interlocks still work).
     history_problem: str | None = None
+    #: The device's own history and rest rule; ``rest_known`` is False for a device that
+    #: predates these keys (a view then cannot judge the rest).
+    rest_known: bool = False
+    last_session_no: int = 0
+    last_session_ended_at: datetime | None = None
+    next_allowed_at: datetime | None = None
+    session_sterile_at_start: bool | None = None
+    session_too_soon: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +230,12 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         silenced=_field(obj, "silenced", "boolean"),
         thread_failures=_optional(obj, "thread_failures", "integer") or 0,
         history_problem=_optional(obj, "history_problem", "string"),
+        rest_known="last_session_no" in obj,
+        last_session_no=_optional(obj, "last_session_no", "integer") or 0,
+        last_session_ended_at=_optional(obj, "last_session_ended_at", "timestamp"),
+        next_allowed_at=_optional(obj, "next_allowed_at", "timestamp"),
+        session_sterile_at_start=_optional(obj, "session_sterile_at_start", "boolean"),
+        session_too_soon=_optional(obj, "session_too_soon", "boolean"),
     )
 
 

@@ -37,6 +37,10 @@ def event_envelope(
     )
 
 
+def _iso_or_none(wall: float | None) -> str | None:
+    return None if wall is None else iso_utc(wall)
+
+
 def state_payload(state: DeviceState, *, history_problem: str | None = None) -> bytes:
     """The retained ``…/state`` snapshot; ``history_problem`` says why the history is
     unavailable (the device still runs its alarm and interlocks; events wait in memory)."""
@@ -64,6 +68,11 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "alarm": state.alarm,
             "silenced": state.silenced,
             "thread_failures": state.thread_failures,
+            "last_session_no": state.last_session_no,
+            "last_session_ended_at": _iso_or_none(state.last_ended_wall),
+            "next_allowed_at": _iso_or_none(state.next_allowed_wall),
+            "session_sterile_at_start": state.session_sterile_at_start,
+            "session_too_soon": state.session_too_soon,
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }

@@ -13,7 +13,6 @@ a traceback; the request log never contains a query string (where the token trav
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import ssl
@@ -27,7 +26,6 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from dermaguard.common.timefmt import parse_utc
 from dermaguard.config.load import Config
 from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
@@ -245,33 +243,18 @@ def _ready_frame(ctx: WebContext) -> str:
     return f"event: ready\ndata: {json.dumps(_ready(ctx), separators=(',', ':'))}\n\n"
 
 
-def _last_ended(ctx: WebContext) -> datetime | None:
-    """The end of the last finished session: the history database, or the live summary."""
-    ended: datetime | None = None
-    with contextlib.suppress(StoreError):
-        reader = open_readonly(ctx.history_path)
-        try:
-            last = reader.last_session()
-        finally:
-            reader.close()
-        if last is not None and isinstance(last.get("ended_at"), str):
-            ended = parse_utc(str(last["ended_at"]))
-    live = ctx.hub.model.last_session
-    if live is not None and (ended is None or live.ended_at > ended):
-        ended = live.ended_at
-    return ended
-
-
 def _ready(ctx: WebContext) -> dict[str, Any]:
     hub = ctx.hub
     m = hub.model
     online = hub.link == "connected" and m.availability == "online"
+    now = time.monotonic()
     result = readiness(
         m.snapshot,
+        device=hub.topics.device_id,
         online=online,
         now=datetime.now(UTC),
-        sterile_left_s=m.sterile_left_s(time.monotonic()),
-        last_ended=_last_ended(ctx),
+        sterile_left_s=m.sterile_left_s(now),
+        remaining_s=m.remaining_s(now),
         rest_s=ctx.config.care.rest_s,
         replace_after_uses=ctx.config.care.replace_after_uses,
         calibrated=ctx.calibration_path.is_file(),

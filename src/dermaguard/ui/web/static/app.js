@@ -195,30 +195,45 @@ function renderEvents() {
   }
 }
 
-function renderReady(ready) {
+let ready = null;          // the last "ready" verdict from the server
+let readyAt = 0;          // performance.now() when it arrived
+
+function renderReady() {
+  if (!ready) return;
   const box = $("verdict");
   box.className = "verdict " + ready.verdict;
   box.dataset.verdict = ready.verdict;
-  box.querySelector(".verdict-mark").textContent = { yes: "✓", no: "✗", unknown: "?" }[ready.verdict];
+  box.querySelector(".verdict-mark").textContent = { yes: "✓", no: "✗", unknown: "?", session: "●" }[ready.verdict];
   text($("verdict-text"), ready.headline);
+  text($("ready-about"), ready.about || "");
   const list = $("reasons");
   const key = JSON.stringify(ready.reasons);
-  if (list.dataset.key === key) return;  // unchanged: keep the list (and the reader's place)
-  list.dataset.key = key;
-  list.replaceChildren();
-  for (const r of ready.reasons) {
-    const li = document.createElement("li");
-    li.className = r.ok === true ? "ok" : r.ok === false ? "no" : "unknown";
-    li.dataset.key = r.key;
-    const mark = document.createElement("span"); mark.className = "mark";
-    mark.textContent = r.ok === true ? "✓ yes" : r.ok === false ? "✗ no" : "? unknown";
-    const words = document.createElement("span"); words.textContent = r.text;
-    li.append(mark, words);
-    if (r.todo && r.ok !== true) {
-      const todo = document.createElement("span"); todo.className = "todo"; todo.textContent = "→ " + r.todo;
-      li.append(todo);
+  if (list.dataset.key !== key) {  // unchanged: keep the list (and the reader's place)
+    list.dataset.key = key;
+    list.replaceChildren();
+    for (const r of ready.reasons) {
+      const li = document.createElement("li");
+      li.className = r.ok === true ? "ok" : r.ok === false ? "no" : "unknown";
+      li.dataset.key = r.key;
+      const mark = document.createElement("span"); mark.className = "mark";
+      mark.textContent = r.ok === true ? "✓ yes" : r.ok === false ? "✗ no" : "? unknown";
+      const words = document.createElement("span"); words.textContent = r.text;
+      li.append(mark, words);
+      if (r.left_s != null) {
+        const left = document.createElement("span"); left.className = "left"; li.append(" ", left);
+      }
+      if (r.todo && r.ok !== true) {
+        const todo = document.createElement("span"); todo.className = "todo"; todo.textContent = "→ " + r.todo;
+        li.append(todo);
+      }
+      list.append(li);
     }
-    list.append(li);
+  }
+  // A running cycle's time left keeps counting down between the device's updates.
+  for (const r of ready.reasons) {
+    if (r.left_s == null) continue;
+    const el = list.querySelector(`li[data-key="${r.key}"] .left`);
+    if (el) text(el, "(" + clock(Math.max(0, r.left_s - (performance.now() - readyAt) / 1000)) + " left)");
   }
 }
 
@@ -242,7 +257,7 @@ function connect() {
     renderAll();
   });
   source.addEventListener("force", (msg) => { force = JSON.parse(msg.data); renderForce(); });
-  source.addEventListener("ready", (msg) => renderReady(JSON.parse(msg.data)));
+  source.addEventListener("ready", (msg) => { ready = JSON.parse(msg.data); readyAt = performance.now(); renderReady(); });
   source.onerror = () => {
     const note = $("link-note");
     note.hidden = false;
@@ -325,5 +340,5 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("button[data-cmd]")) b.addEventListener("click", () => sendCommand(b));
   showScreen();
   connect();
-  setInterval(() => { if (view) { renderCase(); } }, 250);
+  setInterval(() => { if (view) { renderCase(); } renderReady(); }, 250);
 });
