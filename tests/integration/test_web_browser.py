@@ -405,3 +405,27 @@ def test_forged_posts_get_403_and_reach_no_broker(
     codes = [web.request(f"/?token=wrong{i:02d}wrongwrongwrong")[0] for i in range(6)]
     assert codes == [403, 403, 403, 403, 429, 429]
     assert web.token not in web.log()
+
+
+def test_a_wrong_token_and_a_lockout_are_pages_that_say_what_to_do(
+    broker: Broker,
+    web_factory: Callable[[Broker], WebServer],
+    browser: webdriver.Chrome,
+    artifacts: Path,
+) -> None:
+    web = web_factory(broker)
+    browser.get(f"{web.base}/?token=wrong-wrong-wrong-wrong")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "That token is not right" in body and "dermaguard web --show-url" in body
+    assert browser.find_element(By.ID, "token").is_displayed()  # and the token can be pasted
+    shot(browser, artifacts, "0-sign-in-wrong-token")
+    for i in range(4):
+        browser.get(f"{web.base}/?token=wrong-wrong-wrong-{i:04d}")
+    # Five wrong tries: even the right link waits, and the page says for how long.
+    browser.get(f"{web.base}/?token={web.token}")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Too many wrong tokens from this device. Try again in " in body, body
+    seconds = int(body.split("Try again in ")[1].split(" seconds")[0])
+    assert 1 <= seconds <= 60
+    assert "/login" not in browser.current_url and "{" not in body  # a page, not JSON
+    shot(browser, artifacts, "0-sign-in-locked-out")

@@ -13,6 +13,7 @@ a traceback; the request log never contains a query string (where the token trav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import ssl
@@ -29,7 +30,13 @@ from aiohttp import web
 from dermaguard.config.load import Config
 from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
-from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
+from dermaguard.ui.web.auth import (
+    COOKIE,
+    MAX_FAILURES,
+    FailureLimiter,
+    origin_allowed,
+    token_matches,
+)
 from dermaguard.ui.web.live import WEB_COMMANDS, Hub
 from dermaguard.ui.web.ready import readiness
 from dermaguard.ui.web.svg import calendar_svg, trace_svg
@@ -102,10 +109,7 @@ async def guard(
             if not token_matches(request.cookies.get(COOKIE), ctx.token):
                 if request.cookies.get(COOKIE):
                     if ctx.limiter.blocked(address):
-                        retry = str(ctx.limiter.retry_after_s(address))
-                        return _error(
-                            429, "too many wrong tokens: wait a minute", **{"Retry-After": retry}
-                        )
+                        return _locked_out(ctx, address, request)
                     ctx.limiter.failed(address)
                 if request.method == "GET" and request.path == "/":
                     return _redirect("/login")
@@ -131,18 +135,40 @@ async def guard(
     return response
 
 
+def _is_page(request: web.Request) -> bool:
+    """A browser opening a page (the sign-in link, the sign-in form): it gets a page to read,
+    where a script gets short JSON."""
+    return request.path in ("/", "/login")
+
+
+def _locked_out(ctx: WebContext, address: str, request: web.Request) -> web.Response:
+    """429 with ``Retry-After``; a person gets a page saying what happened and when to retry
+    (the right token waits too: the limit cannot tell a guess from a mistyped token)."""
+    retry = ctx.limiter.retry_after_s(address)
+    headers = {"Retry-After": str(retry)}
+    if not _is_page(request):
+        return _error(429, f"too many wrong tokens: try again in {retry} s", **headers)
+    page = _login_page(
+        f"Too many wrong tokens from this device. Try again in {retry} seconds.",
+        "Signing in is paused for a minute after 5 wrong tries, even with the right token. "
+        "Then open the link <code>dermaguard web --show-url</code> prints on the Pi.",
+    )
+    return web.Response(status=429, text=page, content_type="text/html", headers=headers)
+
+
 def _sign_in(ctx: WebContext, address: str, given: str, request: web.Request) -> web.Response:
     if ctx.limiter.blocked(address):
-        retry = str(ctx.limiter.retry_after_s(address))
-        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+        return _locked_out(ctx, address, request)
     if not token_matches(given, ctx.token):
         ctx.limiter.failed(address)
         log.warning("wrong dashboard token from %s", address)
-        if request.path == "/login":
-            return web.Response(
-                status=403, text=_login_page("That token is not right."), content_type="text/html"
-            )
-        return _error(403, "wrong token")
+        page = _login_page(
+            "That token is not right: it does not match this dashboard's.",
+            "Open the link <code>dermaguard web --show-url</code> prints on the Pi now, or "
+            f"paste its token below. After {MAX_FAILURES} wrong tries in a minute, signing in "
+            "pauses for a minute.",
+        )
+        return web.Response(status=403, text=page, content_type="text/html")
     response = _redirect("/")
     response.set_cookie(
         COOKIE,
@@ -156,8 +182,9 @@ def _sign_in(ctx: WebContext, address: str, given: str, request: web.Request) ->
     return response
 
 
-def _login_page(message: str = "") -> str:
+def _login_page(message: str = "", detail: str = "") -> str:
     note = f'<p class="bad">{message}</p>' if message else ""
+    note += f"<p>{detail}</p>" if detail else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -181,8 +208,7 @@ async def login_post(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     address = _client_address(request)
     if ctx.limiter.blocked(address):
-        retry = str(ctx.limiter.retry_after_s(address))
-        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+        return _locked_out(ctx, address, request)
     form = await request.post()
     given = form.get("token")
     return _sign_in(ctx, address, given.strip() if isinstance(given, str) else "", request)
@@ -377,16 +403,47 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def serve(ctx: WebContext, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-    """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token."""
-    app = make_app(ctx)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        ssl_context=tls,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=2.0,
+def bound_address(site: web.TCPSite) -> tuple[str, int]:
+    """The address and port a started site really listens on (its first socket)."""
+    server = site._server  # aiohttp keeps the asyncio server here; no public accessor
+    sockets = getattr(server, "sockets", None) or ()
+    for sock in sockets:
+        name = sock.getsockname()
+        return str(name[0]), int(name[1])
+    raise OSError("the dashboard's server has no listening socket")
+
+
+async def _serve(
+    ctx: WebContext,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_listening: Callable[[str, int], None],
+) -> None:
+    runner = web.AppRunner(
+        make_app(ctx), access_log=None, handle_signals=True, shutdown_timeout=2.0
     )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
+        await site.start()  # an address or port that cannot be bound raises here
+        on_listening(*bound_address(site))
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit)
+    finally:
+        await runner.cleanup()
+
+
+def serve(
+    ctx: WebContext,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_listening: Callable[[str, int], None],
+) -> None:
+    """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token.
+
+    ``on_listening`` is called with the address and port once they are bound, not before: a
+    server that cannot bind says so and never claims to be listening.
+    """
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(ctx, host, port, tls, on_listening))
