@@ -146,7 +146,7 @@ def _history_lines(live: dict[str, object] | None) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from dermaguard.store import StoreError, open_readonly
     from dermaguard.ui.report import calendar_figure, check_output, session_figure
-    from dermaguard.ui.report_data import ReportError
+    from dermaguard.ui.report_data import ReportError, ReportWriteError
 
     config = load_config(args.config)
     if (args.session is None) == (args.weeks is None):
@@ -174,6 +174,8 @@ def cmd_report(args: argparse.Namespace) -> int:
                 return usage_error(f"there is no session {args.session} in {path}: {held}")
             trace = reader.trace(args.session)
             out = session_figure(summary, trace, config.pressure.zones, args.output)
+    except ReportWriteError as exc:
+        return environment_error(str(exc))
     except ReportError as exc:
         return usage_error(str(exc))
     finally:
