@@ -51,7 +51,7 @@ def test_home_assistant_names_say_disinfect_and_the_ids_keep_their_names() -> No
     components = discovery_config(TOPICS, device_name="Dermaguard", sw_version="0.1.0")["cmps"]
     assert components["sterile"]["name"] == "Disinfected"
     assert components["sterile"]["unique_id"] == "dermaguard_sterile"
-    assert components["sterilize"]["name"] == "Disinfect (UV-C cycle)"
+    assert components["sterilize"]["name"] == "Disinfect"
     assert components["sterilize"]["command_topic"] == TOPICS.cmd("sterilize")
     assert not [c["name"] for c in components.values() if "steril" in c["name"].lower()]
 

@@ -37,6 +37,12 @@ def event_envelope(
     )
 
 
+def newtons(force: float | None) -> float | None:
+    """A force as published: to the millinewton, and never ``-0.0`` (a tare's noise rounds to
+    it; Home Assistant and people read it as a negative force)."""
+    return None if force is None else round(force, 3) + 0.0
+
+
 def _iso_or_none(wall: float | None) -> str | None:
     return None if wall is None else iso_utc(wall)
 
@@ -44,14 +50,13 @@ def _iso_or_none(wall: float | None) -> str | None:
 def state_payload(state: DeviceState, *, history_problem: str | None = None) -> bytes:
     """The retained ``…/state`` snapshot; ``history_problem`` says why the history is
     unavailable (the device still runs its alarm and interlocks; events wait in memory)."""
-    force = state.force_n
     return dumps(
         {
             "v": CONTRACT_VERSION,
             "ts": iso_utc(state.wall),
             "state": state.state,
             "zone": state.zone,
-            "force_n": None if force is None else round(force, 3),
+            "force_n": newtons(state.force_n),
             "sterile": state.sterile,
             "sterile_until": (
                 None if state.sterile_until_wall is None else iso_utc(state.sterile_until_wall)
@@ -81,12 +86,11 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
 
 def force_payload(sample: ForceSample, wall: float) -> bytes:
     """A live ``…/force`` message (QoS 0, not retained)."""
-    force = sample.force_n
     return dumps(
         {
             "v": CONTRACT_VERSION,
             "t": round(wall, 3),
-            "force_n": None if force is None else round(force, 3),
+            "force_n": newtons(sample.force_n),
             "zone": sample.zone,
         }
     )
