@@ -246,6 +246,11 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
         proc.wait(timeout=30)
     finally:
         proc.kill()
+    # Until then status names the session the kill cut short, never "none yet".
+    status = dermaguard("status", "--simulation", state=tmp_path)
+    assert status.returncode == 0, status.stderr
+    last = next(line for line in status.stdout.splitlines() if line.startswith("Last session"))
+    assert "#1" in last and "cut short: the daemon stopped during it" in last, status.stdout
     # The next start closes the session the kill left open, from what was stored.
     rerun = simulate("unsterile_use", tmp_path, "20")
     assert rerun.returncode == 0, rerun.stderr

@@ -9,6 +9,7 @@ them); ``pytest -rP`` shows the path.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -236,6 +237,29 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
     wait(browser, "the refusal", lambda: "refused" in visible_text(browser, "result-sterilize"), 10)
     assert "lid is open" in visible_text(browser, "result-sterilize")
     shot(browser, artifacts, "3-controls-refused")
+
+    # History during the session: in progress, with the over-pressure episode it already had.
+    screen(browser, "history")
+    rows = wait(browser, "the running session", lambda: _rows(browser), 10)
+    cells = rows[0].find_elements(By.TAG_NAME, "td")
+    assert "in progress" in cells[1].text and cells[2].text.startswith("so far ")
+    assert cells[4].text == "1"
+    shot(browser, artifacts, "7-history-in-progress")
+
+    # Events read as words, in one 24-hour style; the header keeps the pill on one line.
+    screen(browser, "live")
+    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events .type")]
+    assert "Over-pressure" in names and not [n for n in names if "_" in n], names
+    times = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events time")]
+    assert times and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
+    pill = browser.execute_script(
+        "const p = document.getElementById('availability');"
+        "return [p.getBoundingClientRect().height, parseFloat(getComputedStyle(p).fontSize)];"
+    )
+    assert pill[0] < 2.5 * pill[1], pill  # one line of text (and its padding), not two
+    brand = "const b = document.querySelector('.brand'); return [b.scrollWidth, b.clientWidth];"
+    shown, room = browser.execute_script(brand)
+    assert shown <= room and visible_text(browser, "device") == daemon.DEVICE  # not cut off
 
     # The broker goes away: the device shows offline; it comes back: the page recovers.
     broker.stop()

@@ -69,6 +69,7 @@ def _session_dict(row: sqlite3.Row) -> dict[str, Any]:
     summary.setdefault("started_at", row["started_at"])
     summary["started_wall"] = row["started_wall"]
     summary["ended_wall"] = row["ended_wall"]
+    summary["start_seq"] = row["start_seq"]
     return summary
 
 

@@ -316,15 +316,48 @@ async def history(request: web.Request) -> web.Response:
     except StoreError:
         return web.json_response({"sessions": [], "note": "no history recorded yet"})
     try:
-        sessions = reader.recent_sessions(limit)
+        sessions = [_so_far(reader, s) for s in reader.recent_sessions(limit)]
     finally:
         reader.close()
     keep = (
+        "in_progress",
         "session_no", "status", "started_at", "ended_at", "duration_s", "contact_s", "peak_n",
         "mean_n", "over_episodes", "longest_over_s", "sterile_at_start", "too_soon",
         "roller_id", "roller_use", "end_reason",
     )  # fmt: skip
     return web.json_response({"sessions": [{k: s.get(k) for k in keep} for s in sessions]})
+
+
+def _so_far(reader: Any, session: dict[str, Any]) -> dict[str, Any]:
+    """A session still open, with what its history holds so far (its over-pressure alarms,
+    the peak of its stored trace, its length until now), marked ``in_progress``: a running
+    session's summary is only written when it ends."""
+    if session.get("status") != "open":
+        return session
+    over, peak = 0, None
+    start_seq = session.get("start_seq")
+    if isinstance(start_seq, int):
+        for event in reader.events(since_seq=start_seq - 1, limit=10_000):
+            data = event.get("data") or {}
+            if event.get("type") == "session_ended":
+                break
+            if event.get("type") == "over_pressure":
+                over += 1
+                force = data.get("force_n")
+                if isinstance(force, int | float):
+                    peak = force if peak is None else max(peak, force)
+    traced = [f for _, f, _ in reader.trace(int(session["session_no"])) if f is not None]
+    if traced:
+        peak = max([*traced, *([] if peak is None else [peak])])
+    started = session.get("started_wall")
+    length = time.time() - started if isinstance(started, int | float) else None
+    return {
+        **session,
+        "in_progress": True,
+        "over_episodes": over,
+        "peak_n": peak,
+        "duration_s": None if length is None else max(0.0, length),
+    }
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
@@ -344,12 +377,22 @@ async def trace(request: web.Request) -> web.Response:
     number = int(text)
     reader = _reader(ctx)
     try:
-        if reader.session(number) is None:
+        found = reader.session(number)
+        if found is None:
             return _error(404, f"no session {number}")
         samples = reader.trace(number)
     finally:
         reader.close()
-    svg = trace_svg(samples, ctx.config.pressure.zones, f"session {number}: force over time")
+    # The trace runs on past an idle end (the timeout's tail): the chart ends with the session.
+    length = found.get("duration_s") if found.get("status") != "open" else None
+    if isinstance(length, int | float) and length > 0:
+        samples = [s for s in samples if s[0] <= length]
+    svg = trace_svg(
+        samples,
+        ctx.config.pressure.zones,
+        f"session {number}: force over time",
+        end_s=length if isinstance(length, int | float) and length > 0 else None,
+    )
     return web.Response(text=svg, content_type="image/svg+xml")
 
 
@@ -362,7 +405,7 @@ async def calendar(request: web.Request) -> web.Response:
         sessions: list[dict[str, Any]] = []
     else:
         try:
-            sessions = reader.recent_sessions(10_000)
+            sessions = [_so_far(reader, s) for s in reader.recent_sessions(10_000)]
         finally:
             reader.close()
     svg = calendar_svg(sessions, weeks, date.today(), None)
