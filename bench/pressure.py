@@ -558,6 +558,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer episodes, under a minute")
     parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
+    parser.add_argument(
         "--episodes", type=int, help="alarm episodes per run (default: 30 quick, 300 full)"
     )
     parser.add_argument(
@@ -586,13 +589,15 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         parser.error(f"--variants: {','.join(unknown) or '(none)'} not in {', '.join(VARIANTS)}")
-    episodes = args.episodes if args.episodes is not None else (30 if args.quick else 300)
+    quick = args.quick or args.smoke
+    default_episodes = 2 if args.smoke else 30 if args.quick else 300
+    episodes = args.episodes if args.episodes is not None else default_episodes
     if episodes < 1:
         parser.error(f"--episodes: {episodes} must be at least 1")
     default_switch = sys.getswitchinterval()
     print(f"# {os.cpu_count()} CPUs; load average {load_average()}")
-    bench_host_pauses(1.0 if args.quick else 5.0)
-    bench_core(20_000 if args.quick else 200_000)
+    bench_host_pauses(0.2 if args.smoke else 1.0 if quick else 5.0)
+    bench_core(2_000 if args.smoke else 20_000 if quick else 200_000)
     data, lo, hi = calibrate_stall()
     # Bounds the stall load of one run: far more than its episodes take.
     max_s = 30 + episodes * 1.5
