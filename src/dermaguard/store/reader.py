@@ -69,7 +69,6 @@ def _session_dict(row: sqlite3.Row) -> dict[str, Any]:
     summary.setdefault("started_at", row["started_at"])
     summary["started_wall"] = row["started_wall"]
     summary["ended_wall"] = row["ended_wall"]
-    summary["start_seq"] = row["start_seq"]
     return summary
 
 
@@ -146,6 +145,13 @@ class StoreReader:
         """When the newest event was stored (epoch seconds), ``None`` for an empty log."""
         row = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()
         return None if row[0] is None else float(row[0])
+
+    def start_seq(self, session_no: int) -> int | None:
+        """The ``seq`` of the session's ``session_started`` event (its events follow it)."""
+        row = self.conn.execute(
+            "SELECT start_seq FROM sessions WHERE session_no = ?", (session_no,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
 
     def last_session_no(self) -> int:
         row = self.conn.execute("SELECT MAX(session_no) FROM sessions").fetchone()

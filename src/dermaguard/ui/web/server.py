@@ -335,8 +335,8 @@ def _so_far(reader: Any, session: dict[str, Any]) -> dict[str, Any]:
     if session.get("status") != "open":
         return session
     over, peak = 0, None
-    start_seq = session.get("start_seq")
-    if isinstance(start_seq, int):
+    start_seq = reader.start_seq(int(session["session_no"]))
+    if start_seq is not None:
         for event in reader.events(since_seq=start_seq - 1, limit=10_000):
             data = event.get("data") or {}
             if event.get("type") == "session_ended":
