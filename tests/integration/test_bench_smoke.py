@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.subprocess, pytest.mark.slow]
+pytestmark = [pytest.mark.subprocess, pytest.mark.broker, pytest.mark.slow]
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 FIGURE = re.compile(r"^([a-z0-9_]+): (\S+) (\S.*)$")

@@ -248,9 +248,14 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
 
     # Events read as words, in one 24-hour style; the header keeps the pill on one line.
     screen(browser, "live")
-    names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events .type")]
+    # Read in one go: the list is redrawn whenever an event arrives.
+    names, times, listed = browser.execute_script(
+        "const q = (s) => [...document.querySelectorAll(s)].map((e) => e.textContent);"
+        "const list = document.getElementById('events');"
+        "return [q('#events .type'), q('#events time'), list.innerText];"
+    )
     assert "Over-pressure" in names and not [n for n in names if "_" in n], names
-    times = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#events time")]
+    assert "refused: the lid is open" in listed and "lid_open" not in listed, listed
     assert times and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
     pill = browser.execute_script(
         "const p = document.getElementById('availability');"

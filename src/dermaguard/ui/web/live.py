@@ -89,12 +89,17 @@ def snapshot_json(s: Snapshot | None) -> dict[str, Any] | None:
 
 
 def event_json(e: EventLine) -> dict[str, Any]:
+    summary = e.summary
+    error = e.data.get("error")
+    if e.type == EventType.COMMAND_RESULT and isinstance(error, str):
+        # A refusal code (lid_open) in the words the Controls screen uses for it.
+        summary = f"command {e.data.get('command')}: refused: {refusal_words(error)}"
     return {
         "id": e.id,
         "type": e.type,
         "name": EVENT_NAMES.get(e.type, e.type.replace("_", " ")),
         "ts": _iso(e.ts),
-        "summary": e.summary,
+        "summary": summary,
         "data": e.data,
     }
 
