@@ -171,10 +171,13 @@ def bench_core(n: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, under 30 s")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
     args = parser.parse_args()
-    bench_direct_path(500 if args.quick else 5_000)
-    bench_engine_path(100 if args.quick else 1_000)
-    bench_core(20_000 if args.quick else 200_000)
+    bench_direct_path(50 if args.smoke else 500 if args.quick else 5_000)
+    bench_engine_path(10 if args.smoke else 100 if args.quick else 1_000)
+    bench_core(2_000 if args.smoke else 20_000 if args.quick else 200_000)
 
 
 if __name__ == "__main__":

@@ -289,17 +289,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 s of rolling instead of 60")
     parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
+    parser.add_argument(
         "--variants",
-        default=",".join(VARIANTS),
-        help=f"comma-separated, from {', '.join(VARIANTS)} (default: all)",
+        default=None,
+        help=f"comma-separated, from {', '.join(VARIANTS)} (default: all; --smoke: the first)",
     )
     args = parser.parse_args()
-    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    chosen = args.variants or (next(iter(VARIANTS)) if args.smoke else ",".join(VARIANTS))
+    variants = [v.strip() for v in chosen.split(",") if v.strip()]
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         parser.error(f"--variants: {','.join(unknown) or '(none)'} not in {', '.join(VARIANTS)}")
-    measure_s = 15.0 if args.quick else 60.0
-    model_s = 3.0 if args.quick else 10.0
+    measure_s = 2.0 if args.smoke else 15.0 if args.quick else 60.0
+    model_s = 1.0 if args.smoke else 3.0 if args.quick else 10.0
     print(
         f"# mosquitto {mosquitto_version()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )

@@ -278,11 +278,11 @@ def raw_round(port: int, payloads: list[bytes], no: int) -> float:
     return n / elapsed
 
 
-def bench_drain(workdir: Path, port: int, rounds: int) -> None:
+def bench_drain(workdir: Path, port: int, rounds: int, events: int = N_EVENTS) -> None:
     template = workdir / "backlog.db"
-    fill_s, payloads = make_backlog(template, N_EVENTS)
+    fill_s, payloads = make_backlog(template, events)
     print(
-        f"# backlog: {N_EVENTS} events committed through the sink in {fill_s:.1f} s, "
+        f"# backlog: {events} events committed through the sink in {fill_s:.1f} s, "
         f"envelopes {min(map(len, payloads))}-{max(map(len, payloads))} bytes",
         flush=True,
     )
@@ -291,11 +291,11 @@ def bench_drain(workdir: Path, port: int, rounds: int) -> None:
     for no in range(1, rounds + 1):
         # Alternate which goes first, so a drift in the machine's speed hits both alike.
         if no % 2:
-            outbox.append(drain_round(template, workdir, port, N_EVENTS, no))
+            outbox.append(drain_round(template, workdir, port, events, no))
             raw.append(raw_round(port, payloads, no))
         else:
             raw.append(raw_round(port, payloads, no))
-            outbox.append(drain_round(template, workdir, port, N_EVENTS, no))
+            outbox.append(drain_round(template, workdir, port, events, no))
         print(
             f"# round {no}: outbox {outbox[-1]:.0f} events/s, raw {raw[-1]:.0f} events/s, "
             f"ratio {outbox[-1] / raw[-1]:.3f}",
@@ -303,7 +303,7 @@ def bench_drain(workdir: Path, port: int, rounds: int) -> None:
         )
     ratios = [o / r for o, r in zip(outbox, raw, strict=True)]
     ratio = statistics.median(outbox) / statistics.median(raw)
-    line("outbox_drain_events", N_EVENTS, "events")
+    line("outbox_drain_events", events, "events")
     line("outbox_drain_all_marked_delivered", 1, "bool (every round, after sink.flush)")
     line("outbox_drain_rate", statistics.median(outbox), "events/s")
     line("raw_paho_qos1_rate", statistics.median(raw), "events/s")
@@ -490,6 +490,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, under a minute")
     parser.add_argument("--dir", type=Path, help="where the databases go (default: a temp dir)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the broker is stopped and the temp dir removed.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -500,8 +503,11 @@ def main() -> None:
             Broker(Path(tmp)) as broker,
             switch_interval(SWITCH_INTERVAL_S),
         ):
-            bench_drain(Path(tmp), broker.port, 3 if args.quick else 5)
-            bench_latency(Path(tmp), broker.port, 300 if args.quick else 2000)
+            if args.smoke:  # a tenth of the backlog, once: the figures can still be made
+                bench_drain(Path(tmp), broker.port, 1, N_EVENTS // 10)
+            else:
+                bench_drain(Path(tmp), broker.port, 3 if args.quick else 5)
+            bench_latency(Path(tmp), broker.port, 30 if args.smoke else 300 if args.quick else 2000)
     except BenchFailure as exc:
         print(f"FAILED: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -581,6 +581,9 @@ def main() -> None:
         "--core-only", type=int, metavar="N", help="only the core figures, over N samples"
     )
     parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
+    parser.add_argument(
         "--episodes", type=int, help="alarm episodes per run (default: 30 quick, 300 full)"
     )
     parser.add_argument(
@@ -609,7 +612,9 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
         parser.error(f"--variants: {','.join(unknown) or '(none)'} not in {', '.join(VARIANTS)}")
-    episodes = args.episodes if args.episodes is not None else (30 if args.quick else 300)
+    quick = args.quick or args.smoke
+    default_episodes = 2 if args.smoke else 30 if args.quick else 300
+    episodes = args.episodes if args.episodes is not None else default_episodes
     if episodes < 1:
         parser.error(f"--episodes: {episodes} must be at least 1")
     default_switch = sys.getswitchinterval()
@@ -617,8 +622,8 @@ def main() -> None:
     if args.core_only is not None:
         bench_core(args.core_only)
         return
-    bench_host_pauses(1.0 if args.quick else 5.0)
-    bench_core(20_000 if args.quick else 200_000)
+    bench_host_pauses(0.2 if args.smoke else 1.0 if quick else 5.0)
+    bench_core(2_000 if args.smoke else 20_000 if quick else 200_000)
     data, lo, hi = calibrate_stall()
     # Bounds the stall load of one run: far more than its episodes take.
     max_s = 30 + episodes * 1.5

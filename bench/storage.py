@@ -247,14 +247,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations, under 30 s")
     parser.add_argument("--dir", type=Path, help="where the databases go (default: a temp dir)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="a few seconds: can every figure still be made?"
+    )
     args = parser.parse_args()
+    # --smoke: one short session instead of an hour's six (the figures are then not an hour's).
+    hour = {"sessions": 1, "session_s": 60.0} if args.smoke else {}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="dg-bench-") as tmp:
         workdir = Path(tmp)
         # Heavy: an over-pressure episode every 40 s of rolling (some 200 events an hour).
-        bench_hour(workdir, "storage_hour", over_every_s=120.0)
+        bench_hour(workdir, "storage_hour", over_every_s=120.0, **hour)  # type: ignore[arg-type]
         # Calm: one episode every ten minutes.
-        bench_hour(workdir, "storage_hour_calm", over_every_s=600.0, detail=False)
-        bench_commit(workdir, 200 if args.quick else 1000)
+        bench_hour(
+            workdir,
+            "storage_hour_calm",
+            over_every_s=600.0,
+            detail=False,
+            **hour,  # type: ignore[arg-type]
+        )
+        bench_commit(workdir, 20 if args.smoke else 200 if args.quick else 1000)
 
 
 if __name__ == "__main__":

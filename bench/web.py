@@ -16,7 +16,10 @@ one simulated daemon rolling at a safe force with a push over the limit every 5 
    live-force latency from the MQTT message (its arrival at a subscriber here) to the same
    sample's event at each client (target: p99 <= 100 ms).
 
-``--quick`` measures 15 s per phase (about 50 s in all); the default is 60 s.
+``--quick`` measures 15 s per phase (about 50 s in all); the default is 60 s. ``--smoke``
+measures 3 s per phase with a push every 2 s (about 15 s in all), only to prove every figure can
+still be made: it fails when one cannot (no live force, no alert, no event at a client), and its
+figures mean nothing.
 """
 
 from __future__ import annotations
@@ -43,21 +46,24 @@ from daemon import cpu_s, peak_rss_mb
 from figures import line, pct
 
 DEVICE = "benchweb"
+#: A simulation publishes as ``<device_id>-sim``: the device the daemon, the watcher and the
+#: dashboard all speak of.
+SIM_DEVICE = f"{DEVICE}-sim"
 CLIENTS = 10
 PUSH_EVERY_S = 5.0
 
 
-def scenario(duration: int) -> str:
-    """Rolling at 2 N, one second over the 4.5 N limit every PUSH_EVERY_S seconds."""
+def scenario(duration: int, push_every_s: float = PUSH_EVERY_S) -> str:
+    """Rolling at 2 N, one second over the 4.5 N limit every ``push_every_s`` seconds."""
     keys = ["  - {t: 0, n: 0}", "  - {t: 1, n: 2.0}"]
     t = 3.0
     while t + 2 < duration:
         keys += [f"  - {{t: {t:g}, n: 2.0}}", f"  - {{t: {t + 0.1:g}, n: 5.5}}"]
         keys += [f"  - {{t: {t + 1:g}, n: 5.5}}", f"  - {{t: {t + 1.1:g}, n: 2.0}}"]
-        t += PUSH_EVERY_S
+        t += push_every_s
     keys.append(f"  - {{t: {duration}, n: 2.0}}")
     return (
-        f"name: bench_web\ndescription: rolling with a push every {PUSH_EVERY_S:g} s\n"
+        f"name: bench_web\ndescription: rolling with a push every {push_every_s:g} s\n"
         f"duration_s: {duration}\ninitial: {{lid: open, dock: out}}\n"
         f"config:\n  device_id: {DEVICE}\nforce:\n" + "\n".join(keys) + "\n"
     )
@@ -67,7 +73,7 @@ class Watcher:
     """A subscriber to the device's force and events: alert latency, force arrival times."""
 
     def __init__(self, port: int) -> None:
-        base = f"dermaguard/{DEVICE}"
+        base = f"dermaguard/{SIM_DEVICE}"
         self.force_topic, self.event_topic = f"{base}/force", f"{base}/event"
         self._lock = threading.Lock()
         self.force_at: dict[float, float] = {}  # device t -> arrival (monotonic)
@@ -187,15 +193,19 @@ def phase_line(name: str, values: list[float], unit: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="15 s per phase instead of 60")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 s per phase: can every figure still be made?"
+    )
     args = parser.parse_args()
-    window = 15.0 if args.quick else 60.0
+    window = 3.0 if args.smoke else 15.0 if args.quick else 60.0
+    push_every_s = 2.0 if args.smoke else PUSH_EVERY_S  # an alert in every short phase
     print(
         f"# mosquitto {mosquitto_version()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     with tempfile.TemporaryDirectory(prefix="dg-bench-web-") as tmp:
         work = Path(tmp)
         path = work / "scenario.yaml"
-        path.write_text(scenario(int(2 * window) + 120))
+        path.write_text(scenario(int(2 * window) + 120, push_every_s))
         state = work / "state"
         with Broker(work) as broker:
             watcher = Watcher(broker.port)
@@ -204,11 +214,14 @@ def main() -> None:
             try:
                 run = [sys.executable, "-m", "dermaguard", "run", "--simulate", str(path)]
                 run += ["--mqtt", f"{LOOPBACK}:{broker.port}"]
-                daemon = subprocess.Popen(run, stdout=subprocess.DEVNULL, env=_env(state))
+                daemon = subprocess.Popen(
+                    run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(state)
+                )
                 procs.append(daemon)
                 if not watcher.started.wait(30):
                     raise BenchFailure("no live force from the daemon within 30 s")
-                time.sleep(2.0)  # past start-up
+                settle_s = 0.5 if args.smoke else 2.0
+                time.sleep(settle_s)  # past start-up
                 watcher.take_alerts()
                 cpu_without = measure(daemon.pid, window)
                 alerts_without = watcher.take_alerts()
@@ -221,7 +234,7 @@ def main() -> None:
                     "web",
                     "--simulate",
                     "--device",
-                    DEVICE,
+                    SIM_DEVICE,
                 ]
                 web_cmd += ["--mqtt", f"{LOOPBACK}:{broker.port}", "--listen", LOOPBACK]
                 web_cmd += ["--port", str(port)]
@@ -237,7 +250,7 @@ def main() -> None:
                     target=_clients, args=(base, token, watcher, delays, stop), daemon=True
                 )
                 clients.start()
-                time.sleep(2.0)  # every client connected and streaming
+                time.sleep(settle_s)  # every client connected and streaming
                 delays.clear()
                 watcher.take_alerts()
                 c0 = cpu_s(web.pid)
@@ -266,6 +279,12 @@ def main() -> None:
     line("web_peak_rss", web_rss, "MB")
     print(f"# {len(got)} force events at the clients ({len(got) / window / CLIENTS:.1f}/s each)")
     phase_line("live_force_mqtt_to_client", got, "ms")
+    met = web_cpu <= 0.05 and web_rss <= 80.0 and pct(got, 0.99) <= 100.0
+    print(
+        "# targets (web CPU <= 5 %, RSS <= 80 MB, live force p99 <= 100 ms): "
+        + ("met" if met else "NOT MET")
+        + (" (a smoke run: its figures mean nothing)" if args.smoke else "")
+    )
 
 
 def _free_port() -> int:

@@ -661,7 +661,10 @@ def test_a_flood_is_answered_within_the_budgets_and_only_the_excess_is_dropped(
             assert not a["error"].startswith("rate limit")
     for a in limited:
         assert a is not None and a["ok"] is False
-        assert a["error"] == f"rate limit: at most {per_min} commands a minute; try again shortly"
+        assert a["error"] == (
+            f"rate limit: {burst} commands at once, then one every {60 / per_min:g} s "
+            f"({per_min} a minute); try again shortly"
+        )
     assert dropped == [None] * len(dropped)
     assert c.parser.dropped == len(dropped) == max(0, count - burst - REPLIES_PER_MIN)
     assert c.answered == count - len(dropped)

@@ -268,3 +268,34 @@ def test_the_daemon_started_without_standard_output_says_so_and_runs_to_the_end(
     assert "Traceback" not in result.stderr, result.stderr
     assert "standard output is not open" in result.stderr
     assert any(e["type"] == "daemon_stopping" for e in daemon.stored_events(tmp_path))
+
+
+def test_a_negative_reference_weight_is_refused_in_our_words(tmp_path: Path) -> None:
+    result = cli(tmp_path, "calibrate", "--simulate", "--reference", "-200g")
+    assert_clean_failure(result, "'-200g': a reference weight must be more than zero")
+    assert result.returncode == 2 and "expected one argument" not in result.stderr
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-1"])
+def test_a_speed_that_is_not_a_positive_number_is_refused(tmp_path: Path, speed: str) -> None:
+    scenario = Path(__file__).parents[2] / "scenarios" / "over_pressure.yaml"
+    result = cli(tmp_path, "run", "--simulate", str(scenario), "--speed", speed)
+    assert_clean_failure(result, f"--speed {float(speed):g} is not allowed")
+    assert result.returncode == 2
+
+
+def test_a_report_the_machine_refuses_to_write_exits_1(history: Path) -> None:
+    result = cli(history, "report", "1", "-o", "/proc/x.png")
+    assert_clean_failure(result, "cannot write /proc/x.png")
+    assert result.returncode == 1
+
+
+@pytest.mark.parametrize("command", [("check-hardware",), ("calibrate", "--tare")])
+def test_no_gpio_on_this_machine_is_the_machine_refusing_exit_1(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    # The test machine is no Raspberry Pi: no GPIO backend loads, and that is not a mistake
+    # in what was asked.
+    result = cli(tmp_path, *command)
+    assert_clean_failure(result, "No GPIO backend could be loaded")
+    assert result.returncode == 1

@@ -148,7 +148,7 @@ def test_a_bad_scenario_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_run_without_a_pi_says_to_simulate(tmp_path: Path) -> None:
     result = dermaguard("run", state=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 1  # the machine has no GPIO: README's exit 1, not a usage error
     assert "--simulate" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -246,6 +246,11 @@ def test_sigkill_mid_session_leaves_the_session_interrupted_on_next_start(tmp_pa
         proc.wait(timeout=30)
     finally:
         proc.kill()
+    # Until then status names the session the kill cut short, never "none yet".
+    status = dermaguard("status", "--simulation", state=tmp_path)
+    assert status.returncode == 0, status.stderr
+    last = next(line for line in status.stdout.splitlines() if line.startswith("Last session"))
+    assert "#1" in last and "cut short: the daemon stopped during it" in last, status.stdout
     # The next start closes the session the kill left open, from what was stored.
     rerun = simulate("unsterile_use", tmp_path, "20")
     assert rerun.returncode == 0, rerun.stderr

@@ -9,9 +9,11 @@ them); ``pytest -rP`` shows the path.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from dermaguard.common.timefmt import iso_utc
 from support import daemon
-from support.broker import Broker, Received, RecorderFactory
+from support.broker import Broker, Received, RecorderFactory, publish
 from support.web import WebServer, chromium
 
 pytestmark = [pytest.mark.broker, pytest.mark.subprocess, pytest.mark.slow]
@@ -213,12 +216,20 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
         browser, "the gauge back in ok", lambda: attr(browser, "force-zone", "data-zone") == "ok", 2
     )
 
-    # Ready to roll? No: never disinfected, and the page says what to do.
+    # Ready to roll? A session is in progress, and it says how it started (never
+    # disinfected), for which device and history.
     screen(browser, "ready")
-    wait(browser, "the verdict", lambda: attr(browser, "verdict", "data-verdict") == "no", 5)
-    reason = _reason(browser, "disinfected")[1]
-    assert "not disinfected" in reason and "close the lid to start a cycle" in reason
-    shot(browser, artifacts, "1-ready-no")
+    wait(browser, "the verdict", lambda: attr(browser, "verdict", "data-verdict") == "session", 5)
+    assert visible_text(browser, "verdict-text") == "A session is in progress"
+    cls, words = _reason(browser, "disinfected")
+    assert cls == "no" and "session 1 started without disinfection" in words
+    assert "→ after this session, put the roller in the case and close the lid" in words
+    cls, words = _reason(browser, "rest")
+    assert cls == "ok" and words.endswith("this session started after a full rest")
+    assert visible_text(browser, "ready-about") == (
+        f"Device {daemon.DEVICE}: no session in its history yet"
+    )
+    shot(browser, artifacts, "1-ready-session")
 
     # Sterilize with the lid open: refused, and the reason is shown.
     screen(browser, "controls")
@@ -227,10 +238,44 @@ def test_over_pressure_banner_ready_refusal_and_broker_outage(  # noqa: PLR0917
     assert "lid is open" in visible_text(browser, "result-sterilize")
     shot(browser, artifacts, "3-controls-refused")
 
+    # History during the session: in progress, with the over-pressure episode it already had.
+    screen(browser, "history")
+    rows = wait(browser, "the running session", lambda: _rows(browser), 10)
+    cells = rows[0].find_elements(By.TAG_NAME, "td")
+    assert "in progress" in cells[1].text and cells[2].text.startswith("so far ")
+    assert cells[4].text == "1"
+    shot(browser, artifacts, "7-history-in-progress")
+
+    # Events read as words, in one 24-hour style; the header keeps the pill on one line.
+    screen(browser, "live")
+    # Read in one go: the list is redrawn whenever an event arrives.
+    names, times, listed = browser.execute_script(
+        "const q = (s) => [...document.querySelectorAll(s)].map((e) => e.textContent);"
+        "const list = document.getElementById('events');"
+        "return [q('#events .type'), q('#events time'), list.innerText];"
+    )
+    assert "Over-pressure" in names and not [n for n in names if "_" in n], names
+    assert "refused: the lid is open" in listed and "lid_open" not in listed, listed
+    assert times and all(re.fullmatch(r"\d\d:\d\d:\d\d", t) for t in times), times
+    pill = browser.execute_script(
+        "const p = document.getElementById('availability');"
+        "return [p.getBoundingClientRect().height, parseFloat(getComputedStyle(p).fontSize)];"
+    )
+    assert pill[0] < 2.5 * pill[1], pill  # one line of text (and its padding), not two
+    brand = "const b = document.querySelector('.brand'); return [b.scrollWidth, b.clientWidth];"
+    shown, room = browser.execute_script(brand)
+    assert shown <= room and visible_text(browser, "device") == daemon.DEVICE  # not cut off
+
     # The broker goes away: the device shows offline; it comes back: the page recovers.
     broker.stop()
     wait(browser, "offline", lambda: "OFFLINE" in visible_text(browser, "availability"), 15)
     assert "No connection to the MQTT broker" in visible_text(browser, "link-note")
+    # The last known values are not a verdict: Cannot tell, as WEB.md says.
+    screen(browser, "ready")
+    wait(browser, "cannot tell", lambda: attr(browser, "verdict", "data-verdict") == "unknown", 5)
+    assert visible_text(browser, "verdict-text") == "Cannot tell"
+    assert _reason(browser, "disinfected")[0] == "unknown"
+    assert "last known: session 1 started without" in _reason(browser, "disinfected")[1]
     screen(browser, "live")
     assert by_id(browser, "stale").is_displayed()
     shot(browser, artifacts, "4-live-broker-down")
@@ -267,8 +312,12 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     artifacts: Path,
 ) -> None:
     rec = recorder_factory(broker, [f"{BASE}/event", f"{BASE}/cmd/#"])
+    # The broker still holds another history's last session, a minute old (a reinstall, a new
+    # SD card): this device has none, and its own rule is what the page follows.
+    ended = datetime.now(UTC) - timedelta(minutes=1)
+    publish(broker, f"{BASE}/session/last", _other_history(ended), retain=True)
     web = web_factory(broker)
-    run_daemon(DOCKED, broker, 10.0)
+    proc = run_daemon(DOCKED, broker, 10.0)
     sign_in(browser, web)
 
     screen(browser, "ready")
@@ -281,6 +330,13 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     wait(browser, "the result", lambda: "done" in visible_text(browser, "result-sterilize"), 10)
     assert events_of(rec.messages(), "sterilization_started")
 
+    # Ready? shows the running cycle's time left.
+    screen(browser, "ready")
+    wait(
+        browser, "the cycle's time left", lambda: " left)" in _reason(browser, "disinfected")[1], 5
+    )
+    assert "a UV-C cycle is running (" in _reason(browser, "disinfected")[1]
+
     screen(browser, "live")
     first = wait(browser, "the countdown", lambda: _countdown(browser), 5)
     shot(browser, artifacts, "5-live-sterilizing")
@@ -290,7 +346,17 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     screen(browser, "ready")
     wait(browser, "yes", lambda: attr(browser, "verdict", "data-verdict") == "yes", 10)
     assert _reason(browser, "disinfected")[1].startswith("✓ yes")
+    cls, words = _reason(browser, "rest")
+    assert cls == "ok" and words.endswith("no earlier session recorded")
     shot(browser, artifacts, "6-ready-yes")
+
+    # The daemon stops: what it said last is no green yes any more.
+    proc.terminate()
+    daemon.finish(proc, 30)
+    wait(browser, "cannot tell", lambda: attr(browser, "verdict", "data-verdict") == "unknown", 10)
+    assert _reason(browser, "disinfected")[0] == "unknown"
+    assert "last known: disinfected" in _reason(browser, "disinfected")[1]
+    shot(browser, artifacts, "6-ready-daemon-stopped")
 
     # The same page on a desktop.
     browser.execute_cdp_cmd(
@@ -299,6 +365,18 @@ def test_sterilize_runs_a_cycle_with_a_countdown_and_then_ready_says_yes(  # noq
     )
     screen(browser, "live")
     shot(browser, artifacts, "9-desktop-live")
+
+
+def _other_history(ended: datetime) -> dict[str, Any]:
+    """A ``session/last`` of another device history, ended at ``ended``."""
+    return {
+        "v": 1, "session_no": 40, "started_at": iso_utc(ended.timestamp() - 120),
+        "ended_at": iso_utc(ended.timestamp()), "duration_s": 120.0, "contact_s": 100.0,
+        "zone_s": {"light": 0.0, "ok": 100.0, "high": 0.0, "over": 0.0}, "peak_n": 3.0,
+        "mean_n": 2.0, "over_episodes": 0, "longest_over_s": 0.0, "sterile_at_start": True,
+        "cycle_id": 3, "rest_interval_s": 90000.0, "too_soon": False, "roller_id": 1,
+        "roller_use": 3, "end_reason": "docked",
+    }  # fmt: skip
 
 
 def _rows(driver: webdriver.Chrome) -> list[Any]:
@@ -356,3 +434,27 @@ def test_forged_posts_get_403_and_reach_no_broker(
     codes = [web.request(f"/?token=wrong{i:02d}wrongwrongwrong")[0] for i in range(6)]
     assert codes == [403, 403, 403, 403, 429, 429]
     assert web.token not in web.log()
+
+
+def test_a_wrong_token_and_a_lockout_are_pages_that_say_what_to_do(
+    broker: Broker,
+    web_factory: Callable[[Broker], WebServer],
+    browser: webdriver.Chrome,
+    artifacts: Path,
+) -> None:
+    web = web_factory(broker)
+    browser.get(f"{web.base}/?token=wrong-wrong-wrong-wrong")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "That token is not right" in body and "dermaguard web --show-url" in body
+    assert browser.find_element(By.ID, "token").is_displayed()  # and the token can be pasted
+    shot(browser, artifacts, "0-sign-in-wrong-token")
+    for i in range(4):
+        browser.get(f"{web.base}/?token=wrong-wrong-wrong-{i:04d}")
+    # Five wrong tries: even the right link waits, and the page says for how long.
+    browser.get(f"{web.base}/?token={web.token}")
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Too many wrong tokens from this device. Try again in " in body, body
+    seconds = int(body.split("Try again in ")[1].split(" seconds")[0])
+    assert 1 <= seconds <= 60
+    assert "/login" not in browser.current_url and "{" not in body  # a page, not JSON
+    shot(browser, artifacts, "0-sign-in-locked-out")

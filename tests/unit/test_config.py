@@ -413,6 +413,17 @@ def test_a_number_yaml_reads_as_text_gets_a_hint(tmp_path: Path) -> None:
     ]
 
 
+def test_text_yaml_reads_as_a_number_gets_a_hint_to_quote_it(tmp_path: Path) -> None:
+    path = tmp_path / "dg.yaml"
+    path.write_text("mqtt:\n  version: 5\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.errors == [
+        "mqtt.version: 5 is not allowed: must be one of 5, 3.1.1 (read as a number; write it "
+        'quoted: "5")'
+    ]
+
+
 def test_an_int_is_accepted_for_a_float_and_stored_as_float() -> None:
     zones = parse_config({"pressure": {"zones": {"over_n": 4, "hysteresis_n": 0}}}).pressure.zones
     assert zones.over_n == 4.0 and type(zones.over_n) is float

@@ -21,10 +21,13 @@ from jsonschema import Draft202012Validator
 
 from dermaguard.mqtt.discovery import (
     ALERT_EVENT_TYPES,
+    ALERT_NAMES,
     BUTTON_COMMANDS,
     SHARED_OPTIONS,
+    STATE_CODES,
     STATE_OPTIONS,
     ZONE_OPTIONS,
+    device_name,
     discovery_config,
     discovery_payload,
     effective_components,
@@ -253,8 +256,8 @@ def test_every_topic_referenced_is_one_of_the_devices_topics(topics: Topics) -> 
         else:
             assert component["state_topic"] in subscribed, key
             assert "command_topic" not in component, key
-        for option in ("json_attributes_topic", "availability_topic"):
-            assert option not in component
+        assert component.get("json_attributes_topic", topics.state) == topics.state, key
+        assert "availability_topic" not in component
     assert all(option in SHARED_OPTIONS for option in doc if option not in ("dev", "o", "cmps"))
     for component in doc["cmps"].values():
         assert ENTITY_ID.match(component["default_entity_id"]), component["default_entity_id"]
@@ -319,6 +322,21 @@ def test_the_payload_is_compact_utf8_json_of_the_config() -> None:
     assert b"\n" not in payload
 
 
+def test_the_device_name_is_short_and_never_says_dermaguard_twice() -> None:
+    assert device_name("dermaguard") == "dermaguard"
+    assert device_name("dermaguard-sim", simulated=True) == "dermaguard (simulation)"
+    assert device_name("bathroom") == "dermaguard bathroom"
+    assert device_name("bathroom-sim", simulated=True) == "dermaguard bathroom (simulation)"
+
+
+def test_a_force_that_rounds_to_zero_is_published_as_0_never_minus_0() -> None:
+    from dermaguard.core.events import ForceSample
+    from dermaguard.mqtt.payloads import force_payload
+
+    payload = force_payload(ForceSample(1.0, -0.0002, "none"), 1_790_000_000.0)
+    assert b'"force_n":0.0,' in payload and b"-0.0" not in payload
+
+
 def test_entity_slug_makes_valid_entity_ids() -> None:
     assert entity_slug("dermaguard") == "dermaguard"
     assert entity_slug("roller-2") == "roller_2"
@@ -342,21 +360,33 @@ def test_force_sensor_reports_numbers_and_unknown_never_zero() -> None:
     assert sensor_state(force, unknown) is None
 
 
-def test_zone_sensor_maps_every_zone_and_unknown() -> None:
+def attributes(component: dict[str, Any], payload: bytes) -> Any:
+    return json.loads(render(component["json_attributes_template"], payload))
+
+
+def test_zone_sensor_says_every_zone_in_words_and_keeps_the_code_as_an_attribute() -> None:
     zone = comps()["zone"]
     assert zone["options"] == list(ZONE_OPTIONS)
-    for value in ("none", "light", "ok", "high", "over"):
+    words = {"none": "No contact", "light": "Light", "ok": "OK", "high": "High", "over": "Over"}
+    for value, word in words.items():
         force = 0.0 if value == "none" else 2.0
-        assert sensor_state(zone, with_state(zone=value, force_n=force)) == value
-    assert sensor_state(zone, with_state(zone=None, force_n=None)) == "unknown"
+        assert sensor_state(zone, with_state(zone=value, force_n=force)) == word
+        assert attributes(zone, with_state(zone=value, force_n=force)) == {"code": value}
+    # An unknown force is a word of its own, never HA's own "unknown" (no data).
+    assert sensor_state(zone, with_state(zone=None, force_n=None)) == "Force unknown"
+    assert attributes(zone, with_state(zone=None, force_n=None)) == {"code": "unknown"}
 
 
-def test_state_sensor_covers_every_state_of_the_contract() -> None:
+def test_state_sensor_says_every_state_of_the_contract_in_words() -> None:
     state = comps()["state"]
     schema_states = load_schema("state")["properties"]["state"]["enum"]
-    assert state["options"] == list(STATE_OPTIONS) == schema_states
-    for value in schema_states:
-        assert sensor_state(state, with_state(state=value)) == value
+    assert list(STATE_CODES) == schema_states
+    assert (
+        state["options"] == list(STATE_OPTIONS) == ["Idle", "In the dock", "In use", "Disinfecting"]
+    )
+    for value, word in zip(schema_states, STATE_OPTIONS, strict=True):
+        assert sensor_state(state, with_state(state=value)) == word
+        assert attributes(state, with_state(state=value)) == {"code": value}
 
 
 def test_binary_sensors() -> None:
@@ -365,6 +395,9 @@ def test_binary_sensors() -> None:
     assert binary_state(c["sterile"], with_state(sterile=False)) is False
     assert binary_state(c["uv_on"], with_state(uv_on=True, lid_closed=True)) is True
     assert binary_state(c["uv_on"], with_state(uv_on=False)) is False
+    # What on means, shown by HA: Running / Not running, and a shield for disinfected.
+    assert c["uv_on"]["device_class"] == "running"
+    assert c["sterile"]["icon"] == "mdi:shield-check"
     over = c["over_pressure"]
     assert over["device_class"] == "problem"
     assert binary_state(over, with_state(zone="over", force_n=7.0)) is True
@@ -433,12 +466,14 @@ def test_last_session_passes_and_steadiness_with_long_term_statistics() -> None:
 
 def test_alerts_event_entity_fires_alerts_with_their_data() -> None:
     alerts = comps()["alerts"]
-    assert alerts["event_types"] == list(ALERT_EVENT_TYPES)
+    assert alerts["event_types"] == list(ALERT_NAMES)
+    assert "Used without disinfection" in ALERT_NAMES
     contract_types = load_schema("event")["properties"]["type"]["enum"]
     assert set(ALERT_EVENT_TYPES) <= set(contract_types)
     fired = event_fired(alerts, envelope("over_pressure", {"force_n": 6.512, "limit_n": 6.0}))
     assert fired == {
-        "event_type": "over_pressure",
+        "event_type": "Over-pressure",
+        "code": "over_pressure",
         "event_id": "3f2b8c1e-4d5a-4e6f-9a7b-1c2d3e4f5a6b",
         "seq": 41,
         "ts": TS,
@@ -447,7 +482,7 @@ def test_alerts_event_entity_fires_alerts_with_their_data() -> None:
     }
     fault = event_fired(alerts, envelope("sensor_fault", {"reason": "not_ready"}))
     assert fault is not None
-    assert fault["event_type"] == "sensor_fault"
+    assert (fault["event_type"], fault["code"]) == ("Sensor fault", "sensor_fault")
     assert fault["reason"] == "not_ready"
 
 
@@ -475,4 +510,4 @@ def test_alert_data_cannot_override_the_event_type() -> None:
     payload = envelope("too_soon", {"session_no": 3, "event_type": "daemon_started"})
     fired = event_fired(alerts, payload)
     assert fired is not None
-    assert fired["event_type"] == "too_soon"
+    assert (fired["event_type"], fired["code"]) == ("Too soon", "too_soon")

@@ -51,7 +51,7 @@ def test_home_assistant_names_say_disinfect_and_the_ids_keep_their_names() -> No
     components = discovery_config(TOPICS, device_name="Dermaguard", sw_version="0.1.0")["cmps"]
     assert components["sterile"]["name"] == "Disinfected"
     assert components["sterile"]["unique_id"] == "dermaguard_sterile"
-    assert components["sterilize"]["name"] == "Disinfect (UV-C cycle)"
+    assert components["sterilize"]["name"] == "Disinfect"
     assert components["sterilize"]["command_topic"] == TOPICS.cmd("sterilize")
     assert not [c["name"] for c in components.values() if "steril" in c["name"].lower()]
 
@@ -61,3 +61,12 @@ def test_the_docs_say_disinfection_not_sterility_and_to_clean_first() -> None:
         text = " ".join((ROOT / doc).read_text(encoding="utf-8").split())
         assert "disinfection, not sterility" in text, doc
         assert "clean the roller" in text.lower(), doc
+
+
+def test_every_event_type_has_a_name_a_person_reads() -> None:
+    """Home Assistant's alerts and the dashboard's event list show these names: an event type
+    added without one would stop the MQTT bridge from importing (discovery builds its list)."""
+    from dermaguard.core.events import EventType
+    from dermaguard.core.words import EVENT_NAMES
+
+    assert sorted(set(EventType) - set(EVENT_NAMES)) == []

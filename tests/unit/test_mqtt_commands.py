@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dermaguard.core.events import Command
-from dermaguard.mqtt.commands import MAX_PAYLOAD, REPLIES_PER_MIN, RETAINED, CommandParser
+from dermaguard.mqtt.commands import (
+    COMMAND_BURST,
+    MAX_PAYLOAD,
+    REPLIES_PER_MIN,
+    RETAINED,
+    CommandParser,
+)
 from dermaguard.mqtt.topics import COMMANDS, Topics
 
 TOPICS = Topics("dev1")
@@ -87,6 +94,23 @@ def test_rate_limit_refuses_with_an_answer_then_drops_past_the_reply_budget() ->
     # A minute later the budget is back.
     later = parser.parse(TOPICS.cmd("ping"), b"{}", 60.0)
     assert later is not None and later.error is None
+
+
+def test_rate_limit_is_what_mqtt_md_says_a_burst_of_ten_then_the_rate() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "MQTT.md").read_text(encoding="utf-8")
+    assert f"up to {COMMAND_BURST} at once" in " ".join(doc.split())
+    parser = CommandParser(TOPICS, commands_per_min=30)
+    burst = [parser.parse(TOPICS.cmd("ping"), b"{}", 0.0) for _ in range(COMMAND_BURST + 1)]
+    assert all(c is not None and c.error is None for c in burst[:COMMAND_BURST])
+    last = burst[-1]
+    assert last is not None
+    assert last.error == (
+        "rate limit: 10 commands at once, then one every 2 s (30 a minute); try again shortly"
+    )
+    # One every 2 s after the burst: 30 a minute on average.
+    assert (parser.parse(TOPICS.cmd("ping"), b"{}", 1.9) or last).error is not None
+    again = parser.parse(TOPICS.cmd("ping"), b"{}", 2.1)
+    assert again is not None and again.error is None
 
 
 @settings(max_examples=300, deadline=None)

@@ -217,6 +217,37 @@ def test_state_says_when_the_history_is_unavailable_and_why() -> None:
         assert payload["alarm"] == "over_pressure"  # the alarm is untouched by it
 
 
+def test_state_carries_the_devices_own_history_and_rest_rule_and_a_view_decodes_it() -> None:
+    from dataclasses import replace
+
+    from dermaguard.core.events import DeviceState
+    from dermaguard.mqtt.decode import parse_state
+    from dermaguard.mqtt.payloads import state_payload
+
+    device = DeviceState(
+        t=1.0, wall=WALL0, state="in_use", zone="ok", force_n=2.0, sterile=True,
+        sterile_until_t=None, sterile_until_wall=None, uv_on=False, lid_closed=False,
+        docked=False, case="open", remaining_s=None, session_no=8, roller_id=1, roller_uses=2,
+        fault=None, alarm=None, silenced=False, last_session_no=7,
+        last_ended_wall=WALL0 - 3600.0, next_allowed_wall=WALL0 + 3600.0,
+        session_sterile_at_start=True, session_too_soon=True,
+    )  # fmt: skip
+    payload = json.loads(state_payload(device))
+    ok("state", payload)
+    assert payload["last_session_ended_at"] == iso(WALL0 - 3600.0)
+    assert payload["next_allowed_at"] == iso(WALL0 + 3600.0)
+    snap = parse_state(payload)
+    assert snap.rest_known and snap.last_session_no == 7
+    assert (snap.session_sterile_at_start, snap.session_too_soon) == (True, True)
+    fresh = json.loads(state_payload(replace(device, last_ended_wall=None, next_allowed_wall=None)))
+    ok("state", fresh)
+    assert fresh["next_allowed_at"] is None
+    bad("state", changed(payload, last_session_no=-1))
+    older = {k: v for k, v in payload.items() if k != "last_session_no"}
+    ok("state", older)
+    assert not parse_state(older).rest_known
+
+
 def test_state_force_zero_and_null_are_both_valid_but_a_string_is_not() -> None:
     ok("state", changed(STATE, force_n=0, zone="none"))
     ok("state", changed(STATE, force_n=None, zone=None))

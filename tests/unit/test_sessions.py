@@ -142,6 +142,26 @@ def test_s10_a_session_sooner_than_the_rest_interval_raises_too_soon() -> None:
     assert d.of("session_started")[0].data["too_soon"] is True
 
 
+def test_s10_the_published_state_carries_the_devices_own_rest_rule_and_session_start() -> None:
+    # What a dashboard judges "ready?" from: this device's history, never another's summary.
+    history = History(last_session_no=4, last_session_end_wall=WALL0 - 1 * DAY)
+    e = engine(history, rest_s=2 * DAY)
+    before = e.device_state(0.0, WALL0)
+    assert (before.last_session_no, before.last_ended_wall) == (4, WALL0 - 1 * DAY)
+    assert before.next_allowed_wall == WALL0 + 1 * DAY
+    assert (before.session_sterile_at_start, before.session_too_soon) == (None, None)
+    d = Driver(e)
+    d.send(DockChanged(0.0, False))
+    t = d.roll(1.0, 1.0, 2.0)
+    during = e.device_state(t, WALL0 + t)
+    assert during.session_no == 5 and during.last_session_no == 4
+    assert (during.session_sterile_at_start, during.session_too_soon) == (False, True)
+    d.send(DockChanged(t, True))
+    after = e.device_state(t, WALL0 + t)
+    assert (after.last_session_no, after.last_ended_wall) == (5, WALL0 + t)
+    assert after.next_allowed_wall == WALL0 + t + 2 * DAY
+
+
 def test_s10_a_session_after_the_rest_interval_is_not_too_soon() -> None:
     history = History(last_session_no=1, last_session_end_wall=WALL0 - 3 * DAY)
     d = Driver(engine(history, rest_s=2 * DAY))

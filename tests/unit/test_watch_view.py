@@ -578,3 +578,17 @@ def test_once_says_why_its_recent_events_are_empty() -> None:
     text = narrow(m, once=True)
     assert "none while --once waited: the broker keeps no past events" in text
     assert "none since watching began" not in text
+
+
+def test_the_header_never_breaks_a_phrase_at_80_columns_without_a_terminal() -> None:
+    # A pipe or a service gets rich's 80 columns: the header breaks between its phrases only.
+    m = WatchModel(Topics("dermaguard-sim"), zones=ZonesConfig(), address="localhost:1883")
+    m.set_link("connected")
+    m.ingest(m.topics.availability, b"online", T0)
+    feed(m, m.topics.state, "state", state())
+    console = Console(record=True, width=80, color_system=None, file=io.StringIO())
+    console.print(render(m, T0, tz=UTC))
+    lines = console.export_text().splitlines()
+    for phrase in ("dermaguard/dermaguard-sim", "localhost:1883 connected", "device online",
+                   "state of 10:00:00"):  # fmt: skip
+        assert any(phrase in line for line in lines[:3]), (phrase, lines[:3])

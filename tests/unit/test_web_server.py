@@ -129,7 +129,7 @@ def test_the_sign_in_form_takes_a_pasted_token_from_this_origin_only(tmp_path: P
         r = await client.post(
             "/login", data={"token": "nope"}, headers={"Origin": origin}, allow_redirects=False
         )
-        assert r.status == 403 and "That token is not right." in await r.text()
+        assert r.status == 403 and "That token is not right:" in await r.text()
         r = await client.post(
             "/login", data={"token": TOKEN}, headers={"Origin": "http://evil.example"}
         )
@@ -215,3 +215,60 @@ def test_the_live_view_carries_the_passes_of_the_state_snapshot() -> None:
     }
     shown = snapshot_json(parse_state(json_object(json.dumps(payload).encode(), "state")))
     assert shown is not None and (shown["passes"], shown["pass_force_n"]) == (12, 1.87)
+
+
+def _history(path: Path) -> None:
+    """Session 1 ended idle at 5 s with its trace running on to 10 s (the timeout's tail);
+    session 2 still open, with one over-pressure alarm at 6.2 N so far."""
+    from dermaguard.common.timefmt import iso_utc
+    from dermaguard.core.events import EmitEvent, Event, ForceSample
+    from dermaguard.store import Store, StoreSink
+
+    wall0 = 1_790_000_000.0
+    now = [wall0]
+    sink = StoreSink(Store.open(path, "dg-web"), lambda: now[0])
+
+    def at(t: float, effect: Any) -> None:
+        now[0] = wall0 + t
+        sink(effect)
+
+    def session_started(no: int, t: float) -> EmitEvent:
+        data = {"session_no": no, "started_at": iso_utc(wall0 + t), "sterile": True,
+                "roller_id": 1, "roller_use": no, "t_start": t}  # fmt: skip
+        return EmitEvent(Event("session_started", t, data))
+
+    at(0.0, session_started(1, 0.0))
+    for i in range(100):
+        at(i / 10, ForceSample(i / 10, 2.0 if i < 50 else 0.0, "ok" if i < 50 else "none"))
+    summary = {"session_no": 1, "started_at": iso_utc(wall0), "ended_at": iso_utc(wall0 + 5),
+               "duration_s": 5.0, "contact_s": 5.0, "peak_n": 2.0, "over_episodes": 0,
+               "end_reason": "idle_timeout"}  # fmt: skip
+    at(10.0, EmitEvent(Event("session_ended", 10.0, summary)))
+    at(20.0, session_started(2, 20.0))
+    for i in range(30):
+        at(
+            20 + i / 10,
+            ForceSample(20 + i / 10, 6.0 if i >= 10 else 2.0, "over" if i >= 10 else "ok"),
+        )
+    at(21.0, EmitEvent(Event("over_pressure", 21.0, {"force_n": 6.2, "limit_n": 4.5})))
+    assert sink.flush(10.0)
+    assert sink.close()
+
+
+def test_history_shows_a_running_session_so_far_and_a_trace_ends_with_its_session(
+    tmp_path: Path,
+) -> None:
+    _history(tmp_path / "none.sqlite")
+
+    async def body(client: TestClient[Any, Any]) -> None:
+        client.session.cookie_jar.update_cookies({COOKIE: TOKEN})
+        sessions = (await (await client.get("/api/history")).json())["sessions"]
+        running, done = sessions
+        assert running["session_no"] == 2 and running["in_progress"] is True
+        assert running["over_episodes"] == 1 and running["peak_n"] >= 6.0
+        assert running["duration_s"] is not None
+        assert done["in_progress"] is None and done["over_episodes"] == 0
+        trace = await (await client.get("/api/history/1/trace.svg")).text()
+        assert ">5 s</text>" in trace and ">10 s</text>" not in trace
+
+    run(tmp_path, body)

@@ -23,3 +23,15 @@ def test_the_calendar_fills_session_days_and_flags_the_risky_ones() -> None:
     assert "#ff9c9c" in svg  # over-pressure: red
     assert ">1!</text>" in svg  # too soon: marked
     assert "2026-11-23: 0 session(s)" in svg  # the first Monday of two weeks
+
+
+def test_the_calendar_names_the_months() -> None:
+    svg = calendar_svg([], 2, date(2026, 12, 3), UTC)
+    assert ">Nov</text>" in svg  # the first day shown, 23 November
+    assert ">Dec</text>" in svg  # where December starts
+
+
+def test_the_trace_axis_ends_with_the_session_not_its_idle_tail() -> None:
+    trace = [(0.0, 1.0, "ok"), (2.0, 2.0, "ok")]
+    assert ">2 s</text>" in trace_svg(trace, ZonesConfig(), "s")
+    assert ">119 s</text>" in trace_svg(trace, ZonesConfig(), "s", end_s=119.0)

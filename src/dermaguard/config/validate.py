@@ -142,7 +142,8 @@ def _scalar_problem(info: FieldInfo, raw: object) -> str:
     else:
         fits = isinstance(raw, str)
     if not fits:
-        return f"must be {expected(info)}{_number_as_text_hint(base, raw)}"
+        hint = _number_as_text_hint(base, raw) or _text_as_number_hint(info, raw)
+        return f"must be {expected(info)}{hint}"
     if base is float and isinstance(raw, int | float) and not _is_finite(raw):
         return f"must be {expected(info, finite=True)}"
     if info.choices is not None and raw not in info.choices:
@@ -158,6 +159,15 @@ def _scalar_problem(info: FieldInfo, raw: object) -> str:
     if isinstance(raw, str) and pattern is not None and not re.fullmatch(pattern, raw):
         return f"must be {meta.get('pattern_doc') or 'a string matching ' + pattern}"
     return ""
+
+
+def _text_as_number_hint(info: FieldInfo, raw: object) -> str:
+    """Point out text YAML read as a number (``version: 5``): one of the choices, unquoted."""
+    if info.base is not str or not isinstance(raw, int | float) or isinstance(raw, bool):
+        return ""
+    if info.choices is None or str(raw) not in info.choices:
+        return ""
+    return f' (read as a number; write it quoted: "{raw}")'
 
 
 def _number_as_text_hint(base: type, raw: object) -> str:

@@ -315,7 +315,7 @@ def with_reference(cal: Calibration, raw: float, force_n: float, created: str) -
     return replace(cal, offset=offset, scale_n_per_count=scale, points=points, created=created)
 
 
-_MASS = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(g|kg|n|N)?\s*$")
+_MASS = re.compile(r"^\s*([-+]?[0-9]*\.?[0-9]+)\s*(g|kg|n|N)?\s*$")
 
 
 def parse_reference(text: str) -> float:

@@ -454,6 +454,11 @@ class Engine:
             passes=None if passes is None else passes.count,
             pass_force_n=None if passes is None else passes.force_n,
             pass_open=passes is not None and passes.pass_open,
+            last_session_no=sessions.last_session_no - (1 if current is not None else 0),
+            last_ended_wall=sessions.last_end_wall,
+            next_allowed_wall=sessions.next_allowed_wall(),
+            session_sterile_at_start=None if current is None else current.sterile,
+            session_too_soon=None if current is None else current.too_soon,
         )
 
     def _case_status(self, t: float) -> CaseStatus | None:

@@ -281,6 +281,14 @@ class DeviceState:
     #: A pass is running: with ``passes`` and a change of the pass's force by half a newton,
     #: what makes a new snapshot.
     pass_open: bool = False
+    #: The device's own history and rest rule (S10), so a dashboard never judges from another
+    #: history: sessions it has recorded, when the last one ended, the next allowed start.
+    last_session_no: int = 0
+    last_ended_wall: float | None = None
+    next_allowed_wall: float | None = None
+    #: How the open session started (None while none is open).
+    session_sterile_at_start: bool | None = None
+    session_too_soon: bool | None = None
 
     def key(self) -> tuple[object, ...]:
         """What counts as a change: everything but the times, the forces and the countdown
@@ -308,6 +316,11 @@ class DeviceState:
             # The running pass's force in half-newton steps: a pass's first readings move it
             # fast, a steady pass rarely; the exact value goes out with the snapshot.
             None if self.pass_force_n is None else round(self.pass_force_n * 2),
+            self.last_session_no,
+            self.last_ended_wall,
+            self.next_allowed_wall,
+            self.session_sterile_at_start,
+            self.session_too_soon,
         )
 
 

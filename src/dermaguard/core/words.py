@@ -26,6 +26,50 @@ def case_word(state: str) -> str:
     return CASE_WORDS.get(state, state)
 
 
+#: Each event type's name as a person reads it (the dashboard's event list, Home Assistant's
+#: alerts); the type names themselves stay in the MQTT payloads, for machines.
+EVENT_NAMES: Mapping[str, str] = {
+    EventType.DAEMON_STARTED: "Started",
+    EventType.DAEMON_STOPPING: "Stopping",
+    EventType.SESSION_STARTED: "Session started",
+    EventType.SESSION_ENDED: "Session ended",
+    EventType.OVER_PRESSURE: "Over-pressure",
+    EventType.OVER_PRESSURE_CLEARED: "Over-pressure cleared",
+    EventType.UNSTERILE_USE: "Used without disinfection",
+    EventType.TOO_SOON: "Too soon",
+    EventType.REST_UNKNOWN: "Rest cannot be checked",
+    EventType.ROLLER_REPLACE_DUE: "Roller replacement due",
+    EventType.STERILIZATION_STARTED: "UV-C cycle started",
+    EventType.STERILIZATION_COMPLETED: "UV-C cycle completed",
+    EventType.STERILIZATION_ABORTED: "UV-C cycle aborted",
+    EventType.SENSOR_FAULT: "Sensor fault",
+    EventType.SENSOR_RECOVERED: "Sensor recovered",
+    EventType.CALIBRATION_CHANGED: "Calibration changed",
+    EventType.COMMAND_RESULT: "Command answered",
+    EventType.NEW_ROLLER: "New roller",
+    EventType.THREAD_FAILED: "Part of the daemon failed",
+    EventType.CLOCK_SYNC: "Clock synchronisation changed",
+}
+
+#: The device's state (``state`` in ``…/state``) as a person reads it.
+STATE_NAMES: Mapping[str, str] = {
+    "idle": "Idle",
+    "docked": "In the dock",
+    "in_use": "In use",
+    "sterilizing": "Disinfecting",
+}
+
+#: The pressure zones as a person reads them; ``unknown``: the force is unknown (a fault).
+ZONE_NAMES: Mapping[str, str] = {
+    "none": "No contact",
+    "light": "Light",
+    "ok": "OK",
+    "high": "High",
+    "over": "Over",
+    "unknown": "Force unknown",
+}
+
+
 #: What each event says, by type; ``{x:local}`` and ``{x:span}``: see :class:`_Readable`.
 _EVENT_TEXT: Mapping[str, str] = {
     EventType.DAEMON_STARTED: "started",

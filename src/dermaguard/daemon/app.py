@@ -33,7 +33,7 @@ from dermaguard.hw.hx711_protocol import HX711Error, LoadCellADC, NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.hw.pins import install_pin_factory, real_pin_factory
 from dermaguard.mqtt.bridge import MqttBridge
-from dermaguard.mqtt.discovery import MODEL
+from dermaguard.mqtt.discovery import MODEL, device_name
 from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
 from dermaguard.store import Store, StoreError, StoreReader, StoreSink, open_readonly
 from dermaguard.store.db import StoreCorrupt, StoreUnavailable, classify, set_aside
@@ -444,9 +444,9 @@ def open_mqtt(
         settings = settings_from_config(config)
     except MqttSettingsError as exc:
         raise StartupError(str(exc)) from exc
-    name, model = f"dermaguard {config.device_id}", MODEL
+    name, model = device_name(config.device_id, simulated=simulated), MODEL
     if simulated:
-        name, model = f"{name} (simulation)", f"{MODEL} (simulation)"
+        model = f"{MODEL} (simulation)"
     return MqttBridge(
         settings,
         open_events=lambda: HistoryEvents(db_path),

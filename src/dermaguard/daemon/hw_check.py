@@ -270,7 +270,7 @@ def _check_locked(args: argparse.Namespace, config: Config, out: TextIO) -> int:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:
         print(f"dermaguard: {exc}", file=sys.stderr)
-        return 2
+        return 1  # the machine refused (no GPIO here): README's exit 1
     except Exception as exc:
         if not _hardware_refusal(exc):
             raise

@@ -31,6 +31,8 @@ MAX_NAME = 64
 MAX_SILENCE_S = float(SILENCE_MAX_S)
 #: Refusals answered per minute beyond the command budget; past this they are only counted.
 REPLIES_PER_MIN = 60
+#: Commands taken at once before the per-minute rate applies (mqtt.commands_per_min, when lower).
+COMMAND_BURST = 10
 
 #: The answer to a retained command (it may be old; it would run again at every start).
 RETAINED = (
@@ -72,7 +74,7 @@ class CommandParser:
     def __init__(self, topics: Topics, commands_per_min: int) -> None:
         self.topics = topics
         self.limit = commands_per_min
-        self._commands = TokenBucket(commands_per_min, burst=min(commands_per_min, 10))
+        self._commands = TokenBucket(commands_per_min, burst=min(commands_per_min, COMMAND_BURST))
         self._replies = TokenBucket(REPLIES_PER_MIN, burst=REPLIES_PER_MIN)
         #: Commands dropped without a reply (a flood past both budgets).
         self.dropped = 0
@@ -96,7 +98,11 @@ class CommandParser:
             if not self._replies.take(t):
                 self.dropped += 1
                 return None
-            error = f"rate limit: at most {self.limit} commands a minute; try again shortly"
+            burst = min(self.limit, COMMAND_BURST)
+            error = (
+                f"rate limit: {burst} commands at once, then one every "
+                f"{60 / self.limit:g} s ({self.limit} a minute); try again shortly"
+            )
             return Command(t, shown_name, _request_id(payload), error=error)
         if retained:
             return Command(t, shown_name, _request_id(payload), error=RETAINED)

@@ -84,6 +84,14 @@ class Snapshot:
     #: Passes so far in the open session and the force of the latest (None: unknown).
     passes: int | None = None
     pass_force_n: float | None = None
+    #: The device's own history and rest rule; ``rest_known`` is False for a device that
+    #: predates these keys (a view then cannot judge the rest).
+    rest_known: bool = False
+    last_session_no: int = 0
+    last_session_ended_at: datetime | None = None
+    next_allowed_at: datetime | None = None
+    session_sterile_at_start: bool | None = None
+    session_too_soon: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +241,12 @@ def parse_state(obj: Mapping[str, Any]) -> Snapshot:
         history_problem=_optional(obj, "history_problem", "string"),
         passes=_optional(obj, "passes", "integer"),
         pass_force_n=_optional(obj, "pass_force_n", "number"),
+        rest_known="last_session_no" in obj,
+        last_session_no=_optional(obj, "last_session_no", "integer") or 0,
+        last_session_ended_at=_optional(obj, "last_session_ended_at", "timestamp"),
+        next_allowed_at=_optional(obj, "next_allowed_at", "timestamp"),
+        session_sterile_at_start=_optional(obj, "session_sterile_at_start", "boolean"),
+        session_too_soon=_optional(obj, "session_too_soon", "boolean"),
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from dermaguard.core.events import ZONES, CommandName, EventType
+from dermaguard.core.words import EVENT_NAMES, STATE_NAMES, ZONE_NAMES
 from dermaguard.mqtt.topics import OFFLINE, ONLINE, Topics
 
 #: Device-level options Home Assistant copies into each component that does not set them.
@@ -50,7 +51,7 @@ SHARED_OPTIONS: Final[tuple[str, ...]] = (
 #: scripts, not people). Names are what a person reads; the component ids keep the command's.
 BUTTON_NAMES: Final[Mapping[CommandName, str]] = {
     CommandName.TARE: "Tare",
-    CommandName.STERILIZE: "Disinfect (UV-C cycle)",
+    CommandName.STERILIZE: "Disinfect",
     CommandName.SILENCE: "Silence buzzer",
     CommandName.NEW_ROLLER: "New roller",
 }
@@ -73,11 +74,18 @@ ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
     EventType.THREAD_FAILED,
 )
 
-#: The values of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
-ZONE_OPTIONS: Final[tuple[str, ...]] = (*ZONES, "unknown")
+#: The codes of the ``zone`` sensor: the pressure zones, and ``unknown`` when the force is.
+ZONE_CODES: Final[tuple[str, ...]] = (*ZONES, "unknown")
+#: The ``zone`` sensor's values: words for people (MQTT entities get no translations, so HA
+#: shows exactly these); the code is its ``code`` attribute, for automations.
+ZONE_OPTIONS: Final[tuple[str, ...]] = tuple(ZONE_NAMES[z] for z in ZONE_CODES)
 
-#: The values of the ``state`` sensor (the device's session/case state).
-STATE_OPTIONS: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizing")
+#: The codes of the ``state`` sensor (the device's session/case state), and its values in words.
+STATE_CODES: Final[tuple[str, ...]] = ("idle", "docked", "in_use", "sterilizing")
+STATE_OPTIONS: Final[tuple[str, ...]] = tuple(STATE_NAMES[s] for s in STATE_CODES)
+#: The ``alerts`` event entity's event types: the alerts' names in words (``code`` attribute:
+#: the event type of the contract).
+ALERT_NAMES: Final[tuple[str, ...]] = tuple(EVENT_NAMES[t] for t in ALERT_EVENT_TYPES)
 
 ORIGIN_NAME: Final = "dermaguard"
 MANUFACTURER: Final = "dermaguard"
@@ -89,7 +97,19 @@ _MAX_STATE_LEN: Final = 255
 # Numeric sensors: a JSON null renders as "None", which HA turns into the state *unknown*.
 # Rendering the word "unknown" instead would be taken as a non-numeric value and rejected.
 _FORCE_TEMPLATE: Final = "{{ value_json.force_n }}"
-_ZONE_TEMPLATE: Final = "{{ value_json.zone if value_json.zone is not none else 'unknown' }}"
+
+
+def _words_template(expression: str, names: Mapping[str, str]) -> str:
+    """A Jinja lookup of ``expression``'s code in ``names`` (HA renders it in its sandbox)."""
+    table = "{" + ", ".join(f"'{code}': '{word}'" for code, word in names.items()) + "}"
+    return "{{ " + table + "[" + expression + "] }}"
+
+
+_ZONE_CODE: Final = "(value_json.zone if value_json.zone is not none else 'unknown')"
+_ZONE_TEMPLATE: Final = _words_template(_ZONE_CODE, ZONE_NAMES)
+_ZONE_ATTRIBUTES: Final = "{{ {'code': " + _ZONE_CODE + "} | tojson }}"
+_STATE_TEMPLATE: Final = _words_template("value_json.state", STATE_NAMES)
+_STATE_ATTRIBUTES: Final = "{{ {'code': value_json.state} | tojson }}"
 _OVER_TEMPLATE: Final = (
     "{% if value_json.zone is none %}None"
     "{% elif value_json.zone == 'over' %}ON{% else %}OFF{% endif %}"
@@ -119,14 +139,23 @@ def _alerts_template() -> str:
     HA's event platform drops with a debug log; an unlisted ``event_type`` would be logged as a
     warning ("Invalid event type") on every such message.
     """
-    types = "[" + ", ".join(f"'{t}'" for t in ALERT_EVENT_TYPES) + "]"
+    names = "{" + ", ".join(f"'{t}': '{EVENT_NAMES[t]}'" for t in ALERT_EVENT_TYPES) + "}"
     return (
         "{% set t = value_json.type %}"
-        "{% if t in " + types + " %}"
-        "{{ dict(value_json.data, event_type=t, event_id=value_json.id,"
+        "{% set names = " + names + " %}"
+        "{% if t in names %}"
+        "{{ dict(value_json.data, event_type=names[t], code=t, event_id=value_json.id,"
         " seq=value_json.seq, ts=value_json.ts) | tojson }}"
         "{% endif %}"
     )
+
+
+def device_name(device_id: str, *, simulated: bool = False) -> str:
+    """The device's name in Home Assistant, which starts every entity's name: short, and never
+    "dermaguard dermaguard" (the default id) nor "dermaguard-sim (simulation)" twice over."""
+    base = device_id.removesuffix("-sim") if simulated else device_id
+    name = base if "dermaguard" in base.lower() else f"dermaguard {base}"
+    return f"{name} (simulation)" if simulated else name
 
 
 def entity_slug(device_id: str) -> str:
@@ -184,18 +213,30 @@ def discovery_config(
         value_template=_ZONE_TEMPLATE,
         device_class="enum",
         options=list(ZONE_OPTIONS),
+        json_attributes_topic=topics.state,
+        json_attributes_template=_ZONE_ATTRIBUTES,
     )
     add(
         "state",
         "sensor",
         "State",
         qos=1,
-        value_template="{{ value_json.state }}",
+        value_template=_STATE_TEMPLATE,
         device_class="enum",
         options=list(STATE_OPTIONS),
+        json_attributes_topic=topics.state,
+        json_attributes_template=_STATE_ATTRIBUTES,
     )
     # Entity names are what a person reads; object ids keep "sterile"/"sterilize" (compatibility).
-    add("sterile", "binary_sensor", "Disinfected", qos=1, value_template=_bool_template("sterile"))
+    # No binary-sensor device class means "disinfected": the icon says what on means.
+    add(
+        "sterile",
+        "binary_sensor",
+        "Disinfected",
+        qos=1,
+        value_template=_bool_template("sterile"),
+        icon="mdi:shield-check",
+    )
     add(
         "over_pressure",
         "binary_sensor",
@@ -204,7 +245,16 @@ def discovery_config(
         value_template=_OVER_TEMPLATE,
         device_class="problem",
     )
-    add("uv_on", "binary_sensor", "UV-C lamp", qos=1, value_template=_bool_template("uv_on"))
+    # "running": HA shows Running / Not running rather than a bare On / Off.
+    add(
+        "uv_on",
+        "binary_sensor",
+        "UV-C lamp",
+        qos=1,
+        value_template=_bool_template("uv_on"),
+        device_class="running",
+        icon="mdi:lightbulb-fluorescent-tube",
+    )
     # Uses of the current roller: counts up one per session and drops to 0 on a new roller,
     # which is what total_increasing means to HA (a drop is a reset, the long-term sum is the
     # number of sessions over all rollers). "measurement" would average a count; "total"
@@ -321,7 +371,7 @@ def discovery_config(
         "Alerts",
         state_topic=topics.event,
         qos=1,
-        event_types=[t.value for t in ALERT_EVENT_TYPES],
+        event_types=list(ALERT_NAMES),
         value_template=_alerts_template(),
     )
 

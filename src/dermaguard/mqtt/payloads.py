@@ -37,17 +37,26 @@ def event_envelope(
     )
 
 
+def newtons(force: float | None) -> float | None:
+    """A force as published: to the millinewton, and never ``-0.0`` (a tare's noise rounds to
+    it; Home Assistant and people read it as a negative force)."""
+    return None if force is None else round(force, 3) + 0.0
+
+
+def _iso_or_none(wall: float | None) -> str | None:
+    return None if wall is None else iso_utc(wall)
+
+
 def state_payload(state: DeviceState, *, history_problem: str | None = None) -> bytes:
     """The retained ``…/state`` snapshot; ``history_problem`` says why the history is
     unavailable (the device still runs its alarm and interlocks; events wait in memory)."""
-    force = state.force_n
     return dumps(
         {
             "v": CONTRACT_VERSION,
             "ts": iso_utc(state.wall),
             "state": state.state,
             "zone": state.zone,
-            "force_n": None if force is None else round(force, 3),
+            "force_n": newtons(state.force_n),
             "sterile": state.sterile,
             "sterile_until": (
                 None if state.sterile_until_wall is None else iso_utc(state.sterile_until_wall)
@@ -66,6 +75,11 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "thread_failures": state.thread_failures,
             "passes": state.passes,
             "pass_force_n": None if state.pass_force_n is None else round(state.pass_force_n, 3),
+            "last_session_no": state.last_session_no,
+            "last_session_ended_at": _iso_or_none(state.last_ended_wall),
+            "next_allowed_at": _iso_or_none(state.next_allowed_wall),
+            "session_sterile_at_start": state.session_sterile_at_start,
+            "session_too_soon": state.session_too_soon,
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }
@@ -74,12 +88,11 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
 
 def force_payload(sample: ForceSample, wall: float) -> bytes:
     """A live ``…/force`` message (QoS 0, not retained)."""
-    force = sample.force_n
     return dumps(
         {
             "v": CONTRACT_VERSION,
             "t": round(wall, 3),
-            "force_n": None if force is None else round(force, 3),
+            "force_n": newtons(sample.force_n),
             "zone": sample.zone,
         }
     )

@@ -148,6 +148,13 @@ class StoreReader:
         row = self.conn.execute("SELECT MAX(wall) FROM events").fetchone()
         return None if row[0] is None else float(row[0])
 
+    def start_seq(self, session_no: int) -> int | None:
+        """The ``seq`` of the session's ``session_started`` event (its events follow it)."""
+        row = self.conn.execute(
+            "SELECT start_seq FROM sessions WHERE session_no = ?", (session_no,)
+        ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
     def last_session_no(self) -> int:
         row = self.conn.execute("SELECT MAX(session_no) FROM sessions").fetchone()
         return int(row[0] or 0)

@@ -55,7 +55,24 @@ def interrupted_summary(
         reason="interrupted",
     )
     summary["started_at"] = started_at  # as stored, whatever its spelling
+    # The alarms' forces reached the disk even when the trace around them did not: the peak
+    # is at least what they saw, never unknown beside a counted episode.
+    alarmed = _alarm_peak(events)
+    if alarmed is not None and (summary["peak_n"] is None or alarmed > summary["peak_n"]):
+        summary["peak_n"] = round(alarmed, 3)
     return summary
+
+
+def _alarm_peak(events: Sequence[LoggedEvent]) -> float | None:
+    """The highest force an over-pressure alarm logged (its onset, or its cleared peak)."""
+    forces = [
+        float(value)
+        for ev in events
+        if ev.type in (EventType.OVER_PRESSURE, EventType.OVER_PRESSURE_CLEARED)
+        for value in (ev.data.get("force_n"), ev.data.get("peak_n"))
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    return max(forces, default=None)
 
 
 def _over_pressure(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -59,8 +60,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = load_config(args.config)
     _setup_logging(args.log_level or config.log_level)
-    if args.speed <= 0:
-        return usage_error("--speed must be more than 0")
+    if not (math.isfinite(args.speed) and args.speed > 0):
+        return usage_error(f"--speed {args.speed:g} is not allowed: give a number more than 0")
     try:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
@@ -71,7 +72,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         elif args.mqtt is not None:
             config = with_overrides(config, {"mqtt": broker_address(args.mqtt)}, "--mqtt")
         return run_daemon(config, scenario, args.speed, sys.stdout)
-    except (StartupError, PinFactoryUnavailable) as exc:
+    except PinFactoryUnavailable as exc:
+        return environment_error(str(exc))  # the machine has no GPIO: not a usage mistake
+    except StartupError as exc:
         return usage_error(str(exc))
     except StateDirInUse as exc:
         environment_error(str(exc))
@@ -152,7 +155,7 @@ def _calibrate_locked(args: argparse.Namespace, config: Config, sim_load: float)
     try:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:
-        return usage_error(str(exc))
+        return environment_error(str(exc))
     before = in_effect(path)
     try:
         _make_state_dir(path.parent)
@@ -247,7 +250,7 @@ def _report_calibration_change(
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from dermaguard.mqtt.settings import MqttSettingsError, settings_from_config
-    from dermaguard.ui.watch.subscriber import WatchError, watch
+    from dermaguard.ui.watch.subscriber import BrokerUnreachable, WatchError, watch
 
     config = load_config(args.config)
     if not args.timeout > 0:
@@ -261,6 +264,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_config(config)
         return watch(settings, config.pressure.zones, once=args.once, timeout=args.timeout)
+    except BrokerUnreachable as exc:
+        return environment_error(str(exc))
     except (MqttSettingsError, WatchError) as exc:
         return usage_error(str(exc))
     except KeyboardInterrupt:
@@ -273,9 +278,30 @@ def _setup_logging(level: str) -> None:
     setup_logging(level)
 
 
+#: Options whose value a person may well start with a minus (a negative weight): argparse would
+#: take it for an option and fail in its own words, so the value is attached (``--x=-200g``) and
+#: the option's own check says what is wrong with it.
+_DASHED_VALUES = ("--reference", "--sim-load")
+
+
+def _attach_dashed_values(argv: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else ""
+        if arg in _DASHED_VALUES and following.startswith("-") and following[1:2].isdigit():
+            out.append(f"{arg}={following}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_attach_dashed_values(sys.argv[1:] if argv is None else argv))
     if sys.stdout is None:
         # Started with descriptor 1 closed (`>&-`): Python has no standard output at all, and
         # print() would drop every line without a word.

@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 _T = TypeVar("_T")
 
+#: ``status`` of a session a stopped daemon left open (a crash, a power cut).
+OPEN_AFTER_STOP = (
+    "cut short: the daemon stopped during it (closed as interrupted at its next start)"
+)
+
 
 def _history_path(config: Config, simulation: bool) -> tuple[Path, str]:
     """The store to read, and a line saying which one it is (every command says so).
@@ -97,8 +102,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     path, note = _history_path(config, args.simulation)
     last: dict[str, object] | None = None
     roller: dict[str, object] = {"roller_id": None, "uses": None}  # unknown without a history
+    newest: list[dict[str, object]] = []
     if path.exists():
-        last, rollers = _read_history(path, lambda r: (r.last_session(), r.rollers()))
+        last, rollers, newest = _read_history(
+            path, lambda r: (r.last_session(), r.rollers(), r.recent_sessions(1))
+        )
         roller = rollers[-1] if rollers else {"roller_id": 1, "uses": 0}
     else:
         note += "(nothing recorded there yet)\n"
@@ -113,6 +121,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         if ended is not None:
             next_allowed = iso_utc(next_allowed_wall(ended, config.care.rest_s))
     live = read_status(path.parent / STATUS_NAME)
+    if newest and newest[0].get("status") == "open":
+        # A session still open in the history: running now, or cut short by a crash (the
+        # daemon closes it as interrupted at its next start). Either way it is the last one.
+        running = live is not None and live.get("running") is True
+        last = {**newest[0], "status": "in progress" if running else OPEN_AFTER_STOP}
     case_state, sterile = live_case(live)
     status = {
         "case_state": case_state,
@@ -157,7 +170,7 @@ def _history_lines(live: dict[str, object] | None) -> str:
 def cmd_report(args: argparse.Namespace) -> int:
     from dermaguard.store import StoreError, open_readonly
     from dermaguard.ui.report import calendar_figure, check_output, session_figure
-    from dermaguard.ui.report_data import ReportError
+    from dermaguard.ui.report_data import ReportError, ReportWriteError
 
     config = load_config(args.config)
     if (args.session is None) == (args.weeks is None):
@@ -187,6 +200,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             out = session_figure(
                 summary, trace, config.pressure.zones, args.output, passes=pass_params(config)
             )
+    except ReportWriteError as exc:
+        return environment_error(str(exc))
     except ReportError as exc:
         return usage_error(str(exc))
     finally:

@@ -32,6 +32,7 @@ from dermaguard.ui.history_view import as_float, format_duration
 from dermaguard.ui.report_data import (
     Day,
     ReportError,
+    ReportWriteError,
     Trace,
     TraceSample,
     ZoneLimits,
@@ -93,7 +94,7 @@ def _save_png(fig: Figure, out: Path, title: str) -> Path:
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
     except OSError as exc:
-        raise ReportError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        raise ReportWriteError(f"cannot write {out}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -104,7 +105,7 @@ def _save_png(fig: Figure, out: Path, title: str) -> Path:
         tmp.replace(out)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise ReportError(f"cannot write {out}: {exc.strerror or exc}") from exc
+        raise ReportWriteError(f"cannot write {out}: {exc.strerror or exc}") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -28,6 +28,10 @@ class ReportError(Exception):
     """A chart cannot be made from what was given (unknown session, no trace, bad input)."""
 
 
+class ReportWriteError(ReportError):
+    """The machine refused to write the chart (permissions, a read-only or full disk)."""
+
+
 class ZoneThresholdsLike(Protocol):
     """Anything with the zone lower bounds in newtons, e.g. ``core.zones.ZoneThresholds``."""
 

@@ -119,7 +119,11 @@ class MqttConfig:
     )
     commands_per_min: int = field(
         default=30,
-        metadata=meta(min=1, max=600, doc="Commands accepted per minute; more are refused."),
+        metadata=meta(
+            min=1,
+            max=600,
+            doc="Commands accepted per minute after a burst of up to 10; more are refused.",
+        ),
     )
 
     def _check(self, path: str) -> list[str]:

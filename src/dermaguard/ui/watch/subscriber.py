@@ -39,6 +39,10 @@ class WatchError(Exception):
     """The watch cannot go on (broker unreachable or refusing, in ``--once`` mode)."""
 
 
+class BrokerUnreachable(WatchError):
+    """No broker answered: the machine's or the network's state, not a mistake in the call."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     topic: str
@@ -238,7 +242,7 @@ def _once(model: WatchModel, inbox: _Inbox, timeout: float, console: Console) ->
         _drain(inbox, model, min(end - now, 0.1))
     if not model.ever_connected:
         reason = f": {model.link_detail}" if model.link_detail else ""
-        raise WatchError(
+        raise BrokerUnreachable(
             f"cannot reach the MQTT broker at {model.address} within {timeout:g} s{reason}"
         )
     console.print(render(model, time.monotonic(), once=True))

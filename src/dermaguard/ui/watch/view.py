@@ -329,31 +329,52 @@ def _events_panel(model: WatchModel, tz: tzinfo | None, once: bool) -> Panel:
     return Panel(body, title="Recent events", title_align="left", box=box.ROUNDED)
 
 
-def _header(model: WatchModel, tz: tzinfo | None) -> Text:
-    head = Text(model.topics.base, style="bold cyan")
-    head.append("  ")
+class _Phrases:
+    """Phrases on one line, separated by two spaces, that break between phrases only: a pipe or
+    a service gets 80 columns, and "state of 10:00:00" must not lose its time to the next line."""
+
+    def __init__(self, phrases: list[Text]) -> None:
+        self.phrases = phrases
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        line = Text()
+        for phrase in self.phrases:
+            if line and line.cell_len + 2 + phrase.cell_len > options.max_width:
+                yield line
+                line = Text()
+            if line:
+                line.append("  ")
+            line.append_text(phrase)
+        if line:
+            yield line
+
+
+def _header(model: WatchModel, tz: tzinfo | None) -> _Phrases:
+    phrases = [Text(model.topics.base, style="bold cyan")]
     address = model.address or "broker"
     if model.link == "connected":
-        head.append(f"{address} connected", style="green")
+        link = Text(f"{address} connected", style="green")
     elif model.link == "refused":
-        head.append(f"{address} refused the connection", style="bold red")
+        link = Text(f"{address} refused the connection", style="bold red")
     elif model.link == "lost":
-        head.append(f"connection to {address} lost, reconnecting…", style="bold yellow")
+        link = Text(f"connection to {address} lost, reconnecting…", style="bold yellow")
     else:
-        head.append(f"connecting to {address}…", style="yellow")
+        link = Text(f"connecting to {address}…", style="yellow")
     if model.link_detail and model.link != "connected":
-        head.append(f" ({model.link_detail})", style="dim")
-    head.append("  device ")
+        link.append(f" ({model.link_detail})", style="dim")
+    phrases.append(link)
+    device = Text("device ")
     if model.availability == ONLINE:
-        head.append("online", style="bold green")
+        device.append("online", style="bold green")
     elif model.availability == OFFLINE:
-        head.append("OFFLINE", style="bold red")
+        device.append("OFFLINE", style="bold red")
     else:
-        head.append("no data yet", style="dim")
+        device.append("no data yet", style="dim")
+    phrases.append(device)
     if model.snapshot is not None:
         # The device's own time: a retained state may be much older than its arrival here.
-        head.append(f"  state of {_time_of_day(model.snapshot.ts, tz)}", style="dim")
-    return head
+        phrases.append(Text(f"state of {_time_of_day(model.snapshot.ts, tz)}", style="dim"))
+    return _Phrases(phrases)
 
 
 def render(

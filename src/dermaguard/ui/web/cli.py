@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import socket
 import sys
 from pathlib import Path
 from typing import Final, TextIO
 
 from dermaguard.config.load import Config, load_config, with_overrides
-from dermaguard.ui.cli_common import broker_address, usage_error
+from dermaguard.ui.cli_common import broker_address, environment_error, usage_error
+from dermaguard.ui.web.address import (
+    ADDRESS_NAME,
+    Listening,
+    read_listening,
+    remove_listening,
+    running,
+    write_listening,
+)
 
 TOKEN_NAME: Final = "web-token"
 log = logging.getLogger(__name__)
@@ -80,27 +90,62 @@ def _lan_address() -> str:
             return "127.0.0.1"
 
 
-def sign_in_url(config: Config, token: str) -> str:
-    listen = config.web.listen
-    host = _lan_address() if listen in ("0.0.0.0", "::") else listen
+def sign_in_url(scheme: str, host: str, port: int, token: str) -> str:
+    """The link a phone opens; a wildcard address becomes this machine's LAN address."""
+    if host in ("0.0.0.0", "::", ""):
+        host = _lan_address()
     if ":" in host:
         host = f"[{host}]"
-    scheme = "https" if config.web.tls_cert_file else "http"
-    return f"{scheme}://{host}:{config.web.port}/?token={token}"
+    return f"{scheme}://{host}:{port}/?token={token}"
+
+
+def address_path(config: Config) -> Path:
+    """``web-address`` in the state directory: where the running dashboard listens."""
+    return config.resolved_state_dir() / ADDRESS_NAME
 
 
 def show_url(config: Config, token: str, out: TextIO | None = None) -> None:
+    """The link (and its QR code) of the dashboard that runs now, at the address and port it
+    bound; from the config only when none is running, and then it says so."""
     import io
 
     import segno
 
     out = out or sys.stdout
-    url = sign_in_url(config, token)
+    where = address_path(config)
+    found = read_listening(where)
+    if found is not None and running(found.pid):
+        url = sign_in_url(found.scheme, found.host, found.port, token)
+        note = ""
+    else:
+        scheme = "https" if config.web.tls_cert_file else "http"
+        url = sign_in_url(scheme, config.web.listen, config.web.port, token)
+        note = (
+            f"The dashboard is not running now (nothing in {where}): this link uses "
+            "web.listen and web.port from the config; start it, then run this again.\n\n"
+        )
     qr = io.StringIO()
     segno.make(url, error="l").terminal(out=qr, compact=True)
-    print(f"Open this link on your phone (it signs the browser in):\n\n  {url}\n", file=out)
+    print(f"{note}Open this link on your phone (it signs the browser in):\n\n  {url}\n", file=out)
     print(qr.getvalue(), file=out)
     print("Keep it private: anyone with it can use the dashboard.", file=out)
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    """Why the dashboard cannot listen, in words that point at the setting to change."""
+    where = f"cannot listen on {host}:{port}"
+    if isinstance(exc, socket.gaierror):
+        return f"{where}: {host!r} is not an address of this machine (set web.listen or --listen)"
+    if exc.errno == errno.EADDRINUSE:
+        return f"{where}: another program already listens on port {port} (set web.port or --port)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (
+            f"{where}: this machine has no address {host} (set web.listen or --listen: "
+            "0.0.0.0 for every address, 127.0.0.1 for this machine only)"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where}: not allowed (ports below 1024 need privileges; set web.port or --port)"
+    return f"{where}: {exc.strerror or exc}"
 
 
 def cmd_web(args: argparse.Namespace) -> int:
@@ -156,24 +201,35 @@ def cmd_web(args: argparse.Namespace) -> int:
         limiter=FailureLimiter(),
     )
     scheme = "https" if tls else "http"
-    log.info(
-        "dashboard on %s://%s:%d for device %s via the broker at %s "
-        "(sign-in link: dermaguard web --show-url)",
-        scheme,
-        config.web.listen,
-        config.web.port,
-        config.device_id,
-        settings.address,
-    )
-    if sys.stdout.isatty():
-        # A person at a terminal gets the link at once; under systemd stdout is the journal,
-        # where the token must never go (dermaguard web --show-url prints it on demand).
-        print(f"open {sign_in_url(config, token)}", flush=True)
-    try:
-        serve(ctx, config.web.listen, config.web.port, tls)
-    except OSError as exc:
-        return usage_error(
-            f"cannot listen on {config.web.listen}:{config.web.port}: {exc.strerror or exc} "
-            "(another program on that port? set web.port or give --port)"
+    where = address_path(config)
+    pid = os.getpid()
+
+    def listening(host: str, port: int) -> None:
+        try:
+            write_listening(where, Listening(scheme, host, port, pid))
+        except OSError as exc:
+            log.warning("cannot write %s (--show-url will not find this server): %s", where, exc)
+        log.info(
+            "dashboard listening on %s://%s:%d for device %s via the broker at %s "
+            "(sign-in link: dermaguard web --show-url)",
+            scheme,
+            host,
+            port,
+            config.device_id,
+            settings.address,
         )
+        if sys.stdout.isatty():
+            # A person at a terminal gets the link at once; under systemd stdout is the
+            # journal, where the token must never go (--show-url prints it on demand).
+            print(f"open {sign_in_url(scheme, host, port, token)}", flush=True)
+
+    try:
+        serve(ctx, config.web.listen, config.web.port, tls, listening)
+    except OSError as exc:
+        message = bind_error(config.web.listen, config.web.port, exc)
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+            return usage_error(message)  # an address that is not this machine's: the config
+        return environment_error(message)  # the port is taken or not allowed: the machine
+    finally:
+        remove_listening(where, pid)
     return 0

@@ -23,6 +23,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.config.load import ZonesConfig
 from dermaguard.core.events import CommandName, EventType
+from dermaguard.core.words import EVENT_NAMES
 from dermaguard.mqtt.decode import EventLine, Snapshot
 from dermaguard.mqtt.link import LinkState
 from dermaguard.mqtt.settings import MqttSettings
@@ -90,7 +91,19 @@ def snapshot_json(s: Snapshot | None) -> dict[str, Any] | None:
 
 
 def event_json(e: EventLine) -> dict[str, Any]:
-    return {"id": e.id, "type": e.type, "ts": _iso(e.ts), "summary": e.summary, "data": e.data}
+    summary = e.summary
+    error = e.data.get("error")
+    if e.type == EventType.COMMAND_RESULT and isinstance(error, str):
+        # A refusal code (lid_open) in the words the Controls screen uses for it.
+        summary = f"command {e.data.get('command')}: refused: {refusal_words(error)}"
+    return {
+        "id": e.id,
+        "type": e.type,
+        "name": EVENT_NAMES.get(e.type, e.type.replace("_", " ")),
+        "ts": _iso(e.ts),
+        "summary": summary,
+        "data": e.data,
+    }
 
 
 @dataclass(eq=False)

@@ -27,12 +27,17 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from dermaguard.common.timefmt import parse_utc
 from dermaguard.config.load import Config
 from dermaguard.core.events import CommandName
 from dermaguard.store import StoreError, open_readonly
 from dermaguard.ui.history_view import steadiness_trend, technique_figures
-from dermaguard.ui.web.auth import COOKIE, FailureLimiter, origin_allowed, token_matches
+from dermaguard.ui.web.auth import (
+    COOKIE,
+    MAX_FAILURES,
+    FailureLimiter,
+    origin_allowed,
+    token_matches,
+)
 from dermaguard.ui.web.live import WEB_COMMANDS, Hub
 from dermaguard.ui.web.ready import readiness
 from dermaguard.ui.web.svg import calendar_svg, trace_svg
@@ -105,10 +110,7 @@ async def guard(
             if not token_matches(request.cookies.get(COOKIE), ctx.token):
                 if request.cookies.get(COOKIE):
                     if ctx.limiter.blocked(address):
-                        retry = str(ctx.limiter.retry_after_s(address))
-                        return _error(
-                            429, "too many wrong tokens: wait a minute", **{"Retry-After": retry}
-                        )
+                        return _locked_out(ctx, address, request)
                     ctx.limiter.failed(address)
                 if request.method == "GET" and request.path == "/":
                     return _redirect("/login")
@@ -134,18 +136,40 @@ async def guard(
     return response
 
 
+def _is_page(request: web.Request) -> bool:
+    """A browser opening a page (the sign-in link, the sign-in form): it gets a page to read,
+    where a script gets short JSON."""
+    return request.path in ("/", "/login")
+
+
+def _locked_out(ctx: WebContext, address: str, request: web.Request) -> web.Response:
+    """429 with ``Retry-After``; a person gets a page saying what happened and when to retry
+    (the right token waits too: the limit cannot tell a guess from a mistyped token)."""
+    retry = ctx.limiter.retry_after_s(address)
+    headers = {"Retry-After": str(retry)}
+    if not _is_page(request):
+        return _error(429, f"too many wrong tokens: try again in {retry} s", **headers)
+    page = _login_page(
+        f"Too many wrong tokens from this device. Try again in {retry} seconds.",
+        "Signing in is paused for a minute after 5 wrong tries, even with the right token. "
+        "Then open the link <code>dermaguard web --show-url</code> prints on the Pi.",
+    )
+    return web.Response(status=429, text=page, content_type="text/html", headers=headers)
+
+
 def _sign_in(ctx: WebContext, address: str, given: str, request: web.Request) -> web.Response:
     if ctx.limiter.blocked(address):
-        retry = str(ctx.limiter.retry_after_s(address))
-        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+        return _locked_out(ctx, address, request)
     if not token_matches(given, ctx.token):
         ctx.limiter.failed(address)
         log.warning("wrong dashboard token from %s", address)
-        if request.path == "/login":
-            return web.Response(
-                status=403, text=_login_page("That token is not right."), content_type="text/html"
-            )
-        return _error(403, "wrong token")
+        page = _login_page(
+            "That token is not right: it does not match this dashboard's.",
+            "Open the link <code>dermaguard web --show-url</code> prints on the Pi now, or "
+            f"paste its token below. After {MAX_FAILURES} wrong tries in a minute, signing in "
+            "pauses for a minute.",
+        )
+        return web.Response(status=403, text=page, content_type="text/html")
     response = _redirect("/")
     response.set_cookie(
         COOKIE,
@@ -159,8 +183,9 @@ def _sign_in(ctx: WebContext, address: str, given: str, request: web.Request) ->
     return response
 
 
-def _login_page(message: str = "") -> str:
+def _login_page(message: str = "", detail: str = "") -> str:
     note = f'<p class="bad">{message}</p>' if message else ""
+    note += f"<p>{detail}</p>" if detail else ""
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -184,8 +209,7 @@ async def login_post(request: web.Request) -> web.Response:
     ctx = request.app[CTX]
     address = _client_address(request)
     if ctx.limiter.blocked(address):
-        retry = str(ctx.limiter.retry_after_s(address))
-        return _error(429, "too many wrong tokens: wait a minute", **{"Retry-After": retry})
+        return _locked_out(ctx, address, request)
     form = await request.post()
     given = form.get("token")
     return _sign_in(ctx, address, given.strip() if isinstance(given, str) else "", request)
@@ -246,38 +270,18 @@ def _ready_frame(ctx: WebContext) -> str:
     return f"event: ready\ndata: {json.dumps(_ready(ctx), separators=(',', ':'))}\n\n"
 
 
-def _last_ended(ctx: WebContext) -> tuple[datetime | None, bool]:
-    """The end of the last finished session (the history database, or the live summary), and
-    whether it was dated by a synchronised clock."""
-    ended: datetime | None = None
-    known = True
-    with contextlib.suppress(StoreError):
-        reader = open_readonly(ctx.history_path)
-        try:
-            last = reader.last_session()
-        finally:
-            reader.close()
-        if last is not None and isinstance(last.get("ended_at"), str):
-            ended = parse_utc(str(last["ended_at"]))
-            known = last.get("clock_synced") is not False
-    live = ctx.hub.model.last_session
-    if live is not None and (ended is None or live.ended_at > ended):
-        ended, known = live.ended_at, live.clock_synced
-    return ended, known
-
-
 def _ready(ctx: WebContext) -> dict[str, Any]:
     hub = ctx.hub
     m = hub.model
     online = hub.link == "connected" and m.availability == "online"
-    last_ended, rest_known = _last_ended(ctx)
+    now = time.monotonic()
     result = readiness(
         m.snapshot,
+        device=hub.topics.device_id,
         online=online,
         now=datetime.now(UTC),
-        sterile_left_s=m.sterile_left_s(time.monotonic()),
-        last_ended=last_ended,
-        rest_known=rest_known,
+        sterile_left_s=m.sterile_left_s(now),
+        remaining_s=m.remaining_s(now),
         rest_s=ctx.config.care.rest_s,
         replace_after_uses=ctx.config.care.replace_after_uses,
         calibrated=ctx.calibration_path.is_file(),
@@ -313,10 +317,11 @@ async def history(request: web.Request) -> web.Response:
     except StoreError:
         return web.json_response({"sessions": [], "note": "no history recorded yet"})
     try:
-        sessions = reader.recent_sessions(limit)
+        sessions = [_so_far(reader, s) for s in reader.recent_sessions(limit)]
     finally:
         reader.close()
     keep = (
+        "in_progress",
         "session_no", "status", "started_at", "ended_at", "duration_s", "contact_s", "peak_n",
         "mean_n", "over_episodes", "longest_over_s", "sterile_at_start", "too_soon",
         "roller_id", "roller_use", "end_reason",
@@ -325,6 +330,38 @@ async def history(request: web.Request) -> web.Response:
     # Passes and their spread over the last four weeks against the four before (or None).
     trend = steadiness_trend(sessions, time.time())
     return web.json_response({"sessions": rows, "trend": trend})
+
+
+def _so_far(reader: Any, session: dict[str, Any]) -> dict[str, Any]:
+    """A session still open, with what its history holds so far (its over-pressure alarms,
+    the peak of its stored trace, its length until now), marked ``in_progress``: a running
+    session's summary is only written when it ends."""
+    if session.get("status") != "open":
+        return session
+    over, peak = 0, None
+    start_seq = reader.start_seq(int(session["session_no"]))
+    if start_seq is not None:
+        for event in reader.events(since_seq=start_seq - 1, limit=10_000):
+            data = event.get("data") or {}
+            if event.get("type") == "session_ended":
+                break
+            if event.get("type") == "over_pressure":
+                over += 1
+                force = data.get("force_n")
+                if isinstance(force, int | float):
+                    peak = force if peak is None else max(peak, force)
+    traced = [f for _, f, _ in reader.trace(int(session["session_no"])) if f is not None]
+    if traced:
+        peak = max([*traced, *([] if peak is None else [peak])])
+    started = session.get("started_wall")
+    length = time.time() - started if isinstance(started, int | float) else None
+    return {
+        **session,
+        "in_progress": True,
+        "over_episodes": over,
+        "peak_n": peak,
+        "duration_s": None if length is None else max(0.0, length),
+    }
 
 
 def _int_query(request: web.Request, key: str, default: int, low: int, high: int) -> int:
@@ -344,12 +381,22 @@ async def trace(request: web.Request) -> web.Response:
     number = int(text)
     reader = _reader(ctx)
     try:
-        if reader.session(number) is None:
+        found = reader.session(number)
+        if found is None:
             return _error(404, f"no session {number}")
         samples = reader.trace(number)
     finally:
         reader.close()
-    svg = trace_svg(samples, ctx.config.pressure.zones, f"session {number}: force over time")
+    # The trace runs on past an idle end (the timeout's tail): the chart ends with the session.
+    length = found.get("duration_s") if found.get("status") != "open" else None
+    if isinstance(length, int | float) and length > 0:
+        samples = [s for s in samples if s[0] <= length]
+    svg = trace_svg(
+        samples,
+        ctx.config.pressure.zones,
+        f"session {number}: force over time",
+        end_s=length if isinstance(length, int | float) and length > 0 else None,
+    )
     return web.Response(text=svg, content_type="image/svg+xml")
 
 
@@ -362,7 +409,7 @@ async def calendar(request: web.Request) -> web.Response:
         sessions: list[dict[str, Any]] = []
     else:
         try:
-            sessions = reader.recent_sessions(10_000)
+            sessions = [_so_far(reader, s) for s in reader.recent_sessions(10_000)]
         finally:
             reader.close()
     svg = calendar_svg(sessions, weeks, date.today(), None)
@@ -403,16 +450,47 @@ def ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def serve(ctx: WebContext, host: str, port: int, tls: ssl.SSLContext | None) -> None:
-    """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token."""
-    app = make_app(ctx)
-    web.run_app(
-        app,
-        host=host,
-        port=port,
-        ssl_context=tls,
-        access_log=None,
-        print=None,
-        handle_signals=True,
-        shutdown_timeout=2.0,
+def bound_address(site: web.TCPSite) -> tuple[str, int]:
+    """The address and port a started site really listens on (its first socket)."""
+    server = site._server  # aiohttp keeps the asyncio server here; no public accessor
+    sockets = getattr(server, "sockets", None) or ()
+    for sock in sockets:
+        name = sock.getsockname()
+        return str(name[0]), int(name[1])
+    raise OSError("the dashboard's server has no listening socket")
+
+
+async def _serve(
+    ctx: WebContext,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_listening: Callable[[str, int], None],
+) -> None:
+    runner = web.AppRunner(
+        make_app(ctx), access_log=None, handle_signals=True, shutdown_timeout=2.0
     )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, ssl_context=tls)
+        await site.start()  # an address or port that cannot be bound raises here
+        on_listening(*bound_address(site))
+        await asyncio.Event().wait()  # until SIGINT/SIGTERM (GracefulExit)
+    finally:
+        await runner.cleanup()
+
+
+def serve(
+    ctx: WebContext,
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    on_listening: Callable[[str, int], None],
+) -> None:
+    """Serve until SIGINT/SIGTERM. No access log: a request line may carry the token.
+
+    ``on_listening`` is called with the address and port once they are bound, not before: a
+    server that cannot bind says so and never claims to be listening.
+    """
+    with contextlib.suppress(web.GracefulExit, KeyboardInterrupt):
+        asyncio.run(_serve(ctx, host, port, tls, on_listening))

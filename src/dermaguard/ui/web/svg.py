@@ -25,12 +25,15 @@ _FONT = 'font-family="system-ui, sans-serif"'
 _W, _H, _PAD_L, _PAD_B, _PAD_T = 400, 240, 34, 26, 8
 
 
-def trace_svg(trace: Sequence[TraceSample], zones: ZonesConfig, title: str) -> str:
-    """The force over time, on bands of the zones; gaps where the force was unknown."""
+def trace_svg(
+    trace: Sequence[TraceSample], zones: ZonesConfig, title: str, *, end_s: float | None = None
+) -> str:
+    """The force over time, on bands of the zones; gaps where the force was unknown.
+    ``end_s``: the session's length, where the time axis ends (else the last sample)."""
     top = zones.over_n * 1.3
     peak = max((f for _, f, _ in trace if f is not None), default=0.0)
     top = max(top, peak * 1.05)
-    end = max((t for t, _, _ in trace), default=1.0) or 1.0
+    end = end_s or max((t for t, _, _ in trace), default=1.0) or 1.0
     plot_w, plot_h = _W - _PAD_L - 8, _H - _PAD_B - _PAD_T
 
     def x(t: float) -> float:
@@ -128,6 +131,11 @@ def calendar_svg(
                 + "/>"
                 f'<text x="{x + 4}" y="{y + 13}" font-size="13">{day.day}</text>'
             )
+            if day.day == 1 or (week == 0 and wd == 0):  # where a month starts: its name
+                parts.append(
+                    f'<text x="{x + 4}" y="{y + 26}" font-size="11" fill="#444">'
+                    f"{day.strftime('%b')}</text>"
+                )
             if done:
                 parts.append(
                     f'<text x="{x + cell - 4}" y="{y + cell - 5}" text-anchor="end" '

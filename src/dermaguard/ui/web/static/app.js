@@ -24,15 +24,15 @@ function clock(s) { s = Math.ceil(s); return Math.floor(s / 60) + ":" + String(s
 function timeOf(iso) {
   if (!iso) return "";
   const d = new Date(iso);
-  return isNaN(d) ? iso : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return isNaN(d) ? iso : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" });
 }
 function dayTime(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? (iso || "") : d.toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  return isNaN(d) ? (iso || "") : d.toLocaleString([], { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 }
 function shortDay(iso) {
   const d = new Date(iso);
-  return isNaN(d) ? (iso || "") : d.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  return isNaN(d) ? (iso || "") : d.toLocaleString([], { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit", hourCycle: "h23" });
 }
 function duration(s) {
   if (s == null) return "–";
@@ -120,12 +120,16 @@ function renderGauge() {
   const zone = force ? force.zone : null;
   const colour = { light: "#3a7bd5", ok: "#1e8e3e", high: "#b88400", over: "#c5221f", none: "#5b6570" }[zone] || "#5b6570";
   if (f != null) out += `<rect x="0" y="6" width="${x(f)}" height="${h - 12}" fill="${colour}"/>`;
-  else if (force) out += `<text x="150" y="20" text-anchor="middle" font-size="12" fill="#8a6d00">force unknown</text>`;
+  else if (force) {
+    // On a white label, so no threshold tick runs through the words.
+    out += `<rect x="95" y="7" width="110" height="17" rx="3" fill="#fff"/>` +
+      `<text x="150" y="20" text-anchor="middle" font-size="12" fill="#8a6d00">force unknown</text>`;
+  }
   for (const [n, label] of [[z.ok_n, z.ok_n], [z.high_n, z.high_n], [z.over_n, z.over_n]]) {
     out += `<line x1="${x(n)}" x2="${x(n)}" y1="0" y2="${h + 4}" stroke="#333" stroke-width="1"/>` +
       `<text x="${x(n)}" y="${h + 16}" text-anchor="middle" font-size="11">${label}</text>`;
   }
-  out += `<text x="0" y="${h + 16}" font-size="11">0</text><text x="${w}" y="${h + 16}" text-anchor="end" font-size="11">N</text>`;
+  out += `<text x="0" y="${h + 16}" font-size="11">0</text><text x="${w}" y="${h + 16}" text-anchor="end" font-size="11">${+top.toFixed(1)} N</text>`;
   svg.innerHTML = out;
   svg.dataset.zone = zone || "";
 }
@@ -192,36 +196,52 @@ function renderEvents() {
   for (const e of events) {
     const li = document.createElement("li");
     const t = document.createElement("time"); t.textContent = timeOf(e.ts);
-    const ty = document.createElement("span"); ty.className = "type"; ty.textContent = e.type;
+    const ty = document.createElement("span"); ty.className = "type"; ty.textContent = e.name || e.type;
+    ty.title = e.type;  // the machine name stays findable, in the payloads and on hover
     const s = document.createElement("span"); s.textContent = e.summary;
     li.append(t, ty, s); list.append(li);
   }
 }
 
-function renderReady(ready) {
+let ready = null;          // the last "ready" verdict from the server
+let readyAt = 0;          // performance.now() when it arrived
+
+function renderReady() {
+  if (!ready) return;
   const box = $("verdict");
   box.className = "verdict " + ready.verdict;
   box.dataset.verdict = ready.verdict;
-  box.querySelector(".verdict-mark").textContent = { yes: "✓", no: "✗", unknown: "?" }[ready.verdict];
+  box.querySelector(".verdict-mark").textContent = { yes: "✓", no: "✗", unknown: "?", session: "●" }[ready.verdict];
   text($("verdict-text"), ready.headline);
+  text($("ready-about"), ready.about || "");
   const list = $("reasons");
   const key = JSON.stringify(ready.reasons);
-  if (list.dataset.key === key) return;  // unchanged: keep the list (and the reader's place)
-  list.dataset.key = key;
-  list.replaceChildren();
-  for (const r of ready.reasons) {
-    const li = document.createElement("li");
-    li.className = r.ok === true ? "ok" : r.ok === false ? "no" : "unknown";
-    li.dataset.key = r.key;
-    const mark = document.createElement("span"); mark.className = "mark";
-    mark.textContent = r.ok === true ? "✓ yes" : r.ok === false ? "✗ no" : "? unknown";
-    const words = document.createElement("span"); words.textContent = r.text;
-    li.append(mark, words);
-    if (r.todo && r.ok !== true) {
-      const todo = document.createElement("span"); todo.className = "todo"; todo.textContent = "→ " + r.todo;
-      li.append(todo);
+  if (list.dataset.key !== key) {  // unchanged: keep the list (and the reader's place)
+    list.dataset.key = key;
+    list.replaceChildren();
+    for (const r of ready.reasons) {
+      const li = document.createElement("li");
+      li.className = r.ok === true ? "ok" : r.ok === false ? "no" : "unknown";
+      li.dataset.key = r.key;
+      const mark = document.createElement("span"); mark.className = "mark";
+      mark.textContent = r.ok === true ? "✓ yes" : r.ok === false ? "✗ no" : "? unknown";
+      const words = document.createElement("span"); words.textContent = r.text;
+      li.append(mark, words);
+      if (r.left_s != null) {
+        const left = document.createElement("span"); left.className = "left"; li.append(" ", left);
+      }
+      if (r.todo && r.ok !== true) {
+        const todo = document.createElement("span"); todo.className = "todo"; todo.textContent = "→ " + r.todo;
+        li.append(todo);
+      }
+      list.append(li);
     }
-    list.append(li);
+  }
+  // A running cycle's time left keeps counting down between the device's updates.
+  for (const r of ready.reasons) {
+    if (r.left_s == null) continue;
+    const el = list.querySelector(`li[data-key="${r.key}"] .left`);
+    if (el) text(el, "(" + clock(Math.max(0, r.left_s - (performance.now() - readyAt) / 1000)) + " left)");
   }
 }
 
@@ -245,7 +265,7 @@ function connect() {
     renderAll();
   });
   source.addEventListener("force", (msg) => { force = JSON.parse(msg.data); renderForce(); });
-  source.addEventListener("ready", (msg) => renderReady(JSON.parse(msg.data)));
+  source.addEventListener("ready", (msg) => { ready = JSON.parse(msg.data); readyAt = performance.now(); renderReady(); });
   source.onerror = () => {
     const note = $("link-note");
     note.hidden = false;
@@ -303,7 +323,9 @@ async function loadHistory() {
       if (s.too_soon) notes.push("too soon");
       if (s.status === "interrupted") notes.push("interrupted");
       // Passes and their spread (steadiness); "–" is unknown (not measured), never 0.
-      const cells = [String(s.session_no), shortDay(s.started_at), duration(s.duration_s),
+      if (s.in_progress) notes.push("in progress");
+      const cells = [String(s.session_no), shortDay(s.started_at),
+        s.in_progress ? "so far " + duration(s.duration_s) : duration(s.duration_s),
         s.peak_n == null ? "–" : fmtN(s.peak_n), String(s.over_episodes ?? 0),
         s.passes == null ? "–" : String(s.passes),
         s.steadiness_cv == null ? "–" : Math.round(s.steadiness_cv * 100) + " %"];
@@ -333,5 +355,5 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const b of document.querySelectorAll("button[data-cmd]")) b.addEventListener("click", () => sendCommand(b));
   showScreen();
   connect();
-  setInterval(() => { if (view) { renderCase(); } }, 250);
+  setInterval(() => { if (view) { renderCase(); } renderReady(); }, 250);
 });
