@@ -371,3 +371,12 @@ def test_wiring_py_draws_the_gpio_alternative(tmp_path: Path) -> None:
     assert labels == expected
     assert not [text for _, text in texts if text.startswith(("spi0_", "hx711_ready:"))]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_lid_contact_input_is_pulled_up_from_boot() -> None:
+    """BCM 16 resets with a pull-down, which would fight the contact's 10 kΩ pull-up and read
+    "lid shut" weakly; the boot line makes it an input pulled up, as the daemon opens it."""
+    bcm = default_config().pins.lid_contact
+    assert bcm is not None
+    assert firmware_gpio_lines()[bcm] == {"ip", "pu"}
+    assert f"`gpio={bcm}=ip,pu`" in pins_rows()["lid_contact"].notes

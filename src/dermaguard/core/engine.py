@@ -71,6 +71,7 @@ ALARM_REASONS = frozenset(
     {
         EventType.OVER_PRESSURE,
         EventType.SENSOR_FAULT,
+        EventType.CASE_FAULT,
         EventType.UNSTERILE_USE,
         EventType.STERILIZATION_ABORTED,
     }
@@ -408,6 +409,7 @@ class Engine:
             alarm=shown.alarm_reason,
             silenced=shown.silenced,
             thread_failures=self.thread_failures,
+            case_fault=self.case.case_fault,
         )
 
     def _case_status(self, t: float) -> CaseStatus | None:
@@ -431,6 +433,8 @@ class Engine:
         """The alarm that sounds: the highest priority wins (``None`` when nothing alarms)."""
         if self.pressure.over_pressure:
             return Priority.HIGH, EventType.OVER_PRESSURE
+        if self.case.case_fault is not None:
+            return Priority.HIGH, EventType.CASE_FAULT
         if self.pressure.fault is not None:
             return Priority.MEDIUM, EventType.SENSOR_FAULT
         if self.unsterile_use:

@@ -44,6 +44,8 @@ class EventType(StrEnum):
     STERILIZATION_ABORTED = "sterilization_aborted"
     SENSOR_FAULT = "sensor_fault"
     SENSOR_RECOVERED = "sensor_recovered"
+    CASE_FAULT = "case_fault"
+    CASE_FAULT_CLEARED = "case_fault_cleared"
     CALIBRATION_CHANGED = "calibration_changed"
     COMMAND_RESULT = "command_result"
     NEW_ROLLER = "new_roller"
@@ -259,6 +261,9 @@ class DeviceState:
     fault: str | None
     alarm: str | None
     silenced: bool
+    #: A latched fault of the UV-C case (``lid_mismatch``, ``uv_stuck_on``): UV stays off and
+    #: the alarm sounds until it is cleared at the device (docs/SAFETY.md, H30, H31).
+    case_fault: str | None = None
     #: Helper threads that died since the daemon started (each reported, restarted if it can
     #: be): a daemon that keeps losing one must not look healthy.
     thread_failures: int = 0
@@ -284,6 +289,7 @@ class DeviceState:
             self.alarm,
             self.silenced,
             self.thread_failures,
+            self.case_fault,
         )
 
 

@@ -231,6 +231,7 @@ def case_wiring(config: Config) -> CaseWiring:
     pins, case = config.pins, config.case
     return CaseWiring(
         lid=pins.lid,
+        lid_contact=pins.lid_contact,
         dock=pins.dock,
         uv_led=pins.uv_led,
         uv_sensor=pins.uv_sensor,

@@ -358,6 +358,20 @@ class _SwitchWatch:
             f"Dock switch (GPIO{config.pins.dock}): {dock}, changed {len(self.dock) - 1} times\n"
         )
         problems: list[str] = []
+        contact = self._case.lid_contact_shut
+        if contact is not None:
+            reed = self._case.lid_reed_closed
+            out.write(
+                f"  reed switch (GPIO{config.pins.lid}): {'closed' if reed else 'open'}; "
+                f"microswitch NC contact (GPIO{config.pins.lid_contact}): "
+                f"{'lid shut' if contact else 'lid open'}\n"
+            )
+            if reed != contact:
+                problems.append(
+                    "the lid's two channels disagree: the reed switch and the microswitch S1b "
+                    "must both read the lid open, and both shut (check the magnet, the lever, "
+                    "the optocoupler and that S1b is not welded: hardware/README.md)"
+                )
         if self._case.has_sensor:
             seen = "light" if True in self.lit else "dark"
             out.write(f"UV sensor (GPIO{config.pins.uv_sensor}): {seen} with the UV-C lamp off\n")

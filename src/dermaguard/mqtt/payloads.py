@@ -64,6 +64,7 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "alarm": state.alarm,
             "silenced": state.silenced,
             "thread_failures": state.thread_failures,
+            "case_fault": state.case_fault,
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }
