@@ -2,8 +2,9 @@
 calibrate and watch.
 
 The grammar is in ``ui/cli_parser.py``, the commands that read the history in
-``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``; ``check-hardware`` and ``web``
-bring their own (``daemon/hw_check.py``, ``ui/web/cli.py``).
+``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``; ``check-hardware``,
+``outputs-off`` and ``web`` bring their own (``daemon/hw_check.py``, ``daemon/outputs_off.py``,
+``ui/web/cli.py``).
 
 A person's mistake (bad config, missing calibration, wrong scenario) prints a clear message and
 exits 2 without a traceback; what the machine refuses (an unwritable directory, an unreadable
@@ -28,7 +29,7 @@ from dermaguard.config.load import (
     simulation_config,
     with_overrides,
 )
-from dermaguard.daemon import hw_check
+from dermaguard.daemon import hw_check, outputs_off
 from dermaguard.ui.cli_common import EXIT_USAGE, broker_address, environment_error, usage_error
 from dermaguard.ui.cli_history import (
     HistoryUnreadable,
@@ -297,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new-roller": cmd_new_roller,
         "watch": cmd_watch,
         "check-hardware": hw_check.cmd_check_hardware,
+        "outputs-off": outputs_off.cmd_outputs_off,
         "web": web_cli.cmd_web,
     }
     try:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from dermaguard import __version__
-from dermaguard.daemon import hw_check
+from dermaguard.daemon import hw_check, outputs_off
 from dermaguard.ui.web import cli as web_cli
 
 
@@ -159,5 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --once: seconds to wait for the broker and the state (default 5)",
     )
     hw_check.add_parser(sub)
+    outputs_off.add_parser(sub)
     web_cli.add_parser(sub)
     return parser
