@@ -46,7 +46,21 @@ if TYPE_CHECKING:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the file, then its output polarities against the boot configuration (H33)."""
+    from dermaguard.config.boot_config import boot_config_path, polarity_errors
+
     config = load_config(args.file)
+    boot = args.boot_config if args.boot_config is not None else boot_config_path()
+    if boot is None:
+        print(f"{args.file}: no boot configuration found: output polarities not checked")
+    else:
+        try:
+            text = boot.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return environment_error(f"cannot read {boot}: {exc.strerror or exc}")
+        errors = polarity_errors(config, boot, text)
+        if errors:
+            raise ConfigError(errors, str(args.file))
     print(f"{args.file}: OK (device {config.device_id}, profile {config.profile})")
     return 0
 

@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, help="the YAML config file to check")
+    check.add_argument(
+        "--boot-config",
+        type=Path,
+        default=None,
+        help="the boot configuration whose output levels the polarities must match (default: "
+        "/boot/firmware/config.txt if present, else the repository's firmware/config.txt)",
+    )
 
     cal = sub.add_parser(
         "calibrate",
