@@ -59,6 +59,7 @@ _FAULT_REASON = {
     "timeout": "not_ready",
     "bus_error": "bus_error",
     "engine_stalled": "engine_stalled",
+    "wrong_rate": "wrong_rate",
 }
 #: A tare judges and averages the raw codes of about the last second (core/calibration.py,
 #: ``check_tare``)...

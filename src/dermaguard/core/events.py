@@ -91,12 +91,14 @@ class ReadFailed:
     """No usable conversion within the time limit (``detail`` says what the shell saw).
 
     ``reason``: ``timeout`` (the chip gave nothing; the fault is ``not_ready``), ``bus_error``
-    (the SPI transfers failed) or ``engine_stalled`` (the engine fell so far behind that force
-    samples were dropped from its queue). Each is a sensor fault: the force is unknown.
+    (the SPI transfers failed), ``engine_stalled`` (the engine fell so far behind that force
+    samples were dropped from its queue) or ``wrong_rate`` (the board converts at another rate
+    than ``hx711.rate_sps``; ``detail`` names its jumper and pin). Each is a sensor fault: the
+    force is unknown.
     """
 
     t: float
-    reason: Literal["timeout", "bus_error", "engine_stalled"]
+    reason: Literal["timeout", "bus_error", "engine_stalled", "wrong_rate"]
     detail: str = ""
 
 

@@ -99,6 +99,10 @@ class Sampler:
                 if errors:
                     detail = f"{errors} SPI transfers failed, the last with: {last_error}"
                     self.put(ReadFailed(now, "bus_error", detail))
+                elif (problem := _rate_problem(self.driver)) is not None:
+                    # The board converts at another rate: its conversions are refused, and the
+                    # fault says which jumper and pin to change (hw/hx711_rate.py).
+                    self.put(ReadFailed(now, "wrong_rate", problem))
                 else:
                     detail = f"{discards} reads discarded" if discards else "no data"
                     self.put(ReadFailed(now, "timeout", detail))
@@ -169,3 +173,9 @@ __all__ = [
     "Reopenable",
     "Sampler",
 ]
+
+
+def _rate_problem(driver: LoadCellADC) -> str | None:
+    """The driver's measured-rate fault, if it measures the rate (the SPI driver does)."""
+    watch = getattr(driver, "rate_watch", None)
+    return None if watch is None else watch.problem

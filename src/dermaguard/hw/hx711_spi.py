@@ -59,6 +59,7 @@ from dermaguard.hw.hx711_protocol import (
     ReadDiscarded,
     signed24,
 )
+from dermaguard.hw.hx711_rate import RateWatch, WrongRate
 from dermaguard.hw.pins import PinFactoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -211,6 +212,8 @@ class HX711Spi(HX711Driver):
         open_bus: Callable[[], SpiBus] | None = None,
     ) -> None:
         super().__init__(gain, rate_sps)
+        #: The board's real rate, measured before the configured one is trusted (hx711_rate).
+        self.rate_watch = RateWatch(rate_sps)
         self._spi = spi
         self._open_bus = open_bus
         #: Times the bus was closed and opened again (:meth:`reopen`).
@@ -297,7 +300,9 @@ class HX711Spi(HX711Driver):
         super()._after_reset()
         self._due = None
         self._silent_since = None
-        self._quiet_until = self._clock.monotonic() + self._settle_s * SETTLE_QUIET_SHARE
+        settle = self.rate_watch.settle_s(self._settle_s)
+        self._quiet_until = self._clock.monotonic() + settle * SETTLE_QUIET_SHARE
+        self.rate_watch.restart()
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -316,12 +321,15 @@ class HX711Spi(HX711Driver):
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
-            elif now_clock - self._silent_since > self._settle_s + 2 * self._period_s:
+            elif now_clock - self._silent_since > self.rate_watch.silence_limit_s(
+                self._settle_s, self._period_s
+            ):
                 # Silent for longer than a reset chip settles: it may be stuck part-way
                 # through a read, holding DOUT at a data bit. Start it again.
                 log.debug("HX711 silent for %.3f s: resetting it", now_clock - self._silent_since)
                 self._reset()
             return False
+        self.rate_watch.ready(now_clock)
         if self._silent_since is not None:
             silent = now_clock - self._silent_since
             self._silent_since = None
@@ -357,7 +365,9 @@ class HX711Spi(HX711Driver):
                     self._early_s = min(self._early_s * 2, self._period_s / 2)
                 elif polls > 8:
                     self._early_s = max(self._early_s / 2, 2 * POLL_INTERVAL_S)
-                self._due = clock.monotonic() + self._period_s
+                # No schedule until the board's period is measured (hx711_rate).
+                known = self.rate_watch.known
+                self._due = clock.monotonic() + self._period_s if known else None
                 return True
             if self._silent_since is None:
                 self._silent_since = self._clock.monotonic()
@@ -393,5 +403,8 @@ class HX711Spi(HX711Driver):
             raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
         if made_at != self._gain:
             raise self._wrong_gain(made_at)
+        if self.rate_watch.problem is not None:
+            self.discarded += 1
+            raise WrongRate(self.rate_watch.problem)
         self.reads += 1
         return signed24(code24)

@@ -14,6 +14,10 @@ events, each ``t`` plus exactly one action::
       - {t: 30, uv_sensor: dark}        # uv_sensor: dark (the sensor fails) | ok (recovers)
 
 With a ``case`` list, ``force`` may be left out (no force on the roller).
+
+``sensor: {board_rate_sps: 10}`` emulates an HX711 board whose RATE pin selects 10 samples/s
+(the SparkFun board as shipped, SJ2 uncut) or 80, whatever ``hx711.rate_sps`` says; left out,
+the board matches the config.
 """
 
 from __future__ import annotations
@@ -102,6 +106,8 @@ class Scenario:
     case: tuple[CaseEvent, ...] = field(default_factory=tuple)
     #: Config keys the scenario needs (e.g. a short UV cycle), laid over the user's config.
     config_overrides: dict[str, Any] = field(default_factory=dict)
+    #: The emulated board's RATE pin: 10 or 80 samples/s; ``None``: as the config says.
+    board_rate_sps: int | None = None
 
     def force_at(self, t: float) -> float:
         """The commanded force at ``t`` (newtons), linear between keyframes."""
@@ -126,7 +132,7 @@ _TOP_KEYS = {
     "case",
     "config",
 }
-_SENSOR_KEYS = {"noise_counts", "drift_counts_per_s"}
+_SENSOR_KEYS = {"noise_counts", "drift_counts_per_s", "board_rate_sps"}
 
 
 def _num(value: Any, path: str, errors: list[str], minimum: float | None = 0.0) -> float:
@@ -277,6 +283,10 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     drift = _num(
         sensor.get("drift_counts_per_s", 0.0), "sensor.drift_counts_per_s", errors, minimum=None
     )
+    board_rate = sensor.get("board_rate_sps")
+    if board_rate is not None and board_rate not in (10, 80):
+        errors.append(f"sensor.board_rate_sps: {board_rate!r} is not allowed: 10 or 80")
+        board_rate = None
     faults = _faults(data.get("faults"), errors)
     last = max([frames[-1][0], *(e.t for e in case)])
     duration = data.get("duration_s", last)
@@ -301,6 +311,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         faults=tuple(sorted(faults, key=lambda f: f.t)),
         initial=initial,
         case=tuple(sorted(case, key=lambda e: e.t)),
+        board_rate_sps=board_rate,
     )
 
 
