@@ -119,12 +119,12 @@ def hx711_problems(config: Config, found: Hx711Findings, n_per_count: float | No
             problems.append(
                 "the HX711 answers but no read holds together (DOUT seems stuck low): check that "
                 f"{sck} and {dout} are not swapped, that DOUT is not shorted to GND, and the "
-                "HX711's VCC (3.3 V) and GND"
+                "HX711's VDD (3.3 V), VCC and GND"
             )
         else:
             problems.append(
                 f"no conversion was ever ready (DOUT never went low): check {dout}, the HX711's "
-                f"VCC (3.3 V) and GND, and {sck}"
+                f"VDD (3.3 V), VCC and GND, and {sck}"
                 + (" (with the 100 kΩ pull-down to GND)" if spi else "")
             )
         return problems
