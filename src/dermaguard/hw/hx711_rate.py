@@ -25,6 +25,9 @@ from dermaguard.hw.hx711_protocol import SETTLE_S, ReadDiscarded
 #: Silence allowed before a period is known: a 10 samples/s chip settles 400 ms after a reset and
 #: then converts every 100 ms.
 FIRST_WAIT_S = max(settle + 2.0 / rate for rate, settle in SETTLE_S.items())
+#: The longest gap between two conversions of any board (two periods at 10 samples/s): how long
+#: a reader waits between conversions while the period is not known.
+SLOWEST_GAP_S = 2.0 / min(SETTLE_S)
 #: Intervals between consecutive data-ready edges needed to know the period.
 INTERVALS_NEEDED = 6
 #: The measured rate may differ from the nominal one by this fraction (the chip's oscillator).
