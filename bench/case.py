@@ -22,7 +22,7 @@ from dermaguard.common.clock import RealClock
 from dermaguard.config.load import default_config
 from dermaguard.config.params import default_case_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseMachine, LidChanged, UvSensed
+from dermaguard.core.case import CaseMachine, LidChanged, LidContactChanged, UvSensed
 from dermaguard.core.events import SetUv, Tick, UvOutput
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.runtime import Runtime
@@ -90,10 +90,14 @@ def bench_engine_path(episodes: int) -> None:
     pins = config.pins
     chip = HX711Chip(factory, pins.hx711_dout, pins.hx711_sck)
     lid_pin = factory.pin(pins.lid)
+    # The lid's second channel, S1b's NC contact: low while the lid is open (hardware/).
+    assert pins.lid_contact is not None
+    contact_pin = factory.pin(pins.lid_contact)
     dock_pin = factory.pin(pins.dock)
     clock = RealClock()
     io = open_case(config, clock)
     lid_pin.drive_high()  # open (active low; set after the pull-ups are applied)
+    contact_pin.drive_low()
     dock_pin.drive_low()  # docked
     driver = HX711(pins.hx711_dout, pins.hx711_sck)
     indicators = Indicators(pins.led_red, pins.led_green, pins.led_blue, pins.buzzer)
@@ -116,11 +120,13 @@ def bench_engine_path(episodes: int) -> None:
     try:
         for _ in range(episodes):
             uv_events.clear()
-            lid_pin.drive_low()  # close: reported after the debounce, then the cycle starts
+            contact_pin.drive_high()  # the lever goes down with the lid...
+            lid_pin.drive_low()  # ...and the magnet closes the reed: after the debounce, a cycle
             if not _wait(lambda: any(on for on, _ in uv_events), 2.0):
                 raise RuntimeError("the cycle did not start")
             start = time.perf_counter_ns()
             lid_pin.drive_high()
+            contact_pin.drive_low()
             if not _wait(lambda: any(not on for on, _ in uv_events), 2.0):
                 raise RuntimeError("the engine never switched UV off")
             off_ns = next(ns for on, ns in uv_events if not on)
@@ -152,6 +158,7 @@ def _wait(predicate: Any, timeout: float) -> bool:
 def bench_core(n: int) -> None:
     params = default_case_params(cycle_s=1e9, uv_sensor=True, uv_confirm_s=5.0)
     machine = CaseMachine(params, docked=True)
+    machine.handle(LidContactChanged(0.0, True))  # both lid channels close (hardware/)
     machine.handle(LidChanged(0.0, True))
     machine.handle(UvOutput(0.005, True))  # the shell reports the pin it drove (H17)
     machine.handle(UvSensed(0.01, True))

@@ -136,7 +136,7 @@ X_BLOCK = 9.0  # where the blocks start, right of the header box
 HEADER_W = 4.8  # width of the header box, whose right edge is x = 0
 #: How far below the top of the sheet the HX711 board's centre is: below the header's title.
 HX711_TOP = 5.0
-LID_RED = "#c0392b"  # both contact sets of the lid switch S1
+LID_RED = "#c0392b"  # the lid microswitch S1b: its NO contact (UV-C supply) and NC contact
 UV_VIOLET = "#7b2cbf"
 LOAD_CELL_WIRES = {"E+": "#d62728", "E-": "black", "A-": "#8c8c8c", "A+": "#2ca02c"}
 
@@ -202,7 +202,7 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
                 ),
             ],
             size=size,
-            label="HX711\nboard\n(RATE high:\n80 SPS)",
+            label="HX711\nboard\n(SJ2 cut,\nRATE high:\n80 SPS)",
             lsize=FONT,
         )
         .side("L", pad=1.0, spacing=2.0)
@@ -231,9 +231,11 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
     else:
         s.gpio(pins["hx711_dout"], hx.DT, "hx711_dout: data in")
         s.gpio(pins["hx711_sck"], hx.SCK, "hx711_sck: PD_SCK clock out")
-    for supply in (hx.VCC, hx.VDD):
+    # VCC (analog) at 5 V keeps the SparkFun board's excitation regulator in regulation; VDD
+    # (digital) at 3.3 V sets DOUT's level for the Pi.
+    for supply, rail in ((hx.VCC, "5V"), (hx.VDD, "3V3")):
         s.add(elm.Line().at(supply).up(0.6))
-        s.add(elm.Vdd(label="3V3"))
+        s.add(elm.Vdd(label=rail))
     s.add(elm.Line().at(hx.GND).down(0.5))
     s.add(elm.Ground())
     cell = s.add(
@@ -318,20 +320,64 @@ def _buzzer(s: _Sheet, pins: dict[str, WiredPin]) -> None:
     s.end_block()
 
 
-def _switch(s: _Sheet, pin: WiredPin, name: str, note: str, colour: str = "black") -> Any:
+def _switch(s: _Sheet, pin: WiredPin, name: str, note: str, *, reed: bool = False) -> Any:
+    """A switch to GND with its input filter: 10 kΩ pull-up, 1 kΩ series, 100 nF to GND."""
     elm = _elements()
 
-    y = s.y - 1.2
-    wire = s.add(elm.Line().at((X_BLOCK, y)).right(1.0))
+    y = s.y - 2.4
+    wire = s.add(elm.Line().at((X_BLOCK, y)).right(0.8))
     s.gpio(pin, wire.start, note)
-    sw = s.add(elm.Switch(color=colour).right(2.0).label(name, loc="top", color=colour))
+    node = s.add(elm.Dot())
+    s.add(elm.Capacitor().at(node.center).down(1.2).label("100 nF", loc="bottom"))
+    s.add(elm.Ground())
+    s.add(elm.Line().at(node.center).right(0.6))
+    top = s.add(elm.Dot())
+    s.add(elm.Resistor().at(top.center).up(1.4).label("10 kΩ", loc="top"))
+    s.add(elm.Vdd(label="3V3"))
+    s.add(elm.Resistor().at(top.center).right(2.0).label("1 kΩ"))
+    kind = elm.SwitchReed if reed else elm.Switch
+    sw = s.add(kind().right(2.0).label(name, loc="top"))
     s.add(elm.Line().right(0.8))
     s.add(elm.Ground())
     s.end_block()
     return sw
 
 
-def _uv(s: _Sheet, pins: dict[str, WiredPin], lid_switch: Any) -> None:
+def _lid_contact(s: _Sheet, pin: WiredPin) -> Any:
+    """S1b's normally-closed contact, read through an optocoupler (its COM is on +V_UV)."""
+    elm = _elements()
+
+    y = s.y - 2.2
+    wire = s.add(elm.Line().at((X_BLOCK, y)).right(1.0))
+    s.gpio(pin, wire.start, "lid_contact: low = lid open (S1b NC closed)")
+    node = s.add(elm.Dot())
+    s.add(elm.Resistor().at(node.center).up(1.4).label("10 kΩ", loc="bottom"))
+    s.add(elm.Vdd(label="3V3"))
+    s.add(elm.Line().at(node.center).right(0.8))
+    opto = s.add(elm.Optocoupler().reverse().anchor("collector"))
+    s.add(elm.Line().at(opto.emitter).down(0.4))
+    s.add(elm.Ground())
+    s.add(elm.Line().at(opto.cathode).down(0.4))
+    s.add(elm.Ground())
+    s.add(
+        elm.Label()
+        .at((opto.anode[0] + 0.4, opto.emitter[1] - 0.3))
+        .label("U4 optocoupler\nPC817", fontsize=FONT - 1, halign="left")
+    )
+    s.add(elm.Line().at(opto.anode).right(0.6))
+    s.add(elm.Resistor().right(2.0).label("R9\n1.5 kΩ"))
+    sw = s.add(
+        elm.Switch(nc=True, color=LID_RED)
+        .right(2.0)
+        .label("S1b NC contact\n(closed = lid open)", loc="top", color=LID_RED)
+    )
+    s.add(elm.Line().right(2.6))
+    s.add(elm.Vdd(label="+V_UV, after F1"))
+    s.end_block()
+    return sw
+
+
+def _uv(s: _Sheet, pins: dict[str, WiredPin], contact: Any) -> None:
     elm = _elements()
 
     y = s.y - 7.4
@@ -361,19 +407,20 @@ def _uv(s: _Sheet, pins: dict[str, WiredPin], lid_switch: Any) -> None:
         elm.Switch(color=LID_RED)
         .up(2.2)
         .label(
-            "S1b lid switch, contact B\n(NO, closed = lid shut):\nin series with the UV-C supply",
-            loc="bottom",
+            "S1b lid microswitch, NO contact\n(closed = lid shut):\nin series with the UV-C supply",
+            loc="top",
             color=LID_RED,
         )
     )
-    s.add(elm.Vdd(label="+V_UV (UV-C supply, 5-12 V)"))
+    s.add(elm.Fuse().up(1.4).label("F1 fuse", loc="bottom"))
+    s.add(elm.Vdd(label="+V_UV (PS2, 5-12 V; never the Pi's 5V)"))
     s.add(elm.Line().at(low.end).left(1.6))
     s.add(elm.Schottky().up(2.2).label("D2\n1N5819", loc="top"))
     s.add(elm.Line().to(high.start))
-    # S1a and S1b are two contact sets of one switch: a dashed mechanical link.
-    a = lid_switch.center
+    # The NO and NC contacts belong to the one microswitch S1b: a dotted mechanical link.
+    a = contact.center
     b = sw.center
-    s.add(elm.Wire("|-", color=LID_RED, ls=":").at((a[0], a[1] + 0.2)).to((b[0] - 0.3, b[1])))
+    s.add(elm.Wire("|-", color=LID_RED, ls=":").at((a[0], a[1] - 0.2)).to((b[0] - 0.3, b[1])))
     s.end_block()
 
 
@@ -403,7 +450,7 @@ def _uv_sensor(s: _Sheet, pin: WiredPin) -> None:
     s.add(elm.Vdd(label="3V3"))
     s.add(elm.Line().at(box.GND).down(0.4))
     s.add(elm.Ground())
-    note = "uv_sensor: lit = high (pull-down)"
+    note = "uv_sensor: lit = high (LM393: 10 kΩ pull-up)"
     if pin.optional:
         note = f"uv_sensor: lit = high; optional, pins.uv_sensor: {pin.bcm}"
     s.gpio(pin, wire.start, note)
@@ -460,23 +507,24 @@ def build(canvas: str, config: Config | None = None) -> Any:
     _hx711(s, wired)
     _rgb_led(s, wired)
     _buzzer(s, wired)
-    _switch(s, wired["dock"], "S2 dock switch (NO)", "dock: closed = docked (pull-up)")
-    lid = _switch(
+    _switch(s, wired["dock"], "S2 dock switch (NO)", "dock: closed = docked")
+    _switch(
         s,
         wired["lid"],
-        "S1a lid switch, contact A (NO)",
-        "lid: closed = lid shut (pull-up)",
-        colour=LID_RED,
+        "S3 lid reed switch\n(magnet in the lid)",
+        "lid: closed = lid shut",
+        reed=True,
     )
-    _uv(s, wired, lid)
+    contact = _lid_contact(s, wired["lid_contact"])
+    _uv(s, wired, contact)
     _uv_sensor(s, wired["uv_sensor"])
     _header(s, top=0.4, reserved=reserved_pins(config))
     if config.hx711.interface == "spi":
         hx711_note = (
             "HX711 on SPI0 (hx711.interface: spi): the SPI controller clocks PD_SCK on MOSI, so "
             "no pause of Linux can power the chip down;\n"
-            "R8 holds PD_SCK low while SPI is off. VCC and VDD at 3.3 V keep DOUT safe for the "
-            "Pi. Alternative for boards wired otherwise:\n"
+            "R8 holds PD_SCK low while SPI is off. VDD at 3.3 V keeps DOUT safe for the Pi; VCC "
+            "at 5 V. Alternative for boards wired otherwise:\n"
             "bit-banged on GPIO (hx711.interface: gpio, DOUT and PD_SCK on pins.hx711_dout and "
             "pins.hx711_sck), which can lose reads under load.\n"
         )
@@ -484,17 +532,20 @@ def build(canvas: str, config: Config | None = None) -> Any:
         hx711_note = (
             "HX711 bit-banged on GPIO (hx711.interface: gpio): a pause of the host over 60 µs "
             "with PD_SCK high powers the chip down\n"
-            "and loses the read; the default SPI wiring (hardware/pinout.md) cannot. VCC and VDD "
-            "at 3.3 V keep DOUT safe for the Pi.\n"
+            "and loses the read; the default SPI wiring (hardware/pinout.md) cannot. VDD at 3.3 V "
+            "keeps DOUT safe for the Pi.\n"
         )
     notes = hx711_note + (
-        "UV-C interlock: S1 is one lid switch with two contact sets (or two switches worked by the "
-        "same lid). S1a tells the software;\n"
-        "S1b carries the UV-C supply, so the UV-C LED is unpowered whenever the lid is open, "
-        "whatever the software does.\n"
-        "All grounds are common. Outputs are driven low by firmware/config.txt once the firmware "
-        "has read it (a few seconds\n"
-        "after power-on); the 10 kΩ and 100 kΩ pull-downs keep Q1 and Q2 off before that."
+        "UV-C interlock: the microswitch S1b's NO contact carries the UV-C supply, so the LED is "
+        "unpowered whenever its lever is up, whatever\n"
+        "the software does. The software reads two diverse channels: S1b's NC contact (through U4) "
+        "and the reed switch S3 (a magnet in the lid);\n"
+        "UV runs only while both read the lid shut, and a disagreement is a latched fault "
+        "(hardware/README.md).\n"
+        "Q2's source goes straight to PS2's negative, one wire from there to the Pi's GND. "
+        "Outputs are driven low by firmware/config.txt once the\n"
+        "firmware has read it (a few seconds after power-on); the 10 kΩ and 100 kΩ pull-downs "
+        "keep Q1 and Q2 off before that."
     )
     s.add(elm.Label().at((-HEADER_W, s.y - 0.8)).label(notes, halign="left"))
     return s.d

@@ -39,7 +39,7 @@ from dermaguard.common.clock import SimClock
 from dermaguard.common.timefmt import utc_epoch
 from dermaguard.config.load import Config, default_config
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import CaseSignal, LidChanged
+from dermaguard.core.case import CaseSignal, LidChanged, LidContactChanged
 from dermaguard.core.events import (
     Command,
     DeviceState,
@@ -262,6 +262,10 @@ class Rig:
         self.case = open_case(config, self.clock)  # UV output first, and off (S3)
         stack.callback(self.case.close)
         self.lid_pin = self.factory.pin(PINS.lid)
+        # The lid's second channel, S1b's NC contact: low while the lid is open (hardware/).
+        assert PINS.lid_contact is not None
+        self.contact_pin = self.factory.pin(PINS.lid_contact)
+        self.contact_pin.drive_low()
         self.dock_pin = self.factory.pin(PINS.dock)
         self.uv_pin = self.factory.pin(PINS.uv_led)
         if docked:  # the lid reads open: its pull-up wins while the switch is open
@@ -325,10 +329,13 @@ class Rig:
     # -- switches (active low: a closed switch pulls its line to GND) ------------------------
 
     def close_lid(self) -> None:
+        """The lever goes down with the lid, and the magnet closes the reed switch."""
+        self.contact_pin.drive_high()
         self.lid_pin.drive_low()
 
     def open_lid(self) -> None:
         self.lid_pin.drive_high()
+        self.contact_pin.drive_low()
 
     def dock(self) -> None:
         self.dock_pin.drive_low()
@@ -894,11 +901,17 @@ def test_lid_bouncing_at_1khz_aborts_the_cycle_uv_never_on_with_the_lid_open(
     # that drove the edge returned, before the engine could have acted on anything.
     assert not uv_after_first_edge
 
-    # The bouncing is reported once (the first opening); the close once it has settled.
-    assert wait_until(lambda: len(rig.case_inputs) >= inputs_before + 2)
-    assert rig.case_inputs[inputs_before:] == [
+    # The bouncing is reported once (the first opening); the close once it has settled; on
+    # both lid channels, which bounce together here.
+    assert wait_until(lambda: len(rig.case_inputs) >= inputs_before + 4)
+    reported = rig.case_inputs[inputs_before:]
+    assert [i for i in reported if isinstance(i, LidChanged)] == [
         LidChanged(t_first_edge, False),
         LidChanged(t_last_edge, True),
+    ]
+    assert [i for i in reported if isinstance(i, LidContactChanged)] == [
+        LidContactChanged(t_first_edge, False),
+        LidContactChanged(t_last_edge, True),
     ]
     aborted = rig.effects.wait_event("sterilization_aborted")
     assert aborted.data["reason"] == "lid_opened"

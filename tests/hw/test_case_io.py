@@ -149,7 +149,8 @@ def test_s2_a_bouncing_lid_opening_is_reported_at_once_and_uv_never_returns(
             close_lid(pin_factory)
             open_lid(pin_factory)
             assert not pin_factory.pin(UV).state
-        assert dev._settle_timer is None  # the last edge was an opening: nothing pending
+        # The last edge was an opening: nothing pending.
+        assert dev._channels[0].settle_timer is None
         # One report, sent at the first opening edge, with UV already off.
         assert recorder.get(timeout=0) == (LidChanged(0.0, False), False)
         assert recorder.drain() == []
@@ -167,7 +168,7 @@ def test_a_closing_lid_is_reported_once_it_has_settled(
         close_lid(pin_factory)
         inp, _ = recorder.get(timeout=2.0)
         assert inp == LidChanged(0.0, True)
-        timer = dev._settle_timer
+        timer = dev._channels[0].settle_timer
         assert timer is None  # the report came from the last settle timer, which has finished
         assert recorder.drain() == []
 

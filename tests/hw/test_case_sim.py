@@ -33,10 +33,17 @@ from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import CaseEvent, CaseInitial, Scenario, load_scenario, parse_scenario
 
-LID, DOCK, UV, SENSOR = 23, 24, 25, 26
+LID, DOCK, UV, SENSOR, CONTACT = 23, 24, 25, 26, 16
 # The board as drawn in hardware/: switches close to GND, the UV LED's driver is active high.
 WIRING = CaseWiring(
-    LID, DOCK, UV, SENSOR, lid_active_low=True, dock_active_low=True, uv_active_high=True
+    LID,
+    DOCK,
+    UV,
+    SENSOR,
+    lid_active_low=True,
+    dock_active_low=True,
+    uv_active_high=True,
+    lid_contact=CONTACT,
 )
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
@@ -77,8 +84,7 @@ def test_the_sensor_sees_light_only_through_the_closed_lid(pin_factory: Any) -> 
         uv.on()  # driven, but the lid's series switch cuts the LED supply
         assert sim.uv_driven and not sim.light and not sensor.is_active
         sim.apply(0.0)
-        sim.lid.set_switch(True)
-        sim._update_sensor()
+        sim.set_lid(True)
         assert sim.light and sensor.is_active
         uv.off()
         assert not sensor.is_active

@@ -6,6 +6,7 @@ host pause can stretch a PD_SCK pulse here, just as none can on a Pi's controlle
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711_protocol import NotReady, ReadDiscarded
+from dermaguard.hw.hx711_rate import FIRST_WAIT_S
 from dermaguard.hw.hx711_spi import (
     DOUBT_BITS,
     FRAME_LEN,
@@ -324,7 +326,9 @@ def test_a_chip_left_part_way_through_a_read_is_reset_after_a_silence_and_reads_
     rig.bus.on_bit = None
     assert 0 < rig.chip.pulses < 25  # stuck part-way through the new conversion
     resets = rig.driver.resets
-    for _ in range(8):  # 100 ms of silence: longer than settling and two periods
+    # Silence longer than any board's settling and two periods: with the board's period not
+    # measured yet, the driver allows for a 10 samples/s board (hx711_rate.FIRST_WAIT_S).
+    for _ in range(math.ceil(FIRST_WAIT_S / (PERIOD_S * 1.5)) + 2):
         with pytest.raises(NotReady):
             rig.driver.read_raw(0.001, exact_timeout=True)
         rig.clock.advance(PERIOD_S * 1.5)
@@ -412,6 +416,12 @@ def test_a_stuck_miso_never_yields_a_force(rig: Rig, level: bool) -> None:
         assert 1 <= rig.driver.sync_errors <= 3
     rig.bus.miso_stuck = None
     rig.clock.advance(rig.chip.settle_s)
+    if level:
+        # Stuck high is silence, and with the board's period not measured yet the driver
+        # waits out the slowest board before it resets (hx711_rate): the conversion waiting
+        # now may have been overtaken, so the first read is thrown away, and said so.
+        with pytest.raises(ReadDiscarded, match="next conversion fell due"):
+            rig.read()
     assert rig.read() == 5000
 
 

@@ -164,9 +164,12 @@ def test_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs
     sampler = runtime.sampler
     runtime.start()
     try:
-        for _ in range(5):
+        # Enough conversions for the driver to have measured the board's period (hx711_rate):
+        # until then it allows for a slow board, and the fault limit is longer.
+        for _ in range(10):
             chip.step(sampler)
         assert wait_until(lambda: engine.pressure.force_n is not None)
+        assert wait_until(lambda: chip.driver.rate_watch.known)
         chip.bus.fail_transfers(60)  # far past three periods' worth of tries
         for _ in range(200):
             chip.step(sampler)

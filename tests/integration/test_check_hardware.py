@@ -83,7 +83,7 @@ def test_mistakes_are_refused_with_exit_2(tmp_path: Path, args: list[str], messa
 def test_sim_fault_without_simulate_is_refused(tmp_path: Path) -> None:
     result = run_cli("check-hardware", "--sim-fault", "no-chip", state=tmp_path)
     assert result.returncode == 2
-    assert "--sim-fault goes with --simulate" in result.stderr
+    assert "--sim-fault and --sim-board-rate go with --simulate" in result.stderr
 
 
 def test_s3_check_hardware_never_drives_the_uv_output_high(

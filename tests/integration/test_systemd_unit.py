@@ -148,6 +148,10 @@ def test_unit_says_what_the_design_requires() -> None:
     assert one(s, "Service.ExecStart") == (
         "/opt/dermaguard/venv/bin/dermaguard run --config /etc/dermaguard/dermaguard.yaml"
     )
+    # Whatever stopped the daemon (SIGKILL included), UV-C and the buzzer are driven off after.
+    assert one(s, "Service.ExecStopPost") == (
+        "-/opt/dermaguard/venv/bin/dermaguard outputs-off --config /etc/dermaguard/dermaguard.yaml"
+    )
     assert one(s, "Service.KillSignal") == "SIGTERM"
     # The daemon's own shutdown is bounded (MQTT flush 3 s, store writer 10 s, threads, ...):
     # systemd must not SIGKILL it in the middle.

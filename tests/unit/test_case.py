@@ -18,6 +18,7 @@ from dermaguard.core.case import (
     CaseUpdate,
     DockChanged,
     LidChanged,
+    LidContactChanged,
     SterilizeRequested,
     UvFault,
     UvSensed,
@@ -390,7 +391,8 @@ def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
 
 def test_s5_a_cycle_whose_output_is_never_reported_driven_never_completes() -> None:
     """The shell refusing silently (the old lock-out) must not let the command stand for UV."""
-    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)  # no shell reports
+    # No shell reports.
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0, lid_contact=False), docked=True)
     assert m.handle(LidChanged(0.0, True)).uv_on
     assert m.handle(Tick(4.9)).events == []
     up = m.handle(Tick(5.0))
@@ -402,7 +404,7 @@ def test_s5_a_cycle_whose_output_is_never_reported_driven_never_completes() -> N
 
 
 def test_s5_a_cycle_completes_only_once_the_reported_uv_time_reaches_its_length() -> None:
-    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0, lid_contact=False), docked=True)
     m.handle(LidChanged(0.0, True))
     m.handle(UvOutput(1.0, True))  # the pin went high a second after the command
     m.handle(UvOutput(100.0, False))  # and low for 3 s (within the grace)
@@ -416,7 +418,7 @@ def test_s5_a_cycle_completes_only_once_the_reported_uv_time_reaches_its_length(
 
 
 def test_s5_uv_reported_off_for_longer_than_the_grace_aborts_as_not_driven() -> None:
-    m = CaseMachine(default_case_params(uv_confirm_s=5.0), docked=True)
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0, lid_contact=False), docked=True)
     m.handle(LidChanged(0.0, True))
     m.handle(UvOutput(0.0, True))
     m.handle(UvOutput(50.0, False))
@@ -467,7 +469,7 @@ def test_a_lock_out_with_no_cycle_running_aborts_nothing() -> None:
 
 # --- properties -----------------------------------------------------------------------------
 
-_kinds = st.sampled_from(["lid", "dock", "uv", "request", "tick", "fault"])
+_kinds = st.sampled_from(["lid", "contact", "dock", "uv", "request", "tick", "fault"])
 
 
 @st.composite
@@ -482,6 +484,8 @@ def scripts(draw: st.DrawFn) -> tuple[CaseParams, list[CaseInput]]:
         uv_confirm_s=draw(st.floats(0.5, 10.0)),
         irradiance_mw_cm2=2.0 if dose else None,
         dose_mj_cm2=draw(st.floats(10.0, 200.0)),
+        lid_contact=draw(st.booleans()),
+        lid_mismatch_s=draw(st.floats(0.05, 5.0)),
         cap_margin=draw(st.sampled_from([0.0, 0.1, 0.5])),
     )
     t = 0.0
@@ -492,6 +496,8 @@ def scripts(draw: st.DrawFn) -> tuple[CaseParams, list[CaseInput]]:
         flag = draw(st.booleans())
         if kind == "lid":
             inputs.append(LidChanged(t, flag))
+        elif kind == "contact":  # the microswitch alone: a finger, a jammed or welded lever
+            inputs.append(LidContactChanged(t, flag))
         elif kind == "dock":
             inputs.append(DockChanged(t, flag))
         elif kind == "uv":
@@ -518,6 +524,7 @@ class Observer:
     params: CaseParams
     machine: CaseMachine = field(init=False)
     lid: bool = False
+    contact: bool = False
     docked: bool = False
     on_since: float | None = None
     started: list[int] = field(default_factory=list)
@@ -529,12 +536,16 @@ class Observer:
     def feed(self, inp: CaseInput) -> CaseUpdate:
         up = self.machine.handle(inp)
         if isinstance(inp, LidChanged):
-            self.lid = inp.closed
+            self.lid = self.contact = inp.closed  # a working lid moves both channels
+        elif isinstance(inp, LidContactChanged):
+            self.contact = inp.shut
         elif isinstance(inp, DockChanged):
             self.docked = inp.docked
         assert up.uv_on == self.machine.uv_on
-        if up.uv_on:  # S1
+        if up.uv_on:  # S1, on both lid channels (H30)
             assert self.lid and self.docked and self.machine.fault is None
+            assert self.contact or not self.params.lid_contact
+            assert self.machine.case_fault is None
             assert self.machine.state == "sterilizing"
             if self.on_since is None:
                 self.on_since = inp.t
@@ -548,6 +559,8 @@ class Observer:
         else:
             self.on_since = None
         for event in up.events:
+            if event.type in ("case_fault", "case_fault_cleared"):
+                continue  # about the case, not a cycle
             cycle_id = event.data["cycle_id"]
             if event.type == "sterilization_completed":  # only on UV reported driven (H17)
                 assert event.data["uv_on_s"] >= self.params.length_s
@@ -609,3 +622,28 @@ def test_property_a_sterile_roller_had_a_completed_cycle_and_sensor_confirmation
         valid, cycle_id = obs.machine.sterility(inp.t)
         if valid:
             assert cycle_id is not None and obs.ended.get(cycle_id) == "sterilization_completed"
+
+
+# --- case faults (docs/SAFETY.md, H30, H31) -------------------------------------------------
+
+
+def test_h30_a_lid_closing_slowly_is_no_mismatch_but_a_lasting_one_is() -> None:
+    m = CaseMachine(default_case_params(lid_mismatch_s=1.0), docked=True)
+    m.handle(LidContactChanged(0.0, True))  # the lever goes down first...
+    up = m.handle(LidChanged(0.8, True))  # ...the magnet reaches the reed switch 0.8 s later
+    assert m.case_fault is None and types(up) == ["sterilization_started"]
+    m.handle(LidChanged(5.0, False))
+    up = m.handle(Tick(6.0))  # the contact still says "shut" a second later
+    assert m.case_fault == "lid_mismatch" and "case_fault" in types(up)
+
+
+def test_h31_light_with_the_lid_open_is_daylight_not_a_fault() -> None:
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
+    m = EchoingCase(params, docked=True)
+    m.handle(UvSensed(0.0, True))
+    m.handle(Tick(60.0))
+    assert m.case_fault is None
+    m.handle(LidChanged(61.0, True))  # the lid shuts on a light the LED is not commanded to give
+    m.handle(Tick(64.0))
+    assert m.case_fault is None  # within uv_confirm_s: a "dark" may be on its way
+    assert types(m.handle(Tick(67.0))) == ["case_fault"]

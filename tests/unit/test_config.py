@@ -63,7 +63,7 @@ def test_defaults_follow_the_design() -> None:
         None,
         "info",
     )
-    assert dataclasses.astuple(c.pins) == (5, 6, None, 17, 27, 22, 18, 23, 24, 25, None)
+    assert dataclasses.astuple(c.pins) == (5, 6, None, 17, 27, 22, 18, 23, 16, 24, 25, None)
     assert (c.hx711.rate_sps, c.hx711.gain, c.hx711.ready_timeout_periods) == (80, 128, 3)
     assert c.hx711.interface == "spi"
     assert dataclasses.astuple(c.hx711.spi) == (0, 0, 1_000_000, 0)

@@ -137,6 +137,14 @@ RULES: list[tuple[dict[str, Any], str]] = [
         "pins.uv_led: 18 is not allowed: GPIO18 is already used by pins.buzzer",
     ),
     ({"pins": {"lid": 30}}, "pins.lid: 30 is not allowed: must be >= 0 and <= 27"),
+    (
+        {"pins": {"lid_contact": 23}},
+        "pins.lid_contact: 23 is not allowed: GPIO23 is already used by pins.lid",
+    ),
+    (
+        {"case": {"lid_mismatch_ms": 10}},
+        "case.lid_mismatch_ms: 10 is not allowed: must be >= 50 and <= 5000",
+    ),
 ]
 
 

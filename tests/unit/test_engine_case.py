@@ -6,7 +6,7 @@ import json
 
 from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested
+from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested, UvSensed
 from dermaguard.core.engine import Engine
 from dermaguard.core.events import (
     CaseStatus,
@@ -211,3 +211,25 @@ def test_a_failed_thread_and_an_output_abort_are_said_in_words() -> None:
         {"cycle_id": 3, "reason": "uv_refused", "after_s": 0.0, "detail": "locked_out"},
     )
     assert describe(aborted) == "UV-C cycle 3 ABORTED after 0 s: uv_refused (locked_out)"
+
+
+def test_h31_a_stuck_on_uv_is_a_high_alarm_on_the_dashboard_until_a_restart() -> None:
+    """Light with the lid closed and UV off: the state carries the fault and the alarm."""
+    params = default_engine_params(
+        case=default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
+    )
+    e = EchoingEngine(params, CAL, (Median(3),), ())
+    e.handle(LidChanged(0.0, True))
+    e.handle(UvSensed(0.5, True))
+    effects = e.handle(Tick(6.0))
+    faults = [x.event for x in effects if isinstance(x, EmitEvent)]
+    assert [(f.type, f.data["reason"]) for f in faults] == [("case_fault", "uv_stuck_on")]
+    shown = [x for x in effects if isinstance(x, ShowIndicators)]
+    assert shown and shown[-1].alarm == Priority.HIGH
+    state = e.device_state(6.0, 1_700_000_006.0)
+    payload = json.loads(state_payload(state))
+    check_schema("state", payload)
+    assert (payload["case_fault"], payload["alarm"]) == ("uv_stuck_on", "case_fault")
+    e.handle(LidChanged(10.0, False))
+    e.handle(UvSensed(10.0, False))
+    assert e.device_state(20.0, 1_700_000_020.0).case_fault == "uv_stuck_on"  # still latched

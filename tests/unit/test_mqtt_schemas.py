@@ -35,6 +35,8 @@ EVENT_TYPES = (
     "sterilization_aborted",
     "sensor_fault",
     "sensor_recovered",
+    "case_fault",
+    "case_fault_cleared",
     "calibration_changed",
     "command_result",
     "new_roller",
@@ -345,6 +347,9 @@ EVENT_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("sterilization_aborted", {"cycle_id": 4, "reason": "lid_opened", "after_s": 12.0}),
     ("sensor_fault", {"reason": "not_ready", "detail": "no conversion in 0.5 s"}),
     ("sensor_recovered", {"after": "not_ready"}),
+    ("case_fault", {"reason": "lid_mismatch", "lid_reed": "open", "lid_contact": "closed"}),
+    ("case_fault", {"reason": "uv_stuck_on"}),
+    ("case_fault_cleared", {"reason": "lid_mismatch", "after_s": 12.5}),
     ("calibration_changed", {"reason": "tare", "offset": 8123.0, "shift_n": 0.01}),
     (
         "calibration_changed",

@@ -371,3 +371,85 @@ def test_wiring_py_draws_the_gpio_alternative(tmp_path: Path) -> None:
     assert labels == expected
     assert not [text for _, text in texts if text.startswith(("spi0_", "hx711_ready:"))]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_lid_contact_input_is_pulled_up_from_boot() -> None:
+    """BCM 16 resets with a pull-down, which would fight the contact's 10 kΩ pull-up and read
+    "lid shut" weakly; the boot line makes it an input pulled up, as the daemon opens it."""
+    bcm = default_config().pins.lid_contact
+    assert bcm is not None
+    assert firmware_gpio_lines()[bcm] == {"ip", "pu"}
+    assert f"`gpio={bcm}=ip,pu`" in pins_rows()["lid_contact"].notes
+
+
+def test_released_outputs_return_to_inputs_at_the_pull_downs() -> None:
+    """H32: a killed daemon's outputs fall back to inputs, where the pull-downs hold the UV-C
+    MOSFET and the buzzer transistor off (Raspberry Pi kernels keep them driven otherwise)."""
+    assert "dtparam=strict_gpiod" in [line for _, line in firmware_lines()]
+    rows = pins_rows()
+    assert "100 kΩ gate pull-down" in rows["uv_led"].notes
+    assert "10 kΩ base pull-down" in rows["buzzer"].notes
+    notes = {ref: row["notes"] for ref, row in bom_rows().items()}
+    assert "Q2 gate to GND" in notes["R7"] and "Q1 base to GND" in notes["R5"]
+
+
+def bom_rows() -> dict[str, dict[str, str]]:
+    """bom.csv by reference; a range (``R10-R12``) is one row for several parts."""
+    with BOM.open(encoding="utf-8", newline="") as f:
+        return {row["ref"]: row for row in csv.DictReader(f)}
+
+
+def bom_refs() -> set[str]:
+    """Every single reference designator in bom.csv, ranges expanded and counted."""
+    refs: set[str] = set()
+    for ref, row in bom_rows().items():
+        match = re.fullmatch(r"([A-Z]+)(\d+)-\1(\d+)", ref)
+        if match:
+            prefix, low, high = match.group(1), int(match.group(2)), int(match.group(3))
+            expanded = {f"{prefix}{n}" for n in range(low, high + 1)}
+            assert len(expanded) == int(row["qty"]), ref
+            refs |= expanded
+        else:
+            refs.add(ref)
+    return refs
+
+
+#: The parts of the UV-C interlock and of the case's safety (docs/SAFETY.md, H30-H35), each
+#: in the BOM, the assembly text and (where it is wired) the diagram.
+INTERLOCK_PARTS = ("S1b", "S3", "U4", "R9", "F1", "D2", "Q2")
+CASE_PARTS = ("M1", "HS1", "LB1", "W1", "PS2")
+
+
+def test_the_readme_bom_and_diagram_name_the_same_interlock_and_safety_parts() -> None:
+    readme = (ROOT / "hardware" / "README.md").read_text(encoding="utf-8")
+    diagram = wiring_svg_text()
+    refs = bom_refs()
+    for ref in INTERLOCK_PARTS:
+        assert ref in refs, f"{ref} is not in bom.csv"
+        assert re.search(rf"\b{ref}\b", readme), f"hardware/README.md never names {ref}"
+        assert re.search(rf"\b{ref}\b", diagram), (ref, REDRAW)
+    for ref in CASE_PARTS:
+        assert ref in refs, f"{ref} is not in bom.csv"
+    assert "S1a" not in refs and "S1a" not in diagram  # one actuator for two channels: gone
+    # The lid's two channels are on the pins the config, the pinout and the BOM name.
+    pins = default_config().pins
+    assert pins.lid_contact is not None
+    notes = {ref: row["notes"] for ref, row in bom_rows().items()}
+    for ref, signal, gpio in (("S1b", "lid_contact", pins.lid_contact), ("S3", "lid", pins.lid)):
+        assert f"{signal} (GPIO{gpio})" in notes[ref], ref
+        assert f"`{signal}` (GPIO{gpio})" in readme, signal
+        assert pinout_rows()[signal].bcm == gpio
+    # The HX711 board's rate jumper, named where a builder looks (H35).
+    assert "SJ2" in notes["U2"] and "SJ2" in readme and "SJ2" in diagram
+    # The case's leakage and build rules (H34).
+    for words in (
+        "overlapping lip",
+        "light-tight",
+        "UV warning label",
+        "PLA",
+        "fluorescent UV indicator card",
+        "lid-gap test",
+        "never from the Pi's 5 V pins",
+        "heat sink",
+    ):
+        assert words in readme, words

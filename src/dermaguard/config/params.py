@@ -69,6 +69,8 @@ def case_params(config: Config) -> CaseParams:
         uv_confirm_s=c.uv_confirm_s,
         irradiance_mw_cm2=c.irradiance_mw_cm2,
         dose_mj_cm2=c.dose_target_mj_cm2,
+        lid_contact=config.pins.lid_contact is not None,
+        lid_mismatch_s=c.lid_mismatch_s,
     )
 
 

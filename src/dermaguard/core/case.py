@@ -34,6 +34,20 @@ over a docked roller does not: the design keys sterility to the dock, not the li
 A latched fault (``uv_dark``, ``cap_reached``, ``uv_not_driven``, ``uv_refused``,
 ``uv_locked_out`` or one reported by the shell) refuses new cycles
 until the lid is opened: opening the case is the acknowledgement that someone looked at it.
+
+Case faults (docs/SAFETY.md, H30 and H31) are about the case itself, not a cycle, and raise an
+alarm (``case_fault``) until cleared at the device:
+
+* ``lid_mismatch``: the lid has two software channels, a reed switch worked by a magnet in the
+  lid (``LidChanged``) and the spare normally-closed contact of the microswitch S1b whose other
+  contact carries the UV-C supply (``LidContactChanged``). The lid counts as closed only while
+  both say so; when they disagree for ``lid_mismatch_s`` (longer than a lid closing slowly takes
+  between the two), the fault latches. It clears only once both read the lid *open* together:
+  the lid was opened and the microswitch seen to release, so a finger on the lever, a jammed
+  lever or a welded S1b (its NC contact can no longer close) keeps it latched.
+* ``uv_stuck_on``: with a UV sensor, light seen for ``uv_confirm_s`` with the lid closed and UV
+  commanded off (a shorted MOSFET). Lid open is not a fault (daylight may reach the sensor). It
+  clears only with a new process: a restart at the device, after ``check-hardware``.
 """
 
 from __future__ import annotations
@@ -55,6 +69,15 @@ class LidChanged:
 
     t: float
     closed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LidContactChanged:
+    """The lid microswitch's normally-closed contact, the lid's second channel, changed
+    (``shut``: the contact is open, the lid holds the lever down)."""
+
+    t: float
+    shut: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +112,16 @@ class UvFault:
     reason: str
 
 
-CaseSignal = LidChanged | DockChanged | UvSensed | UvFault | UvOutput | UvRefused | UvLockedOut
+CaseSignal = (
+    LidChanged
+    | LidContactChanged
+    | DockChanged
+    | UvSensed
+    | UvFault
+    | UvOutput
+    | UvRefused
+    | UvLockedOut
+)
 """What the hardware shell queues for the case."""
 
 CaseInput = CaseSignal | SterilizeRequested | Tick
@@ -113,6 +145,10 @@ class CaseParams:
     uv_confirm_s: float
     irradiance_mw_cm2: float | None
     dose_mj_cm2: float
+    #: The lid's second channel (the microswitch's NC contact) is wired.
+    lid_contact: bool
+    #: How long the two lid channels may disagree before it is a fault.
+    lid_mismatch_s: float
     #: Not a config key: S4's margin over the cycle is a safety constant (docs/ARCHITECTURE.md,
     #: "Safety rules"), so no setting can widen it; only tests vary it.
     cap_margin: float = 0.10
@@ -124,6 +160,8 @@ class CaseParams:
             raise ValueError("validity_after_undock_s must be > 0")
         if not self.uv_confirm_s > 0:
             raise ValueError("uv_confirm_s must be > 0")
+        if not self.lid_mismatch_s > 0:
+            raise ValueError("lid_mismatch_s must be > 0")
         if not self.cap_margin >= 0:
             raise ValueError("cap_margin must be >= 0")
         for name in ("irradiance_mw_cm2", "dose_mj_cm2"):
@@ -193,7 +231,10 @@ class CaseMachine:
     ) -> None:
         """Start from known switch levels; ``last_cycle_id`` continues a stored numbering."""
         self.params = params
-        self.lid_closed = lid_closed
+        self.lid_reed = lid_closed  # the reed switch's channel (``LidChanged``)
+        # The microswitch's NC contact (``LidContactChanged``); None: not reported yet.
+        self.lid_contact: bool | None = lid_closed if params.lid_contact else None
+        self.lid_closed = lid_closed  # both channels say closed
         self.docked = docked
         self.uv_lit = uv_lit
         self.uv_driven = False  # the UV output as the shell last reported it
@@ -205,13 +246,27 @@ class CaseMachine:
         self._sterile_id: int | None = None
         self._sterile_deadline: float | None = None  # set when the roller leaves the dock
         self._ended_now = False  # a cycle ended while handling the current input
+        self._case_faults: dict[str, float] = {}  # latched case faults, by reason
+        self._mismatch_since: float | None = None  # the lid channels disagree since
+        self._stray_since: float | None = None  # light with the lid closed and UV off since
 
     # -- queries --------------------------------------------------------------------------
 
     @property
     def uv_on(self) -> bool:
         """S1: the commanded UV output, true only when every condition holds."""
-        return self._cycle is not None and self.lid_closed and self.docked and self.fault is None
+        return (
+            self._cycle is not None
+            and self.lid_closed
+            and self.docked
+            and self.fault is None
+            and not self._case_faults
+        )
+
+    @property
+    def case_fault(self) -> str | None:
+        """The first latched case fault (``lid_mismatch``, ``uv_stuck_on``); ``None``: none."""
+        return next(iter(self._case_faults), None)
 
     @property
     def state(self) -> CaseState:
@@ -276,12 +331,18 @@ class CaseMachine:
         self._advance(t, out)
         self._apply(t, inp, out)
         self._advance(t, out)  # the input may have made a due completion possible
+        self._watch_stray_light(t)
         out.uv_on = self.uv_on
         return out
 
     def _apply(self, t: float, inp: CaseInput, out: CaseUpdate) -> None:
         if isinstance(inp, LidChanged):
-            self._on_lid(t, inp.closed, out)
+            self.lid_reed = inp.closed
+            self._on_lid_channels(t, out)
+        elif isinstance(inp, LidContactChanged):
+            if self.params.lid_contact:
+                self.lid_contact = inp.shut
+                self._on_lid_channels(t, out)
         elif isinstance(inp, DockChanged):
             self._on_dock(t, inp.docked, out)
         elif isinstance(inp, UvSensed):
@@ -304,6 +365,7 @@ class CaseMachine:
         # A Tick only advances time.
 
     def _advance(self, t: float, out: CaseUpdate) -> None:
+        self._case_fault_timers(t, out)
         cycle = self._cycle
         if cycle is not None:
             on_s = t - cycle.started
@@ -345,6 +407,55 @@ class CaseMachine:
         extra = t - cycle.lit_since if cycle.lit_since is not None else 0.0
         return cycle.lit_s + extra
 
+    def _on_lid_channels(self, t: float, out: CaseUpdate) -> None:
+        """The lid is closed only while both channels say so; a disagreement starts the
+        mismatch timer, and both reading open together clears a latched mismatch."""
+        contact = self.lid_contact if self.params.lid_contact else self.lid_reed
+        if contact == self.lid_reed:
+            self._mismatch_since = None
+            if not self.lid_reed and "lid_mismatch" in self._case_faults:
+                self._clear_case_fault(t, "lid_mismatch", out)
+        elif self._mismatch_since is None:
+            self._mismatch_since = t
+        self._on_lid(t, self.lid_reed and contact is True, out)
+
+    def _case_fault_timers(self, t: float, out: CaseUpdate) -> None:
+        since = self._mismatch_since
+        if since is not None and t - since >= self.params.lid_mismatch_s:
+            self._mismatch_since = None
+            self._latch_case_fault(
+                t,
+                "lid_mismatch",
+                out,
+                lid_reed="closed" if self.lid_reed else "open",
+                lid_contact="closed" if self.lid_contact else "open",
+            )
+        since = self._stray_since
+        if since is not None and t - since >= self.params.uv_confirm_s:
+            self._stray_since = None
+            self._latch_case_fault(t, "uv_stuck_on", out)
+
+    def _watch_stray_light(self, t: float) -> None:
+        """Light with the lid closed and UV commanded off: a stuck-on LED, once it lasts
+        ``uv_confirm_s`` (the sensor's "dark" after a commanded off is on its way)."""
+        stray = self.params.uv_sensor and self.uv_lit and self.lid_closed and not self.uv_on
+        if not stray or "uv_stuck_on" in self._case_faults:
+            self._stray_since = None
+        elif self._stray_since is None:
+            self._stray_since = t
+
+    def _latch_case_fault(self, t: float, reason: str, out: CaseUpdate, **detail: str) -> None:
+        if reason in self._case_faults:
+            return
+        self._case_faults[reason] = t
+        self._abort(t, reason, out)
+        out.events.append(Event(EventType.CASE_FAULT, t, {"reason": reason, **detail}))
+
+    def _clear_case_fault(self, t: float, reason: str, out: CaseUpdate) -> None:
+        latched = self._case_faults.pop(reason)
+        data = {"reason": reason, "after_s": round(t - latched, 3)}
+        out.events.append(Event(EventType.CASE_FAULT_CLEARED, t, data))
+
     def _on_lid(self, t: float, closed: bool, out: CaseUpdate) -> None:
         if closed == self.lid_closed:
             return
@@ -354,7 +465,13 @@ class CaseMachine:
             self.fault = None  # someone opened the case: the next cycle is a new attempt
             return
         self.abort_reason = None
-        if self.docked and self.params.auto_start and self.fault is None and not self._ended_now:
+        if (
+            self.docked
+            and self.params.auto_start
+            and self.fault is None
+            and not self._case_faults
+            and not self._ended_now
+        ):
             self._start(t, "auto", None, out)
 
     def _on_dock(self, t: float, docked: bool, out: CaseUpdate) -> None:
@@ -410,6 +527,8 @@ class CaseMachine:
             return "roller_not_docked"
         if self.fault is not None:
             return f"fault:{self.fault}"
+        if self._case_faults:
+            return f"fault:{self.case_fault}"
         self._start(t, "command", request_id, out)
         return None
 

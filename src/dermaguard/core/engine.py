@@ -61,6 +61,7 @@ _FAULT_REASON = {
     "timeout": "not_ready",
     "bus_error": "bus_error",
     "engine_stalled": "engine_stalled",
+    "wrong_rate": "wrong_rate",
 }
 #: A tare judges and averages the raw codes of about the last second (core/calibration.py,
 #: ``check_tare``)...
@@ -73,6 +74,7 @@ ALARM_REASONS = frozenset(
     {
         EventType.OVER_PRESSURE,
         EventType.SENSOR_FAULT,
+        EventType.CASE_FAULT,
         EventType.UNSTERILE_USE,
         EventType.STERILIZATION_ABORTED,
     }
@@ -459,6 +461,7 @@ class Engine:
             next_allowed_wall=sessions.next_allowed_wall(),
             session_sterile_at_start=None if current is None else current.sterile,
             session_too_soon=None if current is None else current.too_soon,
+            case_fault=self.case.case_fault,
         )
 
     def _case_status(self, t: float) -> CaseStatus | None:
@@ -482,6 +485,8 @@ class Engine:
         """The alarm that sounds: the highest priority wins (``None`` when nothing alarms)."""
         if self.pressure.over_pressure:
             return Priority.HIGH, EventType.OVER_PRESSURE
+        if self.case.case_fault is not None:
+            return Priority.HIGH, EventType.CASE_FAULT
         if self.pressure.fault is not None or self.zero.fault:
             return Priority.MEDIUM, EventType.SENSOR_FAULT
         if self.unsterile_use:

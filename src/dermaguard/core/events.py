@@ -45,6 +45,8 @@ class EventType(StrEnum):
     STERILIZATION_ABORTED = "sterilization_aborted"
     SENSOR_FAULT = "sensor_fault"
     SENSOR_RECOVERED = "sensor_recovered"
+    CASE_FAULT = "case_fault"
+    CASE_FAULT_CLEARED = "case_fault_cleared"
     CALIBRATION_CHANGED = "calibration_changed"
     COMMAND_RESULT = "command_result"
     NEW_ROLLER = "new_roller"
@@ -91,12 +93,14 @@ class ReadFailed:
     """No usable conversion within the time limit (``detail`` says what the shell saw).
 
     ``reason``: ``timeout`` (the chip gave nothing; the fault is ``not_ready``), ``bus_error``
-    (the SPI transfers failed) or ``engine_stalled`` (the engine fell so far behind that force
-    samples were dropped from its queue). Each is a sensor fault: the force is unknown.
+    (the SPI transfers failed), ``engine_stalled`` (the engine fell so far behind that force
+    samples were dropped from its queue) or ``wrong_rate`` (the board converts at another rate
+    than ``hx711.rate_sps``; ``detail`` names its jumper and pin). Each is a sensor fault: the
+    force is unknown.
     """
 
     t: float
-    reason: Literal["timeout", "bus_error", "engine_stalled"]
+    reason: Literal["timeout", "bus_error", "engine_stalled", "wrong_rate"]
     detail: str = ""
 
 
@@ -271,6 +275,9 @@ class DeviceState:
     fault: str | None
     alarm: str | None
     silenced: bool
+    #: A latched fault of the UV-C case (``lid_mismatch``, ``uv_stuck_on``): UV stays off and
+    #: the alarm sounds until it is cleared at the device (docs/SAFETY.md, H30, H31).
+    case_fault: str | None = None
     #: Helper threads that died since the daemon started (each reported, restarted if it can
     #: be): a daemon that keeps losing one must not look healthy.
     thread_failures: int = 0
@@ -321,6 +328,7 @@ class DeviceState:
             self.next_allowed_wall,
             self.session_sterile_at_start,
             self.session_too_soon,
+            self.case_fault,
         )
 
 

@@ -44,6 +44,8 @@ EVENT_NAMES: Mapping[str, str] = {
     EventType.STERILIZATION_ABORTED: "UV-C cycle aborted",
     EventType.SENSOR_FAULT: "Sensor fault",
     EventType.SENSOR_RECOVERED: "Sensor recovered",
+    EventType.CASE_FAULT: "Case fault",
+    EventType.CASE_FAULT_CLEARED: "Case fault cleared",
     EventType.CALIBRATION_CHANGED: "Calibration changed",
     EventType.COMMAND_RESULT: "Command answered",
     EventType.NEW_ROLLER: "New roller",
@@ -83,6 +85,8 @@ _EVENT_TEXT: Mapping[str, str] = {
     ),
     EventType.SENSOR_FAULT: "FAULT force sensor: {reason} (force unknown)",
     EventType.SENSOR_RECOVERED: "force sensor recovered",
+    EventType.CASE_FAULT: "ALARM UV-C case fault: {reason} (UV off; check the case)",
+    EventType.CASE_FAULT_CLEARED: "UV-C case fault cleared: {reason}",
     EventType.STERILIZATION_STARTED: "UV-C cycle {cycle_id} started ({mode}, {length_s:.0f} s)",
     EventType.STERILIZATION_COMPLETED: (
         "UV-C cycle {cycle_id} completed after {duration_s:.0f} s: roller disinfected"

@@ -233,6 +233,7 @@ def case_wiring(config: Config) -> CaseWiring:
     pins, case = config.pins, config.case
     return CaseWiring(
         lid=pins.lid,
+        lid_contact=pins.lid_contact,
         dock=pins.dock,
         uv_led=pins.uv_led,
         uv_sensor=pins.uv_sensor,
@@ -271,11 +272,15 @@ def load_scenario(path: Path) -> Scenario:
         raise StartupError(str(exc)) from exc
 
 
-def steady_scenario(name: str, force_n: float, *, noise_counts: float = 0.0) -> Scenario:
+def steady_scenario(
+    name: str, force_n: float, *, noise_counts: float = 0.0, board_rate_sps: int | None = None
+) -> Scenario:
     """A scenario holding one force for as long as a command runs (calibrate, check-hardware)."""
     from dermaguard.sim.scenario import Scenario as Steady
 
-    return Steady(name, "", 1e9, ((0.0, force_n),), noise_counts=noise_counts)
+    return Steady(
+        name, "", 1e9, ((0.0, force_n),), noise_counts=noise_counts, board_rate_sps=board_rate_sps
+    )
 
 
 def open_hardware(config: Config, scenario: Scenario | None, speed: float) -> Hardware:
@@ -339,7 +344,8 @@ def _simulation(
         scenario,
         dout=dout,
         sck=sck,
-        rate_sps=hx.rate_sps,
+        # The board's RATE pin, which a scenario may set apart from the config (hx711_rate).
+        rate_sps=scenario.board_rate_sps or hx.rate_sps,
         gain=hx.gain,
         speed=speed,
         case=case_wiring(config),

@@ -39,6 +39,9 @@ class Hx711Findings:
     timeouts: int = 0
     sync_errors: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: The board's rate as the driver measured it, and the fault if it is not the configured.
+    measured_sps: float | None = None
+    rate_problem: str | None = None
 
     @property
     def rate(self) -> float:
@@ -77,6 +80,9 @@ def read_for(driver: LoadCellADC, seconds: float) -> Hx711Findings:
         found.times.append(time.monotonic())
     found.seconds = time.monotonic() - start
     found.sync_errors = getattr(driver, "sync_errors", 0) - sync_before
+    watch = getattr(driver, "rate_watch", None)
+    if watch is not None:
+        found.measured_sps, found.rate_problem = watch.measured_sps, watch.problem
     return found
 
 
@@ -104,17 +110,21 @@ def hx711_problems(config: Config, found: Hx711Findings, n_per_count: float | No
     )
     rate_sps = config.hx711.rate_sps
     problems: list[str] = []
+    if found.rate_problem is not None:
+        # The board answers, at another rate: its conversions are refused, so say why first.
+        problems.append(found.rate_problem.removeprefix("wrong board rate: "))
+        return problems
     if not found.codes:
         if found.sync_errors or found.discarded:
             problems.append(
                 "the HX711 answers but no read holds together (DOUT seems stuck low): check that "
                 f"{sck} and {dout} are not swapped, that DOUT is not shorted to GND, and the "
-                "HX711's VCC (3.3 V) and GND"
+                "HX711's VDD (3.3 V), VCC and GND"
             )
         else:
             problems.append(
                 f"no conversion was ever ready (DOUT never went low): check {dout}, the HX711's "
-                f"VCC (3.3 V) and GND, and {sck}"
+                f"VDD (3.3 V), VCC and GND, and {sck}"
                 + (" (with the 100 kΩ pull-down to GND)" if spi else "")
             )
         return problems
@@ -173,6 +183,8 @@ def print_hx711(
         f"  conversions read: {len(found.codes)} in {found.seconds:.1f} s "
         f"({found.rate:.1f}/s; expected {rate_sps}/s)\n"
     )
+    if found.measured_sps is not None:
+        out.write(f"  board rate (measured): {found.measured_sps:.1f} samples/s\n")
     out.write(f"  lost conversions: {found.lost(rate_sps)}\n")
     out.write(f"  sync errors: {found.sync_errors}\n")
     out.write(f"  reads discarded: {found.discarded}; not ready in time: {found.timeouts}\n")
@@ -209,6 +221,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--seconds", type=float, default=3.0, help="how long to read (default 3)")
     p.add_argument("--simulate", action="store_true", help="check the emulated hardware instead")
     p.add_argument(
+        "--sim-board-rate",
+        type=int,
+        choices=(10, 80),
+        default=None,
+        help="with --simulate: the emulated board's RATE pin (10: the SparkFun board as "
+        "shipped, SJ2 uncut; default: as hx711.rate_sps says)",
+    )
+    p.add_argument(
         "--sim-fault",
         choices=SIM_FAULTS,
         default="none",
@@ -226,8 +246,8 @@ def cmd_check_hardware(args: argparse.Namespace) -> int:
     if not 0.5 <= args.seconds <= 600:
         print("dermaguard: --seconds must be between 0.5 and 600", file=sys.stderr)
         return 2
-    if args.sim_fault != "none" and not args.simulate:
-        print("dermaguard: --sim-fault goes with --simulate", file=sys.stderr)
+    if (args.sim_fault != "none" or args.sim_board_rate is not None) and not args.simulate:
+        print("dermaguard: --sim-fault and --sim-board-rate go with --simulate", file=sys.stderr)
         return 2
     config = load_config(args.config)
     if not args.simulate and pi_service.service_state() == "active":
@@ -265,7 +285,9 @@ def _check_locked(args: argparse.Namespace, config: Config, out: TextIO) -> int:
 
     scenario = None
     if args.simulate:
-        scenario = steady_scenario("check-hardware", 0.0, noise_counts=150.0)
+        scenario = steady_scenario(
+            "check-hardware", 0.0, noise_counts=150.0, board_rate_sps=args.sim_board_rate
+        )
     try:
         hw = open_hardware(config, scenario, speed=1.0)
     except PinFactoryUnavailable as exc:
@@ -358,6 +380,20 @@ class _SwitchWatch:
             f"Dock switch (GPIO{config.pins.dock}): {dock}, changed {len(self.dock) - 1} times\n"
         )
         problems: list[str] = []
+        contact = self._case.lid_contact_shut
+        if contact is not None:
+            reed = self._case.lid_reed_closed
+            out.write(
+                f"  reed switch (GPIO{config.pins.lid}): {'closed' if reed else 'open'}; "
+                f"microswitch NC contact (GPIO{config.pins.lid_contact}): "
+                f"{'lid shut' if contact else 'lid open'}\n"
+            )
+            if reed != contact:
+                problems.append(
+                    "the lid's two channels disagree: the reed switch and the microswitch S1b "
+                    "must both read the lid open, and both shut (check the magnet, the lever, "
+                    "the optocoupler and that S1b is not welded: hardware/README.md)"
+                )
         if self._case.has_sensor:
             seen = "light" if True in self.lit else "dark"
             out.write(f"UV sensor (GPIO{config.pins.uv_sensor}): {seen} with the UV-C lamp off\n")

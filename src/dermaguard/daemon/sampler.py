@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 from dermaguard.common.clock import Clock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
+from dermaguard.hw.hx711_rate import FIRST_WAIT_S, SLOWEST_GAP_S
 
 #: Longest time (clock seconds) without a good conversion while reads are being discarded
 #: (our own timing hiccups, not the sensor's) before it is reported as a sensor fault.
@@ -94,11 +95,20 @@ class Sampler:
                 # longer than MAX_BLIND_S: then the force is unknown and a person must know.
                 deadline = max(deadline, last_discard + settle + limit)
                 deadline = min(deadline, last_good + max(MAX_BLIND_S, settle + 2 * limit))
+            if _rate_unknown(self.driver):
+                # The board's rate is not measured yet: allow for the slowest board's first
+                # conversion and gaps (hw/hx711_rate.py), so a 10 samples/s board under a config
+                # of 80 is reported as such, not as a chip that never answers.
+                deadline = max(deadline, last_good + (FIRST_WAIT_S if starting else SLOWEST_GAP_S))
             remaining = deadline - now
             if remaining <= 0:
                 if errors:
                     detail = f"{errors} SPI transfers failed, the last with: {last_error}"
                     self.put(ReadFailed(now, "bus_error", detail))
+                elif (problem := _rate_problem(self.driver)) is not None:
+                    # The board converts at another rate: its conversions are refused, and the
+                    # fault says which jumper and pin to change (hw/hx711_rate.py).
+                    self.put(ReadFailed(now, "wrong_rate", problem))
                 else:
                     detail = f"{discards} reads discarded" if discards else "no data"
                     self.put(ReadFailed(now, "timeout", detail))
@@ -169,3 +179,15 @@ __all__ = [
     "Reopenable",
     "Sampler",
 ]
+
+
+def _rate_unknown(driver: LoadCellADC) -> bool:
+    """The driver measures the board's rate (the SPI driver does) and has not yet."""
+    watch = getattr(driver, "rate_watch", None)
+    return watch is not None and not watch.known
+
+
+def _rate_problem(driver: LoadCellADC) -> str | None:
+    """The driver's measured-rate fault, if it measures the rate (the SPI driver does)."""
+    watch = getattr(driver, "rate_watch", None)
+    return None if watch is None else watch.problem

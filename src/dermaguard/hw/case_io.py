@@ -3,8 +3,11 @@
 The engine decides when UV shines; this shell only applies its command, and adds the software
 defences that must not depend on the engine thread being alive or its queue being empty:
 
-* S2: the lid-open callback switches UV off itself, *before* it queues ``LidChanged``.
-* S11: :meth:`CaseIO.set_uv` refuses to switch on while the lid pin reads open.
+* S2: the lid-open callback switches UV off itself, *before* it queues ``LidChanged``. The lid
+  has two software channels (docs/SAFETY.md, H30): the reed switch on ``lid`` and, when wired,
+  the microswitch's normally-closed contact on ``lid_contact`` (``LidContactChanged``); either
+  one reading open switches UV off the same way.
+* S11: :meth:`CaseIO.set_uv` refuses to switch on while either lid channel reads open.
 * S4: a timer forces UV off after the cap and queues ``UvFault(t, 'cap_reached')``, whatever the
   engine believes. The cap is measured on the clock (virtual in simulation), the timer only
   says when to look.
@@ -20,9 +23,9 @@ defences that must not depend on the engine thread being alive or its queue bein
 Switch wiring is fail-safe: a switch closes to its active level against the opposite pull, so a
 broken wire reads "lid open" / "not docked", and a sensor that is unplugged reads "dark".
 
-Debouncing is asymmetric on the lid: opening acts and is reported at once (a bounce can only
-switch UV off, never on), while closing is reported only once the switch has been closed for
-``debounce_s``, so a bouncing lid never starts and aborts a cycle. The dock and the sensor use
+Debouncing is asymmetric on both lid channels: opening acts and is reported at once (a bounce can
+only switch UV off, never on), while closing is reported only once the channel has read closed
+for ``debounce_s``, so a bouncing lid never starts and aborts a cycle. The dock and the sensor use
 gpiozero's ``bounce_time``.
 """
 
@@ -33,14 +36,21 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
 from dermaguard.common.clock import Clock
-from dermaguard.core.case import CaseSignal, DockChanged, LidChanged, UvFault, UvSensed
+from dermaguard.core.case import (
+    CaseSignal,
+    DockChanged,
+    LidChanged,
+    LidContactChanged,
+    UvFault,
+    UvSensed,
+)
 from dermaguard.core.events import UvLockedOut, UvOutput, UvRefused
 
 log = logging.getLogger(__name__)
@@ -69,6 +79,24 @@ class CaseWiring:
     dock_active_low: bool
     uv_active_high: bool
     uv_sensor_active_high: bool = True
+    #: The lid microswitch's NC contact through an optocoupler: low while the lid is open (the
+    #: contact closed), high through its pull-up while the lid is shut. ``None``: not wired.
+    lid_contact: int | None = None
+
+
+@dataclass(slots=True)
+class _LidChannel:
+    """One software channel of the lid and what was last reported of it."""
+
+    device: Any
+    closed_when_active: bool
+    signal: Callable[[float, bool], CaseSignal]
+    reported_closed: bool = False
+    settle_timer: threading.Timer | None = field(default=None)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self.device.is_active) == self.closed_when_active
 
 
 class CaseIO:
@@ -102,7 +130,7 @@ class CaseIO:
         self._cap_timer: threading.Timer | None = None
         self._on_since = 0.0  # clock time UV last went on
         self._cap_latched = False  # the cap tripped: no UV until the engine has said "off"
-        self._settle_timer: threading.Timer | None = None
+        self._channels: list[_LidChannel] = []
         self._devices: list[Any] = []
         bounce = debounce_s if debounce_s > 0 else None
         try:
@@ -130,6 +158,12 @@ class CaseIO:
                     pin_factory=pin_factory,
                 )
             )
+            self._contact: DigitalInputDevice | None = None
+            if wiring.lid_contact is not None:
+                # Active (low) while the NC contact is closed, i.e. while the lid is open.
+                self._contact = self._own(
+                    DigitalInputDevice(wiring.lid_contact, pull_up=True, pin_factory=pin_factory)
+                )
             self._sensor: DigitalInputDevice | None = None
             if wiring.uv_sensor is not None:
                 self._sensor = self._own(
@@ -143,9 +177,16 @@ class CaseIO:
         except Exception:
             self.close()
             raise
-        self._reported_lid_closed = bool(self._lid.is_active)
-        self._lid.when_deactivated = self._on_lid_opened
-        self._lid.when_activated = self._on_lid_closed
+        self._channels.append(_LidChannel(self._lid, True, LidChanged))
+        if self._contact is not None:
+            self._channels.append(_LidChannel(self._contact, False, LidContactChanged))
+        for channel in self._channels:
+            channel.reported_closed = channel.closed
+            opened, closed = self._opener(channel), self._closer(channel)
+            if channel.closed_when_active:
+                channel.device.when_deactivated, channel.device.when_activated = opened, closed
+            else:
+                channel.device.when_activated, channel.device.when_deactivated = opened, closed
         self._dock.when_activated = lambda: self._put(DockChanged(self.clock.monotonic(), True))
         self._dock.when_deactivated = lambda: self._put(DockChanged(self.clock.monotonic(), False))
         if self._sensor is not None:
@@ -171,7 +212,17 @@ class CaseIO:
 
     @property
     def lid_closed(self) -> bool:
-        """What the lid pin reads now (not debounced)."""
+        """Whether every lid channel reads closed now (not debounced)."""
+        return all(channel.closed for channel in self._channels)
+
+    @property
+    def lid_contact_shut(self) -> bool | None:
+        """What the microswitch's NC contact says now (``None``: not wired)."""
+        return None if self._contact is None else not self._contact.is_active
+
+    @property
+    def lid_reed_closed(self) -> bool:
+        """What the reed switch says now."""
         return bool(self._lid.is_active)
 
     @property
@@ -200,11 +251,11 @@ class CaseIO:
         """
         t = self.clock.monotonic()
         with self._lock:
-            self._reported_lid_closed = self.lid_closed
-            out: list[CaseSignal] = [
-                LidChanged(t, self._reported_lid_closed),
-                DockChanged(t, self.docked),
-            ]
+            out: list[CaseSignal] = []
+            for channel in self._channels:
+                channel.reported_closed = channel.closed
+                out.append(channel.signal(t, channel.reported_closed))
+            out.append(DockChanged(t, self.docked))
         lit = self.uv_lit
         if lit is not None:
             out.append(UvSensed(t, lit))
@@ -350,43 +401,52 @@ class CaseIO:
 
     # -- lid ------------------------------------------------------------------------------
 
-    def _on_lid_opened(self) -> None:
-        """S2: UV off directly, then report (once) that the lid opened."""
+    def _opener(self, channel: _LidChannel) -> Callable[[], None]:
+        return lambda: self._on_lid_opened(channel)
+
+    def _closer(self, channel: _LidChannel) -> Callable[[], None]:
+        return lambda: self._on_lid_closed(channel)
+
+    def _on_lid_opened(self, channel: _LidChannel) -> None:
+        """S2: UV off directly, then report (once) that this channel reads the lid open."""
         self._uv.off()
         with self._lock:
             self._cancel_cap_timer()
-            self._cancel_settle_timer()
-            if self._reported_lid_closed:
-                self._reported_lid_closed = False
-                self._put(LidChanged(self.clock.monotonic(), False))
+            self._cancel_settle_timer(channel)
+            if channel.reported_closed:
+                channel.reported_closed = False
+                self._put(channel.signal(self.clock.monotonic(), False))
         self._report_output()
 
-    def _on_lid_closed(self) -> None:
+    def _on_lid_closed(self, channel: _LidChannel) -> None:
         with self._lock:
-            self._cancel_settle_timer()
+            self._cancel_settle_timer(channel)
             if self.debounce_s <= 0:
-                self._report_closed()
+                self._report_closed(channel)
                 return
-            timer = threading.Timer(self.clock.to_real(self.debounce_s), self._settled)
+            timer = threading.Timer(
+                self.clock.to_real(self.debounce_s), self._settled, args=(channel,)
+            )
             timer.daemon = True
             timer.name = "lid-settle"
-            self._settle_timer = timer
+            channel.settle_timer = timer
             timer.start()
 
-    def _settled(self) -> None:
+    def _settled(self, channel: _LidChannel) -> None:
         with self._lock:
-            if self._settle_timer is not threading.current_thread():
+            if channel.settle_timer is not threading.current_thread():
                 return  # superseded by a later edge
-            self._settle_timer = None
-            self._report_closed()
+            channel.settle_timer = None
+            self._report_closed(channel)
 
-    def _report_closed(self) -> None:
-        if self.lid_closed and not self._reported_lid_closed:
-            self._reported_lid_closed = True
-            self._put(LidChanged(self.clock.monotonic(), True))
+    def _report_closed(self, channel: _LidChannel) -> None:
+        if channel.closed and not channel.reported_closed:
+            channel.reported_closed = True
+            self._put(channel.signal(self.clock.monotonic(), True))
 
-    def _cancel_settle_timer(self) -> None:
-        timer, self._settle_timer = self._settle_timer, None
+    @staticmethod
+    def _cancel_settle_timer(channel: _LidChannel) -> None:
+        timer, channel.settle_timer = channel.settle_timer, None
         if timer is not None:
             timer.cancel()
 
@@ -398,7 +458,8 @@ class CaseIO:
         if hasattr(self, "_uv"):
             self._safe_off()
         with self._lock:
-            self._cancel_settle_timer()
+            for channel in self._channels:
+                self._cancel_settle_timer(channel)
             self._cancel_cap_timer()
         for device in reversed(self._devices):
             device.close()

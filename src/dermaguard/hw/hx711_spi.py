@@ -79,6 +79,7 @@ from dermaguard.hw.hx711_protocol import (
     ReadDiscarded,
     signed24,
 )
+from dermaguard.hw.hx711_rate import RateWatch, WrongRate
 from dermaguard.hw.pins import PinFactoryUnavailable
 
 log = logging.getLogger(__name__)
@@ -248,6 +249,8 @@ class HX711Spi(HX711Driver):
         open_bus: Callable[[], SpiBus] | None = None,
     ) -> None:
         super().__init__(gain, rate_sps)
+        #: The board's real rate, measured before the configured one is trusted (hx711_rate).
+        self.rate_watch = RateWatch(rate_sps)
         self._spi = spi
         self._open_bus = open_bus
         #: Times the bus was closed and opened again (:meth:`reopen`).
@@ -356,7 +359,9 @@ class HX711Spi(HX711Driver):
         self._due = None
         self._silent_since = None
         now = self._clock.monotonic()
-        self._quiet_until = now + self._settle_s * SETTLE_QUIET_SHARE
+        settle = self.rate_watch.settle_s(self._settle_s)
+        self._quiet_until = now + settle * SETTLE_QUIET_SHARE
+        self.rate_watch.restart()
         # A reset chip converts again only once it has settled.
         self._next_from = self._quiet_until
         self._quiet_seen = -math.inf
@@ -402,12 +407,15 @@ class HX711Spi(HX711Driver):
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
-            elif now_clock - self._silent_since > self._settle_s + 2 * self._period_s:
+            elif now_clock - self._silent_since > self.rate_watch.silence_limit_s(
+                self._settle_s, self._period_s
+            ):
                 # Silent for longer than a reset chip settles: it may be stuck part-way
                 # through a read, holding DOUT at a data bit. Start it again.
                 log.debug("HX711 silent for %.3f s: resetting it", now_clock - self._silent_since)
                 self._reset()
             return False
+        self.rate_watch.ready(now_clock)
         if self._silent_since is not None:
             silent = now_clock - self._silent_since
             self._silent_since = None
@@ -447,7 +455,9 @@ class HX711Spi(HX711Driver):
                     self._early_s = min(self._early_s * 2, self._period_s / 2)
                 elif polls > 8:
                     self._early_s = max(self._early_s / 2, 2 * POLL_INTERVAL_S)
-                self._due = clock.monotonic() + self._period_s
+                # No schedule until the board's period is measured (hx711_rate).
+                known = self.rate_watch.known
+                self._due = clock.monotonic() + self._period_s if known else None
                 return True
             if self._silent_since is None:
                 self._silent_since = self._clock.monotonic()
@@ -510,6 +520,10 @@ class HX711Spi(HX711Driver):
         except ReadDiscarded:
             self._drop_held()
             raise
+        if self.rate_watch.problem is not None:
+            self.discarded += 1
+            self._drop_held()
+            raise WrongRate(self.rate_watch.problem)
         return self._doubt(signed24(code24), trailing_ones(code24), end, confirmed=confirmed)
 
     def _doubt(self, code: int, ones: int, end: float, *, confirmed: bool) -> int:

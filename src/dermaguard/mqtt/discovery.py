@@ -69,6 +69,8 @@ ALERT_EVENT_TYPES: Final[tuple[EventType, ...]] = (
     EventType.ROLLER_REPLACE_DUE,
     EventType.SENSOR_FAULT,
     EventType.SENSOR_RECOVERED,
+    EventType.CASE_FAULT,
+    EventType.CASE_FAULT_CLEARED,
     EventType.STERILIZATION_COMPLETED,
     EventType.STERILIZATION_ABORTED,
     EventType.THREAD_FAILED,

@@ -80,6 +80,7 @@ def state_payload(state: DeviceState, *, history_problem: str | None = None) -> 
             "next_allowed_at": _iso_or_none(state.next_allowed_wall),
             "session_sterile_at_start": state.session_sterile_at_start,
             "session_too_soon": state.session_too_soon,
+            "case_fault": state.case_fault,
             "history": "available" if history_problem is None else "unavailable",
             "history_problem": history_problem,
         }

@@ -3,8 +3,15 @@
 The real shell (:mod:`dermaguard.hw.case_io`) opens these pins exactly as on a Pi. Here the
 switches behave like switches (closed: the wired level, whatever the pull; open: the pull
 decides), and the UV sensor watches the UV LED pin: it reports light when the LED is driven on
-*and* the lid is closed (the lid microswitch is in series with the LED supply, as in
-``hardware/``), unless the scenario made the sensor fail dark.
+*and* the lid microswitch S1b, in series with the LED supply as in ``hardware/``, is closed,
+unless the scenario made the sensor fail dark.
+
+The lid has the two channels of ``hardware/``: a reed switch on ``lid`` (closed by the lid's
+magnet) and S1b's normally-closed contact on ``lid_contact`` (through an optocoupler: low while
+the contact is closed, i.e. while the lever is released). :meth:`SimCase.set_lid` moves them
+together, as a lid does; :meth:`SimCase.press_lever` (a finger on the lever, a jammed lever),
+:meth:`SimCase.weld_s1b` and :meth:`SimCase.short_uv_driver` (a MOSFET failed short) are the
+single faults docs/SAFETY.md's H30 and H31 are about.
 
 Create a :class:`SimCase` *before* the gpiozero devices on its pins: ``MockFactory.pin()`` returns
 the existing pin object, so whoever asks first decides the pin class.
@@ -111,8 +118,13 @@ class SimCase:
         self._next = 0
         self._sensor_dark = False
         self._requests = 0
+        self.lever_pressed = False  # S1b's lever is held down (by the lid, or by a fault)
+        self.s1b_welded = False  # S1b's normally-open contact is welded shut
+        self.uv_driver_shorted = False  # the UV LED's MOSFET failed short
 
         self.lid = _claim(factory, wiring.lid, SwitchPin)
+        contact = wiring.lid_contact
+        self.lid_contact = _claim(factory, contact, SwitchPin) if contact is not None else None
         self.dock = _claim(factory, wiring.dock, SwitchPin)
         self.uv_led = _claim(factory, wiring.uv_led, UvLedPin)
         sensor = wiring.uv_sensor
@@ -120,7 +132,7 @@ class SimCase:
         self.lid.closed_level = not wiring.lid_active_low
         self.dock.closed_level = not wiring.dock_active_low
         start = initial if initial is not None else CaseInitial()
-        self.lid.set_switch(start.lid_closed)
+        self.set_lid(start.lid_closed)
         self.dock.set_switch(start.docked)
         self.uv_led.listener = self._update_sensor
         self._update_sensor()
@@ -134,9 +146,42 @@ class SimCase:
         return pin.function == "output" and bool(pin.state) == self.uv_active_high
 
     @property
+    def s1b_closed(self) -> bool:
+        """S1b's normally-open contact, in the UV-C supply, is closed."""
+        return self.lever_pressed or self.s1b_welded
+
+    @property
     def light(self) -> bool:
-        """UV-C actually shines: driven on and powered through the closed lid switch."""
-        return self.uv_driven and self.lid.switch_closed
+        """UV-C actually shines: switched on (or its driver shorted) and powered through S1b."""
+        return (self.uv_driven or self.uv_driver_shorted) and self.s1b_closed
+
+    # -- the lid and its faults -----------------------------------------------------------
+
+    def set_lid(self, closed: bool) -> None:
+        """Close or open the lid: the magnet works the reed switch, the lid the lever."""
+        self.lid.set_switch(closed)
+        self.press_lever(closed)
+
+    def press_lever(self, pressed: bool) -> None:
+        """Hold S1b's lever down, or let it go, without moving the lid or its magnet."""
+        self.lever_pressed = pressed
+        self._update_contacts()
+
+    def weld_s1b(self) -> None:
+        """S1b's normally-open contact welds shut: the supply stays closed, and the moving
+        contact can no longer reach the normally-closed one."""
+        self.s1b_welded = True
+        self._update_contacts()
+
+    def short_uv_driver(self) -> None:
+        """The UV LED's MOSFET fails short: UV shines whenever S1b is closed."""
+        self.uv_driver_shorted = True
+        self._update_sensor()
+
+    def _update_contacts(self) -> None:
+        if self.lid_contact is not None:
+            self.lid_contact.set_switch(not self.s1b_closed)
+        self._update_sensor()  # S1b powers or cuts the LED
 
     @property
     def sensor_lit(self) -> bool:
@@ -156,8 +201,7 @@ class SimCase:
     def _play(self, event: CaseEvent) -> None:
         log.info("simulated case: %s %s at %.2f s", event.kind, event.value, event.t)
         if event.kind == "lid":
-            self.lid.set_switch(event.value == "closed")
-            self._update_sensor()  # the interlock switch powers or cuts the LED
+            self.set_lid(event.value == "closed")
         elif event.kind == "dock":
             self.dock.set_switch(event.value == "in")
         elif event.kind == "uv_sensor":

@@ -19,6 +19,10 @@ Passes can be described rather than drawn: a ``strokes`` list (:mod:`dermaguard.
 makes them, and the scenario knows how many it made. A scenario drawn with keyframes states
 its count as its author counted it: ``expect: {passes: N}``. :attr:`Scenario.expected_passes`
 is that count, which tests hold the segmentation to.
+
+``sensor: {board_rate_sps: 10}`` emulates an HX711 board whose RATE pin selects 10 samples/s
+(the SparkFun board as shipped, SJ2 uncut) or 80, whatever ``hx711.rate_sps`` says; left out,
+the board matches the config.
 """
 
 from __future__ import annotations
@@ -126,6 +130,9 @@ class Scenario:
             return sum(b.passes for b in self.strokes)
         return None
 
+    #: The emulated board's RATE pin: 10 or 80 samples/s; ``None``: as the config says.
+    board_rate_sps: int | None = None
+
     def force_at(self, t: float) -> float:
         """The commanded force at ``t`` (newtons), linear between keyframes."""
         times = [k[0] for k in self.keyframes]
@@ -151,7 +158,7 @@ _TOP_KEYS = {
     "strokes",
     "expect",
 }
-_SENSOR_KEYS = {"noise_counts", "drift_counts_per_s"}
+_SENSOR_KEYS = {"noise_counts", "drift_counts_per_s", "board_rate_sps"}
 
 
 def _num(value: Any, path: str, errors: list[str], minimum: float | None = 0.0) -> float:
@@ -307,6 +314,10 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
     drift = _num(
         sensor.get("drift_counts_per_s", 0.0), "sensor.drift_counts_per_s", errors, minimum=None
     )
+    board_rate = sensor.get("board_rate_sps")
+    if board_rate is not None and board_rate not in (10, 80):
+        errors.append(f"sensor.board_rate_sps: {board_rate!r} is not allowed: 10 or 80")
+        board_rate = None
     faults = _faults(data.get("faults"), errors)
     last = max([frames[-1][0], *(e.t for e in case)])
     duration = data.get("duration_s", last)
@@ -334,6 +345,7 @@ def parse_scenario(data: Any, source: str = "<scenario>") -> Scenario:
         strokes=tuple(strokes),
         stated_passes=stated,
         drawn_force=drawn,
+        board_rate_sps=board_rate,
     )
 
 

@@ -2,8 +2,9 @@
 calibrate and watch.
 
 The grammar is in ``ui/cli_parser.py``, the commands that read the history in
-``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``; ``check-hardware`` and ``web``
-bring their own (``daemon/hw_check.py``, ``ui/web/cli.py``).
+``ui/cli_history.py``, the exit codes in ``ui/cli_common.py``; ``check-hardware``,
+``outputs-off`` and ``web`` bring their own (``daemon/hw_check.py``, ``daemon/outputs_off.py``,
+``ui/web/cli.py``).
 
 A person's mistake (bad config, missing calibration, wrong scenario) prints a clear message and
 exits 2 without a traceback; what the machine refuses (an unwritable directory, an unreadable
@@ -29,7 +30,7 @@ from dermaguard.config.load import (
     simulation_config,
     with_overrides,
 )
-from dermaguard.daemon import hw_check
+from dermaguard.daemon import hw_check, outputs_off
 from dermaguard.ui.cli_common import EXIT_USAGE, broker_address, environment_error, usage_error
 from dermaguard.ui.cli_history import (
     HistoryUnreadable,
@@ -46,7 +47,21 @@ if TYPE_CHECKING:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the file, then its output polarities against the boot configuration (H33)."""
+    from dermaguard.config.boot_config import boot_config_path, polarity_errors
+
     config = load_config(args.file)
+    boot = args.boot_config if args.boot_config is not None else boot_config_path()
+    if boot is None:
+        print(f"{args.file}: no boot configuration found: output polarities not checked")
+    else:
+        try:
+            text = boot.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            return environment_error(f"cannot read {boot}: {exc.strerror or exc}")
+        errors = polarity_errors(config, boot, text)
+        if errors:
+            raise ConfigError(errors, str(args.file))
     print(f"{args.file}: OK (device {config.device_id}, profile {config.profile})")
     return 0
 
@@ -323,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "new-roller": cmd_new_roller,
         "watch": cmd_watch,
         "check-hardware": hw_check.cmd_check_hardware,
+        "outputs-off": outputs_off.cmd_outputs_off,
         "web": web_cli.cmd_web,
     }
     try:

@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 
 from dermaguard import __version__
-from dermaguard.daemon import hw_check
+from dermaguard.daemon import hw_check, outputs_off
 from dermaguard.ui.web import cli as web_cli
 
 
@@ -60,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, help="the YAML config file to check")
+    check.add_argument(
+        "--boot-config",
+        type=Path,
+        default=None,
+        help="the boot configuration whose output levels the polarities must match (default: "
+        "/boot/firmware/config.txt if present, else the repository's firmware/config.txt)",
+    )
 
     cal = sub.add_parser(
         "calibrate",
@@ -159,5 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --once: seconds to wait for the broker and the state (default 5)",
     )
     hw_check.add_parser(sub)
+    outputs_off.add_parser(sub)
     web_cli.add_parser(sub)
     return parser

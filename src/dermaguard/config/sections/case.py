@@ -55,7 +55,18 @@ class CaseConfig:
     )
     lid_active_low: bool = field(
         default=True,
-        metadata=meta(doc="Lid switch closes to GND (pull-up); false: to 3.3 V (pull-down)."),
+        metadata=meta(doc="Lid reed switch closes to GND (pull-up); false: to 3.3 V (pull-down)."),
+    )
+    lid_mismatch_ms: int = field(
+        default=1000,
+        metadata=meta(
+            min=50,
+            max=5000,
+            doc=(
+                "The lid's reed switch and its microswitch's NC contact (pins.lid_contact) may "
+                "disagree this long, a lid closing slowly, before it is a fault (UV off, alarm)."
+            ),
+        ),
     )
     dock_active_low: bool = field(
         default=True,
@@ -78,6 +89,10 @@ class CaseConfig:
     @property
     def validity_after_undock_s(self) -> float:
         return self.validity_after_undock_min * 60.0
+
+    @property
+    def lid_mismatch_s(self) -> float:
+        return self.lid_mismatch_ms / 1000.0
 
     @property
     def debounce_s(self) -> float:

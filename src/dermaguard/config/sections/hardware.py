@@ -42,7 +42,16 @@ class PinsConfig:
     led_blue: int = field(default=22, metadata=_pin("Blue channel of the status LED."))
     buzzer: int = field(default=18, metadata=_pin("Buzzer for the audible alarm."))
     lid: int = field(
-        default=23, metadata=_pin("Case lid microswitch: closed when the lid is shut.")
+        default=23,
+        metadata=_pin("Lid reed switch (a magnet in the lid): closed when the lid is shut."),
+    )
+    lid_contact: int | None = field(
+        default=16,
+        metadata=_pin(
+            "The lid microswitch's NC contact, through an optocoupler: low while the lid is "
+            "open, high (10 kΩ pull-up) while it is shut; null: not wired (one lid channel, "
+            "no check that the microswitch S1b in the UV-C supply opens)."
+        ),
     )
     dock: int = field(default=24, metadata=_pin("Dock switch: closed when the roller is docked."))
     uv_led: int = field(

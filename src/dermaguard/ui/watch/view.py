@@ -45,6 +45,7 @@ _FLASH_STYLE: Final = "bold white on red"
 _ALARM_TEXT: Final[Mapping[str, str]] = {
     EventType.OVER_PRESSURE: "OVER-PRESSURE",
     EventType.SENSOR_FAULT: "SENSOR FAULT (force unknown)",
+    EventType.CASE_FAULT: "UV-C CASE FAULT (UV off)",
     EventType.UNSTERILE_USE: "USED WITHOUT DISINFECTION",
     EventType.STERILIZATION_ABORTED: "UV-C CYCLE ABORTED",
 }
@@ -52,6 +53,7 @@ _EVENT_STYLE: Final[Mapping[str, str]] = {
     EventType.OVER_PRESSURE: "bold red",
     EventType.UNSTERILE_USE: "bold red",
     EventType.SENSOR_FAULT: "bold red",
+    EventType.CASE_FAULT: "bold red",
     EventType.STERILIZATION_ABORTED: "bold red",
     EventType.THREAD_FAILED: "bold red",
     EventType.TOO_SOON: "yellow",

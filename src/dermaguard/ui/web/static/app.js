@@ -7,6 +7,7 @@ const ZONE_WORD = { none: "no contact", light: "light", ok: "ok", high: "high", 
 const ALARM_TEXT = {
   over_pressure: ["high", "OVER-PRESSURE: ease off now"],
   sensor_fault: ["medium", "SENSOR FAULT: the force is unknown"],
+  case_fault: ["high", "UV-C CASE FAULT: UV is off; check the case (hardware/README.md)"],
   unsterile_use: ["medium", "USED WITHOUT DISINFECTION"],
   sterilization_aborted: ["medium", "UV-C CYCLE ABORTED: the roller is not disinfected"],
 };
