@@ -38,6 +38,7 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 def test_every_benchmark_script_has_a_smoke_run_here() -> None:
     helpers = {"broker.py", "daemon_threads.py", "figures.py", "soak.py", "mutation.py"}
+    helpers |= {"core_ab.py"}  # an A/B of pressure.py's core figures: its own test below
     scripts = {p.name for p in BENCH.glob("*.py")} - helpers
     assert scripts == set(SMOKES)
 
@@ -63,3 +64,22 @@ def test_the_benchmark_produces_its_figures(script: str) -> None:
     assert all(math.isfinite(v) for v in figures.values()), figures
     missing = [name for name in required if name not in figures]
     assert not missing, f"{script} did not print {missing}"
+
+
+def test_the_core_ab_comparison_prints_both_sides_and_their_difference() -> None:
+    """``core_ab.py`` runs pressure.py's core in two source trees by turns: here the same tree
+    twice, one short round."""
+    src = str(BENCH.parent / "src")
+    run = subprocess.run(
+        [sys.executable, "core_ab.py", src, src, "--rounds", "1", "--samples", "300"],
+        cwd=BENCH,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    row = re.compile(r"^core_per_sample_median: A (\S+)\s+B (\S+)\s+B-A median (\S+)", re.M)
+    found = row.search(run.stdout)
+    assert found is not None, run.stdout
+    assert all(math.isfinite(float(v)) for v in found.groups())

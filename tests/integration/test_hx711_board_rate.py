@@ -23,7 +23,8 @@ from support import daemon
 def test_check_hardware_names_sj2_and_rate_for_a_10_sps_board_under_a_config_of_80(
     tmp_path: Path, board: int, rc: int
 ) -> None:
-    args = ("check-hardware", "--simulate", "--sim-board-rate", str(board), "--seconds", "1")
+    # A 10 samples/s board needs its settling and seven conversions before its rate is known.
+    args = ("check-hardware", "--simulate", "--sim-board-rate", str(board), "--seconds", "2")
     result = daemon.run_cli(*args, state=tmp_path)
     assert result.returncode == rc, result.stdout + result.stderr
     assert f"board rate (measured): {board}.0 samples/s" in result.stdout

@@ -61,3 +61,14 @@ def test_a_reader_that_misses_conversions_is_not_taken_for_a_slow_board() -> Non
         t += periods / 10
         slow.ready(t)
     assert slow.problem is not None and "SJ2" in slow.problem
+
+
+def test_a_look_late_then_one_on_time_is_no_board_faster_than_any_made() -> None:
+    """Seen late (0.9 of a period) and the next on time: an interval of a tenth of a period,
+    which no board makes, is left out rather than taken for a 800 samples/s chip."""
+    watch = RateWatch(80)
+    times = [0.0, 0.0125 * 1.9, 0.0125 * 2.0, 0.0125 * 3, 0.0125 * 4, 0.0125 * 5, 0.0125 * 6]
+    times += [0.0125 * 7, 0.0125 * 8]
+    for t in times:
+        watch.ready(t)
+    assert watch.known and watch.problem is None

@@ -26,6 +26,9 @@ FIRST_WAIT_S = max(settle + 2.0 / rate for rate, settle in SETTLE_S.items())
 #: The longest gap between two conversions of any board (two periods at 10 samples/s): how long
 #: a reader waits between conversions while the period is not known.
 SLOWEST_GAP_S = 2.0 / min(SETTLE_S)
+#: The shortest interval between two conversions of any board (80 samples/s, its oscillator
+#: fast by the tolerance below): a shorter one between two looks only says the first was late.
+SHORTEST_PERIOD_S = 1.0 / (max(SETTLE_S) * 1.3)
 #: Intervals between consecutive data-ready edges needed to know the period.
 INTERVALS_NEEDED = 6
 #: The measured rate may differ from the nominal one by this fraction (the chip's oscillator).
@@ -84,6 +87,9 @@ class RateWatch:
         """A data-ready was seen at clock time ``t`` (right after the previous one was read)."""
         last, self._last = self._last, t
         if self.known or last is None:
+            return
+        if t - last < SHORTEST_PERIOD_S:
+            # No board converts this fast: the previous one was seen late, this one on time.
             return
         self._intervals.append(t - last)
         if len(self._intervals) < INTERVALS_NEEDED:
