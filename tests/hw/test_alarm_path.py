@@ -6,6 +6,7 @@ build fails instead of hanging; nothing asserts on how fast things happen.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -232,8 +233,11 @@ def test_s3_stop_returns_with_the_session_closed_every_thread_ended_and_the_alar
     buzzer are off although the over-pressure alarm was sounding."""
     seen: list[Effect] = []
     rig = rig_factory([seen.append])
+    # Daemon threads: one that does not end within JOIN_S never holds up the process's exit.
+    assert all(t.daemon for t in threading.enumerate() if t.name in RUNTIME_THREADS)
     in_use(rig, 6.0)
     assert wait_until(lambda: "over_pressure" in event_types(seen))
+    assert event_types(seen)[0] == "daemon_started"
     assert wait_until(lambda: buzzer_thread_alive() and bool(rig.red_pin.state))
     # A backlog queued just before the stop: the engine is still busy with it when the stop
     # comes, and must have answered it all (and shut down) when the stop returns.
@@ -289,3 +293,42 @@ def test_s3_after_an_internal_error_the_engine_thread_ends_by_itself(rig_factory
     rig.runtime.fail(RuntimeError("the alarm path failed"))
     assert wait_until(lambda: running(rig) == []), running(rig)
     assert "daemon_stopping" not in event_types(seen)
+
+
+def test_s6_a_failing_output_is_logged_once_per_spell_and_again_when_it_works(
+    rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An output that fails on every effect (a closed pipe at the sample rate) must not flood
+    the log: one error when it starts failing, one line when it works again, one error for the
+    next spell; the other outputs go on hearing every effect."""
+    broken = [True]
+    heard: list[Effect] = []
+
+    def flaky(effect: Effect) -> None:
+        if broken[0]:
+            raise BrokenPipeError("console closed")
+
+    rig = rig_factory([flaky, heard.append])
+    runtime = rig.runtime
+
+    def answered(*commands: str) -> None:
+        for name in commands:
+            runtime.put(Command(rig.clock.monotonic(), "ping", name))
+        assert wait_until(
+            lambda: (
+                {e.event.data.get("request_id") for e in heard if isinstance(e, EmitEvent)}
+                >= set(commands)
+            )
+        )
+
+    with caplog.at_level(logging.INFO, logger="dermaguard.daemon.runtime"):
+        answered("a1", "a2", "a3")
+        broken[0] = False
+        answered("b1", "b2", "b3")
+        broken[0] = True
+        answered("c1", "c2", "c3")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dermaguard.daemon.runtime"]
+    failed = [line for line in lines if line.startswith("output 0 failed")]
+    assert len(failed) == 2, lines
+    assert lines.count("output 0 works again") == 1, lines
+    assert runtime.failed is None
