@@ -24,7 +24,7 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.daemon.input_queue import InputQueue, sample_bound
-from dermaguard.daemon.sampler import Sampler
+from dermaguard.daemon.sampler import READY_TIMEOUT_PERIODS, Sampler
 from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711_protocol import LoadCellADC
 from dermaguard.hw.indicators import Indicators
@@ -52,7 +52,7 @@ class Runtime:
         case: CaseIO | None = None,
         *,
         rate_sps: int,
-        timeout_periods: int = 3,
+        timeout_periods: int = READY_TIMEOUT_PERIODS,
         sinks: Sequence[EffectSink] = (),
         queue_bound: int | None = None,
     ) -> None:
