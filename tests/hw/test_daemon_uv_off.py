@@ -107,10 +107,13 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
         assert "internal error, stopping" in caplog.text
 
 
-def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(pin_factory: Any, case: CaseIO) -> None:
+def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(
+    pin_factory: Any, case: CaseIO, caplog: pytest.LogCaptureFixture
+) -> None:
     """``Runtime.stop`` locks UV out before the engine shuts down: nothing still queued (a
     request, a late lid edge) can switch it back on while the daemon stops."""
     with uv_on_in_a_cycle(pin_factory, case) as (runtime, uv):
+        assert "refused" not in caplog.text  # the output took the engine's "on"
         runtime.stop()
         assert not uv.state
         assert case.set_uv(True) is False and not uv.state, "UV not locked out by the stop"
