@@ -237,6 +237,7 @@ def test_s3_stop_returns_with_the_session_closed_every_thread_ended_and_the_alar
     assert all(t.daemon for t in threading.enumerate() if t.name in RUNTIME_THREADS)
     in_use(rig, 6.0)
     assert wait_until(lambda: "over_pressure" in event_types(seen))
+    assert running(rig) == list(RUNTIME_THREADS)
     assert event_types(seen)[0] == "daemon_started"
     assert wait_until(lambda: buzzer_thread_alive() and bool(rig.red_pin.state))
     # A backlog queued just before the stop: the engine is still busy with it when the stop
@@ -332,3 +333,37 @@ def test_s6_a_failing_output_is_logged_once_per_spell_and_again_when_it_works(
     assert len(failed) == 2, lines
     assert lines.count("output 0 works again") == 1, lines
     assert runtime.failed is None
+
+
+def test_a_failing_driver_stops_the_runtime_as_an_internal_error(rig_factory: Any) -> None:
+    """A driver that raises what no read should (here: it was closed under the sampler) is our
+    bug, not a sensor fault: the runtime fails (the daemon exits 70 and is restarted)."""
+    rig = rig_factory()
+    rig.step(1.0, 2)
+    rig.driver.close()
+    assert wait_until(lambda: rig.runtime.failed is not None)
+    assert "closed" in str(rig.runtime.failed)
+    assert wait_until(lambda: running(rig) == [])
+
+
+def tickers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ticker"]
+
+
+def test_the_ticker_restarts_after_it_died_and_never_while_stopping(rig_factory: Any) -> None:
+    """The supervisor's restart: a dead ticker is started again (a daemon thread); a live one is
+    left alone, and none is started once the runtime stops."""
+    rig = rig_factory()
+    runtime = rig.runtime
+    first = tickers()
+    runtime.restart_ticker()
+    assert tickers() == first, "a live ticker was replaced"
+    # Setting ``stopping`` ends the ticker (and the sampler): a dead ticker, as a crash leaves.
+    runtime.stopping.set()
+    assert wait_until(lambda: not runtime.alive("ticker"))
+    runtime.restart_ticker()
+    assert not runtime.alive("ticker"), "a ticker started while the runtime stops"
+    runtime.stopping.clear()
+    runtime.restart_ticker()
+    assert runtime.alive("ticker")
+    assert [t.daemon for t in tickers()] == [True]
