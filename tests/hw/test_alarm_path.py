@@ -6,6 +6,7 @@ build fails instead of hanging; nothing asserts on how fast things happen.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -15,7 +16,8 @@ import pytest
 from dermaguard.common.clock import SimClock
 from dermaguard.config.load import default_config
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.events import Effect, EmitEvent, Priority, ShowIndicators
+from dermaguard.core.case import DockChanged
+from dermaguard.core.events import Command, Effect, EmitEvent, Priority, ShowIndicators
 from dermaguard.daemon.app import build_engine
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.hx711 import HX711
@@ -109,6 +111,38 @@ def buzzer_thread_alive() -> bool:
     return any(t.name == "buzzer" and t.is_alive() for t in threading.enumerate())
 
 
+RUNTIME_THREADS = ("engine", "sampler", "ticker")
+#: Commands queued just before a stop: more than the engine answers while ``stop`` does its own
+#: work, far fewer than it answers in the time ``stop`` waits for it.
+BACKLOG = 5000
+
+
+def running(rig: Rig) -> list[str]:
+    """The runtime's threads that still run."""
+    return [name for name in RUNTIME_THREADS if rig.runtime.alive(name)]
+
+
+def lit(rig: Rig) -> list[str]:
+    """The LED and buzzer pins that are high, or a pattern still playing on them."""
+    pins = {"red": rig.red_pin, "green": rig.green_pin, "blue": rig.blue_pin}
+    on = [name for name, pin in {**pins, "buzzer": rig.buzzer_pin}.items() if pin.state]
+    if buzzer_thread_alive():
+        on.append("buzzer pattern")
+    if rig.indicators.led.is_active:
+        on.append("LED pattern")
+    return on
+
+
+def in_use(rig: Rig, force_n: float) -> None:
+    """The roller out of its dock and pressed at ``force_n``: a session is open."""
+    rig.runtime.put(DockChanged(rig.clock.monotonic(), docked=False))
+    rig.step(force_n, 6)
+
+
+def event_types(seen: list[Effect]) -> list[str]:
+    return [e.event.type for e in seen if isinstance(e, EmitEvent)]
+
+
 def test_s6_over_pressure_alarm_is_local_when_network_and_disk_sinks_fail(
     rig_factory: Any,
 ) -> None:
@@ -188,3 +222,148 @@ def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: An
     rig.chip_plugged = True
     rig.step(1.5, 40)
     assert wait_until(lambda: rig.engine.pressure.fault is None)
+
+
+def test_s3_stop_returns_with_the_session_closed_every_thread_ended_and_the_alarm_silent(
+    rig_factory: Any,
+) -> None:
+    """When ``Runtime.stop`` returns, the daemon closes the hardware and the history: by then the
+    engine has handled what was queued before the stop and closed the session
+    (``session_ended``, then ``daemon_stopping``), no runtime thread still runs, and the LED and
+    buzzer are off although the over-pressure alarm was sounding."""
+    seen: list[Effect] = []
+    rig = rig_factory([seen.append])
+    # Daemon threads: one that does not end within JOIN_S never holds up the process's exit.
+    assert all(t.daemon for t in threading.enumerate() if t.name in RUNTIME_THREADS)
+    in_use(rig, 6.0)
+    assert wait_until(lambda: "over_pressure" in event_types(seen))
+    assert running(rig) == list(RUNTIME_THREADS)
+    assert event_types(seen)[0] == "daemon_started"
+    assert wait_until(lambda: buzzer_thread_alive() and bool(rig.red_pin.state))
+    # A backlog queued just before the stop: the engine is still busy with it when the stop
+    # comes, and must have answered it all (and shut down) when the stop returns.
+    t = rig.clock.monotonic()
+    for i in range(BACKLOG):
+        rig.runtime.put(Command(t, "ping", f"r{i}"))
+    rig.runtime.stop()
+    types = event_types(seen)
+    assert types.count("command_result") == BACKLOG
+    assert "session_ended" in types and types[-1] == "daemon_stopping", types[-5:]
+    assert running(rig) == []
+    assert lit(rig) == []
+    assert rig.runtime.failed is None
+
+
+def test_s3_a_stop_from_the_engine_thread_silences_the_alarm_and_every_thread_ends(
+    rig_factory: Any,
+) -> None:
+    """``stop`` may come from any thread, the engine's own included (a sink): it then neither
+    waits for itself nor fails, silences the alarm, and the engine ends by itself after closing
+    the session."""
+    seen: list[Effect] = []
+    outcome: list[object] = []
+
+    def stop_on_ping(effect: Effect) -> None:
+        seen.append(effect)
+        if isinstance(effect, EmitEvent) and effect.event.type == "command_result":
+            try:
+                rig.runtime.stop()
+            except Exception as exc:  # the test's verdict, not a sink failure
+                outcome.append(exc)
+            else:
+                outcome.append((running(rig), lit(rig)))
+
+    rig = rig_factory([stop_on_ping])
+    in_use(rig, 6.0)
+    assert wait_until(lambda: buzzer_thread_alive() and "over_pressure" in event_types(seen))
+    rig.runtime.put(Command(rig.clock.monotonic(), "ping", "r1"))
+    assert wait_until(lambda: bool(outcome))
+    assert outcome == [(["engine"], [])], outcome
+    assert wait_until(lambda: running(rig) == [])
+    types = event_types(seen)
+    assert "session_ended" in types and types[-1] == "daemon_stopping", types[-5:]
+    assert lit(rig) == []
+
+
+def test_s3_after_an_internal_error_the_engine_thread_ends_by_itself(rig_factory: Any) -> None:
+    """``Runtime.fail`` (the sampler or a supervisor saw the alarm path fail) stops every thread,
+    the engine's too, without a shutdown: the engine's state is not trusted."""
+    seen: list[Effect] = []
+    rig = rig_factory([seen.append])
+    rig.step(2.0, 4)
+    rig.runtime.fail(RuntimeError("the alarm path failed"))
+    assert wait_until(lambda: running(rig) == []), running(rig)
+    assert "daemon_stopping" not in event_types(seen)
+
+
+def test_s6_a_failing_output_is_logged_once_per_spell_and_again_when_it_works(
+    rig_factory: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An output that fails on every effect (a closed pipe at the sample rate) must not flood
+    the log: one error when it starts failing, one line when it works again, one error for the
+    next spell; the other outputs go on hearing every effect."""
+    broken = [True]
+    heard: list[Effect] = []
+
+    def flaky(effect: Effect) -> None:
+        if broken[0]:
+            raise BrokenPipeError("console closed")
+
+    rig = rig_factory([flaky, heard.append])
+    runtime = rig.runtime
+
+    def answered(*commands: str) -> None:
+        for name in commands:
+            runtime.put(Command(rig.clock.monotonic(), "ping", name))
+        assert wait_until(
+            lambda: (
+                {e.event.data.get("request_id") for e in heard if isinstance(e, EmitEvent)}
+                >= set(commands)
+            )
+        )
+
+    with caplog.at_level(logging.INFO, logger="dermaguard.daemon.runtime"):
+        answered("a1", "a2", "a3")
+        broken[0] = False
+        answered("b1", "b2", "b3")
+        broken[0] = True
+        answered("c1", "c2", "c3")
+    lines = [r.getMessage() for r in caplog.records if r.name == "dermaguard.daemon.runtime"]
+    failed = [line for line in lines if line.startswith("output 0 failed")]
+    assert len(failed) == 2, lines
+    assert lines.count("output 0 works again") == 1, lines
+    assert runtime.failed is None
+
+
+def test_a_failing_driver_stops_the_runtime_as_an_internal_error(rig_factory: Any) -> None:
+    """A driver that raises what no read should (here: it was closed under the sampler) is our
+    bug, not a sensor fault: the runtime fails (the daemon exits 70 and is restarted)."""
+    rig = rig_factory()
+    rig.step(1.0, 2)
+    rig.driver.close()
+    assert wait_until(lambda: rig.runtime.failed is not None)
+    assert "closed" in str(rig.runtime.failed)
+    assert wait_until(lambda: running(rig) == [])
+
+
+def tickers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ticker"]
+
+
+def test_the_ticker_restarts_after_it_died_and_never_while_stopping(rig_factory: Any) -> None:
+    """The supervisor's restart: a dead ticker is started again (a daemon thread); a live one is
+    left alone, and none is started once the runtime stops."""
+    rig = rig_factory()
+    runtime = rig.runtime
+    first = tickers()
+    runtime.restart_ticker()
+    assert tickers() == first, "a live ticker was replaced"
+    # Setting ``stopping`` ends the ticker (and the sampler): a dead ticker, as a crash leaves.
+    runtime.stopping.set()
+    assert wait_until(lambda: not runtime.alive("ticker"))
+    runtime.restart_ticker()
+    assert not runtime.alive("ticker"), "a ticker started while the runtime stops"
+    runtime.stopping.clear()
+    runtime.restart_ticker()
+    assert runtime.alive("ticker")
+    assert [t.daemon for t in tickers()] == [True]

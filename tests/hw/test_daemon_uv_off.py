@@ -23,6 +23,7 @@ from pytest_mock import MockerFixture
 from dermaguard.common.clock import SimClock
 from dermaguard.config.load import default_config, parse_config
 from dermaguard.core.calibration import Calibration
+from dermaguard.core.events import Command
 from dermaguard.daemon import app, load_cell
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.run import stop_on_signals
@@ -107,13 +108,40 @@ def test_s3_an_exception_in_the_engine_thread_locks_uv_out_at_the_pin(
         assert "internal error, stopping" in caplog.text
 
 
-def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(pin_factory: Any, case: CaseIO) -> None:
+def test_s3_stopping_the_runtime_locks_uv_out_at_the_pin(
+    pin_factory: Any, case: CaseIO, caplog: pytest.LogCaptureFixture
+) -> None:
     """``Runtime.stop`` locks UV out before the engine shuts down: nothing still queued (a
     request, a late lid edge) can switch it back on while the daemon stops."""
     with uv_on_in_a_cycle(pin_factory, case) as (runtime, uv):
+        assert "refused" not in caplog.text  # the output took the engine's "on"
         runtime.stop()
         assert not uv.state
         assert case.set_uv(True) is False and not uv.state, "UV not locked out by the stop"
+
+
+def test_a_case_shut_and_docked_before_the_start_takes_a_sterilize_request(
+    pin_factory: Any, case: CaseIO
+) -> None:
+    """The start hands the engine the switches as they read (no edge comes for a lid shut
+    before the daemon started): a sterilize request is then accepted and switches UV on."""
+    shut_lid_and_dock(pin_factory)
+    clock = SimClock()
+    chip = HX711Chip(pin_factory, PINS.hx711_dout, PINS.hx711_sck, clock=clock, load=MODEL)
+    driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
+    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
+    runtime = Runtime(build_engine(CONFIG, CAL), clock, indicators, driver, case, rate_sps=80)
+    case.set_sink(runtime.put)
+    uv = pin_factory.pin(PINS.uv_led)
+    try:
+        runtime.start()
+        runtime.put(Command(clock.monotonic(), "sterilize", "r1"))
+        assert wait_until(lambda: bool(uv.state)), "the request was refused"
+    finally:
+        runtime.stop()
+        indicators.close()
+        driver.close()
+        chip.close()
 
 
 class _Bus:

@@ -63,11 +63,13 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
         assert chip.power_down_count == 1
         assert driver.may_be_settling
 
-        # Five periods pass with no data (the chip settles for four); let the sampler look at
-        # the clock a few times before the chip speaks again.
+        # Six and a half periods pass with no data (the chip settles for four): past the limit
+        # counted from the first read plus the settling, within the one counted from the
+        # stretched read. Let the sampler look at the clock before the chip speaks again.
         assert not chip.convert()
-        for _ in range(5):
+        for _ in range(6):
             sim_clock.advance(PERIOD_S)
+        sim_clock.advance(PERIOD_S / 2)
         cycles = sampler.cycles
         assert wait_until(lambda: sampler.cycles >= cycles + 3)
         assert chip.convert()
@@ -81,3 +83,106 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
     assert [type(i) for i in got] == [ForceRead, ForceRead, ForceRead]
     assert [i.raw for i in got if isinstance(i, ForceRead)] == [123_456] * 3
     assert not any(isinstance(i, ReadFailed) for i in got)
+
+
+def test_s7_no_conversion_for_exactly_the_limit_is_a_timeout_fault_and_a_moment_less_is_not(
+    pin_factory: Any, hx_pins: Any, sim_clock: SimClock
+) -> None:
+    """The default limit is 3 sample periods after the last good conversion, on the clock's
+    time: at 2.5 periods the sampler still waits, at exactly 3 it reports ``ReadFailed``
+    (``timeout``, "no data": the chip gave nothing, no read was discarded)."""
+    # Time limits far above any pause a busy host causes: no read is stretched into a reset.
+    chip = HX711Chip(
+        pin_factory,
+        hx_pins.dout,
+        hx_pins.sck,
+        clock=sim_clock,
+        load=LoadModel(),
+        power_down_ns=15_000_000,
+    )
+    driver = HX711(hx_pins.dout, hx_pins.sck, max_clock_high_us=10_000)
+    got: list[Input] = []
+    sampler = Sampler(driver, sim_clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+
+    def looked() -> None:
+        """Wait until the sampler has looked at the clock a few times since now."""
+        cycles = sampler.cycles
+        assert wait_until(lambda: sampler.cycles >= cycles + 3)
+
+    try:
+        sim_clock.advance(PERIOD_S)
+        assert chip.convert()
+        assert wait_until(lambda: sampler.samples == 1)
+        assert not driver.may_be_settling
+        last_good = got[0].t
+        sim_clock.advance_to(last_good + 2.5 * PERIOD_S)
+        looked()
+        assert len(got) == 1, got
+        sim_clock.advance_to(last_good + 3 / 80)
+        assert wait_until(lambda: len(got) == 2)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+        driver.close()
+        chip.close()
+    assert got[1] == ReadFailed(last_good + 3 / 80, "timeout", "no data")
+
+
+def test_s7_a_discarded_read_allows_for_the_chips_settling_and_is_no_sensor_fault(
+    pin_factory: Any, hx_pins: Any, sim_clock: SimClock, mocker: MockerFixture
+) -> None:
+    """A data pulse stretched past the chip's power-down time: the driver discards the read and
+    the chip resets, silent while it settles (50 ms, over the 3-period limit). The discard, not
+    the sensor, explains the silence: the sampler waits it out and reports no fault."""
+    load = LoadModel(offset_counts=123_456, counts_per_newton=0.0)
+    chip = HX711Chip(
+        pin_factory,
+        hx_pins.dout,
+        hx_pins.sck,
+        clock=sim_clock,
+        load=load,
+        power_down_ns=15_000_000,
+    )
+    driver = HX711(hx_pins.dout, hx_pins.sck, max_clock_high_us=10_000)
+    got: list[Input] = []
+    sampler = Sampler(driver, sim_clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    sck = pin_factory.pin(hx_pins.sck)
+    try:
+        sim_clock.advance(PERIOD_S)
+        assert chip.convert()
+        assert wait_until(lambda: sampler.samples == 1)
+        # Two periods on, the chip converts and the 10th data pulse is stretched.
+        highs = [0]
+
+        def stretch_10th(us: float) -> None:
+            if sck.state:
+                highs[0] += 1
+                if highs[0] == 10:
+                    time.sleep(0.03)
+
+        mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=stretch_10th)
+        sim_clock.advance(2 * PERIOD_S)
+        assert chip.convert()
+        assert wait_until(lambda: sampler.discarded == 1)
+        mocker.stopall()
+        assert chip.power_down_count == 1
+        # Past the limit counted from the last good conversion, inside the one counted from the
+        # discard plus the settling; the sampler looks at the clock, then the chip speaks.
+        assert not chip.convert()
+        for _ in range(5):
+            sim_clock.advance(PERIOD_S)
+        cycles = sampler.cycles
+        assert wait_until(lambda: sampler.cycles >= cycles + 3)
+        assert chip.convert()
+        assert wait_until(lambda: sampler.samples == 2)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+        driver.close()
+        chip.close()
+
+    assert [type(i) for i in got] == [ForceRead, ForceRead]

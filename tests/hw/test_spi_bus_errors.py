@@ -187,7 +187,7 @@ def test_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs
         assert wait_until(lambda: events.of("sensor_recovered"))
         assert events.of("sensor_recovered")[0].data["after"] == "bus_error"
         assert runtime.failed is None and not runtime.stopping.is_set()
-        assert all(t.is_alive() for t in runtime._threads)
+        assert all(runtime.alive(name) for name in ("engine", "sampler", "ticker"))
         # Every injected error was met: by a read, or by the chip reset of a reopen (which
         # then failed, and was tried again later).
         assert chip.bus.errors_raised == 60

@@ -73,6 +73,7 @@ MUTATED = (
     "core/engine.py",
     "hw/case_io.py",
     "daemon/runtime.py",
+    "daemon/sampler.py",
 )
 EQUIVALENT = re.compile(r"^- `([^`]+)` `([^`]+)` `([^`]+)` `(.+?)`(?: #(\d+))?: (.+)$")
 

@@ -24,13 +24,16 @@ from dermaguard.core.events import (
     Tick,
 )
 from dermaguard.daemon.input_queue import InputQueue, sample_bound
-from dermaguard.daemon.sampler import Sampler
+from dermaguard.daemon.sampler import READY_TIMEOUT_PERIODS, Sampler
 from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711_protocol import LoadCellADC
 from dermaguard.hw.indicators import Indicators
 
 #: Virtual seconds between ticks, so the case's timers run even when no sample arrives.
 TICK_S = 0.1
+#: Real seconds ``stop`` waits for each thread: a thread still running after it (a stalled
+#: engine) is left behind (the threads are daemons) rather than hang the exit.
+JOIN_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class Runtime:
         case: CaseIO | None = None,
         *,
         rate_sps: int,
-        timeout_periods: int = 3,
+        timeout_periods: int = READY_TIMEOUT_PERIODS,
         sinks: Sequence[EffectSink] = (),
         queue_bound: int | None = None,
     ) -> None:
@@ -67,7 +70,6 @@ class Runtime:
         self.sampler = Sampler(
             sampler_driver, clock, self.inputs.put, rate_sps, timeout_periods, self.stopping
         )
-        self._threads: list[threading.Thread] = []
         self._named: dict[str, threading.Thread] = {}
         self._failing_sinks: set[int] = set()
 
@@ -85,7 +87,6 @@ class Runtime:
         for name, target in loops:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
-            self._threads.append(thread)
             self._named[name] = thread
 
     def alive(self, name: str) -> bool:
@@ -99,7 +100,6 @@ class Runtime:
             return
         thread = threading.Thread(target=self._tick_loop, name="ticker", daemon=True)
         thread.start()
-        self._threads[self._threads.index(self._named["ticker"])] = thread
         self._named["ticker"] = thread
 
     def put(self, inp: EngineInput) -> None:
@@ -114,14 +114,17 @@ class Runtime:
         if self.case is not None:
             self.case.lock_out()
         self.inputs.put(None)
-        engine_thread = self._threads[0] if self._threads else None
-        if engine_thread is not None and engine_thread is not threading.current_thread():
-            engine_thread.join(timeout=2.0)
+        self._join("engine")
         self.stopping.set()
-        for thread in self._threads:
-            if thread is not threading.current_thread():
-                thread.join(timeout=2.0)
+        self._join("sampler")
+        self._join("ticker")
         self.indicators.off()
+
+    def _join(self, name: str) -> None:
+        """Wait for the thread ``name`` to end, unless it is the caller (a stop from a sink)."""
+        thread = self._named.get(name)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=JOIN_S)
 
     def _sampler_loop(self) -> None:
         try:

@@ -23,6 +23,8 @@ from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady, ReadDiscarded
 from dermaguard.hw.hx711_rate import FIRST_WAIT_S, SLOWEST_GAP_S
 
+#: Sample periods without a good conversion that make a sensor fault (the default limit).
+READY_TIMEOUT_PERIODS = 3
 #: Longest time (clock seconds) without a good conversion while reads are being discarded
 #: (our own timing hiccups, not the sensor's) before it is reported as a sensor fault.
 MAX_BLIND_S = 0.25
@@ -60,7 +62,7 @@ class Sampler:
     clock: Clock
     put: Callable[[Input], None]
     rate_sps: int
-    timeout_periods: int = 3
+    timeout_periods: int = READY_TIMEOUT_PERIODS
     stop_event: threading.Event = field(default_factory=threading.Event)
     samples: int = 0
     discarded: int = 0
@@ -175,6 +177,7 @@ __all__ = [
     "BUS_RETRY_S",
     "MAX_BLIND_S",
     "MAX_REOPEN_GAP",
+    "READY_TIMEOUT_PERIODS",
     "REOPEN_AFTER_ERRORS",
     "Reopenable",
     "Sampler",
