@@ -466,6 +466,7 @@ def test_offline_needs_a_wheelhouse_and_says_which(tmp_path: Path) -> None:
     gone = provision(tmp_path / "root", "--offline", str(tmp_path / "nope"), check=False)
     assert gone.returncode != 0
     assert "is not a directory" in gone.stderr
-    assert "--offline DIR" in subprocess.run(
+    shown = subprocess.run(
         [str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30, check=False
-    ).stdout
+    )
+    assert "--offline DIR" in shown.stdout

@@ -83,7 +83,8 @@ def make_payload(dest: Path, image: image_mod.Image) -> None:
     (test / "dermaguard.conf").write_text(seam.DAEMON_DROPIN)
     (test / "dermaguard-web.conf").write_text(seam.WEB_DROPIN)
     (test / "broker.conf").write_text(seam.BROKER_LISTENER)
-    (test / "scenario.yaml").write_text(seam.scenario(100))
+    for kind in seam.SCENARIO_KINDS:
+        (test / f"scenario-{kind}.yaml").write_text(seam.scenario(kind))
     shutil.copy(HERE / "guest_check.py", test / "guest_check.py")
 
 
@@ -160,9 +161,20 @@ def install_seam(guest: Guest) -> None:
         "install -D -m 0644 /mnt/payload/test/dermaguard-web.conf "
         "/etc/systemd/system/dermaguard-web.service.d/system-test.conf; "
         "install -D -m 0644 /mnt/payload/test/broker.conf /etc/mosquitto/conf.d/system-test.conf; "
-        f"install -D -m 0644 /mnt/payload/test/scenario.yaml {seam.SCENARIO_PATH}",
+        f"install -d {SCENARIO_DIR}; "
+        f"install -m 0644 /mnt/payload/test/scenario-*.yaml {SCENARIO_DIR}/; "
+        "systemctl daemon-reload",
         check=True,
     )
+    use_scenario(guest, "rolling")
+
+
+SCENARIO_DIR = str(Path(seam.SCENARIO_PATH).parent)
+
+
+def use_scenario(guest: Guest, kind: str) -> None:
+    """The scenario the daemon plays from its next start (on disk before any power cut)."""
+    guest.sh(f"ln -sfn scenario-{kind}.yaml {seam.SCENARIO_PATH} && sync", check=True)
 
 
 def provision(guest: Guest, res: Results, label: str) -> str:
@@ -247,8 +259,21 @@ def measure_watchdog(guest: Guest, res: Results) -> None:
     took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - stop.mono
     res.check(after["MainPID"] != before["MainPID"], "SIGSTOP: the watchdog replaced the daemon")
     res.figure("watchdog_restart_s", round(took, 1))
+    exited = main_exits(guest, after_s=stop.mono)
+    if exited:
+        res.figure("watchdog_kill_s", round(exited[0] - stop.mono, 1))
     journal = guest.sh("journalctl -b -u dermaguard --no-pager -o cat | grep -ci watchdog").out
     res.check(int(journal.strip() or 0) > 0, "the journal says the watchdog fired")
+
+
+def main_exits(guest: Guest, after_s: float) -> list[float]:
+    """When (guest monotonic s) systemd saw the daemon's main process exit, after ``after_s``."""
+    out = guest.sh(
+        "journalctl -b _PID=1 -o short-monotonic --no-pager "
+        "| grep 'dermaguard.service: Main process exited'"
+    ).out
+    times = [float(line[1 : line.index("]")]) for line in out.splitlines() if line.startswith("[")]
+    return [t for t in times if t > after_s]
 
 
 def measure_crash(guest: Guest, res: Results) -> None:
@@ -360,7 +385,7 @@ class Ledger:
             self.calibration_changed += 1
 
 
-PHASES = ("rolling", "uv", "replay")
+PHASES = ("rolling", "uv", "replay")  # the scenario "uv" for "uv", else "rolling"
 
 
 def one_cut(guest: Guest, ledger: Ledger, phase: str, rng: random.Random) -> str:
@@ -369,22 +394,21 @@ def one_cut(guest: Guest, ledger: Ledger, phase: str, rng: random.Random) -> str
     watcher.start()
     try:
         if phase == "rolling":
-            hit = watcher.wait_for({"session_started"}, 0, 300)
-            time.sleep(rng.uniform(0, 25))
+            hit = watcher.wait_for({"session_started"}, 0, 600)
+            time.sleep(rng.uniform(0, 20))
             what = "rolling" if hit else "rolling (no session seen)"
         elif phase == "uv":
-            hit = watcher.wait_for({"sterilization_started"}, 0, 300)
-            time.sleep(rng.uniform(0, 55))
-            what = "UV-C cycle" if hit else "UV-C (no cycle seen)"
+            hit = watcher.wait_for({"sterilization_started"}, 0, 600)
+            time.sleep(rng.uniform(0, 30))
+            what = "a UV-C cycle" if hit else "a UV-C cycle (its start not seen)"
         else:
-            hit = watcher.wait_for({"session_started"}, 0, 300)
             guest.sh("systemctl stop mosquitto")
-            time.sleep(rng.uniform(15, 40))  # events pile up in the outbox
+            time.sleep(rng.uniform(20, 40))  # the session starts; its events wait in the outbox
             mark = len(watcher.snapshot())
             guest.sh("systemctl start mosquitto")
-            first = watcher.wait_for({t for t in _ALL_TYPES}, mark, 120)
+            first = watcher.wait_for(_ALL_TYPES, mark, 300)
             time.sleep(rng.uniform(0, 3))
-            what = "outbox replay" if first else "outbox replay (nothing replayed)"
+            what = "the outbox replay" if first else "the outbox replay (nothing replayed)"
         guest.cut_power()
         return what
     finally:
@@ -405,9 +429,13 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
     ledger = Ledger()
     calibration = guest_check(guest).get("calibration")
     res.check(calibration is not None, "the calibration file exists before the cuts")
+    use_scenario(guest, "rolling")
+    guest.sh("systemctl restart dermaguard", timeout=600)
     for n in range(cuts):
         phase = PHASES[n % len(PHASES)]
         wait_active(guest, "dermaguard", 600)
+        following = PHASES[(n + 1) % len(PHASES)]
+        use_scenario(guest, "uv" if following == "uv" else "rolling")  # for the next boot
         what = one_cut(guest, ledger, phase, rng)
         print(
             f"  cut {n + 1}/{cuts}: during {what}, {len(ledger.received)} events received so far",
@@ -458,10 +486,10 @@ def run(args: argparse.Namespace) -> int:
         guest.accel = choose_accel(guest, args.accel)
         res.figure("accel", guest.accel)
         if upgrade:
-            step("1-2. boot the provisioned image (cached), provision it again: an upgrade")
+            step("1-2. boot the image provisioned by an earlier run (cached)")
             launched = boot(guest, res)
             ready_at(guest, res, launched)
-            second_provisioning(guest, res)
+            install_seam(guest)  # this checkout's scenarios
         else:
             step("1. boot the clean image")
             launched = boot(guest, res)
@@ -502,15 +530,20 @@ def run(args: argparse.Namespace) -> int:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="tests/system/run", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="3 power cuts instead of 21 (for CI)")
-    p.add_argument("--cuts", type=int, help="power cuts (default 21, --quick 3)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="for CI: start from the disk the last full run provisioned (when cached), "
+        "2 power cuts instead of 21",
+    )
+    p.add_argument("--cuts", type=int, help="power cuts (default 21, --quick 2)")
     p.add_argument("--seed", type=int, default=int(time.time()), help="for the cut moments")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
     p.add_argument("--keep", action="store_true", help="keep the disks and serial logs")
     args = p.parse_args(argv)
     if args.cuts is None:
-        args.cuts = 3 if args.quick else 21
+        args.cuts = 2 if args.quick else 21
     return args
 
 
