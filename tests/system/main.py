@@ -20,6 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -91,9 +92,13 @@ def make_payload(dest: Path, image: image_mod.Image) -> None:
 # -- guest helpers ----------------------------------------------------------------------------
 
 
-def boot(guest: Guest, res: Results, timeout: float = 600.0) -> float:
+def boot(
+    guest: Guest, res: Results, timeout: float = 600.0, on_launch: Callable[[], None] | None = None
+) -> float:
     """Start the guest and wait for its agent; returns the host's launch time."""
     launched = guest.start()
+    if on_launch is not None:
+        on_launch()
     guest.wait_agent(timeout)
     guest.sh(f"mountpoint -q {PAYLOAD} || (mkdir -p {PAYLOAD} && mount -o ro /dev/vdb {PAYLOAD})")
     return launched
@@ -388,32 +393,29 @@ class Ledger:
 PHASES = ("rolling", "uv", "replay")  # the scenario "uv" for "uv", else "rolling"
 
 
-def one_cut(guest: Guest, ledger: Ledger, phase: str, rng: random.Random) -> str:
-    """Run to a random moment of ``phase`` and cut the power; returns what was going on."""
-    watcher = Watcher(guest.ports["mqtt"], guest.boots)
-    watcher.start()
-    try:
-        if phase == "rolling":
-            hit = watcher.wait_for({"session_started"}, 0, 600)
-            time.sleep(rng.uniform(0, 20))
-            what = "rolling" if hit else "rolling (no session seen)"
-        elif phase == "uv":
-            hit = watcher.wait_for({"sterilization_started"}, 0, 600)
-            time.sleep(rng.uniform(0, 30))
-            what = "a UV-C cycle" if hit else "a UV-C cycle (its start not seen)"
-        else:
-            guest.sh("systemctl stop mosquitto")
-            time.sleep(rng.uniform(20, 40))  # the session starts; its events wait in the outbox
-            mark = len(watcher.snapshot())
-            guest.sh("systemctl start mosquitto")
-            first = watcher.wait_for(_ALL_TYPES, mark, 300)
-            time.sleep(rng.uniform(0, 3))
-            what = "the outbox replay" if first else "the outbox replay (nothing replayed)"
-        guest.cut_power()
-        return what
-    finally:
-        watcher.stop()
-        ledger.received += watcher.snapshot()
+def one_cut(guest: Guest, watcher: Watcher, phase: str, rng: random.Random) -> str:
+    """Run to a random moment of ``phase`` and cut the power; returns what was going on.
+
+    ``watcher`` connected while the guest booted, so it saw this boot's events from the first.
+    """
+    if phase == "rolling":
+        hit = watcher.wait_for({"session_started"}, 0, 600)
+        time.sleep(rng.uniform(0, 20))
+        what = "rolling" if hit else "rolling (no session seen)"
+    elif phase == "uv":
+        hit = watcher.wait_for({"sterilization_started"}, 0, 600)
+        time.sleep(rng.uniform(0, 30))
+        what = "a UV-C cycle" if hit else "a UV-C cycle (its start not seen)"
+    else:
+        guest.sh("systemctl stop mosquitto")
+        time.sleep(rng.uniform(20, 40))  # the session goes on; its events wait in the outbox
+        mark = len(watcher.snapshot())
+        guest.sh("systemctl start mosquitto")
+        first = watcher.wait_for(_ALL_TYPES, mark, 300)
+        time.sleep(rng.uniform(0, 3))
+        what = "the outbox replay" if first else "the outbox replay (nothing replayed)"
+    guest.cut_power()
+    return what
 
 
 _ALL_TYPES = {
@@ -430,20 +432,28 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
     calibration = guest_check(guest).get("calibration")
     res.check(calibration is not None, "the calibration file exists before the cuts")
     use_scenario(guest, "rolling")
+    watcher = Watcher(guest.ports["mqtt"], guest.boots)
+    watcher.start()
     guest.sh("systemctl restart dermaguard", timeout=600)
     for n in range(cuts):
         phase = PHASES[n % len(PHASES)]
         wait_active(guest, "dermaguard", 600)
         following = PHASES[(n + 1) % len(PHASES)]
         use_scenario(guest, "uv" if following == "uv" else "rolling")  # for the next boot
-        what = one_cut(guest, ledger, phase, rng)
+        try:
+            what = one_cut(guest, watcher, phase, rng)
+        finally:
+            watcher.stop()
+            ledger.received += watcher.snapshot()
         print(
             f"  cut {n + 1}/{cuts}: during {what}, {len(ledger.received)} events received so far",
             flush=True,
         )
-        boot(guest, res)
+        watcher = Watcher(guest.ports["mqtt"], guest.boots + 1)
+        boot(guest, res, on_launch=watcher.start)
         wait_active(guest, "dermaguard", 600)
         ledger.verify(guest_check(guest), str(calibration) if calibration else None)
+    watcher.stop()
     res.figure("power_cuts", cuts)
     res.figure("acked_events_received", len(ledger.received))
     res.figure("acked_events_lost", len(ledger.lost))
