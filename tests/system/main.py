@@ -471,6 +471,70 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
         res.check(res.figures[name] == 0, f"{name} is 0")
 
 
+# -- 5. no real-time clock -------------------------------------------------------------------
+
+CLOCK_QUERY = (
+    "import json, sqlite3; c = sqlite3.connect('file:{db}?mode=ro', uri=True, timeout=30); "
+    "print(json.dumps({{'events': c.execute('SELECT seq, wall FROM events WHERE seq > {after}')"
+    ".fetchall(), 'sessions': c.execute('SELECT session_no, started_wall FROM sessions "
+    "WHERE start_seq > {after}').fetchall()}}))"
+)
+#: A record is dated right when it is within this of the true time (the guest's clock runs a
+#: little apart from the host's under emulation).
+CLOCK_TOLERANCE_S = 120.0
+
+
+def clock_step(guest: Guest, res: Results, label: str, rtc_base: str) -> int:
+    """Boot with the RTC at ``rtc_base``, roll, then step the clock as NTP would and raise
+    systemd-timesyncd's flag; returns how many records of that boot are still dated wrong."""
+    guest.shutdown()
+    guest.rtc_base = rtc_base
+    booted = time.time()
+    boot(guest, res)
+    guest.rtc_base = None
+    wait_active(guest, "dermaguard", 600)
+    db = f"{seam.STATE}/dermaguard.db"
+    last = guest_check(guest).get("events") or []
+    after = max((int(e[0]) for e in last), default=0)
+    stale = guest.sh("date +%s.%N")
+    offset = time.time() - float(stale.out)  # what the guest's clock is behind the truth
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:  # a session of this boot, started and ended
+        types = {e[2] for e in guest_check(guest).get("events") or [] if int(e[0]) > after}
+        if "session_ended" in types:
+            break
+        time.sleep(5)
+    # The step, and the flag file systemd-timesyncd creates once it has synchronised: the test
+    # seam for a time service the VM has no network for.
+    stepped = time.time()
+    guest.sh(
+        f"date -s @{stepped:.3f} >/dev/null && mkdir -p /run/systemd/timesync && "
+        "touch /run/systemd/timesync/synchronized",
+        check=True,
+    )
+    time.sleep(30)  # the daemon notices the flag
+    rows = json.loads(guest.sh(f'python3 -c "{CLOCK_QUERY.format(db=db, after=after)}"').out)
+    # Made between the boot and the step: dated right within that span (or marked unknown).
+    earliest, latest = booted - CLOCK_TOLERANCE_S, stepped + CLOCK_TOLERANCE_S
+    made = [wall for _no, wall in rows["events"] + rows["sessions"]]
+    wrong = sum(1 for wall in made if wall is not None and not earliest <= wall <= latest)
+    print(
+        f"  {label}: guest clock {offset / 86400:.1f} days behind at boot, "
+        f"{len(rows['events'])} events and {len(rows['sessions'])} sessions made before the "
+        f"step, {wrong} still dated wrong",
+        flush=True,
+    )
+    return wrong
+
+
+def no_rtc(guest: Guest, res: Results) -> None:
+    behind = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 3 * 86400))
+    wrong = clock_step(guest, res, "3 days behind", behind)
+    wrong += clock_step(guest, res, "1970", "1970-01-01T00:00:00")
+    res.figure("clock_step_records_wrong", wrong)
+    res.check(wrong == 0, "clock_step_records_wrong is 0")
+
+
 # -- the run ----------------------------------------------------------------------------------
 
 
@@ -521,6 +585,10 @@ def run(args: argparse.Namespace) -> int:
 
         step(f"4. {args.cuts} power cuts")
         power_cuts(guest, res, args.cuts, args.seed)
+
+        if args.clock:
+            step("5. no real-time clock: booted days behind and at 1970, then the clock stepped")
+            no_rtc(guest, res)
     except GuestError as exc:
         res.check(False, f"the guest: {exc}")
     finally:
@@ -547,6 +615,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "2 power cuts instead of 21",
     )
     p.add_argument("--cuts", type=int, help="power cuts (default 21, --quick 2)")
+    p.add_argument(
+        "--clock",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="step 5, no real-time clock (default on)",
+    )
     p.add_argument("--seed", type=int, default=int(time.time()), help="for the cut moments")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
