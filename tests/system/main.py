@@ -618,8 +618,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--clock",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="step 5, no real-time clock (default on)",
+        help="step 5, no real-time clock (default: on, off with --quick)",
     )
     p.add_argument("--seed", type=int, default=int(time.time()), help="for the cut moments")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
@@ -628,6 +627,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.cuts is None:
         args.cuts = 2 if args.quick else 21
+    if args.clock is None:
+        args.clock = not args.quick
     return args
 
 
