@@ -210,8 +210,9 @@ def first_provisioning(guest: Guest, res: Results) -> None:
     install_seam(guest)
     first = provision(guest, res, "first run")
     res.check("python3-lgpio" in first, "provision.sh says what it did about python3-lgpio")
+    guest.sh("systemctl stop dermaguard", timeout=120)  # calibrate with the service stopped
     calibrate(guest, res)
-    guest.sh("systemctl restart dermaguard")
+    guest.sh("systemctl start dermaguard", timeout=600)
     wait_active(guest, "dermaguard", 600)
     res.check(
         guest.sh("systemctl is-active mosquitto").out.strip() == "active",
