@@ -501,8 +501,10 @@ def clock_step(guest: Guest, res: Results, label: str, rtc_base: str) -> int:
     offset = time.time() - float(stale.out)  # what the guest's clock is behind the truth
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:  # a session of this boot, started and ended
-        types = {e[2] for e in guest_check(guest).get("events") or [] if int(e[0]) > after}
-        if "session_ended" in types:
+        made = [(int(e[0]), e[2]) for e in guest_check(guest).get("events") or []]
+        started = [seq for seq, kind in made if seq > after and kind == "session_started"]
+        # (a session_ended of the boot's recovery closes the last boot's session: not this one)
+        if started and any(kind == "session_ended" and seq > started[0] for seq, kind in made):
             break
         time.sleep(5)
     # The step, and the flag file systemd-timesyncd creates once it has synchronised: the test
