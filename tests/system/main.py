@@ -519,8 +519,8 @@ def clock_step(guest: Guest, res: Results, label: str, rtc_base: str) -> int:
     rows = json.loads(guest.sh(f'python3 -c "{CLOCK_QUERY.format(db=db, after=after)}"').out)
     # Made between the boot and the step: dated right within that span (or marked unknown).
     earliest, latest = booted - CLOCK_TOLERANCE_S, stepped + CLOCK_TOLERANCE_S
-    made = [wall for _no, wall in rows["events"] + rows["sessions"]]
-    wrong = sum(1 for wall in made if wall is not None and not earliest <= wall <= latest)
+    walls: list[float | None] = [wall for _no, wall in rows["events"] + rows["sessions"]]
+    wrong = sum(1 for wall in walls if wall is not None and not earliest <= wall <= latest)
     print(
         f"  {label}: guest clock {offset / 86400:.1f} days behind at boot, "
         f"{len(rows['events'])} events and {len(rows['sessions'])} sessions made before the "
