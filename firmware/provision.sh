@@ -31,11 +31,14 @@ APT_PACKAGES=(python3-venv python3-lgpio)
 
 usage() {
     cat <<EOF
-Usage: $PROG [--root DIR] [--source PATH] [--no-venv] [--local-broker | --no-local-broker]
+Usage: $PROG [--root DIR] [--source PATH] [--offline DIR] [--no-venv]
+       [--local-broker | --no-local-broker]
 
 Provision dermaguard on Raspberry Pi OS (Debian 12 bookworm). Run as root. Idempotent.
 
-  1. apt: ${APT_PACKAGES[*]} (gpiozero's GPIO backend), when missing
+  1. apt: ${APT_PACKAGES[*]} (gpiozero's GPIO backend), when missing. python3-lgpio is
+     Raspberry Pi OS's package: where the archive has none (plain Debian) it is skipped with
+     a warning, and gpiozero has no GPIO backend for real pins there
   2. venv /opt/dermaguard/venv (--system-site-packages, for lgpio), with dermaguard installed
      from the source tree this script lives in, or from --source
   3. system user and group 'dermaguard', member of 'gpio' and 'spi': systemd/dermaguard.sysusers
@@ -63,6 +66,10 @@ Options:
                  ownership that cannot be set is reported and skipped. Note: a venv made under
                  DIR has DIR in its paths, so for an image run this script inside a chroot.
   --source PATH  install this wheel, sdist or source directory instead of $REPO
+  --offline DIR  no network: Debian packages from DIR/debs/NAME/*.deb (NAME: the package
+                 asked for; the directory holds its .deb and those of its dependencies the
+                 target lacks) and Python packages from the wheelhouse DIR/wheels only
+                 (pip --no-index; it must hold setuptools and wheel to build from source)
   --no-venv      skip the venv and the package (a quick run of everything else)
   --local-broker install the local Mosquitto of step 8 without asking
   --no-local-broker  do not offer it
@@ -84,6 +91,7 @@ warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
 # --- options --------------------------------------------------------------------------------
 ROOT=""
 SOURCE=$REPO
+OFFLINE=""
 MAKE_VENV=1
 LOCAL_BROKER=ask
 while [ $# -gt 0 ]; do
@@ -104,6 +112,15 @@ while [ $# -gt 0 ]; do
         ;;
     --source=*)
         SOURCE=${1#--source=}
+        shift
+        ;;
+    --offline)
+        [ $# -ge 2 ] || die "--offline needs a directory"
+        OFFLINE=$2
+        shift 2
+        ;;
+    --offline=*)
+        OFFLINE=${1#--offline=}
         shift
         ;;
     --no-venv)
@@ -138,6 +155,15 @@ elif [ "$(id -u)" -ne 0 ]; then
 fi
 
 # --- checks, before anything is changed -----------------------------------------------------
+if [ -n "$OFFLINE" ]; then
+    [ -d "$OFFLINE" ] || die "--offline $OFFLINE is not a directory"
+    OFFLINE=$(cd -- "$OFFLINE" && pwd)
+    if [ "$MAKE_VENV" = 1 ] && [ ! -d "$OFFLINE/wheels" ]; then
+        die "--offline $OFFLINE has no wheels/ directory (the wheelhouse for the venv)"
+    fi
+    # pip, and the build of the wheel from source, look at the wheelhouse only.
+    export PIP_NO_INDEX=1 PIP_FIND_LINKS=$OFFLINE/wheels
+fi
 for f in "$UNIT_SRC" "$SYSUSERS_SRC" "$FRAGMENT_SRC" "$WATCHDOG_SRC" "$EXAMPLE_SRC"; do
     [ -f "$f" ] || die "missing $f: is this a complete dermaguard source tree?"
 done
@@ -203,6 +229,40 @@ install_file() {
 }
 
 # --- 1. packages ----------------------------------------------------------------------------
+APT_UPDATED=0
+# debs_of PKG: the .deb files --offline has for PKG (none: returns 1).
+debs_of() {
+    compgen -G "$OFFLINE/debs/$1/*.deb" >/dev/null || return 1
+    printf '%s\n' "$OFFLINE/debs/$1"/*.deb
+}
+# apt_has PKG: whether PKG can be installed here (offline: its .debs are in DIR/debs/PKG).
+apt_has() {
+    if [ -n "$OFFLINE" ]; then
+        debs_of "$1" >/dev/null
+        return
+    fi
+    if [ "$APT_UPDATED" = 0 ]; then
+        apt-get update -qq
+        APT_UPDATED=1
+    fi
+    local candidate
+    candidate=$(apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2 }')
+    [ -n "$candidate" ] && [ "$candidate" != "(none)" ]
+}
+# apt_install PKG...: from the archive, or offline from the .debs of each PKG.
+apt_install() {
+    if [ -n "$OFFLINE" ]; then
+        local debs=() pkg
+        for pkg; do mapfile -t -O "${#debs[@]}" debs < <(debs_of "$pkg"); done
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${debs[@]}" >/dev/null
+    else
+        if [ "$APT_UPDATED" = 0 ]; then
+            apt-get update -qq
+            APT_UPDATED=1
+        fi
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+    fi
+}
 if [ "$MAKE_VENV" = 1 ]; then
     if [ -n "$ROOT" ]; then
         say skipped "apt (--root): the target needs ${APT_PACKAGES[*]}"
@@ -212,14 +272,25 @@ if [ "$MAKE_VENV" = 1 ]; then
         missing=()
         for pkg in "${APT_PACKAGES[@]}"; do
             status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
-            [ "$status" = "install ok installed" ] || missing+=("$pkg")
+            [ "$status" = "install ok installed" ] && continue
+            if apt_has "$pkg"; then
+                missing+=("$pkg")
+            elif [ "$pkg" = python3-lgpio ]; then
+                # Raspberry Pi OS's archive has it, Debian's does not: not a Pi OS system.
+                warn "python3-lgpio is not available${OFFLINE:+ in $OFFLINE/debs}" \
+                    "(it comes from Raspberry Pi OS's archive): installed without it, so" \
+                    "gpiozero has no backend for real GPIO pins here; on a Raspberry Pi use" \
+                    "Raspberry Pi OS, or add its .debs${OFFLINE:+ to $OFFLINE/debs/python3-lgpio}"
+                say skipped "apt: python3-lgpio (not in this system's archive)"
+            else
+                die "cannot install $pkg: not in ${OFFLINE:+$OFFLINE/debs/$pkg, nor }the archive"
+            fi
         done
         if [ ${#missing[@]} -gt 0 ]; then
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-            say installed "apt: ${missing[*]}"
+            apt_install "${missing[@]}"
+            say installed "apt: ${missing[*]}${OFFLINE:+ (offline, from $OFFLINE/debs)}"
         else
-            say unchanged "apt: ${APT_PACKAGES[*]} already installed"
+            say unchanged "apt: nothing to install"
         fi
     fi
 fi
@@ -426,9 +497,11 @@ CONF
     else
         status=$(dpkg-query -W -f='${Status}' mosquitto 2>/dev/null || true)
         if [ "$status" != "install ok installed" ]; then
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null
-            say installed "apt: mosquitto"
+            if [ -n "$OFFLINE" ] && ! apt_has mosquitto; then
+                die "--offline $OFFLINE has no debs/mosquitto/*.deb for the local broker"
+            fi
+            apt_install mosquitto
+            say installed "apt: mosquitto${OFFLINE:+ (offline, from $OFFLINE/debs)}"
         fi
         systemctl --quiet enable --now mosquitto
         if [ "$broker_changed" = 1 ]; then systemctl restart mosquitto; fi

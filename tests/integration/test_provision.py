@@ -455,3 +455,18 @@ def test_help_and_bad_arguments(tmp_path: Path) -> None:
     missing = provision(tmp_path, "--source", str(tmp_path / "nope"), check=False)
     assert missing.returncode != 0
     assert "does not exist" in missing.stderr
+
+
+def test_offline_needs_a_wheelhouse_and_says_which(tmp_path: Path) -> None:
+    offline = tmp_path / "offline"
+    offline.mkdir()
+    refused = provision(tmp_path / "root", "--offline", str(offline), check=False)
+    assert refused.returncode != 0
+    assert f"--offline {offline} has no wheels/ directory" in refused.stderr
+    gone = provision(tmp_path / "root", "--offline", str(tmp_path / "nope"), check=False)
+    assert gone.returncode != 0
+    assert "is not a directory" in gone.stderr
+    shown = subprocess.run(
+        [str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30, check=False
+    )
+    assert "--offline DIR" in shown.stdout

@@ -1,0 +1,201 @@
+"""One QEMU guest: booted from the cached image's kernel, driven through the agent's port.
+
+The seam between the host and the guest is a virtio-serial port (``org.dermaguard.agent``)
+backed by a Unix socket on the host; ``guest_agent.py`` answers on it inside the guest. There is
+no ssh and no shell on the network. The guest's network is QEMU's user network with
+``restrict=on`` (no route anywhere, not even to the host's other addresses) and forwards from
+127.0.0.1 on the host to the guest's dashboard and its test broker listener.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+KERNEL_TIMEOUT_S = 20.0
+
+
+class GuestError(Exception):
+    """The guest did not do what was asked in time."""
+
+
+@dataclass
+class Reply:
+    rc: int
+    out: str
+    err: str
+    mono: float
+    wall: float
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Guest:
+    kernel: Path
+    initrd: Path
+    disk: Path
+    payload: Path
+    workdir: Path
+    accel: str = "tcg"
+    memory_mb: int = 1024
+    append_extra: str = ""
+    quiet: bool = True
+    rtc_base: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    proc: subprocess.Popen[bytes] | None = None
+    sock: socket.socket | None = None
+    _buffer: bytes = b""
+    _next_id: int = 0
+    boots: int = 0
+
+    @property
+    def serial_log(self) -> Path:
+        return self.workdir / f"serial-{self.boots}.log"
+
+    def start(self) -> float:
+        """Launch QEMU; returns the host's monotonic time of the launch."""
+        self.boots += 1
+        agent_sock = self.workdir / "agent.sock"
+        agent_sock.unlink(missing_ok=True)
+        if not self.ports:
+            self.ports = {"web": free_port(), "mqtt": free_port()}
+        fwd = (
+            f"hostfwd=tcp:127.0.0.1:{self.ports['web']}-:8080,"
+            f"hostfwd=tcp:127.0.0.1:{self.ports['mqtt']}-:1884"
+        )
+        quiet = "quiet" if self.quiet else ""
+        append = f"root=/dev/vda rw console=ttyS0,115200 {quiet} panic=5 {self.append_extra}"
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine", f"q35,accel={self.accel}",
+            "-cpu", "max" if self.accel == "tcg" else "host",
+            "-smp", "2",
+            "-m", str(self.memory_mb),
+            "-nodefaults", "-display", "none", "-no-reboot",
+            "-kernel", str(self.kernel),
+            "-initrd", str(self.initrd),
+            "-append", append,
+            "-drive", f"file={self.disk},format=raw,if=virtio,cache=none,aio=threads",
+            "-drive", f"file={self.payload},format=raw,if=virtio,readonly=on",
+            "-netdev", f"user,id=n0,restrict=on,{fwd}",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-chardev", f"file,id=ser,path={self.serial_log}",
+            "-serial", "chardev:ser",
+            "-chardev", f"socket,id=agent,path={agent_sock},server=on,wait=off",
+            "-device", "virtio-serial-pci",
+            "-device", "virtserialport,chardev=agent,name=org.dermaguard.agent",
+        ]  # fmt: skip
+        if self.rtc_base is not None:
+            cmd += ["-rtc", f"base={self.rtc_base},clock=host"]
+        launched = time.monotonic()
+        self.proc = subprocess.Popen(
+            ["nice", "-n", "5", *cmd],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=(self.workdir / "qemu.err").open("ab"),
+        )
+        deadline = time.monotonic() + 10
+        while not agent_sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise GuestError(f"QEMU did not start: {(self.workdir / 'qemu.err').read_text()}")
+            time.sleep(0.05)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(agent_sock))
+        self._buffer = b""
+        return launched
+
+    def kernel_printed(self, timeout: float) -> bool:
+        """Whether the kernel (not only its boot stub) printed within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.serial_log.exists() and b"Linux version" in self.serial_log.read_bytes():
+                return True
+            time.sleep(0.2)
+        return False
+
+    def cut_power(self) -> None:
+        """SIGKILL QEMU: the guest's page cache and every write QEMU had not issued are gone."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self._close_socket()
+
+    def shutdown(self) -> None:
+        """A clean poweroff through the agent, or a cut when the guest does not answer."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            self.sh("systemctl --no-block poweroff", timeout=10)
+            self.proc.wait(timeout=60)
+        except (GuestError, subprocess.TimeoutExpired, OSError):
+            pass
+        self.cut_power()
+
+    def _close_socket(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def sh(
+        self, script: str, timeout: float = 120.0, check: bool = False, wait_s: float | None = None
+    ) -> Reply:
+        """Run ``script`` as root in the guest; raises :class:`GuestError` on no answer.
+
+        ``wait_s``: how long to wait for the answer (default: the timeout and 30 s more).
+        """
+        if self.sock is None:
+            raise GuestError("the guest is not running")
+        self._next_id += 1
+        rid = self._next_id
+        request = {"id": rid, "sh": script, "timeout": timeout}
+        self.sock.sendall((json.dumps(request) + "\n").encode())
+        deadline = time.monotonic() + (timeout + 30 if wait_s is None else wait_s)
+        while True:
+            while b"\n" in self._buffer:
+                line, self._buffer = self._buffer.split(b"\n", 1)
+                try:
+                    data = json.loads(line)
+                except ValueError:
+                    continue
+                if data.get("id") == rid:
+                    reply = Reply(data["rc"], data["out"], data["err"], data["mono"], data["wall"])
+                    if check and reply.rc != 0:
+                        raise GuestError(
+                            f"{script!r} failed ({reply.rc}): {reply.err or reply.out}"
+                        )
+                    return reply
+            left = deadline - time.monotonic()
+            if left <= 0 or (self.proc is not None and self.proc.poll() is not None):
+                raise GuestError(f"no answer to {script!r}")
+            self.sock.settimeout(min(left, 1.0))
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise GuestError("the agent's channel closed")
+            self._buffer += chunk
+
+    def wait_agent(self, timeout: float) -> Reply:
+        """Wait until the agent answers (the guest has booted far enough to run it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise GuestError(f"QEMU exited during boot; see {self.serial_log}")
+            try:
+                return self.sh("true", timeout=5, wait_s=2)
+            except GuestError:
+                # the request went to a port nobody reads yet: send again on a fresh id
+                continue
+        raise GuestError(f"the guest's agent did not answer within {timeout:g} s")
