@@ -158,6 +158,26 @@ def guest_check(guest: Guest) -> dict[str, Any]:
 # -- 2. provisioning --------------------------------------------------------------------------
 
 
+def upgrade_package(guest: Guest, res: Results) -> None:
+    """The cached disk holds the package of the run that provisioned it: install this
+    checkout's over it, offline and as provisioning's step 2 does (a wheel built from a copy,
+    forced over the old one), so a quick run tests the code it was started from. An upgrade
+    keeps the history, which the new code migrates when it opens it."""
+    pip = f"{seam.VENV_BIN}/python -m pip --disable-pip-version-check --no-input -q"
+    wheels = f"{PAYLOAD}/offline/wheels"
+    reply = guest.sh(
+        "set -e; stage=$(mktemp -d); cp -r /mnt/payload/src $stage/src; "
+        f"{pip} wheel --no-deps --no-index --find-links {wheels} --wheel-dir $stage/wheel "
+        "$stage/src; "
+        f"{pip} install --no-index --force-reinstall --no-deps $stage/wheel/dermaguard-*.whl; "
+        "rm -rf $stage 2>&1",
+        timeout=1200,
+    )
+    if reply.rc != 0:
+        print(reply.out[-2000:], flush=True)
+    res.check(reply.rc == 0, "this checkout's dermaguard installed over the cached one")
+
+
 def install_seam(guest: Guest) -> None:
     guest.sh(
         "set -e; "
@@ -563,10 +583,13 @@ def run(args: argparse.Namespace) -> int:
         guest.accel = choose_accel(guest, args.accel)
         res.figure("accel", guest.accel)
         if upgrade:
-            step("1-2. boot the image provisioned by an earlier run (cached)")
+            step("1-2. boot the image provisioned by an earlier run (cached), upgrade it")
             launched = boot(guest, res)
             ready_at(guest, res, launched)
+            upgrade_package(guest, res)
             install_seam(guest)  # this checkout's scenarios
+            guest.sh("systemctl restart dermaguard dermaguard-web", check=True, timeout=600)
+            wait_active(guest, "dermaguard", 600)
         else:
             step("1. boot the clean image")
             launched = boot(guest, res)
