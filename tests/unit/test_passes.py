@@ -308,5 +308,7 @@ def test_the_terminal_line_of_a_session_says_its_passes() -> None:
     assert describe_data("session_ended", data) == (
         "session 3 ended (docked): 130 s, 92 s in contact, 46 passes, 0 over-pressure episode(s)"
     )
+    one = describe_data("session_ended", {**data, "technique": {"passes": 1}})
+    assert "in contact, 1 pass, 0 over-pressure" in one
     old = describe_data("session_ended", {**data, "technique": None})
     assert "passes" not in old and old.startswith("session 3 ended (docked): 130 s")

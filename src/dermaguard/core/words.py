@@ -167,7 +167,8 @@ def _template(etype: str, data: Mapping[str, Any]) -> str | None:
     if etype == EventType.CLOCK_SYNC and data.get("synced") is not True:
         return _CLOCK_UNSYNCED
     if etype == EventType.SESSION_ENDED and isinstance(data.get("technique"), Mapping):
-        return _SESSION_PASSES
+        one = data["technique"].get("passes") == 1
+        return _SESSION_PASSES.replace("passes,", "pass,") if one else _SESSION_PASSES
     return _EVENT_TEXT.get(etype)
 
 
