@@ -412,3 +412,40 @@ def test_without_pass_thresholds_no_pass_is_marked() -> None:
     fig = build_session_figure(summary(), realistic_trace(), ZONES, tz=TZ)
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert not any(label.startswith("passes") for label in labels)
+
+
+def test_calendar_by_steadiness_colours_each_session_day_by_its_least_steady_session() -> None:
+    """Session days take the band of their least steady session; a day whose sessions have no
+    measured spread (recorded before passes were) is grey, never counted as steady."""
+    from matplotlib.colors import to_hex
+
+    from dermaguard.ui.report import steadiness_fill
+
+    sessions = month_of_sessions()
+    cvs: dict[int, float | None] = {1: 0.08, 2: 0.22, 3: 0.45, 4: 0.05, 5: None}
+    for s in sessions:
+        cv = cvs.get(s["session_no"])
+        s["technique"] = None if cv is None else {"passes": 12, "steadiness_cv": cv}
+    fig = build_calendar_figure(sessions, 5, date(2026, 11, 30), tz=TZ, by="steadiness")
+    ax = fig.axes[0]
+    fills = [to_hex(p.get_facecolor()) for p in ax.patches if isinstance(p, Rectangle)]
+    steady, uneven, unsteady, unknown = "#b7e4c7", "#ffe8a1", "#f5b7b1", "#dee2e6"
+    assert fills.count(uneven) == 1  # session 2
+    # Session 3 (0.45) and, on the same day, session 4 (0.05): the day is the least steady.
+    assert fills.count(unsteady) == 1
+    assert fills.count(steady) == 1  # session 1 only
+    assert fills.count(unknown) == 6  # sessions 5-10 have no measured spread
+    assert [steadiness_fill(c) for c in (0.15, 0.1500001, 0.30, 0.31, None)] == [
+        steady, uneven, uneven, unsteady, unknown,
+    ]  # fmt: skip
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:4] == [
+        "steady (spread up to 15 %)",
+        "uneven (up to 30 %)",
+        "unsteady (over 30 %)",
+        "spread not measured",
+    ]
+    # The default calendar is unchanged: every session day alike.
+    plain = build_calendar_figure(sessions, 5, date(2026, 11, 30), tz=TZ)
+    plain_fills = [to_hex(p.get_facecolor()) for p in plain.axes[0].patches]
+    assert uneven not in plain_fills and unsteady not in plain_fills

@@ -189,7 +189,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         if args.weeks is not None:
             sessions = reader.recent_sessions(10_000)
-            out = calendar_figure(sessions, args.weeks, args.output)
+            out = calendar_figure(sessions, args.weeks, args.output, by=args.by)
         else:
             summary = reader.session(args.session)
             if summary is None:

@@ -127,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the session to draw (its number in `dermaguard history`)",
     )
     report.add_argument("--weeks", type=int, help="calendar of the last N weeks instead")
+    report.add_argument(
+        "--by",
+        choices=("sessions", "steadiness"),
+        default="sessions",
+        help="with --weeks: colour session days alike, or by their steadiness (pass force spread)",
+    )
     report.add_argument("-o", "--output", type=Path, required=True, help="PNG file to write")
 
     roller = sub.add_parser("new-roller", help="record that a new roller is in use (resets uses)")

@@ -12,6 +12,7 @@ must not look like "no pressure" in the history either.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -373,13 +374,34 @@ def rest_text(seconds: float) -> str:
     return f"rest {days:.1f} d" if days < 10 else f"rest {days:.0f} d"
 
 
-def _draw_cell(ax: Axes, *, col: int, row: int, day: date, info: Day | None, state: str) -> None:
+#: ``report --weeks N --by steadiness``: a session day's colour by its least steady session
+#: (the spread of its pass forces), in bands for reading at a glance, not care limits.
+STEADINESS_BANDS: tuple[tuple[float, str, str], ...] = (
+    (0.15, "#b7e4c7", "steady (spread up to 15 %)"),
+    (0.30, "#ffe8a1", "uneven (up to 30 %)"),
+    (math.inf, "#f5b7b1", "unsteady (over 30 %)"),
+)
+_STEADINESS_UNKNOWN = ("#dee2e6", "spread not measured")
+
+
+def steadiness_fill(cv: float | None) -> str:
+    """The tile colour of a session day whose least steady session has spread ``cv``."""
+    if cv is None:
+        return _STEADINESS_UNKNOWN[0]
+    return next(colour for limit, colour, _ in STEADINESS_BANDS if cv <= limit)
+
+
+def _draw_cell(
+    ax: Axes, *, col: int, row: int, day: date, info: Day | None, state: str, by: str = "sessions"
+) -> None:
     """One day: a tile, its date, alert markers, and peak and rest for session days."""
     fill = {"future": "white", "past": "#f1f3f5", "session": "#b7e4c7"}[state]
     edge = "#c9ced3"
     hatch = None
     if info is not None and info.interrupted == info.sessions:
         fill, hatch = "#e2f2e7", "..."
+    if info is not None and by == "steadiness":
+        fill = steadiness_fill(info.steadiness_cv)
     ax.add_patch(
         Rectangle(
             (col - 0.46, row - 0.44),
@@ -433,10 +455,19 @@ def _draw_cell(ax: Axes, *, col: int, row: int, day: date, info: Day | None, sta
         )
 
 
-def _calendar_legend() -> list[Patch | Line2D]:
+def _calendar_legend(by: str = "sessions") -> list[Patch | Line2D]:
+    if by == "steadiness":
+        days = [
+            Patch(facecolor=colour, edgecolor="#c9ced3", label=label)
+            for _, colour, label in (*STEADINESS_BANDS, (0.0, *_STEADINESS_UNKNOWN))
+        ]
+    else:
+        days = [
+            Patch(facecolor="#b7e4c7", edgecolor="#c9ced3", label="session day"),
+            Patch(facecolor="#e2f2e7", edgecolor="#c9ced3", hatch="...", label="interrupted only"),
+        ]
     return [
-        Patch(facecolor="#b7e4c7", edgecolor="#c9ced3", label="session day"),
-        Patch(facecolor="#e2f2e7", edgecolor="#c9ced3", hatch="...", label="interrupted only"),
+        *days,
         Line2D([], [], marker="^", color=_ALERT, ls="none", ms=9, label="over-pressure alert"),
         Line2D(
             [], [], marker="X", color=_UNSTERILE, ls="none", ms=9, label="NOT disinfected at start"
@@ -452,8 +483,13 @@ def build_calendar_figure(
     today: date | None = None,
     *,
     tz: tzinfo | None = None,
+    by: str = "sessions",
 ) -> Figure:
-    """The calendar as an unsaved figure (for embedding, and for tests)."""
+    """The calendar as an unsaved figure (for embedding, and for tests). ``by``:
+    ``sessions`` fills session days alike; ``steadiness`` colours them by the least steady
+    session of the day (:data:`STEADINESS_BANDS`)."""
+    if by not in ("sessions", "steadiness"):
+        raise ReportError(f"by must be sessions or steadiness, got {by!r}")
     if (
         isinstance(weeks, bool)
         or not isinstance(weeks, int)
@@ -475,7 +511,7 @@ def build_calendar_figure(
             day = first + timedelta(days=7 * row + col)
             info = shown.get(day)
             state = "future" if day > today else ("session" if info else "past")
-            _draw_cell(ax, col=col, row=row, day=day, info=info, state=state)
+            _draw_cell(ax, col=col, row=row, day=day, info=info, state=state, by=by)
             if day == today:
                 ax.add_patch(
                     Rectangle(
@@ -515,9 +551,9 @@ def build_calendar_figure(
     title = f"Derma-rolling calendar, {span} ({_plural(weeks, 'week')})"
     fig.suptitle(f"{title}\n{' · '.join(sub)}", fontsize=13)
     fig.legend(
-        handles=_calendar_legend(),
+        handles=_calendar_legend(by),
         loc="outside lower center",
-        ncols=6,
+        ncols=6 if by == "sessions" else 4,
         fontsize=10,
         frameon=False,
     )
@@ -532,6 +568,7 @@ def calendar_figure(
     today: date | None = None,
     *,
     tz: tzinfo | None = None,
+    by: str = "sessions",
 ) -> Path:
     """Draw the last ``weeks`` weeks (Monday to Sunday rows, current week last) to ``out``.
 
@@ -539,5 +576,5 @@ def calendar_figure(
     sessions; each session day notes its peak and its shortest rest since the session before.
     ``today`` defaults to today in ``tz`` (the machine's zone when ``None``).
     """
-    fig = build_calendar_figure(sessions, weeks, today, tz=tz)
+    fig = build_calendar_figure(sessions, weeks, today, tz=tz, by=by)
     return _save_png(fig, out, str(fig.get_label()))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Any, Protocol
 
@@ -159,6 +159,13 @@ class Day:
     too_soon: bool = False
     peak_n: float | None = None
     shortest_rest_s: float | None = None
+    #: The steadiness (spread of the pass forces, core/passes.py) of each session that has one.
+    steadiness: list[float] = field(default_factory=list)
+
+    @property
+    def steadiness_cv(self) -> float | None:
+        """The day's steadiness: its least steady session (``None``: none was measured)."""
+        return max(self.steadiness) if self.steadiness else None
 
 
 def days_of(sessions: Sequence[Mapping[str, Any]], tz: tzinfo | None) -> dict[date, Day]:
@@ -181,6 +188,10 @@ def days_of(sessions: Sequence[Mapping[str, Any]], tz: tzinfo | None) -> dict[da
         day.over = day.over or (as_float(s.get("over_episodes")) or 0) > 0
         day.unsterile = day.unsterile or s.get("sterile_at_start") is False
         day.too_soon = day.too_soon or s.get("too_soon") is True
+        technique = s.get("technique")
+        cv = as_float(technique.get("steadiness_cv")) if isinstance(technique, Mapping) else None
+        if cv is not None:
+            day.steadiness.append(cv)
         peak = as_float(s.get("peak_n"))
         if peak is not None:
             day.peak_n = peak if day.peak_n is None else max(day.peak_n, peak)
