@@ -30,18 +30,8 @@ from dermaguard.core.filters import Median
 from dermaguard.hw.case_io import CaseIO, CaseWiring
 from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.scenario import CaseInitial
+from support.case_wiring import WIRING
 
-LID, CONTACT, DOCK, UV, SENSOR = 23, 16, 24, 25, 26
-WIRING = CaseWiring(
-    LID,
-    DOCK,
-    UV,
-    SENSOR,
-    lid_active_low=True,
-    dock_active_low=True,
-    uv_active_high=True,
-    lid_contact=CONTACT,
-)
 CAL = Calibration(offset=0.0, scale_n_per_count=1 / 40_000)
 MISMATCH_S = 1.0
 CONFIRM_S = 5.0

@@ -27,24 +27,13 @@ from dermaguard.core.case import (
     SterilizeRequested,
 )
 from dermaguard.core.events import Event, Tick
-from dermaguard.hw.case_io import CaseIO, CaseWiring
+from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711, HX711Error
 from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hardware import SimHardware
 from dermaguard.sim.scenario import CaseEvent, CaseInitial, Scenario, load_scenario, parse_scenario
+from support.case_wiring import DOCK, LID, SENSOR, UV, WIRING
 
-LID, DOCK, UV, SENSOR, CONTACT = 23, 24, 25, 26, 16
-# The board as drawn in hardware/: switches close to GND, the UV LED's driver is active high.
-WIRING = CaseWiring(
-    LID,
-    DOCK,
-    UV,
-    SENSOR,
-    lid_active_low=True,
-    dock_active_low=True,
-    uv_active_high=True,
-    lid_contact=CONTACT,
-)
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 
 

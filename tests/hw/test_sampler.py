@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_mock import MockerFixture
@@ -18,16 +21,25 @@ from support.waiting import wait_until
 PERIOD_S = 1 / 80
 
 
-def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_fault(
+@dataclass
+class StretchRig:
+    """The sampler on the real bit-banged driver and the chip emulator, with one good sample
+    read, ready to stretch a later PD_SCK pulse past the chip's power-down time."""
+
+    chip: HX711Chip
+    driver: HX711
+    sampler: Sampler
+    got: list[Input]
+    stretch: Callable[[int], None]
+
+
+@contextmanager
+def stretch_rig(
     pin_factory: Any, hx_pins: Any, sim_clock: SimClock, mocker: MockerFixture
-) -> None:
-    """The 25th pulse only selects the gain: stretched past 60 µs, the data is already out and
-    kept, but the chip resets and is silent for its 50 ms settling time, longer than the 3-period
-    fault limit. The sampler must wait that out instead of reporting a sensor fault (S7 is for
-    the sensor's failures, not for our timing)."""
-    load = LoadModel(offset_counts=123_456, counts_per_newton=0.0)
+) -> Iterator[StretchRig]:
     # Both time limits are raised far above any pause a busy host causes, so only the test's
     # own 30 ms stretch counts as long (the driver discards and the chip resets as they would).
+    load = LoadModel(offset_counts=123_456, counts_per_newton=0.0)
     chip = HX711Chip(
         pin_factory,
         hx_pins.dout,
@@ -42,26 +54,47 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     sck = pin_factory.pin(hx_pins.sck)
+
+    def stretch(nth: int) -> None:
+        """From now on, the ``nth`` high PD_SCK pulse lasts 30 ms."""
+        highs = [0]
+
+        def delay(us: float) -> None:
+            if sck.state:
+                highs[0] += 1
+                if highs[0] == nth:
+                    time.sleep(0.03)  # past the chip's power-down time
+
+        mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=delay)
+
     try:
         sim_clock.advance(PERIOD_S)
         assert chip.convert()
         assert wait_until(lambda: sampler.samples == 1)
+        yield StretchRig(chip, driver, sampler, got, stretch)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+        driver.close()
+        chip.close()
 
-        highs = [0]
 
-        def stretch_25th(us: float) -> None:
-            if sck.state:
-                highs[0] += 1
-                if highs[0] == 25:
-                    time.sleep(0.03)  # past the chip's power-down time
-
-        mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=stretch_25th)
+def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_fault(
+    pin_factory: Any, hx_pins: Any, sim_clock: SimClock, mocker: MockerFixture
+) -> None:
+    """The 25th pulse only selects the gain: stretched past 60 µs, the data is already out and
+    kept, but the chip resets and is silent for its 50 ms settling time, longer than the 3-period
+    fault limit. The sampler must wait that out instead of reporting a sensor fault (S7 is for
+    the sensor's failures, not for our timing)."""
+    with stretch_rig(pin_factory, hx_pins, sim_clock, mocker) as rig:
+        chip, sampler = rig.chip, rig.sampler
+        rig.stretch(25)  # the 25th pulse only selects the gain
         sim_clock.advance(PERIOD_S)
         assert chip.convert()
         assert wait_until(lambda: sampler.samples == 2)
         mocker.stopall()
         assert chip.power_down_count == 1
-        assert driver.may_be_settling
+        assert rig.driver.may_be_settling
 
         # Six and a half periods pass with no data (the chip settles for four): past the limit
         # counted from the first read plus the settling, within the one counted from the
@@ -74,12 +107,8 @@ def test_a_stretched_gain_pulse_keeps_the_sample_and_the_reset_is_not_a_sensor_f
         assert wait_until(lambda: sampler.cycles >= cycles + 3)
         assert chip.convert()
         assert wait_until(lambda: sampler.samples == 3)
-    finally:
-        sampler.stop_event.set()
-        thread.join(2.0)
-        driver.close()
-        chip.close()
 
+    got = rig.got
     assert [type(i) for i in got] == [ForceRead, ForceRead, ForceRead]
     assert [i.raw for i in got if isinstance(i, ForceRead)] == [123_456] * 3
     assert not any(isinstance(i, ReadFailed) for i in got)
@@ -136,35 +165,10 @@ def test_s7_a_discarded_read_allows_for_the_chips_settling_and_is_no_sensor_faul
     """A data pulse stretched past the chip's power-down time: the driver discards the read and
     the chip resets, silent while it settles (50 ms, over the 3-period limit). The discard, not
     the sensor, explains the silence: the sampler waits it out and reports no fault."""
-    load = LoadModel(offset_counts=123_456, counts_per_newton=0.0)
-    chip = HX711Chip(
-        pin_factory,
-        hx_pins.dout,
-        hx_pins.sck,
-        clock=sim_clock,
-        load=load,
-        power_down_ns=15_000_000,
-    )
-    driver = HX711(hx_pins.dout, hx_pins.sck, max_clock_high_us=10_000)
-    got: list[Input] = []
-    sampler = Sampler(driver, sim_clock, got.append, rate_sps=80)
-    thread = threading.Thread(target=sampler.run, daemon=True)
-    thread.start()
-    sck = pin_factory.pin(hx_pins.sck)
-    try:
-        sim_clock.advance(PERIOD_S)
-        assert chip.convert()
-        assert wait_until(lambda: sampler.samples == 1)
+    with stretch_rig(pin_factory, hx_pins, sim_clock, mocker) as rig:
+        chip, sampler = rig.chip, rig.sampler
         # Two periods on, the chip converts and the 10th data pulse is stretched.
-        highs = [0]
-
-        def stretch_10th(us: float) -> None:
-            if sck.state:
-                highs[0] += 1
-                if highs[0] == 10:
-                    time.sleep(0.03)
-
-        mocker.patch.object(MICROCONTROLLER, "delay_us", side_effect=stretch_10th)
+        rig.stretch(10)
         sim_clock.advance(2 * PERIOD_S)
         assert chip.convert()
         assert wait_until(lambda: sampler.discarded == 1)
@@ -179,10 +183,6 @@ def test_s7_a_discarded_read_allows_for_the_chips_settling_and_is_no_sensor_faul
         assert wait_until(lambda: sampler.cycles >= cycles + 3)
         assert chip.convert()
         assert wait_until(lambda: sampler.samples == 2)
-    finally:
-        sampler.stop_event.set()
-        thread.join(2.0)
-        driver.close()
-        chip.close()
 
+    got = rig.got
     assert [type(i) for i in got] == [ForceRead, ForceRead]
