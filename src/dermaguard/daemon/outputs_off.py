@@ -98,6 +98,8 @@ def cmd_outputs_off(args: argparse.Namespace, pin_factory: Any = None) -> int:
     try:
         factory = pin_factory if pin_factory is not None else real_pin_factory()
     except PinFactoryUnavailable as exc:
-        print(f"outputs-off: {exc}", file=sys.stderr)
+        # Simulated pins have nothing to switch off: the hint to use --simulate is not for here.
+        reason = str(exc).split(" Run with --simulate", 1)[0]
+        print(f"outputs-off: {reason} There are no outputs to switch off here.", file=sys.stderr)
         return 1
     return 0 if drive_off(safety_outputs(config), factory, sys.stdout) else 1

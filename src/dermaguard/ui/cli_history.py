@@ -177,6 +177,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return usage_error("give a SESSION_NO or --weeks N (one of them)")
     if args.weeks is not None and not 1 <= args.weeks <= 52:
         return usage_error("--weeks must be 1 to 52")
+    if args.weeks is None and args.by != "sessions":
+        return usage_error("--by colours the calendar's days: give it with --weeks N")
     try:
         check_output(args.output)
     except ReportError as exc:
