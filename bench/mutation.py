@@ -23,8 +23,12 @@ Exits 1 when a survivor is not documented as equivalent.
   annotation (which ``from __future__ import annotations`` never evaluates) is dropped by the
   filter here, and so is any line marked ``# pragma: no mutate``.
 - The full run writes its figures per module and per rule to docs/mutation-report.json, which
-  ``tests/unit/test_safety_doc.py`` checks. ``--quick`` runs a fixed subset (the breaks that once
-  passed every test) in about a minute; ``tests/unit/test_mutation_quick.py`` runs it.
+  ``tests/unit/test_safety_doc.py`` checks. ``--recheck`` runs again only the survivors of that
+  report, after tests were added to kill them, and updates it: valid only while the mutated
+  modules are as the full run found them (it checks, with git, against the report's commit)
+  and the tests only grow, so a mutant killed then is killed now. ``--quick`` runs a fixed
+  subset (the breaks that once passed every test) in about a minute;
+  ``tests/unit/test_mutation_quick.py`` runs it.
 
 Why a driver on cosmic-ray's parts rather than ``cosmic-ray exec``: its configuration holds one
 test command for all mutants, but each rule's mutants must be judged by that rule's tests; and it
@@ -741,6 +745,71 @@ def report(
     }
 
 
+def survivor_key(s: dict[str, Any]) -> str:
+    """A report's survivor named as :attr:`Mutant.key` names it."""
+    key = f"{s['module']} {s['function'] or '-'} {s['operator']} {s['code']}"
+    return key if s["nth"] == 1 else f"{key} #{s['nth']}"
+
+
+def load_for_recheck(path: Path) -> dict[str, Any]:
+    """The last full run's report, refused when a rerun of its survivors alone would not say
+    what a full run would: a partial run, or a mutated module changed since."""
+    previous: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    commit = previous["commit"]
+    if not previous["complete"] or commit.endswith("+changes"):
+        sys.exit(f"{path} is not a full run of committed code ({commit}): run the full check")
+    changed = []
+    for module in MODULES:
+        diff = subprocess.run(
+            ["git", "-C", str(ROOT), "diff", "--quiet", commit, "--", str(PACKAGE / module)],
+            capture_output=True,
+            check=False,
+        )
+        if diff.returncode > 1:
+            sys.exit(f"cannot compare with the full run's commit {commit}: {diff.stderr.decode()}")
+        if diff.returncode:
+            changed.append(module)
+    if changed:
+        sys.exit(
+            f"changed since the full run at {commit}: {', '.join(changed)}; "
+            "its mutants are not those of the report: run the full check"
+        )
+    return previous
+
+
+def rechecked(
+    previous: dict[str, Any], ms: list[Mutant], equivalent: dict[str, str], commit: str
+) -> dict[str, Any]:
+    """``previous`` with the rerun survivors' outcomes: those killed now move from survived to
+    killed in their module's, their rules' and the total's rows."""
+    out: dict[str, Any] = json.loads(json.dumps(previous))
+    killed = [m for m in ms if m.outcome == "killed"]
+    for m in killed:
+        for row in (out["total"], out["modules"][m.module], *(out["rules"][r] for r in m.rules)):
+            row["killed"] += 1
+            row["survived"] -= 1
+            row["killed_by_other_rules"] += int(m.killed_by_other_rules)
+    gone = {m.key for m in killed}
+    out["survivors"] = [s for s in out["survivors"] if survivor_key(s) not in gone]
+    for s in out["survivors"]:
+        s["equivalent"] = survivor_key(s) in equivalent
+    for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
+        row["equivalent"] = sum(
+            1
+            for s in out["survivors"]
+            if s["equivalent"] and (name == "total" or s["module"] == name or name in s["rules"])
+        )
+    out.setdefault("rechecks", []).append(
+        {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "commit": commit,
+            "survivors_rerun": len(ms),
+            "killed": len(killed),
+        }
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the fixed subset CI runs")
@@ -760,6 +829,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--progress", action="store_true", help="a line per mutant on stderr")
     parser.add_argument(
+        "--recheck",
+        action="store_true",
+        help="run only the survivors of the report's full run again, and update the report",
+    )
+    parser.add_argument(
         "--report",
         type=Path,
         nargs="?",
@@ -778,6 +852,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     selected = found
+    previous: dict[str, Any] | None = None
+    if args.recheck:
+        if args.quick or args.module or args.rule:
+            sys.exit("--recheck reruns the report's survivors: no --quick, --module or --rule")
+        previous = load_for_recheck(args.report or REPORT)
+        keys = {survivor_key(s) for s in previous["survivors"]}
+        selected = [m for m in found if m.key in keys]
+        if len(selected) != len(keys):
+            missing = keys - {m.key for m in selected}
+            sys.exit(f"survivors of the report not found among the mutants: {sorted(missing)}")
     if args.quick:
         selected = [
             m
@@ -818,7 +902,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"survivor: {m.module}:{m.line} {m.short_operator} {rules} "
                 f"{m.function or '-'}{note}: {m.code}"
             )
-    if args.report is not None:
+    if previous is not None:
+        path = args.report or REPORT
+        path.write_text(
+            json.dumps(rechecked(previous, selected, equivalent, commit), indent=2) + "\n",
+            encoding="utf-8",
+        )
+    elif args.report is not None:
         if args.quick or args.module or args.rule:
             sys.exit("--report records a full run only")
         args.report.write_text(

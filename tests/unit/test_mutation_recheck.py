@@ -1,0 +1,140 @@
+"""``bench/mutation.py --recheck``: rerunning a full run's survivors updates its report honestly.
+
+A recheck reruns only what survived, so it may move a mutant from survived to killed and nothing
+else, and only while the mutated modules are those the full run mutated.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("mutation_bench", ROOT / "bench" / "mutation.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while defining
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def row(mutants: int, killed: int, survived: int) -> dict[str, int]:
+    return {
+        "mutants": mutants,
+        "killed": killed,
+        "survived": survived,
+        "equivalent": 0,
+        "killed_by_other_rules": 0,
+    }
+
+
+def survivor(line: int, rules: list[str], code: str) -> dict[str, Any]:
+    return {
+        "module": "core/case.py",
+        "line": line,
+        "operator": "AddNot",
+        "function": "CaseMachine._advance",
+        "rules": rules,
+        "code": code,
+        "nth": 1,
+        "equivalent": False,
+    }
+
+
+def mutant(s: dict[str, Any], outcome: str) -> Any:
+    m = bench.Mutant(
+        s["module"], f"core/{s['operator']}", 0, s["line"], s["function"], s["code"],
+        s["rules"], [],
+    )  # fmt: skip
+    m.outcome = outcome
+    return m
+
+
+def test_a_recheck_moves_the_survivors_killed_now_and_nothing_else() -> None:
+    a, b, c = survivor(10, ["S4"], "if a:"), survivor(11, [], "if b:"), survivor(12, ["S4"], "x")
+    previous = {
+        "commit": "abc",
+        "complete": True,
+        "total": row(10, 7, 3),
+        "modules": {"core/case.py": row(10, 7, 3)},
+        "rules": {"S4": {**row(6, 4, 2), "tests": 3}},
+        "survivors": [a, b, c],
+    }
+    outcomes = [mutant(a, "killed"), mutant(b, "survived"), mutant(c, "survived")]
+    equivalent = {bench.survivor_key(c): "it changes nothing"}
+    out = bench.rechecked(previous, outcomes, equivalent, "def")
+    assert out["total"] == {**row(10, 8, 2), "equivalent": 1}
+    assert out["modules"]["core/case.py"] == {**row(10, 8, 2), "equivalent": 1}
+    assert out["rules"]["S4"] == {**row(6, 5, 1), "equivalent": 1, "tests": 3}
+    assert [s["line"] for s in out["survivors"]] == [11, 12]
+    assert [s["equivalent"] for s in out["survivors"]] == [False, True]
+    assert out["rechecks"][-1]["commit"] == "def"
+    assert out["rechecks"][-1]["survivors_rerun"] == 3 and out["rechecks"][-1]["killed"] == 1
+    assert previous["total"] == row(10, 7, 3)  # the full run's report is not changed in place
+
+
+def git(repo: Path, *args: str) -> str:
+    cmd = ["git", "-C", str(repo), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository holding the mutated modules, committed once, as the bench's root."""
+    root = tmp_path / "repo"
+    for module in bench.MODULES:
+        path = root / bench.PACKAGE / module
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# {module}\n", encoding="utf-8")
+    git(root.parent, "init", "-q", str(root))
+    git(root, "add", ".")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "full run")
+    monkeypatch.setattr(bench, "ROOT", root)
+    return root
+
+
+def write_report(repo: Path, commit: str, *, complete: bool = True) -> Path:
+    report = repo.parent / "report.json"
+    report.write_text(json.dumps({"commit": commit, "complete": complete}), encoding="utf-8")
+    return report
+
+
+def test_a_recheck_accepts_a_full_run_of_the_modules_as_they_are(repo: Path) -> None:
+    (repo / "tests.py").write_text("# a new test\n", encoding="utf-8")  # tests may grow
+    report = write_report(repo, git(repo, "rev-parse", "--short=12", "HEAD"))
+    assert bench.load_for_recheck(report)["complete"]
+
+
+@pytest.mark.parametrize(
+    ("commit", "complete", "change", "says"),
+    [
+        ("HEAD", True, "core/case.py", "changed since the full run at .*: core/case.py"),
+        ("HEAD", True, "daemon/sampler.py", "changed since the full run at .*: daemon/sampler"),
+        ("HEAD+changes", True, None, "not a full run of committed code"),
+        ("HEAD", False, None, "not a full run of committed code"),
+        ("no-such-commit", True, None, "cannot compare with the full run's commit"),
+    ],
+)
+def test_a_recheck_refuses_a_report_its_survivors_alone_cannot_update(
+    repo: Path, commit: str, complete: bool, change: str | None, says: str
+) -> None:
+    if change is not None:
+        (repo / bench.PACKAGE / change).write_text("# mutated by hand\n", encoding="utf-8")
+    commit = commit.replace("HEAD", git(repo, "rev-parse", "--short=12", "HEAD"))
+    with pytest.raises(SystemExit, match=says):
+        bench.load_for_recheck(write_report(repo, commit, complete=complete))
