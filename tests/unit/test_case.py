@@ -262,6 +262,16 @@ def test_s5_a_sensor_stuck_lit_does_not_confirm_uv() -> None:
     assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_dark"
 
 
+def test_s5_a_dark_report_before_any_light_is_no_light() -> None:
+    """A sensor that reports dark (again) while the cycle waits for light proves nothing."""
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(1.0, False))
+    assert m.handle(Tick(4.9)).uv_on
+    assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_dark"
+    assert m.sterility(CYCLE) == (False, None)
+
+
 def test_s5_light_lost_mid_cycle_aborts_after_the_grace() -> None:
     m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
     m.handle(LidChanged(0.0, True))
@@ -314,7 +324,7 @@ def sterile_machine(validity_s: float = 1800.0) -> CaseMachine:
     return m
 
 
-def test_sterility_stays_while_docked_and_expires_after_undocking() -> None:
+def test_s8_sterility_stays_while_docked_and_expires_exactly_the_validity_after_undocking() -> None:
     m = sterile_machine(validity_s=1800.0)
     assert m.sterility(10_000.0) == (True, 1)
     undock = 10_000.0
@@ -327,7 +337,7 @@ def test_sterility_stays_while_docked_and_expires_after_undocking() -> None:
     assert m.state == "open"
 
 
-def test_docking_again_does_not_stop_the_validity_clock() -> None:
+def test_s8_docking_again_does_not_stop_the_validity_clock() -> None:
     m = sterile_machine(validity_s=60.0)
     m.handle(DockChanged(1000.0, False))
     m.handle(DockChanged(1010.0, True))
@@ -335,7 +345,7 @@ def test_docking_again_does_not_stop_the_validity_clock() -> None:
     assert m.sterility(1060.0) == (False, None)
 
 
-def test_consume_spends_sterility_once() -> None:
+def test_s8_a_session_spends_sterility_once_and_says_which_cycle_it_spent() -> None:
     m = sterile_machine()
     m.handle(DockChanged(1000.0, False))
     assert m.consume(1001.0) == 1
@@ -344,7 +354,7 @@ def test_consume_spends_sterility_once() -> None:
     assert m.state == "open"
 
 
-def test_consume_after_expiry_returns_none() -> None:
+def test_s8_an_expired_sterility_spends_no_cycle() -> None:
     m = sterile_machine(validity_s=60.0)
     m.handle(DockChanged(1000.0, False))
     assert m.consume(1060.0) is None
@@ -415,6 +425,24 @@ def test_s5_a_cycle_completes_only_once_the_reported_uv_time_reaches_its_length(
     done = only(m.handle(Tick(CYCLE + 4.0)), "sterilization_completed")
     assert done.data == {"cycle_id": 1, "duration_s": CYCLE + 4.0, "uv_on_s": CYCLE}
     assert m.sterility(CYCLE + 5.0) == (True, 1)
+
+
+def test_s5_an_off_report_before_the_output_was_driven_is_no_uv() -> None:
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0, lid_contact=False), docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvOutput(1.0, False))  # the shell says the pin is low: still no evidence of UV
+    assert m.handle(Tick(4.9)).events == []
+    assert only(m.handle(Tick(5.0)), "sterilization_aborted").data["reason"] == "uv_not_driven"
+
+
+def test_s5_an_on_report_repeated_while_driven_keeps_counting_uv_time() -> None:
+    m = CaseMachine(default_case_params(uv_confirm_s=5.0, lid_contact=False), docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvOutput(0.0, True))
+    m.handle(UvOutput(50.0, True))  # said again (a re-sync): the output never went low
+    assert m.handle(Tick(CYCLE - 0.01)).events == []
+    done = only(m.handle(Tick(CYCLE)), "sterilization_completed")
+    assert done.data["uv_on_s"] == CYCLE
 
 
 def test_s5_uv_reported_off_for_longer_than_the_grace_aborts_as_not_driven() -> None:
