@@ -169,3 +169,72 @@ def test_s7_three_readings_pinned_high_in_a_row_always_sound_the_high_alarm(
             if high_run >= 3:
                 shown = run.engine.indicators()
                 assert shown.alarm is Priority.HIGH and shown.alarm_reason == "over_pressure"
+
+
+# --- a pinned reading among the runs that raise and clear faults ---------------------------
+
+PARAMS = default_engine_params().pressure
+FAULT_AFTER = PARAMS.invalid_samples_for_fault
+RECOVER_AFTER = PARAMS.valid_samples_for_recovery
+NEGATIVE_AFTER = PARAMS.negative_samples_for_fault
+
+
+def faults(run: Run) -> list[str]:
+    return [str(e.data["reason"]) for e in run.events if e.type == "sensor_fault"]
+
+
+def test_s7_a_run_of_readings_pinned_high_raises_its_fault_at_exactly_the_limit() -> None:
+    run = Run()
+    run.force(2.0, 20)
+    run.read(SATURATED_HIGH, FAULT_AFTER - 1)
+    assert faults(run) == [] and run.engine.indicators().alarm is Priority.HIGH
+    run.read(SATURATED_HIGH)
+    assert faults(run) == ["saturated"]
+
+
+def test_s7_a_reading_pinned_high_starts_the_count_of_good_readings_for_recovery_again() -> None:
+    run = Run()
+    run.force(2.0, 20)
+    run.read(SATURATED_LOW, FAULT_AFTER)
+    assert faults(run) == ["saturated"]
+    run.force(2.0, RECOVER_AFTER - 1)
+    run.read(SATURATED_HIGH)  # at least the capacity: known, but not a good reading
+    run.force(2.0, RECOVER_AFTER - 1)
+    assert "sensor_recovered" not in run.types()
+    run.force(2.0)
+    assert run.types().count("sensor_recovered") == 1
+
+
+def test_s7_a_reading_pinned_high_breaks_a_run_of_negative_readings() -> None:
+    run = Run()
+    run.force(2.0, 20)
+    run.force(-2.0, NEGATIVE_AFTER - 1)
+    run.read(SATURATED_HIGH)
+    run.force(-2.0, NEGATIVE_AFTER - 1)
+    assert faults(run) == []
+    run.force(-2.0)
+    assert faults(run) == ["negative_force"]
+
+
+def test_s7_a_reading_pinned_high_breaks_a_run_of_readings_pinned_low() -> None:
+    run = Run()
+    run.force(2.0, 20)
+    run.read(SATURATED_LOW, FAULT_AFTER - 1)
+    run.read(SATURATED_HIGH)
+    run.read(SATURATED_LOW, FAULT_AFTER - 1)
+    assert faults(run) == []
+    run.read(SATURATED_LOW)
+    assert faults(run) == ["saturated"]
+
+
+def test_s7_a_reading_pinned_high_makes_an_unknown_force_known_at_once() -> None:
+    """Blind after a fault, one reading pinned high is enough: the force is at least the
+    capacity, so the zone is over and the good readings after it count at once."""
+    run = Run()
+    run.force(2.0, 20)
+    run.read(SATURATED_LOW, FAULT_AFTER)
+    assert run.engine.pressure.zone is None
+    run.read(SATURATED_HIGH)
+    assert run.engine.pressure.zone == "over" and not run.engine.pressure.blind
+    run.force(1.0, 5)
+    assert run.engine.pressure.zone is not None and run.engine.pressure.force_n is not None
