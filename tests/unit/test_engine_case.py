@@ -233,3 +233,49 @@ def test_h31_a_stuck_on_uv_is_a_high_alarm_on_the_dashboard_until_a_restart() ->
     e.handle(LidChanged(10.0, False))
     e.handle(UvSensed(10.0, False))
     assert e.device_state(20.0, 1_700_000_020.0).case_fault == "uv_stuck_on"  # still latched
+
+
+def touch_events(e: Engine, t0: float, force_n: float = 2.0, n: int = 6) -> list[Event]:
+    out: list[Event] = []
+    for i in range(n):
+        effects = e.handle(ForceRead(t0 + i / 80, round(force_n * 40_000)))
+        out += [x.event for x in effects if isinstance(x, EmitEvent)]
+    return out
+
+
+def test_s8_a_sterile_session_names_the_cycle_it_spent_and_an_unsterile_one_its_session() -> None:
+    e = engine(cycle_s=60.0)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(1.0, True))
+    for k in range(1, 140):
+        e.handle(Tick(1.0 + k * 0.5))
+    e.handle(LidChanged(71.0, False))
+    e.handle(DockChanged(72.0, False))
+    [started] = [x for x in touch_events(e, 73.0) if x.type == "session_started"]
+    assert started.data["sterile"] is True and started.data["cycle_id"] == 1
+    touch_events(e, 76.0, force_n=0.0)
+    e.handle(DockChanged(80.0, True))
+    e.handle(DockChanged(81.0, False))
+    used = touch_events(e, 82.0)
+    [second] = [x for x in used if x.type == "session_started"]
+    assert second.data["sterile"] is False and second.data["cycle_id"] is None
+    [unsterile] = [x for x in used if x.type == "unsterile_use"]
+    assert unsterile.data == {"last_cycle_id": 1, "session_no": second.data["session_no"]}
+
+
+def test_s3_start_up_and_shutdown_date_their_records_by_the_wall_clock_given() -> None:
+    """The engine's times are monotonic; what it records and publishes carries the wall clock
+    the shell passes (here 2023-11-14), never the monotonic time standing in for it."""
+    wall0 = 1_700_000_000.0
+    e = engine()
+    [*_, state] = e.startup_effects(5.0, wall0)
+    assert isinstance(state, DeviceState) and state.wall == wall0
+    e.handle(DockChanged(6.0, True), wall0 + 1)
+    e.handle(DockChanged(7.0, False), wall0 + 2)
+    for i in range(6):
+        e.handle(ForceRead(8.0 + i / 80, 80_000), wall0 + 3 + i / 80)
+    effects = e.shutdown(20.0, wall0 + 15.0)
+    [ended] = [
+        x.event for x in effects if isinstance(x, EmitEvent) and x.event.type == "session_ended"
+    ]
+    assert ended.data["ended_at"] == "2023-11-14T22:13:35.000Z"

@@ -172,3 +172,14 @@ def test_s11_the_buzzer_is_silenced_only_for_the_alarm_sounding_when_silence_cam
         if any(ev.type in ALARM_REASONS for ev in events(out)) or reason != muted or t >= until:
             muted = None
         assert e.indicators().silenced == (muted is not None), (step, reason, muted)
+
+
+def test_s11_a_silence_ends_when_its_time_is_up_though_the_alarm_still_sounds() -> None:
+    e = engine()
+    feed(e, 0.0, 0.0)
+    t = feed(e, 1.0, 6.0)
+    assert result(e.handle(Command(t, "silence", None, {"duration_s": 10})))["ok"] is True
+    t = feed(e, t, 6.0, n=int(9.9 * 80))
+    assert e.indicators().silenced and e.indicators().alarm_reason == "over_pressure"
+    feed(e, t, 6.0, n=16)  # past the 10 s, the same over-pressure still sounding
+    assert not e.indicators().silenced and e.silence is None
