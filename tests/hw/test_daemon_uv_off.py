@@ -20,16 +20,20 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 from pytest_mock import MockerFixture
 
-from dermaguard.common.clock import SimClock
+from dermaguard.common.clock import RealClock, SimClock
 from dermaguard.config.load import default_config, parse_config
+from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration
-from dermaguard.core.events import Command
+from dermaguard.core.case import DockChanged, LidChanged
+from dermaguard.core.engine import Engine
+from dermaguard.core.events import Command, EmitEvent, Event
 from dermaguard.daemon import app, load_cell
 from dermaguard.daemon.app import build_engine, open_case
 from dermaguard.daemon.run import stop_on_signals
 from dermaguard.daemon.runtime import Runtime
 from dermaguard.hw.case_io import CaseIO
 from dermaguard.hw.hx711 import HX711
+from dermaguard.hw.hx711_protocol import NotReady
 from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until
@@ -170,3 +174,56 @@ def test_s3_the_assembly_creates_the_uv_output_first_and_off(
     finally:
         hw.close()
         factory.close()
+
+
+class _HungADC:
+    """A load cell whose read never returns (a driver stuck in the kernel): no sample, no
+    timeout, nothing from the sampler until the test lets it go."""
+
+    interface, gain, rate_sps, settle_s, may_be_settling = "spi", 128, 80, 0.05, False
+    reads = discarded = timeouts = 0
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        self.release.wait()
+        raise NotReady("released")
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.release.set()
+
+
+def test_the_case_timers_run_while_the_sampler_is_stuck(pin_factory: Any) -> None:
+    """The ticker, not the samples, keeps time for the case: with the sampler stuck in a read,
+    a cycle whose UV is never reported driven still ends (``uv_not_driven``) on time."""
+    params = default_engine_params(case=default_case_params(uv_confirm_s=0.3, lid_contact=False))
+    events: list[Event] = []
+    done = threading.Event()
+
+    def sink(effect: object) -> None:
+        if isinstance(effect, EmitEvent):
+            events.append(effect.event)
+            if effect.event.type == "sterilization_aborted":
+                done.set()
+
+    driver = _HungADC()
+    indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
+    clock = RealClock()
+    runtime = Runtime(
+        Engine(params, CAL), clock, indicators, cast(Any, driver), rate_sps=80, sinks=[sink]
+    )
+    try:
+        runtime.start()
+        runtime.put(DockChanged(clock.monotonic(), True))
+        runtime.put(LidChanged(clock.monotonic(), True))
+        assert done.wait(30.0), [e.type for e in events]  # a bound, so a broken build fails
+        [aborted] = [e for e in events if e.type == "sterilization_aborted"]
+        assert aborted.data["reason"] == "uv_not_driven"
+    finally:
+        driver.close()
+        runtime.stop()
+        indicators.close()
