@@ -129,6 +129,8 @@ def test_s2_lid_open_turns_uv_off_directly(
     inp, uv_when_queued = recorder.get(timeout=0)
     assert inp == LidChanged(0.0, False)
     assert uv_when_queued is False  # off *before* the engine was told
+    # ... and the case is told the output is low, so the next on-period is reported anew.
+    assert [o for o, _ in recorder.outputs] == [UvOutput(0.0, True), UvOutput(0.0, False)]
 
 
 #: A slow clock makes the 20 ms debounce last 0.4 s of real time, far longer than the test takes
@@ -268,6 +270,8 @@ def test_s4_shell_cap_forces_uv_off_and_reports_a_fault(
         inp, uv_when_queued = recorder.get(timeout=5.0)
         assert inp == UvFault(110.0, "cap_reached")
         assert uv_when_queued is False and not dev.uv_on
+        # The case is told the output went low (what it counts as UV time), before the fault.
+        assert [o for o, _ in recorder.outputs] == [UvOutput(100.0, True), UvOutput(110.0, False)]
         # An engine still acting on older inputs cannot start a fresh on-period ...
         assert dev.set_uv(True) is False and not dev.uv_on
         # ... until it has commanded off, which it does once it has handled the fault.
@@ -309,7 +313,7 @@ def test_s4_the_cap_timer_is_cancelled_when_uv_goes_off(
         assert dev._cap_timer is None
 
 
-def test_failsafe_hooks_switch_off_then_chain(
+def test_s3_failsafe_hooks_switch_off_then_chain(
     mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[str] = []
@@ -327,6 +331,22 @@ def test_failsafe_hooks_switch_off_then_chain(
     threading.excepthook(mocker.Mock())
     failsafe()
     assert calls == ["off", "previous sys", "off", "previous thread", "off"]
+
+
+def test_s3_a_supervisor_that_cannot_report_a_failed_thread_leaves_uv_off(
+    mocker: MockerFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: calls.append("previous thread"))
+    mocker.patch("atexit.register")
+
+    def thread_failed(args: threading.ExceptHookArgs) -> None:
+        calls.append("supervisor")
+        raise RuntimeError("the engine's queue is closed")
+
+    install_uv_failsafe(lambda: calls.append("off"), thread_failed)
+    threading.excepthook(threading.ExceptHookArgs((ValueError, ValueError("x"), None, None)))
+    assert calls == ["supervisor", "off", "previous thread"]
 
 
 S3_SCRIPT = textwrap.dedent(

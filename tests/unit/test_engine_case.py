@@ -279,3 +279,17 @@ def test_s3_start_up_and_shutdown_date_their_records_by_the_wall_clock_given() -
         x.event for x in effects if isinstance(x, EmitEvent) and x.event.type == "session_ended"
     ]
     assert ended.data["ended_at"] == "2023-11-14T22:13:35.000Z"
+
+
+def test_s8_no_session_starts_while_the_force_is_unknown() -> None:
+    """Out of the dock with the sensor failing: no contact is known, so no session and no
+    unsterile use, until a good reading shows contact."""
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    e.handle(DockChanged(1.0, False))
+    failing = []
+    for i in range(12):
+        effects = e.handle(ForceRead(2.0 + i / 80, -(2**23)))  # pinned at the bottom
+        failing += [x.event.type for x in effects if isinstance(x, EmitEvent)]
+    assert "sensor_fault" in failing and e.pressure.zone is None
+    assert "session_started" not in failing and "unsterile_use" not in failing
