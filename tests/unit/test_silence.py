@@ -183,3 +183,13 @@ def test_s11_a_silence_ends_when_its_time_is_up_though_the_alarm_still_sounds() 
     assert e.indicators().silenced and e.indicators().alarm_reason == "over_pressure"
     feed(e, t, 6.0, n=16)  # past the 10 s, the same over-pressure still sounding
     assert not e.indicators().silenced and e.silence is None
+
+
+def test_s11_a_silence_answers_for_how_long_it_mutes_capped_at_the_limit() -> None:
+    e = engine()
+    feed(e, 0.0, 0.0)
+    t = feed(e, 1.0, 6.0)
+    r = result(e.handle(Command(t, "silence", None, {"duration_s": 10.1234})))
+    assert r["duration_s"] == 10.123 and r["alarm"] == "over_pressure"
+    r = result(e.handle(Command(t + 1, "silence", None, {"duration_s": 999})))
+    assert r["duration_s"] == 120.0  # alarm.silence_s: a silence never lasts longer
