@@ -20,6 +20,7 @@ from dermaguard.core.case import DockChanged
 from dermaguard.core.events import Command, Effect, EmitEvent, Priority, ShowIndicators
 from dermaguard.daemon.app import build_engine
 from dermaguard.daemon.runtime import Runtime
+from dermaguard.daemon.sampler import MAX_BLIND_S
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
@@ -218,8 +219,9 @@ def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: An
     assert rig.driver.rate_watch.problem is None
     rig.chip.unplug()
     rig.chip_plugged = False
-    # Time passes with no data: the sampler's limit is kept on the virtual clock.
-    rig.step(1.5, 6)
+    # Time passes with no data: the sampler's limit is kept on the virtual clock. It is three
+    # periods, or up to MAX_BLIND_S if the host spoiled the last read (the chip may be settling).
+    rig.step(1.5, round(MAX_BLIND_S * 80) + 1)
     assert wait_until(lambda: rig.engine.pressure.fault == "not_ready")
     assert wait_until(lambda: bool(shown) and shown[-1].alarm is Priority.MEDIUM)
     assert rig.engine.pressure.force_n is None
