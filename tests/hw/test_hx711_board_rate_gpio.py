@@ -25,7 +25,7 @@ from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until
 
 CODE = 123_456
-DRIVER_LIMIT_US = 10_000.0
+DRIVER_LIMIT_US = 200_000.0
 CHIP_STAYS_UP_NS = 1_000_000_000
 WRONG = [(10, 80), (80, 10)]
 RIGHT = [(80, 80), (10, 10)]
