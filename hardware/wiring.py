@@ -210,17 +210,22 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
         .side("R", pad=0.6, spacing=0.93)
         .theta(0)
         .anchor("center")
-        .at((X_BLOCK + 3.2, s.y - HX711_TOP))
+        .at((X_BLOCK + 4.8, s.y - HX711_TOP))
+    )
+    # R16 in DOUT, at the board, on every board: it limits the current if DOUT and PD_SCK are
+    # swapped, or if DOUT sits above 3.3 V (a single-supply board on 5 V).
+    r16 = s.add(
+        elm.Resistor().at((hx.DT[0] - 2.2, hx.DT[1])).to(hx.DT).label("R16\n1 kΩ", loc="top")
     )
     if "spi0_mosi" in pins:
         # PD_SCK on MOSI with its pull-down; DOUT on MISO, and optionally also on hx711_ready.
-        s.gpio(pins["spi0_miso"], hx.DT, "spi0_miso: HX711 DOUT")
+        s.gpio(pins["spi0_miso"], r16.start, "spi0_miso: HX711 DOUT")
         s.gpio(pins["spi0_mosi"], hx.SCK, "spi0_mosi: HX711 PD_SCK")
         node = s.add(elm.Dot().at((hx.SCK[0] - 1.6, hx.SCK[1])))
         s.add(elm.Resistor().at(node.center).down(1.6).label("R8\n100 kΩ", loc="bottom"))
         s.add(elm.Ground())
         ready = pins["hx711_ready"]
-        join = s.add(elm.Dot(open=ready.optional).at((hx.DT[0] - 0.8, hx.DT[1])))
+        join = s.add(elm.Dot(open=ready.optional).at((r16.start[0] - 0.6, hx.DT[1])))
         style = {"ls": "--"} if ready.optional else {}
         top = hx.center[1] + size[1] / 2 + 0.9
         wire = s.add(elm.Line(**style).at(join.center).to((join.center[0], top)))
@@ -229,7 +234,7 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
             note = f"hx711_ready: optional, pins.hx711_ready: {ready.bcm}"
         s.gpio(ready, wire.end, note)
     else:
-        s.gpio(pins["hx711_dout"], hx.DT, "hx711_dout: data in")
+        s.gpio(pins["hx711_dout"], r16.start, "hx711_dout: data in")
         s.gpio(pins["hx711_sck"], hx.SCK, "hx711_sck: PD_SCK clock out")
     # VCC (analog) at 5 V keeps the SparkFun board's excitation regulator in regulation; VDD
     # (digital) at 3.3 V sets DOUT's level for the Pi.
@@ -259,6 +264,24 @@ def _hx711(s: _Sheet, pins: dict[str, WiredPin]) -> None:
         elm.Label()
         .at(((hx.center[0] + cell.center[0]) / 2, hx.center[1] + size[1] / 2 + 0.9))
         .label("shielded 4-core cable,\nstrain-relieved in the handle", fontsize=FONT - 1)
+    )
+    # The cell senses force along one axis only: drawn as the force going into it.
+    bottom = cell.center[1] - size[1] / 2
+    s.add(
+        elm.Arrow(lw=2.2)
+        .at((cell.center[0] - 1.2, bottom - 2.2))
+        .to((cell.center[0] - 1.2, bottom - 0.15))
+        .label("F", loc="left", fontsize=FONT + 2)
+    )
+    s.add(
+        elm.Label()
+        .at((cell.center[0] - 1.6, bottom - 1.1))
+        .label(
+            "sensing axis = the cell's arrow,\nalong the handle: the skin pushes\n"
+            "the head back. At θ off that axis\nit reads about F·cos θ",
+            halign="right",
+            fontsize=FONT - 1,
+        )
     )
     s.end_block()
 
@@ -436,21 +459,33 @@ def _uv_sensor(s: _Sheet, pin: WiredPin) -> None:
                 elm.IcPin("GND", side="bottom"),
             ],
             size=(5.0, 2.6),
-            label="UV sensor board\n(optional)",
+            label="U3 UV sensor board\n(optional)",
             lsize=FONT,
             ls="--",
         )
         .side("L", pad=1.3)
         .theta(0)
         .anchor("OUT")
-        .at((X_BLOCK + 1.2, y))
+        .at((X_BLOCK + 3.4, y))
     )
     wire = s.add(elm.Line(ls="--").at((X_BLOCK, y)).to(box.OUT))
+    # R15 pulls the LM393's open collector up at the sensor's end of the wire, from the
+    # sensor's own 3V3: unplugged, the sensor leaves the input to the Pi's pull-down (dark).
+    rail = box.VCC[1] + 0.4
+    node = s.add(elm.Dot().at((box.OUT[0] - 1.0, y)))
+    s.add(
+        elm.Resistor()
+        .at(node.center)
+        .to((node.center[0], rail))
+        .label("R15\n10 kΩ\nat U3", loc="top")
+    )
+    s.add(elm.Line(ls="--").to((box.VCC[0], rail)))
     s.add(elm.Line().at(box.VCC).up(0.4))
+    s.add(elm.Dot())
     s.add(elm.Vdd(label="3V3"))
     s.add(elm.Line().at(box.GND).down(0.4))
     s.add(elm.Ground())
-    note = "uv_sensor: lit = high (LM393: 10 kΩ pull-up)"
+    note = "uv_sensor: lit = high (LM393, R15 pull-up at the sensor)"
     if pin.optional:
         note = f"uv_sensor: lit = high; optional, pins.uv_sensor: {pin.bcm}"
     s.gpio(pin, wire.start, note)
@@ -542,6 +577,8 @@ def build(canvas: str, config: Config | None = None) -> Any:
         "and the reed switch S3 (a magnet in the lid);\n"
         "UV runs only while both read the lid shut, and a disagreement is a latched fault "
         "(hardware/README.md).\n"
+        "R16 in DOUT limits the current if DOUT and PD_SCK are swapped or DOUT sits above "
+        "3.3 V. R15 sits at the UV sensor, so a sensor unplugged reads dark.\n"
         "Q2's source goes straight to PS2's negative, one wire from there to the Pi's GND. "
         "Outputs are driven low by firmware/config.txt once the\n"
         "firmware has read it (a few seconds after power-on); the 10 kΩ and 100 kΩ pull-downs "

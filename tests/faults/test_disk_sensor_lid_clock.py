@@ -276,6 +276,7 @@ class Rig:
             gain=config.hx711.gain,
             rate_sps=RATE,
             max_clock_high_us=config.hx711.max_clock_high_us,
+            clock=self.clock,
         )
         stack.callback(self.driver.close)
         self.indicators = Indicators(

@@ -75,8 +75,11 @@ def chip(pin_factory: Any, sim_clock: SimClock) -> Iterator[HX711Chip]:
 
 
 @pytest.fixture
-def driver(chip: HX711Chip) -> Iterator[HX711]:
-    with HX711(DOUT, SCK) as d:
+def driver(chip: HX711Chip, sim_clock: SimClock) -> Iterator[HX711]:
+    """The driver measures the board's rate on the chip's clock, which lockstep tests do not
+    move between conversions: no interval is long enough to count, so the rate stays unknown
+    and never refuses a read (tests/hw/test_hx711_board_rate_gpio.py measures it)."""
+    with HX711(DOUT, SCK, clock=sim_clock) as d:
         yield d
 
 

@@ -20,6 +20,7 @@ from dermaguard.core.case import DockChanged
 from dermaguard.core.events import Command, Effect, EmitEvent, Priority, ShowIndicators
 from dermaguard.daemon.app import build_engine
 from dermaguard.daemon.runtime import Runtime
+from dermaguard.daemon.sampler import MAX_BLIND_S
 from dermaguard.hw.hx711 import HX711
 from dermaguard.hw.indicators import Indicators
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
@@ -39,7 +40,7 @@ class Rig:
         self.chip = HX711Chip(
             factory, PINS.hx711_dout, PINS.hx711_sck, clock=self.clock, load=LoadModel()
         )
-        self.driver = HX711(PINS.hx711_dout, PINS.hx711_sck)
+        self.driver = HX711(PINS.hx711_dout, PINS.hx711_sck, clock=self.clock)
         self.indicators = Indicators(PINS.led_red, PINS.led_green, PINS.led_blue, PINS.buzzer)
         self.engine = build_engine(CONFIG, CAL)
         self.runtime = Runtime(
@@ -211,10 +212,16 @@ def test_s7_unplugged_sensor_raises_fault_and_shows_medium_alarm(rig_factory: An
     shown: list[ShowIndicators] = []
     rig = rig_factory([lambda e: shown.append(e) if isinstance(e, ShowIndicators) else None])
     rig.step(1.5, 10)
+    # The limit is a few periods once the board's rate is measured (a read the host spoiled
+    # starts the measurement again); until then it allows for a 10 samples/s board.
+    while not rig.driver.rate_watch.known:
+        rig.step(1.5, 1)
+    assert rig.driver.rate_watch.problem is None
     rig.chip.unplug()
     rig.chip_plugged = False
-    # Time passes with no data: the sampler's limit is kept on the virtual clock.
-    rig.step(1.5, 6)
+    # Time passes with no data: the sampler's limit is kept on the virtual clock. It is three
+    # periods, or up to MAX_BLIND_S if the host spoiled the last read (the chip may be settling).
+    rig.step(1.5, round(MAX_BLIND_S * 80) + 1)
     assert wait_until(lambda: rig.engine.pressure.fault == "not_ready")
     assert wait_until(lambda: bool(shown) and shown[-1].alarm is Priority.MEDIUM)
     assert rig.engine.pressure.force_n is None

@@ -36,6 +36,26 @@ def test_check_hardware_names_sj2_and_rate_for_a_10_sps_board_under_a_config_of_
         assert "All good." in result.stdout
 
 
+@pytest.mark.parametrize("board", [10, 80])
+def test_check_hardware_on_the_bit_banged_interface_measures_the_board_rate_too(
+    tmp_path: Path, board: int
+) -> None:
+    config = tmp_path / "gpio.yaml"
+    config.write_text("hx711: {interface: gpio}\n", encoding="utf-8")
+    args = ("--simulate", "--sim-board-rate", str(board), "--seconds", "2", "-c", str(config))
+    result = daemon.run_cli("check-hardware", *args, state=tmp_path)
+    assert "HX711 interface: gpio" in result.stdout
+    assert f"board rate (measured): {board}.0 samples/s" in result.stdout, result.stdout
+    if board == 10:
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "converts at 10.0 samples/s, not the configured 80" in result.stdout
+        assert "cut solder jumper SJ2" in result.stdout
+    else:
+        # A busy host may spoil bit-banged reads (said, not hidden), never the rate.
+        assert result.returncode in (0, 1), result.stdout + result.stderr
+        assert "SJ2" not in result.stdout
+
+
 def test_an_80_sps_board_under_a_config_of_10_is_refused_not_read_at_18_per_second() -> None:
     """The reverse: the driver sees data every 12.5 ms and refuses the conversions."""
     config = default_config()
@@ -60,7 +80,10 @@ def test_an_80_sps_board_under_a_config_of_10_is_refused_not_read_at_18_per_seco
         hw.close()
 
 
-def test_the_daemon_reports_a_10_sps_board_as_a_sensor_fault_naming_sj2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("interface", ["spi", "gpio"])
+def test_the_daemon_reports_a_10_sps_board_as_a_sensor_fault_naming_sj2(
+    tmp_path: Path, interface: str
+) -> None:
     # Calibrated already (a simulation calibrates itself otherwise, which this board refuses).
     cal = Calibration(
         0.0, 1 / 40_000, points=(CalibrationPoint(0.0, 0.0), CalibrationPoint(40_000.0, 1.0))
@@ -70,7 +93,9 @@ def test_the_daemon_reports_a_10_sps_board_as_a_sensor_fault_naming_sj2(tmp_path
         tmp_path / "slow_board.yaml",
         "duration_s: 4\nsensor: {board_rate_sps: 10}\nforce: [{t: 0, n: 0}, {t: 4, n: 0}]\n",
     )
-    proc = daemon.start(tmp_path, scenario, port=None, speed=2.0)
+    config = tmp_path / f"{interface}.yaml"
+    config.write_text(f"hx711: {{interface: {interface}}}\n", encoding="utf-8")
+    proc = daemon.start(tmp_path, scenario, port=None, speed=2.0, args=("-c", str(config)))
     rc, _out, err = daemon.finish(proc, timeout=90)
     assert rc == 0, err[-2000:]
     faults = [e["data"] for e in daemon.stored_events(tmp_path) if e["type"] == "sensor_fault"]

@@ -453,3 +453,26 @@ def test_the_readme_bom_and_diagram_name_the_same_interlock_and_safety_parts() -
         "heat sink",
     ):
         assert words in readme, words
+
+
+def test_the_dout_resistor_the_uv_sensor_pull_up_and_the_cells_axis_agree_everywhere() -> None:
+    """R16 in DOUT, R15 on the LM393's open collector (at the sensor, so an unplugged sensor
+    reads dark through the input's pull-down) and the load cell's sensing axis: one value and
+    one place in the BOM, the pinout, the README and the committed diagram."""
+    readme = (ROOT / "hardware" / "README.md").read_text(encoding="utf-8")
+    diagram = wiring_svg_text()
+    bom = bom_rows()
+    rows = pinout_rows()
+    assert "R16" in bom_refs() and "1 kΩ" in bom["R16"]["part"]
+    assert "DOUT" in bom["R16"]["notes"] and "R16" in bom["U2"]["notes"]
+    assert "R16\n1 kΩ" in diagram, REDRAW
+    assert "**R16, 1 kΩ in series with DOUT**" in readme
+    for signal in ("spi0_miso", "hx711_dout"):
+        assert "R16 (1 kΩ in series" in rows[signal].notes, signal
+    assert "10 kΩ" in bom["R15"]["part"] and "at U3, not at the Pi" in bom["R15"]["notes"]
+    assert "R15\n10 kΩ\nat U3" in diagram, REDRAW
+    assert "R15, a\n  10 kΩ pull-up to 3V3, at the sensor, not at the Pi" in readme
+    assert "R15, a 10 kΩ pull-up to 3V3 at the sensor" in rows["uv_sensor"].notes
+    assert "(its input has a pull-down)" in PINOUT.read_text(encoding="utf-8")
+    for text in (diagram, readme, bom["LC1"]["notes"]):
+        assert "cos θ" in text and "sensing axis" in text.lower(), REDRAW

@@ -85,6 +85,7 @@ def open_load_cell(
             rate_sps=hx.rate_sps,
             max_clock_high_us=max_clock_high_us,
             pin_factory=pin_factory,
+            clock=clock,
         )
     try:
         driver.reset()

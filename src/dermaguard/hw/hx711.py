@@ -24,6 +24,12 @@ owned here because it is not safe on Linux:
   bits that came after the long pulse prove the chip kept shifting data (see
   :func:`stretched_read_verdict`): a reset chip holds DOUT high until it has settled, so a 0
   bit after the long pulse shows there was no reset.
+* The board's rate is wired (its RATE pin), not set by ``hx711.rate_sps``: the driver measures
+  the interval between data-ready sightings on ``clock`` (:mod:`dermaguard.hw.hx711_rate`, as
+  the SPI driver does), and once a board at the other rate is known its conversions are refused
+  with :class:`~dermaguard.hw.hx711_rate.WrongRate`, which names SJ2 and the RATE pin. This
+  driver never resets a silent chip itself, so only the measurement is needed here, not the
+  SPI driver's longer first wait.
 
 Nothing here knows about the emulator in :mod:`dermaguard.sim.hx711_chip`.
 """
@@ -43,6 +49,7 @@ from typing import Any
 
 from gpiozero import DigitalInputDevice, DigitalOutputDevice
 
+from dermaguard.common.clock import Clock, RealClock
 from dermaguard.hw.hx711_protocol import (
     DATA_BITS,
     HX711Driver,
@@ -51,12 +58,14 @@ from dermaguard.hw.hx711_protocol import (
     ReadDiscarded,
     signed24,
 )
+from dermaguard.hw.hx711_rate import RateWatch, WrongRate
 
 __all__ = [
     "HX711",
     "HX711Error",
     "NotReady",
     "ReadDiscarded",
+    "WrongRate",
     "load_library",
     "stretched_read_verdict",
 ]
@@ -254,6 +263,9 @@ class HX711(HX711Driver):
     it is 128, and a conversion made at another gain than configured is discarded. The driver
     assumes a freshly reset chip at construction; a previous process may have left it at another
     gain, so call :meth:`reset` at start-up to make that true.
+
+    ``clock`` is the one the chip converts on (a simulation's virtual clock): the board's rate
+    is measured on it. Settling after a gain change is timed on the real clock, as before.
     """
 
     def __init__(
@@ -265,6 +277,7 @@ class HX711(HX711Driver):
         rate_sps: int = 80,
         max_clock_high_us: float = 50.0,
         pin_factory: Any = None,
+        clock: Clock | None = None,
     ) -> None:
         lib = load_library()
         pulses = {
@@ -275,6 +288,9 @@ class HX711(HX711Driver):
         super().__init__(gain, rate_sps)
         if max_clock_high_us <= 0:
             raise ValueError("max_clock_high_us must be > 0")
+        self._time: Clock = clock if clock is not None else RealClock()
+        #: The board's real rate, measured before the configured one is trusted (hx711_rate).
+        self.rate_watch = RateWatch(rate_sps)
         self._read_fast = lib.read_fast
         self._pulses: int = pulses[gain]
         self._max_high_ns = int(max_clock_high_us * 1000)
@@ -325,6 +341,10 @@ class HX711(HX711Driver):
         time.sleep(RESET_HOLD_S)
         self.power_up()
 
+    def _after_reset(self) -> None:
+        super()._after_reset()
+        self.rate_watch.restart()  # no interval spans a reset: the chip settles first
+
     def close(self) -> None:
         """Release both pins; safe to call twice."""
         with self._lock:
@@ -338,7 +358,9 @@ class HX711(HX711Driver):
         """Wait for DOUT low, trusting the level over gpiozero's edge event.
 
         On real pins edge callbacks arrive late, so the event can still say "low" from before
-        the last read; in that case back off briefly and wait again.
+        the last read; in that case back off briefly and wait again. The time DOUT is seen low
+        goes to the rate measurement: a reader that was not waiting sees it late, which the
+        measurement allows for (it takes the shortest interval, and leaves out impossible ones).
         """
         deadline = time.monotonic() + timeout_s
         while True:
@@ -346,6 +368,7 @@ class HX711(HX711Driver):
             if not self._dout_dev.wait_for_inactive(max(0.0, remaining)):
                 return False
             if not self._data.value:
+                self.rate_watch.ready(self._time.monotonic())
                 return True
             if remaining <= 0:
                 return False
@@ -385,5 +408,9 @@ class HX711(HX711Driver):
             # powered down on it: then it comes back at gain 128 after settling.
             self._after_reset()
         self._check_gain(made_at, self._now())
+        if self.rate_watch.problem is not None:
+            # Clocked out all the same, so the chip stays in step; its value is not used.
+            self.discarded += 1
+            raise WrongRate(self.rate_watch.problem)
         self.reads += 1
         return signed24(code24)

@@ -13,7 +13,23 @@ its first conversion. So, until a period has been measured:
   the intervals between them are the chip's period.
 
 A measured rate that is not the configured one is a fault naming SJ2 and RATE, never silently
-adapted: a 10 samples/s alarm is eight times slower, and a person must choose that.
+adapted: a 10 samples/s alarm is eight times slower, and a person must choose that. Both
+drivers measure it: :mod:`dermaguard.hw.hx711_spi` and the bit-banged :mod:`dermaguard.hw.hx711`.
+
+The conversions before the period is known are used, on purpose: normally the first six (the
+seventh data-ready completes :data:`INTERVALS_NEEDED` intervals; a reset, or a read the driver
+suspects of one, starts the count again, so an interval never spans a settling chip and six
+spoiled reads in a row are never taken for a slow board). The rate pin changes *when* a
+conversion comes, not what it reads: gain and scale are the same at 10 and 80 samples/s, so
+those forces are right. Only their timing is off, once per driver (a reset keeps the measured
+rate), for about six samples: a 10 samples/s board under a config of 80 gives them over
+600 ms, with the alarm up to eight times later than configured (the filters count samples),
+and an 80 samples/s board under a config of 10 gives them in 75 ms, with a spike filter that
+spans less time (an alarm sooner, never one missed). Then its conversions are refused and the
+force is unknown (``sensor_fault`` ``wrong_rate``). Holding them back instead would cost every
+start 75 ms (80 samples/s) or 600 ms (10 samples/s) with no force at all, the right board's as
+well, and the wrong board's first 600 ms with no alarm possible rather than a late one.
+``tests/hw/test_hx711_board_rate_gpio.py`` checks the six values and the refusals after them.
 """
 
 from __future__ import annotations
