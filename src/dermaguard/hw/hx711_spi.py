@@ -124,10 +124,15 @@ LOCK_BRACKET_S = 4 * POLL_INTERVAL_S
 #: A conversion whose ready window is at most this wide is read without a poll, just after
 #: the window: it is picked up at most this late, no later than a poll every POLL_INTERVAL_S
 #: picks it up. A wider window is halved by one poll at its middle first.
-DIRECT_WIDTH_S = POLL_INTERVAL_S
-#: Consistent looks (polls or data-ready edges inside their predicted windows) the schedule
-#: needs before the driver reads without looking first.
-DIRECT_AFTER_LOOKS = 4
+DIRECT_WIDTH_S = 2 * POLL_INTERVAL_S
+#: Consistent looks (polls or data-ready edges that narrowed a window no wider than
+#: :data:`DIRECT_WIDTH_S`) a new schedule needs before the driver reads without looking first.
+#: Each schedule the chip did not keep doubles the number (up to
+#: :data:`DIRECT_AFTER_LOOKS_MAX`), so a chip whose conversions jitter (an emulator's thread on
+#: a busy host) is polled as before instead of read blind; a schedule kept for twice the number
+#: halves it again.
+DIRECT_AFTER_LOOKS = 32
+DIRECT_AFTER_LOOKS_MAX = 1024
 #: Read this long after a window ends, for the clock's rounding.
 READ_AFTER_S = 0.00001
 #: What a read takes beyond its bus bits (the system call, a busy CPU): a read that would end
@@ -268,7 +273,8 @@ class ChipSchedule:
         shortest, longest = second[0] - first[1], second[1] - first[0]
         self.period_s = (shortest + longest) / 2
         self.period_error_s = (longest - shortest) / 2
-        #: Looks that fell inside their predicted windows since the lock.
+        #: Looks that fell inside windows no wider than :data:`DIRECT_WIDTH_S` and narrowed
+        #: them, since the lock: tests of the schedule as tight as a read without a look.
         self.looks = 0
 
     def window(self, k: int) -> tuple[float, float]:
@@ -285,7 +291,8 @@ class ChipSchedule:
         lo, hi = max(lo, w_lo), min(hi, w_hi)
         if lo > hi:
             return False
-        self.looks += 1
+        if w_hi - w_lo <= DIRECT_WIDTH_S and hi - lo < w_hi - w_lo:
+            self.looks += 1  # it narrowed a window already narrow enough to read blind on
         self._anchor = (k, lo, hi)
         e, e_lo, e_hi = self._epoch
         n = k - e
@@ -386,6 +393,12 @@ class HX711Spi(HX711Driver):
         self.transfers = 0
         self.direct_reads = 0
         self.schedule_drops = 0
+        self._looks_needed = DIRECT_AFTER_LOOKS
+        # How late a sleep on the schedule typically wakes (clock time, a running mean): a
+        # look meant for the middle of a window is started that much early.
+        self._oversleep_s = 0.0
+        # A poll saw DOUT high since the last read.
+        self._seen_high = False
         self._ready_dev: Any = None
         if ready_pin is not None:
             from gpiozero import DigitalInputDevice
@@ -461,6 +474,7 @@ class HX711Spi(HX711Driver):
     def _drop_schedule(self, *, missed: bool) -> None:
         if missed and self._sched is not None:
             self.schedule_drops += 1
+            self._looks_needed = min(2 * self._looks_needed, DIRECT_AFTER_LOOKS_MAX)
         self._sched = None
         self._last_read = None
         self._direct = False
@@ -534,6 +548,8 @@ class HX711Spi(HX711Driver):
         now_clock = self._clock.monotonic()
         if found:
             self._found_ready()
+            if self.locked:  # should the schedule be dropped, polling starts from here
+                self._due = now_clock + self._period_s
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
@@ -562,6 +578,7 @@ class HX711Spi(HX711Driver):
         miso, start, end = self._transfer([QUIET_BYTE])
         if miso[0] & 1:
             self._quiet_seen = start  # DOUT high: no conversion was ready before this
+            self._seen_high = True
             sched, last = self._sched, self._last_read
             if (
                 sched is not None
@@ -594,7 +611,9 @@ class HX711Spi(HX711Driver):
             while sched.window(k + 1)[1] + READ_AFTER_S <= now:
                 k += 1  # stalled: this one has surely come too; read the latest
             lo, hi = sched.window(k)
-            trusted = sched.looks >= DIRECT_AFTER_LOOKS
+            if sched.looks >= 2 * self._looks_needed > 2 * DIRECT_AFTER_LOOKS:
+                self._looks_needed //= 2
+            trusted = sched.looks >= self._looks_needed
             read = trusted
             if now >= hi + READ_AFTER_S:
                 next_lo, next_hi = sched.window(k + 1)
@@ -607,7 +626,13 @@ class HX711Spi(HX711Driver):
                 else:  # the next one is about to come: read it, not one it may overtake
                     target = next_hi + READ_AFTER_S
             elif hi - lo > DIRECT_WIDTH_S or not trusted:
-                target, read = (lo + hi) / 2, False
+                read = False
+                if k == last + 1 and not self._seen_high:
+                    # First a look before the window, which must find no data: a poll that
+                    # finds data at once would not show a conversion earlier than predicted.
+                    target = lo - POLL_INTERVAL_S - self._oversleep_s
+                else:
+                    target = (lo + hi) / 2 - min(self._oversleep_s, (hi - lo) / 4)
             else:
                 target = hi + READ_AFTER_S
             if now < target:
@@ -617,7 +642,9 @@ class HX711Spi(HX711Driver):
                 wait = min(wait, deadline - time.monotonic())
                 if wait > 0:
                     time.sleep(wait)
-                    if clock.monotonic() >= target:
+                    woke = clock.monotonic()
+                    if woke >= target:
+                        self._oversleep_s += (woke - target - self._oversleep_s) / 8
                         continue  # on time: decide again with the clock where it is now
                     lagging = True
             elif read:
@@ -682,6 +709,7 @@ class HX711Spi(HX711Driver):
         miso, start, end = self._transfer(list(self._frame))
         made_at = self._take_gain()
         self._quiet_seen = -math.inf
+        self._seen_high = False
         self._edge_at = None
         self._next_from = self._ready_from + self._shortest_period_s
         try:
