@@ -26,9 +26,28 @@ high for over 60 µs) so that both start again from a known state. A bus that re
 (DOUT stuck low) therefore never yields a force, and one that reads all ones (MISO floating
 high, chip missing) never looks ready: both end as a sensor fault (S7) in the sampler.
 
-Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, so no pulse) on a
-schedule taken from the last conversion, or, when ``ready_pin`` names a GPIO also wired to DOUT,
-from its falling edge through gpiozero.
+Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, so no pulse), or,
+when ``ready_pin`` names a GPIO also wired to DOUT, from its falling edge through gpiozero.
+
+Polling is locked to the chip's own clock once the board's rate is measured (:mod:`hx711_rate`).
+Two consecutive conversions whose data-ready moments are bracketed tightly (the last poll that
+saw DOUT high and the first that saw it low, at most :data:`LOCK_BRACKET_S` apart) give a
+:class:`ChipSchedule`: each later conversion's window, the earliest and latest moment it can
+become ready, follows from the last conversion pinned and the period measured from an earlier
+one, widened per period by the period's uncertainty and :data:`PERIOD_DRIFT`. A conversion whose
+window is at most :data:`DIRECT_WIDTH_S` wide is read without a poll just after the window: one
+transfer. A wider one is looked at first just before its window, where the poll must find DOUT
+high (a poll that finds data at once cannot show a conversion earlier than predicted), then at
+its middle, each look narrowing it. Reading blind is earned: :data:`DIRECT_AFTER_LOOKS` looks
+that narrowed windows already that narrow, doubled for each schedule the chip did not keep. A
+blind read that finds no conversion (its lead byte reads DOUT high) has sent pulses while the
+datasheet wants PD_SCK low, so the chip is reset as after any read out of step. The schedule is
+dropped, and polling goes on as before (every :data:`POLL_INTERVAL_S` from a little before the
+conversion is due, learnt from the last one), while the rate is unknown, after a reset, when a
+look or a read falls outside its window, and after a race. On the emulator converting on its
+own clock polling costs about 1.1-1.25 transfers a conversion (4-6 before the lock), and each
+conversion is picked up within :data:`DIRECT_WIDTH_S` (0.5 ms, 4 % of a period) of becoming
+ready (``tests/hw/test_hx711_schedule.py``).
 
 A chip that resets part-way through a transfer (a power glitch) turns every bit after the reset
 into a one, in both halves, and the tail reads ``0xFF`` as it should: the checks above catch it
@@ -44,13 +63,23 @@ full-scale code) each one comes out a period late, once the next has confirmed i
 
 The chip converts on its own oscillator whatever the bus does, and what it does when a
 conversion falls due during a read is not in the datasheet (finish the word, restart with the
-new one, switch to it from the current bit). The driver knows the earliest moment the
-conversion it reads can have become ready (the last poll that found DOUT high, the data-ready
-edge, or one period after the conversion before), and a read that may not have ended
-:data:`OSCILLATOR_TOLERANCE` short of a period after that moment is discarded (``races``). No
-reset is needed: a race that left the chip out of step fails the tail check (and resets it);
-one that passes it saw DOUT high after the last pulse, so the chip is in step (it finished the
-word, or switched to the new one) or holds a 1 bit part-way through the new word (it
+new one, switch to it from the current bit). On the locked schedule the race is judged on the
+chip's own clock: the lead byte found a conversion after the last one read, so that one was
+ready before the read began; a later one whose window ended before the read began was ready
+too (the reading thread was stalled: the latest is read, however long the stall); and a read
+is discarded (``races``) only when a conversion's window reaches into it, so that it may really
+have fallen due during the read. The windows hold while the chip keeps its period within
+:data:`PERIOD_DRIFT` per period; they widen with the periods since a conversion was last
+pinned, so after a stall of ``n`` periods a read that begins within about ``n`` times the
+period's uncertainty and drift of a conversion is discarded too. The transfer's start and end
+are taken on the clock around the whole call, so a stall inside it counts as part of the read.
+Without the schedule the driver knows only the earliest moment the conversion it reads can
+have become ready (the last poll that found DOUT high, the data-ready edge, or one period after
+the conversion before), and a read that may not have ended :data:`OSCILLATOR_TOLERANCE` short
+of a period after that moment is discarded: a reader stalled after its last look loses its
+read. No reset is needed: a race that left the chip out of step fails the tail check (and
+resets it); one that passes it saw DOUT high after the last pulse, so the chip is in step (it
+finished the word, or switched to the new one) or holds a 1 bit part-way through the new word (it
 restarted), and then its next conversion starts a word afresh: either way the next fall of
 DOUT is a new conversion, read from its first bit.
 
@@ -498,6 +527,7 @@ class HX711Spi(HX711Driver):
         self._drop_held()
         self._drop_schedule(missed=False)
         self._candidate = self._bracket = None
+        self._seen_high = False
 
     def _now(self) -> float:
         return self._clock.monotonic()
