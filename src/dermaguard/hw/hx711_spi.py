@@ -552,11 +552,15 @@ class HX711Spi(HX711Driver):
         if edge is not None and edge > self._quiet_seen:
             start = max(start, edge - EDGE_SLACK_S)
         self._ready_from = start
+        # The schedule takes only what was seen (DOUT high at a poll or at the end of the last
+        # read), not the assumed promptness of an edge callback or the nominal period's
+        # tolerance: a bound that failed would shift every later window.
+        seen = self._quiet_seen
         by = max(now, self._found_by)
-        if by - start <= LOCK_BRACKET_S:
-            self._bracket = (start, by)
+        if by - seen <= LOCK_BRACKET_S:
+            self._bracket = (seen, by)
         sched, last = self._sched, self._last_read
-        if sched is not None and last is not None and not sched.observe(last + 1, start, by):
+        if sched is not None and last is not None and not sched.observe(last + 1, seen, by):
             log.debug("HX711 data-ready outside its predicted window: schedule dropped")
             self._drop_schedule(missed=True)
 
