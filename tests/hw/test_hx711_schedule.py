@@ -80,9 +80,11 @@ class StallingBus(SimSpiBus):
     found data, as a sampler thread stalled (a GIL burst) between its poll and its read would
     see it. Notes when each read's transfer began."""
 
-    stall_after_ready: float | None = None
-    stalls_after_ready = 0
-    read_starts: list[float]
+    def __init__(self, chip: HX711Chip) -> None:
+        super().__init__(chip)
+        self.stall_after_ready: float | None = None
+        self.stalls_after_ready = 0
+        self.read_starts: list[float] = []
 
     def transfer(self, data: Sequence[int]) -> list[int]:
         if len(data) > 1:
@@ -108,7 +110,6 @@ class Rig:
         self.chip.period_s = NOMINAL_PERIOD_S * period_share  # the board's own oscillator
         self.chip.run_on_clock(mid_read=mid_read)
         self.bus = StallingBus(self.chip)
-        self.bus.read_starts = []
         self.driver = HX711Spi(self.bus, clock=self.clock)
         self.driver.reset()
 
@@ -120,8 +121,8 @@ class Rig:
             return None
 
     def lock(self) -> None:
-        """Read until the rate is measured, then a while on (the schedule locks and is
-        trusted after a few conversions)."""
+        """Read until the rate is measured, then a while on: the schedule locks within a few
+        conversions, and reads without a poll once its looks have tested it."""
         while not self.driver.rate_watch.known:
             self.read()
         for _ in range(LOCK_PASSES):
