@@ -240,3 +240,32 @@ def test_a_read_that_really_straddles_a_conversion_is_still_discarded(
             assert got is None or got == rig.load.codes[-1]
         assert rig.read() == rig.load.codes[-1]
         assert rig.driver.locked
+
+
+def test_a_chip_that_resets_while_the_schedule_is_trusted_is_found_out_and_read_right_again(
+    pin_factory: Any, mocker: MockerFixture, rigs: list[Rig]
+) -> None:
+    """A power glitch resets the chip: it is silent while it settles and then converts on a
+    new phase. The read the schedule makes without a poll finds no conversion, the driver
+    drops the schedule (and resets the chip, which had pulses it should not have had), polls
+    as before, locks again, and every value after is the chip's latest."""
+    rig = Rig(pin_factory, mocker, "finish")
+    rigs.append(rig)
+    rig.lock()
+    for _ in range(20):
+        rig.read()
+    direct = rig.driver.direct_reads
+    assert rig.read() is not None and rig.driver.direct_reads == direct + 1  # reading blind
+    drops, resets = rig.driver.schedule_drops, rig.driver.resets
+    rig.clock.advance(0.003)
+    rig.chip.unplug()  # the glitch, a quarter of a period before the next conversion
+    rig.chip.replug()
+    values = [rig.read() for _ in range(60)]
+    assert rig.driver.schedule_drops == drops + 1
+    assert rig.driver.resets == resets + 1
+    got = [v for v in values if v is not None]
+    assert len(got) > 30
+    assert values[-1] == rig.load.codes[-1]
+    made = iter(rig.load.codes)
+    assert all(v in made for v in got)  # each a code the chip made, in order
+    assert rig.driver.locked
