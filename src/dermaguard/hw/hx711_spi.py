@@ -45,7 +45,7 @@ datasheet wants PD_SCK low, so the chip is reset as after any read out of step. 
 dropped, and polling goes on as before (every :data:`POLL_INTERVAL_S` from a little before the
 conversion is due, learnt from the last one), while the rate is unknown, after a reset, when a
 look or a read falls outside its window, and after a race. On the emulator converting on its
-own clock polling costs about 1.1-1.25 transfers a conversion (4-6 before the lock), and each
+own clock polling costs about 1.2-1.25 transfers a conversion (4-6 before the lock), and each
 conversion is picked up within :data:`DIRECT_WIDTH_S` (0.5 ms, 4 % of a period) of becoming
 ready (``tests/hw/test_hx711_schedule.py``).
 
