@@ -20,6 +20,16 @@ context):
   the driver reading the free-running emulated chip, timing the thread's CPU inside each
   transfer), and the daemon's figure less it: an estimate of the daemon's own share, since the
   kernel's SPI transfer on a Pi costs a system call instead;
+- on spi, what reading the chip costs in SPI transfers and wake-ups: the driver reading the
+  emulated chip in this process, counting every transfer (data-ready polls, reads, resets) per
+  conversion read, and the reading thread's wake-ups (its voluntary context switches, from
+  /proc) per second, after a second of reading (the board's rate measured and the schedule
+  locked). Polling, the chip converts on its own clock, exactly on time as a real chip's
+  oscillator does (the free-running emulator's thread wakes late by whatever the host makes it,
+  and the driver rightly stops trusting its schedule); with the data-ready GPIO, the free-running
+  emulator drives the edge. Printed as ``spi_transfers_per_conversion``,
+  ``spi_wakeups_per_second`` and the same with ``spi_ready_`` for the GPIO (target for polling:
+  ≤ 1.5 transfers a conversion). Counts, not times: meaningful on a busy machine too;
 - the emulator's own threads' CPU (the scenario player and the chip's threads, told apart
   through ``bench/daemon_threads.py``, which keeps a map of thread names), and the daemon's
   figure less the emulator: those threads and, on spi, the bus model. That is the daemon's own
@@ -248,6 +258,55 @@ def bus_model_cpu(ready: int | None, seconds: float) -> float:
         Device.pin_factory = None
 
 
+#: Reading before the counts start: the board's rate is measured and the schedule locked.
+WARM_UP_S = 1.0
+
+
+def voluntary_switches() -> int:
+    """How often the calling thread has given up the CPU to wait (slept, blocked): its
+    wake-ups."""
+    for row in Path("/proc/thread-self/status").read_text().splitlines():
+        if row.startswith("voluntary_ctxt_switches:"):
+            return int(row.split()[1])
+    raise BenchFailure("no voluntary_ctxt_switches in /proc/thread-self/status")
+
+
+def reading_counts(ready: int | None, seconds: float) -> tuple[float, float]:
+    """SPI transfers per conversion read, and the reading thread's wake-ups per second."""
+    factory = mock_factory()
+    install_pin_factory(factory)
+    chip = HX711Chip(factory, MISO if ready is None else ready, None)
+    bus = SimSpiBus(chip)
+    driver = HX711Spi(bus, ready_pin=ready, pin_factory=factory)
+
+    def read_for(span_s: float) -> None:
+        end = time.perf_counter() + span_s
+        while time.perf_counter() < end:
+            with contextlib.suppress(NotReady, ReadDiscarded):
+                driver.read_raw(0.1)
+
+    try:
+        driver.reset()
+        if ready is None:
+            chip.run_on_clock()  # a steady oscillator, as a real chip's
+        else:
+            chip.start()  # the edge needs the chip to convert by itself
+        read_for(WARM_UP_S)
+        transfers0, reads0, switches0 = bus.transfers, chip.reads_completed, voluntary_switches()
+        t0 = time.perf_counter()
+        read_for(seconds)
+        elapsed = time.perf_counter() - t0
+        reads = chip.reads_completed - reads0
+        switches = voluntary_switches() - switches0
+        return (bus.transfers - transfers0) / max(1, reads), switches / elapsed
+    finally:
+        chip.stop()
+        driver.close()
+        chip.close()
+        factory.close()
+        Device.pin_factory = None
+
+
 def bench_variant(
     variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
 ) -> None:
@@ -280,6 +339,10 @@ def bench_variant(
         model = bus_model_cpu(ready, model_s)
         line(f"{variant}_bus_model_cpu_one_core_fraction", model * 100, "%")
         line(f"{variant}_cpu_one_core_fraction_less_bus_model", (cpu - model) * 100, "%")
+        per_conversion, wakeups = reading_counts(ready, model_s)
+        counted = "spi" if ready is None else "spi_ready"  # ready: the data-ready GPIO
+        line(f"{counted}_transfers_per_conversion", per_conversion, "transfers")
+        line(f"{counted}_wakeups_per_second", wakeups, "wakeups/s")
     else:
         model = 0.0  # bit-banged, the emulated pins run inside the sampler: not separable
     # The scenario player and the chip's threads are the emulator's, not the daemon's; with

@@ -26,9 +26,28 @@ high for over 60 µs) so that both start again from a known state. A bus that re
 (DOUT stuck low) therefore never yields a force, and one that reads all ones (MISO floating
 high, chip missing) never looks ready: both end as a sensor fault (S7) in the sampler.
 
-Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, so no pulse) on a
-schedule taken from the last conversion, or, when ``ready_pin`` names a GPIO also wired to DOUT,
-from its falling edge through gpiozero.
+Data-ready comes either from polling DOUT with a ``0x00`` byte (MOSI stays low, so no pulse), or,
+when ``ready_pin`` names a GPIO also wired to DOUT, from its falling edge through gpiozero.
+
+Polling is locked to the chip's own clock once the board's rate is measured (:mod:`hx711_rate`).
+Two consecutive conversions whose data-ready moments are bracketed tightly (the last poll that
+saw DOUT high and the first that saw it low, at most :data:`LOCK_BRACKET_S` apart) give a
+:class:`ChipSchedule`: each later conversion's window, the earliest and latest moment it can
+become ready, follows from the last conversion pinned and the period measured from an earlier
+one, widened per period by the period's uncertainty and :data:`PERIOD_DRIFT`. A conversion whose
+window is at most :data:`DIRECT_WIDTH_S` wide is read without a poll just after the window: one
+transfer. A wider one is looked at first just before its window, where the poll must find DOUT
+high (a poll that finds data at once cannot show a conversion earlier than predicted), then at
+its middle, each look narrowing it. Reading blind is earned: :data:`DIRECT_AFTER_LOOKS` looks
+that narrowed windows already that narrow, doubled for each schedule the chip did not keep. A
+blind read that finds no conversion (its lead byte reads DOUT high) has sent pulses while the
+datasheet wants PD_SCK low, so the chip is reset as after any read out of step. The schedule is
+dropped, and polling goes on as before (every :data:`POLL_INTERVAL_S` from a little before the
+conversion is due, learnt from the last one), while the rate is unknown, after a reset, when a
+look or a read falls outside its window, and after a race. On the emulator converting on its
+own clock polling costs about 1.2-1.25 transfers a conversion (4-6 before the lock), and each
+conversion is picked up within :data:`DIRECT_WIDTH_S` (0.5 ms, 4 % of a period) of becoming
+ready (``tests/hw/test_hx711_schedule.py``).
 
 A chip that resets part-way through a transfer (a power glitch) turns every bit after the reset
 into a one, in both halves, and the tail reads ``0xFF`` as it should: the checks above catch it
@@ -44,13 +63,23 @@ full-scale code) each one comes out a period late, once the next has confirmed i
 
 The chip converts on its own oscillator whatever the bus does, and what it does when a
 conversion falls due during a read is not in the datasheet (finish the word, restart with the
-new one, switch to it from the current bit). The driver knows the earliest moment the
-conversion it reads can have become ready (the last poll that found DOUT high, the data-ready
-edge, or one period after the conversion before), and a read that may not have ended
-:data:`OSCILLATOR_TOLERANCE` short of a period after that moment is discarded (``races``). No
-reset is needed: a race that left the chip out of step fails the tail check (and resets it);
-one that passes it saw DOUT high after the last pulse, so the chip is in step (it finished the
-word, or switched to the new one) or holds a 1 bit part-way through the new word (it
+new one, switch to it from the current bit). On the locked schedule the race is judged on the
+chip's own clock: the lead byte found a conversion after the last one read, so that one was
+ready before the read began; a later one whose window ended before the read began was ready
+too (the reading thread was stalled: the latest is read, however long the stall); and a read
+is discarded (``races``) only when a conversion's window reaches into it, so that it may really
+have fallen due during the read. The windows hold while the chip keeps its period within
+:data:`PERIOD_DRIFT` per period; they widen with the periods since a conversion was last
+pinned, so after a stall of ``n`` periods a read that begins within about ``n`` times the
+period's uncertainty and drift of a conversion is discarded too. The transfer's start and end
+are taken on the clock around the whole call, so a stall inside it counts as part of the read.
+Without the schedule the driver knows only the earliest moment the conversion it reads can
+have become ready (the last poll that found DOUT high, the data-ready edge, or one period after
+the conversion before), and a read that may not have ended :data:`OSCILLATOR_TOLERANCE` short
+of a period after that moment is discarded: a reader stalled after its last look loses its
+read. No reset is needed: a race that left the chip out of step fails the tail check (and
+resets it); one that passes it saw DOUT high after the last pulse, so the chip is in step (it
+finished the word, or switched to the new one) or holds a 1 bit part-way through the new word (it
 restarted), and then its next conversion starts a word afresh: either way the next fall of
 DOUT is a new conversion, read from its first bit.
 
@@ -114,6 +143,32 @@ EDGE_SLACK_S = 0.001
 #: Bus bits per byte on the wire: 8 and the controller's idle bit.
 BITS_PER_BYTE_ON_WIRE = 9
 _STALE_EVENT_BACKOFF_S = 0.0005
+#: How far the chip's period may move from the one measured over the last few seconds, per
+#: period elapsed: an engineering estimate (the oscillator follows temperature and supply,
+#: over minutes; this allows a hundred times the change a warming room makes in seconds).
+PERIOD_DRIFT = 0.001
+#: A data-ready bracket (the last poll that saw DOUT high to the first that saw it low) at
+#: most this wide pins the phase well enough to lock the schedule on two consecutive ones.
+LOCK_BRACKET_S = 4 * POLL_INTERVAL_S
+#: A conversion whose ready window is at most this wide is read without a poll, just after
+#: the window: it is picked up at most this late, no later than a poll every POLL_INTERVAL_S
+#: picks it up. A wider window is halved by one poll at its middle first.
+DIRECT_WIDTH_S = 2 * POLL_INTERVAL_S
+#: Consistent looks (polls or data-ready edges that narrowed a window no wider than
+#: :data:`DIRECT_WIDTH_S`) a new schedule needs before the driver reads without looking first.
+#: Each schedule the chip did not keep doubles the number (up to
+#: :data:`DIRECT_AFTER_LOOKS_MAX`), so a chip whose conversions jitter (an emulator's thread on
+#: a busy host) is polled as before instead of read blind; a schedule kept for twice the number
+#: halves it again.
+DIRECT_AFTER_LOOKS = 32
+DIRECT_AFTER_LOOKS_MAX = 1024
+#: Read this long after a window ends, for the clock's rounding.
+READ_AFTER_S = 0.00001
+#: What a read takes beyond its bus bits (the system call, a busy CPU): a read that would end
+#: within this of the next conversion's window waits for that conversion instead.
+READ_SLACK_S = 2 * POLL_INTERVAL_S
+#: Periods after which the period is measured again from a fresh start, so it follows drift.
+EPOCH_PERIODS = 800
 
 
 class SpiBus(Protocol):
@@ -226,6 +281,60 @@ def _spi_help(port: int, device: int, detail: str) -> str:
     )
 
 
+class ChipSchedule:
+    """When the chip's conversions become ready, as far as the driver knows it, honestly.
+
+    Conversion ``k`` (counted from the lock) becomes ready within :meth:`window`. The windows
+    come from the last conversion whose moment was pinned (the anchor: a poll that saw DOUT
+    high bounds it from below, one that saw it low or a read from above) and the period,
+    measured from an earlier pinned conversion (the epoch) to the anchor: the period lies
+    between the two brackets' extremes over the periods between them. A window ``n`` periods
+    from the anchor is widened by ``n`` times the period's uncertainty and the allowed drift
+    (:data:`PERIOD_DRIFT`). Every bound holds as long as the chip keeps its clock within that
+    drift; a look that contradicts a window says it did not (a reset, a glitch) and the
+    driver drops the schedule.
+    """
+
+    def __init__(self, first: tuple[float, float], second: tuple[float, float]) -> None:
+        """``first`` and ``second``: brackets of two consecutive conversions (0 and 1)."""
+        self._epoch = (0, *first)
+        self._anchor = (1, *second)
+        shortest, longest = second[0] - first[1], second[1] - first[0]
+        self.period_s = (shortest + longest) / 2
+        self.period_error_s = (longest - shortest) / 2
+        #: Looks that fell inside windows no wider than :data:`DIRECT_WIDTH_S` and narrowed
+        #: them, since the lock: tests of the schedule as tight as a read without a look.
+        self.looks = 0
+
+    def window(self, k: int) -> tuple[float, float]:
+        """Earliest and latest clock time conversion ``k`` can become ready."""
+        a, lo, hi = self._anchor
+        n = k - a
+        spread = abs(n) * (self.period_error_s + PERIOD_DRIFT * self.period_s)
+        return lo + n * self.period_s - spread, hi + n * self.period_s + spread
+
+    def observe(self, k: int, lo: float, hi: float) -> bool:
+        """Conversion ``k`` became ready after ``lo`` and by ``hi``; False if no moment of its
+        window fits (the schedule is wrong), else pin it and refine the period."""
+        w_lo, w_hi = self.window(k)
+        lo, hi = max(lo, w_lo), min(hi, w_hi)
+        if lo > hi:
+            return False
+        if w_hi - w_lo <= DIRECT_WIDTH_S and hi - lo < w_hi - w_lo:
+            self.looks += 1  # it narrowed a window already narrow enough to read blind on
+        self._anchor = (k, lo, hi)
+        e, e_lo, e_hi = self._epoch
+        n = k - e
+        if n > 0:
+            shortest, longest = (lo - e_hi) / n, (hi - e_lo) / n
+            if (longest - shortest) / 2 <= self.period_error_s:
+                self.period_s = (shortest + longest) / 2
+                self.period_error_s = (longest - shortest) / 2
+            if n >= EPOCH_PERIODS:
+                self._epoch = self._anchor
+        return True
+
+
 class HX711Spi(HX711Driver):
     """One HX711 on the SPI bus, read one conversion at a time at a fixed gain.
 
@@ -266,7 +375,10 @@ class HX711Spi(HX711Driver):
         self._silent_since: float | None = None
         # Clock time before which a reset chip is still settling: no point in looking.
         self._quiet_until = -math.inf
+        self._hz = hz
         self._frame_s = FRAME_LEN * BITS_PER_BYTE_ON_WIRE / hz
+        # Clock time the last transfer ended (a transfer never starts before it).
+        self._bus_end = -math.inf
         self._shortest_period_s = self._period_s * (1.0 - OSCILLATOR_TOLERANCE)
         # When the conversion being read can have become ready, at the earliest and latest;
         # the last time DOUT was seen high since the last read; the earliest the next
@@ -276,6 +388,18 @@ class HX711Spi(HX711Driver):
         self._quiet_seen = -math.inf
         self._next_from = -math.inf
         self._edge_at: float | None = None
+        # Upper bound of the moment the conversion found ready became so (the end of the poll
+        # that saw DOUT low, or the wake-up by the edge).
+        self._found_by = -math.inf
+        # The chip's schedule once locked, and which of its conversions was read last (None:
+        # not known, the next is found by polling); whether the next read goes without a look.
+        self._sched: ChipSchedule | None = None
+        self._last_read: int | None = None
+        self._direct = False
+        # Brackets of the conversion found and of the one read before it, when tight enough
+        # to lock the schedule on (LOCK_BRACKET_S).
+        self._bracket: tuple[float, float] | None = None
+        self._candidate: tuple[float, float] | None = None
         # A doubtful code held until the next conversion confirms it, and when its read ended.
         self._held: int | None = None
         self._held_end = -math.inf
@@ -291,7 +415,19 @@ class HX711Spi(HX711Driver):
         #: Silences long enough that the chip must have reset.
         self.silences = 0
         self.resets = 0
+        #: Data-ready polls; every SPI transfer (polls, reads, resets); reads made without a
+        #: poll on the locked schedule; times the schedule was dropped because the chip did not
+        #: keep it (a look or a read outside its window, or a read that may have raced).
         self.polls = 0
+        self.transfers = 0
+        self.direct_reads = 0
+        self.schedule_drops = 0
+        self._looks_needed = DIRECT_AFTER_LOOKS
+        # How late a sleep on the schedule typically wakes (clock time, a running mean): a
+        # look meant for the middle of a window is started that much early.
+        self._oversleep_s = 0.0
+        # A poll saw DOUT high since the last read.
+        self._seen_high = False
         self._ready_dev: Any = None
         if ready_pin is not None:
             from gpiozero import DigitalInputDevice
@@ -349,8 +485,31 @@ class HX711Spi(HX711Driver):
 
     # -- internals ------------------------------------------------------------------------
 
+    @property
+    def locked(self) -> bool:
+        """The schedule is locked to the chip's period and the next conversion is known."""
+        return self._sched is not None and self._last_read is not None
+
+    def _transfer(self, data: list[int]) -> tuple[list[int], float, float]:
+        """One transfer, counted; what MISO read and when, at the latest, it began and ended."""
+        clock = self._clock
+        start = max(clock.monotonic(), self._bus_end)
+        self.transfers += 1
+        miso = self._spi.transfer(data)
+        end = max(clock.monotonic(), start + len(data) * BITS_PER_BYTE_ON_WIRE / self._hz)
+        self._bus_end = end
+        return miso, start, end
+
+    def _drop_schedule(self, *, missed: bool) -> None:
+        if missed and self._sched is not None:
+            self.schedule_drops += 1
+            self._looks_needed = min(2 * self._looks_needed, DIRECT_AFTER_LOOKS_MAX)
+        self._sched = None
+        self._last_read = None
+        self._direct = False
+
     def _reset(self) -> None:
-        self._spi.transfer(list(self._reset_frame))
+        self._transfer(list(self._reset_frame))
         self.resets += 1
         self._after_reset()
 
@@ -366,6 +525,9 @@ class HX711Spi(HX711Driver):
         self._next_from = self._quiet_until
         self._quiet_seen = -math.inf
         self._drop_held()
+        self._drop_schedule(missed=False)
+        self._candidate = self._bracket = None
+        self._seen_high = False
 
     def _now(self) -> float:
         return self._clock.monotonic()
@@ -382,11 +544,25 @@ class HX711Spi(HX711Driver):
         """Bracket when the conversion found ready became so (see the module)."""
         now = self._clock.monotonic()
         self._ready_at = now
+        self._bracket = None
+        if self._direct:  # read on the schedule: its window is the bracket (_judge_race)
+            return
         start = max(self._quiet_seen, self._next_from)
         edge = self._edge_at
         if edge is not None and edge > self._quiet_seen:
             start = max(start, edge - EDGE_SLACK_S)
         self._ready_from = start
+        # The schedule takes only what was seen (DOUT high at a poll or at the end of the last
+        # read), not the assumed promptness of an edge callback or the nominal period's
+        # tolerance: a bound that failed would shift every later window.
+        seen = self._quiet_seen
+        by = max(now, self._found_by)
+        if by - seen <= LOCK_BRACKET_S:
+            self._bracket = (seen, by)
+        sched, last = self._sched, self._last_read
+        if sched is not None and last is not None and not sched.observe(last + 1, seen, by):
+            log.debug("HX711 data-ready outside its predicted window: schedule dropped")
+            self._drop_schedule(missed=True)
 
     def _wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
@@ -397,13 +573,17 @@ class HX711Spi(HX711Driver):
             time.sleep(min(quiet, max(0.0, deadline - time.monotonic())))
             if self._clock.monotonic() < self._quiet_until:
                 return False
+        self._direct = False
         if self._ready_dev is not None:
             found = self._wait_edge(deadline)
         else:
-            found = self._wait_polling(deadline)
+            scheduled = self._wait_scheduled(deadline) if self.locked else None
+            found = self._wait_polling(deadline) if scheduled is None else scheduled
         now_clock = self._clock.monotonic()
         if found:
             self._found_ready()
+            if self.locked:  # should the schedule be dropped, polling starts from here
+                self._due = now_clock + self._period_s
         if not found:
             if self._silent_since is None:
                 self._silent_since = now_clock
@@ -429,11 +609,86 @@ class HX711Spi(HX711Driver):
     def _probe(self) -> bool:
         """DOUT low, read over the bus with MOSI held low (no pulse)."""
         self.polls += 1
-        before = self._clock.monotonic()
-        if self._spi.transfer([QUIET_BYTE])[0] & 1:
-            self._quiet_seen = before  # DOUT high: no conversion was ready before this
+        miso, start, end = self._transfer([QUIET_BYTE])
+        if miso[0] & 1:
+            self._quiet_seen = start  # DOUT high: no conversion was ready before this
+            self._seen_high = True
+            sched, last = self._sched, self._last_read
+            if (
+                sched is not None
+                and last is not None
+                and not sched.observe(last + 1, start, math.inf)
+            ):
+                log.debug("HX711 still not ready after its predicted window: schedule dropped")
+                self._drop_schedule(missed=True)
             return False
+        self._found_by = end
         return True
+
+    def _wait_scheduled(self, deadline: float) -> bool | None:
+        """Wait on the locked schedule: read just after the next conversion's window, or, while
+        the window is wider than :data:`DIRECT_WIDTH_S` (or the schedule is new), poll at its
+        middle, halving it. ``None``: the schedule was dropped, poll as before.
+
+        A look goes ahead whenever the clock has not reached the moment slept for: the deadline
+        came first, or the clock runs behind real time (a lockstep simulation, which moves on
+        only once it has seen the look); then it looks every :data:`POLL_INTERVAL_S` as before.
+        """
+        clock = self._clock
+        lagging = False
+        while True:
+            sched, last = self._sched, self._last_read
+            if sched is None or last is None:
+                return None
+            now = clock.monotonic()
+            k = last + 1
+            while sched.window(k + 1)[1] + READ_AFTER_S <= now:
+                k += 1  # stalled: this one has surely come too; read the latest
+            lo, hi = sched.window(k)
+            if sched.looks >= 2 * self._looks_needed > 2 * DIRECT_AFTER_LOOKS:
+                self._looks_needed //= 2
+            trusted = sched.looks >= self._looks_needed
+            read = trusted
+            if now >= hi + READ_AFTER_S:
+                next_lo, next_hi = sched.window(k + 1)
+                if now + self._frame_s + READ_SLACK_S < next_lo:
+                    if trusted:
+                        self._direct = True
+                        self.direct_reads += 1
+                        return True
+                    target = now
+                else:  # the next one is about to come: read it, not one it may overtake
+                    target = next_hi + READ_AFTER_S
+            elif hi - lo > DIRECT_WIDTH_S or not trusted:
+                read = False
+                if k == last + 1 and not self._seen_high:
+                    # First a look before the window, which must find no data: a poll that
+                    # finds data at once would not show a conversion earlier than predicted.
+                    target = lo - POLL_INTERVAL_S - self._oversleep_s
+                else:
+                    target = (lo + hi) / 2 - min(self._oversleep_s, (hi - lo) / 4)
+            else:
+                target = hi + READ_AFTER_S
+            if now < target:
+                wait = clock.to_real(target - now)
+                if lagging:
+                    wait = min(wait, POLL_INTERVAL_S)
+                wait = min(wait, deadline - time.monotonic())
+                if wait > 0:
+                    time.sleep(wait)
+                    woke = clock.monotonic()
+                    if woke >= target:
+                        self._oversleep_s += (woke - target - self._oversleep_s) / 8
+                        continue  # on time: decide again with the clock where it is now
+                    lagging = True
+            elif read:
+                continue
+            if self._probe():
+                return True
+            if self._silent_since is None:
+                self._silent_since = clock.monotonic()
+            if time.monotonic() >= deadline:
+                return False
 
     def _wait_polling(self, deadline: float) -> bool:
         """Poll from a little before the conversion is due; learn how early to start.
@@ -484,34 +739,39 @@ class HX711Spi(HX711Driver):
             time.sleep(_STALE_EVENT_BACKOFF_S)
 
     def _read_conversion(self) -> int:
-        clock = self._clock
-        start = clock.monotonic()
-        miso = self._spi.transfer(list(self._frame))
-        end = max(clock.monotonic(), start + self._frame_s)
-        ready_from = self._ready_from
+        direct, self._direct = self._direct, False
+        miso, start, end = self._transfer(list(self._frame))
         made_at = self._take_gain()
         self._quiet_seen = -math.inf
+        self._seen_high = False
         self._edge_at = None
-        self._next_from = ready_from + self._shortest_period_s
+        self._next_from = self._ready_from + self._shortest_period_s
         try:
             code24 = decode_frame(miso)
         except FrameError as exc:
             self.discarded += 1
             self.sync_errors += 1
+            if direct:  # read on the schedule, and no conversion was there: it is wrong
+                self._drop_schedule(missed=True)
             self._reset()
             raise ReadDiscarded(f"out of step with the chip, reset it: {exc}") from None
         # The tail read DOUT high after the last pulse: no conversion was waiting then, and
         # the next fall of DOUT is a new conversion, whatever the chip did mid-read.
         self._quiet_seen = end
-        if end > ready_from + self._shortest_period_s:
+        race = self._judge_race(start, end)
+        self._next_from = self._ready_from + self._shortest_period_s
+        if race is not None:
             self.discarded += 1
             self.races += 1
             self._drop_held()
+            # Which conversion the chip left waiting depends on what it did mid-read: find the
+            # next one by polling, and lock again.
+            self._drop_schedule(missed=False)
+            self._candidate = self._bracket = None
             raise ReadDiscarded(
-                "the read may have ended after the next conversion fell due "
-                f"({(end - ready_from) * 1000:.2f} ms after the conversion may have become "
-                f"ready, a period is at least {self._shortest_period_s * 1000:.2f} ms)"
+                f"the read may have ended after the next conversion fell due ({race})"
             )
+        ready_from = self._ready_from
         confirmed = self._held is not None and (
             self._ready_at - self._held_end <= SILENCE_PERIODS * self._period_s
         )
@@ -525,6 +785,63 @@ class HX711Spi(HX711Driver):
             self._drop_held()
             raise WrongRate(self.rate_watch.problem)
         return self._doubt(signed24(code24), trailing_ones(code24), end, confirmed=confirmed)
+
+    def _judge_race(self, start: float, end: float) -> str | None:
+        """Why the read from ``start`` to ``end`` may overlap the next conversion, or None.
+
+        On the locked schedule: the lead byte saw a conversion after the last one read, so that
+        one was ready before the read; any later conversion whose window lies wholly before the
+        read was ready too (the thread was stalled: the latest is read), and one whose window
+        reaches into the read may have fallen due during it. Sets which conversion was read,
+        and the earliest it can have become ready (``_ready_from``). Without the schedule: the
+        earliest the conversion read can have become ready, plus the shortest period.
+        """
+        sched, last = self._sched, self._last_read
+        if sched is not None and last is not None:
+            if not sched.observe(last + 1, -math.inf, end):
+                log.debug("HX711 conversion ready before its predicted window: schedule dropped")
+                self._drop_schedule(missed=True)
+            else:
+                index = last + 1
+                while True:
+                    lo, hi = sched.window(index + 1)
+                    if lo > end:
+                        break
+                    if hi > start:
+                        self._ready_from = sched.window(index)[0]
+                        return (
+                            f"on the chip's schedule it fell due {(lo - start) * 1000:.2f} to "
+                            f"{(hi - start) * 1000:.2f} ms after the read began, and the read "
+                            f"took {(end - start) * 1000:.2f} ms"
+                        )
+                    index += 1
+                self._last_read = index
+                self._ready_from = sched.window(index)[0]
+                self._bracket = None
+                return None
+        ready_from = self._ready_from
+        if end > ready_from + self._shortest_period_s:
+            return (
+                f"{(end - ready_from) * 1000:.2f} ms after the conversion may have become "
+                f"ready, a period is at least {self._shortest_period_s * 1000:.2f} ms"
+            )
+        self._try_lock()
+        return None
+
+    def _try_lock(self) -> None:
+        """Lock the schedule on the tight brackets of two consecutive conversions read, once
+        the board's period is known (its rate watch): conversions a period apart, within the
+        slack of a period measured by polling, are consecutive."""
+        bracket, self._bracket = self._bracket, None
+        candidate, self._candidate = self._candidate, bracket
+        watch = self.rate_watch
+        if bracket is None or candidate is None or watch.measured_sps is None or watch.problem:
+            return
+        period = 1.0 / watch.measured_sps
+        gap = (bracket[0] + bracket[1] - candidate[0] - candidate[1]) / 2
+        if 0.5 * period < gap < 1.5 * period:
+            self._sched = ChipSchedule(candidate, bracket)
+            self._last_read = 1
 
     def _doubt(self, code: int, ones: int, end: float, *, confirmed: bool) -> int:
         """Use ``code`` at once, or hold it while a reset may hide in its trailing ones."""
