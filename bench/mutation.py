@@ -16,7 +16,11 @@ Exits 1 when a survivor is not documented as equivalent.
 - Which tests run: a mutant inside a function that docs/ARCHITECTURE.md names as enforcing a
   safety rule ("Safety rules": the "enforced in" column) runs only the tests the docs name as
   proof of that rule (the "proved by" column, and the rows of docs/SAFETY.md that cite the rule);
-  those tests, between them, must kill it. Any other mutant runs the module's own test files.
+  those tests, between them, must kill it. If they do not, the fast tests named for the
+  module's other rules run (``killed_by_other_rules``), then the module's own test files: a
+  function named for a rule also does work no rule is about, and a mutant the module's tests
+  alone kill is counted apart (``killed_by_module_tests``), so the report shows how much of a
+  rule's functions only those tests guard. Any other mutant runs the module's own test files.
   Tests run fastest first and stop at the first failure.
 - Left out: mutants of log and message text. cosmic-ray has no string operator, so a message's
   wording is never mutated; a mutant anywhere inside a ``log.*(...)`` call, a docstring or a type
@@ -390,8 +394,14 @@ class Mutant:
     #: ``tests`` let it live (a line in a function named for one rule may hold up another, as
     #: the undocking in ``CaseMachine._on_dock`` starts S8's expiry).
     fallback: list[str] = field(default_factory=list)
+    #: For a rule's mutant that ``tests`` and ``fallback`` let live: the module's own test
+    #: files. A function named for a rule also does work no rule is about (``Engine._effects``
+    #: orders UV first, and also passes a tare on to be saved): a mutant of that work breaks
+    #: no rule, and the module's tests are what must notice it. Counted apart.
+    own: list[str] = field(default_factory=list)
     outcome: str = ""
     killed_by_other_rules: bool = False
+    killed_by_module_tests: bool = False
     #: Which of the same operator on the same code in the same function (1, 2, ...): an
     #: equivalent mutant is named by its key, and a function may repeat a line.
     nth: int = 1
@@ -444,6 +454,7 @@ def mutants(root: Path) -> tuple[list[Mutant], dict[str, Source], dict[str, list
                     for t in ordered(t for r in others for t in tests_of[r])
                     if t not in tests and t.startswith(FAST_TESTS)
                 ]
+                own = [t for t in MODULES[module] if rules and t not in tests]
                 found.append(
                     Mutant(
                         module,
@@ -455,6 +466,7 @@ def mutants(root: Path) -> tuple[list[Mutant], dict[str, Source], dict[str, list
                         rules,
                         tests,
                         fallback,
+                        own,
                     )
                 )
     seen: dict[str, int] = {}
@@ -623,9 +635,14 @@ def run(
                 passed, more = run_tests(tree, mutant.fallback, timeout(mutant.fallback))
                 took += more
                 mutant.killed_by_other_rules = not passed
+            if passed and mutant.own:
+                passed, more = run_tests(tree, mutant.own, timeout(mutant.own))
+                took += more
+                mutant.killed_by_module_tests = not passed
         mutant.outcome = "survived" if passed else "killed"
         if log is not None:
             other = " (by another rule's tests)" if mutant.killed_by_other_rules else ""
+            other += " (by the module's tests)" if mutant.killed_by_module_tests else ""
             print(
                 f"[{i}/{len(selected)} {time.monotonic() - started:.0f}s] {mutant.outcome} "
                 f"{mutant.module}:{mutant.line} {mutant.short_operator} {mutant.function} "
@@ -648,7 +665,7 @@ def run_sharded(
     if baseline:
         tree = scratch_copy()
         try:
-            every = ordered(t for m in selected for t in [*m.tests, *m.fallback])
+            every = ordered(t for m in selected for t in [*m.tests, *m.fallback, *m.own])
             every = [t for t in every if "::" not in t or t.split("::")[0] not in every]
             durations = Durations(tree, every, saved)
         finally:
@@ -666,7 +683,9 @@ def run_sharded(
                 try:
                     mine = selected[k::jobs]
                     run(mine, tree, log, durations)
-                    results = [(m.outcome, m.killed_by_other_rules) for m in mine]
+                    results = [
+                        (m.outcome, m.killed_by_other_rules, m.killed_by_module_tests) for m in mine
+                    ]
                     out.write_text(json.dumps(results), encoding="utf-8")
                     code = 0
                 finally:
@@ -682,8 +701,9 @@ def run_sharded(
                 sys.exit(f"mutation worker {k} failed")
             results = json.loads(out.read_text(encoding="utf-8"))
             out.unlink()
-            for mutant, (outcome, other) in zip(selected[k::jobs], results, strict=True):
+            for mutant, (outcome, other, own) in zip(selected[k::jobs], results, strict=True):
                 mutant.outcome, mutant.killed_by_other_rules = outcome, other
+                mutant.killed_by_module_tests = own
     finally:  # stopped (SIGTERM, Ctrl-C, a failed worker): stop the workers, which clean up
         for pid, out in shards.items():
             if out != Path():
@@ -702,6 +722,7 @@ def tally(ms: list[Mutant], equivalent: dict[str, str]) -> dict[str, int]:
         "survived": len(survived),
         "equivalent": sum(1 for m in survived if m.key in equivalent),
         "killed_by_other_rules": sum(1 for m in done if m.killed_by_other_rules),
+        "killed_by_module_tests": sum(1 for m in done if m.killed_by_module_tests),
     }
 
 
@@ -783,12 +804,15 @@ def rechecked(
     """``previous`` with the rerun survivors' outcomes: those killed now move from survived to
     killed in their module's, their rules' and the total's rows."""
     out: dict[str, Any] = json.loads(json.dumps(previous))
+    for row in [out["total"], *out["modules"].values(), *out["rules"].values()]:
+        row.setdefault("killed_by_module_tests", 0)
     killed = [m for m in ms if m.outcome == "killed"]
     for m in killed:
         for row in (out["total"], out["modules"][m.module], *(out["rules"][r] for r in m.rules)):
             row["killed"] += 1
             row["survived"] -= 1
             row["killed_by_other_rules"] += int(m.killed_by_other_rules)
+            row["killed_by_module_tests"] += int(m.killed_by_module_tests)
     gone = {m.key for m in killed}
     out["survivors"] = [s for s in out["survivors"] if survivor_key(s) not in gone]
     for s in out["survivors"]:
