@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from pytest_mock import MockerFixture
@@ -320,3 +321,49 @@ def test_the_running_daemon_rides_out_bus_errors_reporting_the_fault_then_the_re
     fault = text.index("FAULT force sensor: bus_error")
     assert text.index("force sensor recovered", fault) > fault
     assert "simulation finished" in text
+
+
+class _DeadBus:
+    """A driver whose every transfer fails (a bus that stays wedged, the edge under test):
+    it notes after how many failures in a row each reopen came."""
+
+    interface, gain, rate_sps, settle_s, may_be_settling = "spi", 128, 80, 0.05, False
+    reads = discarded = timeouts = 0
+
+    def __init__(self) -> None:
+        self.failures = 0
+        self.reopened_after: list[int] = []
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        self.failures += 1
+        raise OSError(5, "Input/output error")
+
+    def reopen(self) -> None:
+        self.reopened_after.append(self.failures)
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_s7_a_bus_that_stays_wedged_is_reopened_at_widening_gaps_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Reopening at every failure would hammer a dead bus: the gaps double after the first
+    REOPEN_AFTER_ERRORS failures; and the spell is one warning, not one per transfer."""
+    bus = _DeadBus()
+    sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
+    caplog.set_level(logging.WARNING, logger="dermaguard.daemon.sampler")
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: bus.failures >= 60, 30.0)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    first = REOPEN_AFTER_ERRORS
+    assert bus.reopened_after[:5] == [first, 2 * first, 4 * first, 8 * first, 16 * first]
+    failed = [r for r in caplog.records if "bus transfer failed" in r.getMessage()]
+    assert len(failed) == 1

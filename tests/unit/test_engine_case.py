@@ -279,6 +279,9 @@ def test_s3_start_up_and_shutdown_date_their_records_by_the_wall_clock_given() -
         x.event for x in effects if isinstance(x, EmitEvent) and x.event.type == "session_ended"
     ]
     assert ended.data["ended_at"] == "2023-11-14T22:13:35.000Z"
+    # ... and the last snapshot, with no session open any more, is published with it.
+    [last] = [x for x in effects if isinstance(x, DeviceState)]
+    assert last.wall == wall0 + 15.0 and last.session_no is None and not last.uv_on
 
 
 def test_s8_no_session_starts_while_the_force_is_unknown() -> None:
