@@ -15,6 +15,7 @@ from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711 import HX711, MICROCONTROLLER
+from dermaguard.hw.hx711_rate import FIRST_WAIT_S, SLOWEST_GAP_S
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until
 
@@ -197,3 +198,42 @@ def test_s7_a_discarded_read_allows_for_the_chips_settling_and_is_no_sensor_faul
 
     got = rig.got
     assert [type(i) for i in got] == [ForceRead, ForceRead]
+
+
+def test_s7_a_load_cell_silent_from_start_up_is_a_fault_once_any_board_would_have_spoken(
+    pin_factory: Any, hx_pins: Any, sim_clock: SimClock
+) -> None:
+    """No conversion ever (DOUT never falls): the first ``timeout`` comes once even a
+    10 samples/s board would have settled and converted (FIRST_WAIT_S), not sooner; after it,
+    one every gap of the slowest board (SLOWEST_GAP_S), the start-up allowance spent."""
+    chip = HX711Chip(pin_factory, hx_pins.dout, hx_pins.sck, clock=sim_clock, load=LoadModel())
+    driver = HX711(hx_pins.dout, hx_pins.sck, max_clock_high_us=10_000, clock=sim_clock)
+    got: list[Input] = []
+    sampler = Sampler(driver, sim_clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+
+    def at(t: float) -> None:
+        """Move the clock to ``t`` and wait until the sampler has looked at it."""
+        sim_clock.advance_to(t)
+        cycles = sampler.cycles
+        assert wait_until(lambda: sampler.cycles >= cycles + 3)
+
+    try:
+        at(FIRST_WAIT_S - 0.001)
+        assert got == []
+        at(FIRST_WAIT_S)
+        assert wait_until(lambda: len(got) == 1)
+        at(FIRST_WAIT_S + SLOWEST_GAP_S - 0.001)
+        assert len(got) == 1
+        at(FIRST_WAIT_S + SLOWEST_GAP_S)
+        assert wait_until(lambda: len(got) == 2)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+        driver.close()
+        chip.close()
+    assert got == [
+        ReadFailed(FIRST_WAIT_S, "timeout", "no data"),
+        ReadFailed(FIRST_WAIT_S + SLOWEST_GAP_S, "timeout", "no data"),
+    ]
