@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from pytest_mock import MockerFixture
 
@@ -15,6 +15,7 @@ from dermaguard.common.clock import SimClock
 from dermaguard.core.events import ForceRead, Input, ReadFailed
 from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711 import HX711, MICROCONTROLLER
+from dermaguard.hw.hx711_protocol import ReadDiscarded
 from dermaguard.hw.hx711_rate import FIRST_WAIT_S, SLOWEST_GAP_S
 from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from support.waiting import wait_until
@@ -237,3 +238,50 @@ def test_s7_a_load_cell_silent_from_start_up_is_a_fault_once_any_board_would_hav
         ReadFailed(FIRST_WAIT_S, "timeout", "no data"),
         ReadFailed(FIRST_WAIT_S + SLOWEST_GAP_S, "timeout", "no data"),
     ]
+
+
+class _EveryReadDiscarded:
+    """A 10 samples/s load cell every read of which the driver discards (the edge under
+    test: a chip that keeps resetting, or a read that never checks out)."""
+
+    interface, gain, rate_sps, settle_s, may_be_settling = "spi", 128, 10, 0.4, False
+    reads = discarded = timeouts = 0
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        time.sleep(0.001)  # a real read takes time: no busy loop in the test
+        raise ReadDiscarded("out of step with the chip")
+
+    def reset(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and_two_limits(
+    sim_clock: SimClock,
+) -> None:
+    """Each discard allows for a chip that may be settling, but the force is never unknown for
+    longer than the settling plus two fault limits (at 10 samples/s: 0.4 s + 2 × 0.3 s)."""
+    got: list[Input] = []
+    sampler = Sampler(cast(Any, _EveryReadDiscarded()), sim_clock, got.append, rate_sps=10)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+
+    def at(t: float) -> None:
+        sim_clock.advance_to(t)
+        cycles = sampler.cycles
+        assert wait_until(lambda: sampler.cycles >= cycles + 3)
+
+    try:
+        for k in range(1, 10):
+            at(k * 0.1 - 0.001)  # discards all the while
+        assert got == []
+        at(1.0)
+        assert wait_until(lambda: len(got) == 1)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    [failed] = got
+    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (1.0, "timeout")
+    assert failed.detail.endswith("reads discarded")
