@@ -262,7 +262,7 @@ def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and
     sim_clock: SimClock,
 ) -> None:
     """Each discard allows for a chip that may be settling, but the force is never unknown for
-    longer than the settling plus two fault limits (at 10 samples/s: 0.4 s + 2 × 0.3 s)."""
+    longer than the settling plus two fault limits (at 10 samples/s: 0.4 s plus twice 0.3 s)."""
     got: list[Input] = []
     sampler = Sampler(cast(Any, _EveryReadDiscarded()), sim_clock, got.append, rate_sps=10)
     thread = threading.Thread(target=sampler.run, daemon=True)
