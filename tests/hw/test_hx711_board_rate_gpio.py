@@ -150,7 +150,7 @@ def step(run: SamplerRun, clock: SimClock) -> None:
 
 
 @pytest.mark.parametrize(("board_sps", "config_sps"), WRONG)
-def test_the_sampler_reports_a_board_at_the_other_rate_as_wrong_rate(
+def test_s7_the_sampler_reports_a_board_at_the_other_rate_as_wrong_rate(
     pin_factory: Any, hx_pins: Any, sim_clock: SimClock, board_sps: int, config_sps: int
 ) -> None:
     """The fault the daemon shows as ``sensor_fault`` ``wrong_rate``, not a chip that times out."""

@@ -158,7 +158,7 @@ class Events:
             return [e for e in self.items if e.type.value == etype]
 
 
-def test_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs_on(
+def test_s7_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs_on(
     chip: Chip,
 ) -> None:
     """Transfers fail for longer than the fault limit: ``sensor_fault`` (``bus_error``) shows
@@ -185,6 +185,7 @@ def test_a_burst_of_bus_errors_is_a_sensor_fault_that_clears_and_the_daemon_runs
         fault = events.of("sensor_fault")[0]
         assert fault.data["reason"] == "bus_error"
         assert "SPI transfers failed" in str(fault.data["detail"])
+        assert str(fault.data["detail"]).endswith("the last with: [Errno 5] Input/output error")
         assert engine.pressure.force_n is None  # unknown while it lasts, never 0 (S7)
         for _ in range(400):
             chip.step(sampler)
