@@ -855,7 +855,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--recheck",
         action="store_true",
-        help="run only the survivors of the report's full run again, and update the report",
+        help="run only the survivors of the report's full run again (those of --module or "
+        "--rule, when given), and update the report",
     )
     parser.add_argument(
         "--report",
@@ -878,8 +879,8 @@ def main(argv: list[str] | None = None) -> int:
     selected = found
     previous: dict[str, Any] | None = None
     if args.recheck:
-        if args.quick or args.module or args.rule:
-            sys.exit("--recheck reruns the report's survivors: no --quick, --module or --rule")
+        if args.quick:
+            sys.exit("--recheck reruns the report's survivors (--module and --rule narrow them)")
         previous = load_for_recheck(args.report or REPORT)
         keys = {survivor_key(s) for s in previous["survivors"]}
         selected = [m for m in found if m.key in keys]
