@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import signal
@@ -454,3 +455,116 @@ def test_s3_uv_is_off_on_every_way_out(tmp_path: Path, mode: str, expected: list
         assert proc.returncode == 0
     else:
         assert proc.returncode != 0
+
+
+def test_the_limits_are_given_by_name_and_checked(recorder: Recorder) -> None:
+    """``cap_s`` and ``debounce_s`` are keyword-only, so two bare numbers cannot be swapped (a
+    600 s debounce and a 0 s cap); a cap must be above zero (any fraction of a second is one),
+    a debounce may be zero but not negative."""
+    clock = SimClock()
+    with pytest.raises(TypeError):
+        CaseIO(recorder, clock, WIRING, 600.0, 0.0)  # type: ignore[misc]
+    with pytest.raises(ValueError, match="cap_s"):
+        make_io(recorder, clock, cap_s=0.0)
+    with pytest.raises(ValueError, match="debounce_s"):
+        make_io(recorder, clock, debounce_s=-0.5)
+    with make_io(recorder, clock, cap_s=0.5) as dev:
+        assert dev.cap_s == 0.5
+
+
+def test_the_dock_and_sensor_are_debounced_by_gpiozero_and_the_lid_by_the_shell(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """``debounce_s`` becomes the dock's and the sensor's ``bounce_time``; the lid gets none (its
+    asymmetric debounce is the shell's, module docstring); zero means no bounce filter."""
+    with make_io(recorder, SimClock(), debounce_s=0.05):
+        assert pin_factory.pin(DOCK).bounce == 0.05 and pin_factory.pin(SENSOR).bounce == 0.05
+        assert pin_factory.pin(LID).bounce is None
+    with make_io(recorder, SimClock(), debounce_s=0.0):
+        assert pin_factory.pin(DOCK).bounce is None and pin_factory.pin(SENSOR).bounce is None
+
+
+def test_has_sensor_says_whether_a_uv_sensor_is_wired(recorder: Recorder) -> None:
+    with make_io(recorder, SimClock()) as dev:
+        assert dev.has_sensor is True
+    no_sensor = dataclasses.replace(WIRING, uv_sensor=None)
+    with CaseIO(recorder, SimClock(), no_sensor, cap_s=600.0, debounce_s=0.0) as dev:
+        assert dev.has_sensor is False and dev.uv_lit is None
+
+
+def test_the_wiring_cannot_change_under_the_devices() -> None:
+    """The pins are opened from the wiring once: it is frozen, so no one can change a pin
+    number or level that the open devices would then contradict."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        WIRING.uv_led = 5  # type: ignore[misc]
+
+
+def test_leaving_the_with_block_drives_uv_low_and_releases_every_pin(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """``close`` (run by ``with``) writes the UV output low itself before it releases the pin, so
+    UV goes off even if a release leaves the line as it was; and it releases every pin, so the
+    case can be opened again (the runtime restarts)."""
+    with make_io(recorder, SimClock()) as dev:
+        close_lid(pin_factory)
+        assert dev.set_uv(True)
+    assert [s.state for s in pin_factory.pin(UV).states][-2:] == [True, False]
+    with make_io(recorder, SimClock()) as again:  # every pin was free again
+        assert not again.uv_on
+
+
+def test_a_failed_construction_releases_the_pins_it_took(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """A wiring mistake found while the devices are opened (here the dock on the lid's pin)
+    closes those already open: the UV output is low and free, nothing is left reserved."""
+    clash = dataclasses.replace(WIRING, dock=LID)
+    with pytest.raises(Exception) as failure:
+        CaseIO(recorder, SimClock(), clash, cap_s=600.0, debounce_s=0.0)
+    assert pin_factory.pin(UV).function == "input"  # released, with the failure still held
+    with make_io(recorder, SimClock()) as dev:
+        assert not dev.uv_on
+    assert failure.value is not None
+
+
+def test_uv_off_on_a_closed_case_raises_nothing(recorder: Recorder) -> None:
+    """Exit paths run ``lock_out`` and ``close`` again after the case is closed (atexit after
+    the runtime's own close): switching off a released pin is not an error there."""
+    dev = make_io(recorder, SimClock())
+    dev.close()
+    dev.lock_out()
+    dev.close()
+
+
+def test_a_pending_lid_settle_never_holds_the_process_and_close_cancels_it(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """The settle timer of a closing lid is a daemon thread (it must not keep the process
+    alive at exit), and ``close`` cancels it: it never fires on released pins."""
+    clock = SimClock(speed=SLOW)  # 0.2 s of settling are 4 s of real time
+    dev = make_io(recorder, clock, debounce_s=0.2)
+    try:
+        close_lid(pin_factory)
+        timer = dev._channels[0].settle_timer
+        assert timer is not None and timer.daemon
+    finally:
+        dev.close()
+    assert timer.finished.is_set()  # cancelled, not waiting to fire
+    assert recorder.drain() == []
+
+
+def test_a_lid_reported_closed_at_start_up_is_not_reported_again_when_it_settles(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """``initial_inputs`` reports the lid as it reads now; a settle timer from a closing edge
+    just before, ending later, has nothing new to say."""
+    with make_io(recorder, SimClock(speed=SLOW), debounce_s=0.02) as dev:
+        with dev._lock:  # the timer's report waits for this: it comes after initial_inputs
+            close_lid(pin_factory)
+            timer = dev._channels[0].settle_timer
+            assert timer is not None
+            first = dev.initial_inputs()[0]
+        timer.join(timeout=5.0)
+        assert not timer.is_alive()
+        assert first == LidChanged(0.0, True)
+        assert recorder.drain() == []

@@ -7,7 +7,7 @@ import json
 from dermaguard.config.params import default_case_params, default_engine_params
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested, UvSensed
-from dermaguard.core.engine import Engine
+from dermaguard.core.engine import CASE_TICK_S, Engine
 from dermaguard.core.events import (
     CaseStatus,
     DeviceState,
@@ -296,3 +296,90 @@ def test_s8_no_session_starts_while_the_force_is_unknown() -> None:
         failing += [x.event.type for x in effects if isinstance(x, EmitEvent)]
     assert "sensor_fault" in failing and e.pressure.zone is None
     assert "session_started" not in failing and "unsterile_use" not in failing
+
+
+def _uv_off_time(e: Engine, t0: float, step: float, n: int) -> float | None:
+    """Feed unloaded readings ``step`` apart from ``t0`` (no ``Tick``): when UV went off."""
+    for k in range(1, n):
+        t = t0 + k * step
+        if SetUv(False) in e.handle(ForceRead(t, 0)):
+            return t
+    return None
+
+
+def test_samples_alone_run_the_case_timers_once_every_case_tick() -> None:
+    """With no ``Tick`` (the ticker is the runtime's), readings advance the case's timers, but
+    only once ``CASE_TICK_S`` of input time has passed since the case last looked: readings
+    come at up to 80/s and the case need not look at each. Here, with readings 1/64 s apart,
+    the case looks every 4th reading, so a cycle ending between two looks (70/64 s after its
+    start) is seen at the next look (72/64 s), neither sooner nor later."""
+    e = engine(cycle_s=70 / 64)
+    e.handle(DockChanged(0.0, True))
+    assert e.handle(LidChanged(1.0, True))[0] == SetUv(True)  # the case looked at 1.0
+    assert _uv_off_time(e, 1.0, 1 / 64, 300) == 1.0 + 72 / 64
+    assert e.case.state == "sterile"
+
+
+def test_a_reading_exactly_one_case_tick_after_the_last_look_runs_the_case_timers() -> None:
+    """``CASE_TICK_S`` is a bound the reading may reach: the case looks at a reading that comes
+    exactly that long after its last look (0.05 s, the cycle's end here), not at the next."""
+    e = engine(cycle_s=0.05)
+    e.handle(DockChanged(0.0, True))
+    assert e.handle(LidChanged(0.05, True))[0] == SetUv(True)  # starts at 0.05, ends at 0.1
+    assert CASE_TICK_S == 0.1 - 0.05  # exactly, in floating point
+    assert SetUv(False) in e.handle(ForceRead(0.1, 0))
+
+
+def test_a_new_engine_commands_uv_only_when_the_case_changes_it() -> None:
+    """The engine starts believing UV off, as the shell creates it (S3): readings, ticks and
+    the dock send no ``SetUv`` until a cycle switches UV on."""
+    e = engine()
+    effects = [
+        *e.handle(ForceRead(0.0, 0)),
+        *e.handle(Tick(0.5)),
+        *e.handle(DockChanged(1.0, True)),
+    ]
+    assert not [x for x in effects if isinstance(x, SetUv)]
+
+
+def test_the_state_snapshot_can_be_taken_before_any_input() -> None:
+    """A daemon stopped before its first input still publishes a last snapshot: the
+    indicators it shows are worked out, not taken from a previous snapshot that never was."""
+    e = engine()
+    [state] = [x for x in e.shutdown(1.0, 1000.0) if isinstance(x, DeviceState)]
+    assert state.alarm is None and state.silenced is False and state.state == "idle"
+
+
+def test_the_sterility_deadline_is_published_on_the_wall_clock_to_the_millisecond() -> None:
+    """``sterile_until_wall`` is the deadline's distance from now, added to the wall clock now,
+    rounded to the millisecond (docs/MQTT.md's state payload)."""
+    e = engine(cycle_s=1.0)
+    e.handle(DockChanged(0.0, True))
+    e.handle(LidChanged(1.0, True))
+    e.handle(Tick(2.0))
+    assert e.case.state == "sterile"
+    e.handle(LidChanged(3.0, False))
+    e.handle(DockChanged(4.0, False))
+    until = e.case.sterile_until(5.0)
+    assert until is not None and until > 5.0
+    wall = 1_790_000_000.123456
+    published = e.device_state(5.0, wall).sterile_until_wall
+    assert published is not None
+    assert abs(published - (wall + (until - 5.0))) < 0.0005
+    assert published == round(published, 3)
+
+
+def test_the_case_time_never_runs_back_from_the_first_reading_on() -> None:
+    """Inputs reach the engine's queue from several threads, so an edge stamped a little before
+    a reading may be handled after it. The case's clock never runs back: from the very first
+    reading it is at least that reading's time, and a cycle the late edge starts, starts then."""
+    e = engine()
+    e.handle(ForceRead(1.0, 0))
+    e.handle(DockChanged(0.5, True))
+    effects = e.handle(LidChanged(0.5, True))
+    [started] = [
+        x.event
+        for x in effects
+        if isinstance(x, EmitEvent) and x.event.type == "sterilization_started"
+    ]
+    assert started.t == 1.0

@@ -10,9 +10,9 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config.params import default_case_params, default_engine_params
-from dermaguard.core.calibration import Calibration, CalibrationPoint
+from dermaguard.core.calibration import Calibration, CalibrationPoint, with_zero
 from dermaguard.core.case import DockChanged, LidChanged
-from dermaguard.core.engine import Engine
+from dermaguard.core.engine import TARE_MIN_SAMPLES, TARE_WINDOW_S, Engine
 from dermaguard.core.events import (
     Command,
     DeviceState,
@@ -37,13 +37,15 @@ CAL = Calibration(
 )
 
 
-def engine(*, silence_s: float = 120.0, auto_start: bool = True) -> Engine:
+def engine(
+    *, silence_s: float = 120.0, auto_start: bool = True, calibration: Calibration = CAL
+) -> Engine:
     params = default_engine_params(
         # One lid channel: the second (the microswitch's contact) is test_engine_case's matter.
         case=default_case_params(cycle_s=60.0, auto_start=auto_start, lid_contact=False),
         silence_s=silence_s,
     )
-    return Engine(params, CAL, (Median(3),), ())
+    return Engine(params, calibration, (Median(3),), ())
 
 
 def events(effects: list[Effect]) -> list[Event]:
@@ -237,8 +239,16 @@ def test_new_roller_starts_counting_uses_again() -> None:
     e = engine()
     effects = e.handle(Command(1.0, "new_roller", "n"))
     new = [ev for ev in events(effects) if ev.type == "new_roller"]
-    assert new and new[0].data["roller_id"] == 2
-    assert result(effects)["roller_id"] == 2
+    assert new and new[0].data == {"roller_id": 2, "request_id": "n"}
+    assert result(effects) == {
+        "command": "new_roller",
+        "ok": True,
+        "request_id": "n",
+        "roller_id": 2,
+    }
+    # Without a request id, the event carries none.
+    again = [ev for ev in events(e.handle(Command(2.0, "new_roller"))) if ev.type == "new_roller"]
+    assert again and again[0].data == {"roller_id": 3}
     states = [x for x in effects if isinstance(x, DeviceState)]
     assert states and states[-1].roller_id == 2 and states[-1].roller_uses == 0
 
@@ -269,3 +279,73 @@ def test_state_snapshot_is_emitted_on_change_only() -> None:
 def test_the_engine_has_a_handler_for_every_command(name: str) -> None:
     error = result(engine().handle(Command(1.0, name, "r"))).get("error") or ""
     assert not error.startswith("unknown command"), error
+
+
+def test_a_command_the_core_does_not_know_is_refused() -> None:
+    """The shell validates names, but the core has its own guard: a name it has no handler for
+    is answered "not done", never taken as done."""
+    r = result(engine().handle(Command(1.0, "dance", "x")))
+    assert r == {
+        "command": "dance",
+        "ok": False,
+        "request_id": "x",
+        "error": "unknown command 'dance'",
+    }
+
+
+def test_tare_is_refused_during_a_session() -> None:
+    """The roller may be lifted off the skin for a moment in a session: a zero taken then is
+    not trusted (tare with the roller unused)."""
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    e.handle(DockChanged(1.0, False))
+    feed(e, 2.0, 2.0)
+    feed(e, 3.0, 0.0, n=40)  # lifted: unloaded, the session still open
+    assert e.sessions.active and e.pressure.zone == "none"
+    effects = e.handle(Command(3.6, "tare"))
+    r = result(effects)
+    assert r["ok"] is False and "session" in r["error"]
+    assert not any(isinstance(x, SaveCalibration) for x in effects)
+
+
+def _read(e: Engine, times: list[float], codes: list[int]) -> None:
+    for t, code in zip(times, codes, strict=True):
+        e.handle(ForceRead(t, code))
+
+
+def test_tare_averages_the_readings_of_the_last_second_ends_included() -> None:
+    """A tare takes the readings no older than ``TARE_WINDOW_S`` (one exactly that old
+    included) and needs ``TARE_MIN_SAMPLES`` of them; the ``calibration_changed`` event says
+    how many it took, the new zero to 0.1 count and the shift to 0.1 mN."""
+    assert (TARE_WINDOW_S, TARE_MIN_SAMPLES) == (1.0, 8)
+    old = with_zero(CAL, 1000.0, "2026-01-01T00:00:00.000Z")
+    e = engine(calibration=old)
+    _read(e, [0.5 + k / 8 for k in range(8)], [1000] * 8)  # older than the window: left out
+    # 8 readings, the first exactly TARE_WINDOW_S before the tare: mean 4004.375
+    _read(e, [1.5 + k / 8 for k in range(8)], [4004, 4005, 4004, 4005, 4004, 4005, 4004, 4004])
+    effects = e.handle(Command(2.5, "tare", "t"))
+    assert result(effects)["ok"] is True
+    [changed] = [ev for ev in events(effects) if ev.type == "calibration_changed"]
+    # shift: (4004.375 - 1000) counts at 1/40000 N per count = 0.075109375 N
+    assert changed.data == {
+        "reason": "tare",
+        "offset": 4004.4,
+        "shift_n": 0.0751,
+        "samples": 8,
+        "request_id": "t",
+    }
+    # One reading fewer in the window (the first one left out) is too few.
+    short = engine(calibration=old)
+    _read(short, [1.625 + k / 8 for k in range(7)], [4004] * 7)
+    r = result(short.handle(Command(2.5, "tare")))
+    assert r["ok"] is False and "no recent readings" in r["error"]
+
+
+def test_tare_averages_at_most_the_last_80_readings() -> None:
+    """The engine keeps the last 80 raw readings (a second at the fastest rate the driver
+    reads, 80/s): a tare after more readings than that in its window averages those 80."""
+    e = engine()
+    _read(e, [k / 128 for k in range(257)], [3000] * 257)  # 129 in the last second
+    effects = e.handle(Command(2.0, "tare"))
+    [changed] = [ev for ev in events(effects) if ev.type == "calibration_changed"]
+    assert changed.data["samples"] == 80

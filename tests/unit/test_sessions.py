@@ -283,3 +283,14 @@ def test_the_summary_accounts_each_interval_once_whatever_the_gaps_and_faults(
     assert summary["contact_s"] <= summary["duration_s"] + 0.01
     if summary["mean_n"] is not None:
         assert summary["mean_n"] == pytest.approx(force, abs=1e-3)
+
+
+def test_readings_alone_end_an_idle_session() -> None:
+    """The idle timeout is watched on readings too, not only on the runtime's ``Tick``: a
+    session left idle ends while the sensor keeps reading nothing."""
+    d = Driver(engine(idle_timeout_s=30.0))
+    d.send(DockChanged(0.0, False))
+    t = d.roll(1.0, 2.0, 2.0)
+    d.roll(t, 40.0, 0.0)
+    ended = d.of("session_ended")
+    assert len(ended) == 1 and ended[0].data["end_reason"] == "idle_timeout"
