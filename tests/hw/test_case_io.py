@@ -568,3 +568,66 @@ def test_a_lid_reported_closed_at_start_up_is_not_reported_again_when_it_settles
         assert not timer.is_alive()
         assert first == LidChanged(0.0, True)
         assert recorder.drain() == []
+
+
+class _LockSpy:
+    """The shell's state lock, telling when a bounded wait for it gave up (``force_off``)."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.gave_up = threading.Event()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        got = bool(self._lock.acquire(blocking, timeout))
+        if not got:
+            self.gave_up.set()
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def __enter__(self) -> _LockSpy:
+        self._lock.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+@pytest.mark.parametrize("engine_asks_on", [False, True])
+def test_close_while_the_engine_thread_holds_the_lock_keeps_uv_off_for_good(
+    pin_factory: Any, recorder: Recorder, engine_asks_on: bool
+) -> None:
+    """Shutdown closes the case from another thread while the engine thread may be inside
+    ``set_uv``: ``force_off`` writes the pin and gives up waiting for the lock, so ``close``
+    itself must refuse a later "on" (it locks out first) and cancel the cap timer once it
+    has the lock."""
+    dev = make_io(recorder, SimClock())
+    close_lid(pin_factory)
+    assert dev.set_uv(True)
+    cap_timer = dev._cap_timer
+    assert cap_timer is not None
+    spy = _LockSpy(dev._lock)
+    dev._lock = spy  # type: ignore[assignment]
+    held = threading.Event()
+    answers: list[bool] = []
+
+    def engine_thread() -> None:
+        with spy:
+            held.set()
+            assert spy.gave_up.wait(5.0)
+            if engine_asks_on:
+                answers.append(dev.set_uv(True))
+
+    engine = threading.Thread(target=engine_thread)
+    engine.start()
+    assert held.wait(5.0)
+    before = len(pin_factory.pin(UV).states)
+    closer = threading.Thread(target=dev.close)
+    closer.start()
+    engine.join(10.0)
+    closer.join(10.0)
+    assert not engine.is_alive() and not closer.is_alive()
+    assert answers == ([False] if engine_asks_on else [])
+    assert [s.state for s in pin_factory.pin(UV).states][before:] == [False]  # off, never on
+    assert cap_timer.finished.is_set()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
-from dermaguard.config.params import default_case_params, default_engine_params
+import pytest
+
+from dermaguard.config.params import (
+    default_case_params,
+    default_engine_params,
+    default_zero_tracking_params,
+)
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged, LidChanged, SterilizeRequested, UvSensed
-from dermaguard.core.engine import CASE_TICK_S, Engine
+from dermaguard.core.engine import CASE_TICK_S, Engine, History
 from dermaguard.core.events import (
     CaseStatus,
     DeviceState,
@@ -24,6 +31,7 @@ from dermaguard.core.events import (
 )
 from dermaguard.core.filters import Median
 from dermaguard.core.words import describe
+from dermaguard.core.zero_tracking import ZERO_DRIFT
 from dermaguard.mqtt.decode import check_schema
 from dermaguard.mqtt.payloads import state_payload
 from support.uv_echo import EchoingEngine
@@ -383,3 +391,40 @@ def test_the_case_time_never_runs_back_from_the_first_reading_on() -> None:
         if isinstance(x, EmitEvent) and x.event.type == "sterilization_started"
     ]
     assert started.t == 1.0
+
+
+def test_a_roller_pressed_as_it_leaves_the_dock_starts_its_session_on_the_undocking() -> None:
+    """Contact while docked starts nothing (S8 judges use out of the dock); a roller already
+    pressed when it is taken out is in use from that moment, without waiting for a reading."""
+    e = engine()
+    e.handle(DockChanged(0.0, True))
+    touch(e, 1.0)  # pressed in the dock: no session
+    assert not e.sessions.active
+    undocked = [x.event.type for x in e.handle(DockChanged(2.0, False)) if isinstance(x, EmitEvent)]
+    assert "session_started" in undocked and "unsterile_use" in undocked
+
+
+def test_the_zero_tracking_reports_reach_the_effects() -> None:
+    """What the zero tracking has to say (here: a drift beyond its range, a sensor fault)
+    goes out with the reading that caused it, like every other event."""
+    params = default_engine_params(
+        case=default_case_params(cycle_s=60.0, auto_start=False),
+        zero_tracking=default_zero_tracking_params(max_total_n=0.05),
+    )
+    e = Engine(params, CAL, (Median(3),), ())
+    e.handle(DockChanged(0.0, True))
+    faults = []
+    for i in range(2400):  # twenty minutes docked, the zero 0.08 N up
+        for x in e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08)))):
+            if isinstance(x, EmitEvent) and x.event.type == EventType.SENSOR_FAULT:
+                faults.append(x.event.data["reason"])
+    assert faults == [ZERO_DRIFT]
+
+
+def test_the_engine_params_and_history_cannot_change_under_it() -> None:
+    """The engine and its machines keep their parameters and the stored past for their life:
+    both are frozen, so no caller can move a limit or a count behind their back."""
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        default_engine_params().silence_s = 0.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        History().roller_uses = 0  # type: ignore[misc]

@@ -12,7 +12,7 @@ from dermaguard.config.params import default_engine_params, default_session_para
 from dermaguard.core.calibration import Calibration
 from dermaguard.core.case import DockChanged
 from dermaguard.core.engine import Engine, History
-from dermaguard.core.events import EmitEvent, Event, ForceRead, Tick
+from dermaguard.core.events import ClockSync, EmitEvent, Event, ForceRead, Tick
 from dermaguard.core.filters import Median
 from dermaguard.core.session import SessionTracker
 
@@ -294,3 +294,16 @@ def test_readings_alone_end_an_idle_session() -> None:
     d.roll(t, 40.0, 0.0)
     ended = d.of("session_ended")
     assert len(ended) == 1 and ended[0].data["end_reason"] == "idle_timeout"
+
+
+def test_the_first_clock_report_unsynchronised_is_an_event() -> None:
+    """A Pi has no real-time clock: the engine says when its wall times are guesses
+    (``clock_sync``), at the first report if it is not synchronised and at every change."""
+    d = Driver(engine())
+    d.send(ClockSync(0.0, False))
+    d.send(ClockSync(5.0, False))  # no change: nothing to say
+    d.send(ClockSync(9.0, True))
+    assert [(e.t, e.data) for e in d.of("clock_sync")] == [
+        (0.0, {"synced": False}),
+        (9.0, {"synced": True}),
+    ]
