@@ -428,3 +428,21 @@ def test_the_engine_params_and_history_cannot_change_under_it() -> None:
         default_engine_params().silence_s = 0.0  # type: ignore[misc]
     with pytest.raises(dataclasses.FrozenInstanceError):
         History().roller_uses = 0  # type: ignore[misc]
+
+
+def test_the_zero_is_followed_only_docked_and_unloaded() -> None:
+    """Zero tracking follows a drift only while the roller rests in the dock with nothing on
+    it (core/zero_tracking.py): out of the dock, or docked under a load, the zero stays."""
+    params = default_engine_params(case=default_case_params(cycle_s=60.0, auto_start=False))
+    e = Engine(params, CAL, (Median(3),), ())
+    e.handle(DockChanged(0.0, False))
+    for i in range(600):  # five minutes out of the dock at +0.08 N
+        e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08))))
+    assert e.zero.total_n == 0.0
+    e.handle(DockChanged(400.0, True))
+    for i in range(600):  # five minutes docked with something on it: 0.5 N
+        e.handle(ForceRead(401.0 + i / 2, round(CAL.raw_for(0.5))))
+    assert e.zero.total_n == 0.0 and e.pressure.calibration.offset == CAL.offset
+    for i in range(600):  # five minutes docked, unloaded, the zero 0.08 N up: followed
+        e.handle(ForceRead(701.0 + i / 2, round(CAL.raw_for(0.08))))
+    assert e.zero.total_n > 0.0 and e.pressure.calibration.offset > CAL.offset

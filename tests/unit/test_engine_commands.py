@@ -9,7 +9,11 @@ import pytest
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from dermaguard.config.params import default_case_params, default_engine_params
+from dermaguard.config.params import (
+    default_case_params,
+    default_engine_params,
+    default_zero_tracking_params,
+)
 from dermaguard.core.calibration import Calibration, CalibrationPoint, with_zero
 from dermaguard.core.case import DockChanged, LidChanged
 from dermaguard.core.engine import TARE_MIN_SAMPLES, TARE_WINDOW_S, Engine
@@ -217,6 +221,7 @@ def test_tare_rezeroes_and_keeps_the_calibration_complete() -> None:
         ("no_readings", "no recent readings"),
         ("fault", "sensor fault"),
         ("pinned", "top of its range"),
+        ("light_load", "more than the 0.100 N a tare may take as zero"),
     ],
 )
 def test_tare_is_refused_when_it_would_be_wrong(setup: str, error: str) -> None:
@@ -224,6 +229,8 @@ def test_tare_is_refused_when_it_would_be_wrong(setup: str, error: str) -> None:
     e.handle(DockChanged(0.0, True))  # docked: no session starts on contact
     if setup == "loaded":
         feed(e, 0.0, 2.0, n=40)
+    elif setup == "light_load":  # below contact, but too much to be zero (check_tare says)
+        feed(e, 0.0, 0.2, n=40)
     elif setup in ("fault", "pinned"):
         feed(e, 0.0, 0.0, n=10)
         code = -(2**23) if setup == "fault" else 2**23 - 1  # saturated low or high
@@ -349,3 +356,31 @@ def test_tare_averages_at_most_the_last_80_readings() -> None:
     effects = e.handle(Command(2.0, "tare"))
     [changed] = [ev for ev in events(effects) if ev.type == "calibration_changed"]
     assert changed.data["samples"] == 80
+
+
+def test_a_tare_clears_a_zero_drift_fault_and_says_so() -> None:
+    """A drift beyond the zero tracking's range is a sensor fault whose remedy is a tare
+    (docs/CARE.md): the tare restarts the tracking, which clears the fault and its alarm, and
+    ``sensor_recovered`` says so. A tare with no such fault recovers nothing."""
+    params = default_engine_params(
+        case=default_case_params(cycle_s=60.0, auto_start=False, lid_contact=False),
+        zero_tracking=default_zero_tracking_params(max_total_n=0.05),
+    )
+    e = Engine(params, CAL, (Median(3),), ())
+    e.handle(DockChanged(0.0, True))
+    for i in range(2400):  # twenty minutes docked, the zero 0.08 N up
+        e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08))))
+    assert e.zero.fault and e.indicators().alarm_reason == "sensor_fault"
+    t = 1201.0
+    feed(e, t, 0.0, n=100, offset=round(CAL.raw_for(0.08)))
+    effects = e.handle(Command(t + 1.3, "tare", "t-1"))
+    assert result(effects)["ok"] is True
+    assert [ev.data for ev in events(effects) if ev.type == "sensor_recovered"] == [
+        {"after": "zero_drift"}
+    ]
+    assert not e.zero.fault and e.indicators().alarm is None
+    # Tared again, with nothing to recover from.
+    feed(e, t + 2.0, 0.0, n=100, offset=round(CAL.raw_for(0.08)))
+    again = e.handle(Command(t + 3.3, "tare"))
+    assert result(again)["ok"] is True
+    assert not [ev for ev in events(again) if ev.type == "sensor_recovered"]
