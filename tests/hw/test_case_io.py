@@ -631,3 +631,19 @@ def test_close_while_the_engine_thread_holds_the_lock_keeps_uv_off_for_good(
     assert answers == ([False] if engine_asks_on else [])
     assert [s.state for s in pin_factory.pin(UV).states][before:] == [False]  # off, never on
     assert cap_timer.finished.is_set()
+
+
+def test_lid_contact_shut_reads_the_microswitch_contact_when_wired(
+    pin_factory: Any, recorder: Recorder
+) -> None:
+    """The NC contact pulls its line low while the lid is open and lets the pull-up hold it
+    high while the lid is shut; with no contact wired there is nothing to read (``None``)."""
+    with make_io(recorder, SimClock()) as dev:
+        assert dev.lid_contact_shut is None
+    contact = 27
+    wired = dataclasses.replace(WIRING, lid_contact=contact)
+    with CaseIO(recorder, SimClock(), wired, cap_s=600.0, debounce_s=0.0) as dev:
+        pin_factory.pin(contact).drive_low()
+        assert dev.lid_contact_shut is False
+        pin_factory.pin(contact).drive_high()
+        assert dev.lid_contact_shut is True
