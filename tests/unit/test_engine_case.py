@@ -446,3 +446,22 @@ def test_the_zero_is_followed_only_docked_and_unloaded() -> None:
     for i in range(600):  # five minutes docked, unloaded, the zero 0.08 N up: followed
         e.handle(ForceRead(701.0 + i / 2, round(CAL.raw_for(0.08))))
     assert e.zero.total_n > 0.0 and e.pressure.calibration.offset > CAL.offset
+
+
+def test_leaving_the_dock_restarts_the_zero_trackings_block() -> None:
+    """The zero is followed from blocks of steady unloaded readings in the dock (``window_s``,
+    10 s by default); leaving the dock ends the block, so readings before it never count with
+    those after the roller is back, nor the time away towards the correction allowed."""
+    params = default_engine_params(case=default_case_params(cycle_s=60.0, auto_start=False))
+    assert params.zero_tracking.window_s == 10.0
+    e = Engine(params, CAL, (Median(3),), ())
+    e.handle(DockChanged(0.0, True))
+    for i in range(12):  # 6 s unloaded in the dock, the zero 0.08 N up
+        e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08))))
+    e.handle(DockChanged(7.0, False))
+    for i in range(120):  # a minute out of the dock, untouched
+        e.handle(ForceRead(7.5 + i / 2, round(CAL.raw_for(0.08))))
+    e.handle(DockChanged(68.0, True))
+    for i in range(12):  # 6 s in the dock again: less than a block since it came back
+        e.handle(ForceRead(68.5 + i / 2, round(CAL.raw_for(0.08))))
+    assert e.zero.total_n == 0.0 and e.pressure.calibration.offset == CAL.offset
