@@ -465,3 +465,23 @@ def test_leaving_the_dock_restarts_the_zero_trackings_block() -> None:
     for i in range(12):  # 6 s in the dock again: less than a block since it came back
         e.handle(ForceRead(68.5 + i / 2, round(CAL.raw_for(0.08))))
     assert e.zero.total_n == 0.0 and e.pressure.calibration.offset == CAL.offset
+
+
+def test_a_followed_drift_moves_the_zero_in_counts_and_is_recorded_to_a_tenth() -> None:
+    """A correction of the zero by ``shift_n`` newtons moves the offset by ``shift_n`` divided
+    by the scale (N per count); the ``calibration_changed`` record gives the new offset, to a
+    tenth of a count like a tare's."""
+    params = default_engine_params(case=default_case_params(cycle_s=60.0, auto_start=False))
+    e = Engine(params, CAL, (Median(3),), ())
+    e.handle(DockChanged(0.0, True))
+    records = []
+    for i in range(60):  # 30 s unloaded in the dock, the zero 0.08 N up
+        for x in e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08)))):
+            if isinstance(x, EmitEvent) and x.event.type == EventType.CALIBRATION_CHANGED:
+                records.append((x.event.data, e.pressure.calibration.offset))
+    assert e.zero.total_n > 0.0
+    moved = e.pressure.calibration.offset - CAL.offset
+    assert abs(moved - e.zero.total_n / CAL.scale_n_per_count) < 1e-6
+    [(data, offset)] = records[:1]
+    assert offset != round(offset, 1)  # a fraction of a count: the rounding shows
+    assert data["offset"] == round(offset, 1)
