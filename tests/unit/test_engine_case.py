@@ -413,12 +413,16 @@ def test_the_zero_tracking_reports_reach_the_effects() -> None:
     )
     e = Engine(params, CAL, (Median(3),), ())
     e.handle(DockChanged(0.0, True))
+    e.handle(ForceRead(0.5, 0))
+    assert e.device_state(0.5, 0.5).fault is None
     faults = []
     for i in range(2400):  # twenty minutes docked, the zero 0.08 N up
         for x in e.handle(ForceRead(1.0 + i / 2, round(CAL.raw_for(0.08)))):
             if isinstance(x, EmitEvent) and x.event.type == EventType.SENSOR_FAULT:
                 faults.append(x.event.data["reason"])
     assert faults == [ZERO_DRIFT]
+    # ... and the published state names the fault while it stands.
+    assert e.device_state(1200.0, 1200.0).fault == ZERO_DRIFT
 
 
 def test_the_engine_params_and_history_cannot_change_under_it() -> None:
