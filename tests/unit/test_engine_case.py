@@ -188,14 +188,14 @@ def test_s3_a_lock_out_with_no_cycle_is_answered_with_uv_off_to_release_the_shel
 
 def test_a_failed_thread_is_an_event() -> None:
     e = engine()
-    effects = e.handle(ThreadFailed(3.0, "store-writer", "RuntimeError('x')", 1.0, 1))
+    effects = e.handle(ThreadFailed(3.0, "store-writer", "RuntimeError('x')", 1.23456, 1))
     [event] = [x.event for x in effects if isinstance(x, EmitEvent)]
     assert event.type == "thread_failed"
     assert dict(event.data) == {
         "thread": "store-writer",
         "error": "RuntimeError('x')",
         "failures": 1,
-        "restart_in_s": 1.0,
+        "restart_in_s": 1.235,  # to the millisecond
     }
     # ... and the dashboards' state says so (published on the change).
     [state] = [x for x in effects if isinstance(x, DeviceState)]
