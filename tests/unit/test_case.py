@@ -495,6 +495,30 @@ def test_a_lock_out_with_no_cycle_running_aborts_nothing() -> None:
     assert m.handle(LidChanged(2.0, True)).uv_on
 
 
+# --- parameters -----------------------------------------------------------------------------
+
+TIMES = ("cycle_s", "validity_after_undock_s", "uv_confirm_s", "lid_mismatch_s")
+
+
+@pytest.mark.parametrize("name", TIMES)
+def test_every_case_time_must_be_positive_and_a_fraction_of_a_second_is_one(name: str) -> None:
+    """A zero time would make its timer fire at once (a cycle, a sterility or a grace that
+    lasts no time at all), so it is refused when the parameters are built, not found out in a
+    cycle; any positive time, however short, is a setting the case can run."""
+    for bad in (0.0, -0.5):
+        with pytest.raises(ValueError, match=name):
+            default_case_params(**{name: bad})
+    assert getattr(default_case_params(**{name: 0.5}), name) == 0.5
+
+
+def test_the_cap_margin_may_be_zero_but_never_negative() -> None:
+    """S4's margin over the cycle: none at all is a valid (strict) cap, a negative one would cap
+    UV before the cycle could ever complete."""
+    assert default_case_params(cap_margin=0.0).cap_s == default_case_params().cycle_s
+    with pytest.raises(ValueError, match="cap_margin"):
+        default_case_params(cap_margin=-0.01)
+
+
 # --- properties -----------------------------------------------------------------------------
 
 _kinds = st.sampled_from(["lid", "contact", "dock", "uv", "request", "tick", "fault"])
