@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
 from hypothesis import given, settings
@@ -517,6 +517,34 @@ def test_the_cap_margin_may_be_zero_but_never_negative() -> None:
     assert default_case_params(cap_margin=0.0).cap_s == default_case_params().cycle_s
     with pytest.raises(ValueError, match="cap_margin"):
         default_case_params(cap_margin=-0.01)
+
+
+def test_the_case_parameters_cannot_change_once_checked() -> None:
+    """They are checked once, when built (above); S4's cap is worked out from them at every
+    input, so a margin changed afterwards would move the cap past any check."""
+    params = default_case_params()
+    with pytest.raises(FrozenInstanceError):
+        params.cap_margin = -1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "inp",
+    [
+        LidChanged(1.0, True),
+        LidContactChanged(1.0, True),
+        DockChanged(1.0, True),
+        UvSensed(1.0, True),
+        SterilizeRequested(1.0, "r-1"),
+        UvFault(1.0, "cap_reached"),
+    ],
+    ids=lambda inp: type(inp).__name__,
+)
+def test_an_input_cannot_change_once_made(inp: CaseInput) -> None:
+    """The hardware shell makes these in its pin callbacks' threads (and its cap timer's) and
+    queues them for the engine's thread: one changed after it was queued would reach the case
+    as something that never happened."""
+    with pytest.raises(FrozenInstanceError):
+        inp.t = 99.0  # type: ignore[misc]
 
 
 # --- properties -----------------------------------------------------------------------------
