@@ -7,7 +7,7 @@ import math
 from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config.params import default_case_params
@@ -643,7 +643,9 @@ class Observer:
                 continue  # about the case, not a cycle
             cycle_id = event.data["cycle_id"]
             if event.type == "sterilization_completed":  # only on UV reported driven (H17)
-                assert event.data["uv_on_s"] >= self.params.length_s
+                # The event gives it to the ms, and rounding keeps the order (a 5.5625 s cycle
+                # completes with "uv_on_s": 5.562).
+                assert event.data["uv_on_s"] >= round(self.params.length_s, 3)
             if event.type == "sterilization_started":
                 assert cycle_id not in self.started
                 self.started.append(cycle_id)
@@ -666,8 +668,21 @@ def test_property_uv_never_on_with_lid_open_or_roller_out_and_never_past_the_cap
         obs.feed(inp)
 
 
+#: Once found at random: the completed event's on-time, to the ms, is below the exact length.
+_ROUNDED_LENGTH = (
+    default_case_params(cycle_s=5.5625, auto_start=False, lid_contact=False),
+    [
+        LidChanged(0.0, True),
+        DockChanged(0.0, True),
+        SterilizeRequested(0.0),
+        LidChanged(5.5625, False),
+    ],
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(scripts())
+@example(_ROUNDED_LENGTH)
 def test_property_every_started_cycle_ends_completed_or_aborted(
     script: tuple[CaseParams, list[CaseInput]],
 ) -> None:
