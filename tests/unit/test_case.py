@@ -495,6 +495,42 @@ def test_a_lock_out_with_no_cycle_running_aborts_nothing() -> None:
     assert m.handle(LidChanged(2.0, True)).uv_on
 
 
+# --- the starting state ---------------------------------------------------------------------
+
+
+def test_the_switch_levels_to_start_from_must_be_named() -> None:
+    """``CaseMachine(params, True)`` could mean the lid or the dock: the levels are keywords."""
+    with pytest.raises(TypeError):
+        CaseMachine(default_case_params(), True)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_both_lid_channels_start_at_the_level_given(closed: bool) -> None:
+    """Started with the lid open (or closed), the microswitch's contact counts as reporting
+    the same as the reed switch: the reed switch reporting that level again, alone, is no
+    disagreement, however long no contact report follows."""
+    params = default_case_params(lid_contact=True, lid_mismatch_s=1.0, auto_start=False)
+    m = CaseMachine(params, lid_closed=closed)
+    m.handle(LidChanged(0.0, closed))
+    assert types(m.handle(Tick(10.0))) == [] and m.case_fault is None
+    assert m.lid_closed is closed
+
+
+def test_a_fresh_case_has_seen_no_light_and_no_uv_output_driven() -> None:
+    """Until the shell reports otherwise, the sensor is dark and the output undriven: a case
+    started with the lid closed does not take a light it never saw for a stuck-on LED, and
+    ``uv_driven`` (the shell's last report) is false until a report says "on"."""
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
+    m = CaseMachine(params, lid_closed=True, docked=True)
+    assert not m.uv_lit and not m.uv_driven
+    m.handle(Tick(0.0))
+    assert types(m.handle(Tick(60.0))) == [] and m.case_fault is None
+    m.handle(UvOutput(61.0, True))
+    assert m.uv_driven
+    m.handle(UvOutput(62.0, False))
+    assert not m.uv_driven
+
+
 # --- parameters -----------------------------------------------------------------------------
 
 TIMES = ("cycle_s", "validity_after_undock_s", "uv_confirm_s", "lid_mismatch_s")
