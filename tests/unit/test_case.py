@@ -312,6 +312,22 @@ def test_s5_a_time_cycle_with_a_sensor_completes_only_while_lit() -> None:
     assert types(up) == ["sterilization_completed"]
 
 
+@pytest.mark.parametrize("dose", [False, True], ids=["time", "dose"])
+def test_the_time_left_counts_down_to_zero_and_never_below(dose: bool) -> None:
+    """The status shows the time left: in the last second it is what is left, and asked
+    between inputs after the length has passed (the completion comes with the next input) it
+    is none, not a negative time."""
+    if dose:  # 60 mJ/cm² at 0.5 mW/cm²: 120 s of light
+        params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
+    else:
+        params = default_case_params(cycle_s=120.0)
+    m = EchoingCase(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.0, True))
+    assert m.remaining_s(119.5) == 0.5
+    assert m.remaining_s(125.0) == 0.0
+
+
 # --- sterility ------------------------------------------------------------------------------
 
 
