@@ -93,6 +93,18 @@ def test_s4_a_request_that_arrives_as_a_cycle_ends_does_not_keep_uv_on() -> None
     assert m.handle(SterilizeRequested(5.2)).uv_on  # the next input may start one
 
 
+def test_time_passes_before_an_input_acts() -> None:
+    """An input first brings the timers up to its time: a cycle due to complete before the lid
+    opens, with no tick in between, completed (the roller is sterile), and was not aborted by
+    an opening that came after its end."""
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    up = m.handle(LidChanged(CYCLE + 1, False))
+    assert types(up) == ["sterilization_completed"]
+    assert only(up, "sterilization_completed").t == CYCLE + 1
+    assert m.sterility(CYCLE + 1) == (True, 1)
+
+
 def test_cycle_ids_continue_a_stored_numbering() -> None:
     m = EchoingCase(default_case_params(), docked=True, last_cycle_id=41)
     assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
