@@ -340,6 +340,17 @@ def test_the_time_left_counts_down_to_zero_and_never_below(dose: bool) -> None:
     assert m.remaining_s(125.0) == 0.0
 
 
+def test_the_time_left_stands_still_while_the_output_is_not_reported_driven() -> None:
+    """UV time is what the shell reported driving (H17): before its first report, and while it
+    reports the output off, the time left does not move."""
+    m = CaseMachine(default_case_params(lid_contact=False), docked=True)
+    m.handle(LidChanged(0.0, True))
+    assert m.remaining_s(0.5) == CYCLE
+    m.handle(UvOutput(1.0, True))
+    m.handle(UvOutput(101.0, False))
+    assert m.remaining_s(101.5) == CYCLE - 100.0
+
+
 # --- sterility ------------------------------------------------------------------------------
 
 
