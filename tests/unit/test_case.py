@@ -817,3 +817,18 @@ def test_h31_light_with_the_lid_open_is_daylight_not_a_fault() -> None:
     m.handle(Tick(64.0))
     assert m.case_fault is None  # within uv_confirm_s: a "dark" may be on its way
     assert types(m.handle(Tick(67.0))) == ["case_fault"]
+
+
+def test_h30_a_mismatch_clears_only_when_both_channels_read_open_together() -> None:
+    """Both channels reading closed again (the reed switch catching up with a lever held down)
+    does not clear it: only the lid opened with the microswitch seen to release does."""
+    m = CaseMachine(default_case_params(lid_mismatch_s=1.0, auto_start=False), docked=True)
+    m.handle(LidContactChanged(0.0, True))  # the lever is down, the reed switch says open
+    assert types(m.handle(Tick(2.0))) == ["case_fault"] and m.case_fault == "lid_mismatch"
+    up = m.handle(LidChanged(3.0, True))
+    assert types(up) == [] and m.case_fault == "lid_mismatch"
+    assert m.handle(SterilizeRequested(4.0)).refused == "fault:lid_mismatch"
+    assert types(m.handle(LidChanged(5.0, False))) == []  # the lever is still down
+    up = m.handle(LidContactChanged(6.0, False))
+    assert only(up, "case_fault_cleared").data == {"reason": "lid_mismatch", "after_s": 4.0}
+    assert m.case_fault is None
