@@ -836,12 +836,19 @@ def test_h30_a_mismatch_clears_only_when_both_channels_read_open_together() -> N
 
 def test_h30_h31_each_case_fault_latches_at_exactly_its_time() -> None:
     """A disagreement of the lid's channels for ``lid_mismatch_s``, and light with the lid
-    closed and UV off for ``uv_confirm_s``, are faults at that time, not one input later."""
+    closed and UV off for ``uv_confirm_s``, are faults at that time, not one input later; the
+    first says what each channel reads."""
     m = CaseMachine(default_case_params(lid_mismatch_s=1.0, auto_start=False), docked=True)
     m.handle(LidContactChanged(10.0, True))
     assert types(m.handle(Tick(10.75))) == []
     up = m.handle(Tick(11.0))
     assert types(up) == ["case_fault"] and up.events[0].t == 11.0
+    # It says which channel reads what: the lever is down, the magnet is not at the reed.
+    assert up.events[0].data == {
+        "reason": "lid_mismatch",
+        "lid_reed": "open",
+        "lid_contact": "closed",
+    }
     params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
     m = EchoingCase(params, docked=True, lid_closed=True)
     m.handle(UvSensed(10.0, True))
