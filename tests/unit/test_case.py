@@ -829,8 +829,8 @@ def test_h30_a_mismatch_clears_only_when_both_channels_read_open_together() -> N
     assert types(up) == [] and m.case_fault == "lid_mismatch"
     assert m.handle(SterilizeRequested(4.0)).refused == "fault:lid_mismatch"
     assert types(m.handle(LidChanged(5.0, False))) == []  # the lever is still down
-    up = m.handle(LidContactChanged(6.0, False))
-    assert only(up, "case_fault_cleared").data == {"reason": "lid_mismatch", "after_s": 4.0}
+    up = m.handle(LidContactChanged(6.1234, False))  # latched for 4.1234 s: given to the ms
+    assert only(up, "case_fault_cleared").data == {"reason": "lid_mismatch", "after_s": 4.123}
     assert m.case_fault is None
 
 
