@@ -105,6 +105,22 @@ def test_time_passes_before_an_input_acts() -> None:
     assert m.sterility(CYCLE + 1) == (True, 1)
 
 
+def test_stopping_the_daemon_aborts_the_cycle_at_the_latest_time_the_case_has_seen() -> None:
+    """The stop's time cannot move the abort before the last input (a late clock reading
+    still stamps it at the case's own time), and a stop before any input works."""
+    m = docked_machine()
+    m.handle(LidChanged(10.0, True))
+    m.handle(Tick(70.0))
+    up = m.stop(65.0)
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.t == 70.0
+    assert aborted.data == {"cycle_id": 1, "reason": "daemon_stopped", "after_s": 60.0}
+    assert not up.uv_on and m.now == 70.0
+    fresh = docked_machine()
+    up = fresh.stop(5.0)
+    assert up.events == [] and not up.uv_on and fresh.now == 5.0
+
+
 def test_cycle_ids_continue_a_stored_numbering() -> None:
     m = EchoingCase(default_case_params(), docked=True, last_cycle_id=41)
     assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
