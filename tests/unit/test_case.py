@@ -451,6 +451,34 @@ def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
     assert aborted.data["dose_mj_cm2"] == pytest.approx(15.0)
 
 
+def test_a_dose_cycle_reports_its_times_and_doses_to_3_places() -> None:
+    """The history and MQTT get every time (s) and dose (mJ/cm²) of a cycle to 3 decimals:
+    60 mJ/cm² at 0.7 mW/cm² is 85.714… s of light, capped at 94.285… s."""
+    params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.7, dose_mj_cm2=60.0)
+    m = EchoingCase(params, docked=True)
+    started = only(m.handle(LidChanged(2.0, True)), "sterilization_started")
+    assert (started.data["length_s"], started.data["cap_s"]) == (85.714, 94.286)
+    m.handle(UvSensed(2.5, True))
+    done = only(m.handle(Tick(92.1234)), "sterilization_completed")
+    assert done.data == {
+        "cycle_id": 1,
+        "duration_s": 90.123,
+        "uv_on_s": 90.123,
+        "dose_mj_cm2": 62.736,  # 0.7 * 89.6234 s lit
+    }
+    m.handle(UvSensed(92.2, False))  # the LED went off
+    m.handle(LidChanged(100.0, False))
+    m.handle(LidChanged(110.0, True))  # the next cycle ...
+    m.handle(UvSensed(110.5, True))
+    aborted = only(m.handle(LidChanged(150.1234, False)), "sterilization_aborted")  # ... opened
+    assert aborted.data == {
+        "cycle_id": 2,
+        "reason": "lid_opened",
+        "after_s": 40.123,
+        "dose_mj_cm2": 27.736,  # 0.7 * 39.6234 s lit
+    }
+
+
 # --- evidence that UV shone (docs/SAFETY.md, H17) -------------------------------------------
 
 
