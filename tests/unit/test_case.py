@@ -121,6 +121,17 @@ def test_stopping_the_daemon_aborts_the_cycle_at_the_latest_time_the_case_has_se
     assert up.events == [] and not up.uv_on and fresh.now == 5.0
 
 
+def test_a_request_that_arrives_as_a_cycle_is_cut_off_is_answered_already_sterilizing() -> None:
+    """Like one that arrives as a cycle completes: the cycle it would follow ended on this very
+    input (here: no report that the output was driven, at ``uv_confirm_s``)."""
+    params = default_case_params(auto_start=False, uv_confirm_s=5.0, lid_contact=False)
+    m = CaseMachine(params, lid_closed=True, docked=True)
+    assert m.handle(SterilizeRequested(0.0)).uv_on
+    up = m.handle(SterilizeRequested(5.0))
+    assert types(up) == ["sterilization_aborted"] and up.refused == "already_sterilizing"
+    assert m.handle(SterilizeRequested(6.0)).refused == "fault:uv_not_driven"
+
+
 def test_cycle_ids_continue_a_stored_numbering() -> None:
     m = EchoingCase(default_case_params(), docked=True, last_cycle_id=41)
     assert only(m.handle(LidChanged(0.0, True)), "sterilization_started").data["cycle_id"] == 42
