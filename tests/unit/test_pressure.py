@@ -218,6 +218,7 @@ def test_only_the_24_bit_range_ends_are_saturation_and_a_run_of_them_faults_on_t
         m = machine(Calibration(offset=float(raw), scale_n_per_count=1 / COUNTS))
         assert fault_times(m, [(float(i), raw) for i in range(n + 2)]) == [n - 1.0]
         assert m.fault == "saturated"
+        assert m.over_pressure is (raw == TOP)  # the top is at least over-pressure
         m = machine()
         good = [(float(i), code(1.0)) for i in range(5)]
         assert fault_times(m, [*good, *((5.0 + i, raw) for i in range(n + 2))]) == [5.0 + n - 1]
