@@ -272,7 +272,10 @@ def test_recovery_takes_exactly_the_stated_good_readings_and_restarts_the_zones(
         assert up == PressureUpdate() and m.fault == "not_ready" and m.zone is None
     up = m.on_read(t + n * PERIOD, code(0.0))
     assert [e.type for e in up.events] == ["sensor_recovered"] and m.fault is None
-    assert up.sample and up.force_n == 0.0 and up.zone == "none"
+    assert up.sample and up.force_n == 0.0 and up.zone == "none" and m.zone == "none"
+    # Known again: the next fault is a new one, raised as such.
+    later = m.on_timeout(t + (n + 1) * PERIOD)
+    assert [e.type for e in later.events] == ["sensor_fault"] and m.zone is None
 
 
 def test_an_over_pressure_episode_reports_its_force_peak_and_duration_rounded_to_3_places() -> None:
