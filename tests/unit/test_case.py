@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dermaguard.config.params import default_case_params
@@ -91,6 +91,45 @@ def test_s4_a_request_that_arrives_as_a_cycle_ends_does_not_keep_uv_on() -> None
     assert types(up) == ["sterilization_completed"]
     assert up.refused == "already_sterilizing" and not up.uv_on
     assert m.handle(SterilizeRequested(5.2)).uv_on  # the next input may start one
+
+
+def test_time_passes_before_an_input_acts() -> None:
+    """An input first brings the timers up to its time: a cycle due to complete before the lid
+    opens, with no tick in between, completed (the roller is sterile), and was not aborted by
+    an opening that came after its end."""
+    m = docked_machine()
+    m.handle(LidChanged(0.0, True))
+    up = m.handle(LidChanged(CYCLE + 1, False))
+    assert types(up) == ["sterilization_completed"]
+    assert only(up, "sterilization_completed").t == CYCLE + 1
+    assert m.sterility(CYCLE + 1) == (True, 1)
+
+
+def test_stopping_the_daemon_aborts_the_cycle_at_the_latest_time_the_case_has_seen() -> None:
+    """The stop's time cannot move the abort before the last input (a late clock reading
+    still stamps it at the case's own time), and a stop before any input works."""
+    m = docked_machine()
+    m.handle(LidChanged(10.0, True))
+    m.handle(Tick(70.0))
+    up = m.stop(65.0)
+    aborted = only(up, "sterilization_aborted")
+    assert aborted.t == 70.0
+    assert aborted.data == {"cycle_id": 1, "reason": "daemon_stopped", "after_s": 60.0}
+    assert not up.uv_on and m.now == 70.0
+    fresh = docked_machine()
+    up = fresh.stop(5.0)
+    assert up.events == [] and not up.uv_on and fresh.now == 5.0
+
+
+def test_a_request_that_arrives_as_a_cycle_is_cut_off_is_answered_already_sterilizing() -> None:
+    """Like one that arrives as a cycle completes: the cycle it would follow ended on this very
+    input (here: no report that the output was driven, at ``uv_confirm_s``)."""
+    params = default_case_params(auto_start=False, uv_confirm_s=5.0, lid_contact=False)
+    m = CaseMachine(params, lid_closed=True, docked=True)
+    assert m.handle(SterilizeRequested(0.0)).uv_on
+    up = m.handle(SterilizeRequested(5.0))
+    assert types(up) == ["sterilization_aborted"] and up.refused == "already_sterilizing"
+    assert m.handle(SterilizeRequested(6.0)).refused == "fault:uv_not_driven"
 
 
 def test_cycle_ids_continue_a_stored_numbering() -> None:
@@ -312,6 +351,33 @@ def test_s5_a_time_cycle_with_a_sensor_completes_only_while_lit() -> None:
     assert types(up) == ["sterilization_completed"]
 
 
+@pytest.mark.parametrize("dose", [False, True], ids=["time", "dose"])
+def test_the_time_left_counts_down_to_zero_and_never_below(dose: bool) -> None:
+    """The status shows the time left: in the last second it is what is left, and asked
+    between inputs after the length has passed (the completion comes with the next input) it
+    is none, not a negative time."""
+    if dose:  # 60 mJ/cm² at 0.5 mW/cm²: 120 s of light
+        params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.5, dose_mj_cm2=60.0)
+    else:
+        params = default_case_params(cycle_s=120.0)
+    m = EchoingCase(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.0, True))
+    assert m.remaining_s(119.5) == 0.5
+    assert m.remaining_s(125.0) == 0.0
+
+
+def test_the_time_left_stands_still_while_the_output_is_not_reported_driven() -> None:
+    """UV time is what the shell reported driving (H17): before its first report, and while it
+    reports the output off, the time left does not move."""
+    m = CaseMachine(default_case_params(lid_contact=False), docked=True)
+    m.handle(LidChanged(0.0, True))
+    assert m.remaining_s(0.5) == CYCLE
+    m.handle(UvOutput(1.0, True))
+    m.handle(UvOutput(101.0, False))
+    assert m.remaining_s(101.5) == CYCLE - 100.0
+
+
 # --- sterility ------------------------------------------------------------------------------
 
 
@@ -394,6 +460,34 @@ def test_dose_mode_reports_its_target_and_the_delivered_dose() -> None:
     m.handle(UvSensed(31.0, False))
     aborted = only(m.handle(LidChanged(32.0, False)), "sterilization_aborted")
     assert aborted.data["dose_mj_cm2"] == pytest.approx(15.0)
+
+
+def test_a_dose_cycle_reports_its_times_and_doses_to_3_places() -> None:
+    """The history and MQTT get every time (s) and dose (mJ/cm²) of a cycle to 3 decimals:
+    60 mJ/cm² at 0.7 mW/cm² is 85.714… s of light, capped at 94.285… s."""
+    params = default_case_params(uv_sensor=True, irradiance_mw_cm2=0.7, dose_mj_cm2=60.0)
+    m = EchoingCase(params, docked=True)
+    started = only(m.handle(LidChanged(2.0, True)), "sterilization_started")
+    assert (started.data["length_s"], started.data["cap_s"]) == (85.714, 94.286)
+    m.handle(UvSensed(2.5, True))
+    done = only(m.handle(Tick(92.1234)), "sterilization_completed")
+    assert done.data == {
+        "cycle_id": 1,
+        "duration_s": 90.123,
+        "uv_on_s": 90.123,
+        "dose_mj_cm2": 62.736,  # 0.7 * 89.6234 s lit
+    }
+    m.handle(UvSensed(92.2, False))  # the LED went off
+    m.handle(LidChanged(100.0, False))
+    m.handle(LidChanged(110.0, True))  # the next cycle ...
+    m.handle(UvSensed(110.5, True))
+    aborted = only(m.handle(LidChanged(150.1234, False)), "sterilization_aborted")  # ... opened
+    assert aborted.data == {
+        "cycle_id": 2,
+        "reason": "lid_opened",
+        "after_s": 40.123,
+        "dose_mj_cm2": 27.736,  # 0.7 * 39.6234 s lit
+    }
 
 
 # --- evidence that UV shone (docs/SAFETY.md, H17) -------------------------------------------
@@ -495,6 +589,94 @@ def test_a_lock_out_with_no_cycle_running_aborts_nothing() -> None:
     assert m.handle(LidChanged(2.0, True)).uv_on
 
 
+# --- the starting state ---------------------------------------------------------------------
+
+
+def test_the_switch_levels_to_start_from_must_be_named() -> None:
+    """``CaseMachine(params, True)`` could mean the lid or the dock: the levels are keywords."""
+    with pytest.raises(TypeError):
+        CaseMachine(default_case_params(), True)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("closed", [False, True])
+def test_both_lid_channels_start_at_the_level_given(closed: bool) -> None:
+    """Started with the lid open (or closed), the microswitch's contact counts as reporting
+    the same as the reed switch: the reed switch reporting that level again, alone, is no
+    disagreement, however long no contact report follows."""
+    params = default_case_params(lid_contact=True, lid_mismatch_s=1.0, auto_start=False)
+    m = CaseMachine(params, lid_closed=closed)
+    m.handle(LidChanged(0.0, closed))
+    assert types(m.handle(Tick(10.0))) == [] and m.case_fault is None
+    assert m.lid_closed is closed
+
+
+def test_a_fresh_case_has_seen_no_light_and_no_uv_output_driven() -> None:
+    """Until the shell reports otherwise, the sensor is dark and the output undriven: a case
+    started with the lid closed does not take a light it never saw for a stuck-on LED, and
+    ``uv_driven`` (the shell's last report) is false until a report says "on"."""
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
+    m = CaseMachine(params, lid_closed=True, docked=True)
+    assert not m.uv_lit and not m.uv_driven
+    m.handle(Tick(0.0))
+    assert types(m.handle(Tick(60.0))) == [] and m.case_fault is None
+    m.handle(UvOutput(61.0, True))
+    assert m.uv_driven
+    m.handle(UvOutput(62.0, False))
+    assert not m.uv_driven
+
+
+# --- parameters -----------------------------------------------------------------------------
+
+TIMES = ("cycle_s", "validity_after_undock_s", "uv_confirm_s", "lid_mismatch_s")
+
+
+@pytest.mark.parametrize("name", TIMES)
+def test_every_case_time_must_be_positive_and_a_fraction_of_a_second_is_one(name: str) -> None:
+    """A zero time would make its timer fire at once (a cycle, a sterility or a grace that
+    lasts no time at all), so it is refused when the parameters are built, not found out in a
+    cycle; any positive time, however short, is a setting the case can run."""
+    for bad in (0.0, -0.5):
+        with pytest.raises(ValueError, match=name):
+            default_case_params(**{name: bad})
+    assert getattr(default_case_params(**{name: 0.5}), name) == 0.5
+
+
+def test_the_cap_margin_may_be_zero_but_never_negative() -> None:
+    """S4's margin over the cycle: none at all is a valid (strict) cap, a negative one would cap
+    UV before the cycle could ever complete."""
+    assert default_case_params(cap_margin=0.0).cap_s == default_case_params().cycle_s
+    with pytest.raises(ValueError, match="cap_margin"):
+        default_case_params(cap_margin=-0.01)
+
+
+def test_the_case_parameters_cannot_change_once_checked() -> None:
+    """They are checked once, when built (above); S4's cap is worked out from them at every
+    input, so a margin changed afterwards would move the cap past any check."""
+    params = default_case_params()
+    with pytest.raises(FrozenInstanceError):
+        params.cap_margin = -1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "inp",
+    [
+        LidChanged(1.0, True),
+        LidContactChanged(1.0, True),
+        DockChanged(1.0, True),
+        UvSensed(1.0, True),
+        SterilizeRequested(1.0, "r-1"),
+        UvFault(1.0, "cap_reached"),
+    ],
+    ids=lambda inp: type(inp).__name__,
+)
+def test_an_input_cannot_change_once_made(inp: CaseInput) -> None:
+    """The hardware shell makes these in its pin callbacks' threads (and its cap timer's) and
+    queues them for the engine's thread: one changed after it was queued would reach the case
+    as something that never happened."""
+    with pytest.raises(FrozenInstanceError):
+        inp.t = 99.0  # type: ignore[misc]
+
+
 # --- properties -----------------------------------------------------------------------------
 
 _kinds = st.sampled_from(["lid", "contact", "dock", "uv", "request", "tick", "fault"])
@@ -591,7 +773,9 @@ class Observer:
                 continue  # about the case, not a cycle
             cycle_id = event.data["cycle_id"]
             if event.type == "sterilization_completed":  # only on UV reported driven (H17)
-                assert event.data["uv_on_s"] >= self.params.length_s
+                # The event gives it to the ms, and rounding keeps the order (a 5.5625 s cycle
+                # completes with "uv_on_s": 5.562).
+                assert event.data["uv_on_s"] >= round(self.params.length_s, 3)
             if event.type == "sterilization_started":
                 assert cycle_id not in self.started
                 self.started.append(cycle_id)
@@ -614,8 +798,21 @@ def test_property_uv_never_on_with_lid_open_or_roller_out_and_never_past_the_cap
         obs.feed(inp)
 
 
+#: Once found at random: the completed event's on-time, to the ms, is below the exact length.
+_ROUNDED_LENGTH = (
+    default_case_params(cycle_s=5.5625, auto_start=False, lid_contact=False),
+    [
+        LidChanged(0.0, True),
+        DockChanged(0.0, True),
+        SterilizeRequested(0.0),
+        LidChanged(5.5625, False),
+    ],
+)
+
+
 @settings(max_examples=400, deadline=None)
 @given(scripts())
+@example(_ROUNDED_LENGTH)
 def test_property_every_started_cycle_ends_completed_or_aborted(
     script: tuple[CaseParams, list[CaseInput]],
 ) -> None:
@@ -675,3 +872,41 @@ def test_h31_light_with_the_lid_open_is_daylight_not_a_fault() -> None:
     m.handle(Tick(64.0))
     assert m.case_fault is None  # within uv_confirm_s: a "dark" may be on its way
     assert types(m.handle(Tick(67.0))) == ["case_fault"]
+
+
+def test_h30_a_mismatch_clears_only_when_both_channels_read_open_together() -> None:
+    """Both channels reading closed again (the reed switch catching up with a lever held down)
+    does not clear it: only the lid opened with the microswitch seen to release does."""
+    m = CaseMachine(default_case_params(lid_mismatch_s=1.0, auto_start=False), docked=True)
+    m.handle(LidContactChanged(0.0, True))  # the lever is down, the reed switch says open
+    assert types(m.handle(Tick(2.0))) == ["case_fault"] and m.case_fault == "lid_mismatch"
+    up = m.handle(LidChanged(3.0, True))
+    assert types(up) == [] and m.case_fault == "lid_mismatch"
+    assert m.handle(SterilizeRequested(4.0)).refused == "fault:lid_mismatch"
+    assert types(m.handle(LidChanged(5.0, False))) == []  # the lever is still down
+    up = m.handle(LidContactChanged(6.1234, False))  # latched for 4.1234 s: given to the ms
+    assert only(up, "case_fault_cleared").data == {"reason": "lid_mismatch", "after_s": 4.123}
+    assert m.case_fault is None
+
+
+def test_h30_h31_each_case_fault_latches_at_exactly_its_time() -> None:
+    """A disagreement of the lid's channels for ``lid_mismatch_s``, and light with the lid
+    closed and UV off for ``uv_confirm_s``, are faults at that time, not one input later; the
+    first says what each channel reads."""
+    m = CaseMachine(default_case_params(lid_mismatch_s=1.0, auto_start=False), docked=True)
+    m.handle(LidContactChanged(10.0, True))
+    assert types(m.handle(Tick(10.75))) == []
+    up = m.handle(Tick(11.0))
+    assert types(up) == ["case_fault"] and up.events[0].t == 11.0
+    # It says which channel reads what: the lever is down, the magnet is not at the reed.
+    assert up.events[0].data == {
+        "reason": "lid_mismatch",
+        "lid_reed": "open",
+        "lid_contact": "closed",
+    }
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, auto_start=False)
+    m = EchoingCase(params, docked=True, lid_closed=True)
+    m.handle(UvSensed(10.0, True))
+    assert types(m.handle(Tick(14.75))) == []
+    up = m.handle(Tick(15.0))
+    assert types(up) == ["case_fault"] and m.case_fault == "uv_stuck_on"

@@ -126,6 +126,34 @@ def test_negative_samples_never_count_towards_a_recovery() -> None:
     assert "sensor_recovered" not in [e.type for e in feed.events]
 
 
+def test_a_cell_reversed_from_the_first_reading_faults_at_the_stated_count() -> None:
+    """The count starts at nought when the machine does: no good reading has to come first."""
+    feed = Feeder(make_engine())
+    n = default_pressure_params().negative_samples_for_fault
+    feed.force(-6.0, (n - 1) / RATE)
+    assert feed.faults() == [] and feed.samples == []
+    feed.force(-6.0, 1 / RATE)
+    assert [f.data["reason"] for f in feed.faults()] == ["negative_force"]
+
+
+def test_a_negative_reading_between_good_ones_starts_the_recovery_count_again() -> None:
+    """Good readings must come ``valid_samples_for_recovery`` in a row: one held back as
+    negative between them leaves the count at nought, not one or minus one."""
+    engine = make_engine()
+    feed = Feeder(engine)
+    feed.force(0.0, 0.5)
+    feed.handle(ReadFailed(feed.t, "timeout"))
+    feed.n += 1
+    n = default_pressure_params().valid_samples_for_recovery
+    feed.force(1.0, (n - 1) / RATE)  # one short of a recovery
+    feed.force(-6.0, 1 / RATE)
+    feed.force(1.0, (n - 1) / RATE)
+    assert engine.pressure.fault == "not_ready"
+    feed.force(1.0, 1 / RATE)
+    assert engine.pressure.fault is None
+    assert [e.type for e in feed.events][-1] == "sensor_recovered"
+
+
 def test_a_tare_taken_under_load_faults_and_the_tare_command_mends_it() -> None:
     engine = make_engine()
     feed = Feeder(engine)
