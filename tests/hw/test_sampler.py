@@ -201,6 +201,13 @@ def test_s7_a_discarded_read_allows_for_the_chips_settling_and_is_no_sensor_faul
     assert [type(i) for i in got] == [ForceRead, ForceRead]
 
 
+def looked_at(sampler: Sampler, clock: SimClock, t: float) -> None:
+    """Move the clock to ``t`` and wait until the sampler has looked at it (a few passes)."""
+    clock.advance_to(t)
+    cycles = sampler.cycles
+    assert wait_until(lambda: sampler.cycles >= cycles + 3)
+
+
 def test_s7_a_load_cell_silent_from_start_up_is_a_fault_once_any_board_would_have_spoken(
     pin_factory: Any, hx_pins: Any, sim_clock: SimClock
 ) -> None:
@@ -214,20 +221,14 @@ def test_s7_a_load_cell_silent_from_start_up_is_a_fault_once_any_board_would_hav
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
 
-    def at(t: float) -> None:
-        """Move the clock to ``t`` and wait until the sampler has looked at it."""
-        sim_clock.advance_to(t)
-        cycles = sampler.cycles
-        assert wait_until(lambda: sampler.cycles >= cycles + 3)
-
     try:
-        at(FIRST_WAIT_S - 0.001)
+        looked_at(sampler, sim_clock, FIRST_WAIT_S - 0.001)
         assert got == []
-        at(FIRST_WAIT_S)
+        looked_at(sampler, sim_clock, FIRST_WAIT_S)
         assert wait_until(lambda: len(got) == 1)
-        at(FIRST_WAIT_S + SLOWEST_GAP_S - 0.001)
+        looked_at(sampler, sim_clock, FIRST_WAIT_S + SLOWEST_GAP_S - 0.001)
         assert len(got) == 1
-        at(FIRST_WAIT_S + SLOWEST_GAP_S)
+        looked_at(sampler, sim_clock, FIRST_WAIT_S + SLOWEST_GAP_S)
         assert wait_until(lambda: len(got) == 2)
     finally:
         sampler.stop_event.set()
@@ -268,16 +269,11 @@ def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
 
-    def at(t: float) -> None:
-        sim_clock.advance_to(t)
-        cycles = sampler.cycles
-        assert wait_until(lambda: sampler.cycles >= cycles + 3)
-
     try:
         for k in range(1, 10):
-            at(k * 0.1 - 0.001)  # discards all the while
+            looked_at(sampler, sim_clock, k * 0.1 - 0.001)  # discards all the while
         assert got == []
-        at(1.0)
+        looked_at(sampler, sim_clock, 1.0)
         assert wait_until(lambda: len(got) == 1)
     finally:
         sampler.stop_event.set()
