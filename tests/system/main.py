@@ -366,8 +366,10 @@ def read_stop_post(entries: list[dict[str, Any]], invocation: str, main_pid: str
 
     PID 1 logs the exit of an ``ExecStopPost=-`` command only at debug level (its failure is
     ignored, so it counts as a success), with ``COMMAND=ExecStopPost``, the exit code and status
-    and the unit's ``INVOCATION_ID``; the command's own output is the unit's, with the
-    invocation in ``_SYSTEMD_INVOCATION_ID`` and its own ``_PID``.
+    and the unit's ``INVOCATION_ID``; the command's own output is the unit's (its stdout and
+    stderr stream), with the invocation in ``_SYSTEMD_INVOCATION_ID`` and its own ``_PID``. At
+    debug level the forked child logs its sandbox set-up under that PID as well, before it
+    executes the command: not the command's words.
     """
     seen = StopPost()
     for entry in entries:
@@ -385,6 +387,7 @@ def read_stop_post(entries: list[dict[str, Any]], invocation: str, main_pid: str
                 seen.status = f"{_text(entry, 'EXIT_CODE')}/{_text(entry, 'EXIT_STATUS')}"
         elif (
             pid not in ("1", main_pid)
+            and _text(entry, "_TRANSPORT") == "stdout"  # not PID 1's child before its exec
             and _text(entry, "_SYSTEMD_INVOCATION_ID") == invocation
             and (seen.main_exit_s is None or mono >= seen.main_exit_s)
         ):
