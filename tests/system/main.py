@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import random
+import shlex
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -131,7 +133,7 @@ def choose_accel(guest: Guest, wanted: str) -> str:
 
 def unit_show(guest: Guest, unit: str) -> dict[str, str]:
     out = guest.sh(
-        f"systemctl show {unit} -p MainPID,ActiveState,SubState,NRestarts,"
+        f"systemctl show {unit} -p MainPID,ActiveState,SubState,NRestarts,InvocationID,"
         "ActiveEnterTimestampMonotonic,ExecMainStartTimestampMonotonic"
     ).out
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
@@ -280,8 +282,9 @@ def ready_at(guest: Guest, res: Results, launched: float) -> None:
 
 def measure_watchdog(guest: Guest, res: Results) -> None:
     before = wait_active(guest, "dermaguard", 300)
-    stop = guest.sh(f"kill -STOP {before['MainPID']}", check=True)
-    after = wait_active(guest, "dermaguard", 300, after_us=int(stop.mono * 1e6))
+    with stop_path(guest, res, "watchdog", "the watchdog's kill", before):
+        stop = guest.sh(f"kill -STOP {before['MainPID']}", check=True)
+        after = wait_active(guest, "dermaguard", 300, after_us=int(stop.mono * 1e6))
     took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - stop.mono
     res.check(after["MainPID"] != before["MainPID"], "SIGSTOP: the watchdog replaced the daemon")
     res.figure("watchdog_restart_s", round(took, 1))
@@ -304,11 +307,155 @@ def main_exits(guest: Guest, after_s: float) -> list[float]:
 
 def measure_crash(guest: Guest, res: Results) -> None:
     before = wait_active(guest, "dermaguard", 300)
-    crash = guest.sh(f"kill -SEGV {before['MainPID']}", check=True)
-    after = wait_active(guest, "dermaguard", 300, after_us=int(crash.mono * 1e6))
+    with stop_path(guest, res, "crash", "a crash (SIGSEGV)", before):
+        crash = guest.sh(f"kill -SEGV {before['MainPID']}", check=True)
+        after = wait_active(guest, "dermaguard", 300, after_us=int(crash.mono * 1e6))
     took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - crash.mono
     res.check(after["MainPID"] != before["MainPID"], "SIGSEGV: systemd restarted the daemon")
     res.figure("crash_restart_s", round(took, 1))
+
+
+def measure_sigkill(guest: Guest, res: Results) -> None:
+    """SIGKILL, as the OOM killer sends it: nothing of the daemon's own runs at its end."""
+    before = wait_active(guest, "dermaguard", 300)
+    with stop_path(guest, res, "sigkill", "a SIGKILL", before):
+        kill = guest.sh(f"kill -KILL {before['MainPID']}", check=True)
+        after = wait_active(guest, "dermaguard", 300, after_us=int(kill.mono * 1e6))
+    took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - kill.mono
+    res.check(after["MainPID"] != before["MainPID"], "SIGKILL: systemd restarted the daemon")
+    res.figure("sigkill_restart_s", round(took, 1))
+
+
+# -- 3b. the stop path after a kill (issue 22, item 2) ---------------------------------------
+
+#: The unit's ExecStopPost= in the VM: the command runs, loads the config and finds no GPIO
+#: backend (no Raspberry Pi here), says so and exits 1; the unit's "-" keeps that from failing
+#: the stop. Any other failure (a traceback, a sandbox denial, a config it cannot read) is one.
+NO_GPIO_HERE = "There are no outputs to switch off here."
+
+
+@dataclass
+class StopPost:
+    """What the journal holds about the end of one invocation of the daemon's unit."""
+
+    main_exit: str = ""  # PID 1: "Main process exited, code=..., status=..."
+    main_exit_s: float | None = None  # guest monotonic
+    ran: bool = False  # PID 1 recorded the exit of that invocation's ExecStopPost= process
+    status: str = ""  # its EXIT_CODE/EXIT_STATUS, e.g. "exited/1"
+    done_s: float | None = None  # guest monotonic, when it exited
+    printed: list[str] = field(default_factory=list)  # what it wrote (its own journal lines)
+
+    @property
+    def after_exit_s(self) -> float | None:
+        """Main process exit to ExecStopPost='s exit: how long the kill left the outputs."""
+        if self.main_exit_s is None or self.done_s is None:
+            return None
+        return self.done_s - self.main_exit_s
+
+
+def _text(entry: dict[str, Any], key: str) -> str:
+    value = entry.get(key, "")
+    if isinstance(value, list):  # journalctl -o json gives non-UTF-8 fields as byte lists
+        return bytes(value).decode(errors="replace")
+    return str(value)
+
+
+def read_stop_post(entries: list[dict[str, Any]], invocation: str, main_pid: str) -> StopPost:
+    """The stop path of invocation ``invocation`` (main process ``main_pid``), from journal
+    entries (``journalctl -o json``) of the unit.
+
+    PID 1 logs the exit of an ``ExecStopPost=-`` command only at debug level (its failure is
+    ignored, so it counts as a success), with ``COMMAND=ExecStopPost``, the exit code and status
+    and the unit's ``INVOCATION_ID``; the command's own output is the unit's (its stdout and
+    stderr stream), with the invocation in ``_SYSTEMD_INVOCATION_ID`` and its own ``_PID``. At
+    debug level the forked child logs its sandbox set-up under that PID as well, before it
+    executes the command: not the command's words.
+    """
+    seen = StopPost()
+    for entry in entries:
+        pid, message = _text(entry, "_PID"), _text(entry, "MESSAGE")
+        mono = int(_text(entry, "__MONOTONIC_TIMESTAMP") or 0) / 1e6
+        if pid == "1" and _text(entry, "INVOCATION_ID") == invocation:
+            if "Main process exited" in message and not seen.main_exit:
+                seen.main_exit, seen.main_exit_s = message.split(": ", 1)[-1], mono
+            command = _text(entry, "COMMAND")
+            stop_post = command == "ExecStopPost" or (
+                not command and "Control process exited" in message
+            )
+            if stop_post and "EXIT_CODE" in entry:
+                seen.ran, seen.done_s = True, mono
+                seen.status = f"{_text(entry, 'EXIT_CODE')}/{_text(entry, 'EXIT_STATUS')}"
+        elif (
+            pid not in ("1", main_pid)
+            and _text(entry, "_TRANSPORT") == "stdout"  # not PID 1's child before its exec
+            and _text(entry, "_SYSTEMD_INVOCATION_ID") == invocation
+            and (seen.main_exit_s is None or mono >= seen.main_exit_s)
+        ):
+            seen.printed.append(message)
+    return seen
+
+
+def journal_cursor(guest: Guest) -> str:
+    """The journal's last entry now, to read the unit's entries after it."""
+    out = guest.sh("journalctl -b -n 1 --show-cursor --no-pager -o cat").out
+    return next(
+        (line[len("-- cursor: ") :] for line in out.splitlines() if line.startswith("-- cursor: ")),
+        "",
+    )
+
+
+@contextmanager
+def stop_path(
+    guest: Guest, res: Results, name: str, what: str, before: dict[str, str]
+) -> Iterator[None]:
+    """Around a step that ends the daemon: afterwards, check from the journal that the unit's
+    ``ExecStopPost=`` (``dermaguard outputs-off``) ran for the invocation that was ended, and
+    record how long after the main process's end it was done (``stop_post_after_<name>_s``).
+
+    PID 1 logs at debug level during the step (``systemctl log-level``), so that it records the
+    command's exit; that adds log lines and changes nothing the unit does.
+    """
+    level = guest.sh("systemctl log-level").out.strip() or "info"
+    guest.sh("systemctl log-level debug", check=True)
+    cursor = journal_cursor(guest)
+    try:
+        yield
+    finally:
+        with suppress(GuestError):  # the step's own failure is the one to report
+            guest.sh(f"systemctl log-level {shlex.quote(level)}")
+    after = f"--after-cursor={shlex.quote(cursor)}" if cursor else ""
+    out = guest.sh(f"journalctl -b -u dermaguard -o json --no-pager {after}").out
+    entries: list[dict[str, Any]] = []
+    for line in out.splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    invocation = before.get("InvocationID", "")
+    seen = read_stop_post(entries, invocation, before["MainPID"])
+    expected = seen.status == "exited/0" or (
+        seen.status == "exited/1" and any(NO_GPIO_HERE in line for line in seen.printed)
+    )
+    res.check(
+        bool(invocation) and seen.ran and expected,
+        f"after {what} ({seen.main_exit or 'its end not seen'}): ExecStopPost= ran for that "
+        f"invocation, {seen.status or 'no exit recorded'}; outputs-off said: "
+        f"{' / '.join(seen.printed) or 'nothing'}",
+    )
+    took = seen.after_exit_s
+    res.figure(f"stop_post_after_{name}_s", round(took, 1) if took is not None else "not run")
+
+
+def check_gpio_kernel(guest: Guest, res: Results) -> None:
+    """What this kernel offers for the stop path on real lines: the Raspberry Pi pin
+    controller's persistence switch (``dtparam=strict_gpiod``), gpio-sim and gpio-mockup.
+    On x86 there is no pinctrl_bcm2835: that part is for a Pi (docs/RELIABILITY.md)."""
+    param = "/sys/module/pinctrl_bcm2835/parameters/persist_gpio_outputs"
+    persist = guest.sh(f"cat {param} 2>/dev/null || echo absent").out.strip()
+    res.figure("persist_gpio_outputs", persist)
+    for module in ("gpio-sim", "gpio-mockup"):
+        found = guest.sh(f"modinfo -n {module} >/dev/null 2>&1 && echo present || echo absent")
+        res.figure(f"{module.replace('-', '_')}_module", found.out.strip())
 
 
 def check_web(guest: Guest, res: Results) -> None:
@@ -602,9 +749,11 @@ def run(args: argparse.Namespace) -> int:
             ready_at(guest, res, launched)
             second_provisioning(guest, res)
 
-        step("3. the real units: watchdog, crash, dashboard, CLI, sandbox")
+        step("3. the real units: watchdog, crash, SIGKILL, stop path, dashboard, CLI, sandbox")
         measure_watchdog(guest, res)
         measure_crash(guest, res)
+        measure_sigkill(guest, res)
+        check_gpio_kernel(guest, res)
         check_web(guest, res)
         check_cli_and_journal(guest, res)
         check_sandbox(guest, res)
