@@ -115,6 +115,16 @@ def test_edges_are_queued_with_the_clock_time(
     ]
 
 
+def test_s5_every_on_and_off_the_engine_commands_is_reported_with_the_lid_shut(
+    pin_factory: Any, io: CaseIO, recorder: Recorder
+) -> None:
+    """A second cycle with the lid kept shut: its on-period is reported afresh, so the case
+    counts its UV time (the off between the two was reported too)."""
+    close_lid(pin_factory)
+    assert io.set_uv(True) and io.set_uv(False) and io.set_uv(True)
+    assert [o.on for o, _ in recorder.outputs] == [True, False, True]
+
+
 def test_s2_lid_open_turns_uv_off_directly(
     pin_factory: Any, io: CaseIO, recorder: Recorder
 ) -> None:

@@ -409,6 +409,9 @@ def test_s8_docking_again_does_not_stop_the_validity_clock() -> None:
     m.handle(DockChanged(1010.0, True))
     assert m.sterility(1059.0) == (True, 1)
     assert m.sterility(1060.0) == (False, None)
+    m.handle(DockChanged(1020.0, False))  # out again: the clock that runs is the first one
+    assert m.sterility(1059.0) == (True, 1)
+    assert m.sterility(1060.0) == (False, None)
 
 
 def test_s8_a_session_spends_sterility_once_and_says_which_cycle_it_spent() -> None:
