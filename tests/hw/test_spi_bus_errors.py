@@ -399,3 +399,29 @@ def test_s7_each_spell_of_failed_transfers_is_counted_afresh_once_reads_work_aga
     assert sum("bus transfer failed" in m for m in messages) == 2, messages
     assert sum("works again after 1 failed" in m for m in messages) == 2, messages
     assert sampler.bus_errors == 2 and sampler.reopens == 0
+
+
+def test_s7_a_bus_error_fault_counts_each_failed_transfer_once() -> None:
+    """The fault says how many transfers failed: as many as the bus refused, no more."""
+    bus = _DeadBus()
+    clock = SimClock()
+    got: list[Input] = []
+
+    def put(inp: Input) -> None:
+        got.append(inp)
+        sampler.stop_event.set()  # one fault is enough: no transfer after it
+
+    sampler = Sampler(cast(Any, bus), clock, put, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: bus.failures >= 10, 30.0)
+        clock.advance(1.0)  # far past the fault limit
+        assert wait_until(lambda: bool(got), 30.0)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    [failed] = got
+    assert isinstance(failed, ReadFailed) and failed.reason == "bus_error"
+    counted = int(failed.detail.split()[0])
+    assert 10 <= counted <= bus.failures == sampler.bus_errors
