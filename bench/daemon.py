@@ -55,6 +55,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
@@ -234,6 +235,15 @@ class TimedBus(SimSpiBus):
             self.cpu_ns += time.thread_time_ns() - t0
 
 
+def _close_rig(chip: HX711Chip, driver: HX711Spi, factory: MockFactory) -> None:
+    """Stop the free-running chip and release the driver, the chip and the mock pins."""
+    chip.stop()
+    driver.close()
+    chip.close()
+    factory.close()
+    Device.pin_factory = None
+
+
 def bus_model_cpu(ready: int | None, seconds: float) -> float:
     """Fraction of one core the bus model takes while the driver reads at 80/s."""
     factory = mock_factory()
@@ -251,11 +261,7 @@ def bus_model_cpu(ready: int | None, seconds: float) -> float:
                 driver.read_raw(0.1)
         return (bus.cpu_ns - cpu0) / 1e9 / (time.perf_counter() - t0)
     finally:
-        chip.stop()
-        driver.close()
-        chip.close()
-        factory.close()
-        Device.pin_factory = None
+        _close_rig(chip, driver, factory)
 
 
 #: Reading before the counts start: the board's rate is measured and the schedule locked.
@@ -300,11 +306,7 @@ def reading_counts(ready: int | None, seconds: float) -> tuple[float, float]:
         switches = voluntary_switches() - switches0
         return (bus.transfers - transfers0) / max(1, reads), switches / elapsed
     finally:
-        chip.stop()
-        driver.close()
-        chip.close()
-        factory.close()
-        Device.pin_factory = None
+        _close_rig(chip, driver, factory)
 
 
 def bench_variant(

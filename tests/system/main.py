@@ -306,24 +306,25 @@ def main_exits(guest: Guest, after_s: float) -> list[float]:
 
 
 def measure_crash(guest: Guest, res: Results) -> None:
-    before = wait_active(guest, "dermaguard", 300)
-    with stop_path(guest, res, "crash", "a crash (SIGSEGV)", before):
-        crash = guest.sh(f"kill -SEGV {before['MainPID']}", check=True)
-        after = wait_active(guest, "dermaguard", 300, after_us=int(crash.mono * 1e6))
-    took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - crash.mono
-    res.check(after["MainPID"] != before["MainPID"], "SIGSEGV: systemd restarted the daemon")
-    res.figure("crash_restart_s", round(took, 1))
+    measure_restart(guest, res, "SEGV", "crash", what="a crash (SIGSEGV)", figure="crash_restart_s")
 
 
 def measure_sigkill(guest: Guest, res: Results) -> None:
     """SIGKILL, as the OOM killer sends it: nothing of the daemon's own runs at its end."""
+    measure_restart(guest, res, "KILL", "sigkill", what="a SIGKILL", figure="sigkill_restart_s")
+
+
+def measure_restart(
+    guest: Guest, res: Results, signal: str, name: str, *, what: str, figure: str
+) -> None:
+    """Send the daemon ``SIG<signal>``: systemd runs the stop path and starts it again."""
     before = wait_active(guest, "dermaguard", 300)
-    with stop_path(guest, res, "sigkill", "a SIGKILL", before):
-        kill = guest.sh(f"kill -KILL {before['MainPID']}", check=True)
-        after = wait_active(guest, "dermaguard", 300, after_us=int(kill.mono * 1e6))
-    took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - kill.mono
-    res.check(after["MainPID"] != before["MainPID"], "SIGKILL: systemd restarted the daemon")
-    res.figure("sigkill_restart_s", round(took, 1))
+    with stop_path(guest, res, name, what, before):
+        sent = guest.sh(f"kill -{signal} {before['MainPID']}", check=True)
+        after = wait_active(guest, "dermaguard", 300, after_us=int(sent.mono * 1e6))
+    took = int(after["ActiveEnterTimestampMonotonic"]) / 1e6 - sent.mono
+    res.check(after["MainPID"] != before["MainPID"], f"SIG{signal}: systemd restarted the daemon")
+    res.figure(figure, round(took, 1))
 
 
 # -- 3b. the stop path after a kill (issue 22, item 2) ---------------------------------------
