@@ -949,4 +949,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the scratch copies and the tests are gone by now (finally)
+        sys.exit("stopped: no report written, the last one is as it was")
