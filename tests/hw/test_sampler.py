@@ -283,3 +283,34 @@ def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and
     counted, _, words = failed.detail.partition(" ")
     assert words == "reads discarded"
     assert 0 < int(counted) <= sampler.discarded  # each counted once (more came after it)
+
+
+class _EveryReadDiscardedAt80(_EveryReadDiscarded):
+    """The same at 80 samples/s, where the chip settles in 50 ms."""
+
+    rate_sps, settle_s = 80, 0.05
+
+
+def test_s7_at_80_samples_a_second_discards_one_after_another_are_a_fault_at_a_quarter_second(
+    sim_clock: SimClock,
+) -> None:
+    """At 80 samples/s the settling plus two limits is only 0.125 s, which a busy host's
+    hiccups could reach on their own: the force may stay unknown for up to 0.25 s
+    (docs/ARCHITECTURE.md, MAX_BLIND_S), and never longer."""
+    got: list[Input] = []
+    sampler = Sampler(cast(Any, _EveryReadDiscardedAt80()), sim_clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        for k in range(1, 25):
+            looked_at(sampler, sim_clock, k * 0.01)  # discards all the while, up to 0.24 s
+        looked_at(sampler, sim_clock, 0.249)
+        assert got == []
+        looked_at(sampler, sim_clock, 0.25)
+        assert wait_until(lambda: len(got) == 1)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    [failed] = got
+    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (0.25, "timeout")
+    assert failed.detail.endswith(" reads discarded")

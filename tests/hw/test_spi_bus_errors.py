@@ -27,7 +27,7 @@ from dermaguard.daemon import run as run_module
 from dermaguard.daemon.app import build_engine, steady_scenario
 from dermaguard.daemon.load_cell import chip_pins, open_load_cell
 from dermaguard.daemon.runtime import Runtime
-from dermaguard.daemon.sampler import REOPEN_AFTER_ERRORS, Sampler
+from dermaguard.daemon.sampler import Sampler
 from dermaguard.hw.hx711_protocol import LoadCellADC, NotReady
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.indicators import Indicators
@@ -39,6 +39,12 @@ CONFIG = default_config()
 PINS = CONFIG.pins
 PERIOD_S = 1 / CONFIG.hx711.rate_sps
 MODEL = LoadModel()
+#: docs/ARCHITECTURE.md: the bus is closed and opened again "after 3 failures in a row", and
+#: while it stays dead the run of failures before the next try doubles, up to 200 (a second of
+#: tries, 5 ms apart). Written out here, not imported, so that a change to the code's constants
+#: fails these tests until the docs say it too.
+REOPEN_AFTER = 3
+LONGEST_REOPEN_GAP = 200
 CAL = Calibration(offset=MODEL.offset_counts, scale_n_per_count=1 / MODEL.counts_per_newton)
 
 
@@ -131,7 +137,7 @@ def test_s7_a_wedged_bus_is_reopened_through_the_opening_code_and_reads_resume(c
         thread.join(2.0)
     assert chip.bus.reopens == 1 and sampler.reopens == 1
     assert isinstance(chip.driver, HX711Spi) and chip.driver.reopens == 1
-    assert sampler.bus_errors == chip.bus.errors_raised == REOPEN_AFTER_ERRORS
+    assert sampler.bus_errors == chip.bus.errors_raised == REOPEN_AFTER
     raws = [i.raw for i in got if isinstance(i, ForceRead)]
     assert raws and all(r == raws[0] for r in raws)  # the same force before and after
     # The reopened chip settles (longer than the fault limit): that silence is the reopen's,
@@ -358,19 +364,21 @@ def test_s7_a_bus_that_stays_wedged_is_reopened_at_widening_gaps_and_logged_once
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Reopening at every failure would hammer a dead bus: the gaps double after the first
-    REOPEN_AFTER_ERRORS failures; and the spell is one warning, not one per transfer."""
+    REOPEN_AFTER failures, up to LONGEST_REOPEN_GAP; and the spell is one warning, not one per
+    transfer. (About 4 s: the sampler waits 5 ms between tries, as on a real dead bus.)"""
     bus = _DeadBus()
     sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
     caplog.set_level(logging.WARNING, logger="dermaguard.daemon.sampler")
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
     try:
-        assert wait_until(lambda: bus.failures >= 60, 30.0)
+        assert wait_until(lambda: len(bus.reopened_after) >= 10, 60.0)
     finally:
         sampler.stop_event.set()
         thread.join(2.0)
-    first = REOPEN_AFTER_ERRORS
-    assert bus.reopened_after[:5] == [first, 2 * first, 4 * first, 8 * first, 16 * first]
+    doubling = [REOPEN_AFTER * 2**k for k in range(8)]  # 3, 6, … 384: the gap reaches 200
+    capped = [doubling[-1] + LONGEST_REOPEN_GAP * k for k in (1, 2)]
+    assert bus.reopened_after[:10] == doubling + capped
     failed = [r for r in caplog.records if "bus transfer failed" in r.getMessage()]
     assert len(failed) == 1
 
@@ -425,3 +433,71 @@ def test_s7_a_bus_error_fault_counts_each_failed_transfer_once() -> None:
     assert isinstance(failed, ReadFailed) and failed.reason == "bus_error"
     counted = int(failed.detail.split()[0])
     assert 10 <= counted <= bus.failures == sampler.bus_errors
+
+
+class _NoReopen(_DeadBus):
+    """A bus that dies after one good conversion, on a driver that has no way to open it
+    again (the bit-banged one)."""
+
+    reopen = None  # type: ignore[assignment]
+    good_read_given = False
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        if not self.good_read_given:
+            self.good_read_given = True
+            return 0
+        return super().read_raw(timeout_s, exact_timeout=exact_timeout)
+
+
+def test_s7_bus_errors_on_a_driver_that_cannot_reopen_are_a_fault_at_the_plain_limit() -> None:
+    """Only a reopen resets the chip, so only a reopen earns the allowance for its settling:
+    with no reopen possible, failed transfers are a ``bus_error`` fault at exactly the limit
+    (3 periods after the last good conversion, at 0 s), not a settling time later."""
+    bus = _NoReopen()
+    clock = SimClock()
+    got: list[Input] = []
+    sampler = Sampler(cast(Any, bus), clock, got.append, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: bus.failures >= 2 * REOPEN_AFTER, 30.0)  # a reopen was due
+        clock.advance_to(3 / 80 - 0.001)
+        failures = bus.failures
+        assert wait_until(lambda: bus.failures >= failures + 3, 30.0)  # it looked at the clock
+        assert len(got) == 1
+        clock.advance_to(3 / 80)
+        assert wait_until(lambda: len(got) == 2, 30.0)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    assert got[0] == ForceRead(0.0, 0)
+    assert isinstance(got[1], ReadFailed) and (got[1].t, got[1].reason) == (3 / 80, "bus_error")
+    assert sampler.reopens == sampler.reopen_failures == 0
+
+
+class _Unopenable(_DeadBus):
+    """A dead bus whose device cannot be opened again either (``/dev/spidev0.0`` is gone)."""
+
+    def reopen(self) -> None:
+        super().reopen()
+        raise OSError(19, "No such device")
+
+
+def test_s7_a_bus_that_cannot_be_opened_again_is_warned_about_once_per_spell(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each failed reopen is tried again later, but only the first of a spell is a warning
+    in the journal; the rest go to the debug log, so a bus that stays gone cannot flood it."""
+    bus = _Unopenable()
+    sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
+    caplog.set_level(logging.DEBUG, logger="dermaguard.daemon.sampler")
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(bus.reopened_after) >= 4, 30.0)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    failed = [r for r in caplog.records if "reopening the HX711 bus failed" in r.getMessage()]
+    assert len(failed) == sampler.reopen_failures >= 4
+    assert [r.levelno for r in failed] == [logging.WARNING] + [logging.DEBUG] * (len(failed) - 1)
