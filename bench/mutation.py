@@ -47,6 +47,7 @@ import argparse
 import ast
 import contextlib
 import datetime as dt
+import hashlib
 import io
 import json
 import os
@@ -192,6 +193,15 @@ def safety_tests() -> dict[str, list[str]]:
         for rule in re.findall(r"\((S\d+)[,)]", cells[-3]):
             out.setdefault(rule, []).extend(tests)
     return out
+
+
+def source_digests() -> dict[str, str]:
+    """Each mutated module's SHA-256, as the report records it: a report speaks only for the
+    code it mutated, and ``tests/unit/test_safety_doc.py`` checks the modules are still that."""
+    return {
+        module: hashlib.sha256((ROOT / PACKAGE / module).read_bytes()).hexdigest()
+        for module in MODULES
+    }
 
 
 def equivalent_mutants() -> dict[str, str]:
@@ -744,6 +754,7 @@ def report(
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit,
         "tool": f"cosmic-ray {version('cosmic-ray')}",
+        "sources": source_digests(),
         "planned": len(ms),
         "complete": all(m.outcome for m in ms),
         "wall_time_s": round(wall),
@@ -791,6 +802,10 @@ def load_for_recheck(path: Path) -> dict[str, Any]:
             sys.exit(f"cannot compare with the full run's commit {commit}: {diff.stderr.decode()}")
         if diff.returncode:
             changed.append(module)
+    recorded = previous.get("sources")
+    if recorded is not None:
+        now = source_digests()
+        changed += [m for m in MODULES if recorded.get(m) != now[m] and m not in changed]
     if changed:
         sys.exit(
             f"changed since the full run at {commit}: {', '.join(changed)}; "
@@ -805,6 +820,7 @@ def rechecked(
     """``previous`` with the rerun survivors' outcomes: those killed now move from survived to
     killed in their module's, their rules' and the total's rows."""
     out: dict[str, Any] = json.loads(json.dumps(previous))
+    out["sources"] = source_digests()  # unchanged since the full run (load_for_recheck)
     for row in [out["total"], *out["modules"].values(), *out["rules"].values()]:
         row.setdefault("killed_by_module_tests", 0)
     killed = [m for m in ms if m.outcome == "killed"]

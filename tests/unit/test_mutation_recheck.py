@@ -143,3 +143,22 @@ def test_a_recheck_refuses_a_report_its_survivors_alone_cannot_update(
     commit = commit.replace("HEAD", git(repo, "rev-parse", "--short=12", "HEAD"))
     with pytest.raises(SystemExit, match=says):
         bench.load_for_recheck(write_report(repo, commit, complete=complete))
+
+
+def test_a_recheck_refuses_a_module_whose_text_is_not_the_one_the_report_mutated(
+    repo: Path,
+) -> None:
+    """The report's digests catch a module the commit does not (a tree copied without git, or
+    a report edited by hand): a recheck then refuses, and a recheck writes today's digests."""
+    commit = git(repo, "rev-parse", "--short=12", "HEAD")
+    report = write_report(repo, commit)
+    digests = bench.source_digests()
+    assert sorted(digests) == sorted(bench.MODULES)
+    data = json.loads(report.read_text(encoding="utf-8"))
+    report.write_text(json.dumps({**data, "sources": digests}), encoding="utf-8")
+    assert bench.load_for_recheck(report)["sources"] == digests
+    report.write_text(
+        json.dumps({**data, "sources": {**digests, "core/engine.py": "0" * 64}}), encoding="utf-8"
+    )
+    with pytest.raises(SystemExit, match=r"changed since the full run at .*: core/engine\.py"):
+        bench.load_for_recheck(report)
