@@ -519,6 +519,20 @@ def preload() -> None:
     assert not any(m == "dermaguard" or m.startswith("dermaguard.") for m in sys.modules)
 
 
+def deterministic_properties() -> None:
+    """Hypothesis draws the same examples in every run and keeps no example database.
+
+    A kill must be the mutant's doing. With random draws, a property test that can fail on
+    the real code (it happened: a rounding slip in a test) kills mutants by chance; and with the
+    database (``.hypothesis/`` in the scratch tree, shared by the runs of a shard), the first
+    such failure would be replayed against every later mutant, killing them all.
+    """
+    from hypothesis import settings
+
+    settings.register_profile("mutation", database=None, derandomize=True)
+    settings.load_profile("mutation")
+
+
 def run_tests(
     tree: Path, tests: list[str], timeout: float, extra: tuple[str, ...] = ("-x",)
 ) -> tuple[bool, float]:
@@ -538,6 +552,7 @@ def run_tests(
             os.dup2(devnull, 2)
             import pytest
 
+            deterministic_properties()
             args = [*extra, "-q", "-p", "no:xdist", "-p", "no:cacheprovider", "--no-header"]
             code = int(pytest.main([*args, "-o", "addopts=", *tests]))
         finally:

@@ -162,3 +162,31 @@ def test_a_recheck_refuses_a_module_whose_text_is_not_the_one_the_report_mutated
     )
     with pytest.raises(SystemExit, match=r"changed since the full run at .*: core/engine\.py"):
         bench.load_for_recheck(report)
+
+
+def test_a_mutants_tests_draw_the_same_examples_and_keep_no_database(tmp_path: Path) -> None:
+    """A kill must be reproducible: property tests under the check are derandomized and keep
+    no example database, so a failure of one run cannot be replayed against the next mutant."""
+    (tmp_path / "src").mkdir()
+    seen = tmp_path / "seen.json"
+    (tmp_path / "test_property.py").write_text(
+        "import json\n"
+        "from hypothesis import given, settings, strategies as st\n"
+        "draws = []\n"
+        "@settings(max_examples=20)\n"
+        "@given(st.integers())\n"
+        "def test_draws(n):\n"
+        "    draws.append(n)\n"
+        "def test_zz_report():\n"
+        "    s = settings.default\n"
+        f"    open({str(seen)!r}, 'a').write(json.dumps([s.database is None, s.derandomize, draws])"
+        " + '\\n')\n",
+        encoding="utf-8",
+    )
+    for _ in range(2):
+        passed, _seconds = bench.run_tests(tmp_path, ["test_property.py"], 120.0, extra=())
+        assert passed
+    first, second = (json.loads(line) for line in seen.read_text(encoding="utf-8").splitlines())
+    assert first[:2] == [True, True]
+    assert first[2] == second[2] and len(first[2]) > 1  # the same draws, run after run
+    assert not (tmp_path / ".hypothesis" / "examples").exists()  # the database
