@@ -259,30 +259,39 @@ class _EveryReadDiscarded:
         pass
 
 
-def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and_two_limits(
-    sim_clock: SimClock,
-) -> None:
-    """Each discard allows for a chip that may be settling, but the force is never unknown for
-    longer than the settling plus two fault limits (at 10 samples/s: 0.4 s plus twice 0.3 s)."""
+def blind_spell(
+    driver: _EveryReadDiscarded, clock: SimClock, looks: list[float], due: float
+) -> ReadFailed:
+    """Every read discarded from time 0: the sampler looks at each of ``looks`` and reports
+    nothing, then reports one ``ReadFailed`` at ``due``, which this returns."""
     got: list[Input] = []
-    sampler = Sampler(cast(Any, _EveryReadDiscarded()), sim_clock, got.append, rate_sps=10)
+    sampler = Sampler(cast(Any, driver), clock, got.append, rate_sps=driver.rate_sps)
     thread = threading.Thread(target=sampler.run, daemon=True)
     thread.start()
-
     try:
-        for k in range(1, 10):
-            looked_at(sampler, sim_clock, k * 0.1 - 0.001)  # discards all the while
+        for t in looks:
+            looked_at(sampler, clock, t)
         assert got == []
-        looked_at(sampler, sim_clock, 1.0)
+        clock.advance_to(due)
         assert wait_until(lambda: len(got) == 1)
     finally:
         sampler.stop_event.set()
         thread.join(2.0)
     [failed] = got
-    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (1.0, "timeout")
+    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (due, "timeout")
     counted, _, words = failed.detail.partition(" ")
     assert words == "reads discarded"
     assert 0 < int(counted) <= sampler.discarded  # each counted once (more came after it)
+    return failed
+
+
+def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and_two_limits(
+    sim_clock: SimClock,
+) -> None:
+    """Each discard allows for a chip that may be settling, but the force is never unknown for
+    longer than the settling plus two fault limits (at 10 samples/s: 0.4 s plus twice 0.3 s)."""
+    looks = [k * 0.1 - 0.001 for k in range(1, 11)]  # up to 0.999 s
+    blind_spell(_EveryReadDiscarded(), sim_clock, looks, due=1.0)
 
 
 class _EveryReadDiscardedAt80(_EveryReadDiscarded):
@@ -297,20 +306,5 @@ def test_s7_at_80_samples_a_second_discards_one_after_another_are_a_fault_at_a_q
     """At 80 samples/s the settling plus two limits is only 0.125 s, which a busy host's
     hiccups could reach on their own: the force may stay unknown for up to 0.25 s
     (docs/ARCHITECTURE.md, MAX_BLIND_S), and never longer."""
-    got: list[Input] = []
-    sampler = Sampler(cast(Any, _EveryReadDiscardedAt80()), sim_clock, got.append, rate_sps=80)
-    thread = threading.Thread(target=sampler.run, daemon=True)
-    thread.start()
-    try:
-        for k in range(1, 25):
-            looked_at(sampler, sim_clock, k * 0.01)  # discards all the while, up to 0.24 s
-        looked_at(sampler, sim_clock, 0.249)
-        assert got == []
-        looked_at(sampler, sim_clock, 0.25)
-        assert wait_until(lambda: len(got) == 1)
-    finally:
-        sampler.stop_event.set()
-        thread.join(2.0)
-    [failed] = got
-    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (0.25, "timeout")
-    assert failed.detail.endswith(" reads discarded")
+    looks = [k * 0.01 for k in range(1, 25)] + [0.249]
+    blind_spell(_EveryReadDiscardedAt80(), sim_clock, looks, due=0.25)

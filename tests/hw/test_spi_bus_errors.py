@@ -12,7 +12,7 @@ import dataclasses
 import io
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -360,6 +360,20 @@ class _DeadBus:
         pass
 
 
+def sample_until(bus: _DeadBus, done: Callable[[], bool], timeout_s: float = 30.0) -> Sampler:
+    """A sampler on ``bus``, its clock standing still (no fault falls due), run until
+    ``done()``, then stopped."""
+    sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(done, timeout_s)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    return sampler
+
+
 def test_s7_a_bus_that_stays_wedged_is_reopened_at_widening_gaps_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -367,15 +381,8 @@ def test_s7_a_bus_that_stays_wedged_is_reopened_at_widening_gaps_and_logged_once
     REOPEN_AFTER failures, up to LONGEST_REOPEN_GAP; and the spell is one warning, not one per
     transfer. (About 4 s: the sampler waits 5 ms between tries, as on a real dead bus.)"""
     bus = _DeadBus()
-    sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
     caplog.set_level(logging.WARNING, logger="dermaguard.daemon.sampler")
-    thread = threading.Thread(target=sampler.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: len(bus.reopened_after) >= 10, 60.0)
-    finally:
-        sampler.stop_event.set()
-        thread.join(2.0)
+    sample_until(bus, lambda: len(bus.reopened_after) >= 10, 60.0)
     doubling = [REOPEN_AFTER * 2**k for k in range(8)]  # 3, 6, … 384: the gap reaches 200
     capped = [doubling[-1] + LONGEST_REOPEN_GAP * k for k in (1, 2)]
     assert bus.reopened_after[:10] == doubling + capped
@@ -489,15 +496,8 @@ def test_s7_a_bus_that_cannot_be_opened_again_is_warned_about_once_per_spell(
     """Each failed reopen is tried again later, but only the first of a spell is a warning
     in the journal; the rest go to the debug log, so a bus that stays gone cannot flood it."""
     bus = _Unopenable()
-    sampler = Sampler(cast(Any, bus), SimClock(), lambda _i: None, rate_sps=80)
     caplog.set_level(logging.DEBUG, logger="dermaguard.daemon.sampler")
-    thread = threading.Thread(target=sampler.run, daemon=True)
-    thread.start()
-    try:
-        assert wait_until(lambda: len(bus.reopened_after) >= 4, 30.0)
-    finally:
-        sampler.stop_event.set()
-        thread.join(2.0)
+    sampler = sample_until(bus, lambda: len(bus.reopened_after) >= 4)
     failed = [r for r in caplog.records if "reopening the HX711 bus failed" in r.getMessage()]
     assert len(failed) == sampler.reopen_failures >= 4
     assert [r.levelno for r in failed] == [logging.WARNING] + [logging.DEBUG] * (len(failed) - 1)
