@@ -13,6 +13,7 @@ resolution of one sample period.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from dermaguard.hw.case_io import CaseWiring
 from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hx711_chip import POWER_DOWN_NS, HX711Chip, LoadModel
 from dermaguard.sim.scenario import Scenario, SensorFault
-from dermaguard.sim.spi_bus import LOOK_AHEAD_S, SimSpiBus
+from dermaguard.sim.spi_bus import BUS_MODEL_ENV, BUS_MODELS, LOOK_AHEAD_S
 
 log = logging.getLogger(__name__)
 
@@ -57,13 +58,26 @@ class SimHardware:
         bus_hz: int = 1_000_000,
         bus_mode: int = 0,
         polled: bool = True,
+        bus_model: str | None = None,
     ) -> None:
         """Create every emulated device's pins; do it before any gpiozero device on them.
 
         With ``sck`` ``None`` the chip's PD_SCK is the MOSI line of a simulated SPI bus
         (:attr:`bus`, clocked at ``bus_hz``), and ``dout`` is the GPIO that sees DOUT (the
         data-ready pin, or MISO). Otherwise PD_SCK is the GPIO ``sck``, bit-banged.
+
+        ``bus_model`` names the bus model (:data:`~dermaguard.sim.spi_bus.BUS_MODELS`):
+        ``bits``, the exact one, unless a benchmark asks for ``frames``, whose transfers cost a
+        lookup, so that the daemon's own CPU can be measured with no bus model in it; ``None``
+        takes it from the environment variable ``DERMAGUARD_SIM_SPI_BUS`` (unset: ``bits``).
+        Only a simulation reads it: real hardware has no bus model.
         """
+        if bus_model is None:
+            bus_model = os.environ.get(BUS_MODEL_ENV) or "bits"
+        if bus_model not in BUS_MODELS:
+            raise ValueError(
+                f"SPI bus model {bus_model!r} ({BUS_MODEL_ENV}): not one of {', '.join(BUS_MODELS)}"
+            )
         self.scenario = scenario
         self.clock = SimClock(speed=speed, span_s=scenario.duration_s)
         self.period = 1.0 / rate_sps
@@ -90,7 +104,8 @@ class SimHardware:
             seed=seed,
             power_down_ns=POWER_DOWN_NS if sck is None else SIM_POWER_DOWN_NS,
         )
-        self.bus = SimSpiBus(self.chip, hz=bus_hz, mode=bus_mode) if sck is None else None
+        bus = BUS_MODELS[bus_model]
+        self.bus = bus(self.chip, hz=bus_hz, mode=bus_mode) if sck is None else None
         # A driver polling the bus is let see DOUT high just before each conversion (see
         # SimSpiBus.await_look); one woken by a data-ready edge learns the time from the edge.
         self._look_first = self.bus is not None and polled

@@ -386,6 +386,65 @@ class HX711Chip:
                 return self._dout_before
             return bool(self._dout.state)
 
+    def quiet_dout(self, first: tuple[int, float], last: tuple[int, float]) -> bool | None:
+        """DOUT as a bus model samples it from ``first`` to ``last`` with PD_SCK low throughout
+        (each as ``perf_counter_ns`` time and the same moment on the chip's clock): its level,
+        or ``None`` when it may change in between (a conversion of the chip's own clock falling
+        due or landing, a data bit not yet valid); the bus model then samples bit by bit."""
+        with self._lock:
+            self._catch_up(first[1])
+            if self._pending is not None or (self._due_at is not None and self._due_at <= last[1]):
+                return None
+            level = self.sample_dout(*first)
+            return level if self.sample_dout(*last) == level else None
+
+    def read_whole(
+        self,
+        pulses: int,
+        start_at: float,
+        end_at: float,
+        last_rise: tuple[int, float],
+        last_fall: tuple[int, float],
+    ) -> int | None:
+        """A bus model's whole read at once: ``pulses`` (25-27) short PD_SCK pulses between clock
+        times ``start_at`` and ``end_at``, the last one rising and falling at ``last_rise`` and
+        ``last_fall`` (each as ``perf_counter_ns`` time and the same moment on the chip's clock).
+
+        The chip ends as if every pulse had been clocked (the word out, DOUT high and its edge
+        reported, the gain selected), and the 24-bit word is returned: the same bits the pulses
+        would have shifted out. ``None`` unless the read is the plain case whose outcome is
+        known: a conversion waiting and untouched, PD_SCK low, powered, and no conversion of
+        the chip's own clock falling due or landing before ``end_at``; then nothing changed but
+        the conversions due by ``start_at``, and the bus model clocks the read bit by bit.
+        """
+        with self._lock:
+            self._catch_up(start_at)
+            plain = (
+                self._plugged
+                and not self._down
+                and self._ready
+                and self._pulses == 0
+                and not self._sck_high
+                and self._pending is None
+                and (self._due_at is None or self._due_at > end_at)
+            )
+            if not plain or not 25 <= pulses <= 27:
+                return None
+            word = self._shift
+            # Before the last pulse DOUT held the last data bit (25 pulses) or was already high.
+            self._dout_before = bool(word & 1) if pulses == 25 else True
+            self._pulses = pulses
+            self._shift_ns = self._rise_ns = last_rise[0]
+            self._ready = False
+            self._dout.shift(True)
+            self.reads_completed += 1
+            self._next_gain = GAIN_BY_PULSES[pulses]
+            self._gain_set_at = last_rise[1]
+            self._fall_ns, self._fall_at = last_fall
+            self._read_done.set()
+            self._dout.flush()
+            return word
+
     def run_on_clock(self, *, mid_read: MidRead = "finish", first_at: float | None = None) -> None:
         """Convert every :attr:`period_s` of the chip's clock from ``first_at`` (default: one
         period from now), whatever the bus does; ``mid_read`` says what a conversion falling

@@ -36,7 +36,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from dermaguard.sim.hx711_chip import HX711Chip
+from dermaguard.sim.hx711_chip import DOUT_DELAY_NS, HX711Chip
 
 #: The controller's idle bit after each byte (BCM2835, outside DMA mode).
 IDLE_BITS_PER_BYTE = 1
@@ -212,3 +212,140 @@ class SimSpiBus:
             self._last_start_at = start_at
             self._looked.notify_all()
         return received
+
+
+#: Environment variable that selects the simulation's SPI bus model (:data:`BUS_MODELS`): a
+#: benchmark's seam, read only when a simulation builds its hardware; unset means ``bits``.
+BUS_MODEL_ENV = "DERMAGUARD_SIM_SPI_BUS"
+
+
+def _doubled(byte: int) -> tuple[int, int]:
+    """The two MISO bytes four ``0xAA`` pulses read for one byte of a word: each bit twice."""
+    pairs = 0
+    for bit in range(7, -1, -1):
+        pairs = (pairs << 2) | (0b11 if (byte >> bit) & 1 else 0)
+    return pairs >> 8, pairs & 0xFF
+
+
+#: A word's byte -> the two MISO bytes that carry it in a read: the code -> frame table.
+_DOUBLED = tuple(_doubled(byte) for byte in range(256))
+#: Bytes of a read (see :mod:`dermaguard.hw.hx711_spi`): the lead byte, 24 data pulses, the
+#: gain byte (1-3 pulses), the check byte.
+_READ_LEN = 9
+_DATA = (0xAA,) * 6
+_GAIN_PULSES = {0x80: 25, 0xA0: 26, 0xA8: 27}
+
+
+def reply_for(word: int) -> list[int]:
+    """What MISO reads during a plain read of the 24-bit ``word``: a ready chip's frame."""
+    hi, mid, lo = _DOUBLED[(word >> 16) & 0xFF], _DOUBLED[(word >> 8) & 0xFF], _DOUBLED[word & 0xFF]
+    return [0x00, *hi, *mid, *lo, 0xFF, 0xFF]
+
+
+class FrameSpiBus(SimSpiBus):
+    """The SPI controller model with transfers that cost a lookup: for benchmarks only.
+
+    :class:`SimSpiBus` clocks every bit in Python inside the reading thread, so a daemon's CPU
+    in simulation includes the model's work. This bus answers the two transfers a driver makes
+    in steady state at once, with what bit-by-bit clocking would have given: a data-ready poll
+    (``0x00``: MISO reads DOUT, all eight samples alike) and a read of a waiting conversion
+    (:meth:`HX711Chip.read_whole` takes the word out and leaves the chip as the pulses would;
+    the reply comes from a code -> frame table, built once per conversion). Timing is the
+    model's: a transfer starts when the host calls it (never before the last one ended), lasts
+    its bits and idle bits, and is seen by :meth:`await_look`. Everything else is clocked bit by
+    bit as before: resets, reads that find no conversion or run into one of the chip's own
+    clock, polls across a conversion falling due, injected faults, clocks too fast for DOUT's
+    0.1 µs delay, the ``on_bit`` hook.
+    """
+
+    def __init__(
+        self,
+        chip: HX711Chip,
+        *,
+        hz: int = 1_000_000,
+        mode: int = 0,
+        idle_bits: int = IDLE_BITS_PER_BYTE,
+    ) -> None:
+        super().__init__(chip, hz=hz, mode=mode, idle_bits=idle_bits)
+        #: Transfers answered at once (the rest were clocked bit by bit).
+        self.fast_transfers = 0
+        self._word: int | None = None
+        self._reply: list[int] = []
+
+    def transfer(self, data: Sequence[int]) -> list[int]:
+        """As :meth:`SimSpiBus.transfer`; a poll or a plain read costs a lookup."""
+        n = len(data)
+        plain_bus = (
+            not self._closed
+            and not self._mosi
+            and not self.idle_high
+            and self.miso_stuck is None
+            and self.on_bit is None
+            and not self.failing
+            and 500_000_000 / self._hz >= DOUT_DELAY_NS  # MISO samples the bit just shifted
+            and 1_000_000_000 / self._hz < self.chip.power_down_ns  # a pulse never powers down
+            and n in (1, _READ_LEN)
+            and data[0] == 0x00
+        )
+        if plain_bus:
+            received = self._poll() if n == 1 else self._read(data)
+            if received is not None:
+                self.fast_transfers += 1
+                return received
+        return super().transfer(data)
+
+    def _span(self) -> tuple[int, float, float]:
+        """A transfer's start (``perf_counter_ns``), its start on the chip's clock, and the bit
+        time, as :meth:`SimSpiBus.transfer` times them."""
+        t0 = max(time.perf_counter_ns(), self._end_ns)
+        at0 = max(self.chip.clock.monotonic(), self._end_at)
+        return t0, at0, 1.0 / self._hz
+
+    def _done(self, n: int, t0: int, at0: float, received: list[int]) -> list[int]:
+        """Book a transfer of ``n`` bytes from ``t0``/``at0`` as the bit-level model does."""
+        bits = n * (8 + self.idle_bits)
+        self._end_ns = int(t0 + bits * 1_000_000_000 / self._hz)
+        self._end_at = at0 + bits / self._hz
+        self.transfers += 1
+        self.bytes += n
+        with self._looked:
+            self._last_start_at = at0
+            self._looked.notify_all()
+        return received
+
+    def _poll(self) -> list[int] | None:
+        chip = self.chip
+        bit_ns = 1_000_000_000 / self._hz
+        with chip.hold():
+            t0, at0, bit_s = self._span()
+            # MISO samples half a bit into each of the byte's 8 bits.
+            first = (int(t0 + bit_ns / 2), at0 + bit_s / 2)
+            last = (int(t0 + 7.5 * bit_ns), at0 + 7.5 * bit_s)
+            level = chip.quiet_dout(first, last)
+            if level is None:
+                return None  # DOUT may change within the byte: clock it bit by bit
+            return self._done(1, t0, at0, [0xFF if level else 0x00])
+
+    def _read(self, data: Sequence[int]) -> list[int] | None:
+        pulses = _GAIN_PULSES.get(data[7])
+        if pulses is None or tuple(data[1:7]) != _DATA or data[8] != 0x00:
+            return None
+        chip = self.chip
+        bit_ns = 1_000_000_000 / self._hz
+        with chip.hold():
+            t0, at0, bit_s = self._span()
+            # The last pulse: in the gain byte (byte 7), at bit 0, 2 or 4.
+            bit = 7 * (8 + self.idle_bits) + 2 * (pulses - 25)
+            rise = (int(t0 + bit * bit_ns), at0 + bit * bit_s)
+            fall = (int(t0 + (bit + 1) * bit_ns), at0 + (bit + 1) * bit_s)
+            end_at = at0 + _READ_LEN * (8 + self.idle_bits) * bit_s
+            word = chip.read_whole(pulses, at0, end_at, rise, fall)
+            if word is None:
+                return None
+            if word != self._word:
+                self._word, self._reply = word, reply_for(word)
+            return self._done(_READ_LEN, t0, at0, list(self._reply))
+
+
+#: The simulation's SPI bus models by name: the exact one, and the one for benchmarks.
+BUS_MODELS: dict[str, type[SimSpiBus]] = {"bits": SimSpiBus, "frames": FrameSpiBus}
