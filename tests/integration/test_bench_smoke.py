@@ -27,7 +27,18 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "storage.py": (("--smoke",), ("session_summary_commit_p99",)),
     "mqtt.py": (("--smoke",), ("outbox_drain_rate", "event_latency_p99")),
     "pressure.py": (("--smoke",), ("alarm_stated_filter_delay",)),
-    "daemon.py": (("--smoke",), ()),
+    "daemon.py": (
+        ("--smoke",),
+        tuple(
+            f"{side}_{figure}"
+            for side in ("spi", "spi_ready")
+            for figure in (
+                "daemon_cpu_us_per_conversion",
+                "transfers_per_conversion",
+                "wakeups_per_second",
+            )
+        ),
+    ),
     "web.py": (
         ("--smoke",),
         ("web_cpu_10_clients_10hz", "web_peak_rss", "live_force_mqtt_to_client_p99"),
