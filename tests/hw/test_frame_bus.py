@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -199,3 +200,19 @@ def test_the_simulation_keeps_the_exact_bus_unless_the_frames_bus_is_asked_for(
     monkeypatch.setenv(BUS_MODEL_ENV, "fast")
     with pytest.raises(ValueError, match="bits, frames"):
         bus_of()
+
+
+def test_a_misspelt_bus_model_is_refused_with_a_sentence_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dermaguard.ui.cli import main
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    monkeypatch.setenv(BUS_MODEL_ENV, "fast")
+    config = tmp_path / "dermaguard.yaml"
+    config.write_text("mqtt: {enabled: false}\n", encoding="utf-8")
+    scenario = Path(__file__).resolve().parents[2] / "scenarios" / "over_pressure.yaml"
+    assert main(["run", "--simulate", str(scenario), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{BUS_MODEL_ENV}=fast is not a bus model" in err and "Traceback" not in err

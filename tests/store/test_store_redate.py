@@ -60,6 +60,34 @@ def test_a_sync_in_the_same_boot_dates_the_guesses_again(db_path: Path, guess: f
         assert cycle["ended_at"] == iso_utc(TRUE0 + 111.0)
 
 
+def test_the_events_before_the_first_report_of_the_clock_are_dated_again_too(
+    db_path: Path,
+) -> None:
+    """``daemon_started`` is stored before the clock's state is first reported: it too was
+    made on the guessed clock, and a later sync in the same boot dates it truly."""
+    store = Store.open(db_path, "dg-1", boot=lambda: "boot-1")
+    put(store, "daemon_started", 0.5, TRUE0 + GUESS + 0.5)
+    record_a_session_on_a_guessed_clock(store, 100.0)
+    put(store, "clock_sync", 500.0, TRUE0 + 500.0, synced=True)
+    store.close()
+    with open_readonly(db_path) as db:
+        [started] = [e for e in db.events() if e["type"] == "daemon_started"]
+        assert started["ts"] == iso_utc(TRUE0 + 0.5)
+        flags = db.conn.execute("SELECT clock_synced FROM events").fetchall()
+        assert {r[0] for r in flags} == {1}
+
+
+def test_a_clock_synchronised_from_its_first_report_dates_nothing_again(db_path: Path) -> None:
+    store = Store.open(db_path, "dg-1", boot=lambda: "boot-1")
+    put(store, "daemon_started", 0.5, TRUE0 + 0.5)
+    put(store, "clock_sync", 1.0, TRUE0 + 1.0, synced=True)
+    put(store, "clock_sync", 50.0, TRUE0 + 70.0, synced=True)  # a later step changes nothing
+    store.close()
+    with open_readonly(db_path) as db:
+        first = db.events()[0]
+        assert (first["type"], first["ts"]) == ("daemon_started", iso_utc(TRUE0 + 0.5))
+
+
 def test_guesses_from_an_earlier_boot_stay_marked(db_path: Path) -> None:
     before = Store.open(db_path, "dg-1", boot=lambda: "boot-0")
     record_a_session_on_a_guessed_clock(before, 100.0)

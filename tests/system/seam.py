@@ -6,8 +6,11 @@ Everything else is what provisioning installs from the checkout. The seam is:
   drop-ins that change ``ExecStart`` alone, to ``run --simulate`` with :func:`scenario` (and
   ``web --simulate``), because the VM has no HX711, no case switches and no GPIO. The unit's
   own user, groups, sandbox, ``Type=notify``, ``WatchdogSec`` and ``StateDirectory`` apply
-  unchanged. The simulated daemon keeps its history in ``/var/lib/dermaguard/simulation`` and is
-  the device ``<device_id>-sim`` on the broker.
+  unchanged. ``--system-clock`` keeps the device's clock handling: the simulation dates its
+  records by the VM's clock and follows its synchronisation (a simulation otherwise keeps a
+  calendar of its own, synchronised by definition, which step 5 could not test). The
+  simulated daemon keeps its history in ``/var/lib/dermaguard/simulation`` and is the device
+  ``<device_id>-sim`` on the broker.
 - ``/etc/mosquitto/conf.d/system-test.conf``: a second listener (1884, every interface) so
   the subscriber outside the VM reaches the local broker through QEMU's forward; provisioning's
   own listener stays on the loopback.
@@ -26,7 +29,7 @@ DAEMON_DROPIN = f"""\
 # the case switches and the GPIO a VM does not have. Everything else is the unit's own.
 [Service]
 ExecStart=
-ExecStart={VENV_BIN}/dermaguard run --simulate {SCENARIO_PATH} --config {CONFIG}
+ExecStart={VENV_BIN}/dermaguard run --simulate {SCENARIO_PATH} --system-clock --config {CONFIG}
 """
 
 WEB_DROPIN = f"""\

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from dermaguard.common.clock import SimClock
 
 
@@ -47,3 +49,23 @@ def test_the_calendar_never_runs_past_the_real_time() -> None:
     assert clock.wall() == 10_010.0  # not 10_300: that lies in the future
     clock.advance(300.0)
     assert clock.wall() == 10_010.0  # held, never ahead, never back
+
+
+def test_a_simulation_on_the_systems_calendar_dates_by_the_system_clock_steps_and_all() -> None:
+    """``run --simulate --system-clock``: the simulated device dates its records as a Pi does,
+    by a clock that may be days behind until NTP steps it, never by a calendar of its own."""
+    real = FakeWall(86_400.0 * 3)  # a Pi that booted at fake-hwclock's stale time
+    clock = SimClock(span_s=600.0, real_wall=real, system_calendar=True)
+    assert clock.system_calendar and clock.wall() == real.now
+    clock.advance(10.0)
+    real.now += 10.0
+    assert clock.wall() == real.now
+    real.now = 1_765_000_000.0  # NTP steps the clock forward: the next record has it at once
+    assert clock.wall() == real.now and clock.monotonic() == 10.0
+    clock.resume_after(real.now + 999.0)  # no calendar of its own to move
+    assert clock.wall() == real.now
+
+
+def test_the_systems_calendar_runs_in_real_time_only() -> None:
+    with pytest.raises(ValueError, match="speed 1"):
+        SimClock(speed=10, system_calendar=True)

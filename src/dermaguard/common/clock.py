@@ -58,6 +58,10 @@ class SimClock:
     so its calendar starts early enough (``span_s`` minus the real time it takes) to end no
     later than the run really does; and it never shows a moment after the real time now, so a
     simulated record never lies in the future.
+
+    With ``system_calendar`` (real time only: ``speed`` 1) ``wall()`` is the system's clock
+    itself, steps and all, as on the device: a simulation then dates its records the way the
+    daemon on a Pi does, wrong until NTP sets the clock (daemon/clock_sync.py).
     """
 
     def __init__(
@@ -68,9 +72,13 @@ class SimClock:
         *,
         span_s: float = 0.0,
         real_wall: Callable[[], float] = time.time,
+        system_calendar: bool = False,
     ):
         if speed <= 0:
             raise ValueError(f"speed must be > 0, got {speed}")
+        if system_calendar and speed != 1:
+            raise ValueError(f"the system's calendar runs in real time: speed 1, not {speed:g}")
+        self.system_calendar = system_calendar
         self._speed = speed
         self._start = start
         self._now = start
@@ -88,6 +96,8 @@ class SimClock:
             return self._now
 
     def wall(self) -> float:
+        if self.system_calendar:
+            return self._real_wall()
         with self._lock:
             virtual = self._wall_start + (self._now - self._start)
         return min(virtual, self._real_wall())

@@ -165,8 +165,18 @@ def stop_on_signals(stop: threading.Event, uv_off: Callable[[], None]) -> Iterat
             signal.signal(s, h)
 
 
-def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: TextIO) -> int:
+def run_daemon(
+    config: Config,
+    scenario: Scenario | None,
+    speed: float,
+    out: TextIO,
+    *,
+    system_clock: bool = False,
+) -> int:
     """Run until the scenario ends (simulation) or a signal arrives; returns the exit code.
+
+    ``system_clock``: a simulation runs on the system's calendar and follows its
+    synchronisation as the device does (``run --simulate --system-clock``).
 
     One daemon per state directory: a second one raises
     :class:`~dermaguard.daemon.instance_lock.StateDirInUse` before it touches any hardware.
@@ -177,11 +187,17 @@ def run_daemon(config: Config, scenario: Scenario | None, speed: float, out: Tex
     db_path = store_path(config, simulated=simulated)
     db_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_state_dir(db_path.parent, "run"):
-        return _run_locked(config, db_path, scenario, speed, out)
+        return _run_locked(config, db_path, scenario, speed, out, system_clock=system_clock)
 
 
 def _run_locked(
-    config: Config, db_path: Path, scenario: Scenario | None, speed: float, out: TextIO
+    config: Config,
+    db_path: Path,
+    scenario: Scenario | None,
+    speed: float,
+    out: TextIO,
+    *,
+    system_clock: bool = False,
 ) -> int:
     if config.hx711.interface == "gpio":
         # Bit-banged from Python, the chip powers down if PD_SCK stays high over 60 µs. At the
@@ -192,7 +208,7 @@ def _run_locked(
         # bus a read is one transfer that the controller clocks, so none of this is needed.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
     simulated = scenario is not None
-    hw = open_hardware(config, scenario, speed)
+    hw = open_hardware(config, scenario, speed, system_clock=system_clock)
     supervisor = Supervisor(hw.case, hw.clock)
     uv_off = install_uv_failsafe(hw.case.lock_out, supervisor.thread_failed)
     sink: StoreSink | None = None
@@ -269,11 +285,13 @@ def _run_locked(
         hw.case.set_sink(runtime.put)
         if hw.sim is not None and hw.sim.case is not None:
             hw.sim.case.request_sink = runtime.put
-        # A simulation's clock is its own calendar: synchronised by definition.
+        # A simulation's clock is its own calendar, synchronised by definition, unless it runs
+        # on the system's (--system-clock): then, as on the device, the system says.
+        own_calendar = isinstance(hw.clock, SimClock) and not hw.clock.system_calendar
         clock_watch = ClockWatch(
             runtime.put,
             hw.clock.monotonic,
-            probe=(lambda: True) if isinstance(hw.clock, SimClock) else clock_synchronised,
+            probe=(lambda: True) if own_calendar else clock_synchronised,
         )
         clock_watch.poll()  # queued before the first sample: the engine knows from the start
         stop = threading.Event()

@@ -59,6 +59,7 @@ class SimHardware:
         bus_mode: int = 0,
         polled: bool = True,
         bus_model: str | None = None,
+        system_calendar: bool = False,
     ) -> None:
         """Create every emulated device's pins; do it before any gpiozero device on them.
 
@@ -71,6 +72,10 @@ class SimHardware:
         lookup, so that the daemon's own CPU can be measured with no bus model in it; ``None``
         takes it from the environment variable ``DERMAGUARD_SIM_SPI_BUS`` (unset: ``bits``).
         Only a simulation reads it: real hardware has no bus model.
+
+        ``system_calendar``: the clock's calendar is the system's (see
+        :class:`~dermaguard.common.clock.SimClock`), for a simulation that stands in for the
+        hardware of a real installation (the system test) rather than for a demonstration.
         """
         if bus_model is None:
             bus_model = os.environ.get(BUS_MODEL_ENV) or "bits"
@@ -79,7 +84,9 @@ class SimHardware:
                 f"SPI bus model {bus_model!r} ({BUS_MODEL_ENV}): not one of {', '.join(BUS_MODELS)}"
             )
         self.scenario = scenario
-        self.clock = SimClock(speed=speed, span_s=scenario.duration_s)
+        self.clock = SimClock(
+            speed=speed, span_s=scenario.duration_s, system_calendar=system_calendar
+        )
         self.period = 1.0 / rate_sps
         # Bit-banged, gains 64 and 32 are selected by pulses 26 and 27, clocked right after the
         # data: the next conversion must wait for them or the gain pulses would clock it out.

@@ -4,9 +4,12 @@ Events carry the monotonic time they happened at (``t_mono``) and the kernel boo
 happened in (``boot_id``). Once the clock is synchronised, ``wall - t`` of that moment turns
 any monotonic time of the same boot into the true wall time, so each event of this boot stored
 with ``clock_synced = 0`` gets its true ``wall`` and ``ts``, and so do the sessions and UV-C
-cycles they made. Guesses from earlier boots cannot be dated (their monotonic clock is gone):
-they keep ``clock_synced = 0``, and a session among them keeps ``clock_synced: false`` in its
-summary, which makes the next rest unknown rather than wrong.
+cycles they made. So do this boot's events stored before the clock's state was first known
+(``clock_synced`` null: ``daemon_started`` comes before the first report): a sync that dates
+guesses again follows a report of no sync, so it came after them. Guesses from earlier boots
+cannot be dated (their monotonic clock is gone): they keep ``clock_synced = 0``, and a session
+among them keeps ``clock_synced: false`` in its summary, which makes the next rest unknown
+rather than wrong.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ def redate_boot(conn: sqlite3.Connection, boot_id: str, offset: float) -> int:
     inside the caller's transaction; returns how many events changed."""
     rows = conn.execute(
         "SELECT seq, type, t_mono, data FROM events "
-        "WHERE boot_id = ? AND clock_synced = 0 AND t_mono IS NOT NULL ORDER BY seq",
+        "WHERE boot_id = ? AND (clock_synced = 0 OR clock_synced IS NULL) "
+        "AND t_mono IS NOT NULL ORDER BY seq",
         (boot_id,),
     ).fetchall()
     for row in rows:

@@ -77,6 +77,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.log_level)
     if not (math.isfinite(args.speed) and args.speed > 0):
         return usage_error(f"--speed {args.speed:g} is not allowed: give a number more than 0")
+    if args.system_clock and (args.simulate is None or args.speed != 1):
+        return usage_error(
+            "--system-clock runs a simulation in real time on this system's clock: "
+            "give it with --simulate and without --speed (or --speed 1)"
+        )
     try:
         scenario = load_scenario(args.simulate) if args.simulate is not None else None
         if scenario is not None and scenario.config_overrides:
@@ -86,7 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             config = with_overrides(config, {"mqtt": {"enabled": False}}, "--no-mqtt")
         elif args.mqtt is not None:
             config = with_overrides(config, {"mqtt": broker_address(args.mqtt)}, "--mqtt")
-        return run_daemon(config, scenario, args.speed, sys.stdout)
+        return run_daemon(config, scenario, args.speed, sys.stdout, system_clock=args.system_clock)
     except PinFactoryUnavailable as exc:
         return environment_error(str(exc))  # the machine has no GPIO: not a usage mistake
     except StartupError as exc:

@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="simulation speed: virtual seconds per real second (default 1)",
     )
+    run.add_argument(
+        "--system-clock",
+        action="store_true",
+        help="with --simulate at speed 1: date records by this system's clock and follow its "
+        "NTP synchronisation, as the device does (default: the simulation's own calendar)",
+    )
     broker = run.add_mutually_exclusive_group()
     broker.add_argument(
         "--mqtt",
