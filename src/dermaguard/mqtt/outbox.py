@@ -9,11 +9,13 @@ only bounded working state, driven by one thread:
   handed over again in this process: after a reconnect, paho re-sends its own unacknowledged
   QoS 1 messages (with DUP set), so re-publishing them here would double-send them.
 * ``inflight`` — message id → event for what the client holds, at most ``window`` of them, so
-  a long outage keeps at most ``window`` events in memory; the rest wait on disk.
+  a long outage keeps at most ``window`` events in memory, and a page read ahead; the rest
+  wait on disk.
 * ``fresh`` — events just committed (from the store's writer thread), published straight from
   memory so a live event does not wait for a database read. When it overflows, or at start-up,
   the outbox reads pages of undelivered events from the database instead ("backlog mode")
-  until it has caught up.
+  until it has caught up: whole pages, handed over as the window makes room (a PUBACK at a
+  time makes room for one event; a query per event halved the rate of a backlog's drain).
 * refused events are retried after ``retry_refused_s``; they stay undelivered on disk whatever
   happens, so a restart replays them too.
 
@@ -130,6 +132,9 @@ class Outbox:
         self.inflight: dict[int, OutEvent] = {}
         self.fresh: deque[OutEvent] = deque()
         self.backlog_mode = True  # start-up: whatever a previous run left undelivered
+        #: Backlog read ahead of the cursor, and the highest sequence number read so far.
+        self._ahead: deque[OutEvent] = deque()
+        self._read_to = 0
         self.refused: deque[tuple[float, OutEvent]] = deque()
         self.published = 0
         self.delivered = 0
@@ -163,31 +168,30 @@ class Outbox:
         return bool(self.fresh)
 
     def fill(self, publish: Publish) -> int:
-        """Hand events to the client until the window is full; returns how many."""
+        """Hand events to the client until the window is full; returns how many. An event the
+        client does not take stays first in line for the next call."""
         handed = self._retry_refused(publish)
-        while len(self.inflight) < self.window:
-            batch = self._next_batch(self.window - len(self.inflight))
-            if not batch:
+        while len(self.inflight) < self.window and (line := self._next_line()) is not None:
+            event = line[0]
+            if not self._hand(publish, event):
                 break
-            for event in batch:
-                if not self._hand(publish, event):
-                    return handed
-                self.cursor = max(self.cursor, event.seq)
-                handed += 1
+            line.popleft()
+            self.cursor = max(self.cursor, event.seq)
+            handed += 1
         return handed
 
-    def _next_batch(self, room: int) -> list[OutEvent]:
+    def _next_line(self) -> deque[OutEvent] | None:
+        """Where the next event comes from: the backlog read ahead (a page at a time), else the
+        fresh events; ``None`` when neither holds one."""
         if self.backlog_mode:
-            rows = self._read_page(self.cursor, min(self.page, room))
-            if rows:
-                return rows
+            if not self._ahead:
+                self._ahead.extend(self._read_page(max(self.cursor, self._read_to), self.page))
+                if self._ahead:
+                    self._read_to = self._ahead[-1].seq
+            if self._ahead:
+                return self._ahead
             self.backlog_mode = False  # caught up: from now on every new event is in `fresh`
-        if not self._pending_fresh():
-            return []
-        batch: list[OutEvent] = []
-        while self.fresh and len(batch) < room:
-            batch.append(self.fresh.popleft())
-        return batch
+        return self.fresh if self._pending_fresh() else None
 
     def _hand(self, publish: Publish, event: OutEvent) -> bool:
         mid = publish(event)
