@@ -258,15 +258,9 @@ class FrameSpiBus(SimSpiBus):
     0.1 µs delay, the ``on_bit`` hook.
     """
 
-    def __init__(
-        self,
-        chip: HX711Chip,
-        *,
-        hz: int = 1_000_000,
-        mode: int = 0,
-        idle_bits: int = IDLE_BITS_PER_BYTE,
-    ) -> None:
-        super().__init__(chip, hz=hz, mode=mode, idle_bits=idle_bits)
+    def __init__(self, chip: HX711Chip, **bus: int) -> None:
+        """``bus``: :class:`SimSpiBus`'s keywords (``hz``, ``mode``, ``idle_bits``)."""
+        super().__init__(chip, **bus)
         #: Transfers answered at once (the rest were clocked bit by bit).
         self.fast_transfers = 0
         self._word: int | None = None
