@@ -287,8 +287,8 @@ def patched(result: RunResult, player: Player) -> Iterator[None]:
     real_factory = sim_pins.mock_factory
     hooks = (sys.excepthook, threading.excepthook)
 
-    def open_hardware(config: Config, scenario: Any, speed: float) -> Hardware:
-        hw = real_open(config, scenario, speed)
+    def open_hardware(config: Config, scenario: Any, speed: float, **options: Any) -> Hardware:
+        hw = real_open(config, scenario, speed, **options)
         rec.timeline.clock = hw.clock
         assert hw.sim is not None
         if hw.sim.bus is not None:
