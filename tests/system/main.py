@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import image as image_mod  # noqa: E402
+import image_arm64  # noqa: E402
 import seam  # noqa: E402
 from mqtt_watch import Received, Watcher  # noqa: E402
 from vm import Guest, GuestError  # noqa: E402
@@ -81,6 +82,8 @@ def make_payload(dest: Path, image: image_mod.Image) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
     shutil.copytree(image.offline, dest / "offline")
+    if (image.root / "lgpio").is_dir():  # the arm64 image's: see check_lgpio_wheel
+        shutil.copytree(image.root / "lgpio", dest / "lgpio")
     test = dest / "test"
     test.mkdir()
     (test / "dermaguard.conf").write_text(seam.DAEMON_DROPIN)
@@ -94,6 +97,12 @@ def make_payload(dest: Path, image: image_mod.Image) -> None:
 # -- guest helpers ----------------------------------------------------------------------------
 
 
+def slowness(guest: Guest) -> float:
+    """How much longer than amd64's the long waits are: an arm64 guest's every instruction is
+    translated (TCG), on a host that also runs other work."""
+    return 1.0 if guest.arch == "amd64" else 2.0
+
+
 def boot(
     guest: Guest, res: Results, timeout: float = 600.0, on_launch: Callable[[], None] | None = None
 ) -> float:
@@ -101,7 +110,7 @@ def boot(
     launched = guest.start()
     if on_launch is not None:
         on_launch()
-    guest.wait_agent(timeout)
+    guest.wait_agent(timeout * slowness(guest))
     guest.sh(f"mountpoint -q {PAYLOAD} || (mkdir -p {PAYLOAD} && mount -o ro /dev/vdb {PAYLOAD})")
     return launched
 
@@ -112,6 +121,10 @@ def choose_accel(guest: Guest, wanted: str) -> str:
     The answer is kept per host kernel in the cache: a host whose /dev/kvm cannot run a stock
     Debian kernel (a nested host's kvm-pvm, for one) costs the probe once.
     """
+    if guest.arch != "amd64":  # an emulated arm64 on an x86 host: KVM cannot run it
+        if wanted == "kvm":
+            sys.exit(f"--accel kvm: KVM cannot run {guest.arch} here; TCG only")
+        return "tcg"
     if wanted != "auto":
         return wanted
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
@@ -208,7 +221,7 @@ def provision(guest: Guest, res: Results, label: str) -> str:
     started = time.monotonic()
     reply = guest.sh(
         f"{PAYLOAD}/src/firmware/provision.sh --offline {PAYLOAD}/offline --local-broker 2>&1",
-        timeout=1800,
+        timeout=1800 * slowness(guest),
     )
     took = time.monotonic() - started
     print("\n".join("    " + line for line in reply.out.splitlines()), flush=True)
@@ -240,6 +253,26 @@ def first_provisioning(guest: Guest, res: Results) -> None:
         guest.sh("systemctl is-active mosquitto").out.strip() == "active",
         "the local broker provisioning installed is running",
     )
+
+
+def check_lgpio_wheel(guest: Guest, res: Results) -> None:
+    """On arm64: PyPI's lgpio wheel (what Raspberry Pi OS packages as python3-lgpio, which
+    plain Debian lacks) installs for the service venv's Python and its C part loads. Into a
+    directory of its own: provisioning does not install it, and the venv stays as it made it."""
+    probe = "/tmp/lgpio-probe"
+    reply = guest.sh(
+        f"set -e; rm -rf {probe}; {seam.VENV_BIN}/python -m pip --disable-pip-version-check "
+        f"-q install --no-index --no-deps --target {probe} {PAYLOAD}/lgpio/lgpio-*.whl; "
+        f"PYTHONPATH={probe} {seam.VENV_BIN}/python -c "
+        "'import lgpio, platform; print(platform.machine(), lgpio.__file__)' 2>&1",
+        timeout=600,
+    )
+    print("    " + reply.out.strip().replace("\n", "\n    "), flush=True)
+    res.check(
+        reply.rc == 0 and "aarch64" in reply.out,
+        "lgpio's aarch64 wheel installs for the venv's Python and loads (not provisioned)",
+    )
+    guest.sh(f"rm -rf {probe}")
 
 
 def second_provisioning(guest: Guest, res: Results) -> None:
@@ -713,8 +746,8 @@ def run(args: argparse.Namespace) -> int:
     res = Results()
     t0 = time.monotonic()
     log: list[str] = []
-    step("image")
-    img = image_mod.ensure_image(log)
+    step("image" if args.arch == "amd64" else f"image ({args.arch})")
+    img = (image_arm64 if args.arch == "arm64" else image_mod).ensure_image(log)
     print("\n".join(log), flush=True)
     res.figure("image_ready_s", round(time.monotonic() - t0, 1))
     workdir = Path(tempfile.mkdtemp(prefix="dermaguard-system-", dir=args.workdir))
@@ -727,7 +760,7 @@ def run(args: argparse.Namespace) -> int:
         upgrade = args.quick and snapshot.exists()
         if upgrade:  # the last full provisioning of this image, on a disk of its own
             subprocess.run(["cp", "--sparse=always", str(snapshot), str(disk)], check=True)
-        guest = Guest(img.kernel(), img.initrd(), disk, payload, workdir)
+        guest = Guest(img.kernel(), img.initrd(), disk, payload, workdir, arch=args.arch)
         guest.accel = choose_accel(guest, args.accel)
         res.figure("accel", guest.accel)
         if upgrade:
@@ -744,6 +777,8 @@ def run(args: argparse.Namespace) -> int:
             res.figure("first_boot_to_agent_s", round(time.monotonic() - launched, 1))
             step("2. provision from the checkout, offline")
             first_provisioning(guest, res)
+            if args.arch == "arm64":
+                check_lgpio_wheel(guest, res)
             guest.shutdown()
             save_snapshot(disk, snapshot)
             launched = boot(guest, res)
@@ -797,6 +832,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="step 5, no real-time clock (default: on, off with --quick)",
     )
     p.add_argument("--seed", type=int, default=int(time.time()), help="for the cut moments")
+    p.add_argument(
+        "--arch",
+        choices=["amd64", "arm64"],
+        default="amd64",
+        help="the guest's architecture: arm64 is a Raspberry Pi's, emulated (TCG) on an x86 "
+        "host, with an image of its own (tests/system/image_arm64.py)",
+    )
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
     p.add_argument("--keep", action="store_true", help="keep the disks and serial logs")
