@@ -404,6 +404,9 @@ def _fetch_wheels(dest: Path, lgpio: Path) -> None:
 def _finish_rootfs(root: Path) -> None:
     """What image.py's ``_finish_rootfs`` adds, done from the host (the initramfs part was done
     in the build VM, with the configuration the first stage put in)."""
+    # debootstrap copied the host's: a name server the guest has no route to makes every
+    # lookup wait for its timeout (image.py's image has none: lookups fail at once)
+    (root / "etc" / "resolv.conf").unlink(missing_ok=True)
     (root / "etc" / "hostname").write_text("dermaguard-test\n")
     (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 dermaguard-test\n")
     (root / "etc" / "fstab").write_text(FSTAB)
