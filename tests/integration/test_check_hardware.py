@@ -94,7 +94,7 @@ def test_s3_check_hardware_never_drives_the_uv_output_high(
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
     previous = Device.pin_factory
     try:
-        assert main(["check-hardware", "--simulate", "--seconds", "0.5"]) == 0
+        code = main(["check-hardware", "--simulate", "--seconds", "0.5"])
         factory = Device.pin_factory
         uv = factory.pin(default_config().pins.uv_led)
         assert uv.states, "the UV-C pin was never opened"
@@ -103,7 +103,13 @@ def test_s3_check_hardware_never_drives_the_uv_output_high(
         if Device.pin_factory is not None and Device.pin_factory is not previous:
             Device.pin_factory.close()
         Device.pin_factory = previous
-    assert "UV-C: off throughout" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "UV-C: off throughout" in out
+    # The emulated chip converts in real time, so on a starved host the check rightly finds
+    # too few conversions a second (it did, at 26/s, beside a VM on two cores): that verdict is
+    # about the host, not the UV-C pin. Any other problem, or none reported, fails.
+    problems = [line for line in out.partition("To check:")[2].splitlines() if line.strip()]
+    assert code == 0 or (problems and all("conversions arrive at" in p for p in problems)), out
 
 
 def test_a_pin_or_bus_held_by_another_process_is_told_apart_from_our_own_bugs() -> None:
