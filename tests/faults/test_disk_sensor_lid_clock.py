@@ -168,11 +168,12 @@ class Effects:
             if isinstance(e, EmitEvent) and (etype is None or e.event.type == etype)
         ]
 
-    def wait(self, predicate: Callable[[list[Effect]], bool], timeout: float = 5.0) -> bool:
+    def wait(self, predicate: Callable[[list[Effect]], bool], timeout: float = 30.0) -> bool:
+        """Until ``predicate`` holds; ``timeout`` only bounds a hang (a loaded host is slow)."""
         with self._cond:
             return self._cond.wait_for(lambda: predicate(self._items), timeout)
 
-    def wait_event(self, etype: str, count: int = 1, timeout: float = 5.0) -> Event:
+    def wait_event(self, etype: str, count: int = 1, timeout: float = 30.0) -> Event:
         """The ``count``-th event of type ``etype`` (waits for it)."""
 
         def enough(items: list[Effect]) -> bool:
