@@ -42,6 +42,8 @@ HA_REANNOUNCE_DELAY_S = 3.0
 IDLE_WAKE_S = 1.0
 #: After the client refused to take a publish (not a disconnect), wait this long (seconds).
 PUBLISH_RETRY_S = 1.0
+#: Acknowledgements wait at most this long (real seconds) to be taken in a batch.
+ACK_HOLD_S = 0.02
 _PUBLISH_OK = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 
@@ -68,6 +70,7 @@ class MqttBridge:
         wall: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         client: mqtt.Client | None = None,
+        ack_hold_s: float = ACK_HOLD_S,
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
@@ -86,6 +89,11 @@ class MqttBridge:
         # Guarded by _cond: inputs from other threads.
         self._fresh: deque[OutEvent] = deque()
         self._acks: deque[tuple[int, bool, str]] = deque()
+        # Acknowledgements to gather before the bridge thread wakes for them alone, and when
+        # the oldest waiting one came (real time): see _acks_due.
+        self._ack_batch = 1
+        self._acks_since = 0.0
+        self._ack_hold_s = ack_hold_s
         self._state: bytes | None = None
         self._state_dirty = False
         self._device_state: DeviceState | None = None
@@ -277,9 +285,13 @@ class MqttBridge:
     def _on_publish(
         self, _client: mqtt.Client, _u: Any, mid: int, rc: ReasonCode, _p: Any = None
     ) -> None:
+        ok = not rc.is_failure
         with self._cond:
-            self._acks.append((mid, not rc.is_failure, str(rc)))
-            self._cond.notify()
+            if not self._acks:
+                self._acks_since = time.monotonic()
+            self._acks.append((mid, ok, "" if ok else str(rc)))
+            if len(self._acks) >= self._ack_batch:
+                self._cond.notify()
 
     def _on_message(self, _client: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -391,11 +403,26 @@ class MqttBridge:
         with self._cond:
             # Set only here, after the delivery marks went to the store: drain() relies on it.
             self._idle = outbox.idle
+            # While more than half the window waits for its PUBACK, the client has plenty to
+            # send: take acknowledgements in batches rather than waking at each (a wake-up per
+            # PUBACK, contending with paho's thread for its lock, halved a backlog's drain).
+            self._ack_batch = max(1, len(outbox.inflight) - outbox.window // 2)
             self._cond.notify_all()
         return True
 
+    def _acks_due(self) -> bool:
+        """Whether the waiting acknowledgements are enough to act on: a batch, or any after a
+        disconnect or once the oldest has waited ``ACK_HOLD_S``."""
+        if not self._acks:
+            return False
+        return (
+            len(self._acks) >= self._ack_batch
+            or not self._connected
+            or time.monotonic() - self._acks_since >= self._ack_hold_s
+        )
+
     def _has_work(self, outbox: Outbox) -> bool:
-        if self._stopping or self._fresh or self._acks or self._force is not None:
+        if self._stopping or self._fresh or self._acks_due() or self._force is not None:
             return True
         if self._state_dirty or self._announce:
             return True
@@ -412,6 +439,8 @@ class MqttBridge:
 
     def _wait_s(self, outbox: Outbox) -> float:
         waits = [IDLE_WAKE_S]
+        if self._acks:
+            waits.append(self._acks_since + self._ack_hold_s - time.monotonic())
         if self._publish_retry_at > self._monotonic():
             waits.append(self._publish_retry_at - self._monotonic())
         retry = outbox.next_retry_in()
