@@ -69,7 +69,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -187,6 +187,22 @@ def emulator_cpu_s(before: dict[str, float], after: dict[str, float], names: Pat
     return spent
 
 
+def own_threads_cpu_s(
+    before: dict[str, float], after: dict[str, float], names: Path
+) -> dict[str, float]:
+    """CPU the daemon's own threads took between two thread snapshots, by thread name (a
+    thread that ended between them is lost; one started meanwhile counts from zero)."""
+    known = json.loads(names.read_text())["threads"]
+    spent: dict[str, float] = {}
+    for tid, cpu in after.items():
+        name = known.get(tid, "?")
+        if any(part in name for part in EMULATOR_THREADS):
+            continue
+        name = "paho" if name.startswith("paho-mqtt-client") else name
+        spent[name] = spent.get(name, 0.0) + cpu - before.get(tid, 0.0)
+    return spent
+
+
 def fresh_map(names: Path, timeout_s: float = 5.0) -> dict[str, float]:
     """The thread map's counts as soon as it is next rewritten (``bench/daemon_threads.py``),
     so that they are taken within milliseconds of the /proc snapshot that follows."""
@@ -227,6 +243,8 @@ class Run:
     #: answered at once.
     conversions_per_s: float | None = None
     fast_share: float | None = None
+    #: The daemon's own threads' CPU, as fractions of one core, by thread (paho's by its role).
+    threads: dict[str, float] = field(default_factory=dict)
 
     def daemon_cpu_us_per_conversion(self) -> float:
         """The daemon's own threads' CPU (the process less the emulator's threads) per
@@ -282,6 +300,10 @@ def run_once(
             c1, w1, msgs1 = cpu_s(proc.pid), time.monotonic(), watcher.force_msgs
             run.cpu = (c1 - c0) / (w1 - w0)
             run.emulator = emulator_cpu_s(threads0, threads1, names) / (w1 - w0)
+            run.threads = {
+                name: spent / (w1 - w0)
+                for name, spent in own_threads_cpu_s(threads0, threads1, names).items()
+            }
             reads = map1["conversions_read"] - map0["conversions_read"]
             run.conversions_per_s = reads / (map1["at"] - map0["at"])
             transfers = map1["transfers"] - map0["transfers"]
@@ -384,6 +406,23 @@ def reading_counts(ready: int | None, seconds: float) -> tuple[float, float]:
         _close_rig(chip, driver, factory)
 
 
+def host_wake_cpu_us(wakes: int) -> tuple[float, float]:
+    """CPU (µs) a thread spends per wake-up doing nothing else, as the daemon's threads wake
+    (80 a second): from ``time.sleep``, and from a timed ``threading.Event.wait``. What a
+    conversion costs here cannot go below the wake-ups it takes times these."""
+    period = 1 / 80
+    c0 = time.thread_time()
+    for _ in range(wakes):
+        time.sleep(period)
+    slept = (time.thread_time() - c0) / wakes * 1e6
+    event = threading.Event()
+    c0 = time.thread_time()
+    for _ in range(wakes):
+        event.wait(period)
+    waited = (time.thread_time() - c0) / wakes * 1e6
+    return slept, waited
+
+
 def bench_variant(
     variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
 ) -> None:
@@ -432,6 +471,13 @@ def bench_variant(
         )
         if not framed.conversions_per_s or not framed.fast_share:
             raise BenchFailure(f"{variant}: the daemon read nothing through the frames bus")
+        rate = framed.conversions_per_s
+        shares = sorted(framed.threads.items(), key=lambda kv: -kv[1])
+        print(
+            f"# {variant} on the frames bus, µs per conversion by thread (clock ticks of "
+            f"{1e3 / TICKS:g} ms: rough below ~{1e6 / TICKS / rate / measure_s:.0f} µs): "
+            + ", ".join(f"{name} {cpu / rate * 1e6:.0f}" for name, cpu in shares)
+        )
         line(f"{counted}_daemon_cpu_us_per_conversion", framed.daemon_cpu_us_per_conversion(), "us")
     else:
         model = 0.0  # bit-banged, the emulated pins run inside the sampler: not separable
@@ -464,6 +510,9 @@ def main() -> None:
         f"# mosquitto {mosquitto_version()}, Python {sys.version.split()[0]}, {os.cpu_count()} CPUs"
     )
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    slept, waited = host_wake_cpu_us(40 if args.smoke else 400)
+    line("host_sleep_wake_cpu_us", slept, "us")
+    line("host_timed_wait_wake_cpu_us", waited, "us")
     with tempfile.TemporaryDirectory(prefix="dg-bench-daemon-") as tmp:
         work = Path(tmp)
         with Broker(work) as broker:

@@ -37,7 +37,8 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 "transfers_per_conversion",
                 "wakeups_per_second",
             )
-        ),
+        )
+        + ("host_sleep_wake_cpu_us", "host_timed_wait_wake_cpu_us"),
     ),
     "web.py": (
         ("--smoke",),
