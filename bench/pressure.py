@@ -14,9 +14,10 @@ whole run under a minute.
   (``<variant>_stall_...``): ``spi`` (the SPI controller clocks PD_SCK; data-ready by polling
   DOUT over the bus), ``spi_edge`` (the same, data-ready from a GPIO also wired to DOUT),
   ``gpio`` (PD_SCK bit-banged from Python, the baseline) and ``spi_own_clock`` (``spi`` with the
-  chip on its own clock, below). The emulated chip free-runs at 80 samples/s in real time and the
-  whole runtime reads it (sampler thread, queue, engine thread, indicators) while the force steps
-  over the alarm threshold again and again. For each:
+  chip on its own clock, below). The emulated chip converts at 80 samples/s in real time
+  (free-running on its own thread but in ``spi_own_clock``) and the whole runtime reads it
+  (sampler thread, queue, engine thread, indicators) while the force steps over the alarm
+  threshold again and again. For each:
 
   - conversions made and read (by the chip), and conversions lost per 10,000: the chip converted
     again before the previous conversion was read. A chip reset loses the conversion waiting and
@@ -40,8 +41,8 @@ whole run under a minute.
     resets, races (a conversion may have fallen due during the read), reads held (their last
     8 bits are ones, as after a chip reset inside the read: held until the next conversion
     confirms them; the fresher code then takes their place, so an alarm episode whose first
-    over-threshold conversion is held alarms a period later, and counts as spoiled) and
-    schedule drops.
+    over-threshold conversion is held alarms a period later: spoiled, and counted on its own
+    line, ``..._alert_latency_episodes_with_a_held_read``) and schedule drops.
 
 - ``spi_own_clock``: the chip converts on its own clock (``HX711Chip.run_on_clock``), with no
   thread that can be late: each conversion is made when the bus next touches the chip, at the
@@ -456,6 +457,8 @@ class Episodes:
     latencies_ms: list[float] = field(default_factory=list)
     from_due_ms: list[float] = field(default_factory=list)
     unspoiled_ms: list[float] = field(default_factory=list)
+    #: Episodes in which the SPI driver held a read (its last 8 bits ones): among the spoiled.
+    held: int = 0
 
 
 def run_variant(
@@ -496,7 +499,8 @@ def run_variant(
     engine = build_engine(config, calibration())
     runtime = Runtime(engine, RealClock(), indicators, driver, rate_sps=80)
     rng = random.Random(2)
-    found: list[tuple[int, int, bool]] = []  # (buzzer rise, conversion index, unspoiled)
+    # (buzzer rise, conversion index, unspoiled, a read held)
+    found: list[tuple[int, int, bool, bool]] = []
     runtime.start()
     if own_clock:
         chip.run_on_clock()
@@ -516,6 +520,7 @@ def run_variant(
             buzzer_pin.rose.clear()
             first_over[0] = None
             spoilers = (chip.power_down_count, driver.discarded)
+            held = getattr(driver, "held", 0)
             with chip.hold():
                 # On its own clock the chip makes a conversion only when next touched: first
                 # every one due so far, with the force before the step. The next one made is
@@ -529,7 +534,8 @@ def run_variant(
             index = (step - 1 if step in due_log else None) if own_clock else first_over[0]
             if buzzer_pin.rises and index is not None:
                 unspoiled = (chip.power_down_count, driver.discarded) == spoilers
-                found.append((buzzer_pin.rises[0], index, unspoiled))
+                was_held = getattr(driver, "held", 0) != held
+                found.append((buzzer_pin.rises[0], index, unspoiled, was_held))
             chip.force_n = 1.0
             # Wait (bounded) for the alarm to clear and the buzzer to stop, so that the next
             # episode starts from silence; nothing is timed here.
@@ -594,7 +600,8 @@ def run_variant(
     # there is no emulator to be late.
     late = [] if own_clock else late_ns(ready_log)
     eps = Episodes()
-    for rise, index, unspoiled in found:
+    for rise, index, unspoiled, was_held in found:
+        eps.held += was_held
         if own_clock:
             eps.latencies_ms.append((rise - due_log[index + 1]) / 1e6)
         else:
@@ -628,6 +635,9 @@ def report_latency(prefix: str, eps: Episodes) -> None:
         line(f"{prefix}_alert_latency_{name}_periods", value / PERIOD_MS, "sample_periods")
     spoiled = len(lat) - len(eps.unspoiled_ms)
     line(f"{prefix}_alert_latency_episodes_spoiled", spoiled, "alarms")
+    if prefix.startswith("spi"):
+        # A held read is dropped once the next conversion comes: the alarm waits a period more.
+        line(f"{prefix}_alert_latency_episodes_with_a_held_read", eps.held, "alarms")
     if spoiled and eps.unspoiled_ms:
         p99 = pct(eps.unspoiled_ms, 0.99) / PERIOD_MS
         line(f"{prefix}_alert_latency_unspoiled_p99_periods", p99, "sample_periods")
