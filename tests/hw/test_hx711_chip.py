@@ -288,3 +288,27 @@ def test_own_clock_counts_every_conversion_due_even_those_replaced_before_anyone
         )
     finally:
         chip.close()
+
+
+def test_own_clock_started_while_the_chip_settles_counts_no_conversion_before_it_settled(
+    pin_factory: Any, sim_clock: SimClock
+) -> None:
+    """A chip reset just before its clock is started (as a driver resets it at start-up) makes
+    nothing until it has settled, however long nobody looks."""
+    chip = HX711Chip(pin_factory, 9, None, clock=sim_clock)
+    due: list[float] = []
+    chip.on_due = lambda _number, at: due.append(at)
+    try:
+        now_ns, now = time.perf_counter_ns(), sim_clock.monotonic()
+        chip.drive_sck(True, now_ns, now)
+        chip.drive_sck(False, now_ns + 80_000, now + 80e-6)
+        settled = now + 80e-6 + chip.settle_s
+        chip.run_on_clock(first_at=now + 0.001)
+        sim_clock.advance(chip.settle_s + 3 * chip.period_s)
+        chip.tick()
+        grid = [now + 0.001 + k * chip.period_s for k in range(12)]
+        expected = [t for t in grid if settled <= t <= sim_clock.monotonic()]
+        assert len(expected) == 3 and due == pytest.approx(expected)
+        assert chip.conversions == len(expected)
+    finally:
+        chip.close()
