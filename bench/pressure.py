@@ -499,7 +499,7 @@ def run_variant(
     engine = build_engine(config, calibration())
     runtime = Runtime(engine, RealClock(), indicators, driver, rate_sps=80)
     rng = random.Random(2)
-    # (buzzer rise, conversion index, unspoiled, a read held)
+    # (buzzer rise, conversion index (own clock: its number), unspoiled, a read held)
     found: list[tuple[int, int, bool, bool]] = []
     runtime.start()
     if own_clock:
@@ -531,7 +531,7 @@ def run_variant(
             # Block on an event, not a polling loop: a thread waking every millisecond makes
             # timer interrupts on this very CPU, and each one is a chance to stall the reader.
             buzzer_pin.rose.wait(1.0)
-            index = (step - 1 if step in due_log else None) if own_clock else first_over[0]
+            index = (step if step in due_log else None) if own_clock else first_over[0]
             if buzzer_pin.rises and index is not None:
                 unspoiled = (chip.power_down_count, driver.discarded) == spoilers
                 was_held = getattr(driver, "held", 0) != held
@@ -603,7 +603,7 @@ def run_variant(
     for rise, index, unspoiled, was_held in found:
         eps.held += was_held
         if own_clock:
-            eps.latencies_ms.append((rise - due_log[index + 1]) / 1e6)
+            eps.latencies_ms.append((rise - due_log[index]) / 1e6)
         else:
             eps.latencies_ms.append((rise - ready_log[index]) / 1e6)
             eps.from_due_ms.append((rise - ready_log[index] + late[index]) / 1e6)
