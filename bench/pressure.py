@@ -10,12 +10,14 @@ whole run under a minute.
   every sample also goes through the session's accounting and the pass segmentation, on a
   signal of passes (1.6 s) and lifts (0.6 s). ``--core-only`` prints just these (for A/B runs of
   two source trees, ``bench/core_ab.py``).
-- three variants, each without the stall load (``<variant>_...``) and with it
+- four variants, each without the stall load (``<variant>_...``) and with it
   (``<variant>_stall_...``): ``spi`` (the SPI controller clocks PD_SCK; data-ready by polling
-  DOUT over the bus), ``spi_edge`` (the same, data-ready from a GPIO also wired to DOUT) and
-  ``gpio`` (PD_SCK bit-banged from Python, the baseline). The emulated chip free-runs at
-  80 samples/s in real time and the whole runtime reads it (sampler thread, queue, engine thread,
-  indicators) while the force steps over the alarm threshold again and again. For each:
+  DOUT over the bus), ``spi_edge`` (the same, data-ready from a GPIO also wired to DOUT),
+  ``gpio`` (PD_SCK bit-banged from Python, the baseline) and ``spi_own_clock`` (``spi`` with the
+  chip on its own clock, below). The emulated chip converts at 80 samples/s in real time
+  (free-running on its own thread but in ``spi_own_clock``) and the whole runtime reads it
+  (sampler thread, queue, engine thread, indicators) while the force steps over the alarm
+  threshold again and again. For each:
 
   - conversions made and read (by the chip), and conversions lost per 10,000: the chip converted
     again before the previous conversion was read. A chip reset loses the conversion waiting and
@@ -34,7 +36,24 @@ whole run under a minute.
     too, which never happens to a real chip. ``..._emulator_ready_late_p99`` says how late they
     came against the chip's own 80/s schedule (taken from the earliest of the last 16), and
     ``..._alert_latency_from_due_*`` is the latency from when a real chip would have had the
-    conversion ready: the stricter reading.
+    conversion ready: the stricter reading;
+  - the driver's reads that did not go to plan: timeouts, and on spi the sync errors, silences,
+    resets, races (a conversion may have fallen due during the read), reads held (their last
+    8 bits are ones, as after a chip reset inside the read: held until the next conversion
+    confirms them; the fresher code then takes their place, so an alarm episode whose first
+    over-threshold conversion is held alarms a period later: spoiled, and counted on its own
+    line, ``..._alert_latency_episodes_with_a_held_read``) and schedule drops.
+
+- ``spi_own_clock``: the chip converts on its own clock (``HX711Chip.run_on_clock``), with no
+  thread that can be late: each conversion is made when the bus next touches the chip, at the
+  time it fell due, so a stalled reader finds the conversions where a real chip's oscillator
+  would have put them. The conversions made count every one due, those replaced before the
+  reader looked included, so the lost conversions are the ones a real chip loses: converted again
+  before the previous was read. The alert latency is from when the first over-threshold
+  conversion fell due (the force steps only once every conversion due has been made with the
+  force before), so there is no ``..._emulator_ready_late_p99`` or ``..._from_due_*`` line: the
+  latency is already from due. ``spi_edge`` stays free-running: its data-ready edge needs
+  someone to make the conversion at its due time, and that is a thread that can be late.
 
 - stall load: one thread that holds the GIL in 2-5 ms bursts (sorting a list of floats: one C
   call that never releases it; the sizes are calibrated at start, and each run prints the bursts
@@ -86,7 +105,9 @@ PERIOD_MS = 1000 / 80
 PERIOD_NS = 1_000_000_000 // 80
 COUNTS_PER_N = LoadModel().counts_per_newton
 OFFSET = LoadModel().offset_counts
-VARIANTS = ("spi", "spi_edge", "gpio")
+VARIANTS = ("spi", "spi_edge", "gpio", "spi_own_clock")
+#: The variant whose chip converts on its own clock (:meth:`HX711Chip.run_on_clock`).
+OWN_CLOCK = "spi_own_clock"
 #: The data-ready GPIO of ``spi_edge``: the bit-banged DOUT pin, free on the SPI interface.
 READY_GPIO = default_config().pins.hx711_dout
 #: The emulator's schedule is taken from the earliest of this many recent conversions.
@@ -306,7 +327,12 @@ class RecordingPin(BoundedMockPin):
 
 
 class ReadLogBus(SimSpiBus):
-    """The bus model, noting which conversion each completed read clocked out."""
+    """The bus model, noting which conversion each completed read clocked out.
+
+    The number is taken before the transfer, once the chip has caught up with its own clock
+    (free-running, the tick does nothing and no conversion lands while the transfer holds the
+    lock): a conversion falling due mid-read does not make the read count as its.
+    """
 
     def __init__(self, chip: HX711Chip, *, hz: int, mode: int) -> None:
         super().__init__(chip, hz=hz, mode=mode)
@@ -316,10 +342,11 @@ class ReadLogBus(SimSpiBus):
     def transfer(self, data: Sequence[int]) -> list[int]:
         chip = self.chip
         with chip.hold():  # no conversion between the read and the count
-            before = chip.reads_completed
+            chip.tick()
+            before, number = chip.reads_completed, chip.conversions
             miso = super().transfer(data)
             if chip.reads_completed > before:
-                self.read_conversions.add(chip.conversions)
+                self.read_conversions.add(number)
         return miso
 
 
@@ -327,7 +354,7 @@ def variant_config(variant: str) -> Config:
     """The config the daemon would run this variant with (validated like a config file)."""
     if variant == "gpio":
         return parse_config({"hx711": {"interface": "gpio"}}, variant)
-    ready = READY_GPIO if variant == "spi_edge" else None
+    ready = READY_GPIO if variant == "spi_edge" else None  # spi, spi_own_clock: polling
     return parse_config({"hx711": {"interface": "spi"}, "pins": {"hx711_ready": ready}}, variant)
 
 
@@ -392,6 +419,9 @@ def driver_counters(driver: HX711 | HX711Spi) -> dict[str, int]:
             "sync_errors": driver.sync_errors,
             "silences": driver.silences,
             "resets": driver.resets,
+            "races": driver.races,
+            "held": driver.held,
+            "schedule_drops": driver.schedule_drops,
         }
     return counts
 
@@ -413,11 +443,22 @@ def late_ns(ready: list[int]) -> list[int]:
     return out
 
 
+def clock_offset_ns() -> int:
+    """``perf_counter_ns`` minus the chip's clock (``time.monotonic``) in ns: to put the due
+    times of an own-clock chip on the buzzer's time line (the same clock on Linux)."""
+    t0 = time.perf_counter_ns()
+    mono = time.monotonic_ns()
+    t1 = time.perf_counter_ns()
+    return (t0 + t1) // 2 - mono
+
+
 @dataclass
 class Episodes:
     latencies_ms: list[float] = field(default_factory=list)
     from_due_ms: list[float] = field(default_factory=list)
     unspoiled_ms: list[float] = field(default_factory=list)
+    #: Episodes in which the SPI driver held a read (its last 8 bits ones): among the spoiled.
+    held: int = 0
 
 
 def run_variant(
@@ -444,13 +485,27 @@ def run_variant(
             first_over[0] = len(ready_log) - 1
 
     chip.on_ready = on_ready
+    own_clock = variant == OWN_CLOCK
+    #: Own clock: when each conversion fell due (perf_counter_ns), by its number.
+    due_log: dict[int, int] = {}
+    if own_clock:
+        offset_ns = clock_offset_ns()
+
+        def on_due(number: int, at: float) -> None:
+            due_log[number] = round(at * 1e9) + offset_ns
+
+        chip.on_due = on_due
     indicators = Indicators(pins.led_red, pins.led_green, pins.led_blue, pins.buzzer)
     engine = build_engine(config, calibration())
     runtime = Runtime(engine, RealClock(), indicators, driver, rate_sps=80)
     rng = random.Random(2)
-    found: list[tuple[int, int, bool]] = []  # (buzzer rise, conversion index, unspoiled)
+    # (buzzer rise, conversion index (own clock: its number), unspoiled, a read held)
+    found: list[tuple[int, int, bool, bool]] = []
     runtime.start()
-    chip.start()
+    if own_clock:
+        chip.run_on_clock()
+    else:
+        chip.start()
     if stall is not None:
         stall.start()
     try:
@@ -465,14 +520,22 @@ def run_variant(
             buzzer_pin.rose.clear()
             first_over[0] = None
             spoilers = (chip.power_down_count, driver.discarded)
-            chip.force_n = 6.0
+            held = getattr(driver, "held", 0)
+            with chip.hold():
+                # On its own clock the chip makes a conversion only when next touched: first
+                # every one due so far, with the force before the step. The next one made is
+                # then the first over the threshold (free-running: on_ready finds it).
+                chip.tick()
+                step = chip.conversions + 1
+                chip.force_n = 6.0
             # Block on an event, not a polling loop: a thread waking every millisecond makes
             # timer interrupts on this very CPU, and each one is a chance to stall the reader.
             buzzer_pin.rose.wait(1.0)
-            index = first_over[0]
+            index = (step if step in due_log else None) if own_clock else first_over[0]
             if buzzer_pin.rises and index is not None:
                 unspoiled = (chip.power_down_count, driver.discarded) == spoilers
-                found.append((buzzer_pin.rises[0], index, unspoiled))
+                was_held = getattr(driver, "held", 0) != held
+                found.append((buzzer_pin.rises[0], index, unspoiled, was_held))
             chip.force_n = 1.0
             # Wait (bounded) for the alarm to clear and the buzzer to stop, so that the next
             # episode starts from silence; nothing is timed here.
@@ -520,7 +583,9 @@ def run_variant(
     if bus is not None:
         first, last = before.conversions + 1, after.conversions - after.pending
         lost_at = [
-            ready_log[i - 1] for i in range(first, last + 1) if i not in bus.read_conversions
+            due_log[i] if own_clock else ready_log[i - 1]
+            for i in range(first, last + 1)
+            if i not in bus.read_conversions
         ]
         long_bursts = stall.long_bursts if stall is not None else []
         beside = sum(
@@ -531,18 +596,24 @@ def run_variant(
         line(f"{prefix}_lost_beside_a_gil_burst_over_one_period", beside, "conversions")
         other = len(lost_at) - beside
         line(f"{prefix}_lost_otherwise_per_10k", per_10k(other, conversions), "per_10k")
-    late = late_ns(ready_log)
+    # On its own clock a conversion is ready when it falls due: the latency is from then, and
+    # there is no emulator to be late.
+    late = [] if own_clock else late_ns(ready_log)
     eps = Episodes()
-    for rise, index, unspoiled in found:
-        eps.latencies_ms.append((rise - ready_log[index]) / 1e6)
-        eps.from_due_ms.append((rise - ready_log[index] + late[index]) / 1e6)
+    for rise, index, unspoiled, was_held in found:
+        eps.held += was_held
+        if own_clock:
+            eps.latencies_ms.append((rise - due_log[index]) / 1e6)
+        else:
+            eps.latencies_ms.append((rise - ready_log[index]) / 1e6)
+            eps.from_due_ms.append((rise - ready_log[index] + late[index]) / 1e6)
         if unspoiled:
             eps.unspoiled_ms.append(eps.latencies_ms[-1])
     report_latency(prefix, eps)
     key = {"lost_per_10k": per_10k(lost, conversions)}
     if eps.latencies_ms:
         key["p99_periods"] = pct(eps.latencies_ms, 0.99) / PERIOD_MS
-        key["from_due_p99_periods"] = pct(eps.from_due_ms, 0.99) / PERIOD_MS
+        key["from_due_p99_periods"] = pct(eps.from_due_ms or eps.latencies_ms, 0.99) / PERIOD_MS
     if late:
         line(f"{prefix}_emulator_ready_late_p99", pct([x / 1e6 for x in late], 0.99), "ms")
     if stall is not None:
@@ -564,10 +635,15 @@ def report_latency(prefix: str, eps: Episodes) -> None:
         line(f"{prefix}_alert_latency_{name}_periods", value / PERIOD_MS, "sample_periods")
     spoiled = len(lat) - len(eps.unspoiled_ms)
     line(f"{prefix}_alert_latency_episodes_spoiled", spoiled, "alarms")
+    if prefix.startswith("spi"):
+        # A held read is dropped once the next conversion comes: the alarm waits a period more.
+        line(f"{prefix}_alert_latency_episodes_with_a_held_read", eps.held, "alarms")
     if spoiled and eps.unspoiled_ms:
         p99 = pct(eps.unspoiled_ms, 0.99) / PERIOD_MS
         line(f"{prefix}_alert_latency_unspoiled_p99_periods", p99, "sample_periods")
     due = eps.from_due_ms
+    if not due:  # own clock: the latency is already from when the conversion was due
+        return
     line(
         f"{prefix}_alert_latency_from_due_p99_periods", pct(due, 0.99) / PERIOD_MS, "sample_periods"
     )
@@ -663,7 +739,7 @@ def summarize(variants: list[str], keys: dict[tuple[str, bool], dict[str, float]
             met_due = met and due <= p99_max
             label = f"{variant}{'_stall' if stalled else ''}"
             print(
-                f"# {label:<15} lost/10k {key['lost_per_10k']:7.1f}  alert p99 {p99:5.2f} periods"
+                f"# {label:<19} lost/10k {key['lost_per_10k']:7.1f}  alert p99 {p99:5.2f} periods"
                 f" (from due {due:5.2f})  within the spi targets: "
                 f"{'yes' if met else 'no'} (from due: {'yes' if met_due else 'no'})"
             )

@@ -254,3 +254,61 @@ def test_dout_edges_of_data_bits_are_reported_after_the_read_not_inside_the_cloc
     assert reported == [False, True]
     assert chip.convert()
     assert reported == [False, True, False]
+
+
+def test_own_clock_counts_every_conversion_due_even_those_replaced_before_anyone_looked(
+    pin_factory: Any, sim_clock: SimClock
+) -> None:
+    """A real chip converts on its oscillator whether or not it is looked at: conversions that
+    fell due while nobody touched the emulator were made (and lost), so they count, each
+    reported with the time it fell due; none falls due while the chip settles after a reset."""
+    chip = HX711Chip(pin_factory, 9, None, clock=sim_clock)  # SPI: PD_SCK is the bus's MOSI
+    due: list[tuple[int, float]] = []
+    chip.on_due = lambda number, at: due.append((number, at))
+    try:
+        first = sim_clock.monotonic() + 0.001
+        chip.run_on_clock(first_at=first)
+        sim_clock.advance(0.001 + 4.5 * chip.period_s)
+        chip.tick()
+        assert chip.conversions == 5
+        assert [n for n, _ in due] == [1, 2, 3, 4, 5]
+        assert [at for _, at in due] == pytest.approx([first + k * chip.period_s for k in range(5)])
+        assert not chip.dout and chip.reads_completed == 0  # one waits; four were lost unread
+        # A reset (PD_SCK high for over 60 µs): the oscillator starts again once settled.
+        now_ns, now = time.perf_counter_ns(), sim_clock.monotonic()
+        chip.drive_sck(True, now_ns, now)
+        chip.drive_sck(False, now_ns + 80_000, now + 80e-6)
+        assert chip.power_down_count == 1 and chip.dout
+        settled = now + 80e-6 + chip.settle_s
+        sim_clock.advance(80e-6 + chip.settle_s + 2.5 * chip.period_s)
+        chip.tick()
+        assert chip.conversions == 8
+        assert [at for _, at in due[5:]] == pytest.approx(
+            [settled + k * chip.period_s for k in range(3)]
+        )
+    finally:
+        chip.close()
+
+
+def test_own_clock_started_while_the_chip_settles_counts_no_conversion_before_it_settled(
+    pin_factory: Any, sim_clock: SimClock
+) -> None:
+    """A chip reset just before its clock is started (as a driver resets it at start-up) makes
+    nothing until it has settled, however long nobody looks."""
+    chip = HX711Chip(pin_factory, 9, None, clock=sim_clock)
+    due: list[float] = []
+    chip.on_due = lambda _number, at: due.append(at)
+    try:
+        now_ns, now = time.perf_counter_ns(), sim_clock.monotonic()
+        chip.drive_sck(True, now_ns, now)
+        chip.drive_sck(False, now_ns + 80_000, now + 80e-6)
+        settled = now + 80e-6 + chip.settle_s
+        chip.run_on_clock(first_at=now + 0.001)
+        sim_clock.advance(chip.settle_s + 3 * chip.period_s)
+        chip.tick()
+        grid = [now + 0.001 + k * chip.period_s for k in range(12)]
+        expected = [t for t in grid if settled <= t <= sim_clock.monotonic()]
+        assert len(expected) == 3 and due == pytest.approx(expected)
+        assert chip.conversions == len(expected)
+    finally:
+        chip.close()

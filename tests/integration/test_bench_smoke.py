@@ -26,7 +26,16 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "case.py": (("--smoke",), ("case_core_per_input_p99",)),
     "storage.py": (("--smoke",), ("session_summary_commit_p99",)),
     "mqtt.py": (("--smoke",), ("outbox_drain_rate", "event_latency_p99")),
-    "pressure.py": (("--smoke",), ("alarm_stated_filter_delay",)),
+    "pressure.py": (
+        ("--smoke",),
+        (
+            "alarm_stated_filter_delay",
+            "spi_own_clock_lost_per_10k",
+            "spi_own_clock_stall_lost_per_10k",
+            "spi_own_clock_stall_lost_beside_a_gil_burst_over_one_period",
+            "spi_own_clock_stall_alert_latency_episodes",
+        ),
+    ),
     "daemon.py": (
         ("--smoke",),
         tuple(

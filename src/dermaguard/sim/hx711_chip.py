@@ -179,6 +179,11 @@ class HX711Chip:
         self.clock: Clock = clock if clock is not None else RealClock()
         self.load = load if load is not None else LoadModel()
         self.on_ready: Callable[[int, int], None] | None = None
+        #: Own-clock conversions (:meth:`run_on_clock`): called under the chip's lock with the
+        #: conversion's number (:attr:`conversions` once it is counted) and the clock time it
+        #: fell due, for every one, those replaced before anyone looked included: a benchmark
+        #: times from when a conversion was due, not from when the chip was next touched.
+        self.on_due: Callable[[int, float], None] | None = None
         # Introspection for tests and benchmarks.
         self.conversions = 0
         self.reads_completed = 0
@@ -560,14 +565,28 @@ class HX711Chip:
             self._latch(pending)
         if now < self._due_at:
             return
-        # Only the last conversion due matters: each one replaces the one before it.
-        missed = math.floor((now - self._due_at) / self.period_s)
-        at = self._due_at + missed * self.period_s
+        # Only the last conversion due has a word anyone can see: each one replaces the one
+        # before it. The others were made all the same (and lost), so they are counted.
+        first = self._due_at
+        missed = math.floor((now - first) / self.period_s)
+        at = first + missed * self.period_s
         self._due_at = at + self.period_s
         self._check_power_down(time.perf_counter_ns())
         if not self._plugged or self._down or at < self._settled_at:
             return
+        on_due = self.on_due
+        # Due times before the chip settled made nothing (a reset moves the first due time to
+        # the end of its settling, so normally none is).
+        unsettled = min(missed, max(0, math.ceil((self._settled_at - first) / self.period_s)))
+        if on_due is None:
+            self.conversions += missed - unsettled
+        else:
+            for k in range(unsettled, missed):
+                self.conversions += 1
+                on_due(self.conversions, first + k * self.period_s)
         code = self._make_code(at)
+        if on_due is not None:
+            on_due(self.conversions, at)
         if not (self._ready and 0 < self._pulses < 25):
             self._latch(code)
             return
