@@ -38,16 +38,19 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "daemon.py": (
         ("--smoke",),
-        tuple(
-            f"{side}_{figure}"
-            for side in ("spi", "spi_ready")
-            for figure in (
-                "daemon_cpu_us_per_conversion",
-                "transfers_per_conversion",
-                "wakeups_per_second",
-            )
-        )
-        + ("host_sleep_wake_cpu_us", "host_timed_wait_wake_cpu_us"),
+        (
+            *(
+                f"{side}_{figure}"
+                for side in ("spi", "spi_ready")
+                for figure in (
+                    "daemon_cpu_us_per_conversion",
+                    "transfers_per_conversion",
+                    "wakeups_per_second",
+                )
+            ),
+            "host_sleep_wake_cpu_us",
+            "host_timed_wait_wake_cpu_us",
+        ),
     ),
     "web.py": (
         ("--smoke",),
