@@ -44,6 +44,11 @@ IDLE_WAKE_S = 1.0
 PUBLISH_RETRY_S = 1.0
 #: Acknowledgements wait at most this long (real seconds) to be taken in a batch.
 ACK_HOLD_S = 0.02
+#: A connection the broker drops within this many (real) seconds of accepting it, this many
+#: times in a row, is most likely taken over by another client with the same client id (a
+#: second device with this one's device_id, e.g. a copied SD card): said once, with the remedy.
+SHORT_CONNECTION_S = 5.0
+SHORT_CONNECTIONS_BEFORE_HINT = 3
 _PUBLISH_OK = (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 
@@ -71,6 +76,7 @@ class MqttBridge:
         monotonic: Callable[[], float] = time.monotonic,
         client: mqtt.Client | None = None,
         ack_hold_s: float = ACK_HOLD_S,
+        real_monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.topics = settings.topics
@@ -94,6 +100,12 @@ class MqttBridge:
         self._ack_batch = 1
         self._acks_since = 0.0
         self._ack_hold_s = ack_hold_s
+        # Network thread only: when the connection came (real time), how many in a row the
+        # broker dropped soon after, and whether the likely reason was said.
+        self._real_monotonic = real_monotonic
+        self._connected_since: float | None = None
+        self._short_connections = 0
+        self._clash_said = False
         self._state: bytes | None = None
         self._state_dirty = False
         self._device_state: DeviceState | None = None
@@ -250,6 +262,7 @@ class MqttBridge:
         else:
             log.info("MQTT: connected to %s", self.settings.address)
         self._failing = None
+        self._connected_since = self._real_monotonic()
         with self._cond:
             self.connects += 1
             self._connected = True
@@ -271,6 +284,27 @@ class MqttBridge:
             self._cond.notify_all()
         if was and not stopping:
             self._report(f"lost the connection to {self.settings.address} ({rc})")
+            self._note_connection_length()
+
+    def _note_connection_length(self) -> None:
+        """Say once when the broker keeps dropping the connection right after accepting it."""
+        since, self._connected_since = self._connected_since, None
+        if since is None or self._real_monotonic() - since >= SHORT_CONNECTION_S:
+            self._short_connections = 0
+            return
+        self._short_connections += 1
+        if self._short_connections >= SHORT_CONNECTIONS_BEFORE_HINT and not self._clash_said:
+            self._clash_said = True
+            log.warning(
+                "MQTT: the broker dropped the connection %d times in a row within %g s of "
+                "accepting it: another client is probably connected with the same client id "
+                "(%s), and the broker lets each take over from the other. Give each device its "
+                "own device_id (or mqtt.client_id); two devices with one id also share their "
+                "topics and history on the dashboards",
+                self._short_connections,
+                SHORT_CONNECTION_S,
+                self.settings.client_id,
+            )
 
     def _report(self, problem: str) -> None:
         """Say a connection problem once, not at every retry."""

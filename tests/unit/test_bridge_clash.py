@@ -1,0 +1,99 @@
+"""A broker that keeps dropping the connection right after accepting it is, most likely,
+letting another client with the same client id take over (a second device with this one's
+device_id): the bridge says so once, with the remedy, and not for drops of long connections."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from dermaguard.mqtt.bridge import MqttBridge
+from dermaguard.mqtt.settings import MqttSettings
+from dermaguard.mqtt.topics import Topics
+from dermaguard.store import Store, open_readonly
+
+CLASH = "another client is probably connected with the same client id"
+
+
+class _Client:
+    """Just enough of a paho client for the bridge's connection callbacks."""
+
+    def __init__(self) -> None:
+        self.on_connect: Any = None
+        self.on_disconnect: Any = None
+
+    def subscribe(self, *_a: object, **_k: object) -> tuple[int, int]:
+        return (0, 1)
+
+    def publish(self, *_a: object, **_k: object) -> SimpleNamespace:
+        return SimpleNamespace(rc=0, mid=1)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def bridge(tmp_path: Path) -> tuple[MqttBridge, _Client, _Clock]:
+    db = tmp_path / "dg.db"
+    Store.open(db, "dev").close()
+    client, clock = _Client(), _Clock()
+    b = MqttBridge(
+        MqttSettings("broker.lan", 1883, "5", "dermaguard-dev", 30, Topics("dev"), discovery=False),
+        open_events=lambda: open_readonly(db),
+        device_name="d",
+        sw_version="0",
+        client=client,  # type: ignore[arg-type]
+        real_monotonic=clock,
+    )
+    return b, client, clock
+
+
+def connection(client: _Client, clock: _Clock, lasting_s: float) -> None:
+    client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+    clock.t += lasting_s
+    dropped = ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
+    client.on_disconnect(client, None, None, dropped)
+    clock.t += 1.0  # the reconnect back-off
+
+
+def clash_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if CLASH in r.getMessage()]
+
+
+def test_three_short_connections_in_a_row_name_the_client_id_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    b, client, clock = bridge(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="dermaguard.mqtt.bridge"):
+        connection(client, clock, 1.2)
+        connection(client, clock, 0.8)
+        assert clash_warnings(caplog) == []
+        connection(client, clock, 4.9)
+        (said,) = clash_warnings(caplog)
+        assert "(dermaguard-dev)" in said and "device_id" in said and "3 times" in said
+        for _ in range(5):  # once, not at every drop
+            connection(client, clock, 0.5)
+        assert len(clash_warnings(caplog)) == 1
+    assert b.connects == 8
+
+
+def test_a_long_connection_between_short_ones_starts_the_count_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, client, clock = bridge(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="dermaguard.mqtt.bridge"):
+        for lasting in (1.0, 1.0, 5.0, 1.0, 1.0, 600.0, 2.0, 2.0):
+            connection(client, clock, lasting)
+        assert clash_warnings(caplog) == []
+        connection(client, clock, 2.0)
+        assert len(clash_warnings(caplog)) == 1
