@@ -18,18 +18,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.core.events import Event
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
 from dermaguard.store import Store, StoredEvent, open_readonly
+from support.fake_paho import FakeClient
 
 pytestmark = [pytest.mark.faults, pytest.mark.broker, pytest.mark.subprocess, pytest.mark.slow]
 
@@ -55,28 +52,6 @@ def figures(stdout: str) -> dict[str, float]:
     return out
 
 
-class _SlowClient:
-    """Just enough of a paho client for :class:`MqttBridge`: publishing takes 0.2 s (a busy
-    host) and nothing is ever acknowledged."""
-
-    def __init__(self) -> None:
-        self.mid = 0
-        self.on_connect: Any = None
-
-    def connect_async(self, *_a: object, **_k: object) -> None: ...
-    def loop_start(self) -> None: ...
-    def loop_stop(self) -> None: ...
-    def disconnect(self) -> None: ...
-
-    def subscribe(self, *_a: object, **_k: object) -> tuple[int, int]:
-        return (0, 1)
-
-    def publish(self, *_a: object, **_k: object) -> SimpleNamespace:
-        time.sleep(0.2)
-        self.mid += 1
-        return SimpleNamespace(rc=0, mid=self.mid, wait_for_publish=lambda _t: None)
-
-
 def drain_returns_before_the_last_ack() -> bool:
     """BUG 9: ``MqttBridge.drain()`` may return True while the last event is still being
     published: it trusts ``_idle``, which the bridge thread refreshes only at the end of the step
@@ -85,7 +60,7 @@ def drain_returns_before_the_last_ack() -> bool:
     with tempfile.TemporaryDirectory(prefix="dg-drain-") as tmp:
         db = Path(tmp) / "dg.db"
         store = Store.open(db, "dev")
-        client = _SlowClient()
+        client = FakeClient(publish_s=0.2)  # a busy host; nothing is ever acknowledged
         settings = MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False)
         bridge = MqttBridge(
             settings,
@@ -98,7 +73,7 @@ def drain_returns_before_the_last_ack() -> bool:
         )
         try:
             bridge.start()
-            client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+            client.connected()
             time.sleep(0.6)  # connected, announced (one slow publish), idle
             stored = StoredEvent(1, "00000000-0000-4000-8000-000000000001", "2026-01-01T00:00:00Z")
             bridge.on_stored(Event("daemon_stopping", 0.0, {}), stored)

@@ -12,11 +12,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
-
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.core.events import Event
 from dermaguard.mqtt.bridge import MqttBridge
@@ -24,40 +19,10 @@ from dermaguard.mqtt.outbox import WINDOW
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
 from dermaguard.store import Store, open_readonly
+from support.fake_paho import FakeClient
 
 BACKLOG = WINDOW + 100
 BOUND_S = 10.0  # a bound against a hang, not a measure of speed
-
-
-class _Client:
-    """Just enough of a paho client: records what the bridge publishes, acknowledges nothing
-    by itself."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.events: list[int] = []  # message ids of the events published, in order
-        self.mid = 0
-        self.on_connect: Any = None
-        self.on_disconnect: Any = None
-        self.on_publish: Any = None
-
-    def connect_async(self, *_a: object, **_k: object) -> None: ...
-    def loop_start(self) -> None: ...
-    def loop_stop(self) -> None: ...
-    def disconnect(self) -> None: ...
-
-    def subscribe(self, *_a: object, **_k: object) -> tuple[int, int]:
-        return (0, 1)
-
-    def publish(self, topic: str, *_a: object, **_k: object) -> SimpleNamespace:
-        with self.lock:
-            self.mid += 1
-            if topic.endswith("/event"):
-                self.events.append(self.mid)
-            return SimpleNamespace(rc=0, mid=self.mid, wait_for_publish=lambda _t: None)
-
-    def ack(self, mid: int) -> None:
-        self.on_publish(self, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=0), None)
 
 
 class _Marks:
@@ -91,7 +56,7 @@ def wait_until(what: Callable[[], bool], message: str) -> None:
         time.sleep(0.001)
 
 
-def backlog_bridge(tmp_path: Path, ack_hold_s: float) -> tuple[MqttBridge, _Client, _Marks]:
+def backlog_bridge(tmp_path: Path, ack_hold_s: float) -> tuple[MqttBridge, FakeClient, _Marks]:
     """A connected bridge over a history of ``BACKLOG`` undelivered events, its publisher
     running."""
     db = tmp_path / "dg.db"
@@ -99,7 +64,7 @@ def backlog_bridge(tmp_path: Path, ack_hold_s: float) -> tuple[MqttBridge, _Clie
     for i in range(BACKLOG):
         store.append_event(Event("tare", float(i), {"offset": i}), 1_764_000_000.0 + i)
     store.close()
-    client, marks = _Client(), _Marks()
+    client, marks = FakeClient(), _Marks()
     bridge = MqttBridge(
         MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False),
         open_events=lambda: open_readonly(db),
@@ -109,7 +74,7 @@ def backlog_bridge(tmp_path: Path, ack_hold_s: float) -> tuple[MqttBridge, _Clie
         ack_hold_s=ack_hold_s,
     )
     bridge.bind(put_command=lambda _c: None, mark_delivered=marks)
-    client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+    client.connected()
     bridge.restart()  # starts the publisher thread
     wait_until(lambda: len(client.events) == WINDOW, "the window was not filled")
     # The step that filled it has ended: the publisher now waits for a batch of PUBACKs.
@@ -161,7 +126,7 @@ def test_a_disconnect_records_acks_that_wait_for_a_batch(tmp_path: Path) -> None
     try:
         for mid in client.events[:3]:
             client.ack(mid)
-        client.on_disconnect(client, None, None, ReasonCode(PacketTypes.DISCONNECT), None)
+        client.dropped()
         assert marks.wait_for(3) == [1, 2, 3]
     finally:
         bridge.close()

@@ -6,33 +6,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
 from dermaguard.store import Store, open_readonly
+from support.fake_paho import FakeClient
 
 CLASH = "another client is probably connected with the same client id"
-
-
-class _Client:
-    """Just enough of a paho client for the bridge's connection callbacks."""
-
-    def __init__(self) -> None:
-        self.on_connect: Any = None
-        self.on_disconnect: Any = None
-
-    def subscribe(self, *_a: object, **_k: object) -> tuple[int, int]:
-        return (0, 1)
-
-    def publish(self, *_a: object, **_k: object) -> SimpleNamespace:
-        return SimpleNamespace(rc=0, mid=1)
 
 
 class _Clock:
@@ -43,10 +26,10 @@ class _Clock:
         return self.t
 
 
-def bridge(tmp_path: Path) -> tuple[MqttBridge, _Client, _Clock]:
+def bridge(tmp_path: Path) -> tuple[MqttBridge, FakeClient, _Clock]:
     db = tmp_path / "dg.db"
     Store.open(db, "dev").close()
-    client, clock = _Client(), _Clock()
+    client, clock = FakeClient(), _Clock()
     b = MqttBridge(
         MqttSettings("broker.lan", 1883, "5", "dermaguard-dev", 30, Topics("dev"), discovery=False),
         open_events=lambda: open_readonly(db),
@@ -58,11 +41,10 @@ def bridge(tmp_path: Path) -> tuple[MqttBridge, _Client, _Clock]:
     return b, client, clock
 
 
-def connection(client: _Client, clock: _Clock, lasting_s: float) -> None:
-    client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+def connection(client: FakeClient, clock: _Clock, lasting_s: float) -> None:
+    client.connected()
     clock.t += lasting_s
-    dropped = ReasonCode(PacketTypes.DISCONNECT, "Unspecified error")
-    client.on_disconnect(client, None, None, dropped)
+    client.dropped()
     clock.t += 1.0  # the reconnect back-off
 
 

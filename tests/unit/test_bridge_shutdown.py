@@ -10,36 +10,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
-
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.reasoncodes import ReasonCode
 
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.settings import MqttSettings
 from dermaguard.mqtt.topics import Topics
 from dermaguard.store import Store, open_readonly
-
-
-class _Client:
-    """Just enough of a paho client for :class:`MqttBridge`; nothing is ever acknowledged."""
-
-    def __init__(self) -> None:
-        self.mid = 0
-        self.on_connect: Any = None
-
-    def connect_async(self, *_a: object, **_k: object) -> None: ...
-    def loop_start(self) -> None: ...
-    def loop_stop(self) -> None: ...
-    def disconnect(self) -> None: ...
-
-    def subscribe(self, *_a: object, **_k: object) -> tuple[int, int]:
-        return (0, 1)
-
-    def publish(self, *_a: object, **_k: object) -> SimpleNamespace:
-        self.mid += 1
-        return SimpleNamespace(rc=0, mid=self.mid, wait_for_publish=lambda _t: None)
+from support.fake_paho import FakeClient
 
 
 def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
@@ -47,7 +24,7 @@ def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
     died, or was never started)."""
     db = tmp_path / "dg.db"
     Store.open(db, "dev").close()
-    client = _Client()
+    client = FakeClient()
     bridge = MqttBridge(
         MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False),
         open_events=lambda: open_readonly(db),
@@ -56,7 +33,7 @@ def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
         client=client,  # type: ignore[arg-type]
         **kwargs,
     )
-    client.on_connect(client, None, None, ReasonCode(PacketTypes.CONNACK, identifier=0))
+    client.connected()
     return bridge
 
 
