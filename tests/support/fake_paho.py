@@ -6,11 +6,22 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+
+from dermaguard.mqtt.bridge import MqttBridge
+from dermaguard.mqtt.settings import MqttSettings
+from dermaguard.mqtt.topics import Topics
+from dermaguard.store import open_readonly
+
+#: Settings for a bridge on a fake client: nothing ever connects to this address.
+SETTINGS = MqttSettings(
+    "broker.lan", 1883, "5", "dermaguard-dev", 30, Topics("dev"), discovery=False
+)
 
 
 class FakeClient:
@@ -57,3 +68,15 @@ class FakeClient:
 
     def ack(self, mid: int) -> None:
         self.on_publish(self, None, mid, ReasonCode(PacketTypes.PUBACK, identifier=0), None)
+
+
+def fake_bridge(db: Path, client: FakeClient, **kwargs: Any) -> MqttBridge:
+    """A bridge on ``client`` over the history in ``db`` (``kwargs``: the bridge's own)."""
+    return MqttBridge(
+        SETTINGS,
+        open_events=lambda: open_readonly(db),
+        device_name="d",
+        sw_version="0",
+        client=client,  # type: ignore[arg-type]
+        **kwargs,
+    )

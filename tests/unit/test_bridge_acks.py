@@ -16,10 +16,8 @@ from pathlib import Path
 from dermaguard.core.events import Event
 from dermaguard.mqtt.bridge import MqttBridge
 from dermaguard.mqtt.outbox import WINDOW
-from dermaguard.mqtt.settings import MqttSettings
-from dermaguard.mqtt.topics import Topics
-from dermaguard.store import Store, open_readonly
-from support.fake_paho import FakeClient
+from dermaguard.store import Store
+from support.fake_paho import FakeClient, fake_bridge
 
 BACKLOG = WINDOW + 100
 BOUND_S = 10.0  # a bound against a hang, not a measure of speed
@@ -65,14 +63,7 @@ def backlog_bridge(tmp_path: Path, ack_hold_s: float) -> tuple[MqttBridge, FakeC
         store.append_event(Event("tare", float(i), {"offset": i}), 1_764_000_000.0 + i)
     store.close()
     client, marks = FakeClient(), _Marks()
-    bridge = MqttBridge(
-        MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False),
-        open_events=lambda: open_readonly(db),
-        device_name="d",
-        sw_version="0",
-        client=client,  # type: ignore[arg-type]
-        ack_hold_s=ack_hold_s,
-    )
+    bridge = fake_bridge(db, client, ack_hold_s=ack_hold_s)
     bridge.bind(put_command=lambda _c: None, mark_delivered=marks)
     client.connected()
     bridge.restart()  # starts the publisher thread

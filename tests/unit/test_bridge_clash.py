@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from dermaguard.mqtt.bridge import MqttBridge
-from dermaguard.mqtt.settings import MqttSettings
-from dermaguard.mqtt.topics import Topics
-from dermaguard.store import Store, open_readonly
-from support.fake_paho import FakeClient
+from dermaguard.store import Store
+from support.fake_paho import FakeClient, fake_bridge
 
 CLASH = "another client is probably connected with the same client id"
 
@@ -30,14 +28,7 @@ def bridge(tmp_path: Path) -> tuple[MqttBridge, FakeClient, _Clock]:
     db = tmp_path / "dg.db"
     Store.open(db, "dev").close()
     client, clock = FakeClient(), _Clock()
-    b = MqttBridge(
-        MqttSettings("broker.lan", 1883, "5", "dermaguard-dev", 30, Topics("dev"), discovery=False),
-        open_events=lambda: open_readonly(db),
-        device_name="d",
-        sw_version="0",
-        client=client,  # type: ignore[arg-type]
-        real_monotonic=clock,
-    )
+    b = fake_bridge(db, client, real_monotonic=clock)
     return b, client, clock
 
 

@@ -13,10 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from dermaguard.mqtt.bridge import MqttBridge
-from dermaguard.mqtt.settings import MqttSettings
-from dermaguard.mqtt.topics import Topics
-from dermaguard.store import Store, open_readonly
-from support.fake_paho import FakeClient
+from dermaguard.store import Store
+from support.fake_paho import FakeClient, fake_bridge
 
 
 def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
@@ -25,14 +23,7 @@ def connected_bridge(tmp_path: Path, **kwargs: Any) -> MqttBridge:
     db = tmp_path / "dg.db"
     Store.open(db, "dev").close()
     client = FakeClient()
-    bridge = MqttBridge(
-        MqttSettings("x", 1, "5", "c", 30, Topics("dev"), discovery=False),
-        open_events=lambda: open_readonly(db),
-        device_name="d",
-        sw_version="0",
-        client=client,  # type: ignore[arg-type]
-        **kwargs,
-    )
+    bridge = fake_bridge(db, client, **kwargs)
     client.connected()
     return bridge
 
