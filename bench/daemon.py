@@ -243,6 +243,9 @@ class Run:
     #: answered at once.
     conversions_per_s: float | None = None
     fast_share: float | None = None
+    #: CPU (µs) the frames bus spent per conversion inside the reading thread: the emulator's
+    #: work still inside the daemon's figure.
+    bus_us_per_conversion: float | None = None
     #: The daemon's own threads' CPU, as fractions of one core, by thread (paho's by its role).
     threads: dict[str, float] = field(default_factory=dict)
 
@@ -309,6 +312,8 @@ def run_once(
             transfers = map1["transfers"] - map0["transfers"]
             fast = map1["fast_transfers"] - map0["fast_transfers"]
             run.fast_share = fast / transfers if transfers else None
+            bus_ns = map1.get("bus_cpu_ns", 0) - map0.get("bus_cpu_ns", 0)
+            run.bus_us_per_conversion = bus_ns / 1e3 / reads if reads else None
             print(f"# live force messages during the window: {(msgs1 - msgs0) / (w1 - w0):.1f}/s")
         run.peak_rss_mb = peak_rss_mb(proc.pid)
     finally:
@@ -479,6 +484,9 @@ def bench_variant(
             + ", ".join(f"{name} {cpu / rate * 1e6:.0f}" for name, cpu in shares)
         )
         line(f"{counted}_daemon_cpu_us_per_conversion", framed.daemon_cpu_us_per_conversion(), "us")
+        # What the frames bus itself took inside the sampler thread: the emulator's share left
+        # in the figure above (a spidev ioctl on a Pi instead).
+        line(f"{counted}_frames_bus_cpu_us_per_conversion", framed.bus_us_per_conversion or 0, "us")
     else:
         model = 0.0  # bit-banged, the emulated pins run inside the sampler: not separable
     # The scenario player and the chip's threads are the emulator's, not the daemon's; with

@@ -6,7 +6,8 @@ kernel, so the map (native thread id -> Python name) is rewritten every half sec
 named by ``DG_THREAD_MAP``, as JSON: ``threads`` (the map), ``at`` (``time.monotonic()`` when
 written, the same clock in every process), and what the simulated hardware counted by then:
 ``conversions_read`` (reads the emulated chip clocked out), ``transfers`` and
-``fast_transfers`` (SPI transfers, and of those the ones a frames bus answered at once). The
+``fast_transfers`` (SPI transfers, and of those the ones a frames bus answered at once), and
+``bus_cpu_ns`` (the CPU a frames bus spent answering, inside the reading thread). The
 hardware is found by noting every ``SimHardware`` the daemon builds.
 """
 
@@ -29,12 +30,13 @@ BUILT: list[SimHardware] = []
 
 
 def _counts() -> dict[str, int]:
-    out = {"conversions_read": 0, "transfers": 0, "fast_transfers": 0}
+    out = {"conversions_read": 0, "transfers": 0, "fast_transfers": 0, "bus_cpu_ns": 0}
     for sim in list(BUILT):
         out["conversions_read"] += sim.chip.reads_completed
         if sim.bus is not None:
             out["transfers"] += sim.bus.transfers
             out["fast_transfers"] += getattr(sim.bus, "fast_transfers", 0)
+            out["bus_cpu_ns"] += getattr(sim.bus, "cpu_ns", 0)
     return out
 
 

@@ -46,6 +46,7 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                     "daemon_cpu_us_per_conversion",
                     "transfers_per_conversion",
                     "wakeups_per_second",
+                    "frames_bus_cpu_us_per_conversion",
                 )
             ),
             "host_sleep_wake_cpu_us",

@@ -263,11 +263,21 @@ class FrameSpiBus(SimSpiBus):
         super().__init__(chip, **bus)
         #: Transfers answered at once (the rest were clocked bit by bit).
         self.fast_transfers = 0
+        #: CPU time the calling threads spent inside :meth:`transfer` (ns): the model's own
+        #: cost, which a benchmark of the daemon's CPU states beside its figure.
+        self.cpu_ns = 0
         self._word: int | None = None
         self._reply: list[int] = []
 
     def transfer(self, data: Sequence[int]) -> list[int]:
         """As :meth:`SimSpiBus.transfer`; a poll or a plain read costs a lookup."""
+        t0 = time.thread_time_ns()
+        try:
+            return self._transfer(data)
+        finally:
+            self.cpu_ns += time.thread_time_ns() - t0
+
+    def _transfer(self, data: Sequence[int]) -> list[int]:
         n = len(data)
         plain_bus = (
             not self._closed
