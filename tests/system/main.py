@@ -3,8 +3,10 @@
 Builds or reuses the image (image.py), provisions it with ``firmware/provision.sh --offline``
 from the checkout, runs the real units on emulated hardware (seam.py), then does what a user
 and the world do to the device: restarts, a hung and a crashed daemon, the dashboard from
-outside, the CLI as a user, power cuts at random moments. Prints one ``name: value`` line per
-figure and exits non-zero when a check fails. ``tests/system/run --help`` for the options.
+outside, the CLI as a user, power cuts at random moments. ``--disk-cache volatile`` serves the
+root disk through a write-back cache that a cut empties (nbd_cache.py), as a card's volatile
+cache loses what the guest never flushed. Prints one ``name: value`` line per figure and exits
+non-zero when a check fails. ``tests/system/run --help`` for the options.
 """
 
 from __future__ import annotations
