@@ -655,9 +655,10 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
         dropped = ""
         if cache is not None and len(cache.cuts) > cuts_before + n:
             c = cache.cuts[-1]
-            dropped = (
-                f"; the disk's cache dropped {c.writes_dropped} writes ({c.bytes_dropped} bytes, "
-                f"{c.blocks_dropped} blocks{f', {c.blocks_kept} kept' if c.blocks_kept else ''})"
+            dropped = (  # (torn: a write whose blocks were partly kept counts as dropped)
+                f"; the disk's cache dropped {c.writes_dropped} unflushed writes "
+                f"({c.bytes_dropped} bytes): {c.blocks_dropped} blocks lost"
+                + (f", {c.blocks_kept} blocks kept" if c.blocks_kept else "")
             )
         print(
             f"  cut {n + 1}/{cuts}: during {what}, {len(ledger.received)} events received so far"
