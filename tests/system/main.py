@@ -3,8 +3,10 @@
 Builds or reuses the image (image.py), provisions it with ``firmware/provision.sh --offline``
 from the checkout, runs the real units on emulated hardware (seam.py), then does what a user
 and the world do to the device: restarts, a hung and a crashed daemon, the dashboard from
-outside, the CLI as a user, power cuts at random moments. Prints one ``name: value`` line per
-figure and exits non-zero when a check fails. ``tests/system/run --help`` for the options.
+outside, the CLI as a user, power cuts at random moments. ``--disk-cache volatile`` serves the
+root disk through a write-back cache that a cut empties (nbd_cache.py), as a card's volatile
+cache loses what the guest never flushed. Prints one ``name: value`` line per figure and exits
+non-zero when a check fails. ``tests/system/run --help`` for the options.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import image as image_mod  # noqa: E402
 import image_arm64  # noqa: E402
 import seam  # noqa: E402
 from mqtt_watch import Received, Watcher  # noqa: E402
+from nbd_cache import NbdServer, WriteBackDisk  # noqa: E402
 from vm import Guest, GuestError  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -631,6 +634,8 @@ _ALL_TYPES = {
 def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
     rng = random.Random(seed)
     ledger = Ledger()
+    cache = guest.disk_cache
+    cuts_before = len(cache.cuts) if cache is not None else 0
     calibration = guest_check(guest).get("calibration")
     res.check(calibration is not None, "the calibration file exists before the cuts")
     use_scenario(guest, "rolling")
@@ -647,8 +652,17 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
         finally:
             watcher.stop()
             ledger.received += watcher.snapshot()
+        dropped = ""
+        if cache is not None and len(cache.cuts) > cuts_before + n:
+            c = cache.cuts[-1]
+            dropped = (  # (torn: a write whose blocks were partly kept counts as dropped)
+                f"; the disk's cache dropped {c.writes_dropped} unflushed writes "
+                f"({c.bytes_dropped} bytes): {c.blocks_dropped} blocks lost"
+                + (f", {c.blocks_kept} blocks kept" if c.blocks_kept else "")
+            )
         print(
-            f"  cut {n + 1}/{cuts}: during {what}, {len(ledger.received)} events received so far",
+            f"  cut {n + 1}/{cuts}: during {what}, {len(ledger.received)} events received so far"
+            + dropped,
             flush=True,
         )
         watcher = Watcher(guest.ports["mqtt"], guest.boots + 1)
@@ -663,6 +677,15 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
     res.figure("integrity_errors", ledger.integrity_errors)
     res.figure("interrupted_left_open", ledger.not_closed)
     res.figure("calibration_changed", ledger.calibration_changed)
+    if cache is not None:
+        done = cache.cuts[cuts_before:]
+        res.figure("disk_cuts", len(done))
+        res.figure("disk_writes_dropped", sum(c.writes_dropped for c in done))
+        res.figure("disk_bytes_dropped", sum(c.bytes_dropped for c in done))
+        res.figure("disk_blocks_dropped", sum(c.blocks_dropped for c in done))
+        res.figure("disk_blocks_kept", sum(c.blocks_kept for c in done))
+        res.figure("disk_flushes", cache.disk.flushes)
+        res.check(not cache.errors, f"the NBD layer saw no protocol errors {cache.errors}")
     for name in (
         "acked_events_lost",
         "seq_reused",
@@ -741,6 +764,21 @@ def no_rtc(guest: Guest, res: Results) -> None:
 
 # -- the run ----------------------------------------------------------------------------------
 
+#: ``--disk-cache``: what a power cut does to the writes the guest had not flushed.
+DISK_MODELS = {
+    "host": "host-cache",  # the raw file, cache=none: every write QEMU passed on survives
+    "volatile": "volatile-write-back",  # nbd_cache.py: a cut drops all of them
+    "torn": "volatile-write-back-torn",  # nbd_cache.py: a cut keeps a seeded half of the blocks
+}
+
+
+def disk_cache(args: argparse.Namespace, disk: Path, workdir: Path) -> NbdServer | None:
+    """The root disk's volatile write-back cache, served over NBD for the whole run."""
+    if args.disk_cache == "host":
+        return None
+    keep = 0.5 if args.disk_cache == "torn" else 0.0
+    return NbdServer(WriteBackDisk(disk, keep=keep, seed=args.seed), workdir / "nbd.sock")
+
 
 def run(args: argparse.Namespace) -> int:
     res = Results()
@@ -763,6 +801,8 @@ def run(args: argparse.Namespace) -> int:
         guest = Guest(img.kernel(), img.initrd(), disk, payload, workdir, arch=args.arch)
         guest.accel = choose_accel(guest, args.accel)
         res.figure("accel", guest.accel)
+        guest.disk_cache = disk_cache(args, disk, workdir)
+        res.figure("disk_model", DISK_MODELS[args.disk_cache])
         if upgrade:
             step("1-2. boot the image provisioned by an earlier run (cached), upgrade it")
             launched = boot(guest, res)
@@ -805,6 +845,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if guest is not None:
             guest.shutdown()
+            if guest.disk_cache is not None:
+                guest.disk_cache.close()
+                guest.disk_cache.disk.close()
     res.figure("total_s", round(time.monotonic() - t0, 1))
     if res.failures:
         print(f"FAILED: {len(res.failures)} check(s); serial logs in {workdir}", flush=True)
@@ -831,7 +874,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action=argparse.BooleanOptionalAction,
         help="step 5, no real-time clock (default: on, off with --quick)",
     )
-    p.add_argument("--seed", type=int, default=int(time.time()), help="for the cut moments")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=int(time.time()),
+        help="for the cut moments (and, with --disk-cache torn, the blocks a cut keeps)",
+    )
     p.add_argument(
         "--arch",
         choices=["amd64", "arm64"],
@@ -840,6 +888,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "host, with an image of its own (tests/system/image_arm64.py)",
     )
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto")
+    p.add_argument(
+        "--disk-cache",
+        choices=list(DISK_MODELS),
+        default="host",
+        help="what a power cut does to the root disk's writes: host (a raw file, cache=none: "
+        "every write QEMU passed on survives), volatile (an NBD server with a write-back cache, "
+        "tests/system/nbd_cache.py: a cut drops every write not flushed), torn (the same, but a "
+        "cut keeps a random half of the dirty 4 KiB blocks, drawn from --seed)",
+    )
     p.add_argument("--workdir", default=os.environ.get("TMPDIR", "/var/tmp"))
     p.add_argument("--keep", action="store_true", help="keep the disks and serial logs")
     args = p.parse_args(argv)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nbd_cache import NbdServer
+
 KERNEL_TIMEOUT_S = 20.0
 
 
@@ -72,6 +74,9 @@ class Guest:
     append_extra: str = ""
     quiet: bool = True
     rtc_base: str | None = None
+    #: The root disk behind a volatile write-back cache (nbd_cache.py); None: the raw file,
+    #: where every write QEMU passed on survives a cut.
+    disk_cache: NbdServer | None = None
     ports: dict[str, int] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     sock: socket.socket | None = None
@@ -99,6 +104,11 @@ class Guest:
         append = (
             f"root=/dev/vda rw console={machine.console},115200 {quiet} panic=5 {self.append_extra}"
         )
+        root = (
+            f"file={self.disk},format=raw,if=virtio,cache=none,aio=threads"
+            if self.disk_cache is None
+            else f"file={self.disk_cache.uri},format=raw,if=virtio,cache=none"
+        )
         cmd = [
             machine.qemu,
             "-machine", f"{machine.machine},accel={self.accel}",
@@ -109,7 +119,7 @@ class Guest:
             "-kernel", str(self.kernel),
             "-initrd", str(self.initrd),
             "-append", append,
-            "-drive", f"file={self.disk},format=raw,if=virtio,cache=none,aio=threads",
+            "-drive", root,
             "-drive", f"file={self.payload},format=raw,if=virtio,readonly=on",
             "-netdev", f"user,id=n0,restrict=on,{fwd}",
             "-device", "virtio-net-pci,netdev=n0",
@@ -148,10 +158,13 @@ class Guest:
         return False
 
     def cut_power(self) -> None:
-        """SIGKILL QEMU: the guest's page cache and every write QEMU had not issued are gone."""
+        """SIGKILL QEMU: the guest's page cache and every write QEMU had not issued are gone;
+        with ``disk_cache``, so is every write the guest had not flushed."""
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+            if self.disk_cache is not None:
+                self.disk_cache.cut()
         self._close_socket()
 
     def shutdown(self) -> None:
