@@ -202,8 +202,13 @@ def _fetch_debs(root: Path, dest: Path) -> None:
 
 def _fetch_wheels(dest: Path) -> None:
     """Binary wheels for the guest's Python and platform, whatever the host runs."""
-    platforms = [f"--platform={p}" for p in RECIPE["platforms"]]  # type: ignore[attr-defined]
-    py = str(RECIPE["python"])
+    pip_download(dest, project_requirements(), RECIPE)
+
+
+def pip_download(dest: Path, requirements: list[str], recipe: dict[str, object]) -> None:
+    """Binary wheels of ``requirements`` for the Python and platforms of ``recipe``."""
+    platforms = [f"--platform={p}" for p in recipe["platforms"]]  # type: ignore[attr-defined]
+    py = str(recipe["python"])
     _run(
         [
             sys.executable,
@@ -218,13 +223,26 @@ def _fetch_wheels(dest: Path) -> None:
             "--implementation=cp",
             f"--abi=cp{py.replace('.', '')}",
             *platforms,
-            *project_requirements(),
+            *requirements,
         ],
         stderr=subprocess.DEVNULL,
     )
 
 
 def _finish_rootfs(root: Path) -> None:
+    write_guest_files(root)
+    initramfs = root / "etc" / "initramfs-tools"
+    (initramfs / "conf.d" / "dermaguard-test.conf").write_text(INITRAMFS_CONF)
+    with (initramfs / "modules").open("a") as modules:
+        modules.write(INITRAMFS_MODULES)
+    _chroot(root, "update-initramfs -u -k all >/dev/null 2>&1")
+    # No first-boot questions, and root has no password (the serial console is the test's own).
+    _chroot(root, "passwd -d root >/dev/null; systemd-machine-id-setup >/dev/null 2>&1 || true")
+
+
+def write_guest_files(root: Path) -> None:
+    """The test's own files in a root tree (name, fstab, network, the guest agent's unit),
+    written from the host: both architectures' images share them."""
     (root / "etc" / "hostname").write_text("dermaguard-test\n")
     (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 dermaguard-test\n")
     (root / "etc" / "fstab").write_text(FSTAB)
@@ -249,13 +267,6 @@ def _finish_rootfs(root: Path) -> None:
         ],
         stderr=subprocess.DEVNULL,
     )
-    initramfs = root / "etc" / "initramfs-tools"
-    (initramfs / "conf.d" / "dermaguard-test.conf").write_text(INITRAMFS_CONF)
-    with (initramfs / "modules").open("a") as modules:
-        modules.write(INITRAMFS_MODULES)
-    _chroot(root, "update-initramfs -u -k all >/dev/null 2>&1")
-    # No first-boot questions, and root has no password (the serial console is the test's own).
-    _chroot(root, "passwd -d root >/dev/null; systemd-machine-id-setup >/dev/null 2>&1 || true")
 
 
 def make_disks(image: Image, workdir: Path, payload: Path) -> tuple[Path, Path]:

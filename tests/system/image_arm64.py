@@ -143,6 +143,7 @@ def recipe_hash() -> str:
     for text in (*texts, (HERE / "guest_agent.py").read_text()):
         digest.update(text.encode())
     digest.update((HERE / "image_arm64.py").read_bytes())
+    digest.update((HERE / "image.py").read_bytes())  # the parts of the build it shares
     return digest.hexdigest()[:16]
 
 
@@ -372,33 +373,10 @@ def _fetch_debs(root: Path, dest: Path, work: Path) -> None:
     shutil.rmtree(work)
 
 
-def _pip_download(dest: Path, requirements: list[str]) -> None:
-    platforms = [f"--platform={p}" for p in RECIPE["platforms"]]  # type: ignore[attr-defined]
-    py = str(RECIPE["python"])
-    image_mod._run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "--quiet",
-            "--dest",
-            str(dest),
-            "--only-binary=:all:",
-            f"--python-version={py}",
-            "--implementation=cp",
-            f"--abi=cp{py.replace('.', '')}",
-            *platforms,
-            *requirements,
-        ],
-        stderr=subprocess.DEVNULL,
-    )
-
-
 def _fetch_wheels(dest: Path, lgpio: Path) -> None:
     """The wheelhouse for the guest's Python on aarch64, and lgpio's wheel on its own."""
-    _pip_download(dest, image_mod.project_requirements())
-    _pip_download(lgpio, ["--no-deps", str(RECIPE["lgpio_wheel"])])
+    image_mod.pip_download(dest, image_mod.project_requirements(), RECIPE)
+    image_mod.pip_download(lgpio, ["--no-deps", str(RECIPE["lgpio_wheel"])], RECIPE)
 
 
 def _finish_rootfs(root: Path) -> None:
@@ -407,28 +385,7 @@ def _finish_rootfs(root: Path) -> None:
     # debootstrap copied the host's: a name server the guest has no route to makes every
     # lookup wait for its timeout (image.py's image has none: lookups fail at once)
     (root / "etc" / "resolv.conf").unlink(missing_ok=True)
-    (root / "etc" / "hostname").write_text("dermaguard-test\n")
-    (root / "etc" / "hosts").write_text("127.0.0.1 localhost\n127.0.1.1 dermaguard-test\n")
-    (root / "etc" / "fstab").write_text(FSTAB)
-    net = root / "etc" / "systemd" / "network" / "20-wired.network"
-    net.parent.mkdir(parents=True, exist_ok=True)
-    net.write_text(NETWORK)
-    (root / "boot" / "firmware").mkdir(parents=True, exist_ok=True)
-    agent = root / "usr" / "local" / "lib" / "dermaguard-test" / "guest_agent.py"
-    agent.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy(HERE / "guest_agent.py", agent)
-    unit = root / "etc" / "systemd" / "system" / "dermaguard-test-agent.service"
-    unit.write_text(AGENT_UNIT)
-    image_mod._run(
-        [
-            "systemctl",
-            f"--root={root}",
-            "enable",
-            "dermaguard-test-agent.service",
-            "systemd-networkd.service",
-        ],
-        stderr=subprocess.DEVNULL,
-    )
+    image_mod.write_guest_files(root)
     # No first-boot questions, and root has no password (the serial console is the test's own).
     shadow = root / "etc" / "shadow"
     lines = shadow.read_text().splitlines()
