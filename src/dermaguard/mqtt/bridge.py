@@ -100,9 +100,10 @@ class MqttBridge:
         self._ack_batch = 1
         self._acks_since = 0.0
         self._ack_hold_s = ack_hold_s
-        # Network thread only: when the connection came (real time), how many in a row the
-        # broker dropped soon after, and whether the likely reason was said.
+        # Real time, whatever clock the rest runs on: ack batching and connection lengths.
         self._real_monotonic = real_monotonic
+        # Network thread only: when the connection came, how many in a row the broker dropped
+        # soon after, and whether the likely reason was said.
         self._connected_since: float | None = None
         self._short_connections = 0
         self._clash_said = False
@@ -322,7 +323,7 @@ class MqttBridge:
         ok = not rc.is_failure
         with self._cond:
             if not self._acks:
-                self._acks_since = time.monotonic()
+                self._acks_since = self._real_monotonic()
             self._acks.append((mid, ok, "" if ok else str(rc)))
             if len(self._acks) >= self._ack_batch:
                 self._cond.notify()
@@ -452,7 +453,7 @@ class MqttBridge:
         return (
             len(self._acks) >= self._ack_batch
             or not self._connected
-            or time.monotonic() - self._acks_since >= self._ack_hold_s
+            or self._real_monotonic() - self._acks_since >= self._ack_hold_s
         )
 
     def _has_work(self, outbox: Outbox) -> bool:
@@ -474,7 +475,7 @@ class MqttBridge:
     def _wait_s(self, outbox: Outbox) -> float:
         waits = [IDLE_WAKE_S]
         if self._acks:
-            waits.append(self._acks_since + self._ack_hold_s - time.monotonic())
+            waits.append(self._acks_since + self._ack_hold_s - self._real_monotonic())
         if self._publish_retry_at > self._monotonic():
             waits.append(self._publish_retry_at - self._monotonic())
         retry = outbox.next_retry_in()
