@@ -10,14 +10,17 @@ A failure lists each failing seed with the one-line command that replays it.
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
-from harness.catalogue import INPROC_KINDS, KINDS, PROC_KINDS, make_schedule
-from harness.inproc import RunResult
+from harness.catalogue import INPROC_KINDS, KINDS, PROC_KINDS, Fault, Schedule, make_schedule
+from harness.inproc import RunResult, run_schedule
 from harness.invariants import check, completed_means_uv, uv_interlocks
 from harness.record import Applied, PinChange, Recording
-from harness.runner import describe, run_drawn
+from harness.runner import describe, harness, run_drawn
+from pytest_mock import MockerFixture
 
+import dermaguard.daemon.run as run_module
 from dermaguard.config.load import default_config
 from dermaguard.core.events import Event, EventType
 
@@ -95,11 +98,41 @@ def test_fault_schedules_break_no_invariant() -> None:
 #: Schedules that once broke an invariant, kept as regressions (docs/RELIABILITY.md): 453, an
 #: engine stall in an over-pressure episode pinned high (the queued fault ended the alarm);
 #: 587, an engine stall then the sampler's death (STOPPING=1 ended the watchdog before the
-#: stalled engine was down, so nothing bounded the silent stretch).
-REGRESSION_SEEDS = (453, 587)
+#: stalled engine was down, so nothing bounded the silent stretch); 80075, an engine stall
+#: ended by the engine's own death (STOPPING=1 came at once, then the exit waited 2 s for the
+#: emulated chip's lockstep read, and nothing bounded the silent stretch).
+REGRESSION_SEEDS = (453, 587, 80075)
 
 
 def test_the_schedules_that_once_broke_the_over_pressure_alarm_hold_it_now() -> None:
     tally = run_drawn([(seed, KINDS) for seed in REGRESSION_SEEDS])
     failing = tally.failing()
     assert not failing, "\n".join(describe(o) for o in failing)
+
+
+def test_a_daemon_whose_engine_failed_says_stopping_only_as_it_exits(
+    mocker: MockerFixture,
+) -> None:
+    """After an internal error no alarm can sound until systemd restarts the daemon: no
+    WATCHDOG=1 from the failure on, the outbox not drained (it replays after the restart), and
+    STOPPING=1 only once MQTT and the history are closed, so the watchdog still bounds a
+    shutdown that hangs."""
+    closed: list[tuple[bool, float]] = []
+    real_close = run_module.close_mqtt
+
+    def close_mqtt(bridge: object, sink: object, *, drain: bool = True) -> None:
+        real_close(bridge, sink, drain=drain)  # type: ignore[arg-type]
+        closed.append((drain, time.perf_counter()))
+
+    mocker.patch.object(run_module, "close_mqtt", close_mqtt)
+    schedule = Schedule(1, (Fault("exc_engine", 7.0),), ((2.9, 3.0), (4.2, 3.0)), False, 6.0)
+    with harness() as (base, watchdog, broker):
+        r = run_schedule(schedule, base, broker, watchdog)
+    assert r.exit_code == 70 and r.failed_real is not None and r.exited is not None
+    rec = r.recording
+    assert rec.pings and rec.pings[0] < r.failed_real  # it was fed while it worked
+    assert [p for p in rec.pings if p > r.failed_real] == []
+    assert len(closed) == 1
+    drained, mqtt_closed = closed[0]
+    assert drained is False
+    assert len(rec.stopping) == 1 and mqtt_closed < rec.stopping[0] <= r.exited

@@ -293,6 +293,52 @@ def test_watchdog_only_while_samples_grow() -> None:
     assert hb.tick(t + 5.0) == ["WATCHDOG=1"]
 
 
+def test_no_watchdog_once_the_alarm_path_has_failed_though_the_sampler_still_turns(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After an internal error the sampler may run for a moment more: that is no life."""
+    s = Sampler()
+    down: list[str] = []
+    notifier = Notifier("@dermaguard-unused", watchdog_interval_s=10.0)
+    hb = ServiceHeartbeat(
+        notifier,
+        s.samples,
+        s.status,
+        engine=s.engine,
+        failed=lambda: down[0] if down else None,
+        clock=lambda: 0.0,
+    )
+    assert hb.tick(0.0) == []
+    s.count += 1
+    assert hb.tick(1.0) == ["READY=1", "STATUS=sampling"]
+    s.count += 80
+    assert hb.tick(6.0) == ["WATCHDOG=1"]
+    down.append("the alarm path failed")
+    s.count += 80
+    assert hb.tick(11.0) == []
+    assert "not feeding the service watchdog: the alarm path failed" in caplog.text
+
+
+def test_halt_ends_the_watchdog_lines_without_stopping(
+    server: tuple[socket.socket, str],
+) -> None:
+    """After an internal error the watchdog must go on counting until the exit (then STOPPING=1)."""
+    sock, address = server
+    notifier = notifier_for(address, WATCHDOG_USEC="100000", WATCHDOG_PID=str(os.getpid()))
+    s = LiveSampler()
+    hb = ServiceHeartbeat(notifier, s.samples, s.status, engine=lambda: IDLE_ENGINE)
+    hb.start()
+    s.switch(live=True, text="sampling")
+    assert recv(sock) == b"READY=1\nSTATUS=sampling"
+    hb.halt("stopping after an internal error")
+    assert not hb.is_alive()
+    lines = pending(sock)
+    assert lines[-1] == b"STATUS=stopping after an internal error"
+    assert all(line == b"WATCHDOG=1" for line in lines[:-1])
+    hb.stop()
+    assert pending(sock) == [b"STOPPING=1"]
+
+
 def test_engine_verdict_keeps_up_only_when_recent_or_idle_and_below_the_bound() -> None:
     assert engine_verdict(IDLE_ENGINE, 100.0) == ""
     busy = EngineProgress(busy_since=100.0, queued=3, bound=160)

@@ -478,9 +478,10 @@ def open_mqtt(
     )
 
 
-def close_mqtt(bridge: MqttBridge, sink: StoreSink) -> None:
+def close_mqtt(bridge: MqttBridge, sink: StoreSink, *, drain: bool = True) -> None:
     """Shutdown: commit the last events (daemon_stopping), let the outbox deliver them for a
-    bounded time, then say offline. What is left is replayed at the next start.
+    bounded time (unless not ``drain``: a failed daemon's restart comes first), then say
+    offline. What is left is replayed at the next start.
 
     A writer or publisher thread that died and is still waiting out its restart back-off is
     started again first: the main loop that restarts it has ended, and the last events need it.
@@ -490,6 +491,6 @@ def close_mqtt(bridge: MqttBridge, sink: StoreSink) -> None:
     sink.flush(timeout=5.0)
     if not bridge.alive:
         bridge.restart()
-    if bridge.connected and not bridge.drain(MQTT_FLUSH_S):
+    if drain and bridge.connected and not bridge.drain(MQTT_FLUSH_S):
         log.warning("MQTT: not every event was delivered before exit; they go at the next start")
     bridge.close()

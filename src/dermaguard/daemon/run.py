@@ -306,6 +306,7 @@ def _run_locked(
                     lambda: runtime.sampler.cycles,
                     lambda: service_status(status, bridge, runtime.inputs.summary()),
                     engine=runtime.inputs.progress,
+                    failed=lambda: None if runtime.failed is None else "the alarm path failed",
                 )
                 heartbeat.start()
             if hw.sim is not None:
@@ -317,17 +318,20 @@ def _run_locked(
                 clock_watch.poll()
                 stop.wait(0.1)
             # STOPPING=1 ends systemd's watchdog. After a clean stop request, say it first: the
-            # alarm path closes the session in order. After an internal error, say it only once
-            # the alarm path's threads are down (UV is already off): a stalled engine then keeps
-            # starving the watchdog, so systemd's kill still bounds how long no alarm can sound.
-            if heartbeat is not None and runtime.failed is None:
+            # alarm path closes the session in order. After an internal error no alarm can
+            # sound until systemd restarts the daemon: WATCHDOG=1 ends, STOPPING=1 waits for
+            # the exit (in the finally below), so a shutdown that hangs is still killed, and
+            # the outbox is not drained (what is stored goes out after the restart).
+            failed = runtime.failed is not None
+            if heartbeat is not None and not failed:
                 heartbeat.stop("stopping: closing the session, writing history, sending events")
             runtime.stop()
-            if heartbeat is not None:
-                heartbeat.stop("stopping after an internal error: writing history, sending events")
+            failed = runtime.failed is not None
+            if heartbeat is not None and failed:
+                heartbeat.halt("stopping after an internal error: writing history")
             saver.close()
             if bridge is not None:
-                close_mqtt(bridge, sink)
+                close_mqtt(bridge, sink, drain=not failed)
                 bridge = None
         status.close()
         if runtime.failed is None and hw.sim is not None and scenario is not None:
@@ -350,13 +354,13 @@ def _run_locked(
         return 0
     finally:
         console.close()
-        if heartbeat is not None:
-            heartbeat.stop()
         if bridge is not None:
             bridge.close(timeout=0.5)
         if sink is not None and not sink.close(timeout=10.0):
             log.error("history: not everything could be written before exit")
         hw.close()
         install_pin_factory(None)  # open_hardware's choice ends with the devices on it
+        if heartbeat is not None:
+            heartbeat.stop()  # STOPPING=1 at the exit itself, if not said already
         if notifier is not None:
             notifier.close()

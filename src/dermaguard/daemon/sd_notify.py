@@ -206,9 +206,11 @@ class ServiceHeartbeat(threading.Thread):
         status: Callable[[], str],
         *,
         engine: Callable[[], EngineProgress],
+        failed: Callable[[], str | None] = lambda: None,
         interval_s: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``failed``: why the alarm path is down for good (an internal error), or None."""
         super().__init__(name="sd-notify", daemon=True)
         if interval_s is None:
             # Half the timeout: one late or missed check is survived, two in a row are not.
@@ -221,6 +223,7 @@ class ServiceHeartbeat(threading.Thread):
         self.ready_poll_s = min(READY_POLL_S, interval_s)
         self._samples = samples
         self._engine = engine
+        self._failed = failed
         self._status = status
         self._starving: str | None = None
         self._clock = clock
@@ -278,6 +281,9 @@ class ServiceHeartbeat(threading.Thread):
 
     def _why_not_alive(self, count: int | None, now: float) -> str:
         """``''`` when the alarm path made progress since the last check, else why not."""
+        down = self._failed()
+        if down:
+            return down  # the sampler may still turn for a moment: it counts for nothing now
         if count is None:
             return "the sampler's progress could not be read"
         if count <= self._last_count:
@@ -306,6 +312,16 @@ class ServiceHeartbeat(threading.Thread):
                 self.notifier.send(*lines)
             wait = self._due - self._clock()
             self._halt.wait(min(max(wait, 0.001), self.interval_s))
+
+    def halt(self, status: str | None = None, timeout: float = 1.0) -> None:
+        """End WATCHDOG=1 without STOPPING=1: systemd's watchdog goes on counting, so a
+        shutdown that hangs after an internal error is killed and restarted. ``stop`` still
+        says STOPPING=1 later."""
+        self._halt.set()
+        if self.is_alive() and self is not threading.current_thread():
+            self.join(timeout)
+        if status is not None:
+            self.notifier.status(status)
 
     def stop(self, status: str | None = None, timeout: float = 1.0) -> None:
         """End the thread, then say STOPPING=1 (once; safe from any thread, started or not)."""

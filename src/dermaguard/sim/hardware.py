@@ -37,6 +37,10 @@ SIM_MAX_CLOCK_HIGH_US = SIM_POWER_DOWN_NS / 1000 * 0.8
 #: Longest real wait for the driver's poll before a lockstep conversion: it does not poll
 #: while a reset chip settles, and the conversion goes ahead without the look then.
 LOOK_WAIT_REAL_S = 0.005
+#: Longest real wait for the driver to clock a lockstep conversion out (a stalled sampler),
+#: and how often that wait looks for a stop.
+READ_WAIT_REAL_S = 2.0
+STOP_POLL_S = 0.05
 
 
 class SimHardware:
@@ -201,11 +205,19 @@ class SimHardware:
                 self.on_step(t)
             if self.chip.convert():
                 # Lockstep: let the driver clock this conversion out before the next one.
-                self.chip.wait_read(2.0)
+                self._await_read(READ_WAIT_REAL_S)
                 if self._tail_s:
                     time.sleep(self._tail_s)
             k += 1
         self.finished.set()
+
+    def _await_read(self, limit_s: float) -> None:
+        """Wait for the driver to read the conversion, but not past a stop: a daemon whose
+        sampler has ended reads nothing, and its exit must not wait out ``limit_s``."""
+        deadline = time.perf_counter() + limit_s
+        while not self.chip.wait_read(min(STOP_POLL_S, max(deadline - time.perf_counter(), 0))):
+            if self._stop.is_set() or time.perf_counter() >= deadline:
+                return
 
     def _apply_faults(self, t: float) -> None:
         """Start and end the scenario's sensor faults at their times (each exactly once)."""

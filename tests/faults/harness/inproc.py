@@ -91,6 +91,8 @@ class RunResult:
     finished: bool = False
     landed: dict[str, int] = field(default_factory=dict)  # fault kind -> times it fired
     failed_at: float | None = None  # virtual time the runtime failed
+    failed_real: float | None = None  # real time (perf_counter) it said it failed
+    exited: float | None = None  # real time (perf_counter) run_daemon returned or raised
     stored_events: list[dict[str, Any]] | None = None
     db_error: str | None = None
     received: list[dict[str, Any]] = field(default_factory=list)
@@ -322,9 +324,12 @@ def patched(result: RunResult, player: Player) -> Iterator[None]:
             super().start()
 
         def _fail(self, exc: BaseException) -> None:
-            if result.failed_at is None:
+            first = result.failed_at is None
+            if first:
                 result.failed_at = self.clock.monotonic()
             super()._fail(exc)
+            if first:  # once the runtime says it failed, which the heartbeat reads
+                result.failed_real = time.perf_counter()
 
     def save(path: Path, cal: Calibration) -> None:
         if player.save_fault.is_set():
@@ -436,6 +441,7 @@ def run_once(
             else:
                 result.finished = True
         finally:
+            result.exited = time.perf_counter()
             watchdog.recording = None
             for k, v in saved.items():
                 if v is None:

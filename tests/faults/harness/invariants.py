@@ -169,6 +169,20 @@ def _watchdog_starved(r: RunResult, due: float, until: float) -> bool:
     return max((y - x for x, y in itertools.pairwise(marks)), default=0.0) >= WATCHDOG_S
 
 
+def _restarted_in_time(r: RunResult, due: float) -> bool:
+    """Would systemd have restarted the daemon within the watchdog timeout of its last
+    WATCHDOG=1 after ``due`` (a real time)? Either the watchdog expired (a stretch without
+    WATCHDOG=1 before STOPPING=1), or, once the alarm path failed, the process had exited by
+    then: a failed daemon that says STOPPING=1 and lingers holds systemd off for nothing."""
+    reads = r.recording.reads
+    if r.failed_at is None or r.exited is None:
+        return _watchdog_starved(r, due, reads[-1].real)
+    if _watchdog_starved(r, due, r.exited):
+        return True
+    last = max([due, *(p for p in r.recording.pings if p < r.exited)])
+    return r.exited - last < WATCHDOG_S
+
+
 def over_pressure_alarm(r: RunResult) -> list[Violation]:
     """Force ≥ the limit for 3 periods while the sensor reads ⇒ the alarm within 2 periods;
     the watchdog stops being fed while that cannot hold (the engine too far behind, or the
@@ -193,12 +207,12 @@ def over_pressure_alarm(r: RunResult) -> list[Violation]:
             continue
         deadline = rd.t + 2 * period + 1e-6
         if not _alarm_active(applied, rd.t, deadline):
-            if not _watchdog_starved(r, rd.real, reads[-1].real):
+            if not _restarted_in_time(r, rd.real):
                 out.append(
                     Violation(
                         "over_pressure_alarm",
                         f"{force:.1f} N for {run} periods to t={rd.t:.3f}, no over-pressure "
-                        "alarm, and the watchdog kept being fed",
+                        "alarm, and neither the watchdog nor the daemon's exit ended it in time",
                     )
                 )
                 return out  # one per run is enough
