@@ -40,6 +40,8 @@ from mqtt_watch import Received, Watcher  # noqa: E402
 from nbd_cache import NbdServer, WriteBackDisk  # noqa: E402
 from vm import Guest, GuestError  # noqa: E402
 
+from dermaguard.core.events import EventType  # noqa: E402
+
 REPO = HERE.parents[1]
 PAYLOAD = "/mnt/payload"
 # As README.md says to run the CLI next to the service: its state directory named.
@@ -641,12 +643,7 @@ def one_cut(guest: Guest, res: Results, watcher: Watcher, phase: str, rng: rando
     return what
 
 
-_ALL_TYPES = {
-    "daemon_started", "session_started", "session_ended", "over_pressure",
-    "over_pressure_cleared", "unsterile_use", "too_soon", "sterilization_started",
-    "sterilization_completed", "sterilization_aborted", "sensor_fault", "sensor_recovered",
-    "calibration_changed", "command_result",
-}  # fmt: skip
+_ALL_TYPES = {e.value for e in EventType}  # any event the daemon publishes
 
 
 def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
