@@ -324,9 +324,8 @@ def test_halt_ends_the_watchdog_lines_without_stopping(
 ) -> None:
     """After an internal error the watchdog must go on counting until the exit (then STOPPING=1)."""
     sock, address = server
-    notifier = notifier_for(address, WATCHDOG_USEC="100000", WATCHDOG_PID=str(os.getpid()))
     s = LiveSampler()
-    hb = ServiceHeartbeat(notifier, s.samples, s.status, engine=lambda: IDLE_ENGINE)
+    hb = live_heartbeat(address, s)
     hb.start()
     s.switch(live=True, text="sampling")
     assert recv(sock) == b"READY=1\nSTATUS=sampling"
@@ -488,14 +487,18 @@ class LiveSampler:
             assert self.changed.wait_for(lambda: self.reads >= target, RECV_TIMEOUT_S)
 
 
+def live_heartbeat(address: str, s: LiveSampler) -> ServiceHeartbeat:
+    """A heartbeat on ``s`` with WATCHDOG_USEC=100 ms (its interval is then 50 ms)."""
+    notifier = notifier_for(address, WATCHDOG_USEC="100000", WATCHDOG_PID=str(os.getpid()))
+    return ServiceHeartbeat(notifier, s.samples, s.status, engine=lambda: IDLE_ENGINE)
+
+
 def test_thread_sends_ready_watchdog_status_and_stopping(
     server: tuple[socket.socket, str],
 ) -> None:
     sock, address = server
-    # WATCHDOG_USEC=100 ms: the default interval is 50 ms.
-    notifier = notifier_for(address, WATCHDOG_USEC="100000", WATCHDOG_PID=str(os.getpid()))
     s = LiveSampler()
-    hb = ServiceHeartbeat(notifier, s.samples, s.status, engine=lambda: IDLE_ENGINE)
+    hb = live_heartbeat(address, s)
     assert hb.interval_s == pytest.approx(0.05)
     hb.start()
     try:
@@ -516,4 +519,4 @@ def test_thread_sends_ready_watchdog_status_and_stopping(
         hb.stop("bye")
     assert not hb.is_alive()
     assert pending(sock) == [b"STOPPING=1\nSTATUS=bye"]
-    notifier.close()
+    hb.notifier.close()
