@@ -319,6 +319,18 @@ def test_no_watchdog_once_the_alarm_path_has_failed_though_the_sampler_still_tur
     assert "not feeding the service watchdog: the alarm path failed" in caplog.text
 
 
+def test_a_daemon_that_failed_while_starting_is_never_ready() -> None:
+    s = Sampler()
+    notifier = Notifier("@dermaguard-unused", watchdog_interval_s=10.0)
+    hb = ServiceHeartbeat(
+        notifier, s.samples, s.status, engine=s.engine, failed=lambda: "the alarm path failed"
+    )
+    assert hb.tick(0.0) == []
+    s.count += 1
+    assert hb.tick(1.0) == []
+    assert not hb.is_ready
+
+
 def test_halt_ends_the_watchdog_lines_without_stopping(
     server: tuple[socket.socket, str],
 ) -> None:

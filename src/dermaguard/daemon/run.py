@@ -353,14 +353,18 @@ def _run_locked(
             return 1
         return 0
     finally:
-        console.close()
-        if bridge is not None:
-            bridge.close(timeout=0.5)
-        if sink is not None and not sink.close(timeout=10.0):
-            log.error("history: not everything could be written before exit")
-        hw.close()
-        install_pin_factory(None)  # open_hardware's choice ends with the devices on it
         if heartbeat is not None:
-            heartbeat.stop()  # STOPPING=1 at the exit itself, if not said already
-        if notifier is not None:
-            notifier.close()
+            heartbeat.halt()  # an exception got here: no more WATCHDOG=1 (done, if stopped)
+        try:
+            console.close()
+            if bridge is not None:
+                bridge.close(timeout=0.5)
+            if sink is not None and not sink.close(timeout=10.0):
+                log.error("history: not everything could be written before exit")
+            hw.close()
+            install_pin_factory(None)  # open_hardware's choice ends with the devices on it
+        finally:
+            if heartbeat is not None:
+                heartbeat.stop()  # STOPPING=1 at the exit itself, if not said already
+            if notifier is not None:
+                notifier.close()

@@ -249,8 +249,8 @@ class ServiceHeartbeat(threading.Thread):
         count = self._call_samples()
         if not self._ready:
             self._due = now + self.ready_poll_s
-            if count is None:
-                return []
+            if count is None or self._failed():
+                return []  # (a daemon that failed while starting is never ready)
             if self._baseline is None:
                 self._baseline = count
                 return []
