@@ -27,7 +27,10 @@ Exits 1 when a survivor is not documented as equivalent.
   annotation (which ``from __future__ import annotations`` never evaluates) is dropped by the
   filter here, and so is any line marked ``# pragma: no mutate``.
 - The full run writes its figures per module and per rule to docs/mutation-report.json, which
-  ``tests/unit/test_safety_doc.py`` checks. ``--recheck`` runs again only the survivors of that
+  ``tests/unit/test_safety_doc.py`` checks. It keeps each module's share of each rule's row, so
+  ``--report --module M`` can run every mutant of the changed module M again and replace its
+  rows, shares and survivors, keeping the others' (only while those modules are byte for byte
+  the ones the report mutated). ``--recheck`` runs again only the survivors of that
   report (but those docs/SAFETY.md documents as equivalent), after tests were added to kill
   them, and updates it: valid only while the mutated
   modules are as the full run found them (it checks, with git, against the report's commit)
@@ -776,20 +779,103 @@ def report(
         "total": tally(ms, equivalent),
         "modules": {m: tally([x for x in ms if x.module == m], equivalent) for m in MODULES},
         "rules": rules,
+        "module_rules": module_rules(ms, tests_of, equivalent),
         "survivors": [
-            {
-                "module": m.module,
-                "line": m.line,
-                "operator": m.short_operator,
-                "function": m.function,
-                "rules": m.rules,
-                "code": m.code,
-                "nth": m.nth,
-                "equivalent": m.key in equivalent,
-            }
+            {**_survivor(m), "equivalent": m.key in equivalent}
             for m in ms
             if m.outcome == "survived"
         ],
+    }
+
+
+def module_rules(
+    ms: list[Mutant], tests_of: dict[str, list[str]], equivalent: dict[str, str]
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Each module's share of each rule's row: what lets a rerun of one module replace its
+    share (``merged``) instead of running every module again."""
+    out: dict[str, dict[str, dict[str, int]]] = {}
+    for module in MODULES:
+        mine = [m for m in ms if m.module == module]
+        out[module] = {
+            rule: tally([m for m in mine if rule in m.rules], equivalent)
+            for rule in sorted(tests_of, key=lambda r: int(r[1:]))
+            if any(rule in m.rules for m in mine)
+        }
+    return out
+
+
+def merged(
+    previous: dict[str, Any],
+    ms: list[Mutant],
+    tests_of: dict[str, list[str]],
+    equivalent: dict[str, str],
+    *,
+    wall: float,
+    commit: str,
+) -> dict[str, Any]:
+    """``previous`` with every mutant of the modules in ``ms`` run again: their rows, their
+    shares of the rules' rows and their survivors replaced, the other modules' kept. Refused
+    unless ``previous`` is a full run that kept each module's share, and the modules not run
+    again are byte for byte those it mutated."""
+    rerun = sorted({m.module for m in ms})
+    if not previous.get("complete") or "module_rules" not in previous:
+        sys.exit("the report is not a full run that kept each module's share: run the full check")
+    now = source_digests()
+    changed = [m for m in MODULES if m not in rerun and previous["sources"].get(m) != now[m]]
+    if changed:
+        sys.exit(f"changed since the full run but not run again: {', '.join(changed)}")
+    out: dict[str, Any] = json.loads(json.dumps(previous))
+    fresh = module_rules(ms, tests_of, equivalent)
+    for module in rerun:
+        out["modules"][module] = tally([m for m in ms if m.module == module], equivalent)
+        out["module_rules"][module] = fresh[module]
+    out["survivors"] = [s for s in out["survivors"] if s["module"] not in rerun] + [
+        _survivor(m) for m in ms if m.outcome == "survived"
+    ]
+    for s in out["survivors"]:
+        s["equivalent"] = survivor_key(s) in equivalent
+    fields = list(tally([], equivalent))
+
+    def summed(rows: list[dict[str, int]]) -> dict[str, int]:
+        return {f: sum(r.get(f, 0) for r in rows) for f in fields}
+
+    out["rules"] = {}
+    for rule in sorted(tests_of, key=lambda r: int(r[1:])):
+        shares = [share[rule] for share in out["module_rules"].values() if rule in share]
+        out["rules"][rule] = {**summed(shares), "tests": len(tests_of[rule])}
+    out["total"] = summed(list(out["modules"].values()))
+    for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
+        row["equivalent"] = sum(
+            1
+            for s in out["survivors"]
+            if s["equivalent"] and (name == "total" or s["module"] == name or name in s["rules"])
+        )
+    out["sources"] = now
+    out["commit"] = commit
+    out["planned"] = out["total"]["mutants"]
+    out["complete"] = all(m.outcome for m in ms)
+    out.setdefault("merges", []).append(
+        {
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "commit": commit,
+            "modules": rerun,
+            "mutants": len(ms),
+            "wall_time_s": round(wall),
+        }
+    )
+    return out
+
+
+def _survivor(m: Mutant) -> dict[str, Any]:
+    return {
+        "module": m.module,
+        "line": m.line,
+        "operator": m.short_operator,
+        "function": m.function,
+        "rules": m.rules,
+        "code": m.code,
+        "nth": m.nth,
+        "equivalent": False,
     }
 
 
@@ -970,12 +1056,14 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     elif args.report is not None:
-        if args.quick or args.module or args.rule:
-            sys.exit("--report records a full run only")
-        args.report.write_text(
-            json.dumps(report(selected, tests_of, equivalent, wall, commit), indent=2) + "\n",
-            encoding="utf-8",
-        )
+        if args.quick or args.rule:
+            sys.exit("--report records a full run, or every mutant of the --module given")
+        if args.module:
+            before = json.loads(args.report.read_text(encoding="utf-8"))
+            figures_out = merged(before, selected, tests_of, equivalent, wall=wall, commit=commit)
+        else:
+            figures_out = report(selected, tests_of, equivalent, wall, commit)
+        args.report.write_text(json.dumps(figures_out, indent=2) + "\n", encoding="utf-8")
     return 0 if figures["survived"] == figures["equivalent"] else 1
 
 

@@ -598,27 +598,45 @@ class Ledger:
 PHASES = ("rolling", "uv", "replay")  # the scenario "uv" for "uv", else "rolling"
 
 
-def one_cut(guest: Guest, watcher: Watcher, phase: str, rng: random.Random) -> str:
+#: How long a phase waits for its event once the daemon is active: the scenario's switches and
+#: pushes come ``seam.LEAD_S`` + 1-4 scenario seconds after its start (real seconds at the
+#: emulated HX711's 10 samples/s), so this is several times what a slow TCG guest needs.
+PHASE_WAIT_S = 120
+
+
+def one_cut(guest: Guest, res: Results, watcher: Watcher, phase: str, rng: random.Random) -> str:
     """Run to a random moment of ``phase`` and cut the power; returns what was going on.
 
-    ``watcher`` connected while the guest booted, so it saw this boot's events from the first.
+    ``watcher`` connected while the guest booted, so it saw this boot's events from the first
+    it subscribed to (see seam.LEAD_S). A phase whose event never comes is a failed check that
+    says what did come: a boot that starts no session or no UV-C cycle is a defect to find.
     """
-    if phase == "rolling":
-        hit = watcher.wait_for({"session_started"}, 0, 600)
-        time.sleep(rng.uniform(0, 20))
-        what = "rolling" if hit else "rolling (no session seen)"
-    elif phase == "uv":
-        hit = watcher.wait_for({"sterilization_started"}, 0, 600)
-        time.sleep(rng.uniform(0, 30))
-        what = "a UV-C cycle" if hit else "a UV-C cycle (its start not seen)"
-    else:
+    if phase == "replay":
         guest.sh("systemctl stop mosquitto")
         time.sleep(rng.uniform(20, 40))  # the session goes on; its events wait in the outbox
         mark = len(watcher.snapshot())
         guest.sh("systemctl start mosquitto")
-        first = watcher.wait_for(_ALL_TYPES, mark, 300)
+        hit = watcher.wait_for(_ALL_TYPES, mark, PHASE_WAIT_S)
+        res.check(
+            hit is not None,
+            f"the outbox replayed after the broker came back [{watcher.seen(mark)}]",
+        )
         time.sleep(rng.uniform(0, 3))
-        what = "the outbox replay" if first else "the outbox replay (nothing replayed)"
+        what = "the outbox replay" if hit else "the outbox replay (nothing replayed)"
+    else:
+        wanted, what, pause = {
+            "rolling": ("session_started", "rolling", 20),
+            "uv": ("sterilization_started", "a UV-C cycle", 30),
+        }[phase]
+        hit = watcher.wait_for({wanted}, 0, PHASE_WAIT_S)
+        if hit is None:
+            res.check(
+                False, f"{wanted} within {PHASE_WAIT_S} s of the daemon's start [{watcher.seen()}]"
+            )
+            what += f" ({wanted} not seen)"
+        elif watcher.subscribed_at is not None:  # the margin seam.LEAD_S buys
+            what += f" (subscribed {hit.at - watcher.subscribed_at:.0f} s before {wanted})"
+        time.sleep(rng.uniform(0, pause))
     guest.cut_power()
     return what
 
@@ -648,7 +666,7 @@ def power_cuts(guest: Guest, res: Results, cuts: int, seed: int) -> None:
         following = PHASES[(n + 1) % len(PHASES)]
         use_scenario(guest, "uv" if following == "uv" else "rolling")  # for the next boot
         try:
-            what = one_cut(guest, watcher, phase, rng)
+            what = one_cut(guest, res, watcher, phase, rng)
         finally:
             watcher.stop()
             ledger.received += watcher.snapshot()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
@@ -29,15 +30,30 @@ class Watcher:
     events: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     client: mqtt.Client | None = None
+    #: When (host monotonic) the broker first granted the subscription: only events published
+    #: after it reach this subscriber (its session is new on a broker that was just booted).
+    subscribed_at: float | None = None
 
     def start(self) -> None:
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"system-test-{self.boot}")
+        # A lasting session: what is published while the test restarts Mosquitto (the outbox
+        # phase) waits for this subscriber instead of going to nobody (Debian's Mosquitto keeps
+        # sessions across a clean restart). A power cut loses the broker's sessions: each boot
+        # has its own client id.
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"system-test-{self.boot}", clean_session=False
+        )
         client.on_connect = lambda c, _u, _f, _rc, _p: c.subscribe("dermaguard/+/event", qos=1)
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         client.reconnect_delay_set(1, 2)
         client.connect_async("127.0.0.1", self.port, keepalive=10)
         client.loop_start()
         self.client = client
+
+    def _on_subscribe(self, *_args: object) -> None:
+        with self.lock:
+            if self.subscribed_at is None:
+                self.subscribed_at = time.monotonic()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -58,6 +74,17 @@ class Watcher:
     def snapshot(self) -> list[Received]:
         with self.lock:
             return list(self.events)
+
+    def seen(self, after: int = 0) -> str:
+        """What arrived from index ``after`` on, by type, and when the subscription began:
+        the words for a phase whose event never came."""
+        with self.lock:
+            counts = Counter(e.type for e in self.events[after:])
+            since = self.subscribed_at
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(counts.items())) or "nothing"
+        if since is None:
+            return f"{kinds}; the subscription was never granted"
+        return f"{kinds}; subscribed {time.monotonic() - since:.0f} s ago"
 
     def wait_for(self, types: set[str], after: int, timeout: float) -> Received | None:
         """The first event of one of ``types`` from index ``after`` on, or None at timeout."""

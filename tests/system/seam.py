@@ -45,17 +45,21 @@ listener 1884 0.0.0.0
 """
 
 SCENARIO_KINDS = ("rolling", "uv")
+#: Scenario seconds before the first switch or push. The host's subscriber gets only what is
+#: published after it subscribed, and after a boot it subscribes through QEMU's port forward
+#: at its next retry once Mosquitto listens: a cycle whose lid closed at 1 s was once missed.
+LEAD_S = 15
 
 
 def scenario(kind: str) -> str:
     """What the emulated hardware does from the daemon's start: ``rolling`` (a session of
     strokes, one push over the alarm threshold, docked, then a 1-minute UV-C cycle) or ``uv``
     (the cycle first). Each boot starts the scenario again, so a power cut lands in the part
-    the test chose for it. The HX711 runs at 10 samples/s (RATE low): under emulation the host
-    cannot keep 80 in lockstep."""
+    the test chose for it, after ``LEAD_S`` of rest. The HX711 runs at 10 samples/s (RATE low):
+    under emulation the host cannot keep 80 in lockstep."""
     strokes = []
     for k in range(6):
-        s = 3 + 4 * k
+        s = LEAD_S + 3 + 4 * k
         peak = 5.5 if k == 3 else 2.2
         strokes += [(s, 0.0), (s + 1, 1.6), (s + 2, peak), (s + 3, 0.0)]
     if kind == "rolling":
@@ -66,6 +70,7 @@ def scenario(kind: str) -> str:
         force = [(t + 64, n) for t, n in strokes]
     else:
         raise ValueError(f"scenario kind {kind!r}: one of {SCENARIO_KINDS}")
+    case = [(LEAD_S + t, what) for t, what in case]
     return "\n".join(
         [
             f"# dermaguard system test (tests/system/seam.py): {kind} first.",
@@ -81,7 +86,7 @@ def scenario(kind: str) -> str:
             "force:",
             "  - {t: 0, n: 0}",
             *(f"  - {{t: {t}, n: {n}}}" for t, n in force),
-            "  - {t: 100, n: 0}",
+            f"  - {{t: {LEAD_S + 100}, n: 0}}",
             "",
         ]
     )

@@ -190,3 +190,57 @@ def test_a_mutants_tests_draw_the_same_examples_and_keep_no_database(tmp_path: P
     assert first[:2] == [True, True]
     assert first[2] == second[2] and len(first[2]) > 1  # the same draws, run after run
     assert not (tmp_path / ".hypothesis" / "examples").exists()  # the database
+
+
+def test_a_module_rerun_replaces_that_modules_share_and_keeps_the_others() -> None:
+    """``--report --module``: the module's rows, rule shares and survivors are new, the other
+    module's are kept, and the rules' and the total's rows are the sums again."""
+    a = survivor(10, ["S4"], "if a:")
+    b = {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py", "function": "Engine.x"}
+    previous = {
+        "commit": "abc",
+        "complete": True,
+        "sources": bench.source_digests(),
+        "total": row(30, 28, 2),
+        "modules": {"core/case.py": row(10, 9, 1), "core/engine.py": row(20, 19, 1)},
+        "rules": {"S4": {**row(12, 10, 2), "tests": 3}},
+        "module_rules": {
+            "core/case.py": {"S4": row(4, 3, 1)},
+            "core/engine.py": {"S4": row(8, 7, 1)},
+        },
+        "survivors": [a, b],
+    }
+    # core/case.py again: 5 mutants of S4 (one survives, a new one) and 2 outside every rule.
+    fresh = [
+        mutant({**survivor(30 + i, ["S4"], f"n{i}")}, "survived" if i == 0 else "killed")
+        for i in range(5)
+    ]
+    fresh += [mutant(survivor(40 + i, [], f"o{i}"), "killed") for i in range(2)]
+    tests_of = {"S4": ["t1", "t2", "t3", "t4"]}
+    out = bench.merged(previous, fresh, tests_of, {}, wall=5.0, commit="def")
+    assert out["modules"]["core/case.py"] == row(7, 6, 1)
+    assert out["modules"]["core/engine.py"] == previous["modules"]["core/engine.py"]
+    assert out["module_rules"]["core/case.py"] == {"S4": row(5, 4, 1)}
+    assert out["rules"]["S4"] == {**row(13, 11, 2), "tests": 4}
+    assert out["total"] == row(27, 25, 2)
+    assert [s["line"] for s in out["survivors"]] == [20, 30]
+    assert out["commit"] == "def" and out["merges"][0]["modules"] == ["core/case.py"]
+
+
+def test_a_module_rerun_is_refused_without_shares_or_when_another_module_changed() -> None:
+    previous = {
+        "commit": "abc",
+        "complete": True,
+        "sources": bench.source_digests(),
+        "total": row(1, 1, 0),
+        "modules": {"core/case.py": row(1, 1, 0)},
+        "rules": {},
+        "survivors": [],
+    }
+    fresh = [mutant(survivor(1, [], "x"), "killed")]
+    with pytest.raises(SystemExit, match="kept each module's share"):
+        bench.merged(previous, fresh, {}, {}, wall=1.0, commit="def")
+    previous["module_rules"] = {"core/case.py": {}}
+    previous["sources"] = {**previous["sources"], "core/engine.py": "0" * 64}
+    with pytest.raises(SystemExit, match=r"core/engine\.py"):
+        bench.merged(previous, fresh, {}, {}, wall=1.0, commit="def")
