@@ -334,6 +334,19 @@ def test_s5_light_back_within_the_grace_continues_the_cycle() -> None:
     assert types(m.handle(Tick(CYCLE + 2.2))) == ["sterilization_completed"]
 
 
+def test_s5_a_cycle_with_all_its_light_completes_on_the_very_report_that_it_is_lit() -> None:
+    """Enough light and enough driven time, but the sensor reads dark when both are due: the
+    cycle completes on the report of light itself, not at some later input."""
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, lid_contact=False)
+    m = CaseMachine(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.1, True))  # light seen before the shell's report of driving it
+    m.handle(UvOutput(3.0, True))  # the driven time counts from here
+    m.handle(UvSensed(CYCLE + 1.0, False))  # lit CYCLE + 0.9 s; driven CYCLE - 2 s
+    assert m.handle(Tick(CYCLE + 3.5)).events == []  # both due now, but dark
+    assert types(m.handle(UvSensed(CYCLE + 4.0, True))) == ["sterilization_completed"]
+
+
 def test_s5_a_flickering_led_completes_no_cycle_on_the_time_it_was_dark() -> None:
     """Lit 0.5 s in every 4.5 s, each dark spell shorter than the grace: 11 % of the UV. Its
     dark time must not count, so the cycle never reaches its length and ends at the cap."""
