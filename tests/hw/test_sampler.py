@@ -293,6 +293,45 @@ def test_s7_reads_discarded_one_after_another_are_a_fault_after_the_settling_and
     blind_spell(_EveryReadDiscarded(), sim_clock, looks, due=1.0)
 
 
+class _GoodThenDiscarded(_EveryReadDiscarded):
+    """One good read at start-up, then every read discarded with the chip neither reset nor
+    settling: a tail of ones held and never confirmed, or reads that may have raced the next
+    conversion."""
+
+    good = 1
+
+    def read_raw(self, timeout_s: float, *, exact_timeout: bool = False) -> int:
+        if self.good:
+            self.good -= 1
+            return 1234
+        return super().read_raw(timeout_s, exact_timeout=exact_timeout)
+
+
+def test_s7_reads_discarded_after_a_good_one_are_a_fault_after_the_settling_and_two_limits(
+    sim_clock: SimClock,
+) -> None:
+    """Not only at start-up: discards after a good read, with no reset and no settling behind
+    them, are allowed the settling plus two limits too, and no more."""
+    got: list[Input] = []
+    driver = _GoodThenDiscarded()
+    sampler = Sampler(cast(Any, driver), sim_clock, got.append, rate_sps=driver.rate_sps)
+    thread = threading.Thread(target=sampler.run, daemon=True)
+    thread.start()
+    try:
+        assert wait_until(lambda: len(got) == 1)  # the good read, at 0
+        for t in [k * 0.1 - 0.001 for k in range(1, 11)]:  # up to 0.999 s
+            looked_at(sampler, sim_clock, t)
+        assert len(got) == 1
+        sim_clock.advance_to(1.0)
+        assert wait_until(lambda: len(got) == 2)
+    finally:
+        sampler.stop_event.set()
+        thread.join(2.0)
+    good, failed = got
+    assert isinstance(good, ForceRead) and good.t == 0.0
+    assert isinstance(failed, ReadFailed) and (failed.t, failed.reason) == (1.0, "timeout")
+
+
 class _EveryReadDiscardedAt80(_EveryReadDiscarded):
     """The same at 80 samples/s, where the chip settles in 50 ms."""
 

@@ -322,12 +322,46 @@ def test_s5_light_lost_mid_cycle_aborts_after_the_grace() -> None:
 
 
 def test_s5_light_back_within_the_grace_continues_the_cycle() -> None:
+    """It continues, and the dark stretch (and the sensor's lag at the start) is made up."""
     m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
     m.handle(LidChanged(0.0, True))
     m.handle(UvSensed(0.2, True))
     m.handle(UvSensed(100.0, False))
     m.handle(UvSensed(102.0, True))
-    assert types(m.handle(Tick(CYCLE))) == ["sterilization_completed"]
+    assert m.handle(Tick(CYCLE)).events == []
+    assert m.remaining_s(CYCLE) == pytest.approx(2.2)
+    assert m.handle(Tick(CYCLE + 2.1)).events == []
+    assert types(m.handle(Tick(CYCLE + 2.2))) == ["sterilization_completed"]
+
+
+def test_s5_a_cycle_with_all_its_light_completes_on_the_very_report_that_it_is_lit() -> None:
+    """Enough light and enough driven time, but the sensor reads dark when both are due: the
+    cycle completes on the report of light itself, not at some later input."""
+    params = default_case_params(uv_sensor=True, uv_confirm_s=5.0, lid_contact=False)
+    m = CaseMachine(params, docked=True)
+    m.handle(LidChanged(0.0, True))
+    m.handle(UvSensed(0.1, True))  # light seen before the shell's report of driving it
+    m.handle(UvOutput(3.0, True))  # the driven time counts from here
+    m.handle(UvSensed(CYCLE + 1.0, False))  # lit CYCLE + 0.9 s; driven CYCLE - 2 s
+    assert m.handle(Tick(CYCLE + 3.5)).events == []  # both due now, but dark
+    assert types(m.handle(UvSensed(CYCLE + 4.0, True))) == ["sterilization_completed"]
+
+
+def test_s5_a_flickering_led_completes_no_cycle_on_the_time_it_was_dark() -> None:
+    """Lit 0.5 s in every 4.5 s, each dark spell shorter than the grace: 11 % of the UV. Its
+    dark time must not count, so the cycle never reaches its length and ends at the cap."""
+    m = docked_machine(uv_sensor=True, uv_confirm_s=5.0)
+    m.handle(LidChanged(0.0, True))
+    ended: list[Event] = []
+    t = 0.0
+    while not ended and t < 2 * CYCLE:
+        for when, lit in ((t + 0.1, True), (t + 0.6, False)):
+            up = m.handle(UvSensed(when, lit))
+            ended += [e for e in up.events if e.type != "sterilization_started"]
+        t += 4.5
+    [end] = ended
+    assert end.type == "sterilization_aborted" and end.data["reason"] == "cap_reached"
+    assert m.sterility(t) == (False, None)
 
 
 def test_dark_reported_before_the_lid_still_aborts_as_lid_opened() -> None:
@@ -347,8 +381,8 @@ def test_s5_a_time_cycle_with_a_sensor_completes_only_while_lit() -> None:
     m.handle(UvSensed(1.0, True))
     m.handle(UvSensed(CYCLE - 1, False))
     assert m.handle(Tick(CYCLE + 1)).events == []  # due, but dark: wait for light or the grace
-    up = m.handle(UvSensed(CYCLE + 2, True))
-    assert types(up) == ["sterilization_completed"]
+    assert m.handle(UvSensed(CYCLE + 2, True)).events == []  # lit again: 598 s of light so far
+    assert types(m.handle(Tick(CYCLE + 4))) == ["sterilization_completed"]
 
 
 @pytest.mark.parametrize("dose", [False, True], ids=["time", "dose"])
@@ -742,12 +776,30 @@ class Observer:
     on_since: float | None = None
     started: list[int] = field(default_factory=list)
     ended: dict[int, str] = field(default_factory=dict)
+    #: Light the sensor reported in the running cycle, counted here apart from the machine.
+    lit_s: float = 0.0
+    lit_since: float | None = None
 
     def __post_init__(self) -> None:
         self.machine = EchoingCase(self.params)
 
+    def _count_light(self, inp: CaseInput, up: CaseUpdate) -> None:
+        ended = any(
+            e.type in ("sterilization_completed", "sterilization_aborted") for e in up.events
+        )
+        if "sterilization_started" in types(up):
+            self.lit_s, self.lit_since = 0.0, None
+        if not isinstance(inp, UvSensed) or (self.machine.cycle_id is None and not ended):
+            return
+        if inp.lit and self.lit_since is None:
+            self.lit_since = inp.t
+        elif not inp.lit and self.lit_since is not None:
+            self.lit_s += inp.t - self.lit_since
+            self.lit_since = None
+
     def feed(self, inp: CaseInput) -> CaseUpdate:
         up = self.machine.handle(inp)
+        self._count_light(inp, up)
         if isinstance(inp, LidChanged):
             self.lid = self.contact = inp.closed  # a working lid moves both channels
         elif isinstance(inp, LidContactChanged):
@@ -779,6 +831,10 @@ class Observer:
                 # The event gives it to the ms, and rounding keeps the order (a 5.5625 s cycle
                 # completes with "uv_on_s": 5.562).
                 assert event.data["uv_on_s"] >= round(self.params.length_s, 3)
+                if self.params.uv_sensor:  # S5: and lit for as long, dark spells not counted
+                    since = self.lit_since
+                    lit = self.lit_s + (inp.t - since if since is not None else 0.0)
+                    assert lit >= self.params.length_s - 1e-9
             if event.type == "sterilization_started":
                 assert cycle_id not in self.started
                 self.started.append(cycle_id)

@@ -290,14 +290,15 @@ class CaseMachine:
         return self._last_id
 
     def remaining_s(self, t: float) -> float | None:
-        """Time left in the running cycle (for a dose: lit time left); ``None`` when idle."""
+        """UV time left in the running cycle (with a sensor, what is left of the shorter of the
+        driven and the lit time, as ``_done`` counts); ``None`` when idle."""
         cycle = self._cycle
         if cycle is None:
             return None
-        if self.params.dose_mode:
-            lit = self._lit_s(cycle, t)
-            return max(0.0, self.params.length_s - lit)
-        return max(0.0, self.params.cycle_s - self._on_s(cycle, t))
+        counted = self._on_s(cycle, t)
+        if self.params.uv_sensor:
+            counted = min(counted, self._lit_s(cycle, t))
+        return max(0.0, self.params.length_s - counted)
 
     def sterility(self, t: float) -> tuple[bool, int | None]:
         """Whether the roller counts as sterile at ``t``, and by which cycle."""
@@ -387,15 +388,16 @@ class CaseMachine:
             self._sterile_deadline = None
 
     def _done(self, cycle: _Cycle, t: float) -> bool:
-        """Complete only on evidence: the output reported driven for the cycle's UV time (and,
-        with a sensor, lit now; for a dose, lit for the dose time)."""
+        """Complete only on evidence: the output reported driven for the cycle's UV time and,
+        with a sensor, lit now and lit for that time too (a LED that goes dark for less than
+        the grace, again and again, must not have its dark time counted as UV)."""
         if cycle.on_since is None:
             return False
         if self.params.uv_sensor and cycle.lit_since is None:
             return False
         if self._on_s(cycle, t) < self.params.length_s:
             return False
-        return not self.params.dose_mode or self._lit_s(cycle, t) >= self.params.length_s
+        return not self.params.uv_sensor or self._lit_s(cycle, t) >= self.params.length_s
 
     @staticmethod
     def _on_s(cycle: _Cycle, t: float) -> float:
