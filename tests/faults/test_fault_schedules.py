@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import pytest
 from harness.catalogue import INPROC_KINDS, KINDS, PROC_KINDS, Fault, Schedule, make_schedule
-from harness.inproc import RunResult, run_schedule
-from harness.invariants import check, completed_means_uv, uv_interlocks
-from harness.record import Applied, PinChange, Recording
+from harness.inproc import RunResult, harness_config, run_schedule
+from harness.invariants import case_light, check, completed_means_uv, uv_interlocks
+from harness.record import Applied, Light, PinChange, Recording
 from harness.runner import describe, harness, run_drawn
 from pytest_mock import MockerFixture
 
 import dermaguard.daemon.run as run_module
 from dermaguard.config.load import default_config
 from dermaguard.core.events import Event, EventType
+from dermaguard.daemon.sd_notify import Notifier
 
 pytestmark = pytest.mark.faults
 
@@ -83,6 +85,45 @@ def test_the_invariants_catch_uv_with_the_lid_open_and_a_cycle_completed_in_the_
     assert check(good) == []
 
 
+def _with_light(
+    pins: list[tuple[int, bool, float]],
+    events: list[tuple[str, float, dict[str, str]]],
+    light: list[tuple[bool, float]],
+) -> RunResult:
+    """A run with a UV sensor: pins, applied events and the LED's real light, in one order."""
+    r = _synthetic(pins, [])
+    r.config = harness_config(Path("unused"), None, uv_sensor=True)
+    for seq, (kind, t, data) in enumerate(events, start=1000):
+        r.recording.applied.append(Applied(seq, Event(EventType(kind), t, data), t, t))
+    r.recording.applied.sort(key=lambda a: a.t)
+    r.recording.light.extend(Light(on, t, t) for on, t in light)
+    return r
+
+
+def test_the_case_light_invariant_catches_dark_cycles_open_lids_and_stuck_leds() -> None:
+    """The checker itself, on what the LED really did: each break is caught, a sound run is not."""
+    c = harness_config(Path("unused"), None, uv_sensor=True)
+    uv, lid = c.pins.uv_led, c.pins.lid
+    shut, on = not c.case.lid_active_low, c.case.uv_active_high
+    cycle = [("sterilization_started", 0.1, {}), ("sterilization_completed", 1.6, {})]
+    lit_cycle = [(lid, shut, 0.0), (uv, on, 0.1), (uv, not on, 1.6), (lid, not shut, 2.0)]
+    good = _with_light(lit_cycle, cycle, [(False, 0.0), (True, 0.1), (False, 1.6)])
+    assert case_light(good) == []
+    flicker = [(False, 0.0), (True, 0.1), (False, 0.5), (True, 1.0), (False, 1.6)]
+    assert "shining 1.000 s" in case_light(_with_light(lit_cycle, cycle, flicker))[0].detail
+    lid_open = [(False, 0.0), (True, 0.1), (False, 1.6), (True, 2.1), (False, 2.5)]
+    assert "lid open" in case_light(_with_light(lit_cycle, cycle, lid_open))[0].detail
+    late_off = [(False, 0.0), (True, 0.1), (False, 2.2)]  # 200 ms after the lid opened
+    assert "lid open" in case_light(_with_light(lit_cycle, cycle, late_off))[0].detail
+    # Lit on after the cycle (the output off) until the lid opens 1.4 s later.
+    long_shut = [(lid, shut, 0.0), (uv, on, 0.1), (uv, not on, 1.6), (lid, not shut, 3.0)]
+    stuck = [(False, 0.0), (True, 0.1), (False, 3.0)]
+    [v] = case_light(_with_light(long_shut, cycle, stuck))
+    assert "no uv_stuck_on fault" in v.detail
+    reported = [*cycle, ("case_fault", 1.95, {"reason": "uv_stuck_on"})]
+    assert case_light(_with_light(long_shut, reported, stuck)) == []
+
+
 def test_fault_schedules_break_no_invariant() -> None:
     kinds = _kinds()
     each = [(FIRST + i, (kind,)) for i, kind in enumerate(kinds)]
@@ -102,10 +143,13 @@ def test_fault_schedules_break_no_invariant() -> None:
 #: ended by the engine's own death (STOPPING=1 came at once, then the exit waited 2 s for the
 #: emulated chip's lockstep read, and nothing bounded the silent stretch).
 REGRESSION_SEEDS = (453, 587, 80075)
+#: The kinds they were drawn from: a seed draws the same schedule from these as it did then
+#: (the case's kinds, drawn last, came later; harness/catalogue.py).
+REGRESSION_KINDS = INPROC_KINDS + PROC_KINDS
 
 
 def test_the_schedules_that_once_broke_the_over_pressure_alarm_hold_it_now() -> None:
-    tally = run_drawn([(seed, KINDS) for seed in REGRESSION_SEEDS])
+    tally = run_drawn([(seed, REGRESSION_KINDS) for seed in REGRESSION_SEEDS])
     failing = tally.failing()
     assert not failing, "\n".join(describe(o) for o in failing)
 
@@ -113,10 +157,10 @@ def test_the_schedules_that_once_broke_the_over_pressure_alarm_hold_it_now() -> 
 def test_a_daemon_whose_engine_failed_says_stopping_only_as_it_exits(
     mocker: MockerFixture,
 ) -> None:
-    """After an internal error no alarm can sound until systemd restarts the daemon: no
-    WATCHDOG=1 from the failure on, the outbox not drained (it replays after the restart), and
-    STOPPING=1 only once MQTT and the history are closed, so the watchdog still bounds a
-    shutdown that hangs."""
+    """After an internal error no alarm can sound until systemd restarts the daemon: the
+    outbox is not drained (it replays after the restart), and STOPPING=1 goes out only once
+    MQTT and the history are closed, so the watchdog still bounds a shutdown that hangs. (No
+    WATCHDOG=1 once it failed: tests/unit/test_sd_notify.py, on the heartbeat's decisions.)"""
     closed: list[tuple[bool, float]] = []
     real_close = run_module.close_mqtt
 
@@ -124,15 +168,23 @@ def test_a_daemon_whose_engine_failed_says_stopping_only_as_it_exits(
         real_close(bridge, sink, drain=drain)  # type: ignore[arg-type]
         closed.append((drain, time.perf_counter()))
 
+    sent: list[tuple[float, tuple[str, ...]]] = []
+    real_send = Notifier.send
+
+    def send(self: Notifier, *lines: str) -> bool:
+        sent.append((time.perf_counter(), lines))  # when it goes, not when the harness reads it
+        return real_send(self, *lines)
+
     mocker.patch.object(run_module, "close_mqtt", close_mqtt)
+    mocker.patch.object(Notifier, "send", send)
     schedule = Schedule(1, (Fault("exc_engine", 7.0),), ((2.9, 3.0), (4.2, 3.0)), False, 6.0)
     with harness() as (base, watchdog, broker):
         r = run_schedule(schedule, base, broker, watchdog)
     assert r.exit_code == 70 and r.failed_real is not None and r.exited is not None
-    rec = r.recording
-    assert rec.pings and rec.pings[0] < r.failed_real  # it was fed while it worked
-    assert [p for p in rec.pings if p > r.failed_real] == []
+    pings = [t for t, lines in sent if "WATCHDOG=1" in lines]
+    stopping = [t for t, lines in sent if "STOPPING=1" in lines]
+    assert pings and pings[0] < r.failed_real  # it was fed while it worked
     assert len(closed) == 1
     drained, mqtt_closed = closed[0]
     assert drained is False
-    assert len(rec.stopping) == 1 and mqtt_closed < rec.stopping[0] <= r.exited
+    assert len(stopping) == 1 and mqtt_closed < stopping[0] <= r.exited

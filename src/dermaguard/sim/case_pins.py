@@ -121,6 +121,10 @@ class SimCase:
         self.lever_pressed = False  # S1b's lever is held down (by the lid, or by a fault)
         self.s1b_welded = False  # S1b's normally-open contact is welded shut
         self.uv_driver_shorted = False  # the UV LED's MOSFET failed short
+        self.uv_led_dead = False  # the LED itself failed: it emits nothing, however driven
+        #: Told every time the light may have changed (with the case's lock held): a test's
+        #: record of when UV-C really shone, whatever the pins and the sensor say.
+        self.light_watch: Callable[[bool], None] | None = None
 
         self.lid = _claim(factory, wiring.lid, SwitchPin)
         contact = wiring.lid_contact
@@ -152,8 +156,11 @@ class SimCase:
 
     @property
     def light(self) -> bool:
-        """UV-C actually shines: switched on (or its driver shorted) and powered through S1b."""
-        return (self.uv_driven or self.uv_driver_shorted) and self.s1b_closed
+        """UV-C actually shines: switched on (or its driver shorted), powered through S1b, and
+        the LED not dead."""
+        return (
+            (self.uv_driven or self.uv_driver_shorted) and self.s1b_closed and not self.uv_led_dead
+        )
 
     # -- the lid and its faults -----------------------------------------------------------
 
@@ -172,6 +179,12 @@ class SimCase:
         contact can no longer reach the normally-closed one."""
         self.s1b_welded = True
         self._update_contacts()
+
+    def kill_uv_led(self, dead: bool = True) -> None:
+        """The UV-C LED fails (burnt out, or a loose connector: ``dead=False`` is the contact
+        made again): driven or not, it stays dark."""
+        self.uv_led_dead = dead
+        self._update_sensor()
 
     def short_uv_driver(self) -> None:
         """The UV LED's MOSFET fails short: UV shines whenever S1b is closed."""
@@ -221,6 +234,10 @@ class SimCase:
         sink(SterilizeRequested(self.clock.monotonic(), f"scenario-{self._requests}"))
 
     def _update_sensor(self) -> None:
+        watch = self.light_watch
+        if watch is not None:
+            with self._lock:
+                watch(self.light)
         sensor = self.sensor
         if sensor is None:
             return

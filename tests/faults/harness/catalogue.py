@@ -34,7 +34,15 @@ INPROC_KINDS = THREAD_KINDS + DISK_KINDS + SENSOR_KINDS + OTHER_KINDS
 #: Faults that need real processes: a daemon killed and restarted, two daemons at once, the
 #: calibration CLI with the reference taken the wrong way round.
 PROC_KINDS = ("sigkill_restart", "second_daemon", "reversed_reference")
-KINDS = INPROC_KINDS + PROC_KINDS
+#: The case's own hardware failing, for good or (a LED's loose connector) on and off for a
+#: while (a schedule has at most one of them: two at once,
+#: a welded S1b and a shorted driver, light the LED with the lid open, which no software can
+#: stop). Their schedules have a UV sensor. Drawn after everything else from the seed, so a
+#: seed drawn before they existed keeps its faults, pushes and lid, and may gain one.
+CASE_KINDS = ("uv_led_dies", "uv_led_flickers", "uv_driver_shorted", "s1b_welded")
+#: One schedule in CASE_EVERY gains a case fault (when the kinds drawn from allow one).
+CASE_EVERY = 4
+KINDS = INPROC_KINDS + PROC_KINDS + CASE_KINDS
 #: Kinds that need the test broker.
 BROKER_KINDS = frozenset({"exc_mqtt", "broker_loss", "retained_command"})
 #: The faults that cannot clear by themselves: the alarm path's own threads. Any other fault
@@ -78,6 +86,11 @@ class Schedule:
     def in_process(self) -> bool:
         return not any(k in PROC_KINDS for k in self.kinds)
 
+    @property
+    def has_uv_sensor(self) -> bool:
+        """The case's hardware fails: the daemon has a UV sensor to see it by."""
+        return any(k in CASE_KINDS for k in self.kinds)
+
 
 #: When the schedule's tare is sent: docked, a second of rest after the last push (which ends by
 #: 4.8 s), so the daemon accepts it and a ``save-calibration`` thread exists for its fault.
@@ -105,14 +118,22 @@ def make_schedule(seed: int, kinds: tuple[str, ...] = KINDS) -> Schedule:
     rng = random.Random(seed)
     inproc = [k for k in kinds if k in INPROC_KINDS]
     procs = [k for k in kinds if k in PROC_KINDS]
-    if procs and (not inproc or rng.randrange(PROC_EVERY) == 0):
+    case = [k for k in kinds if k in CASE_KINDS]
+    if procs and (not (inproc or case) or rng.randrange(PROC_EVERY) == 0):
         chosen = [rng.choice(procs)]
-    else:
+    elif inproc:
         n = rng.choice((1, 1, 2, 3))
         chosen = rng.sample(inproc, min(n, len(inproc)))
-    faults = tuple(sorted((draw_fault(rng, k) for k in chosen), key=lambda f: f.t))
+    else:
+        chosen = []
+    drawn = [draw_fault(rng, k) for k in chosen]
     pushes = ((2.9, rng.uniform(5.0, 9.0)), (rng.uniform(4.0, 4.3), rng.uniform(4.6, 7.0)))
-    overload = next((f for f in faults if f.kind == "overload"), None)
+    overload = next((f for f in drawn if f.kind == "overload"), None)
     if overload is not None:
         pushes = ((2.9, overload.amount), pushes[1])
-    return Schedule(seed, faults, pushes, lid_early=rng.random() < 0.15, tare_at=TARE_AT_S)
+    lid_early = rng.random() < 0.15
+    in_process = not any(k in PROC_KINDS for k in chosen)
+    if case and in_process and (not chosen or rng.randrange(CASE_EVERY) == 0):
+        drawn.append(draw_fault(rng, rng.choice(case)))
+    faults = tuple(sorted(drawn, key=lambda f: f.t))
+    return Schedule(seed, faults, pushes, lid_early=lid_early, tare_at=TARE_AT_S)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -35,6 +36,7 @@ from dermaguard.core.calibration import Calibration, CalibrationPoint
 from dermaguard.core.events import Command
 from dermaguard.daemon.app import Hardware, StartupError
 from dermaguard.hw.pins import install_pin_factory
+from dermaguard.sim.case_pins import SimCase
 from dermaguard.sim.hx711_chip import LoadModel
 from dermaguard.sim.scenario import CaseEvent, CaseInitial, Scenario, SensorFault
 
@@ -49,6 +51,9 @@ SPEED = 20.0
 #: With an engine stall the scenario runs slower, so that the stall (1.5-2.5 real seconds)
 #: sits inside it and the watchdog has a chance to be seen fed or not while the alarm is late.
 STALL_SPEED = 2.0
+#: A schedule whose case hardware fails runs slower: the case judges its grace on stamped
+#: (virtual) times, so at 20x an engine 15 ms late already looks like a LED gone dark.
+CASE_SPEED = 4.0
 #: Real seconds a run may take before it counts as hung (a daemon that does not stop).
 RUN_LIMIT_S = 10.0
 #: The watchdog timeout given to the daemon (real seconds): pings every half of it.
@@ -69,6 +74,12 @@ CALIBRATION = Calibration(
 STORED_CALIBRATION = dataclasses.replace(
     CALIBRATION, offset=CALIBRATION.offset - 0.05 * MODEL.counts_per_newton
 )
+#: The emulated case's own failures, by fault kind (catalogue.CASE_KINDS).
+CASE_FAULTS = {
+    "uv_led_dies": "kill_uv_led",
+    "uv_driver_shorted": "short_uv_driver",
+    "s1b_welded": "weld_s1b",
+}
 THREAD_OF_KIND = {
     "exc_engine": "engine",
     "exc_sampler": "sampler",
@@ -104,9 +115,20 @@ class RunResult:
     hung: bool = False
 
 
-def harness_config(state: Path, broker_port: int | None) -> Config:
+#: The UV sensor's pin in a schedule whose case hardware fails, and its grace: the scenario's
+#: lid stays shut about 2 s at a time, so a fault must show well inside that (the config
+#: file's minimum is 1 s; the harness builds its config past that check, as for the cycle);
+#: at CASE_SPEED it is 125 ms of real time.
+UV_SENSOR_PIN = 26
+UV_CONFIRM_S = 0.5
+#: A flickering LED: dark FLICKER_DARK_S of every FLICKER_S (virtual), lit 1/5 of the time.
+FLICKER_S = 0.25
+FLICKER_DARK_S = 0.2
+
+
+def harness_config(state: Path, broker_port: int | None, *, uv_sensor: bool = False) -> Config:
     """The defaults with a short UV cycle (below the config file's 1 min minimum), this
-    schedule's state directory, and MQTT to the test broker or off."""
+    schedule's state directory, MQTT to the test broker or off, and a UV sensor if asked."""
     c = default_config()
     mqtt = dataclasses.replace(
         c.mqtt,
@@ -115,17 +137,20 @@ def harness_config(state: Path, broker_port: int | None) -> Config:
         port=broker_port or 1,
         keepalive_s=5,
     )
-    return dataclasses.replace(
-        c,
-        state_dir=str(state),
-        case=dataclasses.replace(c.case, cycle_min=CYCLE_S / 60),
-        mqtt=mqtt,
-    )
+    case = dataclasses.replace(c.case, cycle_min=CYCLE_S / 60)
+    pins = c.pins
+    if uv_sensor:
+        case = dataclasses.replace(case, uv_confirm_s=UV_CONFIRM_S)
+        pins = dataclasses.replace(pins, uv_sensor=UV_SENSOR_PIN)
+    return dataclasses.replace(c, state_dir=str(state), case=case, pins=pins, mqtt=mqtt)
 
 
 def sim_config(config: Config) -> Config:
-    """``simulation_config`` for a config whose short cycle the file schema would refuse."""
-    valid = dataclasses.replace(config, case=dataclasses.replace(config.case, cycle_min=1.0))
+    """``simulation_config`` for a config whose short cycle and grace the file schema would
+    refuse."""
+    valid = dataclasses.replace(
+        config, case=dataclasses.replace(config.case, cycle_min=1.0, uv_confirm_s=1.0)
+    )
     return dataclasses.replace(simulation_config(valid), case=config.case)
 
 
@@ -186,12 +211,19 @@ class Player:
         self.state = state
         self.actions: list[tuple[float, str, Callable[[], None]]] = []
         self.spi: FlakySpi | None = None
+        self.case: SimCase | None = None
         self.stall = Stall()
         self.wall_offset = 0.0
         self.runtime: Any = None
         self.save_fault = threading.Event()
         self.db: Path = state / "simulation" / "dermaguard.db"
         self._done: set[int] = set()
+
+    def _led(self, lit: bool) -> bool:
+        if self.case is None:
+            return False
+        self.case.kill_uv_led(not lit)
+        return True
 
     def landed(self, kind: str) -> None:
         self.result.landed[kind] = self.result.landed.get(kind, 0) + 1
@@ -240,6 +272,26 @@ class Player:
             self.landed(k)  # in the scenario, or before the start
         elif k == "engine_stall":
             add((f.t, k, lambda: (self.stall.start(f.duration_s), self.landed(k))))
+        elif k == "uv_led_flickers":
+            # Dark for most of each FLICKER_S, every spell shorter than the grace: the dark
+            # time must not count as UV (S5).
+            def dark(first: bool) -> None:
+                if self._led(False) and first:
+                    self.landed(k)
+
+            for n in range(max(1, int(f.duration_s / FLICKER_S))):
+                at = f.t + n * FLICKER_S
+                add((at, k, functools.partial(dark, n == 0)))
+                add((at + FLICKER_DARK_S, k + ":lit", functools.partial(self._led, True)))
+        elif k in CASE_FAULTS:
+            method = CASE_FAULTS[k]
+
+            def fail_case() -> None:
+                if self.case is not None:
+                    getattr(self.case, method)()
+                    self.landed(k)
+
+            add((f.t, k, fail_case))
         elif k == "clock_step":
 
             def step() -> None:
@@ -295,6 +347,14 @@ def patched(result: RunResult, player: Player) -> Iterator[None]:
         assert hw.sim is not None
         if hw.sim.bus is not None:
             player.spi = FlakySpi(hw.sim.bus)
+        player.case = hw.sim.case
+        if hw.sim.case is not None:
+            # One lock for the case and the recording: a pin change holds the recording's
+            # while the LED's listener takes the case's, and the scenario's thread takes them
+            # the other way round (the case's, then the sensor pin's recorded change).
+            hw.sim.case._lock = rec.timeline.lock
+            hw.sim.case.light_watch = rec.shine
+            rec.shine(hw.sim.case.light)
         real_read = hw.driver.read_raw
 
         def read_raw(*args: Any, **kwargs: Any) -> int:
@@ -411,7 +471,9 @@ def run_once(
     first: bool = True,
 ) -> None:
     """One start of the daemon on ``state``, to the scenario's end or its exit."""
-    config = harness_config(state, broker.port if broker is not None else None)
+    config = harness_config(
+        state, broker.port if broker is not None else None, uv_sensor=schedule.has_uv_sensor
+    )
     if first:
         cal_path = calibration_file(sim_config(config), simulated=True)
         save_calibration(cal_path, STORED_CALIBRATION)
@@ -427,7 +489,10 @@ def run_once(
         stack.enter_context(patched(result, player))
         try:
             with time_limit(RUN_LIMIT_S, lambda: setattr(result, "hung", True)):
-                speed = STALL_SPEED if "engine_stall" in schedule.kinds else SPEED
+                if "engine_stall" in schedule.kinds:
+                    speed = STALL_SPEED
+                else:
+                    speed = CASE_SPEED if schedule.has_uv_sensor else SPEED
                 code = run_module.run_daemon(config, scenario_of(schedule), speed, io.StringIO())
         except RunHung:
             result.exit_code, result.exit_reason = None, f"still running after {RUN_LIMIT_S:g} s"
@@ -459,7 +524,7 @@ def run_schedule(
     state = workdir / f"seed-{schedule.seed}"
     shutil.rmtree(state, ignore_errors=True)
     start = time.perf_counter()
-    config = harness_config(state, None)
+    config = harness_config(state, None, uv_sensor=schedule.has_uv_sensor)
     result = RunResult(schedule, config, Recording())
     recorder = None
     retained = "retained_command" in schedule.kinds

@@ -21,6 +21,9 @@ WATCHDOG_GRACE_S = 0.5 + 0.2 + 0.4
 #: A completed cycle's UV time may fall short of the cycle by this (one sample period of
 #: timestamping, in virtual seconds).
 UV_TIME_SLACK_S = 2 / 80
+#: A stuck-on LED's fault may come this long (virtual) after its grace: the case machine
+#: looks at each input, a sample every 1/80 s or a tick every 0.1 s.
+STRAY_SLACK_S = 0.1 + 2 / 80
 
 
 @dataclass(frozen=True)
@@ -29,13 +32,18 @@ class Violation:
     detail: str
 
 
-def _level_at(changes: list[PinChange], seq: int) -> bool | None:
+def _last_level(changes: list[PinChange], upto: Callable[[PinChange], bool]) -> bool | None:
+    """The level of the last change for which ``upto`` holds (changes are in order)."""
     level = None
     for c in changes:
-        if c.seq > seq:
+        if not upto(c):
             break
         level = c.level
     return level
+
+
+def _level_at(changes: list[PinChange], seq: int) -> bool | None:
+    return _last_level(changes, lambda c: c.seq <= seq)
 
 
 def _cycle_running(applied: list[Applied], starts: list[Applied], seq: int) -> bool:
@@ -170,17 +178,27 @@ def _watchdog_starved(r: RunResult, due: float, until: float) -> bool:
 
 
 def _restarted_in_time(r: RunResult, due: float) -> bool:
-    """Would systemd have restarted the daemon within the watchdog timeout of its last
-    WATCHDOG=1 after ``due`` (a real time)? Either the watchdog expired (a stretch without
-    WATCHDOG=1 before STOPPING=1), or, once the alarm path failed, the process had exited by
-    then: a failed daemon that says STOPPING=1 and lingers holds systemd off for nothing."""
+    """Would systemd have restarted the daemon soon enough after an alarm due at ``due`` (a
+    real time) that never came? A run that kept going needs the watchdog to have starved; a
+    run whose alarm path failed must have been restarted (the watchdog expired, or the process
+    exited) within ``WATCHDOG_GRACE_S`` of ``due``, as a stalled engine would be: a failure
+    long after a missed alarm excuses nothing, and a failed daemon that says STOPPING=1 and
+    lingers holds systemd off."""
     reads = r.recording.reads
     if r.failed_at is None or r.exited is None:
         return _watchdog_starved(r, due, reads[-1].real)
-    if _watchdog_starved(r, due, r.exited):
-        return True
-    last = max([due, *(p for p in r.recording.pings if p < r.exited)])
-    return r.exited - last < WATCHDOG_S
+    return _restart_at(r, due, r.exited) <= due + WATCHDOG_GRACE_S
+
+
+def _restart_at(r: RunResult, due: float, exited: float) -> float:
+    """When systemd restarts the daemon: the first stretch of ``WATCHDOG_S`` without
+    WATCHDOG=1 after ``due`` and before STOPPING=1 (which ends the watchdog), else the exit."""
+    end = min([exited, *r.recording.stopping])
+    marks = [due, *(p for p in r.recording.pings if due < p < end), end]
+    for x, y in itertools.pairwise(marks):
+        if y - x >= WATCHDOG_S:
+            return x + WATCHDOG_S
+    return exited
 
 
 def over_pressure_alarm(r: RunResult) -> list[Violation]:
@@ -230,6 +248,143 @@ def over_pressure_alarm(r: RunResult) -> list[Violation]:
                 )
             )
             return out
+    return out
+
+
+def _light_on(r: RunResult) -> list[tuple[float, float, float, float]]:
+    """The stretches UV-C really shone: (virtual on, virtual off, real on, real off); one still
+    on at the end runs to the last thing recorded."""
+    rec = r.recording
+    end_t = max([rec.light[-1].t if rec.light else 0.0, *(a.t for a in rec.applied)])
+    end_real = max([rec.light[-1].real if rec.light else 0.0, *(a.real for a in rec.applied)])
+    out = []
+    since: tuple[float, float] | None = None
+    for change in rec.light:
+        if change.on and since is None:
+            since = (change.t, change.real)
+        elif not change.on and since is not None:
+            out.append((since[0], change.t, since[1], change.real))
+            since = None
+    if since is not None:
+        out.append((since[0], end_t, since[1], end_real))
+    return out
+
+
+def case_light(r: RunResult) -> list[Violation]:
+    """What the case's light really did, when its hardware may fail (a UV sensor is fitted):
+    a cycle completed ⇒ UV-C shone for the cycle time within it (S5, H6); UV-C shone ⇒ the
+    lid shut, but for S2's 50 ms after it opens (S1); UV-C shining with no cycle running (by
+    the daemon's own stamps) and the lid shut for longer than the grace ⇒ a ``uv_stuck_on``
+    case fault by then (H31), unless an engine stall left no input to stamp."""
+    if r.config.pins.uv_sensor is None:
+        return []
+    c = r.config
+    out: list[Violation] = []
+    shone = _light_on(r)
+    started: Applied | None = None
+    for a in r.recording.applied:
+        if a.event.type == "sterilization_started":
+            started = a
+        elif a.event.type == "sterilization_completed" and started is not None:
+            lo, hi = started.event.t, a.event.t
+            lit = sum(max(0.0, min(off, hi) - max(on, lo)) for on, off, _, _ in shone)
+            if lit < CYCLE_S - UV_TIME_SLACK_S:
+                out.append(
+                    Violation(
+                        "case_light",
+                        f"cycle completed at t={hi:.3f} with UV-C shining {lit:.3f} s "
+                        f"of {CYCLE_S} s",
+                    )
+                )
+            started = None
+    lid_level = not c.case.lid_active_low
+    lid = [p for p in r.recording.pins if p.pin == c.pins.lid]
+    for opened, shut in _open_stretches(lid, lid_level):
+        for on, _, on_real, off_real in shone:
+            if max(opened, on_real) >= min(shut, off_real):
+                continue  # no light while open
+            if on_real > opened or off_real - opened > LID_TO_UV_OFF_S:
+                out.append(Violation("case_light", f"UV-C shone with the lid open at t={on:.3f}"))
+    if "engine_stall" in r.schedule.kinds:
+        return out  # a stalled engine stamps no input for a while: no deadline to judge by
+    faults = [
+        a.event.t
+        for a in r.recording.applied
+        if a.event.type == "case_fault" and a.event.data.get("reason") == "uv_stuck_on"
+    ]
+    for on, off in _stray(shone, _cycles(r.recording.applied), lid, lid_level):
+        due = on + c.case.uv_confirm_s + STRAY_SLACK_S
+        if off >= due and not any(t <= due for t in faults):
+            out.append(
+                Violation(
+                    "case_light",
+                    f"UV-C shone with the output off and the lid shut from t={on:.3f} to "
+                    f"{off:.3f}, and no uv_stuck_on fault by t={due:.3f}",
+                )
+            )
+    return out
+
+
+def _open_stretches(lid: list[PinChange], shut_level: bool) -> list[tuple[float, float]]:
+    """The stretches (real) the lid stood open; one still open runs on for ever."""
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for p in lid:
+        if p.level != shut_level and since is None:
+            since = p.real
+        elif p.level == shut_level and since is not None:
+            out.append((since, p.real))
+            since = None
+    if since is not None:
+        out.append((since, float("inf")))
+    return out
+
+
+def _cycles(applied: list[Applied]) -> list[tuple[float, float]]:
+    """The daemon's cycles (virtual, by its own stamps): UV-C commanded on from the start to
+    the end; one still running runs on for ever."""
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for a in applied:
+        if a.event.type == "sterilization_started":
+            since = a.event.t
+        elif a.event.type in ("sterilization_completed", "sterilization_aborted") and (
+            since is not None
+        ):
+            out.append((since, a.event.t))
+            since = None
+    if since is not None:
+        out.append((since, float("inf")))
+    return out
+
+
+def _stray(
+    shone: list[tuple[float, float, float, float]],
+    cycles: list[tuple[float, float]],
+    lid: list[PinChange],
+    lid_shut_level: bool,
+) -> list[tuple[float, float]]:
+    """The stretches (virtual) of light while no cycle runs and the lid is shut: what the
+    daemon, judging by its own commands, must see as a LED stuck on."""
+    marks = sorted(
+        {t for on, off, _, _ in shone for t in (on, off)}
+        | {t for start, end in cycles for t in (start, end) if t != float("inf")}
+        | {p.t for p in lid}
+    )
+    out: list[tuple[float, float]] = []
+    since: float | None = None
+    for t in marks:
+        lit = any(on <= t < off for on, off, _, _ in shone)
+        running = any(start <= t < end for start, end in cycles)
+        shut = _last_level(lid, lambda p, t=t: p.t <= t) == lid_shut_level
+        stray = lit and not running and shut
+        if stray and since is None:
+            since = t
+        elif not stray and since is not None:
+            out.append((since, t))
+            since = None
+    if since is not None and shone:
+        out.append((since, max(off for _, off, _, _ in shone)))
     return out
 
 
@@ -325,6 +480,7 @@ def sessions_unique(events: list[dict[str, Any]]) -> list[Violation]:
 INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
     uv_interlocks,
     completed_means_uv,
+    case_light,
     over_pressure_alarm,
     exits,
     received_are_stored,
@@ -334,6 +490,7 @@ INVARIANTS: tuple[Callable[[RunResult], list[Violation]], ...] = (
 NAMES = (
     "uv_interlocks",
     "completed_means_uv",
+    "case_light",
     "over_pressure_alarm",
     "exits",
     "received_are_stored",

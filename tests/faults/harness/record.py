@@ -22,10 +22,13 @@ from dermaguard.sim.pins import BoundedMockPin
 
 @dataclass
 class Timeline:
-    """One lock and one sequence for everything recorded, so order across threads is kept."""
+    """One lock and one sequence for everything recorded, so order across threads is kept.
+
+    Re-entrant: a pin's change can change another pin on the same thread (the emulated UV LED
+    drives the UV sensor), and that one is recorded first."""
 
     clock: Clock | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.RLock = field(default_factory=threading.RLock)
     seq: int = 0
 
     def now(self) -> tuple[float, float]:
@@ -53,6 +56,15 @@ class Applied:
 
 
 @dataclass(frozen=True)
+class Light:
+    """UV-C really began or stopped shining (the emulated LED, not its pin or the sensor)."""
+
+    on: bool
+    t: float  # virtual
+    real: float
+
+
+@dataclass(frozen=True)
 class Read:
     t: float
     real: float
@@ -67,6 +79,14 @@ class Recording:
     reads: list[Read] = field(default_factory=list)
     pings: list[float] = field(default_factory=list)  # real times of WATCHDOG=1
     stopping: list[float] = field(default_factory=list)  # real times of STOPPING=1
+    light: list[Light] = field(default_factory=list)  # changes only, from the first level
+
+    def shine(self, on: bool) -> None:
+        """The emulated case's light watch (called with its lock held, never the timeline's:
+        a pin change holds that one while the LED's listener calls here)."""
+        if not self.light or self.light[-1].on != on:
+            t, real = self.timeline.now()
+            self.light.append(Light(on, t, real))
 
     def pin(self, number: int, level: bool) -> None:
         tl = self.timeline
