@@ -764,10 +764,7 @@ def report(
 ) -> dict[str, Any]:
     from importlib.metadata import version
 
-    rules = {}
-    for rule in sorted(tests_of, key=lambda r: int(r[1:])):
-        rules[rule] = {**tally([m for m in ms if rule in m.rules], equivalent)}
-        rules[rule]["tests"] = len(tests_of[rule])
+    shares = module_rules(ms, tests_of, equivalent)
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "commit": commit,
@@ -778,8 +775,8 @@ def report(
         "wall_time_s": round(wall),
         "total": tally(ms, equivalent),
         "modules": {m: tally([x for x in ms if x.module == m], equivalent) for m in MODULES},
-        "rules": rules,
-        "module_rules": module_rules(ms, tests_of, equivalent),
+        "rules": rule_figures(shares, tests_of),
+        "module_rules": shares,
         "survivors": [
             {**_survivor(m), "equivalent": m.key in equivalent}
             for m in ms
@@ -802,6 +799,25 @@ def module_rules(
             if any(rule in m.rules for m in mine)
         }
     return out
+
+
+def _summed(rows: list[dict[str, int]]) -> dict[str, int]:
+    fields = list(tally([], {}))
+    return {f: sum(r.get(f, 0) for r in rows) for f in fields}
+
+
+def rule_figures(
+    shares: dict[str, dict[str, dict[str, int]]], tests_of: dict[str, list[str]]
+) -> dict[str, dict[str, int]]:
+    """Each rule's row: its modules' shares summed (a mutant is of one module), and how many
+    tests the rule names."""
+    return {
+        rule: {
+            **_summed([share[rule] for share in shares.values() if rule in share]),
+            "tests": len(tests_of[rule]),
+        }
+        for rule in sorted(tests_of, key=lambda r: int(r[1:]))
+    }
 
 
 def merged(
@@ -834,16 +850,8 @@ def merged(
     ]
     for s in out["survivors"]:
         s["equivalent"] = survivor_key(s) in equivalent
-    fields = list(tally([], equivalent))
-
-    def summed(rows: list[dict[str, int]]) -> dict[str, int]:
-        return {f: sum(r.get(f, 0) for r in rows) for f in fields}
-
-    out["rules"] = {}
-    for rule in sorted(tests_of, key=lambda r: int(r[1:])):
-        shares = [share[rule] for share in out["module_rules"].values() if rule in share]
-        out["rules"][rule] = {**summed(shares), "tests": len(tests_of[rule])}
-    out["total"] = summed(list(out["modules"].values()))
+    out["rules"] = rule_figures(out["module_rules"], tests_of)
+    out["total"] = _summed(list(out["modules"].values()))
     for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
         row["equivalent"] = sum(
             1

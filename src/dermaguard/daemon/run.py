@@ -322,8 +322,7 @@ def _run_locked(
             # sound until systemd restarts the daemon: WATCHDOG=1 ends, STOPPING=1 waits for
             # the exit (in the finally below), so a shutdown that hangs is still killed, and
             # the outbox is not drained (what is stored goes out after the restart).
-            failed = runtime.failed is not None
-            if heartbeat is not None and not failed:
+            if heartbeat is not None and runtime.failed is None:
                 heartbeat.stop("stopping: closing the session, writing history, sending events")
             runtime.stop()
             failed = runtime.failed is not None

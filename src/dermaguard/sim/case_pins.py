@@ -180,6 +180,11 @@ class SimCase:
         self.s1b_welded = True
         self._update_contacts()
 
+    def share_lock(self, lock: threading.RLock) -> None:
+        """Take ``lock`` as the case's own: a recorder whose pin changes reach the case (and
+        the case's reach its pins) must take both in one order, so they are one."""
+        self._lock = lock
+
     def kill_uv_led(self, dead: bool = True) -> None:
         """The UV-C LED fails (burnt out, or a loose connector: ``dead=False`` is the contact
         made again): driven or not, it stays dark."""

@@ -35,10 +35,10 @@ INPROC_KINDS = THREAD_KINDS + DISK_KINDS + SENSOR_KINDS + OTHER_KINDS
 #: calibration CLI with the reference taken the wrong way round.
 PROC_KINDS = ("sigkill_restart", "second_daemon", "reversed_reference")
 #: The case's own hardware failing, for good or (a LED's loose connector) on and off for a
-#: while (a schedule has at most one of them: two at once,
-#: a welded S1b and a shorted driver, light the LED with the lid open, which no software can
-#: stop). Their schedules have a UV sensor. Drawn after everything else from the seed, so a
-#: seed drawn before they existed keeps its faults, pushes and lid, and may gain one.
+#: while. A schedule has at most one of them: two at once, a welded S1b and a shorted driver,
+#: light the LED with the lid open, which no software can stop. Their schedules have a UV
+#: sensor. Drawn after everything else from the seed, so a seed drawn before they existed
+#: keeps its faults, pushes and lid, and may gain one.
 CASE_KINDS = ("uv_led_dies", "uv_led_flickers", "uv_driver_shorted", "s1b_welded")
 #: One schedule in CASE_EVERY gains a case fault (when the kinds drawn from allow one).
 CASE_EVERY = 4

@@ -352,7 +352,7 @@ def patched(result: RunResult, player: Player) -> Iterator[None]:
             # One lock for the case and the recording: a pin change holds the recording's
             # while the LED's listener takes the case's, and the scenario's thread takes them
             # the other way round (the case's, then the sensor pin's recorded change).
-            hw.sim.case._lock = rec.timeline.lock
+            hw.sim.case.share_lock(rec.timeline.lock)
             hw.sim.case.light_watch = rec.shine
             rec.shine(hw.sim.case.light)
         real_read = hw.driver.read_raw
