@@ -834,12 +834,8 @@ def merged(
     unless ``previous`` is a full run that kept each module's share, and the modules not run
     again are byte for byte those it mutated."""
     rerun = sorted({m.module for m in ms})
-    if not previous.get("complete") or "module_rules" not in previous:
-        sys.exit("the report is not a full run that kept each module's share: run the full check")
+    check_mergeable(previous, rerun)
     now = source_digests()
-    changed = [m for m in MODULES if m not in rerun and previous["sources"].get(m) != now[m]]
-    if changed:
-        sys.exit(f"changed since the full run but not run again: {', '.join(changed)}")
     out: dict[str, Any] = json.loads(json.dumps(previous))
     fresh = module_rules(ms, tests_of, equivalent)
     for module in rerun:
@@ -872,6 +868,16 @@ def merged(
         }
     )
     return out
+
+
+def check_mergeable(previous: dict[str, Any], rerun: list[str]) -> None:
+    """Exit, saying why, unless ``previous`` can take a rerun of the modules ``rerun`` alone."""
+    if not previous.get("complete") or "module_rules" not in previous:
+        sys.exit("the report is not a full run that kept each module's share: run the full check")
+    now = source_digests()
+    changed = [m for m in MODULES if m not in rerun and previous["sources"].get(m) != now[m]]
+    if changed:
+        sys.exit(f"changed since the full run but not run again: {', '.join(changed)}")
 
 
 def _survivor(m: Mutant) -> dict[str, Any]:
@@ -1039,6 +1045,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.module}:{m.line} {m.short_operator} {m.function} {'/'.join(m.rules)}")
         print(f"mutants: {len(selected)}")
         return 0
+    if args.report is not None and previous is None:  # refuse before the run, not after it
+        if args.quick or args.rule:
+            sys.exit("--report records a full run, or every mutant of the --module given")
+        if args.module:
+            if not args.report.is_file():
+                sys.exit(f"no report at {args.report} to merge --module into: run the full check")
+            check_mergeable(json.loads(args.report.read_text(encoding="utf-8")), args.module)
     selected.sort(key=lambda m: not m.rules)  # a rule's mutants first: they matter most
     started = time.monotonic()
     run_sharded(selected, max(1, args.jobs), sys.stderr if args.progress else None,
@@ -1064,8 +1077,6 @@ def main(argv: list[str] | None = None) -> int:
             encoding="utf-8",
         )
     elif args.report is not None:
-        if args.quick or args.rule:
-            sys.exit("--report records a full run, or every mutant of the --module given")
         if args.module:
             before = json.loads(args.report.read_text(encoding="utf-8"))
             figures_out = merged(before, selected, tests_of, equivalent, wall=wall, commit=commit)
