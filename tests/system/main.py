@@ -138,12 +138,17 @@ def choose_accel(guest: Guest, wanted: str) -> str:
     if known.exists():
         return known.read_text().strip()
     guest.accel, guest.quiet = "kvm", False
-    guest.start()
-    printed = guest.kernel_printed(float(os.environ.get("DERMAGUARD_KVM_PROBE_S", "20")))
+    try:
+        guest.start()
+    except GuestError as exc:  # e.g. a nested host's KVM that cannot set this CPU's MSRs
+        printed = False
+        print(f"  KVM: {str(exc).strip().splitlines()[-1]}; using TCG", flush=True)
+    else:
+        printed = guest.kernel_printed(float(os.environ.get("DERMAGUARD_KVM_PROBE_S", "20")))
+        if not printed:
+            print("  KVM: the kernel printed nothing; using TCG", flush=True)
     guest.cut_power()
     guest.quiet = True
-    if not printed:
-        print("  KVM: the kernel printed nothing; using TCG", flush=True)
     accel = "kvm" if printed else "tcg"
     known.write_text(accel + "\n")
     return accel

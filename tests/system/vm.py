@@ -138,13 +138,22 @@ class Guest:
             stdout=subprocess.DEVNULL,
             stderr=(self.workdir / "qemu.err").open("ab"),
         )
+        # The socket's path appears before QEMU listens on it, and a QEMU that fails at once
+        # (a host KVM that cannot run this CPU asserts after creating it) leaves it behind.
         deadline = time.monotonic() + 10
-        while not agent_sock.exists():
+        while True:
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise GuestError(f"QEMU did not start: {(self.workdir / 'qemu.err').read_text()}")
+            if agent_sock.exists():
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.connect(str(agent_sock))
+                except OSError:
+                    sock.close()
+                else:
+                    break
             time.sleep(0.05)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(agent_sock))
+        self.sock = sock
         self._buffer = b""
         return launched
 
