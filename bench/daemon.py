@@ -428,6 +428,37 @@ def host_wake_cpu_us(wakes: int) -> tuple[float, float]:
     return slept, waited
 
 
+def host_handoff_cpu_us(items: int) -> float:
+    """CPU (µs, both threads) of the daemon's hand-off per conversion with nothing else to do:
+    one thread sleeps a period (80 a second), queues an item and wakes a second thread waiting
+    on a condition, as the sampler does the engine. The floor of a conversion's cost here, for
+    this architecture, before any work."""
+    period = 1 / 80
+    ready = threading.Condition()
+    queue: list[int] = []
+    spent: list[float] = []
+
+    def consume() -> None:
+        c0 = time.thread_time()
+        for _ in range(items):
+            with ready:
+                ready.wait_for(lambda: bool(queue))
+                queue.pop()
+        spent.append(time.thread_time() - c0)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    c0 = time.thread_time()
+    for i in range(items):
+        time.sleep(period)
+        with ready:
+            queue.append(i)
+            ready.notify()
+    spent.append(time.thread_time() - c0)
+    consumer.join()
+    return sum(spent) / items * 1e6
+
+
 def bench_variant(
     variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
 ) -> None:
@@ -521,6 +552,7 @@ def main() -> None:
     slept, waited = host_wake_cpu_us(40 if args.smoke else 400)
     line("host_sleep_wake_cpu_us", slept, "us")
     line("host_timed_wait_wake_cpu_us", waited, "us")
+    line("host_handoff_cpu_us", host_handoff_cpu_us(40 if args.smoke else 400), "us")
     with tempfile.TemporaryDirectory(prefix="dg-bench-daemon-") as tmp:
         work = Path(tmp)
         with Broker(work) as broker:

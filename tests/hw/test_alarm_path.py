@@ -374,3 +374,36 @@ def test_the_ticker_restarts_after_it_died_and_never_while_stopping(rig_factory:
     runtime.restart_ticker()
     assert runtime.alive("ticker")
     assert [t.daemon for t in tickers()] == [True]
+
+
+class EventsOnly:
+    """An output that names the effects it acts on: events."""
+
+    effect_types = (EmitEvent,)
+
+    def __init__(self) -> None:
+        self.seen: list[Effect] = []
+
+    def __call__(self, effect: Effect) -> None:
+        self.seen.append(effect)
+
+
+def test_s6_an_output_gets_only_the_effects_it_names_and_one_naming_none_gets_all(
+    rig_factory: Any,
+) -> None:
+    """The runtime offers a sink only the effect types in its ``effect_types``: the force
+    samples of every conversion skip the outputs that ignore them; a sink without the
+    attribute (the plain callables above) still hears everything."""
+    everything: list[Effect] = []
+    events = EventsOnly()
+    rig = rig_factory([events, everything.append])
+    rig.step(2.0, 10)
+    rig.step(6.0, 4)
+    assert wait_until(lambda: "over_pressure" in event_types(everything))
+    assert wait_until(lambda: "over_pressure" in event_types(events.seen))
+    assert {type(e) for e in events.seen} == {EmitEvent}
+    kinds = {type(e).__name__ for e in everything}
+    assert {"EmitEvent", "ForceSample", "ShowIndicators", "DeviceState"} <= kinds
+    # In the same order: each effect reaches the sinks in their order, the events-only first.
+    heard_by_all = event_types(everything)
+    assert event_types(events.seen)[: len(heard_by_all)] == heard_by_all

@@ -51,6 +51,7 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             ),
             "host_sleep_wake_cpu_us",
             "host_timed_wait_wake_cpu_us",
+            "host_handoff_cpu_us",
         ),
     ),
     "web.py": (

@@ -28,6 +28,7 @@ from dermaguard.core.events import (
     Command,
     CommandName,
     DeviceState,
+    DeviceStateName,
     Effect,
     EmitEvent,
     Event,
@@ -223,7 +224,7 @@ class Engine:
         effects: list[Effect] = [SetUv(False)]
         effects.extend(EmitEvent(e) for e in self.case.stop(t).events)
         self._uv = False
-        status = self._case_status(t)
+        status = self._case_status(t, self.case.remaining_s(t), self.case.sterility(t)[0])
         if status is not None:
             effects.append(status)
         events = self.sessions.shutdown(t, wall)
@@ -406,26 +407,60 @@ class Engine:
             effects.append(SaveCalibration(self._pending_calibration))
             self._pending_calibration = None
         effects.extend(EmitEvent(e) for e in events)
-        status = self._case_status(t)
+        case = self.case
+        remaining = case.remaining_s(t)
+        sterile, _ = case.sterility(t)
+        status = self._case_status(t, remaining, sterile)
         if status is not None:
             effects.append(status)
-        state = self.device_state(t, wall)
-        if state.key() != self._state_key:
-            self._state_key = state.key()
-            effects.append(state)
+        # Most samples change nothing a dashboard shows: the snapshot is built only when its
+        # key moves (building it for every sample was a third of the per-sample cost).
+        key = self._state_key_at(t, sterile, remaining)
+        if key != self._state_key:
+            self._state_key = key
+            effects.append(self.device_state(t, wall))
         return effects
+
+    def _state_key_at(self, t: float, sterile: bool, remaining: float | None) -> tuple[object, ...]:
+        """``device_state(t, ·).key()``, read from the same sources without building the
+        snapshot (``sterile`` and ``remaining`` are the case's at ``t``). A test keeps the two
+        equal: ``test_the_state_key_is_the_key_of_the_snapshot_it_stands_for``."""
+        case, sessions, pressure = self.case, self.sessions, self.pressure
+        current = sessions.current
+        passes = None if current is None else current.segmenter
+        shown = self._shown if self._shown is not None else self.indicators()
+        pass_force = None if passes is None else passes.force_n
+        return (
+            _state_name(sessions.active, case),
+            pressure.zone if pressure.force_n is not None else None,
+            sterile,
+            case.sterile_until(t),
+            case.uv_on,
+            case.lid_closed,
+            case.docked,
+            case.state,
+            None if remaining is None else int(remaining // 30),
+            None if current is None else current.session_no,
+            sessions.roller.roller_id,
+            sessions.roller.uses,
+            pressure.fault or (ZERO_DRIFT if self.zero.fault else None),
+            shown.alarm_reason,
+            shown.silenced,
+            self.thread_failures,
+            None if passes is None else passes.count,
+            passes is not None and passes.pass_open,
+            None if pass_force is None else round(pass_force * 2),
+            sessions.last_session_no - (1 if current is not None else 0),
+            sessions.last_end_wall,
+            sessions.next_allowed_wall(),
+            None if current is None else current.sterile,
+            None if current is None else current.too_soon,
+            case.case_fault,
+        )
 
     def device_state(self, t: float, wall: float) -> DeviceState:
         """The snapshot dashboards show (published retained on every change)."""
         case, sessions = self.case, self.sessions
-        if sessions.active:
-            state = "in_use"
-        elif case.state == "sterilizing":
-            state = "sterilizing"
-        elif case.docked:
-            state = "docked"
-        else:
-            state = "idle"
         sterile, _ = case.sterility(t)
         until = case.sterile_until(t)
         shown = self._shown if self._shown is not None else self.indicators()
@@ -434,7 +469,7 @@ class Engine:
         return DeviceState(
             t=t,
             wall=wall,
-            state=state,  # type: ignore[arg-type]
+            state=_state_name(sessions.active, case),
             # Before the first good sample the force is unknown, and so is the zone.
             zone=self.pressure.zone if self.pressure.force_n is not None else None,
             force_n=self.pressure.force_n,
@@ -464,10 +499,10 @@ class Engine:
             case_fault=self.case.case_fault,
         )
 
-    def _case_status(self, t: float) -> CaseStatus | None:
+    def _case_status(self, t: float, remaining: float | None, sterile: bool) -> CaseStatus | None:
+        """The case's status when it changed or its countdown crossed a step (``remaining`` and
+        ``sterile``: the case's at ``t``)."""
         case = self.case
-        remaining = case.remaining_s(t)
-        sterile, _ = case.sterility(t)
         mark = None if remaining is None else math.ceil(remaining / COUNTDOWN_STEP_S)
         key = (case.state, case.uv_on, sterile, case.abort_reason)
         previous = self._status
@@ -523,6 +558,15 @@ _HANDLERS: Mapping[str, Callable[[Engine, Command, float], list[Event]]] = {
     CommandName.NEW_ROLLER: Engine._cmd_new_roller,
     CommandName.PING: Engine._cmd_ping,
 }
+
+
+def _state_name(in_session: bool, case: CaseMachine) -> DeviceStateName:
+    """What the device is doing, as the snapshot's ``state`` says it."""
+    if in_session:
+        return "in_use"
+    if case.state == "sterilizing":
+        return "sterilizing"
+    return "docked" if case.docked else "idle"
 
 
 def _thread_failed(inp: ThreadFailed) -> Event:

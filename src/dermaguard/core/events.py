@@ -248,6 +248,10 @@ class SaveCalibration:
     calibration: Calibration
 
 
+#: What the device is doing, as :class:`DeviceState` says it.
+DeviceStateName = Literal["idle", "docked", "in_use", "sterilizing"]
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceState:
     """The device as a dashboard shows it, emitted whenever any of it but the force changes.
@@ -258,7 +262,7 @@ class DeviceState:
 
     t: float
     wall: float
-    state: Literal["idle", "docked", "in_use", "sterilizing"]
+    state: DeviceStateName
     zone: Zone | None
     force_n: float | None
     sterile: bool
@@ -299,7 +303,8 @@ class DeviceState:
 
     def key(self) -> tuple[object, ...]:
         """What counts as a change: everything but the times, the forces and the countdown
-        (the countdown moves in steps: whole multiples of 30 s)."""
+        (the countdown moves in steps: whole multiples of 30 s). The engine reads the same
+        tuple from its sources without building a snapshot (``Engine._state_key_at``)."""
         remaining = None if self.remaining_s is None else int(self.remaining_s // 30)
         return (
             self.state,

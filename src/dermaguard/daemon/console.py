@@ -27,6 +27,9 @@ def _minutes(seconds: float) -> str:
 class ConsolePrinter:
     """An effect sink that prints a line per zone change and per event."""
 
+    #: The effects it acts on (the runtime offers it no others).
+    effect_types = (ForceSample, EmitEvent, CaseStatus)
+
     def __init__(self, t0: float, out: TextIO | LineWriter | None = None) -> None:
         self.t0 = t0
         self.out = out or sys.stdout

@@ -62,6 +62,9 @@ class CalibrationSaver:
     on an error leaves it pending, and the supervisor's :meth:`restart` writes it again.
     """
 
+    #: The effects it acts on (the runtime offers it no others).
+    effect_types = (SaveCalibration,)
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()

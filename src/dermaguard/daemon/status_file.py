@@ -33,6 +33,9 @@ STATUS_NAME = "status.json"
 class StatusFile:
     """An effect sink that mirrors the case and alarm state into ``path``."""
 
+    #: The effects it acts on (the runtime offers it no others).
+    effect_types = (CaseStatus, ShowIndicators, EmitEvent)
+
     def __init__(self, path: Path, wall: Any) -> None:
         self.path = path
         self._wall = wall

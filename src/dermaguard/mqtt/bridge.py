@@ -62,6 +62,9 @@ class MqttBridge:
     :meth:`close` at shutdown.
     """
 
+    #: The effects it acts on (the runtime offers it no others).
+    effect_types = (DeviceState, ForceSample)
+
     def __init__(
         self,
         settings: MqttSettings,

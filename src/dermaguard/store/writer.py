@@ -132,6 +132,9 @@ class StoreSink:
     returns the store.
     """
 
+    #: The effects it acts on (the runtime offers it no others).
+    effect_types = (ForceSample, EmitEvent)
+
     def __init__(
         self,
         store: Store | None,
