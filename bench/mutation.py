@@ -92,6 +92,7 @@ MODULES: dict[str, list[str]] = {
     "core/engine.py": [
         "tests/unit/test_engine_case.py",
         "tests/unit/test_engine_commands.py",
+        "tests/unit/test_engine_snapshots.py",
         "tests/unit/test_sessions.py",
         "tests/unit/test_pressure.py",
         "tests/hw/test_alarm_path.py",
@@ -933,14 +934,25 @@ def rechecked(
     previous: dict[str, Any], ms: list[Mutant], equivalent: dict[str, str], commit: str
 ) -> dict[str, Any]:
     """``previous`` with the rerun survivors' outcomes: those killed now move from survived to
-    killed in their module's, their rules' and the total's rows."""
+    killed in their module's, their rules', their module's shares of those and the total's
+    rows."""
     out: dict[str, Any] = json.loads(json.dumps(previous))
     out["sources"] = source_digests()  # unchanged since the full run (load_for_recheck)
     for row in [out["total"], *out["modules"].values(), *out["rules"].values()]:
         row.setdefault("killed_by_module_tests", 0)
     killed = [m for m in ms if m.outcome == "killed"]
+    shares = out.get("module_rules", {})
     for m in killed:
-        for row in (out["total"], out["modules"][m.module], *(out["rules"][r] for r in m.rules)):
+        # Each module's share of its rules' rows too: a later --module merge sums the rules'
+        # rows from the shares, and must not bring back a survivor killed here.
+        mine = shares.get(m.module, {})
+        rows = [
+            out["total"],
+            out["modules"][m.module],
+            *(out["rules"][r] for r in m.rules),
+            *(mine[r] for r in m.rules if r in mine),
+        ]
+        for row in rows:
             row["killed"] += 1
             row["survived"] -= 1
             row["killed_by_other_rules"] += int(m.killed_by_other_rules)

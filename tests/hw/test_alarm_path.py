@@ -407,3 +407,23 @@ def test_s6_an_output_gets_only_the_effects_it_names_and_one_naming_none_gets_al
     # In the same order: each effect reaches the sinks in their order, the events-only first.
     heard_by_all = event_types(everything)
     assert event_types(events.seen)[: len(heard_by_all)] == heard_by_all
+
+
+def test_s3_stop_returns_only_once_the_engine_has_applied_its_last_effects(
+    rig_factory: Any,
+) -> None:
+    """``Runtime.stop`` waits for the engine thread's shutdown (the cycle aborted, the session
+    closed, ``daemon_stopping``) to reach the sinks: what the daemon does after it (flushing the
+    history, draining MQTT) must find them there. A sink that takes its time over the last
+    event shows it: ``stop`` returns only after that sink has."""
+    done = threading.Event()
+
+    def slow_on_the_last_event(effect: Effect) -> None:
+        if isinstance(effect, EmitEvent) and effect.event.type == "daemon_stopping":
+            threading.Event().wait(0.3)  # a sink's slow moment, off the alarm's time
+            done.set()
+
+    rig = rig_factory([slow_on_the_last_event])
+    rig.step(2.0, 4)
+    rig.runtime.stop()
+    assert done.is_set(), "stop returned before the engine's last effects were applied"

@@ -227,6 +227,38 @@ def test_a_module_rerun_replaces_that_modules_share_and_keeps_the_others() -> No
     assert out["commit"] == "def" and out["merges"][0]["modules"] == ["core/case.py"]
 
 
+def test_a_survivor_killed_by_a_recheck_stays_killed_when_another_module_is_merged() -> None:
+    """A recheck moves a killed survivor in its module's share of its rules' rows too: the
+    rules' rows of a later ``--module`` merge are sums of the shares, and would otherwise
+    count it as surviving again, while the survivors' list no longer has it."""
+    a = survivor(10, ["S4"], "if a:")
+    previous = {
+        "commit": "abc",
+        "complete": True,
+        "sources": bench.source_digests(),
+        "total": row(30, 28, 2),
+        "modules": {"core/case.py": row(10, 9, 1), "core/engine.py": row(20, 19, 1)},
+        "rules": {"S4": {**row(12, 10, 2), "tests": 3}},
+        "module_rules": {
+            "core/case.py": {"S4": row(4, 3, 1)},
+            "core/engine.py": {"S4": row(8, 7, 1)},
+        },
+        "survivors": [a, {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py"}],
+    }
+    out = bench.rechecked(previous, [mutant(a, "killed")], {}, "def")
+    assert out["module_rules"]["core/case.py"]["S4"]["survived"] == 0
+    assert out["module_rules"]["core/engine.py"] == previous["module_rules"]["core/engine.py"]
+    # core/engine.py again, all killed: no survivor is left anywhere, S4's row included.
+    fresh = [
+        mutant({**survivor(20 + i, ["S4"], f"e{i}"), "module": "core/engine.py"}, "killed")
+        for i in range(8)
+    ]
+    merged = bench.merged(out, fresh, {"S4": ["t1", "t2", "t3"]}, {}, wall=1.0, commit="ghi")
+    assert merged["survivors"] == []
+    assert merged["rules"]["S4"] == {**row(12, 12, 0), "tests": 3}
+    assert merged["total"]["survived"] == 0
+
+
 def test_a_module_rerun_is_refused_without_shares_or_when_another_module_changed() -> None:
     previous = {
         "commit": "abc",

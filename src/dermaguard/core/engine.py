@@ -415,20 +415,22 @@ class Engine:
             effects.append(status)
         # Most samples change nothing a dashboard shows: the snapshot is built only when its
         # key moves (building it for every sample was a third of the per-sample cost).
-        key = self._state_key_at(t, sterile, remaining)
+        key = self._state_key_at(t, sterile, remaining, shown)
         if key != self._state_key:
             self._state_key = key
             effects.append(self.device_state(t, wall))
         return effects
 
-    def _state_key_at(self, t: float, sterile: bool, remaining: float | None) -> tuple[object, ...]:
+    def _state_key_at(
+        self, t: float, sterile: bool, remaining: float | None, shown: ShowIndicators
+    ) -> tuple[object, ...]:
         """``device_state(t, ·).key()``, read from the same sources without building the
-        snapshot (``sterile`` and ``remaining`` are the case's at ``t``). A test keeps the two
-        equal: ``test_the_state_key_is_the_key_of_the_snapshot_it_stands_for``."""
+        snapshot (``sterile`` and ``remaining`` are the case's at ``t``, ``shown`` the
+        indicators just decided). A test keeps the two equal:
+        ``test_the_state_key_is_the_key_of_the_snapshot_it_stands_for``."""
         case, sessions, pressure = self.case, self.sessions, self.pressure
         current = sessions.current
         passes = None if current is None else current.segmenter
-        shown = self._shown if self._shown is not None else self.indicators()
         pass_force = None if passes is None else passes.force_n
         return (
             _state_name(sessions.active, case),
