@@ -51,6 +51,12 @@ context):
   rewrites of the map (the chip's helper finishing a deferred conversion), is counted as the
   daemon's: the figure errs high, never low.
 
+- what a bare hand-off costs on this host: one thread sleeping a period and waking a second
+  one through a condition, 80 times a second, both threads' CPU per item
+  (``host_handoff_cpu_us``), beside a bare wake-up from ``time.sleep`` and from a timed
+  ``Event.wait`` (``host_sleep_wake_cpu_us``, ``host_timed_wait_wake_cpu_us``): the floor of
+  the daemon's figure per conversion on the host, which a hypervisor raises far above a Pi's.
+
 ``--quick`` measures 15 s of rolling per run (the spi variants make two runs each; about 3
 minutes in all); the default is 60 s.
 ``--smoke`` runs the two spi variants for 2 s each: every figure, none of them meaningful.
