@@ -192,12 +192,10 @@ def test_a_mutants_tests_draw_the_same_examples_and_keep_no_database(tmp_path: P
     assert not (tmp_path / ".hypothesis" / "examples").exists()  # the database
 
 
-def test_a_module_rerun_replaces_that_modules_share_and_keeps_the_others() -> None:
-    """``--report --module``: the module's rows, rule shares and survivors are new, the other
-    module's are kept, and the rules' and the total's rows are the sums again."""
-    a = survivor(10, ["S4"], "if a:")
-    b = {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py", "function": "Engine.x"}
-    previous = {
+def two_module_report(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """A full run's report of core/case.py (survivor ``a``) and core/engine.py (``b``), both
+    S4, that kept each module's share of the rules' rows."""
+    return {
         "commit": "abc",
         "complete": True,
         "sources": bench.source_digests(),
@@ -210,6 +208,14 @@ def test_a_module_rerun_replaces_that_modules_share_and_keeps_the_others() -> No
         },
         "survivors": [a, b],
     }
+
+
+def test_a_module_rerun_replaces_that_modules_share_and_keeps_the_others() -> None:
+    """``--report --module``: the module's rows, rule shares and survivors are new, the other
+    module's are kept, and the rules' and the total's rows are the sums again."""
+    a = survivor(10, ["S4"], "if a:")
+    b = {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py", "function": "Engine.x"}
+    previous = two_module_report(a, b)
     # core/case.py again: 5 mutants of S4 (one survives, a new one) and 2 outside every rule.
     fresh = [
         mutant({**survivor(30 + i, ["S4"], f"n{i}")}, "survived" if i == 0 else "killed")
@@ -232,19 +238,8 @@ def test_a_survivor_killed_by_a_recheck_stays_killed_when_another_module_is_merg
     rules' rows of a later ``--module`` merge are sums of the shares, and would otherwise
     count it as surviving again, while the survivors' list no longer has it."""
     a = survivor(10, ["S4"], "if a:")
-    previous = {
-        "commit": "abc",
-        "complete": True,
-        "sources": bench.source_digests(),
-        "total": row(30, 28, 2),
-        "modules": {"core/case.py": row(10, 9, 1), "core/engine.py": row(20, 19, 1)},
-        "rules": {"S4": {**row(12, 10, 2), "tests": 3}},
-        "module_rules": {
-            "core/case.py": {"S4": row(4, 3, 1)},
-            "core/engine.py": {"S4": row(8, 7, 1)},
-        },
-        "survivors": [a, {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py"}],
-    }
+    b = {**survivor(20, ["S4"], "if b:"), "module": "core/engine.py"}
+    previous = two_module_report(a, b)
     out = bench.rechecked(previous, [mutant(a, "killed")], {}, "def")
     assert out["module_rules"]["core/case.py"]["S4"]["survived"] == 0
     assert out["module_rules"]["core/engine.py"] == previous["module_rules"]["core/engine.py"]
