@@ -835,8 +835,7 @@ def merged(
     unless ``previous`` is a full run that kept each module's share, and the modules not run
     again are byte for byte those it mutated."""
     rerun = sorted({m.module for m in ms})
-    check_mergeable(previous, rerun)
-    now = source_digests()
+    now = check_mergeable(previous, rerun)
     out: dict[str, Any] = json.loads(json.dumps(previous))
     fresh = module_rules(ms, tests_of, equivalent)
     for module in rerun:
@@ -845,16 +844,9 @@ def merged(
     out["survivors"] = [s for s in out["survivors"] if s["module"] not in rerun] + [
         _survivor(m) for m in ms if m.outcome == "survived"
     ]
-    for s in out["survivors"]:
-        s["equivalent"] = survivor_key(s) in equivalent
     out["rules"] = rule_figures(out["module_rules"], tests_of)
     out["total"] = _summed(list(out["modules"].values()))
-    for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
-        row["equivalent"] = sum(
-            1
-            for s in out["survivors"]
-            if s["equivalent"] and (name == "total" or s["module"] == name or name in s["rules"])
-        )
+    _mark_equivalent(out, equivalent)
     out["sources"] = now
     out["commit"] = commit
     out["planned"] = out["total"]["mutants"]
@@ -871,14 +863,29 @@ def merged(
     return out
 
 
-def check_mergeable(previous: dict[str, Any], rerun: list[str]) -> None:
-    """Exit, saying why, unless ``previous`` can take a rerun of the modules ``rerun`` alone."""
+def _mark_equivalent(out: dict[str, Any], equivalent: dict[str, str]) -> None:
+    """Mark each survivor of ``out`` equivalent or not, and count the equivalent ones again in
+    the total's, each module's and each rule's row."""
+    for s in out["survivors"]:
+        s["equivalent"] = survivor_key(s) in equivalent
+    for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
+        row["equivalent"] = sum(
+            1
+            for s in out["survivors"]
+            if s["equivalent"] and (name == "total" or s["module"] == name or name in s["rules"])
+        )
+
+
+def check_mergeable(previous: dict[str, Any], rerun: list[str]) -> dict[str, str]:
+    """Exit, saying why, unless ``previous`` can take a rerun of the modules ``rerun`` alone;
+    the modules' digests as they are now."""
     if not previous.get("complete") or "module_rules" not in previous:
         sys.exit("the report is not a full run that kept each module's share: run the full check")
     now = source_digests()
     changed = [m for m in MODULES if m not in rerun and previous["sources"].get(m) != now[m]]
     if changed:
         sys.exit(f"changed since the full run but not run again: {', '.join(changed)}")
+    return now
 
 
 def _survivor(m: Mutant) -> dict[str, Any]:
@@ -959,14 +966,7 @@ def rechecked(
             row["killed_by_module_tests"] += int(m.killed_by_module_tests)
     gone = {m.key for m in killed}
     out["survivors"] = [s for s in out["survivors"] if survivor_key(s) not in gone]
-    for s in out["survivors"]:
-        s["equivalent"] = survivor_key(s) in equivalent
-    for name, row in [("total", out["total"]), *out["modules"].items(), *out["rules"].items()]:
-        row["equivalent"] = sum(
-            1
-            for s in out["survivors"]
-            if s["equivalent"] and (name == "total" or s["module"] == name or name in s["rules"])
-        )
+    _mark_equivalent(out, equivalent)
     out.setdefault("rechecks", []).append(
         {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -127,8 +127,8 @@ def test_the_state_key_is_the_key_of_the_snapshot_it_stands_for(seed: int) -> No
             snapshots += 1
             if states[0].remaining_s is not None:
                 countdown.add(int(states[0].remaining_s // 30))
-        # A working shell reports each UV level it drove, and the sensor sees it, as the next
-        # inputs.
+        # A working shell reports each UV level it drove, then the sensor sees it: the next
+        # inputs (pushed in reverse, as ``pending`` is popped from its end).
         levels = [e.on for e in effects if isinstance(e, SetUv)]
         if levels and levels[-1] != driven:
             driven = levels[-1]

@@ -13,7 +13,6 @@ from dermaguard.core.events import (
     Effect,
     EmitEvent,
     ForceSample,
-    ShowIndicators,
     Zone,
 )
 from dermaguard.core.words import case_word, describe
@@ -54,8 +53,6 @@ class ConsolePrinter:
             self._line(effect.event.t, describe(effect.event))
         elif isinstance(effect, CaseStatus):
             self._case(effect)
-        elif isinstance(effect, ShowIndicators):
-            pass
 
     def _case(self, status: CaseStatus) -> None:
         key = (status.state, status.uv_on, status.sterile)

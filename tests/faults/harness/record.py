@@ -82,8 +82,9 @@ class Recording:
     light: list[Light] = field(default_factory=list)  # changes only, from the first level
 
     def shine(self, on: bool) -> None:
-        """The emulated case's light watch (called with its lock held, never the timeline's:
-        a pin change holds that one while the LED's listener calls here)."""
+        """The emulated case's light watch, called with the case's lock held: the harness makes
+        that lock the timeline's own (``SimCase.share_lock``), so a pin change and the light it
+        causes are recorded in one order."""
         if not self.light or self.light[-1].on != on:
             t, real = self.timeline.now()
             self.light.append(Light(on, t, real))
