@@ -55,7 +55,12 @@ context):
   one through a condition, 80 times a second, both threads' CPU per item
   (``host_handoff_cpu_us``), beside a bare wake-up from ``time.sleep`` and from a timed
   ``Event.wait`` (``host_sleep_wake_cpu_us``, ``host_timed_wait_wake_cpu_us``): the floor of
-  the daemon's figure per conversion on the host, which a hypervisor raises far above a Pi's.
+  the daemon's figure per conversion on the host, which a hypervisor raises far above a Pi's;
+- what the host's sleeps do to the work after them: the CPU of one ``Engine.handle`` of a
+  force sample back to back (``host_engine_sample_hot_cpu_us``, what a loop such as
+  ``bench/pressure.py --core-only`` measures) and after sleeping one period
+  (``host_engine_sample_after_sleep_cpu_us``, as the daemon runs it): the same code on the same
+  data, so the ratio is the host's, and it applies to every line a conversion runs.
 
 ``--quick`` measures 15 s of rolling per run (the spi variants make two runs each; about 3
 minutes in all); the default is 60 s.
@@ -67,8 +72,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
+import random
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,10 +93,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from broker import LOOPBACK, BenchFailure, Broker, mosquitto_version
 from dermaguard.config.load import default_config, simulation_device_id
+from dermaguard.core.calibration import Calibration
+from dermaguard.core.case import DockChanged
+from dermaguard.core.events import ForceRead
+from dermaguard.daemon.app import build_engine
 from dermaguard.hw.hx711_protocol import NotReady, ReadDiscarded
 from dermaguard.hw.hx711_spi import HX711Spi
 from dermaguard.hw.pins import install_pin_factory
-from dermaguard.sim.hx711_chip import HX711Chip
+from dermaguard.sim.hx711_chip import HX711Chip, LoadModel
 from dermaguard.sim.pins import mock_factory
 from dermaguard.sim.spi_bus import BUS_MODEL_ENV, SimSpiBus
 from figures import line
@@ -465,6 +477,40 @@ def host_handoff_cpu_us(items: int) -> float:
     return sum(spent) / items * 1e6
 
 
+def engine_hot_and_cold_us(samples: int) -> tuple[float, float]:
+    """CPU (µs) of one ``Engine.handle`` of a force sample in a session, back to back (the
+    caches hot, as a loop measures it) and after sleeping one period first, as the daemon's
+    engine thread runs (80 a second). The same code on the same data: what separates the two is
+    what the host does to a thread's caches while it sleeps, which the daemon pays on every
+    line of the per-conversion path."""
+    model = LoadModel()
+    calibration = Calibration(
+        offset=model.offset_counts, scale_n_per_count=1 / model.counts_per_newton
+    )
+    rng = random.Random(1)
+    raws = [
+        round(
+            model.offset_counts
+            + (2.0 + 0.8 * math.sin(i / 30) + rng.gauss(0, 0.02)) * model.counts_per_newton
+        )
+        for i in range(samples)
+    ]
+    period = 1 / 80
+    spent: list[float] = []
+    for sleep in (False, True):
+        engine = build_engine(DEFAULTS, calibration)
+        engine.handle(DockChanged(0.0, False))  # out of the dock: the first contact opens one
+        times: list[float] = []
+        for i, raw in enumerate(raws):
+            if sleep:
+                time.sleep(period)
+            c0 = time.thread_time_ns()
+            engine.handle(ForceRead(i * period, raw))
+            times.append((time.thread_time_ns() - c0) / 1e3)
+        spent.append(statistics.median(times[samples // 10 :]))  # past the warm-up
+    return spent[0], spent[1]
+
+
 def bench_variant(
     variant: str, work: Path, watcher: FirstSample, *, port: int, measure_s: float, model_s: float
 ) -> None:
@@ -559,6 +605,9 @@ def main() -> None:
     line("host_sleep_wake_cpu_us", slept, "us")
     line("host_timed_wait_wake_cpu_us", waited, "us")
     line("host_handoff_cpu_us", host_handoff_cpu_us(40 if args.smoke else 400), "us")
+    hot, cold = engine_hot_and_cold_us(40 if args.smoke else 800)
+    line("host_engine_sample_hot_cpu_us", hot, "us")
+    line("host_engine_sample_after_sleep_cpu_us", cold, "us")
     with tempfile.TemporaryDirectory(prefix="dg-bench-daemon-") as tmp:
         work = Path(tmp)
         with Broker(work) as broker:

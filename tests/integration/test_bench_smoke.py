@@ -52,6 +52,8 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "host_sleep_wake_cpu_us",
             "host_timed_wait_wake_cpu_us",
             "host_handoff_cpu_us",
+            "host_engine_sample_hot_cpu_us",
+            "host_engine_sample_after_sleep_cpu_us",
         ),
     ),
     "web.py": (
