@@ -49,7 +49,11 @@ context):
   transfers the frames bus answered at once (the run fails if it answered none). Target for
   polling: ≤ 100 µs. An emulator thread that ends within the window, or lives between two
   rewrites of the map (the chip's helper finishing a deferred conversion), is counted as the
-  daemon's: the figure errs high, never low.
+  daemon's: the figure errs high, never low. Beside it, a count the host does not move: the
+  daemon's own threads' wake-ups per conversion over the same window (voluntary context
+  switches from ``/proc``: each sleep, wait, lock or GIL hand-over that blocked a thread), as
+  ``spi_daemon_wakeups_per_conversion`` and ``spi_ready_daemon_wakeups_per_conversion``, with a
+  ``#`` line by thread.
 
 - what a bare hand-off costs on this host: one thread sleeping a period and waking a second
   one through a condition, 80 times a second, both threads' CPU per item
@@ -188,6 +192,21 @@ def thread_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def thread_wakeups(pid: int) -> dict[str, float]:
+    """Voluntary context switches so far of each thread of ``pid`` (each a block and a wake:
+    a sleep, a wait, a lock or the GIL), by native thread id."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            rows = (task / "status").read_text().splitlines()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for row in rows:
+            if row.startswith("voluntary_ctxt_switches:"):
+                out[task.name] = float(row.split()[1])
+    return out
+
+
 def cpu_s_path(stat: Path) -> float:
     """CPU seconds (user + system) from a /proc stat file, of a process or of one thread."""
     fields = stat.read_text().rsplit(")", 1)[1].split()
@@ -266,6 +285,8 @@ class Run:
     bus_us_per_conversion: float | None = None
     #: The daemon's own threads' CPU, as fractions of one core, by thread (paho's by its role).
     threads: dict[str, float] = field(default_factory=dict)
+    #: The daemon's own threads' wake-ups (voluntary context switches) per second, by thread.
+    wakeups: dict[str, float] = field(default_factory=dict)
 
     def daemon_cpu_us_per_conversion(self) -> float:
         """The daemon's own threads' CPU (the process less the emulator's threads) per
@@ -314,16 +335,22 @@ def run_once(
             time.sleep(2.0)  # past start-up: imports, calibration and the first connects
             map0 = fresh_map(names)
             threads0 = thread_cpu_s(proc.pid)
+            wakes0 = thread_wakeups(proc.pid)
             c0, w0, msgs0 = cpu_s(proc.pid), time.monotonic(), watcher.force_msgs
             time.sleep(measure_s)
             map1 = fresh_map(names)
             threads1 = thread_cpu_s(proc.pid)
+            wakes1 = thread_wakeups(proc.pid)
             c1, w1, msgs1 = cpu_s(proc.pid), time.monotonic(), watcher.force_msgs
             run.cpu = (c1 - c0) / (w1 - w0)
             run.emulator = emulator_cpu_s(threads0, threads1, names) / (w1 - w0)
             run.threads = {
                 name: spent / (w1 - w0)
                 for name, spent in own_threads_cpu_s(threads0, threads1, names).items()
+            }
+            run.wakeups = {
+                name: woke / (w1 - w0)
+                for name, woke in own_threads_cpu_s(wakes0, wakes1, names).items()
             }
             reads = map1["conversions_read"] - map0["conversions_read"]
             run.conversions_per_s = reads / (map1["at"] - map0["at"])
@@ -567,6 +594,17 @@ def bench_variant(
             + ", ".join(f"{name} {cpu / rate * 1e6:.0f}" for name, cpu in shares)
         )
         line(f"{counted}_daemon_cpu_us_per_conversion", framed.daemon_cpu_us_per_conversion(), "us")
+        # Wake-ups are counts: unlike the CPU figure, the host does not move them.
+        woke = sorted(framed.wakeups.items(), key=lambda kv: -kv[1])
+        print(
+            f"# {variant} on the frames bus, the daemon's wake-ups per conversion by thread: "
+            + ", ".join(f"{name} {n / rate:.2f}" for name, n in woke if n / rate >= 0.005)
+        )
+        line(
+            f"{counted}_daemon_wakeups_per_conversion",
+            sum(framed.wakeups.values()) / rate,
+            "wakeups",
+        )
         # What the frames bus itself took inside the sampler thread: the emulator's share left
         # in the figure above (a spidev ioctl on a Pi instead).
         line(f"{counted}_frames_bus_cpu_us_per_conversion", framed.bus_us_per_conversion or 0, "us")

@@ -44,6 +44,7 @@ SMOKES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
                 for side in ("spi", "spi_ready")
                 for figure in (
                     "daemon_cpu_us_per_conversion",
+                    "daemon_wakeups_per_conversion",
                     "transfers_per_conversion",
                     "wakeups_per_second",
                     "frames_bus_cpu_us_per_conversion",
