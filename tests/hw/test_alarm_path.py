@@ -409,6 +409,34 @@ def test_s6_an_output_gets_only_the_effects_it_names_and_one_naming_none_gets_al
     assert event_types(events.seen)[: len(heard_by_all)] == heard_by_all
 
 
+class NamesNoType:
+    """An output whose ``effect_types`` is not a tuple of types: a wiring mistake."""
+
+    def __init__(self, kinds: object) -> None:
+        self.effect_types = kinds
+
+    def __call__(self, effect: Effect) -> None:
+        raise AssertionError("never offered anything")
+
+
+@pytest.mark.parametrize("kinds", [EmitEvent, (), ("EmitEvent",), [EmitEvent]])
+def test_s6_an_output_naming_its_effects_wrongly_is_refused_when_the_runtime_is_built(
+    rig_factory: Any, kinds: object
+) -> None:
+    """Found on the engine thread at the first effect, a malformed ``effect_types`` would stop
+    the daemon mid-session; the runtime refuses it where it is wired, naming the output."""
+    rig = rig_factory([])
+    with pytest.raises(TypeError, match=r"output 1 \(NamesNoType\): effect_types must be"):
+        Runtime(
+            rig.engine,
+            rig.clock,
+            rig.indicators,
+            rig.driver,
+            rate_sps=80,
+            sinks=[EventsOnly(), NamesNoType(kinds)],
+        )
+
+
 def test_s3_stop_returns_only_once_the_engine_has_applied_its_last_effects(
     rig_factory: Any,
 ) -> None:

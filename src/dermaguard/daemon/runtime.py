@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from typing import get_args
 
 from dermaguard.common.clock import Clock
 from dermaguard.core.engine import Engine, EngineInput
@@ -39,8 +40,23 @@ log = logging.getLogger(__name__)
 
 #: Where effects go (the console, the history, the status file, MQTT...). A sink that acts on
 #: only some kinds of effect says which in an ``effect_types`` attribute (a tuple of types), and
-#: gets only those: a force sample every 12.5 ms is not offered to five sinks that ignore it.
+#: gets only those: a force sample every 12.5 ms is not offered to the two sinks that ignore it.
 EffectSink = Callable[[Effect], None]
+
+
+def _named_types(i: int, sink: EffectSink) -> tuple[type, ...] | None:
+    """The effect types sink ``i`` names (``None``: it takes every effect). A malformed
+    ``effect_types`` is a wiring mistake, refused when the runtime is built: found on the
+    engine thread at the first effect, it would stop the daemon mid-session instead."""
+    kinds = getattr(sink, "effect_types", None)
+    if kinds is None:
+        return None
+    if not (isinstance(kinds, tuple) and kinds and all(isinstance(k, type) for k in kinds)):
+        raise TypeError(
+            f"output {i} ({type(sink).__name__}): effect_types must be a non-empty tuple of "
+            f"effect types, not {kinds!r}"
+        )
+    return kinds
 
 
 class Runtime:
@@ -75,7 +91,14 @@ class Runtime:
         )
         self._named: dict[str, threading.Thread] = {}
         self._failing_sinks: set[int] = set()
-        self._routes: dict[type, list[tuple[int, EffectSink]]] = {}
+        wired = [(i, sink, _named_types(i, sink)) for i, sink in enumerate(self.sinks)]
+        #: Each kind of effect's sinks (with their index), in their order: built once.
+        self._routes = {
+            kind: [
+                (i, sink) for i, sink, named in wired if named is None or issubclass(kind, named)
+            ]
+            for kind in get_args(Effect)
+        }
 
     def start(self) -> None:
         for effect in self.engine.startup_effects(self.clock.monotonic(), self.clock.wall()):
@@ -165,15 +188,7 @@ class Runtime:
                 log.warning("UV-C on refused by the output's own checks")
         elif isinstance(effect, ShowIndicators):
             self.indicators.show(effect)
-        kind = type(effect)
-        route = self._routes.get(kind)
-        if route is None:
-            route = self._routes[kind] = [
-                (i, sink)
-                for i, sink in enumerate(self.sinks)
-                if issubclass(kind, getattr(sink, "effect_types", object))
-            ]
-        for i, sink in route:
+        for i, sink in self._routes[type(effect)]:
             try:
                 sink(effect)
             except Exception:
