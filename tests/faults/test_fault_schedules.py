@@ -15,9 +15,15 @@ from pathlib import Path
 
 import pytest
 from harness.catalogue import INPROC_KINDS, KINDS, PROC_KINDS, Fault, Schedule, make_schedule
-from harness.inproc import RunResult, harness_config, run_schedule
-from harness.invariants import case_light, check, completed_means_uv, uv_interlocks
-from harness.record import Applied, Light, PinChange, Recording
+from harness.inproc import CALIBRATION, WATCHDOG_S, RunResult, harness_config, run_schedule
+from harness.invariants import (
+    case_light,
+    check,
+    completed_means_uv,
+    over_pressure_alarm,
+    uv_interlocks,
+)
+from harness.record import Applied, Light, PinChange, Read, Recording
 from harness.runner import describe, harness, run_drawn
 from pytest_mock import MockerFixture
 
@@ -122,6 +128,50 @@ def test_the_case_light_invariant_catches_dark_cycles_open_lids_and_stuck_leds()
     assert "no uv_stuck_on fault" in v.detail
     reported = [*cycle, ("case_fault", 1.95, {"reason": "uv_stuck_on"})]
     assert case_light(_with_light(long_shut, reported, stuck)) == []
+
+
+def _pressed(pings: list[float], alarm: tuple[float, float] | None = None) -> RunResult:
+    """80 reads a second for 20 s (real time running as virtual), 6 N from t=2, WATCHDOG=1 at
+    ``pings``, and the over-pressure alarm stamped at ``alarm[0]`` and applied at ``alarm[1]``."""
+    r = _synthetic([], [])
+    if alarm is not None:
+        event = Event(EventType.OVER_PRESSURE, alarm[0])
+        r.recording.applied.append(Applied(1, event, alarm[0], alarm[1]))
+    period = 1 / r.config.hx711.rate_sps
+    for i in range(int(20 / period)):
+        t = i * period
+        force = 6.0 if t >= 2.0 else 0.0
+        raw = round(CALIBRATION.offset + force / CALIBRATION.scale_n_per_count)
+        r.recording.reads.append(Read(t, t, raw))
+    r.recording.pings.extend(pings)
+    return r
+
+
+def test_the_over_pressure_invariant_catches_missing_and_late_alarms_if_the_watchdog_is_fed() -> (
+    None
+):
+    """The checker itself: force over the limit with no alarm, or one applied late, is caught
+    while the watchdog goes on being fed; a watchdog starved for its timeout from when the
+    alarm was due (systemd would restart the daemon) excuses it."""
+    fed = [i * WATCHDOG_S / 4 for i in range(round(20 / (WATCHDOG_S / 4)) + 1)]
+    due = 2.0 + 2 / 80  # the third read over the limit
+    assert over_pressure_alarm(_pressed(fed, (due, due + 0.01))) == []
+    [missing] = over_pressure_alarm(_pressed(fed))
+    assert "t=2.025, no over-pressure alarm" in missing.detail
+    [late] = over_pressure_alarm(_pressed(fed, (due, due + 1.5)))
+    assert "late while the watchdog kept being fed" in late.detail
+    # No ping from just before the alarm was due to past WATCHDOG_S after it: excused.
+    starved = [t for t in fed if t < due or t > due + WATCHDOG_S + 0.05]
+    assert over_pressure_alarm(_pressed(starved, (due, due + 1.5))) == []
+    # A gap short of the timeout, counted from when the alarm was due, excuses nothing.
+    short = [t for t in fed if t < due or t > due + WATCHDOG_S - 0.05]
+    assert over_pressure_alarm(_pressed(short, (due, due + 1.5)))
+    # An alarm path that failed with no alarm given: the watchdog's expiry restarts the daemon
+    # in time if WATCHDOG=1 stopped; still fed, only its exit would, 5 s on: too late.
+    for pings, broken in (([t for t in fed if t < due], False), (fed, True)):
+        failed = _pressed(pings)
+        failed.failed_at, failed.exited = due + 3.0, due + 5.0
+        assert bool(over_pressure_alarm(failed)) is broken
 
 
 def test_fault_schedules_break_no_invariant() -> None:

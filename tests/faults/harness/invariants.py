@@ -169,12 +169,23 @@ def _alarm_active(applied: list[Applied], t0: float, t1: float) -> bool:
     return state
 
 
-def _watchdog_starved(r: RunResult, due: float, until: float) -> bool:
-    """Did systemd see a stretch of the watchdog timeout without WATCHDOG=1 between ``due``
-    and ``until`` (real times; it stops watching at STOPPING=1)?"""
+def _starved_at(r: RunResult, due: float, until: float) -> float | None:
+    """When systemd's watchdog would expire after ``due``: the end of the first stretch of
+    ``WATCHDOG_S`` without WATCHDOG=1 from ``due`` to ``until`` or STOPPING=1 (which ends the
+    watchdog), real times; ``None`` if there is none. Counted from ``due``, not from the last
+    ping before it as systemd does: later than systemd would, so the checks err strict."""
     end = min([until, *r.recording.stopping])
     marks = [due, *(p for p in r.recording.pings if due < p < end), end]
-    return max((y - x for x, y in itertools.pairwise(marks)), default=0.0) >= WATCHDOG_S
+    for x, y in itertools.pairwise(marks):
+        if y - x >= WATCHDOG_S:
+            return x + WATCHDOG_S
+    return None
+
+
+def _watchdog_starved(r: RunResult, due: float, until: float) -> bool:
+    """Did systemd see a stretch of the watchdog timeout without WATCHDOG=1 between ``due``
+    and ``until``?"""
+    return _starved_at(r, due, until) is not None
 
 
 def _restarted_in_time(r: RunResult, due: float) -> bool:
@@ -191,14 +202,9 @@ def _restarted_in_time(r: RunResult, due: float) -> bool:
 
 
 def _restart_at(r: RunResult, due: float, exited: float) -> float:
-    """When systemd restarts the daemon: the first stretch of ``WATCHDOG_S`` without
-    WATCHDOG=1 after ``due`` and before STOPPING=1 (which ends the watchdog), else the exit."""
-    end = min([exited, *r.recording.stopping])
-    marks = [due, *(p for p in r.recording.pings if due < p < end), end]
-    for x, y in itertools.pairwise(marks):
-        if y - x >= WATCHDOG_S:
-            return x + WATCHDOG_S
-    return exited
+    """When systemd restarts the daemon: its watchdog's expiry after ``due``, else the exit."""
+    starved = _starved_at(r, due, exited)
+    return exited if starved is None else starved
 
 
 def over_pressure_alarm(r: RunResult) -> list[Violation]:
