@@ -224,20 +224,21 @@ def emulator_cpu_s(before: dict[str, float], after: dict[str, float], names: Pat
     return spent
 
 
-def own_threads_cpu_s(
+def own_threads_growth(
     before: dict[str, float], after: dict[str, float], names: Path
 ) -> dict[str, float]:
-    """CPU the daemon's own threads took between two thread snapshots, by thread name (a
-    thread that ended between them is lost; one started meanwhile counts from zero)."""
+    """What a per-thread counter (CPU seconds, wake-ups) of the daemon's own threads grew by
+    between two snapshots, by thread name (a thread that ended between them is lost; one
+    started meanwhile counts from zero)."""
     known = json.loads(names.read_text())["threads"]
-    spent: dict[str, float] = {}
-    for tid, cpu in after.items():
+    grown: dict[str, float] = {}
+    for tid, count in after.items():
         name = known.get(tid, "?")
         if any(part in name for part in EMULATOR_THREADS):
             continue
         name = "paho" if name.startswith("paho-mqtt-client") else name
-        spent[name] = spent.get(name, 0.0) + cpu - before.get(tid, 0.0)
-    return spent
+        grown[name] = grown.get(name, 0.0) + count - before.get(tid, 0.0)
+    return grown
 
 
 def fresh_map(names: Path, timeout_s: float = 5.0) -> dict[str, float]:
@@ -346,11 +347,11 @@ def run_once(
             run.emulator = emulator_cpu_s(threads0, threads1, names) / (w1 - w0)
             run.threads = {
                 name: spent / (w1 - w0)
-                for name, spent in own_threads_cpu_s(threads0, threads1, names).items()
+                for name, spent in own_threads_growth(threads0, threads1, names).items()
             }
             run.wakeups = {
                 name: woke / (w1 - w0)
-                for name, woke in own_threads_cpu_s(wakes0, wakes1, names).items()
+                for name, woke in own_threads_growth(wakes0, wakes1, names).items()
             }
             reads = map1["conversions_read"] - map0["conversions_read"]
             run.conversions_per_s = reads / (map1["at"] - map0["at"])
