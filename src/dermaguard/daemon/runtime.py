@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 EffectSink = Callable[[Effect], None]
 
 
-def _named_types(i: int, sink: EffectSink) -> tuple[type, ...] | None:
+def _effect_types_of(i: int, sink: EffectSink) -> tuple[type, ...] | None:
     """The effect types sink ``i`` names (``None``: it takes every effect). A malformed
     ``effect_types`` is a wiring mistake, refused when the runtime is built: found on the
     engine thread at the first effect, it would stop the daemon mid-session instead."""
@@ -91,7 +91,7 @@ class Runtime:
         )
         self._named: dict[str, threading.Thread] = {}
         self._failing_sinks: set[int] = set()
-        wired = [(i, sink, _named_types(i, sink)) for i, sink in enumerate(self.sinks)]
+        wired = [(i, sink, _effect_types_of(i, sink)) for i, sink in enumerate(self.sinks)]
         #: Each kind of effect's sinks (with their index), in their order: built once.
         self._routes = {
             kind: [
