@@ -672,3 +672,6 @@ if __name__ == "__main__":
     except BenchFailure as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:  # the daemon, the broker and the scratch directory are gone
+        print("stopped: the figures printed so far are all this run has", file=sys.stderr)
+        sys.exit(130)
